@@ -1,0 +1,95 @@
+# npid: non-recursive build. Outputs go under $(BUILD) (default build/).
+#
+#   make            all programs into build/
+#   make check      every test (unit tests, then integration scripts)
+#   make asan       the tests under ASan + UBSan (build/asan/)
+#   make bench      every benchmark (one JSON line per figure); ONLY=<name> runs one
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make clean
+#
+# Sources are found by name: common/*.c and common/nn/*.c form libnpid; each program
+# directory P/ links P/main.c with the rest of P/*.c into npid-P; tests/check_*.c are Check
+# suites; bench/bench_*.c are benchmark programs. Fragments in mk/*.mk add extra targets.
+
+.DEFAULT_GOAL := all
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+ARCH    ?= -march=native
+OPT     ?= -O2
+PKGS    := libzmq msgpack openblas libjpeg
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+CHECK_LIBS := $(shell pkg-config --libs check)
+
+CFLAGS  ?= $(OPT) -g $(ARCH)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -I. $(PKG_CFLAGS) $(CFLAGS) $(SAN)
+LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm
+
+PROGS      := loader trainer bankd evald
+LIB_SRC    := $(wildcard common/*.c common/nn/*.c)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIBNPID    := $(BUILD)/libnpid.a
+
+# per-program libraries: everything in P/ except main.c (tests link these too)
+define prog_rules
+$(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
+$(1)_OBJ := $$($(1)_SRC:%.c=$$(BUILD)/obj/%.o)
+$$(BUILD)/lib$(1).a: $$($(1)_OBJ)
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+$$(BUILD)/npid-$(1): $$(BUILD)/obj/$(1)/main.o $$(BUILD)/lib$(1).a $$(LIBNPID)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS_ALL)
+endef
+$(foreach p,$(PROGS),$(eval $(call prog_rules,$(p))))
+
+PROG_LIBS  := $(foreach p,$(PROGS),$(BUILD)/lib$(p).a)
+BINS       := $(foreach p,$(PROGS),$(if $(wildcard $(p)/main.c),$(BUILD)/npid-$(p)))
+
+TEST_SRC   := $(wildcard tests/check_*.c)
+TEST_BINS  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC  := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all check unit integration asan bench install clean
+all: $(BINS) $(LIBNPID)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBNPID): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+# libraries are listed twice so that program code may call common/ and vice versa
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(PROG_LIBS) $(LIBNPID)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LIBS) $(LIBNPID) $(PROG_LIBS) $(LDLIBS_ALL) $(CHECK_LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(PROG_LIBS) $(LIBNPID)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LIBS) $(LIBNPID) $(PROG_LIBS) $(LDLIBS_ALL)
+
+# tests/run runs the Check binaries, then every tests/it_*.sh integration script;
+# ONLY=<pattern> narrows it.
+check: all $(TEST_BINS)
+	NPID_BIN=$(abspath $(BUILD)) tests/run $(ONLY)
+
+asan:
+	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+
+bench: all $(BENCH_BINS)
+	NPID_BIN=$(abspath $(BUILD)) bench/run $(ONLY)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard mk/*.mk)
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

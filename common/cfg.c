@@ -1,0 +1,262 @@
+/* Configuration table parsing: see cfg.h. */
+#include "common/cfg.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *cfg_type_name(enum cfg_type t)
+{
+    switch (t) {
+    case CFG_INT: return "int";
+    case CFG_U64: return "uint";
+    case CFG_DOUBLE: return "num";
+    case CFG_STR: return "str";
+    case CFG_BOOL: return "bool";
+    }
+    return "?";
+}
+
+static int cfg_bounds_ok(const struct cfg_opt *o, double v)
+{
+    return o->min == o->max || (v >= o->min && v <= o->max);
+}
+
+/* Stores text into o->dst; returns 0 or -1 with *why set. */
+static int cfg_assign(struct cfg_opt *o, const char *text, const char **why)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case CFG_STR:
+        *(const char **)o->dst = text;
+        return 0;
+    case CFG_BOOL:
+        if (!text || !strcasecmp(text, "1") || !strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcasecmp(text, "on"))
+            *(int *)o->dst = 1;
+        else if (!strcasecmp(text, "0") || !strcasecmp(text, "false") || !strcasecmp(text, "no") || !strcasecmp(text, "off"))
+            *(int *)o->dst = 0;
+        else {
+            *why = "expected true/false";
+            return -1;
+        }
+        return 0;
+    case CFG_INT: {
+        long v = text ? strtol(text, &end, 0) : 0;
+        if (!text || errno || end == text || *end || v < INT32_MIN || v > INT32_MAX) {
+            *why = "expected an integer";
+            return -1;
+        }
+        if (!cfg_bounds_ok(o, (double)v)) {
+            *why = "out of range";
+            return -1;
+        }
+        *(int *)o->dst = (int)v;
+        return 0;
+    }
+    case CFG_U64: {
+        if (!text || *text == '-') {
+            *why = "expected a non-negative integer";
+            return -1;
+        }
+        /* accept 1e6-style and plain integers */
+        unsigned long long v = strtoull(text, &end, 0);
+        if (end && *end) {
+            double d = strtod(text, &end);
+            if (*end || d < 0 || d > 1.8e19 || d != floor(d)) {
+                *why = "expected a non-negative integer";
+                return -1;
+            }
+            v = (unsigned long long)d;
+        }
+        if (errno || end == text) {
+            *why = "expected a non-negative integer";
+            return -1;
+        }
+        if (!cfg_bounds_ok(o, (double)v)) {
+            *why = "out of range";
+            return -1;
+        }
+        *(uint64_t *)o->dst = (uint64_t)v;
+        return 0;
+    }
+    case CFG_DOUBLE: {
+        double v = text ? strtod(text, &end) : 0;
+        if (!text || errno || end == text || *end || !isfinite(v)) {
+            *why = "expected a number";
+            return -1;
+        }
+        if (!cfg_bounds_ok(o, v)) {
+            *why = "out of range";
+            return -1;
+        }
+        *(double *)o->dst = v;
+        return 0;
+    }
+    }
+    *why = "bad option type";
+    return -1;
+}
+
+struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name)
+{
+    for (struct cfg_opt *o = opts; o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return o;
+    return NULL;
+}
+
+void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, void *stream)
+{
+    FILE *f = stream;
+    fprintf(f, "usage: %s %s\n\noptions:\n", prog, usage ? usage : "[options]");
+    for (const struct cfg_opt *o = opts; o->name; o++) {
+        char flag[96];
+        if (o->type == CFG_BOOL)
+            snprintf(flag, sizeof flag, "--%s", o->name);
+        else
+            snprintf(flag, sizeof flag, "--%s <%s>", o->name, cfg_type_name(o->type));
+        fprintf(f, "  %-30s %s", flag, o->help ? o->help : "");
+        if (o->def && *o->def)
+            fprintf(f, " [default %s]", o->def);
+        if (o->env)
+            fprintf(f, " [env %s]", o->env);
+        fputc('\n', f);
+    }
+    fprintf(f, "  %-30s %s\n", "-h, --help", "show this help and exit");
+}
+
+int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int argc, char **argv,
+              int *npos)
+{
+    const char *why = NULL;
+    /* defaults, then environment */
+    for (struct cfg_opt *o = opts; o->name; o++) {
+        o->set_by = 0;
+        if (o->def == NULL && o->type == CFG_STR) {
+            *(const char **)o->dst = NULL;
+        } else if (cfg_assign(o, o->def ? o->def : "0", &why) != 0) {
+            fprintf(stderr, "%s: internal: bad default for --%s: %s\n", prog, o->name, why);
+            return CFG_USAGE;
+        }
+        const char *env = o->env ? getenv(o->env) : NULL;
+        if (env && *env) {
+            if (cfg_assign(o, env, &why) != 0) {
+                fprintf(stderr, "%s: %s=%s: %s\n", prog, o->env, env, why);
+                return CFG_USAGE;
+            }
+            o->set_by = 1;
+        }
+    }
+    /* flags; positional arguments are compacted to the end of the consumed range */
+    int out = 1;
+    int i = 1;
+    char **pos = argv; /* reuse argv storage: positional args copied to argv[out..] */
+    for (; i < argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cfg_usage(prog, usage, opts, stdout);
+            return CFG_HELP;
+        }
+        if (a[0] != '-' || a[1] == 0) {
+            pos[out++] = a;
+            continue;
+        }
+        if (a[1] != '-') {
+            fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
+            return CFG_USAGE;
+        }
+        char name[128];
+        const char *val = NULL;
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (nlen >= sizeof name) {
+            fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
+            return CFG_USAGE;
+        }
+        memcpy(name, a + 2, nlen);
+        name[nlen] = 0;
+        if (eq)
+            val = eq + 1;
+        struct cfg_opt *o = cfg_find(opts, name);
+        int negate = 0;
+        if (!o && strncmp(name, "no-", 3) == 0) {
+            o = cfg_find(opts, name + 3);
+            if (o && o->type == CFG_BOOL && !val)
+                negate = 1;
+            else
+                o = NULL;
+        }
+        if (!o) {
+            fprintf(stderr, "%s: unknown option '--%s' (try --help)\n", prog, name);
+            return CFG_USAGE;
+        }
+        if (o->type == CFG_BOOL) {
+            if (negate)
+                val = "false";
+        } else if (!val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: option '--%s' needs a value\n", prog, name);
+                return CFG_USAGE;
+            }
+            val = argv[++i];
+        }
+        if (cfg_assign(o, val, &why) != 0) {
+            fprintf(stderr, "%s: --%s %s: %s", prog, name, val ? val : "", why);
+            if (o->min != o->max && strcmp(why, "out of range") == 0)
+                fprintf(stderr, " [%g, %g]", o->min, o->max);
+            fputc('\n', stderr);
+            return CFG_USAGE;
+        }
+        o->set_by = 2;
+    }
+    for (; i < argc; i++)
+        pos[out++] = argv[i];
+    for (int k = out; k < argc; k++)
+        argv[k] = NULL;
+    if (npos)
+        *npos = out - 1;
+    return CFG_OK;
+}
+
+void cfg_log(const struct cfg_opt *opts)
+{
+    if (log_level_current > LOG_LVL_INFO)
+        return;
+    char line[4096];
+    size_t n = 0;
+    line[0] = 0;
+    for (const struct cfg_opt *o = opts; o->name && n < sizeof line - 64; o++) {
+        int w = 0;
+        switch (o->type) {
+        case CFG_STR: {
+            const char *s = *(const char **)o->dst;
+            w = snprintf(line + n, sizeof line - n, "%s=%s ", o->name, s ? s : "-");
+            break;
+        }
+        case CFG_BOOL:
+        case CFG_INT:
+            w = snprintf(line + n, sizeof line - n, "%s=%d ", o->name, *(int *)o->dst);
+            break;
+        case CFG_U64:
+            w = snprintf(line + n, sizeof line - n, "%s=%" PRIu64 " ", o->name, *(uint64_t *)o->dst);
+            break;
+        case CFG_DOUBLE:
+            w = snprintf(line + n, sizeof line - n, "%s=%g ", o->name, *(double *)o->dst);
+            break;
+        }
+        if (w < 0 || (size_t)w >= sizeof line - n)
+            break;
+        n += (size_t)w;
+    }
+    log_info("config: %s", line);
+}

@@ -1,0 +1,47 @@
+/* Configuration as a table: each option has a long flag name, an environment variable, a
+ * type, a default, bounds and a help line. Precedence: flag > environment > default.
+ *
+ *   static struct cfg_opt opts[] = {
+ *       { "bind", "NPID_BANKD_BIND", CFG_STR, &bind, "tcp://127.0.0.1:5557", 0, 0, "endpoint" },
+ *       { "rows", NULL, CFG_U64, &rows, "0", 0, 1e10, "bank rows" },
+ *       { 0 }
+ *   };
+ *   int npos, rc = cfg_parse("npid-bankd", "[options]", opts, argc, argv, &npos);
+ *
+ * Flags: --name value, --name=value; booleans also --name and --no-name. -h/--help prints
+ * usage to stdout. Unknown flags, missing values, unparsable or out-of-range values are
+ * usage errors. Positional arguments (anything not starting with "-", and everything after
+ * "--") are moved, in order, to argv[1..*npos]; flags and positionals may be interleaved.
+ * dst types: CFG_INT int*, CFG_U64 uint64_t*, CFG_DOUBLE double*, CFG_STR const char**
+ * (points into argv, environ or the default string; never freed), CFG_BOOL int*. */
+#ifndef NPID_CFG_H
+#define NPID_CFG_H
+#include <stdint.h>
+
+enum cfg_type { CFG_INT = 1, CFG_U64, CFG_DOUBLE, CFG_STR, CFG_BOOL };
+
+struct cfg_opt {
+    const char *name;  /* long flag without "--"; NULL ends the table */
+    const char *env;   /* environment variable or NULL */
+    enum cfg_type type;
+    void *dst;
+    const char *def;   /* default as text (NULL: string default NULL / number 0) */
+    double min, max;   /* numeric bounds; min == max means unbounded */
+    const char *help;
+    int set_by;        /* out: 0 default, 1 environment, 2 flag */
+};
+
+enum { CFG_OK = 0, CFG_HELP = 1, CFG_USAGE = -1 };
+
+/* Returns CFG_OK, CFG_HELP (usage printed to stdout; exit 0) or CFG_USAGE (reason printed to
+ * stderr; exit 2). *npos receives the number of positional arguments (argv[1..*npos]). */
+int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int argc, char **argv,
+              int *npos);
+/* Logs the effective configuration at info level, one line. */
+void cfg_log(const struct cfg_opt *opts);
+/* Prints the usage text for the table to a stream (stdout for --help). */
+void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, void *stream);
+/* Finds an option by name (NULL when absent). */
+struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name);
+
+#endif
