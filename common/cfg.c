@@ -111,6 +111,17 @@ struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name)
     return NULL;
 }
 
+int cfg_apply_default(struct cfg_opt *opts, const char *name, const char *text)
+{
+    const char *why = NULL;
+    struct cfg_opt *o = cfg_find(opts, name);
+    if (!o)
+        return -1;
+    if (o->set_by != 0)
+        return 0;
+    return cfg_assign(o, text, &why);
+}
+
 void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, void *stream)
 {
     FILE *f = stream;

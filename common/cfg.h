@@ -41,6 +41,10 @@ int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int arg
 void cfg_log(const struct cfg_opt *opts);
 /* Prints the usage text for the table to a stream (stdout for --help). */
 void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, void *stream);
+/* Sets an option from text only when neither a flag nor the environment set it (used by
+ * presets, which change defaults). Returns 0, or -1 when the name is unknown or the text
+ * does not parse (a broken preset table: callers treat it as an invariant). */
+int cfg_apply_default(struct cfg_opt *opts, const char *name, const char *text);
 /* Finds an option by name (NULL when absent). */
 struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name);
 
