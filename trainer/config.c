@@ -1,0 +1,200 @@
+/* npid-trainer configuration table and presets: see config.h. */
+#include "trainer/config.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+
+static struct trainer_cfg tc_store;
+
+#define OPT(name, env, type, field, def, lo, hi, help) \
+    { name, env, type, &tc_store.field, def, lo, hi, help, 0 }
+
+static struct cfg_opt trainer_opts[] = {
+    OPT("data", "NPID_DATA", CFG_STR, data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary) [required]"),
+    OPT("run-dir", "NPID_RUN_DIR", CFG_STR, run_dir, "runs/latest", 0, 0, "run directory: checkpoints, metrics.jsonl"),
+    OPT("preset", "NPID_PRESET", CFG_STR, preset, "cifar", 0, 0, "reference | cifar | imagenet (sets the defaults below)"),
+    OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet20"),
+    OPT("low-dim", NULL, CFG_INT, low_dim, "128", 1, 4096, "feature dimension d"),
+    OPT("nce-k", NULL, CFG_INT, nce_k, "4096", 0, 1000000, "negatives m per step (0: full non-parametric softmax)"),
+    OPT("nce-t", NULL, CFG_DOUBLE, nce_t, "0.1", 1e-4, 10, "temperature tau"),
+    OPT("nce-m", NULL, CFG_DOUBLE, nce_m, "0.5", 0, 0.9999, "bank momentum (weight on the old row)"),
+    OPT("nce-z", NULL, CFG_DOUBLE, nce_z, "0", 0, 0, "fixed normaliser Z (0: estimate on the first step)"),
+    OPT("z-mode", NULL, CFG_STR, z_mode, "frozen", 0, 0, "frozen (reference) | ema"),
+    OPT("z-momentum", NULL, CFG_DOUBLE, z_momentum, "0.99", 0, 1, "EMA momentum for --z-mode ema"),
+    OPT("prox-lambda", NULL, CFG_DOUBLE, prox_lambda, "0", 0, 1e6, "proximal regularisation weight (paper)"),
+    OPT("exclude-pos", NULL, CFG_BOOL, exclude_pos, "false", 0, 0, "never draw a batch's own rows as negatives"),
+    OPT("bank-init", NULL, CFG_STR, bank_init, "uniform", 0, 0, "uniform (reference) | unit | warm (untrained network's features)"),
+    OPT("lr", NULL, CFG_DOUBLE, lr, "0.03", 0, 100, "base learning rate"),
+    OPT("momentum", NULL, CFG_DOUBLE, momentum, "0.9", 0, 0.9999, "SGD momentum"),
+    OPT("wd", NULL, CFG_DOUBLE, wd, "5e-4", 0, 1, "weight decay"),
+    OPT("lr-schedule", NULL, CFG_STR, lr_schedule, "step", 0, 0, "step | cosine"),
+    OPT("lr-steps", NULL, CFG_STR, lr_steps, "120,160", 0, 0, "epochs where a step schedule multiplies lr by 0.1"),
+    OPT("lr-min", NULL, CFG_DOUBLE, lr_min, "0", 0, 100, "final lr of the cosine schedule"),
+    OPT("warmup", NULL, CFG_DOUBLE, warmup, "0", 0, 1000, "linear warm-up, in epochs (fractions allowed)"),
+    OPT("batch", NULL, CFG_INT, batch, "128", 1, 65536, "batch size"),
+    OPT("drop-last", NULL, CFG_BOOL, drop_last, "false", 0, 0, "drop the last partial batch of an epoch"),
+    OPT("epochs", "NPID_EPOCHS", CFG_INT, epochs, "200", 1, 100000, "epochs to train"),
+    OPT("max-steps", NULL, CFG_INT, max_steps, "0", 0, 2000000000, "stop after this many steps in total (0: no limit)"),
+    OPT("aug", NULL, CFG_STR, aug, "cifar", 0, 0, "augmentation preset: cifar | imagenet | none"),
+    OPT("size", NULL, CFG_INT, size, "32", 8, 1024, "training image size (square)"),
+    OPT("seed", "NPID_SEED", CFG_U64, seed, "0", 0, 0, "seed for weights, epoch plans, augmentation, negatives"),
+    OPT("bank", "NPID_BANK", CFG_STR, bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint"),
+    OPT("tasks", "NPID_TASKS", CFG_STR, tasks_ep, "tcp://127.0.0.1:5558", 0, 0, "endpoint loaders connect to"),
+    OPT("events", "NPID_EVENTS", CFG_STR, events_ep, "tcp://127.0.0.1:5559", 0, 0, "PUB endpoint for metrics and checkpoint events"),
+    OPT("allow-remote", NULL, CFG_BOOL, allow_remote, "false", 0, 0, "allow binding non-loopback addresses"),
+    OPT("run", "NPID_RUN", CFG_STR, run_name, NULL, 0, 0, "run name (default: basename of --run-dir)"),
+    OPT("resume", NULL, CFG_BOOL, resume, "false", 0, 0, "continue from the run directory's last checkpoint"),
+    OPT("ckpt-every", NULL, CFG_INT, ckpt_every, "0", 0, 2000000000, "checkpoint every N steps (0: epoch ends and SIGTERM only)"),
+    OPT("metrics-every", NULL, CFG_INT, metrics_every, "10", 1, 1000000, "publish metrics every N steps"),
+    OPT("threads", "NPID_THREADS", CFG_INT, threads, "0", 0, 256, "OpenBLAS threads (0: library default)"),
+    OPT("task-deadline", NULL, CFG_DOUBLE, task_deadline, "20", 0.1, 3600, "seconds before a loader task is re-issued"),
+    OPT("bank-timeout", NULL, CFG_DOUBLE, bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried"),
+    OPT("progress", NULL, CFG_BOOL, progress, "true", 0, 0, "progress line on stderr when it is a terminal"),
+    { 0 },
+};
+
+/* name=value pairs applied for a preset unless a flag or the environment set them */
+struct preset_entry { const char *preset, *name, *value; };
+static const struct preset_entry trainer_presets[] = {
+    /* the reference CIFAR recipe (cifar.py, NCE m = 4096) */
+    { "reference", "model", "resnet18" }, { "reference", "nce-k", "4096" },
+    { "reference", "nce-t", "0.1" }, { "reference", "nce-m", "0.5" },
+    { "reference", "z-mode", "frozen" }, { "reference", "bank-init", "uniform" },
+    { "reference", "lr", "0.03" }, { "reference", "wd", "5e-4" }, { "reference", "batch", "128" },
+    { "reference", "epochs", "200" }, { "reference", "lr-schedule", "step" },
+    { "reference", "lr-steps", "120,160" }, { "reference", "aug", "cifar" }, { "reference", "size", "32" },
+    { "reference", "warmup", "0" },
+    /* CPU default: see docs/recipes.md for the measurements behind each value */
+    { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "4096" }, { "cifar", "nce-t", "0.1" },
+    { "cifar", "nce-m", "0.5" }, { "cifar", "z-mode", "ema" }, { "cifar", "bank-init", "warm" },
+    { "cifar", "lr", "0.03" }, { "cifar", "wd", "5e-4" }, { "cifar", "batch", "128" },
+    { "cifar", "epochs", "20" }, { "cifar", "lr-schedule", "cosine" }, { "cifar", "warmup", "0" },
+    { "cifar", "aug", "cifar" }, { "cifar", "size", "32" },
+    /* the reference ImageNet recipe (main.py) */
+    { "imagenet", "model", "resnet18" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
+    { "imagenet", "nce-m", "0.5" }, { "imagenet", "z-mode", "frozen" }, { "imagenet", "bank-init", "uniform" },
+    { "imagenet", "lr", "0.03" }, { "imagenet", "wd", "1e-4" }, { "imagenet", "batch", "256" },
+    { "imagenet", "epochs", "200" }, { "imagenet", "lr-schedule", "step" },
+    { "imagenet", "lr-steps", "120,160" }, { "imagenet", "aug", "imagenet" }, { "imagenet", "size", "224" },
+    { NULL, NULL, NULL },
+};
+
+static int one_of(const char *v, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(v, *set) == 0)
+            return 1;
+    return 0;
+}
+
+int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
+{
+    static const char *const presets[] = { "reference", "cifar", "imagenet", NULL };
+    static const char *const models[] = { "resnet18", "resnet18-half", "resnet20", NULL };
+    static const char *const zmodes[] = { "frozen", "ema", NULL };
+    static const char *const inits[] = { "uniform", "unit", "warm", NULL };
+    static const char *const scheds[] = { "step", "cosine", NULL };
+    static const char *const augs[] = { "cifar", "imagenet", "none", NULL };
+    int npos = 0;
+    int rc = cfg_parse("npid-trainer", "--data ROOT [options]", trainer_opts, argc, argv, &npos);
+    if (rc != CFG_OK)
+        return rc;
+    if (npos > 0) {
+        fprintf(stderr, "npid-trainer: unexpected argument '%s' (try --help)\n", argv[1]);
+        return CFG_USAGE;
+    }
+    if (!one_of(tc_store.preset, presets)) {
+        fprintf(stderr, "npid-trainer: --preset %s: expected reference, cifar or imagenet\n", tc_store.preset);
+        return CFG_USAGE;
+    }
+    for (const struct preset_entry *p = trainer_presets; p->preset; p++)
+        if (strcmp(p->preset, tc_store.preset) == 0)
+            NPID_CHECK(cfg_apply_default(trainer_opts, p->name, p->value) == 0);
+    const struct { const char *flag; const char *value; const char *const *set; } enums[] = {
+        { "model", tc_store.model, models }, { "z-mode", tc_store.z_mode, zmodes },
+        { "bank-init", tc_store.bank_init, inits }, { "lr-schedule", tc_store.lr_schedule, scheds },
+        { "aug", tc_store.aug, augs },
+    };
+    for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
+        if (!one_of(enums[i].value, enums[i].set)) {
+            fprintf(stderr, "npid-trainer: --%s %s: expected one of", enums[i].flag, enums[i].value);
+            for (const char *const *s = enums[i].set; *s; s++)
+                fprintf(stderr, " %s", *s);
+            fputc('\n', stderr);
+            return CFG_USAGE;
+        }
+    }
+    if (!tc_store.data || !*tc_store.data) {
+        fprintf(stderr, "npid-trainer: --data ROOT is required (or NPID_DATA)\n");
+        return CFG_USAGE;
+    }
+
+    *c = tc_store;
+    return CFG_OK;
+}
+
+void trainer_cfg_log(void)
+{
+    cfg_log(trainer_opts);
+}
+
+int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap)
+{
+    (void)c; /* the table points at the parsed values, which c copies */
+    size_t n = 0;
+    int w = snprintf(buf, cap, "{");
+    if (w < 0 || (size_t)w >= cap)
+        return -1;
+    n = (size_t)w;
+    for (const struct cfg_opt *o = trainer_opts; o->name; o++) {
+        const char *sep = o == trainer_opts ? "" : ",";
+        switch (o->type) {
+        case CFG_STR: {
+            const char *s = *(const char **)o->dst;
+            if (!s) {
+                w = snprintf(buf + n, cap - n, "%s\"%s\":null", sep, o->name);
+                break;
+            }
+            w = snprintf(buf + n, cap - n, "%s\"%s\":\"", sep, o->name);
+            if (w < 0 || (size_t)w >= cap - n)
+                return -1;
+            n += (size_t)w;
+            for (; *s; s++) {
+                if (n + 8 >= cap)
+                    return -1;
+                unsigned char ch = (unsigned char)*s;
+                if (ch == '"' || ch == '\\')
+                    n += (size_t)snprintf(buf + n, cap - n, "\\%c", ch);
+                else if (ch < 0x20)
+                    n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", ch);
+                else
+                    buf[n++] = (char)ch;
+            }
+            w = snprintf(buf + n, cap - n, "\"");
+            break;
+        }
+        case CFG_BOOL:
+            w = snprintf(buf + n, cap - n, "%s\"%s\":%s", sep, o->name, *(int *)o->dst ? "true" : "false");
+            break;
+        case CFG_INT:
+            w = snprintf(buf + n, cap - n, "%s\"%s\":%d", sep, o->name, *(int *)o->dst);
+            break;
+        case CFG_U64:
+            w = snprintf(buf + n, cap - n, "%s\"%s\":%llu", sep, o->name, (unsigned long long)*(uint64_t *)o->dst);
+            break;
+        case CFG_DOUBLE:
+            w = snprintf(buf + n, cap - n, "%s\"%s\":%.17g", sep, o->name, *(double *)o->dst);
+            break;
+        }
+        if (w < 0 || (size_t)w >= cap - n)
+            return -1;
+        n += (size_t)w;
+    }
+    if (n + 2 > cap)
+        return -1;
+    buf[n++] = '}';
+    buf[n] = 0;
+    return (int)n;
+}

@@ -1,0 +1,33 @@
+/* npid-trainer configuration: one table of every hyper-parameter and endpoint, and the
+ * presets that change defaults.
+ *
+ * Precedence: flag > environment > preset > table default. Presets:
+ *   reference  the reference CIFAR recipe exactly (lemniscate.pytorch cifar.py, NCE m=4096)
+ *   cifar      the CPU default chosen from measured runs (docs/recipes.md)
+ *   imagenet   the reference ImageNet recipe (tau 0.07, wd 1e-4, batch 256, 224 px) */
+#ifndef NPID_TRAINER_CONFIG_H
+#define NPID_TRAINER_CONFIG_H
+#include <stdint.h>
+#include "common/cfg.h"
+
+struct trainer_cfg {
+    const char *data, *run_dir, *preset, *model, *aug;
+    const char *bank_ep, *tasks_ep, *events_ep;
+    const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *objective_name;
+    const char *run_name;
+    int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
+    int resume, threads, metrics_every, ckpt_every, max_steps;
+    int progress;
+    double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
+    double task_deadline, bank_timeout;
+    uint64_t seed;
+};
+
+/* Parses argv into c; returns CFG_OK, CFG_HELP or CFG_USAGE (message printed). */
+int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv);
+/* Effective configuration as one JSON object (for the checkpoint and metrics.jsonl);
+ * writes at most cap bytes; returns the length or -1 when it does not fit. */
+int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap);
+void trainer_cfg_log(void);
+
+#endif
