@@ -1,0 +1,74 @@
+/* JPEG decoding (libjpeg-turbo) that treats every file as untrusted.
+ *
+ * A decode either yields a complete RGB image or fails with a specific reason; it never
+ * exits, never hangs and never allocates more than the configured limits allow:
+ *  - libjpeg errors longjmp back to the caller (no exit());
+ *  - any corrupt-data warning (libjpeg-turbo otherwise "succeeds" on a truncated file and
+ *    fills the rest with grey) rejects the image;
+ *  - dimensions are checked after reading the header and before any pixel buffer is
+ *    allocated: width, height and width*height against struct jpeg_limits;
+ *  - progressive files may have at most max_scans scans (a file with thousands of tiny scans
+ *    otherwise costs a full coefficient pass per scan);
+ *  - 12-bit (and any precision other than 8), lossless and arithmetic-coded files are
+ *    rejected with their own reasons; PNG/GIF/BMP/WebP/text content named .jpg is reported
+ *    as such;
+ *  - greyscale is replicated to RGB; CMYK and YCCK (Adobe, inverted or not) are converted to
+ *    RGB; other colour spaces are rejected.
+ *
+ * A struct jpeg_dec keeps its libjpeg state and buffers between calls, so decoding many
+ * images allocates nothing once its buffers have grown to the largest image seen. A decoder
+ * is used by one thread at a time. */
+#ifndef NPID_JPEG_H
+#define NPID_JPEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct jpeg_limits {
+    uint32_t max_width;     /* default 16384 */
+    uint32_t max_height;    /* default 16384 */
+    uint64_t max_pixels;    /* width * height of the decoded output, default 64 Mpx */
+    uint32_t max_scans;     /* progressive scans, default 64 (baseline files have 1 per component) */
+    size_t max_file_bytes;  /* default 64 MiB (used by dataset readers) */
+};
+
+void jpeg_limits_default(struct jpeg_limits *l);
+
+/* A decoded image: packed RGB, HWC, stride w*3. */
+struct jpeg_image {
+    const uint8_t *pix;
+    uint32_t w, h;          /* output size (after any DCT-domain downscaling) */
+    uint32_t src_w, src_h;  /* size in the file */
+    uint32_t scale_denom;   /* 1, 2, 4 or 8 */
+};
+
+struct jpeg_dec;
+
+/* lim NULL: defaults. NULL on allocation failure. */
+struct jpeg_dec *jpeg_dec_new(const struct jpeg_limits *lim);
+void jpeg_dec_destroy(struct jpeg_dec **d);
+const struct jpeg_limits *jpeg_dec_limits(const struct jpeg_dec *d);
+
+/* Decodes data[0..len) to RGB. min_side as in dataset_decode (0: full size). On 0, img->pix
+ * points into the decoder's buffer, valid until the next call with d. Returns 0, or -1 with
+ * a one-line reason in err (which does not name a file: callers prefix the path). */
+int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
+                    struct jpeg_image *img, char *err, size_t err_len);
+
+/* The decoder's file buffer, grown to at least n bytes (for readers that load a file and
+ * then decode it); NULL on allocation failure. Valid until the next call with d. */
+uint8_t *jpeg_dec_file_buffer(struct jpeg_dec *d, size_t n);
+/* The decoder's pixel buffer, grown to at least n bytes (for non-JPEG sources such as CIFAR
+ * records that want to return a struct jpeg_image too); NULL on allocation failure. */
+uint8_t *jpeg_dec_pixel_buffer(struct jpeg_dec *d, size_t n);
+
+/* Reads the header only: dimensions and number of components. Returns 0, or -1 with reason. */
+int jpeg_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *components,
+               char *err, size_t err_len);
+
+/* Encodes packed RGB (w*h*3 bytes, HWC) at quality 1..100 into a malloc'd buffer (*out,
+ * *out_len; caller frees). Returns 0 or -1. */
+int jpeg_encode_rgb(const uint8_t *rgb, uint32_t w, uint32_t h, int quality, uint8_t **out,
+                    size_t *out_len);
+
+#endif
