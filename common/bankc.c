@@ -1,0 +1,302 @@
+/* bankd client: see bankc.h. */
+#include "common/bankc.h"
+
+#include "common/msg.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BANKC_GET_CHUNK_BYTES ((size_t)4 << 20)
+
+struct bankc {
+    struct msg_client *mc;
+    msgpack_sbuffer sb;       /* request encoding buffer, reused */
+    msgpack_packer pk;
+    uint64_t dim;
+    enum bank_init_mode mode;
+    /* the outstanding sample */
+    int sample_busy;
+    size_t sample_k, sample_b;
+    char code[16];
+    char err[300];
+};
+
+static int bankc_fail(struct bankc *c, int err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int bankc_fail(struct bankc *c, int err, const char *code, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(c->code, sizeof c->code, "%s", code);
+    snprintf(c->err, sizeof c->err, "%s: %s", code, msg);
+    errno = err;
+    return -1;
+}
+
+struct bankc *bankc_new(const char *endpoint, const char *cid, int timeout_ms, int retries)
+{
+    struct bankc *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    msgpack_sbuffer_init(&c->sb);
+    msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
+    c->mc = msg_client_new(endpoint, cid, timeout_ms, retries, NULL);
+    if (!c->mc) {
+        int saved = errno;
+        bankc_destroy(&c);
+        errno = saved;
+        return NULL;
+    }
+    return c;
+}
+
+void bankc_destroy(struct bankc **cp)
+{
+    if (!cp || !*cp)
+        return;
+    struct bankc *c = *cp;
+    msg_client_destroy(&c->mc);
+    msgpack_sbuffer_destroy(&c->sb);
+    free(c);
+    *cp = NULL;
+}
+
+const char *bankc_error(const struct bankc *c) { return c->err; }
+const char *bankc_error_code(const struct bankc *c) { return c->code; }
+uint64_t bankc_dim(const struct bankc *c) { return c->dim; }
+struct msg_client *bankc_msg_client(struct bankc *c) { return c->mc; }
+void bankc_set_init_mode(struct bankc *c, enum bank_init_mode mode) { c->mode = mode; }
+
+/* Starts encoding a request: clears the buffer and fills the header. */
+static struct bank_hdr bankc_hdr(struct bankc *c)
+{
+    msgpack_sbuffer_clear(&c->sb);
+    const char *cid = msg_client_cid(c->mc);
+    struct bank_hdr h = { BANK_OP_NONE, cid, strlen(cid), msg_client_next_seq(c->mc), 1 };
+    return h;
+}
+
+static int bankc_send(struct bankc *c, int enc_rc)
+{
+    if (c->sample_busy)
+        return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
+    if (enc_rc != 0)
+        return bankc_fail(c, ENOMEM, BANK_ENOMEM, "cannot encode the request");
+    if (msg_client_send(c->mc, c->sb.data, c->sb.size) != 0)
+        return bankc_fail(c, errno, "ESEND", "send failed: %s", strerror(errno));
+    return 0;
+}
+
+/* Waits for the reply of the outstanding request and decodes it for op. */
+static int bankc_wait(struct bankc *c, enum bank_op op, union bank_rep_u *r)
+{
+    const void *buf;
+    size_t len;
+    if (msg_client_recv(c->mc, &buf, &len) != 0) {
+        if (errno == ETIMEDOUT)
+            return bankc_fail(c, ETIMEDOUT, BANK_ETIMEDOUT, "no reply from bankd to %s",
+                              proto_bank_op_name(op));
+        return bankc_fail(c, errno, "ERECV", "%s: %s", proto_bank_op_name(op), strerror(errno));
+    }
+    struct bank_err e;
+    if (proto_bank_decode_rep(buf, len, op, r, &e) != 0)
+        return bankc_fail(c, EPROTO, e.code, "%s: %s", proto_bank_op_name(op), e.msg);
+    c->code[0] = 0;
+    c->err[0] = 0;
+    return 0;
+}
+
+/* Sends an encoded request and waits for its reply. */
+static int bankc_call(struct bankc *c, int enc_rc, enum bank_op op, union bank_rep_u *r)
+{
+    if (bankc_send(c, enc_rc) != 0)
+        return -1;
+    int rc = bankc_wait(c, op, r);
+    if (rc != 0 && errno == EINTR)
+        msg_client_cancel(c->mc); /* blocking calls do not stay outstanding */
+    return rc;
+}
+
+int bankc_init(struct bankc *c, uint64_t rows, uint64_t dim, uint64_t seed, const char *run,
+               const char *manifest, int *created, uint64_t *step)
+{
+    struct bank_hdr h = bankc_hdr(c);
+    struct bank_init_req q = { rows, dim, seed, run, run ? strlen(run) : 0, manifest,
+                               manifest ? strlen(manifest) : 0, c->mode };
+    union bank_rep_u r;
+    if (bankc_call(c, proto_bank_encode_init_req(&c->pk, &h, &q), BANK_OP_INIT, &r) != 0)
+        return -1;
+    c->dim = r.init.dim;
+    if (created)
+        *created = r.init.created;
+    if (step)
+        *step = r.init.step;
+    return 0;
+}
+
+int bankc_info(struct bankc *c, struct bankc_info *out)
+{
+    struct bank_hdr h = bankc_hdr(c);
+    union bank_rep_u r;
+    if (bankc_call(c, proto_bank_encode_info_req(&c->pk, &h), BANK_OP_INFO, &r) != 0)
+        return -1;
+    c->dim = r.info.dim;
+    if (out) {
+        memset(out, 0, sizeof *out);
+        out->rows = r.info.rows;
+        out->dim = r.info.dim;
+        out->step = r.info.step;
+        if (r.info.run)
+            snprintf(out->run, sizeof out->run, "%.*s", (int)r.info.run_len, r.info.run);
+        if (r.info.manifest) {
+            out->has_manifest = 1;
+            snprintf(out->manifest, sizeof out->manifest, "%.*s", (int)r.info.manifest_len,
+                     r.info.manifest);
+        }
+    }
+    return 0;
+}
+
+static int bankc_need_dim(struct bankc *c)
+{
+    if (c->dim)
+        return 0;
+    return bankc_info(c, NULL);
+}
+
+int bankc_sample_send(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, int exclude)
+{
+    if (c->sample_busy)
+        return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
+    if (k == 0 || (B && !pos_idx))
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "sample: k must be > 0 and pos given");
+    if (bankc_need_dim(c) != 0)
+        return -1;
+    struct bank_hdr h = bankc_hdr(c);
+    struct bank_sample_req q = { k, pos_idx, B, exclude };
+    if (bankc_send(c, proto_bank_encode_sample_req(&c->pk, &h, &q)) != 0)
+        return -1;
+    c->sample_busy = 1;
+    c->sample_k = k;
+    c->sample_b = B;
+    return 0;
+}
+
+int bankc_sample_recv(struct bankc *c, uint32_t *neg_idx, float *neg, float *pos, uint64_t *step)
+{
+    if (!c->sample_busy)
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "no sample request outstanding");
+    union bank_rep_u r;
+    int rc = bankc_wait(c, BANK_OP_SAMPLE, &r);
+    if (rc != 0 && errno == EINTR)
+        return -1; /* still outstanding: may be collected again */
+    c->sample_busy = 0;
+    if (rc != 0)
+        return -1;
+    size_t k = c->sample_k, B = c->sample_b, dim = (size_t)c->dim;
+    if (r.sample.k != k || r.sample.nneg != k * dim || r.sample.npos != B * dim)
+        return bankc_fail(c, EPROTO, BANK_EPROTO,
+                          "sample reply has %zu negatives / %zu + %zu floats, expected %zu "
+                          "(dim %zu, B %zu)", r.sample.k, r.sample.nneg, r.sample.npos, k, dim, B);
+    memcpy(neg_idx, r.sample.neg_idx, 4 * k);
+    memcpy(neg, r.sample.neg, 4 * k * dim);
+    if (B)
+        memcpy(pos, r.sample.pos, 4 * B * dim);
+    if (step)
+        *step = r.sample.step;
+    return 0;
+}
+
+int bankc_sample(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, int exclude,
+                 uint32_t *neg_idx, float *neg, float *pos, uint64_t *step)
+{
+    if (bankc_sample_send(c, k, pos_idx, B, exclude) != 0)
+        return -1;
+    return bankc_sample_recv(c, neg_idx, neg, pos, step);
+}
+
+static int bankc_write_rows(struct bankc *c, enum bank_op op, const uint32_t *idx,
+                            const float *feat, size_t B, float momentum, uint64_t *step)
+{
+    if (B && (!idx || !feat))
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "%s: idx and feat required",
+                          proto_bank_op_name(op));
+    if (bankc_need_dim(c) != 0)
+        return -1;
+    struct bank_hdr h = bankc_hdr(c);
+    struct bank_update_req q = { idx, B, feat, B * (size_t)c->dim, momentum };
+    int enc = op == BANK_OP_SET ? proto_bank_encode_set_req(&c->pk, &h, &q)
+                                : proto_bank_encode_update_req(&c->pk, &h, &q);
+    union bank_rep_u r;
+    if (bankc_call(c, enc, op, &r) != 0)
+        return -1;
+    if (step)
+        *step = r.step.step;
+    return 0;
+}
+
+int bankc_update(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
+                 float momentum, uint64_t *step)
+{
+    return bankc_write_rows(c, BANK_OP_UPDATE, idx, feat, B, momentum, step);
+}
+
+int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B, uint64_t *step)
+{
+    return bankc_write_rows(c, BANK_OP_SET, idx, feat, B, 0, step);
+}
+
+int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out)
+{
+    if (bankc_need_dim(c) != 0)
+        return -1;
+    size_t dim = (size_t)c->dim;
+    uint64_t per = BANKC_GET_CHUNK_BYTES / (4 * dim);
+    if (per == 0)
+        per = 1;
+    uint64_t done = 0;
+    do {
+        uint64_t n = count - done < per ? count - done : per;
+        struct bank_hdr h = bankc_hdr(c);
+        struct bank_get_req q = { start + done, n };
+        union bank_rep_u r;
+        if (bankc_call(c, proto_bank_encode_get_req(&c->pk, &h, &q), BANK_OP_GET, &r) != 0)
+            return -1;
+        if (r.get.nrows_f != n * dim)
+            return bankc_fail(c, EPROTO, BANK_EPROTO, "get reply has %zu floats, expected %llu",
+                              r.get.nrows_f, (unsigned long long)(n * dim));
+        memcpy(out + done * dim, r.get.rows, 4 * n * dim);
+        done += n;
+    } while (done < count);
+    return 0;
+}
+
+int bankc_snapshot(struct bankc *c, char *path, size_t path_cap, uint64_t *step)
+{
+    struct bank_hdr h = bankc_hdr(c);
+    union bank_rep_u r;
+    if (bankc_call(c, proto_bank_encode_snapshot_req(&c->pk, &h), BANK_OP_SNAPSHOT, &r) != 0)
+        return -1;
+    if (path && path_cap)
+        snprintf(path, path_cap, "%.*s", (int)r.snapshot.path_len, r.snapshot.path);
+    if (step)
+        *step = r.snapshot.step;
+    return 0;
+}
+
+int bankc_stats(struct bankc *c, struct bank_stats_rep *out)
+{
+    struct bank_hdr h = bankc_hdr(c);
+    union bank_rep_u r;
+    if (bankc_call(c, proto_bank_encode_stats_req(&c->pk, &h), BANK_OP_STATS, &r) != 0)
+        return -1;
+    *out = r.stats;
+    return 0;
+}

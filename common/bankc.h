@@ -1,0 +1,84 @@
+/* A typed client for npid-bankd (the trainer's and evald's view of the memory bank).
+ *
+ * Wraps a struct msg_client (DEALER, cid + seq, bounded retries: see msg.h) and the
+ * proto_bank codec. One request is in flight at a time; sample can be split into
+ * bankc_sample_send (returns at once) and bankc_sample_recv, so the trainer overlaps the bank
+ * round trip with compute; no other call may be made in between (they fail with EBUSY).
+ *
+ * Outputs go into caller-provided buffers; after the first request of each kind nothing is
+ * allocated per call. Vectors are float32 rows of `dim` values (dim is learnt from init or
+ * info; the first call that needs it sends info when unknown).
+ *
+ * Every call returns 0, or -1 with errno set: ETIMEDOUT (no reply after all retries), EBUSY
+ * (a sample is outstanding), EINTR (sig_stop), EPROTO (the server answered with an error or
+ * an unreadable reply; bankc_error_code gives the code, e.g. "EMISMATCH"), EINVAL (bad
+ * arguments). bankc_error gives a one-line reason for the last failure. */
+#ifndef NPID_BANKC_H
+#define NPID_BANKC_H
+
+#include "common/proto_bank.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bankc;
+
+/* endpoint e.g. "tcp://127.0.0.1:5557"; cid NULL for a random one (pass a stable cid to keep
+ * retry deduplication across a restart of the caller); timeout_ms per attempt, retries extra
+ * attempts. NULL on failure (errno). */
+struct bankc *bankc_new(const char *endpoint, const char *cid, int timeout_ms, int retries);
+void bankc_destroy(struct bankc **c);
+
+/* "CODE: message" for the last failure ("" if none). */
+const char *bankc_error(const struct bankc *c);
+/* The code alone: "EMISMATCH", "ETIMEDOUT", ... ("" if none). */
+const char *bankc_error_code(const struct bankc *c);
+/* The dim learnt from init/info (0 before). */
+uint64_t bankc_dim(const struct bankc *c);
+/* The underlying request client (for its counters). */
+struct msg_client *bankc_msg_client(struct bankc *c);
+
+/* Initialisation mode used by bankc_init (default BANK_INIT_UNIFORM). */
+void bankc_set_init_mode(struct bankc *c, enum bank_init_mode mode);
+/* Creates the bank (rows x dim, seeded), or accepts the existing identical one. run and
+ * manifest may be NULL. *created: 1 when this call created it; *step: updates applied so
+ * far. Either out pointer may be NULL. A different shape or manifest fails with code
+ * EMISMATCH. */
+int bankc_init(struct bankc *c, uint64_t rows, uint64_t dim, uint64_t seed, const char *run,
+               const char *manifest, int *created, uint64_t *step);
+
+struct bankc_info {
+    uint64_t rows, dim, step;
+    char run[128];
+    char manifest[128];
+    int has_manifest;
+};
+int bankc_info(struct bankc *c, struct bankc_info *out);
+
+/* Asks for k negatives (uniform with replacement; exclude: never one of the positives) and
+ * the rows of the B positives pos_idx (u32 x B; copied, the caller may reuse it). */
+int bankc_sample_send(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, int exclude);
+/* Collects the reply: neg_idx u32 x k, neg f32 (k, dim), pos f32 (B, dim); step (may be
+ * NULL) the bank step it was read at. */
+int bankc_sample_recv(struct bankc *c, uint32_t *neg_idx, float *neg, float *pos, uint64_t *step);
+int bankc_sample(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, int exclude,
+                 uint32_t *neg_idx, float *neg, float *pos, uint64_t *step);
+
+/* v <- normalize(momentum v + (1 - momentum) f) for the B rows idx; feat f32 (B, dim).
+ * All or nothing: a non-finite or zero-norm feature or a bad index rejects the whole call.
+ * *step (may be NULL): updates applied after this one. */
+int bankc_update(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
+                 float momentum, uint64_t *step);
+/* v <- normalize(f) for the B rows idx (warm start); same rules as update. */
+int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B, uint64_t *step);
+
+/* Reads rows [start, start + count) into out f32 (count, dim), in requests of at most
+ * about 4 MiB each. */
+int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out);
+
+/* Asks bankd to write a snapshot now. path (may be NULL) receives the file path. */
+int bankc_snapshot(struct bankc *c, char *path, size_t path_cap, uint64_t *step);
+
+int bankc_stats(struct bankc *c, struct bank_stats_rep *out);
+
+#endif
