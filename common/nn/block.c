@@ -1,0 +1,136 @@
+/* ResNet BasicBlock forward and backward (see block.h). */
+#include "common/nn/block.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common/nn/act.h"
+
+void conv_layout(struct conv *c, int C, int K, int R, int stride, int pad, struct nn_layout *L)
+{
+    c->C = C;
+    c->K = K;
+    c->R = R;
+    c->S = R;
+    c->stride = stride;
+    c->pad = pad;
+    nn_carve_param(L, conv_weight_count(c), &c->w, &c->dw);
+}
+
+void bn_layout(struct bn *b, int C, struct nn_layout *L)
+{
+    b->C = C;
+    nn_carve_param(L, (size_t)C, &b->gamma, &b->dgamma);
+    nn_carve_param(L, (size_t)C, &b->beta, &b->dbeta);
+    b->rmean = nn_carve(&L->buffers, (size_t)C);
+    b->rvar = nn_carve(&L->buffers, (size_t)C);
+    b->mean = nn_carve(&L->acts, (size_t)C);
+    b->invstd = nn_carve(&L->acts, (size_t)C);
+}
+
+void conv_init_he(struct conv *c, struct rng *r)
+{
+    double std = sqrt(2.0 / ((double)c->C * c->R * c->S));
+    size_t n = conv_weight_count(c);
+    for (size_t i = 0; i < n; i++) c->w[i] = (float)(rng_normal(r) * std);
+}
+
+void bn_init_params(struct bn *b)
+{
+    for (int i = 0; i < b->C; i++) {
+        b->gamma[i] = 1.0f;
+        b->beta[i] = 0.0f;
+        b->rmean[i] = 0.0f;
+        b->rvar[i] = 1.0f;
+    }
+}
+
+void block_init(struct block *k, int cin, int cout, int stride, int H, int W, int max_batch,
+                struct nn_layout *L)
+{
+    memset(k, 0, sizeof(*k));
+    k->cin = cin;
+    k->cout = cout;
+    k->stride = stride;
+    k->H = H;
+    k->W = W;
+    k->Ho = conv_out_dim(H, 3, stride, 1);
+    k->Wo = conv_out_dim(W, 3, stride, 1);
+    k->max_batch = max_batch;
+    k->has_sc = stride != 1 || cin != cout;
+    conv_layout(&k->c1, cin, cout, 3, stride, 1, L);
+    bn_layout(&k->b1, cout, L);
+    conv_layout(&k->c2, cout, cout, 3, 1, 1, L);
+    bn_layout(&k->b2, cout, L);
+    if (k->has_sc) {
+        conv_layout(&k->cs, cin, cout, 1, stride, 0, L);
+        bn_layout(&k->bs, cout, L);
+    }
+    size_t n = block_act_floats(k);
+    k->z1 = nn_carve(&L->acts, n);
+    k->a1 = nn_carve(&L->acts, n);
+    k->z2 = nn_carve(&L->acts, n);
+    k->zs = k->has_sc ? nn_carve(&L->acts, n) : NULL;
+    k->y = nn_carve(&L->acts, n);
+}
+
+void block_init_weights(struct block *k, struct rng *r)
+{
+    conv_init_he(&k->c1, r);
+    bn_init_params(&k->b1);
+    conv_init_he(&k->c2, r);
+    bn_init_params(&k->b2);
+    if (k->has_sc) {
+        conv_init_he(&k->cs, r);
+        bn_init_params(&k->bs);
+    }
+}
+
+size_t block_act_floats(const struct block *k)
+{
+    size_t out = (size_t)k->cout * k->max_batch * k->Ho * k->Wo;
+    size_t in = (size_t)k->cin * k->max_batch * k->H * k->W;
+    return out > in ? out : in;
+}
+
+size_t block_scratch_min(const struct block *k)
+{
+    size_t a = conv_scratch_min(&k->c1, k->H, k->W);
+    size_t b = conv_scratch_min(&k->c2, k->Ho, k->Wo);
+    return a > b ? a : b;
+}
+
+void block_forward(struct block *k, const float *x, int B, int train, float *scratch,
+                   size_t scratch_floats)
+{
+    /* x (cin,B,H,W) -> z1, a1, z2, [zs], y (cout,B,Ho,Wo) */
+    size_t per = (size_t)B * k->Ho * k->Wo;
+    conv_forward(&k->c1, x, B, k->H, k->W, k->z1, scratch, scratch_floats);
+    bn_forward(&k->b1, k->z1, k->a1, per, train, 1);
+    conv_forward(&k->c2, k->a1, B, k->Ho, k->Wo, k->z2, scratch, scratch_floats);
+    if (k->has_sc) {
+        conv_forward(&k->cs, x, B, k->H, k->W, k->zs, scratch, scratch_floats);
+        bn_forward(&k->bs, k->zs, k->y, per, train, 0);
+        bn_forward_join(&k->b2, k->z2, k->y, k->y, per, train);
+    } else {
+        bn_forward_join(&k->b2, k->z2, x, k->y, per, train);
+    }
+}
+
+void block_backward(struct block *k, const float *x, float *dy, int B, float *dx, float *t1,
+                    float *t2, float *scratch, size_t scratch_floats)
+{
+    /* dy (cout,B,Ho,Wo) -> dx (cin,B,H,W); t1, t2 (cout,B,Ho,Wo) */
+    size_t per = (size_t)B * k->Ho * k->Wo, n = (size_t)k->cout * per;
+    relu_backward(k->y, dy, dy, n);
+    bn_backward(&k->b2, k->z2, NULL, dy, t1, per);
+    conv_backward(&k->c2, k->a1, t1, B, k->Ho, k->Wo, t2, 0, scratch, scratch_floats);
+    bn_backward(&k->b1, k->z1, k->a1, t2, t2, per);
+    conv_backward(&k->c1, x, t2, B, k->H, k->W, dx, 0, scratch, scratch_floats);
+    if (k->has_sc) {
+        bn_backward(&k->bs, k->zs, NULL, dy, t1, per);
+        conv_backward(&k->cs, x, t1, B, k->H, k->W, dx, 1, scratch, scratch_floats);
+    } else {
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i];
+    }
+}

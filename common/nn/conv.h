@@ -1,0 +1,42 @@
+/* 2-D convolution without bias over CBHW activations (see tensor.h), as im2col + sgemm.
+ *
+ * in (C, B, H, W), w (K, C, R, S), out (K, B, Ho, Wo), Ho = (H + 2*pad - R)/stride + 1.
+ * The batch is processed in chunks of images so that one chunk's im2col matrix
+ * (C*R*S, nb*Ho*Wo) fits the caller's scratch; each chunk is one sgemm writing straight into
+ * its columns of out. A 1x1, stride-1, pad-0 convolution reads the input in place. */
+#ifndef NPID_NN_CONV_H
+#define NPID_NN_CONV_H
+#include <stddef.h>
+
+struct conv {
+    int C, K, R, S, stride, pad;
+    float *w;   /* (K, C, R, S) */
+    float *dw;  /* same shape */
+};
+
+static inline int conv_out_dim(int in, int k, int stride, int pad)
+{
+    return (in + 2 * pad - k) / stride + 1;
+}
+
+static inline size_t conv_weight_count(const struct conv *c)
+{
+    return (size_t)c->K * c->C * c->R * c->S;
+}
+
+/* Scratch floats needed for the minimum chunk of one image (callers give at least this). */
+size_t conv_scratch_min(const struct conv *c, int H, int W);
+
+/* out (K, B, Ho, Wo) = conv(in (C, B, H, W)). scratch: at least conv_scratch_min floats. */
+void conv_forward(const struct conv *c, const float *in, int B, int H, int W, float *out,
+                  float *scratch, size_t scratch_floats);
+
+/* Given dout (K, B, Ho, Wo): writes dw (overwrites), and when din is not NULL the input
+ * gradient (C, B, H, W), added to din's contents when accumulate is set, else overwriting. */
+void conv_backward(const struct conv *c, const float *in, const float *dout, int B, int H,
+                   int W, float *din, int accumulate, float *scratch, size_t scratch_floats);
+
+/* Plain nested-loop reference (tests): same contract as conv_forward. */
+void conv_forward_naive(const struct conv *c, const float *in, int B, int H, int W, float *out);
+
+#endif

@@ -1,0 +1,260 @@
+/* ResNet presets on the nn layers (see net.h). */
+#include "common/nn/net.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/nn/block.h"
+#include "common/nn/l2norm.h"
+#include "common/nn/linear.h"
+#include "common/nn/pool.h"
+#include "common/rng.h"
+
+#define NET_MAX_BLOCKS 16
+/* Target size of one conv's im2col chunk in floats (larger chunks give longer sgemms but
+ * leave the caches; 8 M floats = 32 MB). Overridable with NPID_CONV_SCRATCH_MB. */
+#define NET_SCRATCH_TARGET ((size_t)8 << 20)
+
+struct net {
+    struct net_config cfg;
+    char model[32];
+    int nblocks, feat_c;
+    struct conv stem;
+    struct bn stem_bn;
+    struct block blocks[NET_MAX_BLOCKS];
+    struct linear fc;
+    /* activations */
+    float *xin;                /* (3, B, H, W) */
+    float *z0, *a0;            /* (C0, B, H, W) */
+    float *pooled, *dpooled;   /* (B, C) */
+    float *u, *feat, *norms;   /* (B, d), (B, d), (B) */
+    float *buf[4];             /* backward work, act_max floats each */
+    float *scratch;
+    size_t scratch_floats, act_max;
+    /* blocks */
+    float *params, *grads, *buffers, *acts;
+    size_t n_params, n_buffers, n_acts, n_scalars;
+    double flops;
+    int last_B, last_train;
+    char desc[192];
+};
+
+struct net_preset {
+    const char *name;
+    int stem, nstage, widths[4], depth[4], strides[4];
+};
+
+static const struct net_preset net_presets[] = {
+    { "resnet18", 64, 4, { 64, 128, 256, 512 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
+    { "resnet18-half", 32, 4, { 32, 64, 128, 256 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
+    { "resnet20", 16, 3, { 16, 32, 64 }, { 3, 3, 3 }, { 1, 2, 2 } },
+};
+
+static double conv_flops(const struct conv *c, int H, int W)
+{
+    return 2.0 * conv_weight_count(c) * conv_out_dim(H, c->R, c->stride, c->pad)
+           * conv_out_dim(W, c->S, c->stride, c->pad);
+}
+
+/* Lays out the whole network in L; a counting pass when L's bases are NULL. */
+static void net_layout(struct net *n, const struct net_preset *p, struct nn_layout *L)
+{
+    int B = n->cfg.max_batch, H = n->cfg.in_h, W = n->cfg.in_w;
+    size_t smin = 0, amax = 0;
+    n->flops = 0.0;
+    n->xin = nn_carve(&L->acts, (size_t)3 * B * H * W);
+    conv_layout(&n->stem, 3, p->stem, 3, 1, 1, L);
+    bn_layout(&n->stem_bn, p->stem, L);
+    n->flops += conv_flops(&n->stem, H, W);
+    smin = conv_scratch_min(&n->stem, H, W);
+    amax = (size_t)p->stem * B * H * W;
+    n->z0 = nn_carve(&L->acts, amax);
+    n->a0 = nn_carve(&L->acts, amax);
+    int cin = p->stem, nb = 0;
+    for (int s = 0; s < p->nstage; s++) {
+        for (int d = 0; d < p->depth[s]; d++) {
+            struct block *k = &n->blocks[nb++];
+            block_init(k, cin, p->widths[s], d == 0 ? p->strides[s] : 1, H, W, B, L);
+            n->flops += conv_flops(&k->c1, H, W) + conv_flops(&k->c2, k->Ho, k->Wo);
+            if (k->has_sc) n->flops += conv_flops(&k->cs, H, W);
+            if (block_scratch_min(k) > smin) smin = block_scratch_min(k);
+            if (block_act_floats(k) > amax) amax = block_act_floats(k);
+            H = k->Ho;
+            W = k->Wo;
+            cin = k->cout;
+        }
+    }
+    n->nblocks = nb;
+    n->feat_c = cin;
+    n->fc.in = cin;
+    n->fc.out = n->cfg.low_dim;
+    nn_carve_param(L, (size_t)cin * n->cfg.low_dim, &n->fc.w, &n->fc.dw);
+    nn_carve_param(L, (size_t)n->cfg.low_dim, &n->fc.b, &n->fc.db);
+    n->flops += 2.0 * cin * n->cfg.low_dim;
+    n->pooled = nn_carve(&L->acts, (size_t)B * cin);
+    n->dpooled = nn_carve(&L->acts, (size_t)B * cin);
+    n->u = nn_carve(&L->acts, (size_t)B * n->cfg.low_dim);
+    n->feat = nn_carve(&L->acts, (size_t)B * n->cfg.low_dim);
+    n->norms = nn_carve(&L->acts, (size_t)B);
+    n->act_max = amax;
+    for (int i = 0; i < 4; i++) n->buf[i] = nn_carve(&L->acts, amax);
+    size_t target = NET_SCRATCH_TARGET;
+    const char *env = getenv("NPID_CONV_SCRATCH_MB");
+    if (env && atoi(env) > 0) target = (size_t)atoi(env) << 18;
+    n->scratch_floats = smin > target ? smin : target;
+    n->scratch = nn_carve(&L->acts, n->scratch_floats);
+}
+
+static size_t net_count_scalars(const struct net *n)
+{
+    size_t s = conv_weight_count(&n->stem) + 2 * (size_t)n->stem_bn.C;
+    for (int i = 0; i < n->nblocks; i++) {
+        const struct block *k = &n->blocks[i];
+        s += conv_weight_count(&k->c1) + conv_weight_count(&k->c2) + 4 * (size_t)k->cout;
+        if (k->has_sc) s += conv_weight_count(&k->cs) + 2 * (size_t)k->cout;
+    }
+    return s + (size_t)n->fc.in * n->fc.out + n->fc.out;
+}
+
+static void net_init_weights(struct net *n)
+{
+    struct rng r;
+    rng_seed(&r, n->cfg.seed);
+    conv_init_he(&n->stem, &r);
+    bn_init_params(&n->stem_bn);
+    for (int i = 0; i < n->nblocks; i++) block_init_weights(&n->blocks[i], &r);
+    /* torch.nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias */
+    float bound = 1.0f / sqrtf((float)n->fc.in);
+    for (size_t i = 0; i < (size_t)n->fc.in * n->fc.out; i++)
+        n->fc.w[i] = (2.0f * rng_float(&r) - 1.0f) * bound;
+    for (int i = 0; i < n->fc.out; i++) n->fc.b[i] = (2.0f * rng_float(&r) - 1.0f) * bound;
+}
+
+struct net *net_new(const struct net_config *cfg)
+{
+    const struct net_preset *p = NULL;
+    for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
+        if (cfg->model && strcmp(cfg->model, net_presets[i].name) == 0) p = &net_presets[i];
+    if (!p) {
+        log_error("net: unknown model '%s' (resnet18, resnet18-half, resnet20)",
+                  cfg->model ? cfg->model : "(null)");
+        return NULL;
+    }
+    if (cfg->low_dim < 1 || cfg->low_dim > 65536 || cfg->in_h < 8 || cfg->in_w < 8
+        || cfg->in_h > 4096 || cfg->in_w > 4096 || cfg->max_batch < 1
+        || cfg->max_batch > 65536) {
+        log_error("net: bad size (low_dim %d, input %dx%d, max_batch %d)", cfg->low_dim,
+                  cfg->in_h, cfg->in_w, cfg->max_batch);
+        return NULL;
+    }
+    struct net *n = calloc(1, sizeof(*n));
+    if (!n) return NULL;
+    n->cfg = *cfg;
+    snprintf(n->model, sizeof(n->model), "%s", p->name);
+    n->cfg.model = n->model;
+    struct nn_layout L;
+    memset(&L, 0, sizeof(L));
+    net_layout(n, p, &L);
+    n->n_params = L.params.used;
+    n->n_buffers = L.buffers.used;
+    n->n_acts = L.acts.used;
+    n->params = nn_alloc(n->n_params);
+    n->grads = nn_alloc(n->n_params);
+    n->buffers = nn_alloc(n->n_buffers);
+    n->acts = nn_alloc(n->n_acts);
+    if (!n->params || !n->grads || !n->buffers || !n->acts) {
+        log_error("net: cannot allocate %.1f MB", (2.0 * n->n_params + n->n_buffers + n->n_acts)
+                                                    * 4.0 / 1e6);
+        net_destroy(&n);
+        return NULL;
+    }
+    memset(&L, 0, sizeof(L));
+    L.params.base = n->params;
+    L.grads.base = n->grads;
+    L.buffers.base = n->buffers;
+    L.acts.base = n->acts;
+    net_layout(n, p, &L);
+    NPID_CHECK(L.params.used == n->n_params && L.acts.used == n->n_acts);
+    n->n_scalars = net_count_scalars(n);
+    net_init_weights(n);
+    snprintf(n->desc, sizeof(n->desc),
+             "%s: %zu params, input 3x%dx%d, low_dim %d, max_batch %d, %.3f GFLOP/img fwd, "
+             "%.0f MB activations",
+             n->model, n->n_scalars, cfg->in_h, cfg->in_w, cfg->low_dim, cfg->max_batch,
+             n->flops / 1e9, n->n_acts * 4.0 / 1e6);
+    return n;
+}
+
+void net_destroy(struct net **np)
+{
+    if (!np || !*np) return;
+    struct net *n = *np;
+    nn_free(n->params);
+    nn_free(n->grads);
+    nn_free(n->buffers);
+    nn_free(n->acts);
+    free(n);
+    *np = NULL;
+}
+
+const float *net_forward(struct net *n, const float *x, int B, int train)
+{
+    NPID_CHECK(B >= 1 && B <= n->cfg.max_batch);
+    int H = n->cfg.in_h, W = n->cfg.in_w;
+    size_t hw = (size_t)H * W;
+    /* x (B,3,H,W) -> xin (3,B,H,W) */
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++)
+            memcpy(n->xin + ((size_t)c * B + b) * hw, x + ((size_t)b * 3 + c) * hw,
+                   sizeof(float) * hw);
+    conv_forward(&n->stem, n->xin, B, H, W, n->z0, n->scratch, n->scratch_floats);
+    bn_forward(&n->stem_bn, n->z0, n->a0, (size_t)B * hw, train, 1);
+    const float *cur = n->a0;
+    for (int i = 0; i < n->nblocks; i++) {
+        block_forward(&n->blocks[i], cur, B, train, n->scratch, n->scratch_floats);
+        cur = n->blocks[i].y;
+    }
+    const struct block *last = &n->blocks[n->nblocks - 1];
+    avgpool_forward(cur, n->feat_c, B, (size_t)last->Ho * last->Wo, n->pooled);
+    linear_forward(&n->fc, n->pooled, B, n->u);
+    l2norm_forward(n->u, B, n->cfg.low_dim, n->feat, n->norms);
+    n->last_B = B;
+    n->last_train = train;
+    return n->feat;
+}
+
+void net_backward(struct net *n, const float *dfeat)
+{
+    NPID_CHECK(n->last_train && n->last_B >= 1);
+    int B = n->last_B, H = n->cfg.in_h, W = n->cfg.in_w;
+    l2norm_backward(n->feat, n->norms, dfeat, B, n->cfg.low_dim, n->u);
+    linear_backward(&n->fc, n->pooled, n->u, B, n->dpooled);
+    const struct block *last = &n->blocks[n->nblocks - 1];
+    float *dy = n->buf[0], *dx = n->buf[1];
+    avgpool_backward(n->dpooled, n->feat_c, B, (size_t)last->Ho * last->Wo, dy);
+    for (int i = n->nblocks - 1; i >= 0; i--) {
+        struct block *k = &n->blocks[i];
+        const float *in = i > 0 ? n->blocks[i - 1].y : n->a0;
+        block_backward(k, in, dy, B, dx, n->buf[2], n->buf[3], n->scratch, n->scratch_floats);
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+    bn_backward(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)B * H * W);
+    conv_backward(&n->stem, n->xin, dy, B, H, W, NULL, 0, n->scratch, n->scratch_floats);
+    n->last_train = 0;
+}
+
+size_t net_param_count(const struct net *n) { return n->n_params; }
+float *net_params(struct net *n) { return n->params; }
+float *net_grads(struct net *n) { return n->grads; }
+size_t net_buffer_count(const struct net *n) { return n->n_buffers; }
+float *net_buffers(struct net *n) { return n->buffers; }
+size_t net_param_scalars(const struct net *n) { return n->n_scalars; }
+double net_flops_per_image(const struct net *n) { return n->flops; }
+const char *net_describe(const struct net *n) { return n->desc; }
+int net_low_dim(const struct net *n) { return n->cfg.low_dim; }
+int net_max_batch(const struct net *n) { return n->cfg.max_batch; }

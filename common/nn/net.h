@@ -1,0 +1,63 @@
+/* The encoder network: CIFAR-style ResNets ending in Linear(low_dim) and L2 normalisation.
+ *
+ * Presets (stem 3x3 conv stride 1 + BN + ReLU, no max-pool; BasicBlocks with a 1x1 conv + BN
+ * projection shortcut where the shape changes; global average pool; Linear with bias):
+ *   resnet18       widths 64/128/256/512, two blocks per stage, strides 1/2/2/2
+ *                  (the reference's CIFAR ResNet18: 11.2 M parameters)
+ *   resnet18-half  widths 32/64/128/256, same depth
+ *   resnet20       widths 16/32/64, three blocks per stage, strides 1/2/2 (projection
+ *                  shortcuts, not the zero-padding "option A" of He et al.)
+ * Any input size of at least 8x8 works (the pool is global). Everything is allocated in
+ * net_new: one block each for parameters, gradients, BN buffers and activations + scratch;
+ * forward and backward allocate nothing.
+ *
+ * Parameter block order (what checkpoints store): stem conv, stem BN (gamma, beta), then per
+ * block conv1, bn1, conv2, bn2, [shortcut conv, shortcut bn], then fc weight (low_dim, C),
+ * fc bias. Each run is padded to a multiple of 16 floats; padding is zero in params and
+ * grads, so optimisers may treat the block as one flat vector. */
+#ifndef NPID_NN_NET_H
+#define NPID_NN_NET_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct net_config {
+    const char *model;   /* "resnet18" | "resnet18-half" | "resnet20" */
+    int low_dim;         /* feature dimension, e.g. 128 */
+    int in_h, in_w;      /* input size, >= 8 */
+    int max_batch;       /* activations and scratch are sized for this */
+    uint64_t seed;       /* He init, deterministic */
+};
+
+struct net;
+
+/* NULL on failure (unknown model, bad sizes, out of memory), with the reason logged. */
+struct net *net_new(const struct net_config *cfg);
+void net_destroy(struct net **n);
+
+/* x (B, 3, H, W) float32, already normalised; 1 <= B <= max_batch. train = 1: BN uses batch
+ * statistics and updates its running statistics; train = 0: running statistics. Returns
+ * (B, low_dim) L2-normalised features, owned by the net, valid until the next forward. */
+const float *net_forward(struct net *n, const float *x, int B, int train);
+
+/* dfeat (B, low_dim): dLoss/d(normalised features) of the last train forward (same B).
+ * Writes every parameter gradient (overwrites, no accumulation). */
+void net_backward(struct net *n, const float *dfeat);
+
+/* Flat blocks (including zero padding, see above); same layout for params and grads. */
+size_t net_param_count(const struct net *n);
+float *net_params(struct net *n);
+float *net_grads(struct net *n);
+/* BN running mean and variance of every BN layer, in layer order (mean then var). */
+size_t net_buffer_count(const struct net *n);
+float *net_buffers(struct net *n);
+
+/* Trainable scalars without padding (11.2 M for resnet18). */
+size_t net_param_scalars(const struct net *n);
+/* Forward multiply-adds per image x 2 (a training step is about 3x this). */
+double net_flops_per_image(const struct net *n);
+/* One line: model, parameters, input size, low_dim, max batch. */
+const char *net_describe(const struct net *n);
+int net_low_dim(const struct net *n);
+int net_max_batch(const struct net *n);
+
+#endif

@@ -1,0 +1,477 @@
+/* Unit tests for the nn layers (common/nn/): im2col+sgemm convolution against a nested
+ * loop, and finite-difference gradient checks of conv, BN (train; plain, fused ReLU,
+ * residual join), ReLU, add, average pool, linear, L2 norm and whole BasicBlocks; BN eval
+ * mode and running statistics. Loss for every check: L = sum(y * R), R fixed random. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nn/act.h"
+#include "common/nn/block.h"
+#include "common/nn/bn.h"
+#include "common/nn/conv.h"
+#include "common/nn/l2norm.h"
+#include "common/nn/linear.h"
+#include "common/nn/pool.h"
+#include "common/nn/tensor.h"
+#include "tests/check_nn_util.h"
+
+#define GC_TOL 2e-2
+
+/* ---- convolution ---- */
+
+struct conv_case { int C, K, R, stride, pad, B, H, W; };
+
+static const struct conv_case conv_cases[] = {
+    { 3, 5, 3, 1, 1, 2, 7, 7 },   /* 3x3 s1 p1, odd channels */
+    { 5, 4, 3, 2, 1, 1, 9, 8 },   /* 3x3 s2 p1, batch 1, non-square */
+    { 3, 6, 1, 1, 0, 2, 5, 5 },   /* 1x1 pointwise (no im2col) */
+    { 5, 7, 1, 2, 0, 3, 6, 6 },   /* 1x1 s2 projection shortcut */
+    { 3, 4, 3, 2, 0, 1, 8, 8 },   /* 3x3 s2 p0 */
+    { 2, 3, 5, 1, 2, 2, 6, 5 },   /* 5x5 s1 p2 */
+};
+#define N_CONV_CASES (sizeof(conv_cases) / sizeof(conv_cases[0]))
+
+struct conv_ctx {
+    struct conv c;
+    int B, H, W;
+    float *in, *out, *R, *scratch;
+    size_t scratch_floats, nout;
+};
+
+static double conv_loss(void *p)
+{
+    struct conv_ctx *x = p;
+    conv_forward(&x->c, x->in, x->B, x->H, x->W, x->out, x->scratch, x->scratch_floats);
+    return dot_d(x->out, x->R, x->nout);
+}
+
+static void conv_ctx_init(struct conv_ctx *x, const struct conv_case *cc, int chunked)
+{
+    memset(x, 0, sizeof(*x));
+    x->c = (struct conv){ cc->C, cc->K, cc->R, cc->R, cc->stride, cc->pad, NULL, NULL };
+    x->B = cc->B;
+    x->H = cc->H;
+    x->W = cc->W;
+    size_t nw = conv_weight_count(&x->c), nin = (size_t)cc->C * cc->B * cc->H * cc->W;
+    int ho = conv_out_dim(cc->H, cc->R, cc->stride, cc->pad);
+    int wo = conv_out_dim(cc->W, cc->R, cc->stride, cc->pad);
+    x->nout = (size_t)cc->K * cc->B * ho * wo;
+    x->c.w = nn_alloc(nw);
+    x->c.dw = nn_alloc(nw);
+    x->in = nn_alloc(nin);
+    x->out = nn_alloc(x->nout);
+    x->R = nn_alloc(x->nout);
+    /* chunked: exactly one image per sgemm; else room for the whole batch */
+    x->scratch_floats = conv_scratch_min(&x->c, cc->H, cc->W) * (chunked ? 1 : cc->B);
+    x->scratch = nn_alloc(x->scratch_floats);
+    fill_normal(x->c.w, nw, 0.5, 1);
+    fill_normal(x->in, nin, 1.0, 2);
+    fill_normal(x->R, x->nout, 1.0, 3);
+}
+
+static void conv_ctx_free(struct conv_ctx *x)
+{
+    nn_free(x->c.w);
+    nn_free(x->c.dw);
+    nn_free(x->in);
+    nn_free(x->out);
+    nn_free(x->R);
+    nn_free(x->scratch);
+}
+
+START_TEST(test_conv_vs_naive)
+{
+    for (int chunked = 0; chunked < 2; chunked++) {
+        struct conv_ctx x;
+        conv_ctx_init(&x, &conv_cases[_i], chunked);
+        float *ref = nn_alloc(x.nout);
+        conv_forward(&x.c, x.in, x.B, x.H, x.W, x.out, x.scratch, x.scratch_floats);
+        conv_forward_naive(&x.c, x.in, x.B, x.H, x.W, ref);
+        double maxerr = 0.0;
+        for (size_t i = 0; i < x.nout; i++) {
+            double e = fabs(x.out[i] - ref[i]);
+            if (e > maxerr) maxerr = e;
+        }
+        ck_assert_msg(maxerr < 1e-4, "case %d chunked %d: max |fast - naive| = %g", _i,
+                      chunked, maxerr);
+        nn_free(ref);
+        conv_ctx_free(&x);
+    }
+}
+END_TEST
+
+START_TEST(test_conv_grad)
+{
+    for (int chunked = 0; chunked < 2; chunked++) {
+        const struct conv_case *cc = &conv_cases[_i];
+        struct conv_ctx x;
+        conv_ctx_init(&x, cc, chunked);
+        size_t nin = (size_t)cc->C * cc->B * cc->H * cc->W, nw = conv_weight_count(&x.c);
+        float *din = nn_alloc(nin);
+        conv_forward(&x.c, x.in, x.B, x.H, x.W, x.out, x.scratch, x.scratch_floats);
+        conv_backward(&x.c, x.in, x.R, x.B, x.H, x.W, din, 0, x.scratch, x.scratch_floats);
+        double ew = gc_rel_error(conv_loss, &x, x.c.w, x.c.dw, nw, 200, 1e-2f);
+        double ei = gc_rel_error(conv_loss, &x, x.in, din, nin, 200, 1e-2f);
+        ck_assert_msg(ew < GC_TOL, "case %d chunked %d: dw rel err %g", _i, chunked, ew);
+        ck_assert_msg(ei < GC_TOL, "case %d chunked %d: din rel err %g", _i, chunked, ei);
+        /* accumulate adds to what din holds */
+        float *acc = nn_alloc(nin);
+        for (size_t i = 0; i < nin; i++) acc[i] = 1.0f;
+        conv_backward(&x.c, x.in, x.R, x.B, x.H, x.W, acc, 1, x.scratch, x.scratch_floats);
+        for (size_t i = 0; i < nin; i++)
+            ck_assert_msg(fabsf(acc[i] - 1.0f - din[i]) < 1e-4f, "accumulate at %zu", i);
+        nn_free(acc);
+        nn_free(din);
+        conv_ctx_free(&x);
+    }
+}
+END_TEST
+
+/* ---- batch norm ---- */
+
+enum { BN_PLAIN, BN_RELU, BN_JOIN };
+
+struct bn_ctx {
+    struct bn b;
+    size_t N;
+    int mode;
+    float *x, *res, *y, *R;
+};
+
+static double bn_loss(void *p)
+{
+    struct bn_ctx *c = p;
+    if (c->mode == BN_JOIN)
+        bn_forward_join(&c->b, c->x, c->res, c->y, c->N, 1);
+    else
+        bn_forward(&c->b, c->x, c->y, c->N, 1, c->mode == BN_RELU);
+    return dot_d(c->y, c->R, (size_t)c->b.C * c->N);
+}
+
+static void bn_alloc(struct bn *b, int C)
+{
+    b->C = C;
+    b->gamma = nn_alloc(C);
+    b->beta = nn_alloc(C);
+    b->dgamma = nn_alloc(C);
+    b->dbeta = nn_alloc(C);
+    b->rmean = nn_alloc(C);
+    b->rvar = nn_alloc(C);
+    b->mean = nn_alloc(C);
+    b->invstd = nn_alloc(C);
+    bn_init_params(b);
+}
+
+static void bn_free(struct bn *b)
+{
+    nn_free(b->gamma);
+    nn_free(b->beta);
+    nn_free(b->dgamma);
+    nn_free(b->dbeta);
+    nn_free(b->rmean);
+    nn_free(b->rvar);
+    nn_free(b->mean);
+    nn_free(b->invstd);
+}
+
+START_TEST(test_bn_grad)
+{
+    int mode = _i;
+    struct bn_ctx c;
+    memset(&c, 0, sizeof(c));
+    int C = 3;
+    c.N = 2 * 5 * 4; /* B 2, 5x4 */
+    c.mode = mode;
+    bn_alloc(&c.b, C);
+    fill_normal(c.b.gamma, C, 1.0, 7);
+    fill_normal(c.b.beta, C, 0.5, 8);
+    size_t n = C * c.N;
+    c.x = nn_alloc(n);
+    c.res = nn_alloc(n);
+    c.y = nn_alloc(n);
+    c.R = nn_alloc(n);
+    float *dx = nn_alloc(n), *dy = nn_alloc(n);
+    fill_normal(c.x, n, 2.0, 9);
+    for (size_t i = 0; i < n; i++) c.x[i] += 1.0f;
+    fill_normal(c.res, n, 1.0, 10);
+    fill_normal(c.R, n, 1.0, 11);
+    bn_loss(&c);
+    /* the join's relu mask comes from y; its residual gradient is the masked dy itself */
+    memcpy(dy, c.R, sizeof(float) * n);
+    bn_backward(&c.b, c.x, mode == BN_PLAIN ? NULL : c.y, dy, dx, c.N);
+    double ex = gc_rel_error(bn_loss, &c, c.x, dx, n, 120, 1e-2f);
+    double eg = gc_rel_error(bn_loss, &c, c.b.gamma, c.b.dgamma, C, 10, 1e-2f);
+    double eb = gc_rel_error(bn_loss, &c, c.b.beta, c.b.dbeta, C, 10, 1e-2f);
+    ck_assert_msg(ex < GC_TOL, "mode %d: dx rel err %g", mode, ex);
+    ck_assert_msg(eg < GC_TOL, "mode %d: dgamma rel err %g", mode, eg);
+    ck_assert_msg(eb < GC_TOL, "mode %d: dbeta rel err %g", mode, eb);
+    if (mode == BN_JOIN) {
+        float *dres = nn_alloc(n);
+        relu_backward(c.y, c.R, dres, n);
+        double er = gc_rel_error(bn_loss, &c, c.res, dres, n, 120, 1e-2f);
+        ck_assert_msg(er < GC_TOL, "join: dres rel err %g", er);
+        nn_free(dres);
+    }
+    nn_free(dx);
+    nn_free(dy);
+    nn_free(c.x);
+    nn_free(c.res);
+    nn_free(c.y);
+    nn_free(c.R);
+    bn_free(&c.b);
+}
+END_TEST
+
+START_TEST(test_bn_modes)
+{
+    int C = 2;
+    size_t N = 50;
+    struct bn b;
+    bn_alloc(&b, C);
+    b.gamma[0] = 2.0f;
+    b.beta[0] = 0.5f;
+    b.gamma[1] = 0.5f;
+    b.beta[1] = -1.0f;
+    float x[100], y[100], y2[100];
+    fill_normal(x, 100, 3.0, 21);
+    for (int i = 0; i < 50; i++) x[i] += 4.0f;
+    bn_forward(&b, x, y, N, 1, 0);
+    for (int c = 0; c < C; c++) {
+        double m = 0, v = 0;
+        for (size_t i = 0; i < N; i++) m += x[c * N + i];
+        m /= N;
+        for (size_t i = 0; i < N; i++) v += (x[c * N + i] - m) * (x[c * N + i] - m);
+        /* train: output has mean beta and std |gamma| (biased variance) */
+        double ym = 0, yv = 0;
+        for (size_t i = 0; i < N; i++) ym += y[c * N + i];
+        ym /= N;
+        for (size_t i = 0; i < N; i++) yv += (y[c * N + i] - ym) * (y[c * N + i] - ym);
+        ck_assert_msg(fabs(ym - b.beta[c]) < 1e-4, "train mean %g", ym);
+        ck_assert_msg(fabs(sqrt(yv / N) - fabs(b.gamma[c])) < 1e-3, "train std %g", sqrt(yv / N));
+        /* running stats: momentum 0.1 from (0, 1), unbiased variance */
+        ck_assert_msg(fabs(b.rmean[c] - 0.1 * m) < 1e-4, "rmean %g vs %g", b.rmean[c], 0.1 * m);
+        ck_assert_msg(fabs(b.rvar[c] - (0.9 + 0.1 * v / (N - 1))) < 1e-3, "rvar %g", b.rvar[c]);
+    }
+    /* eval: running statistics, running stats untouched */
+    float rm0 = b.rmean[0], rv0 = b.rvar[0];
+    bn_forward(&b, x, y2, N, 0, 1);
+    ck_assert(b.rmean[0] == rm0 && b.rvar[0] == rv0);
+    for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < N; i++) {
+            double e = (x[c * N + i] - b.rmean[c]) / sqrt(b.rvar[c] + 1e-5) * b.gamma[c]
+                       + b.beta[c];
+            if (e < 0) e = 0;
+            ck_assert_msg(fabs(y2[c * N + i] - e) < 1e-4, "eval %g vs %g", y2[c * N + i], e);
+        }
+    bn_free(&b);
+}
+END_TEST
+
+/* ---- relu, add, pool, linear, l2norm ---- */
+
+struct ew_ctx {
+    int kind;
+    size_t n;
+    float *a, *b, *y, *R;
+    int C, B, d;
+    size_t HW;
+    struct linear l;
+};
+
+enum { EW_RELU, EW_ADD, EW_POOL, EW_LINEAR, EW_L2 };
+
+static double ew_loss(void *p)
+{
+    struct ew_ctx *c = p;
+    size_t ny = c->n;
+    float norms[16];
+    switch (c->kind) {
+    case EW_RELU: relu_forward(c->a, c->y, c->n); break;
+    case EW_ADD: add_forward(c->a, c->b, c->y, c->n); break;
+    case EW_POOL:
+        avgpool_forward(c->a, c->C, c->B, c->HW, c->y);
+        ny = (size_t)c->B * c->C;
+        break;
+    case EW_LINEAR:
+        linear_forward(&c->l, c->a, c->B, c->y);
+        ny = (size_t)c->B * c->l.out;
+        break;
+    case EW_L2:
+        l2norm_forward(c->a, c->B, c->d, c->y, norms);
+        ny = (size_t)c->B * c->d;
+        break;
+    }
+    return dot_d(c->y, c->R, ny);
+}
+
+START_TEST(test_elementwise_grads)
+{
+    struct ew_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.n = 60;
+    c.a = nn_alloc(c.n);
+    c.b = nn_alloc(c.n);
+    c.y = nn_alloc(c.n);
+    c.R = nn_alloc(c.n);
+    float *g = nn_alloc(c.n), *g2 = nn_alloc(c.n);
+    fill_normal(c.a, c.n, 1.0, 31);
+    fill_normal(c.b, c.n, 1.0, 32);
+    fill_normal(c.R, c.n, 1.0, 33);
+    /* keep relu inputs away from the kink */
+    for (size_t i = 0; i < c.n; i++)
+        if (fabsf(c.a[i]) < 0.05f) c.a[i] = 0.3f;
+
+    c.kind = EW_RELU;
+    ew_loss(&c);
+    relu_backward(c.y, c.R, g, c.n);
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.a, g, c.n, 60, 1e-2f) < GC_TOL, "relu");
+
+    c.kind = EW_ADD;
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.a, c.R, c.n, 60, 1e-2f) < GC_TOL, "add a");
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.b, c.R, c.n, 60, 1e-2f) < GC_TOL, "add b");
+
+    c.kind = EW_POOL; /* C 3, B 2, HW 10 */
+    c.C = 3;
+    c.B = 2;
+    c.HW = 10;
+    avgpool_backward(c.R, c.C, c.B, c.HW, g);
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.a, g, c.n, 60, 1e-2f) < GC_TOL, "pool");
+
+    c.kind = EW_LINEAR; /* B 4, in 15, out 3 */
+    c.B = 4;
+    c.l.in = 15;
+    c.l.out = 3;
+    c.l.w = nn_alloc(45);
+    c.l.dw = nn_alloc(45);
+    c.l.b = nn_alloc(3);
+    c.l.db = nn_alloc(3);
+    fill_normal(c.l.w, 45, 0.5, 34);
+    fill_normal(c.l.b, 3, 0.5, 35);
+    linear_backward(&c.l, c.a, c.R, c.B, g);
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.a, g, 60, 60, 1e-2f) < GC_TOL, "linear dx");
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.l.w, c.l.dw, 45, 45, 1e-2f) < GC_TOL, "linear dw");
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.l.b, c.l.db, 3, 3, 1e-2f) < GC_TOL, "linear db");
+
+    c.kind = EW_L2; /* B 4, d 15 */
+    c.d = 15;
+    float norms[4];
+    l2norm_forward(c.a, c.B, c.d, c.y, norms);
+    l2norm_backward(c.y, norms, c.R, c.B, c.d, g2);
+    ck_assert_msg(gc_rel_error(ew_loss, &c, c.a, g2, 60, 60, 1e-3f) < GC_TOL, "l2norm");
+    for (int i = 0; i < c.B; i++) {
+        double s = dot_d(c.y + i * c.d, c.y + i * c.d, c.d);
+        ck_assert_msg(fabs(s - 1.0) < 1e-5, "row %d norm^2 %g", i, s);
+    }
+    nn_free(c.l.w);
+    nn_free(c.l.dw);
+    nn_free(c.l.b);
+    nn_free(c.l.db);
+    nn_free(c.a);
+    nn_free(c.b);
+    nn_free(c.y);
+    nn_free(c.R);
+    nn_free(g);
+    nn_free(g2);
+}
+END_TEST
+
+/* ---- BasicBlock ---- */
+
+struct blk_ctx {
+    struct block k;
+    float *params, *grads, *buffers, *acts;
+    float *x, *R, *scratch;
+    size_t scratch_floats, nout;
+    int B;
+};
+
+static double blk_loss(void *p)
+{
+    struct blk_ctx *c = p;
+    block_forward(&c->k, c->x, c->B, 1, c->scratch, c->scratch_floats);
+    return dot_d(c->k.y, c->R, c->nout);
+}
+
+static void blk_check(int cin, int cout, int stride, int B, int H)
+{
+    struct blk_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct nn_layout L;
+    memset(&L, 0, sizeof(L));
+    block_init(&c.k, cin, cout, stride, H, H, B, &L);
+    c.params = nn_alloc(L.params.used);
+    c.grads = nn_alloc(L.grads.used);
+    c.buffers = nn_alloc(L.buffers.used);
+    c.acts = nn_alloc(L.acts.used);
+    size_t np = L.params.used;
+    struct nn_layout L2 = { { c.params, 0 }, { c.grads, 0 }, { c.buffers, 0 }, { c.acts, 0 } };
+    block_init(&c.k, cin, cout, stride, H, H, B, &L2);
+    struct rng r;
+    rng_seed(&r, 41);
+    block_init_weights(&c.k, &r);
+    /* non-trivial BN affine parameters so every term matters */
+    fill_normal(c.k.b2.beta, cout, 0.3, 42);
+    fill_normal(c.k.b1.beta, cout, 0.3, 43);
+    c.B = B;
+    size_t nin = (size_t)cin * B * H * H;
+    c.nout = (size_t)cout * B * c.k.Ho * c.k.Wo;
+    c.x = nn_alloc(nin);
+    c.R = nn_alloc(c.nout);
+    c.scratch_floats = block_scratch_min(&c.k);
+    c.scratch = nn_alloc(c.scratch_floats);
+    fill_normal(c.x, nin, 1.0, 44);
+    fill_normal(c.R, c.nout, 1.0, 45);
+    size_t na = block_act_floats(&c.k);
+    float *dy = nn_alloc(na), *dx = nn_alloc(nin), *t1 = nn_alloc(na), *t2 = nn_alloc(na);
+    blk_loss(&c);
+    memcpy(dy, c.R, sizeof(float) * c.nout);
+    block_backward(&c.k, c.x, dy, B, dx, t1, t2, c.scratch, c.scratch_floats);
+    double ex = gc_rel_error(blk_loss, &c, c.x, dx, nin, 150, 1e-2f);
+    double ep = gc_rel_error(blk_loss, &c, c.params, c.grads, np, 300, 1e-2f);
+    ck_assert_msg(ex < 5e-2, "block %d->%d s%d: dx rel err %g", cin, cout, stride, ex);
+    ck_assert_msg(ep < 5e-2, "block %d->%d s%d: dparams rel err %g", cin, cout, stride, ep);
+    nn_free(dy);
+    nn_free(dx);
+    nn_free(t1);
+    nn_free(t2);
+    nn_free(c.x);
+    nn_free(c.R);
+    nn_free(c.scratch);
+    nn_free(c.params);
+    nn_free(c.grads);
+    nn_free(c.buffers);
+    nn_free(c.acts);
+}
+
+START_TEST(test_block_projection_grad) { blk_check(3, 5, 2, 2, 6); }
+END_TEST
+
+START_TEST(test_block_identity_grad) { blk_check(4, 4, 1, 2, 5); }
+END_TEST
+
+static Suite *nn_layers_suite(void)
+{
+    Suite *s = suite_create("nn_layers");
+    TCase *tc = tcase_create("layers");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_conv_vs_naive, 0, N_CONV_CASES);
+    tcase_add_loop_test(tc, test_conv_grad, 0, N_CONV_CASES);
+    tcase_add_loop_test(tc, test_bn_grad, BN_PLAIN, BN_JOIN + 1);
+    tcase_add_test(tc, test_bn_modes);
+    tcase_add_test(tc, test_elementwise_grads);
+    tcase_add_test(tc, test_block_projection_grad);
+    tcase_add_test(tc, test_block_identity_grad);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(nn_layers_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,238 @@
+/* Unit tests for the network presets (common/nn/net.h) and the optimiser (common/nn/sgd.h):
+ * a finite-difference check of the whole network's gradient, preset sizes, input sizes
+ * 32..224, train vs eval mode, one SGD step against a hand calculation, learning-rate
+ * schedules, and determinism (same seed -> identical weights after three steps). */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nn/net.h"
+#include "common/nn/sgd.h"
+#include "tests/check_nn_util.h"
+
+struct net_ctx {
+    struct net *n;
+    float *x, *R;
+    int B, d;
+};
+
+static double net_loss(void *p)
+{
+    struct net_ctx *c = p;
+    const float *f = net_forward(c->n, c->x, c->B, 1);
+    return dot_d(f, c->R, (size_t)c->B * c->d);
+}
+
+START_TEST(test_net_grad)
+{
+    /* resnet20 on 8x8 inputs: every layer kind, three stages, projection shortcuts */
+    struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5 };
+    struct net_ctx c = { net_new(&cfg), NULL, NULL, 3, 6 };
+    ck_assert_ptr_nonnull(c.n);
+    size_t nx = (size_t)3 * 3 * 8 * 8;
+    c.x = malloc(sizeof(float) * nx);
+    c.R = malloc(sizeof(float) * 18);
+    fill_normal(c.x, nx, 1.0, 51);
+    fill_normal(c.R, 18, 1.0, 52);
+    net_loss(&c);
+    net_backward(c.n, c.R);
+    size_t np = net_param_count(c.n);
+    float *g = malloc(sizeof(float) * np);
+    memcpy(g, net_grads(c.n), sizeof(float) * np);
+    /* float forward: h 1e-3 balances curvature (ReLU kinks, BN) against rounding */
+    double e = gc_rel_error(net_loss, &c, net_params(c.n), g, np, 400, 1e-3f);
+    ck_assert_msg(e < 3e-2, "whole-net parameter gradient rel err %g", e);
+    free(g);
+    free(c.x);
+    free(c.R);
+    net_destroy(&c.n);
+    ck_assert_ptr_null(c.n);
+    net_destroy(&c.n); /* accepts NULL */
+}
+END_TEST
+
+START_TEST(test_presets)
+{
+    struct net_config cfg = { "resnet18", 128, 32, 32, 2, 1 };
+    struct net *n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    /* reference CIFAR ResNet18 (11,173,962 with a 10-way fc) with Linear(512, 128) */
+    ck_assert_uint_eq(net_param_scalars(n), 11173962 - 5130 + 65664);
+    double gmac = net_flops_per_image(n) / 2e9;
+    ck_assert_msg(gmac > 0.55 && gmac < 0.57, "resnet18 %g GMAC/img", gmac);
+    net_destroy(&n);
+    cfg.model = "resnet18-half";
+    n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    ck_assert_msg(net_param_scalars(n) > 2700000 && net_param_scalars(n) < 2900000, "%zu",
+                  net_param_scalars(n));
+    net_destroy(&n);
+    cfg.model = "resnet20";
+    n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    ck_assert_msg(net_param_scalars(n) > 270000 && net_param_scalars(n) < 300000, "%zu",
+                  net_param_scalars(n));
+    net_destroy(&n);
+    cfg.model = "vgg";
+    ck_assert_ptr_null(net_new(&cfg));
+    cfg.model = "resnet20";
+    cfg.in_h = 4;
+    ck_assert_ptr_null(net_new(&cfg));
+}
+END_TEST
+
+START_TEST(test_input_sizes)
+{
+    static const int sizes[] = { 32, 64, 96, 224 };
+    int s = sizes[_i];
+    struct net_config cfg = { _i == 3 ? "resnet20" : "resnet18-half", 16, s, s, 2, 9 };
+    struct net *n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    size_t nx = (size_t)2 * 3 * s * s;
+    float *x = malloc(sizeof(float) * nx), df[32];
+    fill_normal(x, nx, 1.0, 61);
+    fill_normal(df, 32, 1.0, 62);
+    const float *f = net_forward(n, x, 2, 1);
+    for (int i = 0; i < 2; i++) {
+        double nn2 = dot_d(f + i * 16, f + i * 16, 16);
+        ck_assert_msg(fabs(nn2 - 1.0) < 1e-5, "size %d: |f|^2 = %g", s, nn2);
+    }
+    net_backward(n, df);
+    double gs = dot_d(net_grads(n), net_grads(n), net_param_count(n));
+    ck_assert_msg(isfinite(gs) && gs > 0, "size %d: grad norm^2 %g", s, gs);
+    free(x);
+    net_destroy(&n);
+}
+END_TEST
+
+START_TEST(test_train_eval)
+{
+    struct net_config cfg = { "resnet20", 8, 16, 16, 4, 3 };
+    struct net *n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    size_t nx = (size_t)4 * 3 * 16 * 16;
+    float *x = malloc(sizeof(float) * nx), a[32], b[32], c[8];
+    fill_normal(x, nx, 1.0, 71);
+    float *bufs = malloc(sizeof(float) * net_buffer_count(n));
+    memcpy(bufs, net_buffers(n), sizeof(float) * net_buffer_count(n));
+    memcpy(a, net_forward(n, x, 4, 0), sizeof a);
+    ck_assert_msg(memcmp(bufs, net_buffers(n), sizeof(float) * net_buffer_count(n)) == 0,
+                  "eval forward changed BN running statistics");
+    /* eval: an image's feature does not depend on the rest of the batch */
+    memcpy(c, net_forward(n, x, 1, 0), sizeof c);
+    for (int j = 0; j < 8; j++) ck_assert_msg(fabsf(c[j] - a[j]) < 1e-5f, "eval batch dependence");
+    memcpy(b, net_forward(n, x, 4, 1), sizeof b);
+    ck_assert_msg(memcmp(bufs, net_buffers(n), sizeof(float) * net_buffer_count(n)) != 0,
+                  "train forward left BN running statistics unchanged");
+    double diff = 0;
+    for (int j = 0; j < 32; j++) diff += fabs(a[j] - b[j]);
+    ck_assert_msg(diff > 1e-3, "train and eval outputs identical");
+    free(bufs);
+    free(x);
+    net_destroy(&n);
+}
+END_TEST
+
+START_TEST(test_sgd_hand)
+{
+    struct sgd *s = sgd_new(2, 0.9f, 0.1f);
+    ck_assert_ptr_nonnull(s);
+    float w[2] = { 1.0f, -2.0f }, g[2] = { 0.5f, 0.25f };
+    sgd_step(s, w, g, 0.1f);
+    /* d = g + wd w = (0.6, 0.05); buf = d; w -= 0.1 d */
+    ck_assert_float_eq_tol(w[0], 0.94f, 1e-6f);
+    ck_assert_float_eq_tol(w[1], -2.005f, 1e-6f);
+    sgd_step(s, w, g, 0.1f);
+    /* d = (0.5 + 0.094, 0.25 - 0.2005); buf = 0.9*(0.6, 0.05) + d */
+    double b0 = 0.9 * 0.6 + 0.5 + 0.1 * 0.94, b1 = 0.9 * 0.05 + 0.25 + 0.1 * -2.005;
+    ck_assert_float_eq_tol(s->buf[0], (float)b0, 1e-6f);
+    ck_assert_float_eq_tol(w[0], (float)(0.94 - 0.1 * b0), 1e-6f);
+    ck_assert_float_eq_tol(w[1], (float)(-2.005 - 0.1 * b1), 1e-6f);
+    sgd_destroy(&s);
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
+START_TEST(test_lr_schedules)
+{
+    struct lr_schedule st = { LR_STEP, 0.03, 200, 0, 0, 0.1, 0, { 0 } };
+    ck_assert_int_eq(lr_parse_milestones(&st, "120,160"), 0);
+    ck_assert_int_eq(st.n_milestones, 2);
+    ck_assert_double_eq_tol(lr_at(&st, 0), 0.03, 1e-12);
+    ck_assert_double_eq_tol(lr_at(&st, 119.99), 0.03, 1e-12);
+    ck_assert_double_eq_tol(lr_at(&st, 120), 0.003, 1e-12);
+    ck_assert_double_eq_tol(lr_at(&st, 170), 0.0003, 1e-12);
+    ck_assert_int_eq(lr_parse_milestones(&st, "160,120"), -1);
+    ck_assert_int_eq(lr_parse_milestones(&st, "12x"), -1);
+    struct lr_schedule co = { LR_COSINE, 0.1, 10, 0.001, 2, 0.1, 0, { 0 } };
+    ck_assert_double_eq_tol(lr_at(&co, 0), 0.0, 1e-12);
+    ck_assert_double_eq_tol(lr_at(&co, 1), 0.5 * (0.001 + 0.099 * 0.5 * (1 + cos(M_PI * 0.1))),
+                            1e-12);
+    ck_assert_double_eq_tol(lr_at(&co, 5), 0.001 + 0.099 * 0.5, 1e-12);
+    ck_assert_double_eq_tol(lr_at(&co, 10), 0.001, 1e-12);
+}
+END_TEST
+
+/* Three steps of a small training loop; returns the weights (caller frees). */
+static float *three_steps(uint64_t seed, size_t *np)
+{
+    struct net_config cfg = { "resnet20", 8, 16, 16, 4, seed };
+    struct net *n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    struct sgd *s = sgd_new(net_param_count(n), 0.9f, 5e-4f);
+    size_t nx = (size_t)4 * 3 * 16 * 16;
+    float *x = malloc(sizeof(float) * nx), df[32];
+    for (int step = 0; step < 3; step++) {
+        fill_normal(x, nx, 1.0, 100 + step);
+        const float *f = net_forward(n, x, 4, 1);
+        for (int j = 0; j < 32; j++) df[j] = f[j] - (j % 8 == 0 ? 1.0f : 0.0f);
+        net_backward(n, df);
+        sgd_step(s, net_params(n), net_grads(n), 0.05f);
+    }
+    *np = net_param_count(n);
+    float *w = malloc(sizeof(float) * *np);
+    memcpy(w, net_params(n), sizeof(float) * *np);
+    free(x);
+    sgd_destroy(&s);
+    net_destroy(&n);
+    return w;
+}
+
+START_TEST(test_determinism)
+{
+    size_t n1, n2, n3;
+    float *a = three_steps(7, &n1), *b = three_steps(7, &n2), *c = three_steps(8, &n3);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_msg(memcmp(a, b, sizeof(float) * n1) == 0, "same seed, different weights");
+    ck_assert_msg(memcmp(a, c, sizeof(float) * n1) != 0, "different seeds, same weights");
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+static Suite *nn_net_suite(void)
+{
+    Suite *s = suite_create("nn_net");
+    TCase *tc = tcase_create("net");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_net_grad);
+    tcase_add_test(tc, test_presets);
+    tcase_add_loop_test(tc, test_input_sizes, 0, 4);
+    tcase_add_test(tc, test_train_eval);
+    tcase_add_test(tc, test_sgd_hand);
+    tcase_add_test(tc, test_lr_schedules);
+    tcase_add_test(tc, test_determinism);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(nn_net_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

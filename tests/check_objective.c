@@ -1,0 +1,225 @@
+/* Unit tests for the objectives (trainer/objective.h): loss values against a direct double
+ * computation of the formulas in ../shared/spec/algorithm.md, finite-difference gradients of
+ * NCE (shared and per-element draw), the full softmax and the proximal term, Z handling
+ * (first-step estimate, frozen, EMA, setter), and shared == per-element on the same rows. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/check_nn_util.h"
+#include "trainer/objective.h"
+
+#define B_ 5
+#define D_ 8
+#define M_ 7
+#define N_ 40
+
+static void unit_rows(float *x, int rows, int d, uint64_t seed)
+{
+    fill_normal(x, (size_t)rows * d, 1.0, seed);
+    for (int i = 0; i < rows; i++) {
+        double s = sqrt(dot_d(x + i * d, x + i * d, d));
+        for (int j = 0; j < d; j++) x[i * d + j] = (float)(x[i * d + j] / s);
+    }
+}
+
+struct obj_ctx {
+    struct objective *o;
+    int kind; /* 0 shared, 1 per-element, 2 softmax */
+    float f[B_ * D_], pos[B_ * D_], neg[M_ * D_], negpe[B_ * M_ * D_], bank[N_ * D_];
+    uint32_t idx[B_];
+    float df[B_ * D_];
+};
+
+static double obj_loss(void *p)
+{
+    struct obj_ctx *c = p;
+    float scratch[B_ * D_];
+    switch (c->kind) {
+    case 0: return objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, scratch);
+    case 1: return objective_nce_per_element(c->o, c->f, c->pos, c->negpe, B_, scratch);
+    default: return objective_softmax(c->o, c->f, c->bank, c->idx, B_, scratch);
+    }
+}
+
+static void ctx_fill(struct obj_ctx *c)
+{
+    unit_rows(c->f, B_, D_, 81);
+    unit_rows(c->pos, B_, D_, 82);
+    unit_rows(c->neg, M_, D_, 83);
+    unit_rows(c->negpe, B_ * M_, D_, 84);
+    unit_rows(c->bank, N_, D_, 85);
+    for (int i = 0; i < B_; i++) c->idx[i] = (uint32_t)(i * 7 + 3) % N_;
+}
+
+/* Direct NCE loss in double for element scores against rows neg_i (m each). */
+static double nce_ref(const float *f, const float *pos, const float *neg, int per_element,
+                      double tau, double z, double lambda)
+{
+    double c = (double)M_ / N_, loss = 0.0;
+    for (int i = 0; i < B_; i++) {
+        double p0 = exp(dot_d(f + i * D_, pos + i * D_, D_) / tau) / z;
+        loss -= log(p0 / (p0 + c + 1e-7));
+        for (int j = 0; j < M_; j++) {
+            const float *v = per_element ? neg + ((size_t)i * M_ + j) * D_ : neg + j * D_;
+            double p = exp(dot_d(f + i * D_, v, D_) / tau) / z;
+            loss -= log(c / (p + c + 1e-7));
+        }
+        for (int j = 0; j < D_; j++) {
+            double d = f[i * D_ + j] - pos[i * D_ + j];
+            loss += lambda * d * d;
+        }
+    }
+    return loss / B_;
+}
+
+START_TEST(test_nce_grad)
+{
+    /* _i: bit 0 per-element, bit 1 proximal term */
+    int per = _i & 1;
+    double lambda = (_i & 2) ? 0.7 : 0.0;
+    struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, lambda, 0 };
+    struct obj_ctx *c = calloc(1, sizeof(*c));
+    c->o = objective_new(&cfg);
+    ck_assert_ptr_nonnull(c->o);
+    c->kind = per;
+    ctx_fill(c);
+    objective_set_z(c->o, 3.0 * N_);
+    double loss = per ? objective_nce_per_element(c->o, c->f, c->pos, c->negpe, B_, c->df)
+                      : objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    double ref = nce_ref(c->f, c->pos, per ? c->negpe : c->neg, per, 0.1, 3.0 * N_, lambda);
+    ck_assert_msg(fabs(loss - ref) < 1e-4 * fabs(ref), "loss %g vs %g", loss, ref);
+    double e = gc_rel_error(obj_loss, c, c->f, c->df, B_ * D_, B_ * D_, 1e-3f);
+    ck_assert_msg(e < 1e-2, "case %d: df rel err %g", _i, e);
+    objective_destroy(&c->o);
+    ck_assert_ptr_null(c->o);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_softmax_grad)
+{
+    double lambda = _i ? 0.5 : 0.0;
+    struct objective_config cfg = { B_, D_, 0, N_, 0.1, OBJ_Z_FROZEN, 0.99, lambda, 1 };
+    struct obj_ctx *c = calloc(1, sizeof(*c));
+    c->o = objective_new(&cfg);
+    ck_assert_ptr_nonnull(c->o);
+    c->kind = 2;
+    ctx_fill(c);
+    double loss = objective_softmax(c->o, c->f, c->bank, c->idx, B_, c->df);
+    double ref = 0.0;
+    for (int i = 0; i < B_; i++) {
+        double s = 0.0, t = 0.0;
+        for (int j = 0; j < N_; j++) s += exp(dot_d(c->f + i * D_, c->bank + j * D_, D_) / 0.1);
+        t = dot_d(c->f + i * D_, c->bank + c->idx[i] * D_, D_) / 0.1;
+        ref += log(s) - t;
+        for (int j = 0; j < D_; j++) {
+            double d = c->f[i * D_ + j] - c->bank[c->idx[i] * D_ + j];
+            ref += lambda * d * d;
+        }
+    }
+    ref /= B_;
+    ck_assert_msg(fabs(loss - ref) < 1e-4 * fabs(ref), "loss %g vs %g", loss, ref);
+    double e = gc_rel_error(obj_loss, c, c->f, c->df, B_ * D_, B_ * D_, 1e-3f);
+    ck_assert_msg(e < 1e-2, "softmax lambda %g: df rel err %g", lambda, e);
+    objective_destroy(&c->o);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_z_handling)
+{
+    struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, 0.0, 0 };
+    struct obj_ctx *c = calloc(1, sizeof(*c));
+    ctx_fill(c);
+    c->o = objective_new(&cfg);
+    ck_assert_double_eq(objective_z(c->o), 0.0);
+    objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    /* Z = n * mean(exp(s/tau)) over all B x (m+1) scores */
+    double sum = 0.0;
+    for (int i = 0; i < B_; i++) {
+        sum += exp(dot_d(c->f + i * D_, c->pos + i * D_, D_) / 0.1);
+        for (int j = 0; j < M_; j++) sum += exp(dot_d(c->f + i * D_, c->neg + j * D_, D_) / 0.1);
+    }
+    double z0 = N_ * sum / (B_ * (M_ + 1));
+    ck_assert_msg(fabs(objective_z(c->o) - z0) < 1e-5 * z0, "Z %g vs %g", objective_z(c->o), z0);
+    /* frozen: a different batch leaves Z, but the estimate follows the batch */
+    unit_rows(c->f, B_, D_, 99);
+    objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    ck_assert_msg(fabs(objective_z(c->o) - z0) < 1e-5 * z0, "frozen Z moved");
+    double est = objective_z_estimate(c->o);
+    ck_assert_msg(fabs(est - z0) > 1e-3 * z0, "estimate did not follow the batch");
+    objective_destroy(&c->o);
+
+    /* EMA: Z = 0.99 Z + 0.01 estimate after the first call */
+    cfg.z_mode = OBJ_Z_EMA;
+    c->o = objective_new(&cfg);
+    unit_rows(c->f, B_, D_, 81);
+    objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    double za = objective_z(c->o); /* first call: estimate, then one EMA step onto itself */
+    ck_assert_msg(fabs(za - z0) < 1e-5 * z0, "EMA first Z %g vs %g", za, z0);
+    unit_rows(c->f, B_, D_, 99);
+    objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    double want = 0.99 * za + 0.01 * objective_z_estimate(c->o);
+    ck_assert_msg(fabs(objective_z(c->o) - want) < 1e-9 * want, "EMA Z %g vs %g",
+                  objective_z(c->o), want);
+    objective_destroy(&c->o);
+
+    /* setter: the set value is used from the first call on */
+    cfg.z_mode = OBJ_Z_FROZEN;
+    c->o = objective_new(&cfg);
+    objective_set_z(c->o, 1234.5);
+    double loss = objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    ck_assert_double_eq(objective_z(c->o), 1234.5);
+    double ref = nce_ref(c->f, c->pos, c->neg, 0, 0.1, 1234.5, 0.0);
+    ck_assert_msg(fabs(loss - ref) < 1e-4 * ref, "loss with set Z %g vs %g", loss, ref);
+    objective_destroy(&c->o);
+    free(c);
+
+    cfg.tau = 0.0;
+    ck_assert_ptr_null(objective_new(&cfg));
+}
+END_TEST
+
+START_TEST(test_shared_equals_per_element)
+{
+    struct objective_config cfg = { B_, D_, M_, N_, 0.07, OBJ_Z_FROZEN, 0.99, 0.0, 0 };
+    struct obj_ctx *c = calloc(1, sizeof(*c));
+    ctx_fill(c);
+    for (int i = 0; i < B_; i++) memcpy(c->negpe + (size_t)i * M_ * D_, c->neg, sizeof(c->neg));
+    struct objective *a = objective_new(&cfg), *b = objective_new(&cfg);
+    float da[B_ * D_], db[B_ * D_];
+    double la = objective_nce_shared(a, c->f, c->pos, c->neg, B_, da);
+    double lb = objective_nce_per_element(b, c->f, c->pos, c->negpe, B_, db);
+    ck_assert_msg(fabs(la - lb) < 1e-5 * fabs(la), "%g vs %g", la, lb);
+    ck_assert_msg(fabs(objective_z(a) - objective_z(b)) < 1e-6 * objective_z(a), "Z differs");
+    for (int i = 0; i < B_ * D_; i++)
+        ck_assert_msg(fabsf(da[i] - db[i]) < 1e-4f * (1 + fabsf(da[i])), "df[%d]", i);
+    objective_destroy(&a);
+    objective_destroy(&b);
+    free(c);
+}
+END_TEST
+
+static Suite *objective_suite(void)
+{
+    Suite *s = suite_create("objective");
+    TCase *tc = tcase_create("objective");
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_nce_grad, 0, 4);
+    tcase_add_loop_test(tc, test_softmax_grad, 0, 2);
+    tcase_add_test(tc, test_z_handling);
+    tcase_add_test(tc, test_shared_equals_per_element);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(objective_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,64 @@
+/* The training objectives on L2-normalised features: NCE with a shared or per-element draw
+ * of negatives, the full non-parametric softmax, and the optional proximal term.
+ *
+ * Every loss function returns the loss of the batch (a mean over the B elements, negative
+ * NCE terms summed per element, as ../shared/spec/algorithm.md and the reference compute it)
+ * and writes dL/df (B, d) into the caller's df buffer (overwritten). No gradient flows into
+ * bank rows or Z. All scratch is allocated by objective_new for max_batch and m; the loss
+ * functions allocate nothing.
+ *
+ * NCE (c = m/n, eps = 1e-7, P = exp(s/tau)/Z):
+ *   loss = -( sum_i log(P_i0/(P_i0 + c + eps)) + sum_i sum_j log(c/(P_ij + c + eps)) ) / B
+ * Z: the first NCE call computes the estimate n * mean(exp(s/tau)) over all B x (m+1)
+ * scores (positives included) and, unless a value was set with objective_set_z, adopts it.
+ * OBJ_Z_FROZEN then keeps Z (the reference); OBJ_Z_EMA moves Z by
+ * Z = mom*Z + (1-mom)*estimate after each later call (the estimate of that call's scores).
+ * The Z used by a call is the one before its own EMA update. Z is kept in double.
+ *
+ * Proximal term (prox_lambda > 0): loss += lambda * mean_i ||f_i - pos_i||^2 and
+ * df_i += 2 lambda (f_i - pos_i) / B. For the softmax, pos_i is bank row idx_i. */
+#ifndef NPID_TRAINER_OBJECTIVE_H
+#define NPID_TRAINER_OBJECTIVE_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum objective_z_mode { OBJ_Z_FROZEN = 0, OBJ_Z_EMA = 1 };
+
+struct objective_config {
+    int max_batch;        /* largest B of any call */
+    int dim;              /* feature dimension d */
+    size_t m;             /* negatives per step (NCE); 0 for softmax-only use */
+    size_t n;             /* bank rows */
+    double tau;           /* temperature */
+    int z_mode;           /* enum objective_z_mode */
+    double z_momentum;    /* EMA momentum (0.99) */
+    double prox_lambda;   /* 0: off */
+    int softmax;          /* nonzero: also size scratch for objective_softmax (B x n) */
+};
+
+struct objective;
+
+/* NULL on bad config or out of memory (reason logged). */
+struct objective *objective_new(const struct objective_config *cfg);
+void objective_destroy(struct objective **o);
+
+/* NCE, one shared draw: f (B, d), pos (B, d) the bank rows of the batch's own indices read
+ * before this step's update, neg (m, d) the shared negatives. Scores are one B x m sgemm. */
+double objective_nce_shared(struct objective *o, const float *f, const float *pos,
+                            const float *neg, int B, float *df);
+/* NCE, per-element draw: neg (B, m, d), element i scored against its own m rows. */
+double objective_nce_per_element(struct objective *o, const float *f, const float *pos,
+                                 const float *neg, int B, float *df);
+/* Full non-parametric softmax: logits = f . bank^T / tau over all n rows (bank (n, d)),
+ * cross entropy with target idx_i (< n), mean over the batch. Needs cfg.softmax. */
+double objective_softmax(struct objective *o, const float *f, const float *bank,
+                         const uint32_t *idx, int B, float *df);
+
+/* Current Z (0 before the first NCE call unless set). */
+double objective_z(const struct objective *o);
+/* The Z estimate n * mean(exp(s/tau)) of the last NCE call (0 before any). */
+double objective_z_estimate(const struct objective *o);
+/* Sets Z (from a checkpoint or --nce-z); z > 0. Later calls use it as if estimated. */
+void objective_set_z(struct objective *o, double z);
+
+#endif
