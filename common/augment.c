@@ -1,0 +1,659 @@
+/* Augmentations with torchvision/PIL semantics: see augment.h.
+ *
+ * The resampler reproduces Pillow's ImagingResample for 8-bit RGB with the bilinear filter
+ * (Resample.c): per output pixel a triangle filter of support 1 * max(1, scale) centred at
+ * (i + 0.5) * scale, weights normalised in double precision and rounded to 22-bit fixed
+ * point, horizontal pass first into an 8-bit intermediate, then vertical, each sum rounded
+ * by adding 2^21 and clamped. The colour operations follow Pillow's Blend.c (float32,
+ * truncation), Convert.c (L24 luma, rgb2hsv/hsv2rgb) and torchvision 0.14's functional_pil.
+ * The floating-point expressions deliberately keep Pillow's mix of float and double. */
+#include "common/augment.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+struct scratch {
+    int32_t *kx, *ky;       /* fixed-point coefficients, out x ksize */
+    int *bx, *by;           /* (min, count) per output column / row */
+    double *kd;             /* double coefficients while computing */
+    uint8_t *tmp;           /* horizontal-pass intermediate */
+    size_t kx_cap, ky_cap, bx_cap, by_cap, kd_cap, tmp_cap;
+};
+
+struct augment {
+    struct augment_params p;
+    struct scratch s;
+    uint8_t *img;           /* size x size x 3 working image */
+};
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* Grows *p to n elements of size es; aborts on allocation failure (scratch growth happens
+ * only for ever larger source images and failing to get a few kB is not recoverable here). */
+static void grow(void **p, size_t *cap, size_t n, size_t es)
+{
+    if (n <= *cap)
+        return;
+    size_t c = *cap ? *cap : 64;
+    while (c < n)
+        c *= 2;
+    void *q = realloc(*p, c * es);
+    NPID_CHECK(q != NULL);
+    *p = q;
+    *cap = c;
+}
+
+static void scratch_free(struct scratch *s)
+{
+    free(s->kx);
+    free(s->ky);
+    free(s->bx);
+    free(s->by);
+    free(s->kd);
+    free(s->tmp);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- params ------------------------------------------------------------------------------ */
+
+int augment_preset(const char *name, int train, uint32_t size, enum augment_layout layout,
+                   struct augment_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->train = train ? 1 : 0;
+    p->layout = layout;
+    p->scale_min = 0.2f;
+    p->scale_max = 1.0f;
+    p->ratio_min = 3.0f / 4.0f;
+    p->ratio_max = 4.0f / 3.0f;
+    if (strcmp(name, "cifar") == 0) {
+        p->size = size ? size : 32;
+        p->brightness = p->contrast = p->saturation = p->hue = 0.4f;
+        p->gray_p = 0.2f;
+        p->flip = 0;
+        p->test_resize = 0;
+    } else if (strcmp(name, "imagenet") == 0) {
+        p->size = size ? size : 224;
+        p->brightness = p->contrast = p->saturation = p->hue = 0.4f;
+        p->gray_p = 0.2f;
+        p->gray_first = 1;
+        p->flip = 1;
+        p->test_resize = (uint32_t)((uint64_t)p->size * 256 / 224);
+    } else if (strcmp(name, "none") == 0) {
+        p->size = size ? size : 32;
+        p->train = 0;
+        p->scale_min = p->scale_max = 1.0f;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int augment_params_check(const struct augment_params *p, char *err, size_t err_len)
+{
+    if (p->size < 1 || p->size > 4096) {
+        set_err(err, err_len, "output size %u out of range 1..4096", p->size);
+        return -1;
+    }
+    if (p->layout != AUGMENT_HWC && p->layout != AUGMENT_CHW) {
+        set_err(err, err_len, "unknown layout %d", (int)p->layout);
+        return -1;
+    }
+    if (!p->train) {
+        if (p->test_resize && p->test_resize < p->size) {
+            set_err(err, err_len, "test resize %u smaller than the crop %u", p->test_resize,
+                    p->size);
+            return -1;
+        }
+        return 0;
+    }
+    if (!(p->scale_min > 0 && p->scale_min <= p->scale_max && p->scale_max <= 1)) {
+        set_err(err, err_len, "crop scale range [%g, %g] not within (0, 1]", p->scale_min,
+                p->scale_max);
+        return -1;
+    }
+    if (!(p->ratio_min > 0 && p->ratio_min <= p->ratio_max && p->ratio_max < 100)) {
+        set_err(err, err_len, "crop ratio range [%g, %g] invalid", p->ratio_min, p->ratio_max);
+        return -1;
+    }
+    if (!(p->brightness >= 0 && p->brightness < 1 && p->contrast >= 0 && p->contrast < 1 &&
+          p->saturation >= 0 && p->saturation < 1 && p->hue >= 0 && p->hue <= 0.5f)) {
+        set_err(err, err_len, "colour jitter out of range (brightness, contrast, saturation "
+                              "in [0,1), hue in [0,0.5])");
+        return -1;
+    }
+    if (!(p->gray_p >= 0 && p->gray_p <= 1)) {
+        set_err(err, err_len, "grayscale probability %g not in [0,1]", p->gray_p);
+        return -1;
+    }
+    return 0;
+}
+
+struct augment *augment_new(const struct augment_params *p)
+{
+    if (augment_params_check(p, NULL, 0))
+        return NULL;
+    struct augment *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->p = *p;
+    a->img = malloc((size_t)p->size * p->size * 3);
+    if (!a->img) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void augment_destroy(struct augment **ap)
+{
+    if (!ap || !*ap)
+        return;
+    scratch_free(&(*ap)->s);
+    free((*ap)->img);
+    free(*ap);
+    *ap = NULL;
+}
+
+const struct augment_params *augment_get_params(const struct augment *a)
+{
+    return &a->p;
+}
+
+size_t augment_out_bytes(const struct augment *a)
+{
+    return (size_t)a->p.size * a->p.size * 3;
+}
+
+/* ---- Pillow's bilinear resampling ------------------------------------------------------- */
+
+static double bilinear_filter(double x)
+{
+    if (x < 0.0)
+        x = -x;
+    if (x < 1.0)
+        return 1.0 - x;
+    return 0.0;
+}
+
+/* Coefficients of output positions [o0, o0 + cnt) of a resize in_size -> out_size (Pillow's
+ * precompute_coeffs + normalize_coeffs_8bpc). Returns ksize. */
+static int coeffs(struct scratch *s, int in_size, int out_size, int o0, int cnt, int32_t **kk,
+                  size_t *kk_cap, int **bounds, size_t *b_cap)
+{
+    float in0 = 0.0f, in1 = (float)in_size;
+    double scale = (double)(in1 - in0) / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    grow((void **)&s->kd, &s->kd_cap, (size_t)cnt * ksize, sizeof(double));
+    grow((void **)kk, kk_cap, (size_t)cnt * ksize, sizeof(int32_t));
+    grow((void **)bounds, b_cap, (size_t)cnt * 2, sizeof(int));
+    for (int i = 0; i < cnt; i++) {
+        int xx = o0 + i;
+        double center = in0 + (xx + 0.5) * scale;
+        double ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in_size)
+            xmax = in_size;
+        xmax -= xmin;
+        double *k = &s->kd[(size_t)i * ksize];
+        int x;
+        for (x = 0; x < xmax; x++) {
+            double w = bilinear_filter((x + xmin - center + 0.5) * ss);
+            k[x] = w;
+            ww += w;
+        }
+        for (x = 0; x < xmax; x++)
+            if (ww != 0.0)
+                k[x] /= ww;
+        for (; x < ksize; x++)
+            k[x] = 0;
+        (*bounds)[2 * i] = xmin;
+        (*bounds)[2 * i + 1] = xmax;
+    }
+    for (size_t x = 0; x < (size_t)cnt * ksize; x++) {
+        double v = s->kd[x];
+        (*kk)[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS))
+                         : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+    }
+    return ksize;
+}
+
+static inline uint8_t clip8(int32_t v)
+{
+    v >>= PRECISION_BITS;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Resizes the in_w x in_h RGB image at src (row stride `stride` bytes) to out_w x out_h and
+ * writes the window [ox, ox + dw) x [oy, oy + dh) of the result to dst (dw x dh x 3, packed).
+ * Each output pixel depends only on its own coefficients, so the window equals the
+ * corresponding part of the full Pillow resize. */
+static void resample(struct scratch *s, const uint8_t *src, size_t stride, int in_w, int in_h,
+                     int out_w, int out_h, int ox, int oy, int dw, int dh, uint8_t *dst)
+{
+    /* src (in_h, in_w, 3) dst (dh, dw, 3) */
+    int need_h = out_w != in_w, need_v = out_h != in_h;
+    if (!need_h && !need_v) {
+        for (int y = 0; y < dh; y++)
+            memcpy(dst + (size_t)y * dw * 3, src + (size_t)(y + oy) * stride + (size_t)ox * 3,
+                   (size_t)dw * 3);
+        return;
+    }
+    int ks_y = 0, first = oy, last = oy + dh;
+    if (need_v) {
+        ks_y = coeffs(s, in_h, out_h, oy, dh, &s->ky, &s->ky_cap, &s->by, &s->by_cap);
+        first = s->by[0];
+        last = s->by[2 * (dh - 1)] + s->by[2 * (dh - 1) + 1];
+    }
+    const uint8_t *vsrc = src + (size_t)ox * 3; /* vertical-only: window columns */
+    size_t vstride = stride;
+    int vbase = 0;
+    if (need_h) {
+        int ks_x = coeffs(s, in_w, out_w, ox, dw, &s->kx, &s->kx_cap, &s->bx, &s->bx_cap);
+        int rows = last - first;
+        uint8_t *tmp;
+        if (need_v) {
+            grow((void **)&s->tmp, &s->tmp_cap, (size_t)rows * dw * 3, 1);
+            tmp = s->tmp;
+        } else {
+            tmp = dst; /* rows == dh */
+        }
+        for (int y = 0; y < rows; y++) {
+            const uint8_t *in = src + (size_t)(y + first) * stride;
+            uint8_t *out = tmp + (size_t)y * dw * 3;
+            for (int xx = 0; xx < dw; xx++) {
+                int xmin = s->bx[2 * xx], xmax = s->bx[2 * xx + 1];
+                const int32_t *k = &s->kx[(size_t)xx * ks_x];
+                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+                const uint8_t *pp = in + (size_t)xmin * 3;
+                for (int x = 0; x < xmax; x++) {
+                    s0 += pp[3 * x] * k[x];
+                    s1 += pp[3 * x + 1] * k[x];
+                    s2 += pp[3 * x + 2] * k[x];
+                }
+                out[3 * xx] = clip8(s0);
+                out[3 * xx + 1] = clip8(s1);
+                out[3 * xx + 2] = clip8(s2);
+            }
+        }
+        if (!need_v)
+            return;
+        vsrc = tmp;
+        vstride = (size_t)dw * 3;
+        vbase = first;
+    }
+    for (int yy = 0; yy < dh; yy++) {
+        int ymin = s->by[2 * yy] - vbase, ymax = s->by[2 * yy + 1];
+        const int32_t *k = &s->ky[(size_t)yy * ks_y];
+        uint8_t *out = dst + (size_t)yy * dw * 3;
+        for (int xx = 0; xx < dw * 3; xx += 3) {
+            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            const uint8_t *pp = vsrc + (size_t)ymin * vstride + xx;
+            for (int y = 0; y < ymax; y++) {
+                s0 += pp[0] * k[y];
+                s1 += pp[1] * k[y];
+                s2 += pp[2] * k[y];
+                pp += vstride;
+            }
+            out[xx] = clip8(s0);
+            out[xx + 1] = clip8(s1);
+            out[xx + 2] = clip8(s2);
+        }
+    }
+}
+
+void augment_resize_box(struct augment *a, const uint8_t *src, uint32_t sw, uint32_t sh,
+                        uint32_t x, uint32_t y, uint32_t cw, uint32_t ch, uint8_t *dst,
+                        uint32_t dw, uint32_t dh)
+{
+    NPID_CHECK(cw >= 1 && ch >= 1 && x + cw <= sw && y + ch <= sh && dw >= 1 && dh >= 1);
+    struct scratch tmp = { 0 };
+    struct scratch *s = a ? &a->s : &tmp;
+    resample(s, src + ((size_t)y * sw + x) * 3, (size_t)sw * 3, (int)cw, (int)ch, (int)dw,
+             (int)dh, 0, 0, (int)dw, (int)dh, dst);
+    if (!a)
+        scratch_free(&tmp);
+}
+
+/* ---- random parameters --------------------------------------------------------------------- */
+
+/* Python's round(): half to even (the default rounding mode). */
+static double pyround(double v)
+{
+    return nearbyint(v);
+}
+
+static double uniform(struct rng *r, double lo, double hi)
+{
+    return lo + (hi - lo) * rng_double(r);
+}
+
+void augment_crop_params(const struct augment_params *p, struct rng *r, uint32_t w, uint32_t h,
+                         struct augment_draw *d)
+{
+    double area = (double)w * h;
+    double lr0 = log(p->ratio_min), lr1 = log(p->ratio_max);
+    for (int t = 0; t < 10; t++) {
+        double target = area * uniform(r, p->scale_min, p->scale_max);
+        double ar = exp(uniform(r, lr0, lr1));
+        double cw = pyround(sqrt(target * ar)), ch = pyround(sqrt(target / ar));
+        if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
+            d->crop_w = (uint32_t)cw;
+            d->crop_h = (uint32_t)ch;
+            d->crop_y = (uint32_t)rng_below(r, h - d->crop_h + 1);
+            d->crop_x = (uint32_t)rng_below(r, w - d->crop_w + 1);
+            d->fallback = 0;
+            return;
+        }
+    }
+    double in_ratio = (double)w / h;
+    uint32_t cw, ch;
+    if (in_ratio < p->ratio_min) {
+        cw = w;
+        ch = (uint32_t)pyround(cw / (double)p->ratio_min);
+    } else if (in_ratio > p->ratio_max) {
+        ch = h;
+        cw = (uint32_t)pyround(ch * (double)p->ratio_max);
+    } else {
+        cw = w;
+        ch = h;
+    }
+    if (cw < 1) cw = 1;
+    if (ch < 1) ch = 1;
+    if (cw > w) cw = w;
+    if (ch > h) ch = h;
+    d->crop_w = cw;
+    d->crop_h = ch;
+    d->crop_y = (h - ch) / 2;
+    d->crop_x = (w - cw) / 2;
+    d->fallback = 1;
+}
+
+/* ---- colour operations (in place on n packed RGB pixels) ---------------------------------- */
+
+static inline uint8_t luma(const uint8_t *p)
+{
+    return (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+}
+
+/* Pillow's ImagingBlend(degenerate, image, alpha): truncation of in1 + alpha (in2 - in1). */
+static inline uint8_t blend(int in1, int in2, float alpha)
+{
+    float t = (float)in1 + alpha * (float)(in2 - in1);
+    if (t <= 0.0f)
+        return 0;
+    if (t >= 255.0f)
+        return 255;
+    return (uint8_t)t;
+}
+
+void augment_brightness(uint8_t *rgb, size_t n, float f)
+{
+    for (size_t i = 0; i < n * 3; i++)
+        rgb[i] = blend(0, rgb[i], f);
+}
+
+void augment_contrast(uint8_t *rgb, size_t n, float f)
+{
+    if (n == 0)
+        return;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += luma(rgb + 3 * i);
+    int mean = (int)((double)sum / (double)n + 0.5);
+    for (size_t i = 0; i < n * 3; i++)
+        rgb[i] = blend(mean, rgb[i], f);
+}
+
+void augment_saturation(uint8_t *rgb, size_t n, float f)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = rgb + 3 * i;
+        int l = luma(p);
+        p[0] = blend(l, p[0], f);
+        p[1] = blend(l, p[1], f);
+        p[2] = blend(l, p[2], f);
+    }
+}
+
+static inline int clip8i(int v)
+{
+    return v <= 0 ? 0 : v >= 255 ? 255 : v;
+}
+
+void augment_hue(uint8_t *rgb, size_t n, float shift)
+{
+    /* no shortcut for a zero shift: Pillow's HSV round trip is lossy and is part of the result */
+    uint8_t dh = (uint8_t)(int)(shift * 255.0);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = rgb + 3 * i;
+        uint8_t r = p[0], g = p[1], b = p[2];
+        uint8_t maxc = r > g ? (r > b ? r : b) : (g > b ? g : b);
+        uint8_t minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
+        if (maxc == minc)
+            continue; /* s == 0: hue is irrelevant, the pixel stays grey */
+        /* Pillow rgb2hsv */
+        float cr = (float)(maxc - minc);
+        float s = cr / (float)maxc;
+        float rc = ((float)(maxc - r)) / cr;
+        float gc = ((float)(maxc - g)) / cr;
+        float bc = ((float)(maxc - b)) / cr;
+        float h;
+        if (r == maxc)
+            h = bc - gc;
+        else if (g == maxc)
+            h = (float)(2.0 + rc - bc);
+        else
+            h = (float)(4.0 + gc - rc);
+        h = (float)fmod((h / 6.0 + 1.0), 1.0);
+        uint8_t uh = (uint8_t)clip8i((int)(h * 255.0));
+        uint8_t us = (uint8_t)clip8i((int)(s * 255.0));
+        uint8_t uv = maxc;
+        uh = (uint8_t)(uh + dh);
+        /* Pillow hsv2rgb */
+        if (us == 0) {
+            p[0] = p[1] = p[2] = uv;
+            continue;
+        }
+        int ii = (int)floor((float)uh * 6.0 / 255.0);
+        float f = (float)((float)uh * 6.0 / 255.0 - (float)ii);
+        float fs = (float)(((float)us) / 255.0);
+        int pp = (int)round((float)uv * (1.0 - fs));
+        int qq = (int)round((float)uv * (1.0 - fs * f));
+        int tt = (int)round((float)uv * (1.0 - fs * (1.0 - f)));
+        uint8_t up = (uint8_t)clip8i(pp), uq = (uint8_t)clip8i(qq), ut = (uint8_t)clip8i(tt);
+        switch (ii % 6) {
+        case 0: p[0] = uv; p[1] = ut; p[2] = up; break;
+        case 1: p[0] = uq; p[1] = uv; p[2] = up; break;
+        case 2: p[0] = up; p[1] = uv; p[2] = ut; break;
+        case 3: p[0] = up; p[1] = uq; p[2] = uv; break;
+        case 4: p[0] = ut; p[1] = up; p[2] = uv; break;
+        case 5: p[0] = uv; p[1] = up; p[2] = uq; break;
+        }
+    }
+}
+
+void augment_grayscale(uint8_t *rgb, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = rgb + 3 * i;
+        uint8_t l = luma(p);
+        p[0] = p[1] = p[2] = l;
+    }
+}
+
+void augment_flip(uint8_t *rgb, uint32_t w, uint32_t h)
+{
+    for (uint32_t y = 0; y < h; y++) {
+        uint8_t *row = rgb + (size_t)y * w * 3;
+        for (uint32_t a = 0, b = w - 1; a < b; a++, b--) {
+            uint8_t t0 = row[3 * a], t1 = row[3 * a + 1], t2 = row[3 * a + 2];
+            row[3 * a] = row[3 * b];
+            row[3 * a + 1] = row[3 * b + 1];
+            row[3 * a + 2] = row[3 * b + 2];
+            row[3 * b] = t0;
+            row[3 * b + 1] = t1;
+            row[3 * b + 2] = t2;
+        }
+    }
+}
+
+void augment_hwc_to_chw(const uint8_t *hwc, size_t n, uint8_t *chw)
+{
+    uint8_t *r = chw, *g = chw + n, *b = chw + 2 * n;
+    for (size_t i = 0; i < n; i++) {
+        r[i] = hwc[3 * i];
+        g[i] = hwc[3 * i + 1];
+        b[i] = hwc[3 * i + 2];
+    }
+}
+
+/* ---- the transforms -------------------------------------------------------------------- */
+
+static void apply_jitter(const struct augment_params *p, struct rng *r, uint8_t *img, size_t n,
+                         struct augment_draw *d)
+{
+    /* torchvision ColorJitter.get_params: a permutation, then the four factors */
+    uint8_t order[4] = { 0, 1, 2, 3 };
+    for (int i = 3; i > 0; i--) {
+        int j = (int)rng_below(r, (uint64_t)i + 1);
+        uint8_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    float bf = 1, cf = 1, sf = 1, hf = 0;
+    if (p->brightness > 0)
+        bf = (float)uniform(r, 1.0 - p->brightness, 1.0 + p->brightness);
+    if (p->contrast > 0)
+        cf = (float)uniform(r, 1.0 - p->contrast, 1.0 + p->contrast);
+    if (p->saturation > 0)
+        sf = (float)uniform(r, 1.0 - p->saturation, 1.0 + p->saturation);
+    if (p->hue > 0)
+        hf = (float)uniform(r, -p->hue, p->hue);
+    for (int i = 0; i < 4; i++) {
+        switch (order[i]) {
+        case 0: if (p->brightness > 0) augment_brightness(img, n, bf); break;
+        case 1: if (p->contrast > 0) augment_contrast(img, n, cf); break;
+        case 2: if (p->saturation > 0) augment_saturation(img, n, sf); break;
+        case 3: if (p->hue > 0) augment_hue(img, n, hf); break;
+        }
+    }
+    memcpy(d->order, order, 4);
+    d->brightness = bf;
+    d->contrast = cf;
+    d->saturation = sf;
+    d->hue = hf;
+}
+
+static void test_transform(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                           uint8_t *img, struct augment_draw *d)
+{
+    uint32_t S = a->p.size;
+    if (a->p.test_resize == 0) {
+        resample(&a->s, src, (size_t)w * 3, (int)w, (int)h, (int)S, (int)S, 0, 0, (int)S,
+                 (int)S, img);
+        d->crop_x = d->crop_y = 0;
+        d->crop_w = w;
+        d->crop_h = h;
+        return;
+    }
+    /* Resize(test_resize): shorter side to test_resize, longer int(test_resize*long/short) */
+    uint32_t R = a->p.test_resize, nw, nh;
+    if (w <= h) {
+        nw = R;
+        nh = (uint32_t)((double)R * h / w);
+    } else {
+        nh = R;
+        nw = (uint32_t)((double)R * w / h);
+    }
+    /* CenterCrop(S): top = int(round((nh - S) / 2.0)), padding when smaller (not reached:
+     * test_resize >= size) */
+    uint32_t cw = S < nw ? S : nw, ch = S < nh ? S : nh;
+    uint32_t top = (uint32_t)pyround((nh - ch) / 2.0), left = (uint32_t)pyround((nw - cw) / 2.0);
+    memset(img, 0, (size_t)S * S * 3);
+    if (cw == S && ch == S) {
+        resample(&a->s, src, (size_t)w * 3, (int)w, (int)h, (int)nw, (int)nh, (int)left,
+                 (int)top, (int)S, (int)S, img);
+    } else {
+        /* degenerate: resized image smaller than the crop in one dimension; torchvision pads
+         * with zeros around the centred image */
+        uint8_t *win = malloc((size_t)cw * ch * 3);
+        NPID_CHECK(win != NULL);
+        resample(&a->s, src, (size_t)w * 3, (int)w, (int)h, (int)nw, (int)nh, (int)left,
+                 (int)top, (int)cw, (int)ch, win);
+        uint32_t py = (S - ch) / 2, px = (S - cw) / 2;
+        for (uint32_t y = 0; y < ch; y++)
+            memcpy(img + ((size_t)(y + py) * S + px) * 3, win + (size_t)y * cw * 3, (size_t)cw * 3);
+        free(win);
+    }
+    d->crop_x = left;
+    d->crop_y = top;
+    d->crop_w = cw;
+    d->crop_h = ch;
+}
+
+void augment_apply(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                   struct rng *r, uint8_t *out, struct augment_draw *draw)
+{
+    NPID_CHECK(w >= 1 && h >= 1);
+    const struct augment_params *p = &a->p;
+    struct augment_draw dd;
+    struct augment_draw *d = draw ? draw : &dd;
+    memset(d, 0, sizeof *d);
+    d->brightness = d->contrast = d->saturation = 1;
+    uint32_t S = p->size;
+    size_t n = (size_t)S * S;
+    uint8_t *img = p->layout == AUGMENT_HWC ? out : a->img;
+    if (!p->train) {
+        test_transform(a, src, w, h, img, d);
+    } else {
+        augment_crop_params(p, r, w, h, d);
+        resample(&a->s, src + ((size_t)d->crop_y * w + d->crop_x) * 3, (size_t)w * 3,
+                 (int)d->crop_w, (int)d->crop_h, (int)S, (int)S, 0, 0, (int)S, (int)S, img);
+        if (p->gray_first && p->gray_p > 0 && rng_double(r) < p->gray_p) {
+            augment_grayscale(img, n);
+            d->gray = 1;
+        }
+        apply_jitter(p, r, img, n, d);
+        if (!p->gray_first && p->gray_p > 0 && rng_double(r) < p->gray_p) {
+            augment_grayscale(img, n);
+            d->gray = 1;
+        }
+        if (p->flip && rng_double(r) < 0.5) {
+            augment_flip(img, S, S);
+            d->flip = 1;
+        }
+    }
+    if (p->layout == AUGMENT_CHW)
+        augment_hwc_to_chw(img, n, out);
+}
+
+void augment_apply_seeded(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                          uint64_t seed, uint64_t epoch, uint64_t index, uint8_t *out,
+                          struct augment_draw *draw)
+{
+    struct rng r = rng_derive(seed, epoch, index);
+    augment_apply(a, src, w, h, &r, out, draw);
+}
