@@ -1,0 +1,77 @@
+/* OpenBLAS kernel selection and re-exec (see blas.h). */
+#include "common/blas.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define BLAS_MARKER "NPID_BLAS_REEXEC"
+
+/* Kernels without AVX2 code paths: generic fallbacks and older cores. */
+static const char *const blas_slow_cores[] = {
+    "prescott", "katmai", "coppermine", "northwood", "banias", "core2", "penryn",
+    "dunnington", "nehalem", "sandybridge", "atom", "opteron", "opteron_sse3", "barcelona",
+    "bobcat", "bulldozer", "piledriver", "steamroller", "excavator", "generic", "unknown",
+};
+
+const char *blas_pick_coretype(const char *corename, int has_avx512, int has_avx2)
+{
+    int slow = corename == NULL || corename[0] == '\0';
+    for (size_t i = 0; !slow && i < sizeof(blas_slow_cores) / sizeof(blas_slow_cores[0]); i++)
+        if (strcasecmp(corename, blas_slow_cores[i]) == 0) slow = 1;
+    if (!slow) return NULL;
+    if (has_avx512) return "SkylakeX";
+    if (has_avx2) return "Haswell";
+    return NULL;
+}
+
+const char *blas_corename(void)
+{
+    const char *c = openblas_get_corename();
+    return c ? c : "unknown";
+}
+
+void blas_set_threads(int n)
+{
+    if (n >= 1) openblas_set_num_threads(n);
+}
+
+int blas_threads(void)
+{
+    return openblas_get_num_threads();
+}
+
+void blas_setup(int argc, char **argv)
+{
+    (void)argc;
+    const char *core = blas_corename();
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    if (user && !getenv(BLAS_MARKER)) {
+        log_info("blas: OpenBLAS kernel %s (OPENBLAS_CORETYPE=%s set by the user), %d threads",
+                 core, user, blas_threads());
+        return;
+    }
+    __builtin_cpu_init();
+    const char *want = blas_pick_coretype(core, __builtin_cpu_supports("avx512f"),
+                                          __builtin_cpu_supports("avx2"));
+    if (want && !getenv(BLAS_MARKER)) {
+        log_info("blas: OpenBLAS chose the %s kernel on a CPU with %s; re-executing with "
+                 "OPENBLAS_CORETYPE=%s", core, strcmp(want, "SkylakeX") ? "AVX2" : "AVX-512",
+                 want);
+        if (setenv("OPENBLAS_CORETYPE", want, 1) == 0 && setenv(BLAS_MARKER, "1", 1) == 0)
+            execv("/proc/self/exe", argv);
+        log_warn("blas: re-exec failed; continuing with the slow %s kernel", core);
+        unsetenv(BLAS_MARKER);
+        return;
+    }
+    if (want)
+        log_warn("blas: still the %s kernel after re-exec with OPENBLAS_CORETYPE=%s", core,
+                 user ? user : "(unset)");
+    else
+        log_info("blas: OpenBLAS kernel %s, %d threads", core, blas_threads());
+    unsetenv(BLAS_MARKER);
+}

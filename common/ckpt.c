@@ -1,0 +1,191 @@
+/* Checkpoint files (see ckpt.h). The host is little-endian (x86-64); fields are written
+ * as their in-memory representation. */
+#include "common/ckpt.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/durable.h"
+
+#define CKPT_MAGIC "NPIDCKPT"
+#define CKPT_HDR 128
+/* a checkpoint is at most this large (16 GiB): refuse absurd counts before allocating */
+#define CKPT_MAX_BYTES ((uint64_t)16 << 30)
+
+static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get_u64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static int ckpt_append(struct durable_file *f, uint32_t *crc, const void *buf, size_t len)
+{
+    *crc = crc32c(*crc, buf, len);
+    return durable_append(f, buf, len);
+}
+
+int ckpt_save(const char *path, const struct ckpt *c)
+{
+    const char *cfg = c->config ? c->config : "";
+    const char *bp = c->bank_path ? c->bank_path : "";
+    size_t cl = strlen(cfg), bl = strlen(bp);
+    if (cl > CKPT_MAX_TEXT || bl > CKPT_MAX_TEXT) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint64_t total = CKPT_HDR + cl + bl
+                     + 4 * (uint64_t)(c->n_params + c->n_buffers + c->n_momentum);
+    unsigned char h[CKPT_HDR];
+    memset(h, 0, sizeof(h));
+    memcpy(h, CKPT_MAGIC, 8);
+    put_u32(h + 8, CKPT_VERSION);
+    put_u64(h + 16, total);
+    put_u64(h + 24, c->step);
+    put_u64(h + 32, c->epoch);
+    put_u64(h + 40, c->epoch_pos);
+    memcpy(h + 48, &c->z, 8);
+    for (int i = 0; i < 4; i++) put_u64(h + 56 + 8 * i, c->rng.s[i]);
+    put_u64(h + 88, c->bank_step);
+    put_u64(h + 96, c->n_params);
+    put_u64(h + 104, c->n_buffers);
+    put_u64(h + 112, c->n_momentum);
+    put_u32(h + 120, (uint32_t)cl);
+    put_u32(h + 124, (uint32_t)bl);
+
+    struct durable_file f;
+    if (durable_open(&f, path) < 0) return -1;
+    uint32_t crc = crc32c(0, h + 16, CKPT_HDR - 16);
+    if (durable_append(&f, h, CKPT_HDR) < 0 || ckpt_append(&f, &crc, cfg, cl) < 0
+        || ckpt_append(&f, &crc, bp, bl) < 0
+        || ckpt_append(&f, &crc, c->params, 4 * c->n_params) < 0
+        || ckpt_append(&f, &crc, c->buffers, 4 * c->n_buffers) < 0
+        || ckpt_append(&f, &crc, c->momentum, 4 * c->n_momentum) < 0)
+        goto abort;
+    unsigned char cb[4];
+    put_u32(cb, crc);
+    if (durable_pwrite(&f, 12, cb, 4) < 0) goto abort;
+    return durable_commit(&f);
+abort:;
+    int e = errno;
+    durable_abort(&f);
+    errno = e;
+    return -1;
+}
+
+void ckpt_free(struct ckpt *c)
+{
+    free(c->config);
+    free(c->bank_path);
+    free(c->params);
+    free(c->buffers);
+    free(c->momentum);
+    memset(c, 0, sizeof(*c));
+}
+
+static char *dup_text(const unsigned char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static float *dup_floats(const unsigned char *p, size_t n)
+{
+    float *f = malloc(n ? 4 * n : 4);
+    if (f) memcpy(f, p, 4 * n);
+    return f;
+}
+
+int ckpt_load(const char *path, struct ckpt *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    void *buf = NULL;
+    size_t len = 0;
+    if (file_read_all(path, (size_t)CKPT_MAX_BYTES, &buf, &len) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    const unsigned char *p = buf;
+    if (len < CKPT_HDR) {
+        snprintf(err, errlen, "%s: truncated (%zu bytes, header needs %d)", path, len, CKPT_HDR);
+        goto fail;
+    }
+    if (memcmp(p, CKPT_MAGIC, 8) != 0) {
+        snprintf(err, errlen, "%s: not a checkpoint (bad magic)", path);
+        goto fail;
+    }
+    if (get_u32(p + 8) != CKPT_VERSION) {
+        snprintf(err, errlen, "%s: unsupported format version %u (expected %u)", path,
+                 get_u32(p + 8), CKPT_VERSION);
+        goto fail;
+    }
+    uint64_t total = get_u64(p + 16);
+    if (total != len) {
+        snprintf(err, errlen, "%s: %s (header says %llu bytes, file has %zu)", path,
+                 total > len ? "truncated" : "trailing bytes", (unsigned long long)total, len);
+        goto fail;
+    }
+    uint32_t crc = crc32c(0, p + 16, len - 16);
+    if (crc != get_u32(p + 12)) {
+        snprintf(err, errlen, "%s: bad checksum (corrupt)", path);
+        goto fail;
+    }
+    uint64_t np = get_u64(p + 96), nb = get_u64(p + 104), nm = get_u64(p + 112);
+    uint64_t cl = get_u32(p + 120), bl = get_u32(p + 124);
+    if (np > CKPT_MAX_BYTES / 4 || nb > CKPT_MAX_BYTES / 4 || nm > CKPT_MAX_BYTES / 4
+        || CKPT_HDR + cl + bl + 4 * (np + nb + nm) != len) {
+        snprintf(err, errlen, "%s: inconsistent section sizes", path);
+        goto fail;
+    }
+    c->step = get_u64(p + 24);
+    c->epoch = get_u64(p + 32);
+    c->epoch_pos = get_u64(p + 40);
+    memcpy(&c->z, p + 48, 8);
+    for (int i = 0; i < 4; i++) c->rng.s[i] = get_u64(p + 56 + 8 * i);
+    c->bank_step = get_u64(p + 88);
+    c->n_params = np;
+    c->n_buffers = nb;
+    c->n_momentum = nm;
+    const unsigned char *q = p + CKPT_HDR;
+    c->config = dup_text(q, cl);
+    q += cl;
+    c->bank_path = dup_text(q, bl);
+    q += bl;
+    c->params = dup_floats(q, np);
+    q += 4 * np;
+    c->buffers = dup_floats(q, nb);
+    q += 4 * nb;
+    c->momentum = dup_floats(q, nm);
+    if (!c->config || !c->bank_path || !c->params || !c->buffers || !c->momentum) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        ckpt_free(c);
+        goto fail;
+    }
+    free(buf);
+    return 0;
+fail:
+    free(buf);
+    return -1;
+}
+
+int ckpt_load_latest(const char *path, struct ckpt *c, int *used, char *err, size_t errlen)
+{
+    char e1[512], e2[512], prev[PATH_MAX + 8];
+    if (ckpt_load(path, c, e1, sizeof(e1)) == 0) {
+        if (used) *used = 0;
+        return 0;
+    }
+    snprintf(prev, sizeof(prev), "%s.prev", path);
+    if (ckpt_load(prev, c, e2, sizeof(e2)) == 0) {
+        if (used) *used = 1;
+        snprintf(err, errlen, "%s; used %s", e1, prev);
+        return 0;
+    }
+    snprintf(err, errlen, "%s; %s", e1, e2);
+    return -1;
+}
