@@ -7,6 +7,7 @@
  *   imagenet   the reference ImageNet recipe (tau 0.07, wd 1e-4, batch 256, 224 px) */
 #ifndef NPID_TRAINER_CONFIG_H
 #define NPID_TRAINER_CONFIG_H
+#include <stddef.h>
 #include <stdint.h>
 #include "common/cfg.h"
 
