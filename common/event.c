@@ -1,0 +1,206 @@
+/* Events on a PUB socket: see event.h. */
+#include "common/event.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/msg.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct event_pub {
+    void *sock;
+    uint64_t seq;
+    char run[256];
+    char type[64];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+};
+
+struct event_pub *event_pub_new(const char *endpoint, const char *run, int allow_remote)
+{
+    struct event_pub *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    snprintf(p->run, sizeof p->run, "%s", run ? run : "");
+    msgpack_sbuffer_init(&p->sb);
+    msgpack_packer_init(&p->pk, &p->sb, msgpack_sbuffer_write);
+    if (endpoint && *endpoint) {
+        struct msg_opts o = MSG_OPTS_DEFAULT;
+        o.sndhwm = 10000;
+        p->sock = msg_socket(ZMQ_PUB, &o);
+        if (!p->sock || msg_bind(p->sock, endpoint, allow_remote) != 0) {
+            log_error("events: cannot publish on %s: %s", endpoint, zmq_strerror(zmq_errno()));
+            msg_close(&p->sock);
+            msgpack_sbuffer_destroy(&p->sb);
+            free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void event_pub_destroy(struct event_pub **pp)
+{
+    if (!pp || !*pp)
+        return;
+    struct event_pub *p = *pp;
+    msg_close(&p->sock);
+    msgpack_sbuffer_destroy(&p->sb);
+    free(p);
+    *pp = NULL;
+}
+
+uint64_t event_pub_seq(const struct event_pub *p)
+{
+    return p->seq;
+}
+
+msgpack_packer *event_begin(struct event_pub *p, const char *type, uint32_t nfields)
+{
+    msgpack_sbuffer_clear(&p->sb);
+    snprintf(p->type, sizeof p->type, "%s", type);
+    p->seq++;
+    msgpack_pack_map(&p->pk, nfields + 5);
+    mp_pack_kv_u64(&p->pk, "v", 1);
+    mp_pack_kv_str(&p->pk, "type", type);
+    mp_pack_kv_u64(&p->pk, "seq", p->seq);
+    mp_pack_kv_str(&p->pk, "run", p->run);
+    mp_pack_kv_u64(&p->pk, "time", clock_wall_ms());
+    return &p->pk;
+}
+
+int event_end(struct event_pub *p)
+{
+    const char *why = NULL;
+    if (mp_validate(p->sb.data, p->sb.size, MP_MAX_DEPTH, &why) != 0) {
+        log_error("events: internal: malformed %s event: %s", p->type, why);
+        return -1;
+    }
+    if (!p->sock)
+        return 0;
+    if (zmq_send(p->sock, p->type, strlen(p->type), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(p->sock, p->sb.data, p->sb.size, ZMQ_DONTWAIT) < 0) {
+        if (zmq_errno() == EAGAIN)
+            return 0; /* PUB drops when a subscriber's queue is full: seq shows the gap */
+        log_warn("events: send failed: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+int event_json_line(struct event_pub *p, FILE *f)
+{
+    if (mp_write_json(f, p->sb.data, p->sb.size) != 0 || fputc('\n', f) == EOF)
+        return -1;
+    return fflush(f) == 0 ? 0 : -1;
+}
+
+int event_decode(const void *buf, size_t len, struct event *e, const char **why)
+{
+    memset(e, 0, sizeof *e);
+    if (mp_map_open(&e->map, buf, len, MP_MAX_DEPTH, why) != 0)
+        return -1;
+    uint64_t v = 0;
+    if (mp_get_u64(&e->map, "v", &v) != MP_OK) {
+        *why = "field 'v' must be uint";
+        return -1;
+    }
+    if (v != 1) {
+        *why = "unsupported event version";
+        return -1;
+    }
+    if (mp_get_str(&e->map, "type", &e->type, &e->type_len) != MP_OK) {
+        *why = "field 'type' must be str";
+        return -1;
+    }
+    if (mp_get_u64(&e->map, "seq", &e->seq) != MP_OK) {
+        *why = "field 'seq' must be uint";
+        return -1;
+    }
+    if (mp_get_str(&e->map, "run", &e->run, &e->run_len) != MP_OK) {
+        *why = "field 'run' must be str";
+        return -1;
+    }
+    if (mp_get_u64(&e->map, "time", &e->time) != MP_OK)
+        e->time = 0;
+    return 0;
+}
+
+static int json_str(FILE *f, const char *s, size_t n)
+{
+    if (fputc('"', f) == EOF)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int rc;
+        if (c == '"' || c == '\\')
+            rc = fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            rc = fputs("\\n", f);
+        else if (c < 0x20 || c == 0x7f)
+            rc = fprintf(f, "\\u%04x", c);
+        else
+            rc = fputc(c, f);
+        if (rc < 0)
+            return -1;
+    }
+    return fputc('"', f) == EOF ? -1 : 0;
+}
+
+static int json_value(FILE *f, const struct mp_obj *o)
+{
+    switch (o->type) {
+    case MP_NIL: return fputs("null", f) < 0 ? -1 : 0;
+    case MP_BOOL: return fputs(o->v.b ? "true" : "false", f) < 0 ? -1 : 0;
+    case MP_UINT: return fprintf(f, "%llu", (unsigned long long)o->v.u) < 0 ? -1 : 0;
+    case MP_INT: return fprintf(f, "%lld", (long long)o->v.i) < 0 ? -1 : 0;
+    case MP_FLOAT:
+        if (!isfinite(o->v.f))
+            return fputs("null", f) < 0 ? -1 : 0;
+        return fprintf(f, "%.9g", o->v.f) < 0 ? -1 : 0;
+    case MP_STR: return json_str(f, o->ptr, o->len);
+    case MP_BIN:
+    case MP_EXT:
+        return fprintf(f, "{\"bin\":%zu}", o->len) < 0 ? -1 : 0;
+    case MP_ARRAY:
+    case MP_MAP: {
+        struct mp_iter it;
+        struct mp_obj k, v;
+        int is_map = o->type == MP_MAP;
+        if (mp_iter_init(&it, o) != 0 || fputc(is_map ? '{' : '[', f) == EOF)
+            return -1;
+        for (int first = 1; mp_iter_next(&it, &k); first = 0) {
+            if (!first && fputc(',', f) == EOF)
+                return -1;
+            if (is_map) {
+                if (!mp_iter_next(&it, &v))
+                    return -1;
+                if (k.type == MP_STR) {
+                    if (json_str(f, k.ptr, k.len) != 0)
+                        return -1;
+                } else {
+                    /* JSON keys are strings: render non-string keys as their JSON text */
+                    if (fputc('"', f) == EOF || (k.type == MP_UINT ? fprintf(f, "%llu", (unsigned long long)k.v.u) < 0 : fputs("?", f) < 0) || fputc('"', f) == EOF)
+                        return -1;
+                }
+                if (fputc(':', f) == EOF || json_value(f, &v) != 0)
+                    return -1;
+            } else if (json_value(f, &k) != 0) {
+                return -1;
+            }
+        }
+        return fputc(is_map ? '}' : ']', f) == EOF ? -1 : 0;
+    }
+    }
+    return -1;
+}
+
+int mp_write_json(FILE *f, const void *buf, size_t len)
+{
+    if (mp_validate(buf, len, MP_MAX_DEPTH, NULL) != 0)
+        return -1;
+    struct mp_obj o;
+    mp_obj_decode(buf, &o);
+    return json_value(f, &o);
+}
