@@ -1,0 +1,299 @@
+/* The memory bank: see bank.h.
+ *
+ * Initialisation is reproducible row by row: row i draws its coordinates, in order, from
+ * rng_derive(seed, BANK_STREAM_INIT, i): uniform mode v = (2 rng_float - 1) s with
+ * s = 1/sqrt(dim/3); unit mode v = normalize(rng_normal ...). Negatives come from
+ * rng_derive(seed, BANK_STREAM_SAMPLE, 0) advanced by every sample request since start. */
+#include "bankd/bank.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BANK_STREAM_INIT = 1, BANK_STREAM_SAMPLE = 2 };
+
+struct bank *bank_new_empty(uint64_t rows, size_t dim)
+{
+    if (rows == 0 || dim == 0 || rows > SIZE_MAX / sizeof(float) / dim) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct bank *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->rows = rows;
+    b->dim = dim;
+    b->v = malloc((size_t)rows * dim * sizeof(float));
+    b->last_write = calloc((size_t)rows, sizeof *b->last_write);
+    b->writes_row = calloc((size_t)rows, sizeof *b->writes_row);
+    if (!b->v || !b->last_write || !b->writes_row) {
+        bank_destroy(&b);
+        errno = ENOMEM;
+        return NULL;
+    }
+    b->sample_rng = rng_derive(0, BANK_STREAM_SAMPLE, 0);
+    return b;
+}
+
+struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_mode mode)
+{
+    struct bank *b = bank_new_empty(rows, dim);
+    if (!b)
+        return NULL;
+    b->seed = seed;
+    b->mode = mode;
+    b->sample_rng = rng_derive(seed, BANK_STREAM_SAMPLE, 0);
+    float s = 1.0f / sqrtf((float)dim / 3.0f);
+    for (uint64_t i = 0; i < rows; i++) {
+        struct rng r = rng_derive(seed, BANK_STREAM_INIT, i);
+        float *v = b->v + i * dim;
+        if (mode == BANK_INIT_UNIT) {
+            double ss;
+            do {
+                ss = 0;
+                for (size_t j = 0; j < dim; j++) {
+                    v[j] = (float)rng_normal(&r);
+                    ss += (double)v[j] * v[j];
+                }
+            } while (ss == 0);
+            float inv = (float)(1.0 / sqrt(ss));
+            for (size_t j = 0; j < dim; j++)
+                v[j] *= inv;
+        } else {
+            for (size_t j = 0; j < dim; j++)
+                v[j] = (2.0f * rng_float(&r) - 1.0f) * s;
+        }
+    }
+    return b;
+}
+
+void bank_destroy(struct bank **bp)
+{
+    if (!bp || !*bp)
+        return;
+    struct bank *b = *bp;
+    free(b->v);
+    free(b->last_write);
+    free(b->writes_row);
+    free(b->scratch_pos);
+    free(b);
+    *bp = NULL;
+}
+
+int bank_set_ids(struct bank *b, const char *run, size_t run_len, const char *manifest,
+                 size_t manifest_len)
+{
+    if (run_len >= sizeof b->run || manifest_len >= sizeof b->manifest)
+        return -1;
+    memcpy(b->run, run ? run : "", run ? run_len : 0);
+    b->run[run ? run_len : 0] = 0;
+    b->has_manifest = manifest != NULL;
+    memcpy(b->manifest, manifest ? manifest : "", manifest ? manifest_len : 0);
+    b->manifest[manifest ? manifest_len : 0] = 0;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int sorted_has(const uint32_t *s, size_t n, uint32_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && s[lo] == x;
+}
+
+int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int exclude,
+                void *neg_idx, void *neg, void *pos, struct bank_err *e)
+{
+    /* pos_idx (npos,) u32 -> pos (npos, dim); neg_idx (k,) u32, neg (k, dim) */
+    size_t dim = b->dim, row_bytes = dim * sizeof(float);
+    for (size_t i = 0; i < npos; i++) {
+        uint32_t r = proto_bank_u32(pos_idx, i);
+        if (r >= b->rows)
+            return bank_err_set(e, BANK_ERANGE, "pos[%zu] = %u out of range (rows %llu)", i, r,
+                                (unsigned long long)b->rows);
+    }
+    size_t nex = 0;
+    if (exclude && npos) {
+        if (npos > b->scratch_cap) {
+            uint32_t *p = realloc(b->scratch_pos, npos * sizeof *p);
+            if (!p)
+                return bank_err_set(e, BANK_ENOMEM, "out of memory");
+            b->scratch_pos = p;
+            b->scratch_cap = npos;
+        }
+        memcpy(b->scratch_pos, pos_idx, npos * sizeof(uint32_t));
+        qsort(b->scratch_pos, npos, sizeof(uint32_t), cmp_u32);
+        for (size_t i = 0; i < npos; i++)
+            if (nex == 0 || b->scratch_pos[nex - 1] != b->scratch_pos[i])
+                b->scratch_pos[nex++] = b->scratch_pos[i];
+        if (nex >= b->rows)
+            return bank_err_set(e, BANK_ERANGE, "exclude_pos leaves no row to sample");
+    }
+    char *ni = neg_idx, *nv = neg, *pv = pos;
+    for (size_t j = 0; j < k; j++) {
+        uint32_t r;
+        do
+            r = (uint32_t)rng_below(&b->sample_rng, b->rows);
+        while (nex && sorted_has(b->scratch_pos, nex, r));
+        memcpy(ni + 4 * j, &r, 4);
+        memcpy(nv + j * row_bytes, b->v + (size_t)r * dim, row_bytes);
+    }
+    for (size_t i = 0; i < npos; i++) {
+        uint32_t r = proto_bank_u32(pos_idx, i);
+        memcpy(pv + i * row_bytes, b->v + (size_t)r * dim, row_bytes);
+    }
+    return 0;
+}
+
+/* Checks indices and features of a write request; 0 or -1 with e. */
+static int bank_check_write(const struct bank *b, const void *idx, size_t n, const void *feat,
+                            size_t nfeat, struct bank_err *e)
+{
+    size_t dim = b->dim;
+    if (nfeat != n * dim)
+        return bank_err_set(e, BANK_EINVAL, "feat has %zu floats, expected %zu x %zu", nfeat, n,
+                            dim);
+    const char *f = feat;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = proto_bank_u32(idx, i);
+        if (r >= b->rows)
+            return bank_err_set(e, BANK_ERANGE, "idx[%zu] = %u out of range (rows %llu)", i, r,
+                                (unsigned long long)b->rows);
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++) {
+            float x;
+            memcpy(&x, f + 4 * (i * dim + j), 4);
+            if (!isfinite(x))
+                return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has a non-finite value",
+                                    i, r);
+            ss += (double)x * x;
+        }
+        if (ss == 0)
+            return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has zero norm", i, r);
+    }
+    return 0;
+}
+
+/* Writes row r = normalize(a v + c f) (a = 0 for set); a zero mix falls back to f. */
+static void bank_write_row(struct bank *b, uint32_t r, const char *f, float a, float c)
+{
+    size_t dim = b->dim;
+    float *v = b->v + (size_t)r * dim;
+    float tmp[256];
+    float *x = dim <= 256 ? tmp : v; /* large dims mix in place */
+    double ss = 0;
+    for (size_t j = 0; j < dim; j++) {
+        float fj;
+        memcpy(&fj, f + 4 * j, 4);
+        x[j] = a * v[j] + c * fj;
+        ss += (double)x[j] * x[j];
+    }
+    if (ss == 0 || !isfinite(ss)) {
+        ss = 0;
+        for (size_t j = 0; j < dim; j++) {
+            memcpy(&x[j], f + 4 * j, 4);
+            ss += (double)x[j] * x[j];
+        }
+    }
+    float inv = (float)(1.0 / sqrt(ss));
+    for (size_t j = 0; j < dim; j++)
+        v[j] = x[j] * inv;
+    b->last_write[r] = b->step;
+    b->writes_row[r]++;
+    b->writes++;
+}
+
+static int bank_write(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
+                      float a, float c, struct bank_err *e)
+{
+    if (bank_check_write(b, idx, n, feat, nfeat, e) != 0)
+        return -1;
+    b->step++;
+    const char *f = feat;
+    for (size_t i = 0; i < n; i++)
+        bank_write_row(b, proto_bank_u32(idx, i), f + 4 * i * b->dim, a, c);
+    return 0;
+}
+
+int bank_update(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
+                float momentum, struct bank_err *e)
+{
+    return bank_write(b, idx, n, feat, nfeat, momentum, 1.0f - momentum, e);
+}
+
+int bank_set(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
+             struct bank_err *e)
+{
+    return bank_write(b, idx, n, feat, nfeat, 0.0f, 1.0f, e);
+}
+
+int bank_get(const struct bank *b, uint64_t start, uint64_t count, void *out, struct bank_err *e)
+{
+    if (start > b->rows || count > b->rows - start)
+        return bank_err_set(e, BANK_ERANGE, "rows [%llu, %llu + %llu) outside the bank (rows %llu)",
+                            (unsigned long long)start, (unsigned long long)start,
+                            (unsigned long long)count, (unsigned long long)b->rows);
+    memcpy(out, b->v + (size_t)start * b->dim, (size_t)count * b->dim * sizeof(float));
+    return 0;
+}
+
+void bank_stats(const struct bank *b, struct bank_stats_rep *r)
+{
+    size_t dim = b->dim;
+    r->rows = b->rows;
+    r->dim = dim;
+    r->step = b->step;
+    r->writes = b->writes;
+    r->norm_min = INFINITY;
+    r->norm_max = 0;
+    r->upd_min = UINT64_MAX;
+    r->upd_max = 0;
+    r->rows_written = 0;
+    r->stale_max = 0;
+    memset(r->stale_hist, 0, sizeof r->stale_hist);
+    double nsum = 0, ssum = 0;
+    for (uint64_t i = 0; i < b->rows; i++) {
+        const float *v = b->v + (size_t)i * dim;
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++)
+            ss += (double)v[j] * v[j];
+        double nrm = sqrt(ss);
+        nsum += nrm;
+        if (nrm < r->norm_min)
+            r->norm_min = nrm;
+        if (nrm > r->norm_max)
+            r->norm_max = nrm;
+        uint64_t w = b->writes_row[i];
+        if (w)
+            r->rows_written++;
+        if (w < r->upd_min)
+            r->upd_min = w;
+        if (w > r->upd_max)
+            r->upd_max = w;
+        /* a row never written counts as written at step 0 */
+        uint64_t stale = b->step - b->last_write[i];
+        ssum += (double)stale;
+        if (stale > r->stale_max)
+            r->stale_max = stale;
+        int bucket = 0;
+        while (bucket < BANK_STALE_BUCKETS - 1 && stale >= (1ull << bucket))
+            bucket++;
+        r->stale_hist[bucket]++;
+    }
+    r->norm_mean = nsum / (double)b->rows;
+    r->stale_mean = ssum / (double)b->rows;
+}

@@ -1,0 +1,75 @@
+/* The memory bank: rows x dim float32 in one contiguous array, with per-row bookkeeping
+ * (write counts, the step each row was last written) for staleness statistics.
+ *
+ * step counts applied write requests (update or set), each +1 whatever its batch size.
+ * Writes are all-or-nothing: every index and every feature of a request is checked before
+ * any row changes. Within one request rows are written in order, so a repeated index sees
+ * the result of its earlier occurrence.
+ *
+ * Feature and index arguments may be unaligned (they point into wire frames): the bank
+ * reads them with memcpy. */
+#ifndef NPID_BANKD_BANK_H
+#define NPID_BANKD_BANK_H
+
+#include "common/proto_bank.h"
+#include "common/rng.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bank {
+    uint64_t rows;
+    size_t dim;
+    float *v;              /* (rows, dim), row-major */
+    uint64_t *last_write;  /* (rows,) step at which each row was last written (0: never) */
+    uint32_t *writes_row;  /* (rows,) writes applied to each row */
+    uint64_t step;         /* write requests applied */
+    uint64_t writes;       /* row writes applied */
+    uint64_t seed;
+    enum bank_init_mode mode;
+    char run[256];
+    char manifest[256];
+    int has_manifest;
+    struct rng sample_rng; /* negatives; derived from seed */
+    uint32_t *scratch_pos; /* sorted positives for exclude_pos, grown on demand */
+    size_t scratch_cap;
+};
+
+/* Allocates rows x dim and fills it per mode from seed: BANK_INIT_UNIFORM each coordinate
+ * uniform in [-s, s], s = 1/sqrt(dim/3); BANK_INIT_UNIT random unit vectors. NULL on
+ * failure (errno ENOMEM). */
+struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_mode mode);
+/* An uninitialised bank of this shape, for loading a snapshot into. */
+struct bank *bank_new_empty(uint64_t rows, size_t dim);
+void bank_destroy(struct bank **b);
+
+/* Sets run and manifest (NULL manifest: none). Strings longer than 255 bytes are refused
+ * (-1). */
+int bank_set_ids(struct bank *b, const char *run, size_t run_len, const char *manifest,
+                 size_t manifest_len);
+
+/* Writes n k-sample negatives: neg_idx (k,) u32 and their rows neg (k, dim), and the rows of
+ * the npos positives pos_idx into pos (npos, dim). Output pointers may be unaligned. With
+ * exclude, no negative is one of the positives. Returns 0, or -1 with e filled (ERANGE:
+ * a positive out of range, or exclude leaves no row to draw). */
+int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int exclude,
+                void *neg_idx, void *neg, void *pos, struct bank_err *e);
+
+/* v_i <- normalize(m v_i + (1 - m) f_i) for the n rows idx (u32), feat (n, dim) f32.
+ * Features must be finite with non-zero norm, indices < rows, nfeat == n x dim; otherwise
+ * nothing is applied and -1 is returned with e filled (ERANGE / EINVAL). When the mixed
+ * vector has zero norm (f exactly opposite to v with matching length) the row becomes
+ * normalize(f). On success step advances by 1. */
+int bank_update(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
+                float momentum, struct bank_err *e);
+/* v_i <- normalize(f_i); same checks and step rule as bank_update. */
+int bank_set(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
+             struct bank_err *e);
+
+/* Copies rows [start, start + count) to out (unaligned allowed); -1 with ERANGE. */
+int bank_get(const struct bank *b, uint64_t start, uint64_t count, void *out, struct bank_err *e);
+
+/* Fills the statistics fields of r (rows, dim, step, norms, write counts, staleness). */
+void bank_stats(const struct bank *b, struct bank_stats_rep *r);
+
+#endif

@@ -1,0 +1,90 @@
+/* npid-bankd: the memory-bank daemon. Holds the n x d bank of L2-normalised features,
+ * answers sample / update / get over a ROUTER socket (docs/protocol.md), and keeps durable
+ * snapshots: periodically, on request, and on SIGTERM/SIGINT before exiting. */
+#include "bankd/server.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/sig.h"
+
+#include <signal.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    const char *bind, *dir, *init_mode, *level;
+    double every;
+    uint64_t rows, dim, seed, max_frame;
+    int allow_remote, cache_clients;
+    struct cfg_opt opts[] = {
+        { "bind", "NPID_BANKD_BIND", CFG_STR, &bind, "tcp://127.0.0.1:5557", 0, 0,
+          "endpoint to serve on (tcp://host:port or ipc://path)", 0 },
+        { "allow-remote", "NPID_ALLOW_REMOTE", CFG_BOOL, &allow_remote, "0", 0, 0,
+          "allow binding a non-loopback address", 0 },
+        { "dir", "NPID_BANK_DIR", CFG_STR, &dir, "", 0, 0,
+          "snapshot directory (empty: no snapshots)", 0 },
+        { "snapshot-every", "NPID_BANK_SNAPSHOT_EVERY", CFG_DOUBLE, &every, "60", 0, 1e7,
+          "seconds between periodic snapshots when the bank changed (0: off)", 0 },
+        { "rows", NULL, CFG_U64, &rows, "0", 0, 4294967295.0,
+          "create a bank of this many rows at start (normally the trainer sends init)", 0 },
+        { "dim", NULL, CFG_U64, &dim, "0", 0, 65536, "feature dimension of that bank", 0 },
+        { "seed", NULL, CFG_U64, &seed, "0", 0, 0, "seed for that bank", 0 },
+        { "init", NULL, CFG_STR, &init_mode, "uniform", 0, 0,
+          "initialisation of that bank: uniform (reference) or unit", 0 },
+        { "max-frame", "NPID_MAX_FRAME", CFG_U64, &max_frame, "67108864", 1024, 4294967295.0,
+          "largest request or reply frame, bytes (larger requests drop the connection)", 0 },
+        { "cache-clients", NULL, CFG_INT, &cache_clients, "256", 0, 65536,
+          "clients whose last reply is kept for retries", 0 },
+        { "log-level", "NPID_LOG_LEVEL", CFG_STR, &level, "info", 0, 0,
+          "debug, info, warn or error", 0 },
+        { 0 }
+    };
+    log_init("npid-bankd");
+    int npos;
+    int rc = cfg_parse("npid-bankd", "[options]", opts, argc, argv, &npos);
+    if (rc == CFG_HELP)
+        return EXIT_OK;
+    if (rc != CFG_OK)
+        return EXIT_USAGE;
+    if (npos > 0) {
+        fprintf(stderr, "npid-bankd: unexpected argument '%s' (try --help)\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    int lvl = log_level_parse(level);
+    if (lvl < 0) {
+        fprintf(stderr, "npid-bankd: --log-level: unknown level '%s'\n", level);
+        return EXIT_USAGE;
+    }
+    log_set_level(lvl);
+    enum bank_init_mode mode;
+    if (!strcmp(init_mode, "uniform"))
+        mode = BANK_INIT_UNIFORM;
+    else if (!strcmp(init_mode, "unit"))
+        mode = BANK_INIT_UNIT;
+    else {
+        fprintf(stderr, "npid-bankd: --init must be uniform or unit\n");
+        return EXIT_USAGE;
+    }
+    if ((rows == 0) != (dim == 0)) {
+        fprintf(stderr, "npid-bankd: --rows and --dim go together\n");
+        return EXIT_USAGE;
+    }
+    cfg_log(opts);
+    if (sig_install() != 0)
+        npid_fatal("cannot install signal handlers");
+    /* a file size limit makes writes fail with EFBIG (reported) instead of killing us */
+    signal(SIGXFSZ, SIG_IGN);
+
+    struct server_cfg sc = { bind, allow_remote, dir, every, rows, dim, seed, mode, max_frame,
+                             cache_clients };
+    struct server *s = server_new(&sc);
+    if (!s) {
+        msg_ctx_term();
+        npid_fatal("cannot start (see above)");
+    }
+    rc = server_run(s);
+    server_destroy(&s);
+    msg_ctx_term();
+    return rc == 0 ? EXIT_OK : EXIT_FAIL;
+}

@@ -1,0 +1,573 @@
+/* npid-bankd's request loop: see server.h.
+ *
+ * Replies that carry bank rows (sample, get) are built directly in a zmq_msg_t of the exact
+ * size and the rows gathered into it, so each row is copied once on its way out. The reply
+ * cache keeps, per client id, the (seq, CRC-32C of the request) of its last request and, for
+ * writing ops (init, update, set, snapshot), a reference to the reply: a request matching
+ * both is answered from the cache and never applied twice. Read-only ops are re-executed on
+ * a retry (their replies can be megabytes and repeating them changes nothing). */
+#include "bankd/server.h"
+
+#include "bankd/bank.h"
+#include "bankd/snapshot.h"
+#include "common/clock.h"
+#include "common/durable.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/sig.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cache_entry {
+    char cid[65];
+    uint64_t seq;
+    uint32_t crc;
+    int has_reply;
+    zmq_msg_t reply;
+    uint64_t used;             /* LRU clock */
+};
+
+struct server {
+    struct server_cfg cfg;
+    void *sock;
+    struct bank *bank;
+    char dir[PATH_MAX];
+    uint64_t snap_step;        /* bank step of the last snapshot written or loaded */
+    int snap_valid;            /* a snapshot of the current bank exists */
+    int ids_dirty;             /* run/manifest changed since the last snapshot */
+    double next_snap;          /* clock_seconds() of the next periodic snapshot */
+    msgpack_sbuffer sb;        /* small replies */
+    msgpack_packer pk;
+    struct cache_entry *cache;
+    int ncache;
+    uint64_t lru;
+    uint64_t requests, errors, cache_hits;
+};
+
+/* ---- snapshots ----------------------------------------------------------------------------- */
+
+static int server_dirty(const struct server *s)
+{
+    return s->bank && (!s->snap_valid || s->snap_step != s->bank->step || s->ids_dirty);
+}
+
+/* Writes a snapshot; 0, or -1 with e filled (ENOSPC / EIO) and the failure logged. */
+static int server_snapshot(struct server *s, char *path, size_t path_cap, struct bank_err *e)
+{
+    if (!s->bank)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    if (!s->dir[0])
+        return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
+    double t0 = clock_seconds();
+    if (snapshot_write(s->bank, s->dir, path, path_cap) != 0) {
+        int err = errno;
+        int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
+        log_error("snapshot to %s failed: %s%s", s->dir, strerror(err),
+                  full ? " (disk full or file size limit); still serving from memory" : "");
+        return bank_err_set(e, full ? BANK_ENOSPC : BANK_EIO, "snapshot to %s failed: %s", s->dir,
+                            strerror(err));
+    }
+    s->snap_step = s->bank->step;
+    s->snap_valid = 1;
+    s->ids_dirty = 0;
+    log_info("snapshot step %llu written to %s/%s in %.3f s", (unsigned long long)s->snap_step,
+             s->dir, SNAPSHOT_NAME, clock_seconds() - t0);
+    return 0;
+}
+
+/* ---- reply cache --------------------------------------------------------------------------- */
+
+static struct cache_entry *cache_find(struct server *s, const char *cid, size_t len, int create)
+{
+    if (len >= sizeof s->cache[0].cid || s->ncache == 0)
+        return NULL;
+    struct cache_entry *victim = NULL;
+    for (int i = 0; i < s->ncache; i++) {
+        struct cache_entry *c = &s->cache[i];
+        if (c->used && strlen(c->cid) == len && !memcmp(c->cid, cid, len)) {
+            c->used = ++s->lru;
+            return c;
+        }
+        if (!victim || c->used < victim->used)
+            victim = c;
+    }
+    if (!create)
+        return NULL;
+    zmq_msg_close(&victim->reply);
+    zmq_msg_init(&victim->reply);
+    memcpy(victim->cid, cid, len);
+    victim->cid[len] = 0;
+    victim->has_reply = 0;
+    victim->seq = 0;
+    victim->crc = 0;
+    victim->used = ++s->lru;
+    return victim;
+}
+
+/* ---- replies ------------------------------------------------------------------------------- */
+
+/* Sends [id, (delimiter,) msg]; msg is consumed. */
+static void server_send(struct server *s, zmq_msg_t *id, int delim, zmq_msg_t *msg)
+{
+    zmq_msg_t idc;
+    zmq_msg_init(&idc);
+    zmq_msg_copy(&idc, id);
+    if (zmq_msg_send(&idc, s->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&idc);
+        zmq_msg_close(msg);
+        log_debug("reply dropped: %s", zmq_strerror(errno));
+        return;
+    }
+    if (delim && zmq_send(s->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        log_debug("reply delimiter dropped: %s", zmq_strerror(errno));
+    if (zmq_msg_send(msg, s->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(msg);
+        log_debug("reply dropped: %s", zmq_strerror(errno));
+    }
+}
+
+/* Turns the small-reply buffer into a message. */
+static int sb_to_msg(struct server *s, zmq_msg_t *out)
+{
+    if (zmq_msg_init_size(out, s->sb.size) != 0)
+        return -1;
+    memcpy(zmq_msg_data(out), s->sb.data, s->sb.size);
+    return 0;
+}
+
+static void encode_err(struct server *s, const struct bank_rep_hdr *rh, const struct bank_err *e)
+{
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_err_rep(&s->pk, rh, e);
+    s->errors++;
+}
+
+/* ---- ops ----------------------------------------------------------------------------------- */
+
+static int op_init(struct server *s, const struct bank_init_req *q, const struct bank_rep_hdr *rh,
+                   struct bank_err *e)
+{
+    struct bank_init_rep r = { q->rows, q->dim, 0, 0 };
+    struct bank *b = s->bank;
+    if (b) {
+        if (b->rows != q->rows || b->dim != q->dim)
+            return bank_err_set(e, BANK_EMISMATCH, "bank is %llu x %zu, init asks %llu x %llu",
+                                (unsigned long long)b->rows, b->dim,
+                                (unsigned long long)q->rows, (unsigned long long)q->dim);
+        if (q->manifest && b->has_manifest &&
+            (strlen(b->manifest) != q->manifest_len ||
+             memcmp(b->manifest, q->manifest, q->manifest_len)))
+            return bank_err_set(e, BANK_EMISMATCH, "bank holds manifest %s, init names %.*s",
+                                b->manifest, (int)(q->manifest_len > 80 ? 80 : q->manifest_len),
+                                q->manifest);
+        if (q->run && q->run_len && b->run[0] &&
+            (strlen(b->run) != q->run_len || memcmp(b->run, q->run, q->run_len)))
+            return bank_err_set(e, BANK_EMISMATCH, "bank belongs to run %s, init names %.*s",
+                                b->run, (int)(q->run_len > 80 ? 80 : q->run_len), q->run);
+        /* adopt identifiers the bank lacks (a bank created from flags) */
+        int adopt_run = q->run && q->run_len && !b->run[0];
+        int adopt_man = q->manifest && !b->has_manifest;
+        if (adopt_run || adopt_man) {
+            if (bank_set_ids(b, adopt_run ? q->run : b->run, adopt_run ? q->run_len : strlen(b->run),
+                             adopt_man ? q->manifest : (b->has_manifest ? b->manifest : NULL),
+                             adopt_man ? q->manifest_len : strlen(b->manifest)) != 0)
+                return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
+            s->ids_dirty = 1;
+        }
+        r.step = b->step;
+    } else {
+        if (q->run_len > 255 || q->manifest_len > 255)
+            return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
+        if (q->rows * q->dim * 4 > (uint64_t)1 << 40)
+            return bank_err_set(e, BANK_ERANGE, "bank of %llu x %llu floats is too large",
+                                (unsigned long long)q->rows, (unsigned long long)q->dim);
+        double t0 = clock_seconds();
+        b = bank_new(q->rows, (size_t)q->dim, q->seed, q->mode);
+        if (!b)
+            return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %llu x %llu bank",
+                                (unsigned long long)q->rows, (unsigned long long)q->dim);
+        bank_set_ids(b, q->run, q->run_len, q->manifest, q->manifest_len);
+        s->bank = b;
+        s->snap_valid = 0;
+        r.created = 1;
+        log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s) in %.2f s",
+                 (unsigned long long)b->rows, b->dim,
+                 q->mode == BANK_INIT_UNIT ? "unit" : "uniform", (unsigned long long)q->seed,
+                 b->run, b->has_manifest ? b->manifest : "none", clock_seconds() - t0);
+    }
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_init_rep(&s->pk, rh, &r);
+    return 0;
+}
+
+static int op_info(struct server *s, const struct bank_rep_hdr *rh, struct bank_err *e)
+{
+    struct bank *b = s->bank;
+    if (!b)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    struct bank_info_rep r = { b->rows, b->dim, b->step, b->run, strlen(b->run),
+                               b->has_manifest ? b->manifest : NULL,
+                               b->has_manifest ? strlen(b->manifest) : 0 };
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_info_rep(&s->pk, rh, &r);
+    return 0;
+}
+
+/* Builds a sample reply in *out. */
+static int op_sample(struct server *s, const struct bank_sample_req *q,
+                     const struct bank_rep_hdr *rh, zmq_msg_t *out, struct bank_err *e)
+{
+    struct bank *b = s->bank;
+    if (!b)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    uint64_t row_bytes = 4 * (uint64_t)b->dim;
+    if (q->k > s->cfg.max_frame / row_bytes || q->npos > s->cfg.max_frame / row_bytes ||
+        (q->k + q->npos) * row_bytes + 64 > s->cfg.max_frame)
+        return bank_err_set(e, BANK_ERANGE, "reply for k=%llu, B=%zu would exceed --max-frame %llu",
+                            (unsigned long long)q->k, q->npos,
+                            (unsigned long long)s->cfg.max_frame);
+    size_t k = (size_t)q->k, dim = b->dim;
+    size_t size = proto_bank_sample_rep_size(rh, b->step, k, q->npos, dim);
+    if (zmq_msg_init_size(out, size) != 0)
+        return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %zu-byte reply", size);
+    struct mp_fixbuf fb;
+    void *ni, *nv, *pv;
+    mp_fixbuf_init(&fb, zmq_msg_data(out), size);
+    NPID_CHECK(proto_bank_encode_sample_rep(&fb, rh, b->step, k, q->npos, dim, &ni, &nv, &pv) == 0);
+    NPID_CHECK(fb.len == size);
+    if (bank_sample(b, k, q->pos, q->npos, q->exclude_pos, ni, nv, pv, e) != 0) {
+        zmq_msg_close(out);
+        return -1;
+    }
+    return 0;
+}
+
+static int op_get(struct server *s, const struct bank_get_req *q, const struct bank_rep_hdr *rh,
+                  zmq_msg_t *out, struct bank_err *e)
+{
+    struct bank *b = s->bank;
+    if (!b)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    uint64_t row_bytes = 4 * (uint64_t)b->dim;
+    if (q->count > s->cfg.max_frame / row_bytes || q->count * row_bytes + 64 > s->cfg.max_frame)
+        return bank_err_set(e, BANK_ERANGE, "get of %llu rows would exceed --max-frame %llu; "
+                            "read in chunks", (unsigned long long)q->count,
+                            (unsigned long long)s->cfg.max_frame);
+    if (q->start > b->rows || q->count > b->rows - q->start)
+        return bank_err_set(e, BANK_ERANGE, "rows [%llu, %llu) outside the bank (rows %llu)",
+                            (unsigned long long)q->start,
+                            (unsigned long long)(q->start + q->count),
+                            (unsigned long long)b->rows);
+    size_t nf = (size_t)q->count * b->dim;
+    size_t size = proto_bank_get_rep_size(rh, q->start, nf);
+    if (zmq_msg_init_size(out, size) != 0)
+        return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %zu-byte reply", size);
+    struct mp_fixbuf fb;
+    void *rows;
+    mp_fixbuf_init(&fb, zmq_msg_data(out), size);
+    NPID_CHECK(proto_bank_encode_get_rep(&fb, rh, q->start, nf, &rows) == 0);
+    NPID_CHECK(fb.len == size);
+    NPID_CHECK(bank_get(b, q->start, q->count, rows, e) == 0);
+    return 0;
+}
+
+static int op_write(struct server *s, enum bank_op op, const struct bank_update_req *q,
+                    const struct bank_rep_hdr *rh, struct bank_err *e)
+{
+    struct bank *b = s->bank;
+    if (!b)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    if (q->nidx > b->rows * 64 + 1024)
+        return bank_err_set(e, BANK_ERANGE, "too many rows in one request");
+    int rc = op == BANK_OP_SET ? bank_set(b, q->idx, q->nidx, q->feat, q->nfeat, e)
+                               : bank_update(b, q->idx, q->nidx, q->feat, q->nfeat,
+                                             (float)q->momentum, e);
+    if (rc != 0)
+        return -1;
+    struct bank_step_rep r = { b->step };
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_step_rep(&s->pk, rh, &r);
+    return 0;
+}
+
+static int op_snapshot(struct server *s, const struct bank_rep_hdr *rh, struct bank_err *e)
+{
+    char path[PATH_MAX];
+    if (server_snapshot(s, path, sizeof path, e) != 0)
+        return -1;
+    struct bank_snapshot_rep r = { path, strlen(path), s->snap_step };
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_snapshot_rep(&s->pk, rh, &r);
+    return 0;
+}
+
+static int op_stats(struct server *s, const struct bank_rep_hdr *rh, struct bank_err *e)
+{
+    if (!s->bank)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    struct bank_stats_rep r;
+    memset(&r, 0, sizeof r);
+    bank_stats(s->bank, &r);
+    r.snapshot_step = s->snap_valid ? s->snap_step : 0;
+    r.requests = s->requests;
+    r.errors = s->errors;
+    r.cache_hits = s->cache_hits;
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_stats_rep(&s->pk, rh, &r);
+    return 0;
+}
+
+static int op_writes_state(enum bank_op op)
+{
+    return op == BANK_OP_INIT || op == BANK_OP_UPDATE || op == BANK_OP_SET ||
+           op == BANK_OP_SNAPSHOT;
+}
+
+/* Handles one request body from client id. */
+static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void *body,
+                          size_t len)
+{
+    struct bank_req q;
+    struct bank_err e;
+    struct bank_rep_hdr rh = { 0, 0 };
+    zmq_msg_t out;
+    int have_out = 0;
+    s->requests++;
+    if (proto_bank_decode_req(body, len, &q, &e) != 0) {
+        rh.seq = q.h.seq;
+        rh.has_seq = q.h.has_seq;
+        log_debug("bad request (%zu bytes): %s %s", len, e.code, e.msg);
+        encode_err(s, &rh, &e);
+        goto reply;
+    }
+    rh.seq = q.h.seq;
+    rh.has_seq = q.h.has_seq;
+    struct cache_entry *ce = NULL;
+    uint32_t crc = 0;
+    if (q.h.cid && q.h.has_seq) {
+        crc = crc32c(0, body, len);
+        ce = cache_find(s, q.h.cid, q.h.cid_len, 1);
+        if (ce && ce->seq == q.h.seq && ce->crc == crc && ce->has_reply) {
+            s->cache_hits++;
+            log_debug("retry of %s seq %llu from %s answered from the cache",
+                      proto_bank_op_name(q.h.op), (unsigned long long)q.h.seq, ce->cid);
+            zmq_msg_init(&out);
+            zmq_msg_copy(&out, &ce->reply);
+            server_send(s, id, delim, &out);
+            return;
+        }
+    }
+    int rc;
+    switch (q.h.op) {
+    case BANK_OP_INIT: rc = op_init(s, &q.u.init, &rh, &e); break;
+    case BANK_OP_INFO: rc = op_info(s, &rh, &e); break;
+    case BANK_OP_SAMPLE: rc = op_sample(s, &q.u.sample, &rh, &out, &e); have_out = rc == 0; break;
+    case BANK_OP_GET: rc = op_get(s, &q.u.get, &rh, &out, &e); have_out = rc == 0; break;
+    case BANK_OP_UPDATE:
+    case BANK_OP_SET: rc = op_write(s, q.h.op, &q.u.update, &rh, &e); break;
+    case BANK_OP_SNAPSHOT: rc = op_snapshot(s, &rh, &e); break;
+    case BANK_OP_STATS: rc = op_stats(s, &rh, &e); break;
+    default: rc = bank_err_set(&e, BANK_EINVAL, "unknown op"); break;
+    }
+    if (rc != 0) {
+        log_debug("%s failed: %s %s", proto_bank_op_name(q.h.op), e.code, e.msg);
+        encode_err(s, &rh, &e);
+    }
+    if (ce) {
+        zmq_msg_close(&ce->reply);
+        zmq_msg_init(&ce->reply);
+        ce->seq = q.h.seq;
+        ce->crc = crc;
+        ce->has_reply = 0;
+        if (op_writes_state(q.h.op) && !have_out && sb_to_msg(s, &out) == 0) {
+            zmq_msg_copy(&ce->reply, &out);
+            ce->has_reply = 1;
+            server_send(s, id, delim, &out);
+            return;
+        }
+    }
+reply:
+    if (!have_out && sb_to_msg(s, &out) != 0) {
+        log_error("cannot allocate a reply");
+        return;
+    }
+    server_send(s, id, delim, &out);
+}
+
+/* Receives one message from the ROUTER (identity + parts) and handles it. */
+static void server_recv_one(struct server *s)
+{
+    zmq_msg_t parts[3];
+    int n = 0, more = 1;
+    while (more && n < 3) {
+        zmq_msg_init(&parts[n]);
+        if (zmq_msg_recv(&parts[n], s->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&parts[n]);
+            break;
+        }
+        more = zmq_msg_more(&parts[n]);
+        n++;
+    }
+    if (more && n == 3) {
+        msg_drain_more(s->sock);
+        n = 4; /* too many parts */
+    }
+    if (n >= 2) {
+        struct bank_err e;
+        struct bank_rep_hdr rh = { 0, 0 };
+        int delim = 0;
+        zmq_msg_t *body = &parts[1];
+        if (n == 3 && zmq_msg_size(&parts[1]) == 0) {
+            delim = 1;
+            body = &parts[2];
+        } else if (n != 2) {
+            s->requests++;
+            bank_err_set(&e, BANK_EPROTO, "a request is one frame (after the routing envelope)");
+            encode_err(s, &rh, &e);
+            zmq_msg_t out;
+            if (sb_to_msg(s, &out) == 0)
+                server_send(s, &parts[0], 0, &out);
+            goto done;
+        }
+        server_handle(s, &parts[0], delim, zmq_msg_data(body), zmq_msg_size(body));
+    }
+done:
+    for (int i = 0; i < n && i < 3; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+struct server *server_new(const struct server_cfg *cfg)
+{
+    struct server *s = calloc(1, sizeof *s);
+    if (!s) {
+        log_error("out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    msgpack_sbuffer_init(&s->sb);
+    msgpack_packer_init(&s->pk, &s->sb, msgpack_sbuffer_write);
+    s->ncache = cfg->cache_clients > 0 ? cfg->cache_clients : 0;
+    s->cache = calloc((size_t)(s->ncache ? s->ncache : 1), sizeof *s->cache);
+    if (!s->cache) {
+        log_error("out of memory");
+        goto fail_server;
+    }
+    for (int i = 0; i < s->ncache; i++)
+        zmq_msg_init(&s->cache[i].reply);
+    if (cfg->dir && cfg->dir[0]) {
+        if (strlen(cfg->dir) >= sizeof s->dir - 32) {
+            log_error("--dir too long");
+            goto fail_server;
+        }
+        snprintf(s->dir, sizeof s->dir, "%s", cfg->dir);
+        int found = 0;
+        char path[PATH_MAX];
+        s->bank = snapshot_load_newest(s->dir, &found, path, sizeof path);
+        if (s->bank) {
+            s->snap_step = s->bank->step;
+            s->snap_valid = 1;
+            log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s'", path,
+                     (unsigned long long)s->bank->rows, s->bank->dim,
+                     (unsigned long long)s->bank->step, s->bank->run);
+        } else if (found) {
+            log_error("no usable snapshot in %s; starting without a bank", s->dir);
+        }
+    } else {
+        log_warn("no --dir: snapshots disabled, the bank lives in memory only");
+    }
+    if (s->bank && cfg->rows && (s->bank->rows != cfg->rows || s->bank->dim != cfg->dim)) {
+        log_error("snapshot in %s holds a %llu x %zu bank but --rows/--dim ask %llu x %llu; "
+                  "move the snapshot away or fix the flags", s->dir,
+                  (unsigned long long)s->bank->rows, s->bank->dim,
+                  (unsigned long long)cfg->rows, (unsigned long long)cfg->dim);
+        goto fail_server;
+    }
+    if (!s->bank && cfg->rows && cfg->dim) {
+        s->bank = bank_new(cfg->rows, (size_t)cfg->dim, cfg->seed, cfg->mode);
+        if (!s->bank) {
+            log_error("cannot allocate a %llu x %llu bank", (unsigned long long)cfg->rows,
+                      (unsigned long long)cfg->dim);
+            goto fail_server;
+        }
+        log_info("bank created from flags: %llu x %llu, seed %llu", (unsigned long long)cfg->rows,
+                 (unsigned long long)cfg->dim, (unsigned long long)cfg->seed);
+    }
+    struct msg_opts o = MSG_OPTS_DEFAULT;
+    o.maxmsgsize = (int64_t)cfg->max_frame;
+    o.sndhwm = 100;
+    o.rcvhwm = 100;
+    s->sock = msg_socket(ZMQ_ROUTER, &o);
+    if (!s->sock) {
+        log_error("cannot create the socket: %s", zmq_strerror(errno));
+        goto fail_server;
+    }
+    if (msg_bind(s->sock, cfg->bind, cfg->allow_remote) != 0)
+        goto fail_server;
+    s->next_snap = clock_seconds() + cfg->snapshot_every;
+    return s;
+fail_server:
+    server_destroy(&s);
+    return NULL;
+}
+
+void server_destroy(struct server **sp)
+{
+    if (!sp || !*sp)
+        return;
+    struct server *s = *sp;
+    msg_close(&s->sock);
+    for (int i = 0; i < s->ncache; i++)
+        zmq_msg_close(&s->cache[i].reply);
+    free(s->cache);
+    bank_destroy(&s->bank);
+    msgpack_sbuffer_destroy(&s->sb);
+    free(s);
+    *sp = NULL;
+}
+
+int server_run(struct server *s)
+{
+    log_info("serving on %s", s->cfg.bind);
+    while (!sig_stop) {
+        int timeout = 1000;
+        if (s->cfg.snapshot_every > 0 && s->dir[0]) {
+            double left = s->next_snap - clock_seconds();
+            if (left * 1000 < timeout)
+                timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
+        }
+        int rc = msg_wait(s->sock, ZMQ_POLLIN, timeout);
+        if (rc < 0) {
+            if (errno == EINTR)
+                break;
+            log_error("poll failed: %s", zmq_strerror(errno));
+            return -1;
+        }
+        /* drain what is queued, then look at the clock */
+        for (int i = 0; rc > 0 && i < 64 && !sig_stop; i++) {
+            server_recv_one(s);
+            zmq_pollitem_t it = { s->sock, 0, ZMQ_POLLIN, 0 };
+            rc = zmq_poll(&it, 1, 0);
+        }
+        if (s->cfg.snapshot_every > 0 && s->dir[0] && clock_seconds() >= s->next_snap) {
+            struct bank_err e;
+            if (server_dirty(s))
+                server_snapshot(s, NULL, 0, &e);
+            s->next_snap = clock_seconds() + s->cfg.snapshot_every;
+        }
+    }
+    log_info("stopping (signal %d)", (int)sig_stop_signo);
+    if (server_dirty(s) && s->dir[0]) {
+        struct bank_err e;
+        if (server_snapshot(s, NULL, 0, &e) != 0) {
+            log_error("final snapshot failed: %s", e.msg);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,37 @@
+/* npid-bankd's request loop: one ROUTER socket served by a single thread, with periodic
+ * snapshots and a per-client reply cache that makes retried writes idempotent.
+ *
+ * Envelope: [identity, body] from DEALER clients, [identity, "", body] from REQ clients
+ * (the empty delimiter is echoed). Any other shape, an empty body, or a body that does not
+ * decode gets an error reply; frames over max_frame never arrive (ZMQ_MAXMSGSIZE drops the
+ * connection). */
+#ifndef NPID_BANKD_SERVER_H
+#define NPID_BANKD_SERVER_H
+
+#include "common/proto_bank.h"
+
+#include <stdint.h>
+
+struct server_cfg {
+    const char *bind;          /* endpoint */
+    int allow_remote;          /* allow non-loopback binds */
+    const char *dir;           /* snapshot directory; NULL or "": snapshots disabled */
+    double snapshot_every;     /* seconds between periodic snapshots (0: off) */
+    uint64_t rows, dim, seed;  /* create a bank at start when rows and dim are set */
+    enum bank_init_mode mode;
+    uint64_t max_frame;        /* bytes, for requests and replies */
+    int cache_clients;         /* reply-cache entries (clients remembered) */
+};
+
+struct server;
+
+/* Loads the newest valid snapshot from dir (a corrupt newest falls back to the previous),
+ * or creates the bank from rows/dim, then binds. NULL on failure (reason logged). */
+struct server *server_new(const struct server_cfg *cfg);
+void server_destroy(struct server **s);
+
+/* Serves until sig_stop, then writes a final snapshot (when a bank exists and a directory
+ * is set). Returns 0, or -1 when the final snapshot failed (logged). */
+int server_run(struct server *s);
+
+#endif

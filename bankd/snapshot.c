@@ -1,0 +1,238 @@
+/* Bank snapshot files: see snapshot.h. Large arrays are streamed straight from the bank
+ * (no second copy of the bank in memory) and read straight into a new one. */
+#include "bankd/snapshot.h"
+
+#include "common/durable.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SNAP_MAGIC "NPIDBANK"
+#define SNAP_HDR 64
+#define SNAP_CHUNK ((size_t)8 << 20)
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static uint16_t get16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+/* Appends len bytes in chunks, folding them into *crc. */
+static int append_crc(struct durable_file *f, const void *buf, size_t len, uint32_t *crc)
+{
+    const char *p = buf;
+    while (len) {
+        size_t n = len < SNAP_CHUNK ? len : SNAP_CHUNK;
+        if (durable_append(f, p, n) != 0)
+            return -1;
+        *crc = crc32c(*crc, p, n);
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int snapshot_write(const struct bank *b, const char *dir, char *path, size_t path_cap)
+{
+    char file[PATH_MAX];
+    if (mkdir_p(dir) != 0)
+        return -1;
+    if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, SNAPSHOT_NAME) >= sizeof file) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    size_t run_len = strlen(b->run), man_len = b->has_manifest ? strlen(b->manifest) : 0;
+    unsigned char hdr[SNAP_HDR + sizeof b->run + sizeof b->manifest];
+    size_t hlen = SNAP_HDR + run_len + man_len;
+    memset(hdr, 0, sizeof hdr);
+    memcpy(hdr, SNAP_MAGIC, 8);
+    put32(hdr + 8, SNAPSHOT_VERSION);
+    put32(hdr + 12, (uint32_t)hlen);
+    put64(hdr + 16, b->rows);
+    put64(hdr + 24, b->dim);
+    put64(hdr + 32, b->step);
+    put64(hdr + 40, b->writes);
+    put64(hdr + 48, b->seed);
+    put32(hdr + 56, (b->has_manifest ? 1u : 0u) | (b->mode == BANK_INIT_UNIT ? 2u : 0u));
+    hdr[60] = (unsigned char)run_len;
+    hdr[61] = (unsigned char)(run_len >> 8);
+    hdr[62] = (unsigned char)man_len;
+    hdr[63] = (unsigned char)(man_len >> 8);
+    memcpy(hdr + SNAP_HDR, b->run, run_len);
+    memcpy(hdr + SNAP_HDR + run_len, b->manifest, man_len);
+    struct durable_file f;
+    if (durable_open(&f, file) != 0)
+        return -1;
+    uint32_t pcrc = 0;
+    unsigned char crcs[8] = { 0 };
+    if (durable_append(&f, hdr, hlen) != 0 || durable_append(&f, crcs, 8) != 0 ||
+        append_crc(&f, b->v, (size_t)b->rows * b->dim * sizeof(float), &pcrc) != 0 ||
+        append_crc(&f, b->last_write, (size_t)b->rows * sizeof(uint64_t), &pcrc) != 0 ||
+        append_crc(&f, b->writes_row, (size_t)b->rows * sizeof(uint32_t), &pcrc) != 0)
+        goto fail_file;
+    put32(crcs, pcrc);
+    uint32_t hcrc = crc32c(0, hdr, hlen);
+    hcrc = crc32c(hcrc, crcs, 4);
+    put32(crcs + 4, hcrc);
+    if (durable_pwrite(&f, hlen, crcs, 8) != 0)
+        goto fail_file;
+    if (durable_commit(&f) != 0)
+        return -1;
+    if (path && path_cap)
+        snprintf(path, path_cap, "%s", file);
+    return 0;
+fail_file:
+    durable_abort(&f);
+    return -1;
+}
+
+/* Reads exactly len bytes; 0, or -1 (errno, or 0 with *short_read at end of file). */
+static int read_full(int fd, void *buf, size_t len, int *short_read)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len < SNAP_CHUNK ? len : SNAP_CHUNK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            *short_read = 1;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int read_crc(int fd, void *buf, size_t len, uint32_t *crc, int *short_read)
+{
+    if (read_full(fd, buf, len, short_read) != 0)
+        return -1;
+    *crc = crc32c(*crc, buf, len);
+    return 0;
+}
+
+struct bank *snapshot_read(const char *path, const char **why)
+{
+    struct bank *b = NULL;
+    int short_read = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *why = errno == ENOENT ? "no such file" : "cannot open";
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        *why = "cannot stat";
+        goto fail_fd;
+    }
+    unsigned char hdr[SNAP_HDR + 512 + 8];
+    if (read_full(fd, hdr, SNAP_HDR, &short_read) != 0) {
+        *why = short_read ? "truncated header" : "read error";
+        goto fail_fd;
+    }
+    if (memcmp(hdr, SNAP_MAGIC, 8) != 0) {
+        *why = "bad magic (not a bank snapshot)";
+        goto fail_fd;
+    }
+    if (get32(hdr + 8) != SNAPSHOT_VERSION) {
+        *why = "unsupported snapshot version";
+        goto fail_fd;
+    }
+    uint32_t hlen = get32(hdr + 12);
+    uint64_t rows = get64(hdr + 16), dim = get64(hdr + 24);
+    uint16_t run_len = get16(hdr + 60), man_len = get16(hdr + 62);
+    if (run_len > 255 || man_len > 255 || hlen != SNAP_HDR + (uint32_t)run_len + man_len) {
+        *why = "bad header lengths";
+        goto fail_fd;
+    }
+    if (read_full(fd, hdr + SNAP_HDR, (size_t)run_len + man_len + 8, &short_read) != 0) {
+        *why = short_read ? "truncated header" : "read error";
+        goto fail_fd;
+    }
+    uint32_t pcrc_want = get32(hdr + hlen), hcrc_want = get32(hdr + hlen + 4);
+    uint32_t hcrc = crc32c(crc32c(0, hdr, hlen), hdr + hlen, 4);
+    if (hcrc != hcrc_want) {
+        *why = "header checksum mismatch";
+        goto fail_fd;
+    }
+    if (rows == 0 || dim == 0 || dim > BANK_MAX_DIM || rows > UINT32_MAX) {
+        *why = "bad shape";
+        goto fail_fd;
+    }
+    uint64_t want = (uint64_t)hlen + 8 + rows * (dim * 4 + 8 + 4);
+    if ((uint64_t)st.st_size != want) {
+        *why = (uint64_t)st.st_size < want ? "truncated file" : "file longer than its header says";
+        goto fail_fd;
+    }
+    b = bank_new_empty(rows, (size_t)dim);
+    if (!b) {
+        *why = "cannot allocate the bank";
+        goto fail_fd;
+    }
+    b->step = get64(hdr + 32);
+    b->writes = get64(hdr + 40);
+    b->seed = get64(hdr + 48);
+    uint32_t flags = get32(hdr + 56);
+    b->mode = (flags & 2) ? BANK_INIT_UNIT : BANK_INIT_UNIFORM;
+    bank_set_ids(b, (const char *)hdr + SNAP_HDR, run_len,
+                 (flags & 1) ? (const char *)hdr + SNAP_HDR + run_len : NULL, man_len);
+    uint32_t pcrc = 0;
+    if (read_crc(fd, b->v, (size_t)rows * dim * 4, &pcrc, &short_read) != 0 ||
+        read_crc(fd, b->last_write, (size_t)rows * 8, &pcrc, &short_read) != 0 ||
+        read_crc(fd, b->writes_row, (size_t)rows * 4, &pcrc, &short_read) != 0) {
+        *why = short_read ? "truncated file" : "read error";
+        goto fail_bank;
+    }
+    if (pcrc != pcrc_want) {
+        *why = "payload checksum mismatch";
+        goto fail_bank;
+    }
+    for (uint64_t i = 0; i < rows; i++)
+        if (b->last_write[i] > b->step) {
+            *why = "row bookkeeping ahead of the bank step";
+            goto fail_bank;
+        }
+    close(fd);
+    return b;
+fail_bank:
+    bank_destroy(&b);
+fail_fd:
+    close(fd);
+    return NULL;
+}
+
+struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_t path_cap)
+{
+    static const char *const names[] = { SNAPSHOT_NAME, SNAPSHOT_NAME ".prev" };
+    *found = 0;
+    for (int i = 0; i < 2; i++) {
+        char file[PATH_MAX];
+        if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, names[i]) >= sizeof file)
+            return NULL;
+        const char *why = NULL;
+        errno = 0;
+        struct bank *b = snapshot_read(file, &why);
+        if (b) {
+            if (i > 0)
+                log_warn("loaded the previous snapshot %s instead", file);
+            if (path && path_cap)
+                snprintf(path, path_cap, "%s", file);
+            return b;
+        }
+        if (!strcmp(why, "no such file"))
+            continue;
+        *found = 1;
+        log_error("snapshot %s unusable: %s%s", file, why,
+                  i == 0 ? "; trying the previous one" : "");
+    }
+    return NULL;
+}

@@ -1,0 +1,38 @@
+/* Bank snapshot files (docs/protocol.md, "Snapshot file").
+ *
+ * Layout, little-endian:
+ *   fixed header (64 bytes): magic "NPIDBANK", u32 version (1), u32 header_len (64 +
+ *     run_len + manifest_len), u64 rows, u64 dim, u64 step, u64 writes, u64 seed,
+ *     u32 flags (bit 0: has manifest, bit 1: unit init), u16 run_len, u16 manifest_len
+ *   run bytes, manifest bytes (not NUL-terminated; at most 255 each)
+ *   u32 payload_crc: CRC-32C of the payload
+ *   u32 header_crc: CRC-32C of the header_len header bytes followed by payload_crc
+ *   payload: rows f32 (rows, dim); last_write u64 (rows,); writes_row u32 (rows,)
+ * The file size must be exactly header_len + 8 + rows x (4 dim + 12).
+ *
+ * Written durably as DIR/bank.snap (previous kept as DIR/bank.snap.prev, see durable.h). */
+#ifndef NPID_BANKD_SNAPSHOT_H
+#define NPID_BANKD_SNAPSHOT_H
+
+#include "bankd/bank.h"
+
+#include <stddef.h>
+
+#define SNAPSHOT_NAME "bank.snap"
+#define SNAPSHOT_VERSION 1
+
+/* Writes b to DIR/bank.snap (dir created if needed); path (may be NULL) receives the file
+ * path. Returns 0, or -1 with errno (ENOSPC, EFBIG, EDQUOT when the disk or a limit is
+ * full; the previous snapshot is untouched). */
+int snapshot_write(const struct bank *b, const char *dir, char *path, size_t path_cap);
+
+/* Reads and verifies one file (magic, version, sizes, both checksums). Returns the bank, or
+ * NULL with *why (static text) set; errno ENOENT when the file does not exist. */
+struct bank *snapshot_read(const char *path, const char **why);
+
+/* Loads the newest valid snapshot of DIR: bank.snap, else bank.snap.prev (each failure
+ * logged). NULL when neither is usable; *found set to 1 when some file existed. path (may
+ * be NULL) receives the file loaded. */
+struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_t path_cap);
+
+#endif
