@@ -1,11 +1,14 @@
 /* Weighted kNN over a streamed bank: see knn.h.
  *
- * Per query the state is an unsorted candidate list of at most `cap` (>= 2k + 16) pairs
- * (similarity, row) and a threshold: once the list has been compacted to its k best, the k-th
- * best similarity. A new similarity enters the list only if it beats the threshold; when the
- * list is full it is compacted again (quickselect, O(cap)). After the first few thousand rows
- * almost every similarity fails the threshold test, so the selection costs about one vector
- * compare per 16 similarities and the run time is dominated by the sgemm. */
+ * Per query the state is an unsorted candidate list of at most `cap` (>= 2k + 16) keys and a
+ * threshold: once the list has been compacted to its k best, the k-th best similarity. A key
+ * packs (similarity, row) into 64 bits so that a larger key is a better neighbour: the high
+ * half is the similarity's bits made order-preserving as an unsigned integer, the low half the
+ * complement of the row number (lower row wins a tie). A similarity enters the list only if it
+ * beats the threshold; when the list is full it is compacted again (quickselect, O(cap)).
+ * After the first few thousand rows almost every similarity fails the threshold test, so the
+ * selection costs about one vector compare per 16 similarities and the run time is dominated
+ * by the sgemm. */
 #include "evald/knn.h"
 
 #include "common/log.h"
@@ -21,89 +24,216 @@
 #include <immintrin.h>
 #endif
 
-/* Tile: KNN_QB queries x KNN_NB bank rows of similarities (8 MB at 1024 x 2048). */
-enum { KNN_QB = 1024, KNN_NB = 2048, KNN_MAX_THREADS = 8 };
+/* Tile: KNN_QB queries x KNN_NB bank rows of similarities per worker. */
+#ifndef KNN_QB
+#define KNN_QB 256
+#endif
+#ifndef KNN_NB
+#define KNN_NB 1024
+#endif
+enum { KNN_MAX_THREADS = 8 };
 
 struct knn {
     size_t nq, dim, k, cap;
     float *q;          /* (nq, dim) queries */
-    float *cval;       /* (nq, cap) candidate similarities */
-    uint32_t *cidx;    /* (nq, cap) candidate row numbers */
+    uint64_t *ckey;    /* (nq, cap) candidate keys */
     size_t *ccnt;      /* (nq) candidates held */
     float *thr;        /* (nq) entry threshold: k-th best after the last compaction */
     uint8_t *sorted;   /* (nq) 1 when the list is compacted and sorted best first */
-    float *tile;       /* (KNN_QB, KNN_NB) similarities */
-    struct knn_pair { float v; uint32_t i; } *scratch; /* (cap) for sorting */
+    float *tile;       /* (KNN_MAX_THREADS, KNN_QB, KNN_NB) similarities, one tile per worker */
+    uint64_t *tmp;     /* (KNN_MAX_THREADS, cap + 8) selection scratch, one per worker */
     size_t threads;
     uint64_t seen;
 };
 
-/* a is better than b: larger similarity, then smaller row number */
-static inline int knn_better(float va, uint32_t ia, float vb, uint32_t ib)
+/* Order-preserving map of a float's bits to uint32 (NaN aside) and back. */
+static inline uint32_t knn_fkey(float v)
 {
-    return va > vb || (va == vb && ia < ib);
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
 }
 
-static inline void knn_swap(float *v, uint32_t *ix, size_t a, size_t b)
+static inline float knn_fval(uint32_t s)
 {
-    float tv = v[a];
-    v[a] = v[b];
-    v[b] = tv;
-    uint32_t ti = ix[a];
-    ix[a] = ix[b];
-    ix[b] = ti;
+    uint32_t u = (s & 0x80000000u) ? s ^ 0x80000000u : ~s;
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
 }
 
-/* Rearranges v/ix (n pairs) so that position kth holds the pair that would be there if the
- * pairs were sorted best first, and every pair before it is better. kth < n. */
-static void knn_select(float *v, uint32_t *ix, size_t n, size_t kth)
+static inline uint64_t knn_key(float v, uint32_t row)
 {
-    size_t lo = 0, hi = n - 1;
-    while (hi > lo) {
-        size_t mid = lo + (hi - lo) / 2;
-        /* median of three moved to hi as the pivot */
-        if (knn_better(v[mid], ix[mid], v[lo], ix[lo]))
-            knn_swap(v, ix, mid, lo);
-        if (knn_better(v[hi], ix[hi], v[lo], ix[lo]))
-            knn_swap(v, ix, hi, lo);
-        if (knn_better(v[mid], ix[mid], v[hi], ix[hi]))
-            knn_swap(v, ix, mid, hi);
-        float pv = v[hi];
-        uint32_t pi = ix[hi];
-        size_t store = lo;
-        for (size_t i = lo; i < hi; i++)
-            if (knn_better(v[i], ix[i], pv, pi))
-                knn_swap(v, ix, i, store++);
-        knn_swap(v, ix, store, hi);
-        if (store == kth)
+    return (uint64_t)knn_fkey(v) << 32 | (uint32_t)~row;
+}
+
+static inline float knn_key_sim(uint64_t key)
+{
+    return knn_fval((uint32_t)(key >> 32));
+}
+
+static inline uint32_t knn_key_row(uint64_t key)
+{
+    return ~(uint32_t)key;
+}
+
+#define KNN_SWAP(x, y) do { uint64_t t_ = (x); (x) = (y); (y) = t_; } while (0)
+
+/* Rearranges a (n distinct keys) so that a[kth] is the key that would be there if a were
+ * sorted descending, a[0..kth-1] are larger and the rest smaller (Numerical Recipes' select,
+ * with descending order). kth < n. */
+static void knn_select(uint64_t *a, size_t n, size_t kth)
+{
+    size_t l = 0, ir = n - 1;
+    for (;;) {
+        if (ir <= l + 1) {
+            if (ir == l + 1 && a[ir] > a[l])
+                KNN_SWAP(a[l], a[ir]);
             return;
-        if (kth < store)
-            hi = store - 1;
-        else
-            lo = store + 1;
+        }
+        size_t mid = (l + ir) >> 1;
+        KNN_SWAP(a[mid], a[l + 1]);
+        if (a[l] < a[ir])
+            KNN_SWAP(a[l], a[ir]);
+        if (a[l + 1] < a[ir])
+            KNN_SWAP(a[l + 1], a[ir]);
+        if (a[l] < a[l + 1])
+            KNN_SWAP(a[l], a[l + 1]);
+        size_t i = l + 1, j = ir;
+        uint64_t p = a[l + 1];
+        for (;;) {
+            do
+                i++;
+            while (a[i] > p);
+            do
+                j--;
+            while (a[j] < p);
+            if (j < i)
+                break;
+            KNN_SWAP(a[i], a[j]);
+        }
+        a[l + 1] = a[j];
+        a[j] = p;
+        if (j >= kth)
+            ir = j - 1;
+        if (j <= kth)
+            l = i;
     }
 }
 
-/* Keeps the k best of cnt > k candidates; returns k and sets *thr to the k-th best. */
-static size_t knn_compact(float *v, uint32_t *ix, size_t cnt, size_t k, float *thr)
+/* Sorts a (n keys) descending: quicksort on the larger part's loop, insertion sort below 16. */
+static void knn_sort(uint64_t *a, size_t n)
 {
-    knn_select(v, ix, cnt, k - 1);
-    *thr = v[k - 1];
+    while (n > 16) {
+        size_t mid = n / 2, last = n - 1;
+        if (a[0] < a[mid])
+            KNN_SWAP(a[0], a[mid]);
+        if (a[0] < a[last])
+            KNN_SWAP(a[0], a[last]);
+        if (a[mid] < a[last])
+            KNN_SWAP(a[mid], a[last]);
+        uint64_t p = a[mid]; /* a[0] >= p >= a[last]: sentinels for the scans */
+        size_t i = 0, j = last;
+        for (;;) {
+            while (a[i] > p)
+                i++;
+            while (a[j] < p)
+                j--;
+            if (i >= j)
+                break;
+            KNN_SWAP(a[i], a[j]);
+            i++;
+            j--;
+        }
+        /* a[0..j] >= p >= a[j+1..n-1] */
+        size_t left = j + 1;
+        if (left < n - left) {
+            knn_sort(a, left);
+            a += left;
+            n -= left;
+        } else {
+            knn_sort(a + left, n - left);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        uint64_t x = a[i];
+        size_t j = i;
+        for (; j > 0 && a[j - 1] < x; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+}
+
+#if defined(__AVX512F__)
+/* knn_select with vectorised partitions: each round moves the keys larger than a median-of-3
+ * pivot to tmp (n + 8 keys) and the others down in place, then joins the two runs, narrowing
+ * to the side that holds kth; small or degenerate ranges finish in knn_select. */
+static void knn_select_vec(uint64_t *a, size_t n, size_t kth, uint64_t *tmp)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 64) {
+        size_t len = hi - lo, mid = lo + len / 2;
+        uint64_t x = a[lo], y = a[mid], z = a[hi - 1];
+        uint64_t p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        __m512i pv = _mm512_set1_epi64((long long)p);
+        size_t ng = 0, nl = 0, i = lo;
+        for (; i + 8 <= hi; i += 8) {
+            __m512i v = _mm512_loadu_si512(a + i);
+            __mmask8 gt = _mm512_cmpgt_epu64_mask(v, pv);
+            /* full 8-lane stores: tmp has room; in a they land on keys already loaded */
+            _mm512_storeu_si512(tmp + ng, _mm512_maskz_compress_epi64(gt, v));
+            ng += (size_t)__builtin_popcount(gt);
+            _mm512_storeu_si512(a + lo + nl, _mm512_maskz_compress_epi64((__mmask8)~gt, v));
+            nl += 8 - (size_t)__builtin_popcount(gt);
+        }
+        for (; i < hi; i++) {
+            uint64_t v = a[i];
+            if (v > p)
+                tmp[ng++] = v;
+            else
+                a[lo + nl++] = v;
+        }
+        if (ng == 0 || nl == 0)
+            break; /* duplicates of the pivot: let the scalar select finish */
+        memmove(a + lo + ng, a + lo, nl * sizeof *a);
+        memcpy(a + lo, tmp, ng * sizeof *a);
+        if (kth < lo + ng)
+            hi = lo + ng;
+        else
+            lo += ng;
+    }
+    knn_select(a + lo, hi - lo, kth - lo);
+}
+#endif
+
+/* Keeps the k best of cnt > k keys (tmp: cap + 8 keys of scratch); returns k and sets *thr
+ * to the k-th best similarity. */
+static size_t knn_compact(uint64_t *a, size_t cnt, size_t k, float *thr, uint64_t *tmp)
+{
+#if defined(__AVX512F__)
+    knn_select_vec(a, cnt, k - 1, tmp);
+#else
+    (void)tmp;
+    knn_select(a, cnt, k - 1);
+#endif
+    *thr = knn_key_sim(a[k - 1]);
     return k;
 }
 
 /* Scans one row of similarities s (nb) for query qi; bank row numbers start at base. */
-static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, uint32_t base)
+static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, uint32_t base,
+                         uint64_t *tmp)
 {
     size_t cap = kn->cap, k = kn->k;
-    float *cv = kn->cval + qi * cap;
-    uint32_t *ci = kn->cidx + qi * cap;
+    uint64_t *ck = kn->ckey + qi * cap;
     size_t cnt = kn->ccnt[qi];
     float thr = kn->thr[qi];
     size_t cnt0 = cnt;
     size_t j = 0;
 #if defined(__AVX512F__)
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
     __m512 t = _mm512_set1_ps(thr);
     for (; j + 16 <= nb; j += 16) {
         __m512 x = _mm512_loadu_ps(s + j);
@@ -111,29 +241,39 @@ static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, u
         if (!m)
             continue;
         if (cnt + 16 > cap) {
-            cnt = knn_compact(cv, ci, cnt, k, &thr);
+            cnt = knn_compact(ck, cnt, k, &thr, tmp);
             t = _mm512_set1_ps(thr);
             m = _mm512_cmp_ps_mask(x, t, _CMP_GT_OQ);
             if (!m)
                 continue;
         }
-        __m512i id = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(base + (uint32_t)j)));
-        _mm512_mask_compressstoreu_ps(cv + cnt, m, x);
-        _mm512_mask_compressstoreu_epi32(ci + cnt, m, id);
-        cnt += (size_t)__builtin_popcount((unsigned)m);
+        /* keys of the 16 lanes as two vectors of 8, packed with an in-register compress
+         * (the store form is microcoded and slow on some cores); the full 8-lane stores stay
+         * inside cap because cnt + 16 <= cap here */
+        __m512i u = _mm512_castps_si512(x);
+        __m512i hi = _mm512_xor_si512(u, _mm512_or_si512(_mm512_srai_epi32(u, 31), signbit));
+        __m512i lo = _mm512_xor_si512(_mm512_add_epi32(iota, _mm512_set1_epi32((int)(base + (uint32_t)j))),
+                                      _mm512_set1_epi32(-1));
+        __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(hi)), 32),
+                                     _mm512_cvtepu32_epi64(_mm512_castsi512_si256(lo)));
+        __m512i k1 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(hi, 1)), 32),
+                                     _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(lo, 1)));
+        __mmask8 m0 = (__mmask8)(m & 0xff), m1 = (__mmask8)(m >> 8);
+        _mm512_storeu_si512(ck + cnt, _mm512_maskz_compress_epi64(m0, k0));
+        cnt += (size_t)__builtin_popcount(m0);
+        _mm512_storeu_si512(ck + cnt, _mm512_maskz_compress_epi64(m1, k1));
+        cnt += (size_t)__builtin_popcount(m1);
     }
 #endif
     for (; j < nb; j++) {
         if (!(s[j] > thr))
             continue;
         if (cnt == cap) {
-            cnt = knn_compact(cv, ci, cnt, k, &thr);
+            cnt = knn_compact(ck, cnt, k, &thr, tmp);
             if (!(s[j] > thr))
                 continue;
         }
-        cv[cnt] = s[j];
-        ci[cnt] = base + (uint32_t)j;
-        cnt++;
+        ck[cnt++] = knn_key(s[j], base + (uint32_t)j);
     }
     if (cnt != cnt0)
         kn->sorted[qi] = 0;
@@ -141,44 +281,34 @@ static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, u
     kn->thr[qi] = thr;
 }
 
+/* One worker's share of a knn_add call: queries [q0, q1) against rows (count, dim). */
 struct knn_job {
     struct knn *kn;
-    const float *tile; /* (qb, ld) */
-    size_t ld, q0, r0, r1, nb;
-    uint32_t base;
+    float *tile;   /* (KNN_QB, KNN_NB) private to the worker */
+    uint64_t *tmp; /* (cap + 8) private to the worker */
+    const float *rows;
+    size_t q0, q1, count;
+    uint32_t start;
 };
 
 static void *knn_job_run(void *arg)
 {
     struct knn_job *j = arg;
-    for (size_t r = j->r0; r < j->r1; r++)
-        knn_scan_row(j->kn, j->q0 + r, j->tile + r * j->ld, j->nb, j->base);
+    struct knn *kn = j->kn;
+    size_t d = kn->dim;
+    for (size_t c0 = 0; c0 < j->count; c0 += KNN_NB) {
+        size_t nb = j->count - c0 < KNN_NB ? j->count - c0 : KNN_NB;
+        const float *b = j->rows + c0 * d; /* (nb, d) */
+        for (size_t q0 = j->q0; q0 < j->q1; q0 += KNN_QB) {
+            size_t qb = j->q1 - q0 < KNN_QB ? j->q1 - q0 : KNN_QB;
+            /* tile (qb, nb) = q (qb, d) . b^T (d, nb) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)nb, (int)d, 1.0f,
+                        kn->q + q0 * d, (int)d, b, (int)d, 0.0f, j->tile, (int)nb);
+            for (size_t r = 0; r < qb; r++)
+                knn_scan_row(kn, q0 + r, j->tile + r * nb, nb, j->start + (uint32_t)c0, j->tmp);
+        }
+    }
     return NULL;
-}
-
-/* Runs the selection for a tile of qb rows on up to kn->threads threads. */
-static void knn_scan_tile(struct knn *kn, size_t q0, size_t qb, size_t nb, uint32_t base)
-{
-    size_t nt = kn->threads;
-    if (nt > qb / 16)
-        nt = qb / 16;
-    if (nt < 1)
-        nt = 1;
-    struct knn_job jobs[KNN_MAX_THREADS];
-    pthread_t tids[KNN_MAX_THREADS];
-    int started[KNN_MAX_THREADS] = { 0 };
-    for (size_t t = 0; t < nt; t++) {
-        jobs[t] = (struct knn_job){ kn, kn->tile, nb, q0, qb * t / nt, qb * (t + 1) / nt, nb, base };
-        if (t > 0)
-            started[t] = pthread_create(&tids[t], NULL, knn_job_run, &jobs[t]) == 0;
-    }
-    knn_job_run(&jobs[0]);
-    for (size_t t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(tids[t], NULL);
-        else
-            knn_job_run(&jobs[t]); /* no thread: do its share here */
-    }
 }
 
 struct knn *knn_new(const float *queries, size_t nq, size_t dim, size_t k)
@@ -201,15 +331,13 @@ struct knn *knn_new(const float *queries, size_t nq, size_t dim, size_t k)
     kn->k = k;
     kn->cap = (2 * k + 16 + 15) / 16 * 16;
     kn->q = malloc(nq * dim * sizeof *kn->q);
-    kn->cval = malloc(nq * kn->cap * sizeof *kn->cval);
-    kn->cidx = malloc(nq * kn->cap * sizeof *kn->cidx);
+    kn->ckey = malloc(nq * kn->cap * sizeof *kn->ckey);
+    kn->tmp = malloc(KNN_MAX_THREADS * (kn->cap + 8) * sizeof *kn->tmp);
     kn->ccnt = malloc(nq * sizeof *kn->ccnt);
     kn->thr = malloc(nq * sizeof *kn->thr);
     kn->sorted = malloc(nq);
-    kn->tile = malloc((size_t)KNN_QB * KNN_NB * sizeof *kn->tile);
-    kn->scratch = malloc(kn->cap * sizeof *kn->scratch);
-    if (!kn->q || !kn->cval || !kn->cidx || !kn->ccnt || !kn->thr || !kn->sorted || !kn->tile ||
-        !kn->scratch)
+    kn->tile = malloc((size_t)KNN_MAX_THREADS * KNN_QB * KNN_NB * sizeof *kn->tile);
+    if (!kn->q || !kn->ckey || !kn->tmp || !kn->ccnt || !kn->thr || !kn->sorted || !kn->tile)
         goto fail;
     memcpy(kn->q, queries, nq * dim * sizeof *kn->q);
     knn_set_threads(kn, 0);
@@ -227,13 +355,12 @@ void knn_destroy(struct knn **pkn)
         return;
     struct knn *kn = *pkn;
     free(kn->q);
-    free(kn->cval);
-    free(kn->cidx);
+    free(kn->ckey);
+    free(kn->tmp);
     free(kn->ccnt);
     free(kn->thr);
     free(kn->sorted);
     free(kn->tile);
-    free(kn->scratch);
     free(kn);
     *pkn = NULL;
 }
@@ -270,49 +397,50 @@ int knn_add(struct knn *kn, const float *rows, size_t start, size_t count)
         errno = EINVAL;
         return -1;
     }
-    size_t d = kn->dim;
-    for (size_t c0 = 0; c0 < count; c0 += KNN_NB) {
-        size_t nb = count - c0 < KNN_NB ? count - c0 : KNN_NB;
-        const float *b = rows + c0 * d; /* (nb, d) */
-        for (size_t q0 = 0; q0 < kn->nq; q0 += KNN_QB) {
-            size_t qb = kn->nq - q0 < KNN_QB ? kn->nq - q0 : KNN_QB;
-            /* tile (qb, nb) = q (qb, d) . b^T (d, nb) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)nb, (int)d, 1.0f,
-                        kn->q + q0 * d, (int)d, b, (int)d, 0.0f, kn->tile, (int)nb);
-            knn_scan_tile(kn, q0, qb, nb, (uint32_t)(start + c0));
-        }
+    /* Each worker takes a block of queries and runs a single-threaded sgemm followed by the
+     * selection on its own tile while the tile is still in cache. OpenBLAS's own threads are
+     * switched off meanwhile (they would spin against the selection) and restored after. */
+    size_t nt = kn->threads;
+    if (nt > (kn->nq + 63) / 64)
+        nt = (kn->nq + 63) / 64;
+    if (nt < 1)
+        nt = 1;
+    struct knn_job jobs[KNN_MAX_THREADS];
+    pthread_t tids[KNN_MAX_THREADS];
+    int started[KNN_MAX_THREADS] = { 0 };
+    int blas_threads = openblas_get_num_threads();
+    if (nt > 1)
+        openblas_set_num_threads(1);
+    for (size_t t = 0; t < nt; t++) {
+        jobs[t] = (struct knn_job){ kn, kn->tile + t * (size_t)KNN_QB * KNN_NB,
+                                    kn->tmp + t * (kn->cap + 8), rows,
+                                    kn->nq * t / nt, kn->nq * (t + 1) / nt, count, (uint32_t)start };
+        if (t > 0)
+            started[t] = pthread_create(&tids[t], NULL, knn_job_run, &jobs[t]) == 0;
     }
+    knn_job_run(&jobs[0]);
+    for (size_t t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(tids[t], NULL);
+        else
+            knn_job_run(&jobs[t]); /* no thread: do its share here */
+    }
+    if (nt > 1)
+        openblas_set_num_threads(blas_threads);
     kn->seen += count;
-    return 0;
-}
-
-static int knn_pair_cmp(const void *a, const void *b)
-{
-    const struct knn_pair *x = a, *y = b;
-    if (knn_better(x->v, x->i, y->v, y->i))
-        return -1;
-    if (knn_better(y->v, y->i, x->v, x->i))
-        return 1;
     return 0;
 }
 
 /* Compacts query qi's list to its best min(k, cnt) and sorts it best first; returns the count. */
 static size_t knn_finalize(struct knn *kn, size_t qi)
 {
-    float *cv = kn->cval + qi * kn->cap;
-    uint32_t *ci = kn->cidx + qi * kn->cap;
+    uint64_t *ck = kn->ckey + qi * kn->cap;
     size_t cnt = kn->ccnt[qi];
     if (kn->sorted[qi])
         return cnt;
     if (cnt > kn->k)
-        cnt = knn_compact(cv, ci, cnt, kn->k, &kn->thr[qi]);
-    for (size_t j = 0; j < cnt; j++)
-        kn->scratch[j] = (struct knn_pair){ cv[j], ci[j] };
-    qsort(kn->scratch, cnt, sizeof *kn->scratch, knn_pair_cmp);
-    for (size_t j = 0; j < cnt; j++) {
-        cv[j] = kn->scratch[j].v;
-        ci[j] = kn->scratch[j].i;
-    }
+        cnt = knn_compact(ck, cnt, kn->k, &kn->thr[qi], kn->tmp);
+    knn_sort(ck, cnt);
     kn->ccnt[qi] = cnt;
     kn->sorted[qi] = 1;
     return cnt;
@@ -322,13 +450,15 @@ size_t knn_neighbours(struct knn *kn, size_t q, uint32_t *idx, float *sim)
 {
     NPID_CHECK(q < kn->nq);
     size_t n = knn_finalize(kn, q);
-    if (idx)
-        memcpy(idx, kn->cidx + q * kn->cap, n * sizeof *idx);
-    if (sim)
-        memcpy(sim, kn->cval + q * kn->cap, n * sizeof *sim);
+    const uint64_t *ck = kn->ckey + q * kn->cap;
+    for (size_t j = 0; j < n; j++) {
+        if (idx)
+            idx[j] = knn_key_row(ck[j]);
+        if (sim)
+            sim[j] = knn_key_sim(ck[j]);
+    }
     return n;
 }
-
 void knn_result_destroy(struct knn_result **pr)
 {
     if (!pr || !*pr)
@@ -398,19 +528,20 @@ struct knn_result *knn_classify(struct knn *kn, const uint32_t *bank_labels, siz
             n = kuse;
         if (n > used)
             used = n;
-        const float *cv = kn->cval + q * kn->cap;
-        const uint32_t *ci = kn->cidx + q * kn->cap;
+        const uint64_t *ck = kn->ckey + q * kn->cap;
+        double s0 = n ? knn_key_sim(ck[0]) : 0;
         size_t nt = 0;
         for (size_t j = 0; j < n; j++) {
-            if (ci[j] >= nbank || bank_labels[ci[j]] >= nclass)
+            uint32_t row = knn_key_row(ck[j]);
+            if (row >= nbank || bank_labels[row] >= nclass)
                 goto fail;
-            uint32_t c = bank_labels[ci[j]];
+            uint32_t c = bank_labels[row];
             if (!voted[c]) {
                 voted[c] = 1;
                 touched[nt++] = c;
             }
             /* shifted by the best similarity: same ranking as exp(s / sigma), no overflow */
-            score[c] += exp(((double)cv[j] - (double)cv[0]) / sigma);
+            score[c] += exp(((double)knn_key_sim(ck[j]) - s0) / sigma);
         }
         /* top-5: best voted classes, then unvoted ones in ascending order */
         uint32_t *p = r->pred + q * 5;
@@ -434,7 +565,7 @@ struct knn_result *knn_classify(struct knn *kn, const uint32_t *bank_labels, siz
             score[touched[t]] = 0;
             voted[touched[t]] = 0;
         }
-        r->pred_nn1[q] = n ? bank_labels[ci[0]] : UINT32_MAX;
+        r->pred_nn1[q] = n ? bank_labels[knn_key_row(ck[0])] : UINT32_MAX;
         r->class_count[truth]++;
         r->confusion[(size_t)truth * nclass + p[0]]++;
         if (p[0] == truth) {
