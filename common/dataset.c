@@ -283,6 +283,8 @@ oom:
 
 static void free_names(char **names, size_t n)
 {
+    if (!names)
+        return;
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -313,6 +315,8 @@ static int open_imagefolder(struct dataset *ds, const char *split_dir, const cha
     }
     char **walk_dirs = dirs ? dirs : ds->classes;
     size_t n_walk = dirs ? n_dirs : ds->n_classes;
+    if (!dirs)
+        n_dirs = 0;
     for (size_t c = 0; c < n_walk; c++) {
         uint32_t label = (uint32_t)c;
         if (dirs) {

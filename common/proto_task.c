@@ -253,7 +253,7 @@ int proto_task_encode_task(msgpack_packer *pk, const struct task_task *t)
 int proto_task_encode_batch(msgpack_packer *pk, const struct task_batch *b)
 {
     size_t pix = (size_t)b->count * b->size * b->size * 3;
-    if (hdr(pk, 13, "batch") || mp_pack_kv_u64(pk, "run", b->run) ||
+    if (hdr(pk, 12, "batch") || mp_pack_kv_u64(pk, "run", b->run) ||
         mp_pack_kv_u64(pk, "epoch", b->epoch) || mp_pack_kv_u64(pk, "step", b->step) ||
         mp_pack_kv_bin(pk, "idx", b->idx, (size_t)b->count * 4) ||
         mp_pack_kv_bin(pk, "labels", b->labels, (size_t)b->count * 4) ||

@@ -1,0 +1,161 @@
+/* The loader's inner loop: see batch.h. */
+#include "loader/batch.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+struct batcher {
+    const struct dataset *ds;
+    int dct_scale;
+    struct jpeg_dec *dec;
+    struct augment *aug;
+    struct augment_params ap;   /* params of aug */
+    char ap_preset[32];
+    char errors[BATCH_MAX_ERRORS][BATCH_ERR_LEN];
+    const char *error_ptrs[BATCH_MAX_ERRORS];
+    uint32_t n_errors;
+};
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+struct batcher *batcher_new(const struct dataset *ds, int dct_scale)
+{
+    struct batcher *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->ds = ds;
+    b->dct_scale = dct_scale;
+    b->dec = jpeg_dec_new(NULL);
+    if (!b->dec) {
+        free(b);
+        return NULL;
+    }
+    for (int i = 0; i < BATCH_MAX_ERRORS; i++)
+        b->error_ptrs[i] = b->errors[i];
+    return b;
+}
+
+void batcher_destroy(struct batcher **bp)
+{
+    if (!bp || !*bp)
+        return;
+    jpeg_dec_destroy(&(*bp)->dec);
+    augment_destroy(&(*bp)->aug);
+    free(*bp);
+    *bp = NULL;
+}
+
+uint32_t batcher_errors(const struct batcher *b, const char *const **list)
+{
+    *list = b->error_ptrs;
+    return b->n_errors;
+}
+
+uint32_t batcher_min_side(const struct batcher *b, const struct augment_params *p)
+{
+    if (!b->dct_scale)
+        return 0;
+    if (!p->train)
+        return p->test_resize ? p->test_resize : p->size;
+    /* the smallest crop side RandomResizedCrop can pick, as a fraction of the image side */
+    double r = p->ratio_min < 1.0 / p->ratio_max ? p->ratio_min : 1.0 / p->ratio_max;
+    if (r > 1)
+        r = 1;
+    double frac = sqrt(p->scale_min * r);
+    return (uint32_t)ceil(p->size / frac);
+}
+
+/* Makes b->aug match the job's transform. */
+static int ensure_aug(struct batcher *b, const struct batch_job *job, char *err, size_t err_len)
+{
+    struct augment_params p;
+    if (strlen(job->preset) >= sizeof b->ap_preset ||
+        augment_preset(job->preset, job->train, job->size, job->layout, &p)) {
+        set_err(err, err_len, "EINVAL: unknown augmentation preset '%s'", job->preset);
+        return -1;
+    }
+    if (b->aug && strcmp(b->ap_preset, job->preset) == 0 && memcmp(&p, &b->ap, sizeof p) == 0)
+        return 0;
+    char why[200];
+    if (augment_params_check(&p, why, sizeof why)) {
+        set_err(err, err_len, "EINVAL: %s", why);
+        return -1;
+    }
+    augment_destroy(&b->aug);
+    b->aug = augment_new(&p);
+    if (!b->aug) {
+        set_err(err, err_len, "EINVAL: cannot create the augmentation (out of memory)");
+        return -1;
+    }
+    b->ap = p;
+    snprintf(b->ap_preset, sizeof b->ap_preset, "%s", job->preset);
+    return 0;
+}
+
+int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out *out, char *err,
+                size_t err_len)
+{
+    size_t n = dataset_count(b->ds);
+    for (uint32_t j = 0; j < job->count; j++)
+        if (job->idx[j] >= n) {
+            set_err(err, err_len, "ERANGE: index %u beyond the dataset (%zu images)", job->idx[j],
+                    n);
+            return -1;
+        }
+    if (ensure_aug(b, job, err, err_len))
+        return -1;
+    b->n_errors = 0;
+    out->n_bad = 0;
+    out->decode_ns = out->augment_ns = 0;
+    size_t img_bytes = augment_out_bytes(b->aug);
+    uint32_t min_side = batcher_min_side(b, &b->ap);
+    char why[BATCH_ERR_LEN];
+    for (uint32_t j = 0; j < job->count; j++) {
+        uint32_t i = job->idx[j];
+        uint8_t *dst = out->pix + (size_t)j * img_bytes;
+        out->labels[j] = dataset_label(b->ds, i);
+        out->bad[j] = 0;
+        uint64_t t0 = clock_now_ns();
+        struct jpeg_image img;
+        int ok = dataset_decode(b->ds, i, b->dec, min_side, &img, why, sizeof why) == 0;
+        if (!ok) {
+            out->bad[j] = 1;
+            out->n_bad++;
+            if (b->n_errors < BATCH_MAX_ERRORS)
+                snprintf(b->errors[b->n_errors++], BATCH_ERR_LEN, "%s", why);
+            for (uint32_t k = 1; k <= BATCH_SUBST_TRIES && k < n && !ok; k++) {
+                size_t alt = (i + (size_t)k) % n;
+                ok = dataset_decode(b->ds, alt, b->dec, min_side, &img, why, sizeof why) == 0;
+            }
+        }
+        uint64_t t1 = clock_now_ns();
+        if (ok) {
+            augment_apply_seeded(b->aug, img.pix, img.w, img.h, job->seed, job->epoch, i, dst,
+                                 NULL);
+        } else {
+            memset(dst, 128, img_bytes);
+        }
+        uint64_t t2 = clock_now_ns();
+        out->decode_ns += t1 - t0;
+        out->augment_ns += t2 - t1;
+        if (job->tick)
+            job->tick(job->tick_ctx);
+    }
+    return 0;
+}

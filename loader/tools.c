@@ -1,0 +1,204 @@
+/* `npid-loader check` (decode every image of a dataset, report the bad ones) and the test hook
+ * `npid-loader _pixop` (one augmentation primitive on raw RGB from stdin). */
+#include "loader/loader.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/augment.h"
+#include "common/cfg.h"
+#include "common/clock.h"
+#include "common/dataset.h"
+#include "common/jpeg.h"
+#include "common/log.h"
+
+/* Prints s as a JSON string literal. */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int loader_check_main(int argc, char **argv)
+{
+    const char *data, *split, *level;
+    uint64_t max_side, max_scans, min_side;
+    int strict;
+    struct cfg_opt opts[] = {
+        { "data", "NPID_DATA", CFG_STR, &data, NULL, 0, 0, "dataset root", 0 },
+        { "split", NULL, CFG_STR, &split, "train", 0, 0, "train or test", 0 },
+        { "max-side", NULL, CFG_U64, &max_side, "16384", 1, 1e6, "largest accepted width/height", 0 },
+        { "max-scans", NULL, CFG_U64, &max_scans, "64", 1, 1e6, "most progressive scans accepted", 0 },
+        { "min-side", NULL, CFG_U64, &min_side, "0", 0, 1e6,
+          "allow DCT downscaling to this side (0: full size)", 0 },
+        { "strict", NULL, CFG_BOOL, &strict, "0", 0, 0, "exit 1 when any image is bad", 0 },
+        { "log-level", "NPID_LOG_LEVEL", CFG_STR, &level, "info", 0, 0, "debug, info, warn or error", 0 },
+        { 0 }
+    };
+    int npos;
+    int rc = cfg_parse("npid-loader check", "--data DIR [options]", opts, argc, argv, &npos);
+    if (rc == CFG_HELP)
+        return EXIT_OK;
+    if (rc != CFG_OK)
+        return EXIT_USAGE;
+    if (npos > 0) {
+        fprintf(stderr, "npid-loader check: unexpected argument '%s'\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    int lvl = log_level_parse(level);
+    if (lvl < 0) {
+        fprintf(stderr, "npid-loader check: --log-level: unknown level '%s'\n", level);
+        return EXIT_USAGE;
+    }
+    log_set_level(lvl);
+    if (!data || !*data) {
+        fprintf(stderr, "npid-loader check: --data DIR is required\n");
+        return EXIT_USAGE;
+    }
+    char err[DATASET_ERR_LEN];
+    struct dataset *ds = dataset_open(data, split, err, sizeof err);
+    if (!ds) {
+        log_error("%s", err);
+        return EXIT_FAIL;
+    }
+    struct jpeg_limits lim;
+    jpeg_limits_default(&lim);
+    lim.max_width = lim.max_height = (uint32_t)max_side;
+    lim.max_scans = (uint32_t)max_scans;
+    struct jpeg_dec *dec = jpeg_dec_new(&lim);
+    if (!dec) {
+        dataset_destroy(&ds);
+        log_error("out of memory");
+        return EXIT_FAIL;
+    }
+    size_t n = dataset_count(ds), bad = 0;
+    uint64_t t0 = clock_now_ns();
+    for (size_t i = 0; i < n; i++) {
+        struct jpeg_image img;
+        if (dataset_decode(ds, i, dec, (uint32_t)min_side, &img, err, sizeof err) == 0)
+            continue;
+        bad++;
+        /* err is "relative/path: reason" */
+        const char *path = dataset_path(ds, i);
+        const char *reason = err;
+        size_t pl = strlen(path);
+        if (strncmp(err, path, pl) == 0 && err[pl] == ':')
+            reason = err + pl + 2;
+        printf("{\"path\": ");
+        json_str(stdout, path);
+        printf(", \"reason\": ");
+        json_str(stdout, reason);
+        printf("}\n");
+    }
+    double secs = (clock_now_ns() - t0) / 1e9;
+    printf("{\"images\": %zu, \"ok\": %zu, \"bad\": %zu, \"skipped\": %zu, \"manifest\": \"%s\", "
+           "\"seconds\": %.3f}\n",
+           n, n - bad, bad, dataset_skipped(ds), dataset_manifest(ds), secs);
+    jpeg_dec_destroy(&dec);
+    dataset_destroy(&ds);
+    if (fflush(stdout) != 0)
+        return EXIT_FAIL;
+    return strict && bad ? EXIT_FAIL : EXIT_OK;
+}
+
+/* npid-loader _pixop OP W H [ARGS]: reads W*H*3 bytes of RGB from stdin, writes the result.
+ *   resize X Y CW CH DW DH   crop box resized (Pillow bilinear) to DW x DH
+ *   brightness|contrast|saturation F, hue SHIFT, grayscale, flip
+ *   test PRESET SIZE         the preset's test transform (HWC) */
+int loader_pixop_main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: npid-loader _pixop OP W H [ARGS] < rgb > rgb\n");
+        return EXIT_USAGE;
+    }
+    const char *op = argv[1];
+    long w = strtol(argv[2], NULL, 10), h = strtol(argv[3], NULL, 10);
+    if (w < 1 || h < 1 || w > 16384 || h > 16384) {
+        fprintf(stderr, "npid-loader _pixop: bad size\n");
+        return EXIT_USAGE;
+    }
+    size_t n = (size_t)w * (size_t)h;
+    uint8_t *img = malloc(n * 3);
+    if (!img || fread(img, 1, n * 3, stdin) != n * 3) {
+        fprintf(stderr, "npid-loader _pixop: short input\n");
+        free(img);
+        return EXIT_FAIL;
+    }
+    int status = EXIT_OK;
+    uint8_t *res = img;
+    size_t res_len = n * 3;
+    uint8_t *out = NULL;
+    double f = argc > 4 ? strtod(argv[4], NULL) : 0;
+    if (strcmp(op, "resize") == 0 && argc == 10) {
+        long a[6];
+        for (int i = 0; i < 6; i++)
+            a[i] = strtol(argv[4 + i], NULL, 10);
+        if (a[0] < 0 || a[1] < 0 || a[2] < 1 || a[3] < 1 || a[0] + a[2] > w || a[1] + a[3] > h ||
+            a[4] < 1 || a[5] < 1 || a[4] > 16384 || a[5] > 16384) {
+            fprintf(stderr, "npid-loader _pixop: bad box\n");
+            free(img);
+            return EXIT_USAGE;
+        }
+        out = malloc((size_t)a[4] * (size_t)a[5] * 3);
+        if (!out) {
+            free(img);
+            return EXIT_FAIL;
+        }
+        augment_resize_box(NULL, img, (uint32_t)w, (uint32_t)h, (uint32_t)a[0], (uint32_t)a[1],
+                           (uint32_t)a[2], (uint32_t)a[3], out, (uint32_t)a[4], (uint32_t)a[5]);
+        res = out;
+        res_len = (size_t)a[4] * (size_t)a[5] * 3;
+    } else if (strcmp(op, "brightness") == 0 && argc == 5) {
+        augment_brightness(img, n, (float)f);
+    } else if (strcmp(op, "contrast") == 0 && argc == 5) {
+        augment_contrast(img, n, (float)f);
+    } else if (strcmp(op, "saturation") == 0 && argc == 5) {
+        augment_saturation(img, n, (float)f);
+    } else if (strcmp(op, "hue") == 0 && argc == 5) {
+        augment_hue(img, n, (float)f);
+    } else if (strcmp(op, "grayscale") == 0 && argc == 4) {
+        augment_grayscale(img, n);
+    } else if (strcmp(op, "flip") == 0 && argc == 4) {
+        augment_flip(img, (uint32_t)w, (uint32_t)h);
+    } else if (strcmp(op, "test") == 0 && argc == 6) {
+        struct augment_params p;
+        if (augment_preset(argv[4], 0, (uint32_t)strtoul(argv[5], NULL, 10), AUGMENT_HWC, &p)) {
+            fprintf(stderr, "npid-loader _pixop: unknown preset\n");
+            free(img);
+            return EXIT_USAGE;
+        }
+        struct augment *a = augment_new(&p);
+        if (!a) {
+            fprintf(stderr, "npid-loader _pixop: bad params\n");
+            free(img);
+            return EXIT_USAGE;
+        }
+        res_len = augment_out_bytes(a);
+        out = malloc(res_len);
+        if (!out) {
+            augment_destroy(&a);
+            free(img);
+            return EXIT_FAIL;
+        }
+        augment_apply(a, img, (uint32_t)w, (uint32_t)h, NULL, out, NULL);
+        augment_destroy(&a);
+        res = out;
+    } else {
+        fprintf(stderr, "npid-loader _pixop: unknown op or wrong arguments\n");
+        status = EXIT_USAGE;
+    }
+    if (status == EXIT_OK && fwrite(res, 1, res_len, stdout) != res_len)
+        status = EXIT_FAIL;
+    free(out);
+    free(img);
+    return status;
+}
