@@ -1,0 +1,59 @@
+/* Embedding export: rows of features written as they come, for other tools.
+ *
+ * Formats (docs/formats.md, "embedding export formats"):
+ *  - npy:   NumPy .npy version 1.0, dtype '<f4', C order, shape (rows, dim). The header
+ *           declares the row count, so it is fixed at export_new.
+ *  - fvecs: per row a little-endian int32 dim followed by dim little-endian float32 (the
+ *           TEXMEX / faiss format).
+ *  - jsonl: one JSON object per row: {"index":i,"label":l,"path":"...","v":[...]} with
+ *           floats printed to round-trip exactly; label null and path "" when unknown.
+ *  - tsv:   the TensorBoard projector pair: OUT/vectors.tsv (dim tab-separated floats per
+ *           row, no header) and OUT/metadata.tsv (header "index\tlabel\tclass\tpath", one
+ *           line per row). OUT is a directory, created if missing.
+ *
+ * Output to a path is written to PATH.tmp (OUT/NAME.tmp for tsv) and renamed into place by
+ * export_finish, so an interrupted or failed export never leaves a file that looks complete.
+ * Output to a stream (stdout) is written directly; tsv needs a directory. Write errors
+ * (ENOSPC, EPIPE, ...) are reported by the call that sees them, with errno set. */
+#ifndef NPID_EVALD_EXPORT_H
+#define NPID_EVALD_EXPORT_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum export_format { EXPORT_NPY = 1, EXPORT_FVECS, EXPORT_JSONL, EXPORT_TSV };
+
+/* "npy", "fvecs", "jsonl" (also "json"), "tsv"; -1 when unknown. */
+int export_format_parse(const char *name);
+const char *export_format_name(enum export_format f);
+
+/* Unknown label in the per-row metadata. */
+#define EXPORT_NO_LABEL UINT32_MAX
+
+struct export;
+
+/* Opens an export of exactly `rows` rows of `dim` floats to out: a file path, or "-" for
+ * stdout (not for tsv, where out is a directory). Returns NULL with errno (EINVAL: dim 0,
+ * dim > INT32_MAX, tsv to "-"; or the errno of the failed open). */
+struct export *export_new(enum export_format fmt, const char *out, uint64_t rows, size_t dim);
+/* The same on a caller's stream (not closed by the export; not for tsv). */
+struct export *export_new_stream(enum export_format fmt, FILE *stream, uint64_t rows, size_t dim);
+
+/* Writes the next row: v (dim) floats, its index (e.g. dataset or bank row), label (or
+ * EXPORT_NO_LABEL), class name and path (either may be NULL). Returns 0, or -1 with errno
+ * (ERANGE: more rows than declared; EINVAL: a non-finite value in jsonl, which JSON cannot
+ * carry; or the write error). */
+int export_row(struct export *ex, uint64_t index, const float *v, uint32_t label,
+               const char *class_name, const char *path);
+
+/* Rows written so far. */
+uint64_t export_rows_written(const struct export *ex);
+
+/* Flushes, checks that exactly the declared rows were written (else -1, errno EPROTO), and
+ * for path outputs fsyncs and renames the temp files into place. Returns 0 or -1 with errno. */
+int export_finish(struct export *ex);
+
+/* Frees; an unfinished path export's temp files are removed. Accepts NULL and sets *ex NULL. */
+void export_destroy(struct export **ex);
+
+#endif
