@@ -1,6 +1,7 @@
-/* Unit tests for the embedding export (evald/export.h): every format written and read back
- * (the .npy and the JSON lines also by /usr/bin/python3 with NumPy / json when present),
- * atomic path outputs, row-count and write errors. */
+/* Unit tests for evald's output writers: the embedding export (evald/export.h), every format
+ * written and read back (the .npy and the JSON lines also by /usr/bin/python3 with NumPy /
+ * json when present), atomic path outputs, row-count and write errors; and the retrieval
+ * grid JPEG (evald/grid.h), decoded back. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -12,7 +13,9 @@
 
 #include "common/durable.h"
 #include "common/rng.h"
+#include "common/jpeg.h"
 #include "evald/export.h"
+#include "evald/grid.h"
 
 static char tmpdir[256];
 
@@ -329,6 +332,71 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_grid)
+{
+    /* 2 rows: a query and 3 neighbours, 32x32 images upscaled to 64 px cells, gap 4 */
+    struct grid *g = grid_new(2, 4, 64, 4);
+    ck_assert_ptr_nonnull(g);
+    /* width: gap + 4 cells + 3 gaps + 2 extra gaps after the query + gap */
+    ck_assert_uint_eq(grid_width(g), 4 + 4 * 64 + 3 * 4 + 8 + 4);
+    ck_assert_uint_eq(grid_height(g), 4 + 2 * 64 + 4 + 4);
+    uint8_t img[32 * 32 * 3];
+    for (size_t i = 0; i < 32 * 32; i++) {
+        img[i * 3] = 200; /* red image with a blue left half */
+        img[i * 3 + 1] = 20;
+        img[i * 3 + 2] = (i % 32) < 16 ? 220 : 20;
+        if ((i % 32) < 16)
+            img[i * 3] = 20;
+    }
+    ck_assert_int_eq(grid_put(g, 0, 0, img, 32, 32), 0);
+    ck_assert_int_eq(grid_put(g, 1, 3, img, 32, 16), 0); /* wide image: letterboxed */
+    ck_assert_int_eq(grid_mark(g, 1, 3, 0, 200, 0), 0);
+    ck_assert_int_eq(grid_put(g, 2, 0, img, 32, 32), -1);
+    ck_assert_int_eq(grid_put(g, 0, 4, img, 32, 32), -1);
+    ck_assert_int_eq(grid_put(g, 0, 0, img, 0, 32), -1);
+    ck_assert_int_eq(grid_mark(g, 0, 9, 0, 0, 0), -1);
+    const uint8_t *px = grid_pixels(g);
+    size_t w = grid_width(g);
+    /* query cell at (4, 4): pixel (x 10) from the blue half, pixel (x 50) from the red half */
+    const uint8_t *p = px + ((4 + 10) * w + 4 + 10) * 3;
+    ck_assert_uint_eq(p[2], 220);
+    p = px + ((4 + 10) * w + 4 + 50) * 3;
+    ck_assert_uint_eq(p[0], 200);
+    /* letterboxed cell: the top rows keep the background, the middle has the image */
+    size_t x3 = 4 + 3 * 68 + 8, y1 = 4 + 68;
+    ck_assert_uint_eq(px[((y1 + 2) * w + x3 + 50) * 3], 235);
+    ck_assert_uint_eq(px[((y1 + 32) * w + x3 + 50) * 3], 200);
+    /* frame in the gap, 2 px wide */
+    ck_assert_uint_eq(px[((y1 + 10) * w + x3 - 1) * 3 + 1], 200);
+    ck_assert_uint_eq(px[((y1 + 10) * w + x3 - 3) * 3 + 1], 235);
+
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/grid.jpg", tmpdir);
+    ck_assert_int_eq(grid_write_jpeg(g, path, 90, err, sizeof err), 0);
+    void *buf;
+    size_t len;
+    ck_assert_int_eq(file_read_all(path, 1 << 22, &buf, &len), 0);
+    struct jpeg_dec *dec = jpeg_dec_new(NULL);
+    struct jpeg_image im;
+    ck_assert_int_eq(jpeg_dec_decode(dec, buf, len, 0, &im, err, sizeof err), 0);
+    ck_assert_uint_eq(im.w, grid_width(g));
+    ck_assert_uint_eq(im.h, grid_height(g));
+    /* lossy, but the blue half of the query stays blue */
+    p = im.pix + ((4 + 20) * im.w + 4 + 8) * 3;
+    ck_assert_uint_gt(p[2], 180);
+    ck_assert_uint_lt(p[0], 60);
+    jpeg_dec_destroy(&dec);
+    free(buf);
+    ck_assert_int_eq(grid_write_jpeg(g, "/nonexistent-dir/g.jpg", 90, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent-dir/g.jpg"));
+    ck_assert_int_eq(grid_write_jpeg(g, path, 0, err, sizeof err), -1);
+    grid_destroy(&g);
+    ck_assert_ptr_null(g);
+    ck_assert_ptr_null(grid_new(0, 4, 64, 4));
+    ck_assert_ptr_null(grid_new(1, 1000, 1024, 4));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("export");
@@ -341,6 +409,7 @@ int main(void)
     tcase_add_test(tc, test_jsonl);
     tcase_add_test(tc, test_tsv);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_grid);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
