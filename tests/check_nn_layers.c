@@ -64,7 +64,7 @@ static void conv_ctx_init(struct conv_ctx *x, const struct conv_case *cc, int ch
     x->out = nn_alloc(x->nout);
     x->R = nn_alloc(x->nout);
     /* chunked: exactly one image per sgemm; else room for the whole batch */
-    x->scratch_floats = conv_scratch_min(&x->c, cc->H, cc->W) * (chunked ? 1 : cc->B);
+    x->scratch_floats = conv_scratch_min(&x->c, cc->H, cc->W) * (chunked ? 1 : cc->B) + nw;
     x->scratch = nn_alloc(x->scratch_floats);
     fill_normal(x->c.w, nw, 0.5, 1);
     fill_normal(x->in, nin, 1.0, 2);
@@ -382,15 +382,16 @@ END_TEST
 struct blk_ctx {
     struct block k;
     float *params, *grads, *buffers, *acts;
-    float *x, *R, *scratch;
+    float *x, *R, *scratch, *wt;
     size_t scratch_floats, nout;
     int B;
+    struct nn_ctx ctx;
 };
 
 static double blk_loss(void *p)
 {
     struct blk_ctx *c = p;
-    block_forward(&c->k, c->x, c->B, 1, c->scratch, c->scratch_floats);
+    block_forward(&c->k, c->x, 1, &c->ctx);
     return dot_d(c->k.y, c->R, c->nout);
 }
 
@@ -400,13 +401,14 @@ static void blk_check(int cin, int cout, int stride, int B, int H)
     memset(&c, 0, sizeof(c));
     struct nn_layout L;
     memset(&L, 0, sizeof(L));
+    L.threads = 1;
     block_init(&c.k, cin, cout, stride, H, H, B, &L);
     c.params = nn_alloc(L.params.used);
     c.grads = nn_alloc(L.grads.used);
     c.buffers = nn_alloc(L.buffers.used);
     c.acts = nn_alloc(L.acts.used);
     size_t np = L.params.used;
-    struct nn_layout L2 = { { c.params, 0 }, { c.grads, 0 }, { c.buffers, 0 }, { c.acts, 0 } };
+    struct nn_layout L2 = { { c.params, 0 }, { c.grads, 0 }, { c.buffers, 0 }, { c.acts, 0 }, 1 };
     block_init(&c.k, cin, cout, stride, H, H, B, &L2);
     struct rng r;
     rng_seed(&r, 41);
@@ -421,13 +423,15 @@ static void blk_check(int cin, int cout, int stride, int B, int H)
     c.R = nn_alloc(c.nout);
     c.scratch_floats = block_scratch_min(&c.k);
     c.scratch = nn_alloc(c.scratch_floats);
+    c.wt = nn_alloc(conv_weight_count(&c.k.c2) + conv_weight_count(&c.k.c1));
+    c.ctx = nn_ctx_single(B, c.scratch, c.scratch_floats, c.wt);
     fill_normal(c.x, nin, 1.0, 44);
     fill_normal(c.R, c.nout, 1.0, 45);
     size_t na = block_act_floats(&c.k);
     float *dy = nn_alloc(na), *dx = nn_alloc(nin), *t1 = nn_alloc(na), *t2 = nn_alloc(na);
     blk_loss(&c);
     memcpy(dy, c.R, sizeof(float) * c.nout);
-    block_backward(&c.k, c.x, dy, B, dx, t1, t2, c.scratch, c.scratch_floats);
+    block_backward(&c.k, c.x, dy, dx, t1, t2, &c.ctx);
     double ex = gc_rel_error(blk_loss, &c, c.x, dx, nin, 150, 1e-2f);
     double ep = gc_rel_error(blk_loss, &c, c.params, c.grads, np, 300, 1e-2f);
     ck_assert_msg(ex < 5e-2, "block %d->%d s%d: dx rel err %g", cin, cout, stride, ex);
@@ -439,6 +443,7 @@ static void blk_check(int cin, int cout, int stride, int B, int H)
     nn_free(c.x);
     nn_free(c.R);
     nn_free(c.scratch);
+    nn_free(c.wt);
     nn_free(c.params);
     nn_free(c.grads);
     nn_free(c.buffers);

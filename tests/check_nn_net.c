@@ -26,9 +26,10 @@ static double net_loss(void *p)
 
 START_TEST(test_net_grad)
 {
-    /* resnet20 on 8x8 inputs: every layer kind, three stages, projection shortcuts */
+    /* resnet20 on 8x8 inputs: every layer kind, three stages, projection shortcuts; one
+     * thread and a team of two */
     struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5 };
-    struct net_ctx c = { net_new(&cfg), NULL, NULL, 3, 6 };
+    struct net_ctx c = { net_new_threads(&cfg, _i + 1), NULL, NULL, 3, 6 };
     ck_assert_ptr_nonnull(c.n);
     size_t nx = (size_t)3 * 3 * 8 * 8;
     c.x = malloc(sizeof(float) * nx);
@@ -49,6 +50,54 @@ START_TEST(test_net_grad)
     net_destroy(&c.n);
     ck_assert_ptr_null(c.n);
     net_destroy(&c.n); /* accepts NULL */
+}
+END_TEST
+
+/* The team splits the batch: 1, 2 and 3 threads (3 does not divide the batch) agree. */
+START_TEST(test_threads_agree)
+{
+    int B = 5;
+    size_t nx = (size_t)B * 3 * 16 * 16;
+    float *x = malloc(sizeof(float) * nx), df[5 * 8];
+    fill_normal(x, nx, 1.0, 91);
+    fill_normal(df, 40, 1.0, 92);
+    float *feat[3], *grad[3], *buf[3];
+    size_t np = 0, nbuf = 0;
+    for (int t = 0; t < 3; t++) {
+        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4 };
+        struct net *n = net_new_threads(&cfg, t + 1);
+        ck_assert_ptr_nonnull(n);
+        ck_assert_int_eq(net_threads(n), t + 1);
+        np = net_param_count(n);
+        nbuf = net_buffer_count(n);
+        feat[t] = malloc(sizeof(float) * 40);
+        grad[t] = malloc(sizeof(float) * np);
+        buf[t] = malloc(sizeof(float) * nbuf);
+        net_forward(n, x, B, 1);
+        memcpy(feat[t], net_forward(n, x, B, 1), sizeof(float) * 40);
+        net_backward(n, df);
+        memcpy(grad[t], net_grads(n), sizeof(float) * np);
+        memcpy(buf[t], net_buffers(n), sizeof(float) * nbuf);
+        net_destroy(&n);
+    }
+    for (int t = 1; t < 3; t++) {
+        double fd = 0, gd = 0, gn = 0, bd = 0;
+        for (int i = 0; i < 40; i++) fd = fmax(fd, fabs(feat[t][i] - feat[0][i]));
+        for (size_t i = 0; i < np; i++) {
+            gd += (double)(grad[t][i] - grad[0][i]) * (grad[t][i] - grad[0][i]);
+            gn += (double)grad[0][i] * grad[0][i];
+        }
+        for (size_t i = 0; i < nbuf; i++) bd = fmax(bd, fabs(buf[t][i] - buf[0][i]));
+        ck_assert_msg(fd < 1e-4, "%d threads: features differ by %g", t + 1, fd);
+        ck_assert_msg(sqrt(gd / gn) < 1e-3, "%d threads: grads rel diff %g", t + 1, sqrt(gd / gn));
+        ck_assert_msg(bd < 1e-4, "%d threads: BN running stats differ by %g", t + 1, bd);
+    }
+    for (int t = 0; t < 3; t++) {
+        free(feat[t]);
+        free(grad[t]);
+        free(buf[t]);
+    }
+    free(x);
 }
 END_TEST
 
@@ -217,7 +266,8 @@ static Suite *nn_net_suite(void)
     Suite *s = suite_create("nn_net");
     TCase *tc = tcase_create("net");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_net_grad);
+    tcase_add_loop_test(tc, test_net_grad, 0, 2);
+    tcase_add_test(tc, test_threads_agree);
     tcase_add_test(tc, test_presets);
     tcase_add_loop_test(tc, test_input_sizes, 0, 4);
     tcase_add_test(tc, test_train_eval);

@@ -1,6 +1,9 @@
 /* ReLU and residual add (see act.h). */
 #include "common/nn/act.h"
 
+#include "common/nn/team.h"
+#include "common/nn/vec.h"
+
 void relu_forward(const float *x, float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -21,5 +24,19 @@ void add_relu_forward(const float *a, const float *b, float *y, size_t n)
     for (size_t i = 0; i < n; i++) {
         float v = a[i] + b[i];
         y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+void add_masked_ctx(float *dx, const float *dy, const float *y, int C, size_t HW,
+                    const struct nn_ctx *c)
+{
+    size_t N = (size_t)c->B * HW, n = c->b1 > c->b0 ? (size_t)(c->b1 - c->b0) * HW : 0;
+    for (int ch = 0; ch < C; ch++) {
+        size_t o = (size_t)ch * N + (size_t)c->b0 * HW, i = 0;
+        for (; i + 16 <= n; i += 16)
+            v16_store(dx + o + i, v16_load(dx + o + i)
+                                  + v16_mask_pos(v16_load(dy + o + i), v16_load(y + o + i)));
+        for (; i < n; i++)
+            if (y[o + i] > 0.0f) dx[o + i] += dy[o + i];
     }
 }

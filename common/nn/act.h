@@ -11,4 +11,9 @@ void add_forward(const float *a, const float *b, float *y, size_t n);
 /* y = relu(a + b): the residual join of a BasicBlock. */
 void add_relu_forward(const float *a, const float *b, float *y, size_t n);
 
+/* This thread's images of (C, B, HW): dx += dy where y > 0. */
+struct nn_ctx;
+void add_masked_ctx(float *dx, const float *dy, const float *y, int C, size_t HW,
+                    const struct nn_ctx *c);
+
 #endif

@@ -26,6 +26,12 @@ void bn_layout(struct bn *b, int C, struct nn_layout *L)
     b->rvar = nn_carve(&L->buffers, (size_t)C);
     b->mean = nn_carve(&L->acts, (size_t)C);
     b->invstd = nn_carve(&L->acts, (size_t)C);
+    b->part = NULL;
+    if (L->threads > 1) {
+        /* doubles carved as floats: 2 floats each, 64-byte aligned */
+        float *p = nn_carve(&L->acts, (size_t)4 * C * L->threads);
+        b->part = (double *)(void *)p;
+    }
 }
 
 void conv_init_he(struct conv *c, struct rng *r)
@@ -100,37 +106,36 @@ size_t block_scratch_min(const struct block *k)
     return a > b ? a : b;
 }
 
-void block_forward(struct block *k, const float *x, int B, int train, float *scratch,
-                   size_t scratch_floats)
+void block_forward(struct block *k, const float *x, int train, const struct nn_ctx *c)
 {
     /* x (cin,B,H,W) -> z1, a1, z2, [zs], y (cout,B,Ho,Wo) */
-    size_t per = (size_t)B * k->Ho * k->Wo;
-    conv_forward(&k->c1, x, B, k->H, k->W, k->z1, scratch, scratch_floats);
-    bn_forward(&k->b1, k->z1, k->a1, per, train, 1);
-    conv_forward(&k->c2, k->a1, B, k->Ho, k->Wo, k->z2, scratch, scratch_floats);
+    size_t ohw = (size_t)k->Ho * k->Wo;
+    conv_forward_ctx(&k->c1, x, k->H, k->W, k->z1, c);
+    bn_forward_ctx(&k->b1, k->z1, NULL, k->a1, ohw, train, 1, c);
+    conv_forward_ctx(&k->c2, k->a1, k->Ho, k->Wo, k->z2, c);
     if (k->has_sc) {
-        conv_forward(&k->cs, x, B, k->H, k->W, k->zs, scratch, scratch_floats);
-        bn_forward(&k->bs, k->zs, k->y, per, train, 0);
-        bn_forward_join(&k->b2, k->z2, k->y, k->y, per, train);
+        conv_forward_ctx(&k->cs, x, k->H, k->W, k->zs, c);
+        bn_forward_ctx(&k->bs, k->zs, NULL, k->y, ohw, train, 0, c);
+        bn_forward_ctx(&k->b2, k->z2, k->y, k->y, ohw, train, 1, c);
     } else {
-        bn_forward_join(&k->b2, k->z2, x, k->y, per, train);
+        bn_forward_ctx(&k->b2, k->z2, x, k->y, ohw, train, 1, c);
     }
 }
 
-void block_backward(struct block *k, const float *x, float *dy, int B, float *dx, float *t1,
-                    float *t2, float *scratch, size_t scratch_floats)
+void block_backward(struct block *k, const float *x, const float *dy, float *dx, float *t1,
+                    float *t2, const struct nn_ctx *c)
 {
-    /* dy (cout,B,Ho,Wo) -> dx (cin,B,H,W); t1, t2 (cout,B,Ho,Wo) */
-    size_t per = (size_t)B * k->Ho * k->Wo, n = (size_t)k->cout * per;
-    relu_backward(k->y, dy, dy, n);
-    bn_backward(&k->b2, k->z2, NULL, dy, t1, per);
-    conv_backward(&k->c2, k->a1, t1, B, k->Ho, k->Wo, t2, 0, scratch, scratch_floats);
-    bn_backward(&k->b1, k->z1, k->a1, t2, t2, per);
-    conv_backward(&k->c1, x, t2, B, k->H, k->W, dx, 0, scratch, scratch_floats);
+    /* dy (cout,B,Ho,Wo) -> dx (cin,B,H,W); t1, t2 (cout,B,Ho,Wo). The join's ReLU mask is
+     * y > 0, applied inside the BN backward passes and the identity add. */
+    size_t ohw = (size_t)k->Ho * k->Wo;
+    bn_backward_ctx(&k->b2, k->z2, k->y, dy, t1, ohw, c);
+    conv_backward_ctx(&k->c2, k->a1, t1, k->Ho, k->Wo, t2, 0, c);
+    bn_backward_ctx(&k->b1, k->z1, k->a1, t2, t2, ohw, c);
+    conv_backward_ctx(&k->c1, x, t2, k->H, k->W, dx, 0, c);
     if (k->has_sc) {
-        bn_backward(&k->bs, k->zs, NULL, dy, t1, per);
-        conv_backward(&k->cs, x, t1, B, k->H, k->W, dx, 1, scratch, scratch_floats);
+        bn_backward_ctx(&k->bs, k->zs, k->y, dy, t1, ohw, c);
+        conv_backward_ctx(&k->cs, x, t1, k->H, k->W, dx, 1, c);
     } else {
-        for (size_t i = 0; i < n; i++) dx[i] += dy[i];
+        add_masked_ctx(dx, dy, k->y, k->cout, ohw, c);
     }
 }

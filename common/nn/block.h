@@ -7,6 +7,7 @@
 
 #include "common/nn/bn.h"
 #include "common/nn/conv.h"
+#include "common/nn/team.h"
 #include "common/nn/tensor.h"
 #include "common/rng.h"
 
@@ -26,14 +27,13 @@ void block_init_weights(struct block *k, struct rng *r);
 /* Largest activation (floats) of the block at max_batch, and the scratch its convs need. */
 size_t block_act_floats(const struct block *k);
 size_t block_scratch_min(const struct block *k);
-/* x (cin, B, H, W) -> k->y (cout, B, Ho, Wo). */
-void block_forward(struct block *k, const float *x, int B, int train, float *scratch,
-                   size_t scratch_floats);
-/* Backward of the last training forward on x. dy (cout, B, Ho, Wo) is overwritten (used as
- * work space). t1, t2: block_act_floats each. dx (cin, B, H, W) is overwritten. Parameter
- * gradients are overwritten. */
-void block_backward(struct block *k, const float *x, float *dy, int B, float *dx, float *t1,
-                    float *t2, float *scratch, size_t scratch_floats);
+/* This thread's images: x (cin, B, H, W) -> k->y (cout, B, Ho, Wo). */
+void block_forward(struct block *k, const float *x, int train, const struct nn_ctx *c);
+/* Backward of the last training forward on x, this thread's images. dy (cout, B, Ho, Wo) is
+ * only read. t1, t2: block_act_floats each. dx (cin, B, H, W) is overwritten. Parameter
+ * gradients go to nn_ctx_grad (overwritten). */
+void block_backward(struct block *k, const float *x, const float *dy, float *dx, float *t1,
+                    float *t2, const struct nn_ctx *c);
 
 /* Parameter initialisation and layout helpers shared with net.c. */
 void conv_layout(struct conv *c, int C, int K, int R, int stride, int pad, struct nn_layout *L);

@@ -1,103 +1,206 @@
-/* Batch normalisation (see bn.h). Per-channel sums are accumulated in double. */
+/* Batch normalisation (see bn.h). */
 #include "common/nn/bn.h"
 
 #include <math.h>
 
-static void bn_forward_any(struct bn *b, const float *x, const float *res, float *y, size_t N,
-                           int train, int relu)
+#include "common/nn/team.h"
+#include "common/nn/vec.h"
+
+/* float lanes are flushed into double every BN_FLUSH vectors */
+#define BN_FLUSH 256
+
+/* sum(x - k) and sum((x - k)^2) over n floats */
+static void bn_sums(const float *x, size_t n, float k, double *s, double *ss)
 {
-    /* x (C, N) y (C, N) */
-    for (int c = 0; c < b->C; c++) {
-        const float *xc = x + (size_t)c * N;
-        float *yc = y + (size_t)c * N;
-        float mean, invstd;
-        if (train) {
-            double s = 0.0, ss = 0.0;
-            for (size_t i = 0; i < N; i++) s += xc[i];
-            double m = s / (double)N;
-            for (size_t i = 0; i < N; i++) {
-                double d = xc[i] - m;
-                ss += d * d;
-            }
-            double var = ss / (double)N;
-            mean = (float)m;
-            invstd = (float)(1.0 / sqrt(var + BN_EPS));
-            b->mean[c] = mean;
-            b->invstd[c] = invstd;
-            double unbiased = N > 1 ? ss / (double)(N - 1) : var;
-            b->rmean[c] = (1.0f - BN_MOMENTUM) * b->rmean[c] + BN_MOMENTUM * mean;
-            b->rvar[c] = (1.0f - BN_MOMENTUM) * b->rvar[c] + BN_MOMENTUM * (float)unbiased;
-        } else {
-            mean = b->rmean[c];
-            invstd = 1.0f / sqrtf(b->rvar[c] + BN_EPS);
+    double ds = 0.0, dss = 0.0;
+    v16f vk = v16_set1(k);
+    size_t i = 0;
+    while (i + 16 <= n) {
+        v16f a = { 0 }, a2 = { 0 };
+        for (int j = 0; j < BN_FLUSH && i + 16 <= n; j++, i += 16) {
+            v16f v = v16_load(x + i) - vk;
+            a += v;
+            a2 += v * v;
         }
-        float scale = b->gamma[c] * invstd;
-        float shift = b->beta[c] - mean * scale;
-        if (res) {
-            const float *rc = res + (size_t)c * N;
-            for (size_t i = 0; i < N; i++) {
-                float v = xc[i] * scale + shift + rc[i];
+        ds += v16_hsum(a);
+        dss += v16_hsum(a2);
+    }
+    for (; i < n; i++) {
+        double v = x[i] - k;
+        ds += v;
+        dss += v * v;
+    }
+    *s = ds;
+    *ss = dss;
+}
+
+/* sum(g) and sum(g * (x - mean)) with g = dy, or dy masked by y > 0 */
+static void bn_grad_sums(const float *x, const float *y, const float *dy, size_t n, float mean,
+                         double *sg, double *sgx)
+{
+    double ds = 0.0, dsx = 0.0;
+    v16f vm = v16_set1(mean);
+    size_t i = 0;
+    while (i + 16 <= n) {
+        v16f a = { 0 }, b = { 0 };
+        for (int j = 0; j < BN_FLUSH && i + 16 <= n; j++, i += 16) {
+            v16f g = v16_load(dy + i);
+            if (y) g = v16_mask_pos(g, v16_load(y + i));
+            a += g;
+            b += g * (v16_load(x + i) - vm);
+        }
+        ds += v16_hsum(a);
+        dsx += v16_hsum(b);
+    }
+    for (; i < n; i++) {
+        float g = y && y[i] <= 0.0f ? 0.0f : dy[i];
+        ds += g;
+        dsx += (double)g * (x[i] - mean);
+    }
+    *sg = ds;
+    *sgx = dsx;
+}
+
+/* Sums (s, ss) of every thread for C channels: returns pointers to the team's totals in
+ * out (2, C) (computed identically by every thread, in thread order). */
+static void bn_exchange(struct bn *b, const struct nn_ctx *c, double *mine, double *out)
+{
+    int C = b->C;
+    if (c->nt == 1) {
+        for (int i = 0; i < 2 * C; i++) out[i] = mine[i];
+        return;
+    }
+    double *slot = b->part + (size_t)c->tid * 2 * C;
+    for (int i = 0; i < 2 * C; i++) slot[i] = mine[i];
+    nn_team_barrier(c->team);
+    for (int i = 0; i < 2 * C; i++) {
+        double t = 0.0;
+        for (int k = 0; k < c->nt; k++) t += b->part[(size_t)k * 2 * C + i];
+        out[i] = t;
+    }
+}
+
+void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, size_t HW,
+                    int train, int relu, const struct nn_ctx *c)
+{
+    /* x (C, B, HW) res (C, B, HW) or NULL, y (C, B, HW) */
+    int C = b->C;
+    size_t N = (size_t)c->B * HW, off = (size_t)c->b0 * HW;
+    size_t n = c->b1 > c->b0 ? (size_t)(c->b1 - c->b0) * HW : 0;
+    float scale[C], shift[C];
+    if (train) {
+        double mine[2 * C], tot[2 * C];
+        float k[C];
+        for (int ch = 0; ch < C; ch++) {
+            k[ch] = b->rmean[ch];
+            bn_sums(x + (size_t)ch * N + off, n, k[ch], &mine[ch], &mine[C + ch]);
+        }
+        bn_exchange(b, c, mine, tot);
+        for (int ch = 0; ch < C; ch++) {
+            double m1 = tot[ch] / (double)N, var = tot[C + ch] / (double)N - m1 * m1;
+            if (var < 0.0) var = 0.0;
+            float mean = (float)(k[ch] + m1), invstd = (float)(1.0 / sqrt(var + BN_EPS));
+            if (c->tid == 0) {
+                double unbiased = N > 1 ? var * (double)N / (double)(N - 1) : var;
+                b->mean[ch] = mean;
+                b->invstd[ch] = invstd;
+                b->rmean[ch] = (1.0f - BN_MOMENTUM) * b->rmean[ch] + BN_MOMENTUM * mean;
+                b->rvar[ch] = (1.0f - BN_MOMENTUM) * b->rvar[ch] + BN_MOMENTUM * (float)unbiased;
+            }
+            scale[ch] = b->gamma[ch] * invstd;
+            shift[ch] = b->beta[ch] - mean * scale[ch];
+        }
+    } else {
+        for (int ch = 0; ch < C; ch++) {
+            float invstd = 1.0f / sqrtf(b->rvar[ch] + BN_EPS);
+            scale[ch] = b->gamma[ch] * invstd;
+            shift[ch] = b->beta[ch] - b->rmean[ch] * scale[ch];
+        }
+    }
+    for (int ch = 0; ch < C; ch++) {
+        const float *xc = x + (size_t)ch * N + off;
+        const float *rc = res ? res + (size_t)ch * N + off : NULL;
+        float *yc = y + (size_t)ch * N + off;
+        float a = scale[ch], s = shift[ch];
+        v16f va = v16_set1(a), vs = v16_set1(s);
+        size_t i = 0;
+        if (rc) {
+            for (; i + 16 <= n; i += 16)
+                v16_store(yc + i, v16_relu(v16_load(xc + i) * va + vs + v16_load(rc + i)));
+            for (; i < n; i++) {
+                float v = xc[i] * a + s + rc[i];
                 yc[i] = v > 0.0f ? v : 0.0f;
             }
         } else if (relu) {
-            for (size_t i = 0; i < N; i++) {
-                float v = xc[i] * scale + shift;
+            for (; i + 16 <= n; i += 16)
+                v16_store(yc + i, v16_relu(v16_load(xc + i) * va + vs));
+            for (; i < n; i++) {
+                float v = xc[i] * a + s;
                 yc[i] = v > 0.0f ? v : 0.0f;
             }
         } else {
-            for (size_t i = 0; i < N; i++) yc[i] = xc[i] * scale + shift;
+            for (; i + 16 <= n; i += 16) v16_store(yc + i, v16_load(xc + i) * va + vs);
+            for (; i < n; i++) yc[i] = xc[i] * a + s;
+        }
+    }
+}
+
+void bn_backward_ctx(struct bn *b, const float *x, const float *y, const float *dy, float *dx,
+                     size_t HW, const struct nn_ctx *c)
+{
+    /* x (C, B, HW) y (C, B, HW) or NULL, dy (C, B, HW) dx (C, B, HW) */
+    int C = b->C;
+    size_t N = (size_t)c->B * HW, off = (size_t)c->b0 * HW;
+    size_t n = c->b1 > c->b0 ? (size_t)(c->b1 - c->b0) * HW : 0;
+    double mine[2 * C], tot[2 * C];
+    for (int ch = 0; ch < C; ch++) {
+        size_t o = (size_t)ch * N + off;
+        bn_grad_sums(x + o, y ? y + o : NULL, dy + o, n, b->mean[ch], &mine[ch], &mine[C + ch]);
+    }
+    bn_exchange(b, c, mine, tot);
+    for (int ch = 0; ch < C; ch++) {
+        float mean = b->mean[ch], invstd = b->invstd[ch];
+        float dbeta = (float)tot[ch], dgamma = (float)(tot[C + ch] * invstd);
+        if (c->tid == 0) {
+            b->dbeta[ch] = dbeta;
+            b->dgamma[ch] = dgamma;
+        }
+        /* dx = gamma*invstd * (g - dbeta/N - (x - mean) * invstd * dgamma/N) */
+        float k = b->gamma[ch] * invstd;
+        float mb = dbeta / (float)N, mg = dgamma * invstd / (float)N;
+        size_t o = (size_t)ch * N + off;
+        const float *xc = x + o, *dyc = dy + o, *yc = y ? y + o : NULL;
+        float *dxc = dx + o;
+        v16f vk = v16_set1(k), vmb = v16_set1(mb), vmg = v16_set1(mg), vmean = v16_set1(mean);
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            v16f g = v16_load(dyc + i);
+            if (yc) g = v16_mask_pos(g, v16_load(yc + i));
+            v16_store(dxc + i, vk * (g - vmb - (v16_load(xc + i) - vmean) * vmg));
+        }
+        for (; i < n; i++) {
+            float g = yc && yc[i] <= 0.0f ? 0.0f : dyc[i];
+            dxc[i] = k * (g - mb - (xc[i] - mean) * mg);
         }
     }
 }
 
 void bn_forward(struct bn *b, const float *x, float *y, size_t N, int train, int relu)
 {
-    bn_forward_any(b, x, NULL, y, N, train, relu);
+    struct nn_ctx c = nn_ctx_single(1, NULL, 0, NULL);
+    bn_forward_ctx(b, x, NULL, y, N, train, relu, &c);
 }
 
 void bn_forward_join(struct bn *b, const float *x, const float *res, float *y, size_t N,
                      int train)
 {
-    bn_forward_any(b, x, res, y, N, train, 1);
+    struct nn_ctx c = nn_ctx_single(1, NULL, 0, NULL);
+    bn_forward_ctx(b, x, res, y, N, train, 1, &c);
 }
 
 void bn_backward(struct bn *b, const float *x, const float *y, const float *dy, float *dx,
                  size_t N)
 {
-    /* x (C, N) y (C, N) or NULL, dy (C, N) dx (C, N) */
-    for (int c = 0; c < b->C; c++) {
-        const float *xc = x + (size_t)c * N;
-        const float *dyc = dy + (size_t)c * N;
-        const float *yc = y ? y + (size_t)c * N : NULL;
-        float *dxc = dx + (size_t)c * N;
-        float mean = b->mean[c], invstd = b->invstd[c];
-        double sdy = 0.0, sdyx = 0.0;
-        if (yc) {
-            for (size_t i = 0; i < N; i++) {
-                float g = yc[i] > 0.0f ? dyc[i] : 0.0f;
-                sdy += g;
-                sdyx += (double)g * (xc[i] - mean);
-            }
-        } else {
-            for (size_t i = 0; i < N; i++) {
-                sdy += dyc[i];
-                sdyx += (double)dyc[i] * (xc[i] - mean);
-            }
-        }
-        float dbeta = (float)sdy, dgamma = (float)(sdyx * invstd);
-        b->dbeta[c] = dbeta;
-        b->dgamma[c] = dgamma;
-        /* dx = gamma*invstd * (dy - dbeta/N - xhat * dgamma/N) */
-        float k = b->gamma[c] * invstd;
-        float mb = dbeta / (float)N;
-        float mg = dgamma * invstd / (float)N;
-        if (yc) {
-            for (size_t i = 0; i < N; i++) {
-                float g = yc[i] > 0.0f ? dyc[i] : 0.0f;
-                dxc[i] = k * (g - mb - (xc[i] - mean) * mg);
-            }
-        } else {
-            for (size_t i = 0; i < N; i++) dxc[i] = k * (dyc[i] - mb - (xc[i] - mean) * mg);
-        }
-    }
+    struct nn_ctx c = nn_ctx_single(1, NULL, 0, NULL);
+    bn_backward_ctx(b, x, y, dy, dx, N, &c);
 }

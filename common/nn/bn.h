@@ -1,11 +1,18 @@
-/* Batch normalisation over CBHW activations, optionally fused with the ReLU that follows.
+/* Batch normalisation over CBHW activations, optionally fused with the ReLU that follows or
+ * with the residual join of a BasicBlock.
  *
- * x (C, N) with N = B*H*W floats per channel, contiguous. Training: batch mean and biased
- * variance normalise; the running statistics move by momentum 0.1 towards the batch mean and
- * the unbiased variance (as torch.nn.BatchNorm2d). Eval: running statistics. */
+ * x (C, B, HW): channel c holds B*HW floats, a thread's images [b0, b1) one contiguous run
+ * of it. Training: batch mean and biased variance normalise; the running statistics move by
+ * momentum 0.1 towards the batch mean and the unbiased variance (as torch.nn.BatchNorm2d).
+ * Eval: running statistics. Under a team (team.h) the threads exchange per-channel sums at
+ * one barrier per call; thread 0 writes the statistics, running averages and the gamma and
+ * beta gradients. Sums are taken about the running mean in float lanes and combined in
+ * double. */
 #ifndef NPID_NN_BN_H
 #define NPID_NN_BN_H
 #include <stddef.h>
+
+struct nn_ctx;
 
 struct bn {
     int C;
@@ -13,21 +20,28 @@ struct bn {
     float *dgamma, *dbeta;    /* gradients (C) */
     float *rmean, *rvar;      /* buffers (C): running statistics */
     float *mean, *invstd;     /* (C) statistics of the last training forward */
+    double *part;             /* (nt, 2, C) per-thread sums; NULL for one thread */
 };
 
 #define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
 
-/* y = [relu](gamma * (x - mean) * invstd + beta); y may alias x only when train == 0. */
-void bn_forward(struct bn *b, const float *x, float *y, size_t N, int train, int relu);
+/* y = relu?(bn(x) [+ res]) for this thread's images; res (same shape) or NULL; relu is
+ * implied by res. y may alias res, and may alias x when train == 0. */
+void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, size_t HW,
+                    int train, int relu, const struct nn_ctx *c);
 
+/* Backward of the last training forward for this thread's images. x: that forward's input;
+ * y: its output when it ended in a ReLU (dy is then taken as 0 where y <= 0), else NULL.
+ * dx may alias dy. */
+void bn_backward_ctx(struct bn *b, const float *x, const float *y, const float *dy, float *dx,
+                     size_t HW, const struct nn_ctx *c);
+
+/* One-thread forms with x (C, N), N = B*HW. */
+void bn_forward(struct bn *b, const float *x, float *y, size_t N, int train, int relu);
 /* y = relu(bn(x) + res): the residual join; res may alias y. */
 void bn_forward_join(struct bn *b, const float *x, const float *res, float *y, size_t N,
                      int train);
-
-/* Backward of the last training forward. x: that forward's input; y: its output when it
- * was fused with relu (dy is then masked by y > 0), else NULL. Writes dgamma, dbeta
- * (overwrite) and dx (C, N); dx may alias dy. */
 void bn_backward(struct bn *b, const float *x, const float *y, const float *dy, float *dx,
                  size_t N);
 

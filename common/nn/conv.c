@@ -5,26 +5,34 @@
 #include <string.h>
 
 #include "common/log.h"
-
-size_t conv_scratch_min(const struct conv *c, int H, int W)
-{
-    size_t ho = (size_t)conv_out_dim(H, c->R, c->stride, c->pad);
-    size_t wo = (size_t)conv_out_dim(W, c->S, c->stride, c->pad);
-    return (size_t)c->C * c->R * c->S * ho * wo;
-}
+#include "common/nn/team.h"
 
 static int conv_is_pointwise(const struct conv *c)
 {
     return c->R == 1 && c->S == 1 && c->stride == 1 && c->pad == 0;
 }
 
-/* Images per chunk so that the im2col matrix fits in scratch_floats. */
-static int conv_chunk(const struct conv *c, int B, int H, int W, size_t scratch_floats)
+static int conv_is_same(const struct conv *c, int H, int W)
 {
-    size_t per = conv_scratch_min(c, H, W);
-    size_t nb = scratch_floats / per;
-    NPID_CHECK(nb >= 1);
-    return nb > (size_t)B ? B : (int)nb;
+    return c->stride == 1 && conv_out_dim(H, c->R, 1, c->pad) == H
+           && conv_out_dim(W, c->S, 1, c->pad) == W;
+}
+
+size_t conv_scratch_min(const struct conv *c, int H, int W)
+{
+    size_t ho = (size_t)conv_out_dim(H, c->R, c->stride, c->pad);
+    size_t wo = (size_t)conv_out_dim(W, c->S, c->stride, c->pad);
+    size_t fwd = (size_t)c->C * c->R * c->S * ho * wo;
+    size_t bwd = conv_is_same(c, H, W) ? (size_t)c->K * c->R * c->S * H * W : 0;
+    return fwd > bwd ? fwd : bwd;
+}
+
+/* Images per chunk so that one chunk's matrix of per_image floats fits the scratch. */
+static int conv_chunk(size_t per_image, int nb, size_t scratch_floats)
+{
+    size_t k = scratch_floats / per_image;
+    NPID_CHECK(k >= 1);
+    return k > (size_t)nb ? nb : (int)k;
 }
 
 /* Valid output range [lo, hi) along one axis for kernel offset k: input index
@@ -45,7 +53,7 @@ static void conv_im2col(const struct conv *c, const float *in, int B, int H, int
     int ho = conv_out_dim(H, c->R, c->stride, c->pad);
     int wo = conv_out_dim(W, c->S, c->stride, c->pad);
     size_t hw = (size_t)H * W, ohw = (size_t)ho * wo, ncol = (size_t)nb * ohw;
-    int st = c->stride;
+    int st = c->stride, same = conv_is_same(c, H, W);
     for (int ch = 0; ch < c->C; ch++) {
         for (int r = 0; r < c->R; r++) {
             int hlo, hhi;
@@ -57,6 +65,25 @@ static void conv_im2col(const struct conv *c, const float *in, int B, int H, int
                 for (int b = 0; b < nb; b++) {
                     const float *src = in + ((size_t)ch * B + b0 + b) * hw;
                     float *d = dst + (size_t)b * ohw;
+                    if (same) {
+                        /* out position p reads in position p + delta: one shifted copy of
+                         * the valid rows, then zero the columns that wrapped around */
+                        long delta = (long)(r - c->pad) * W + (s - c->pad);
+                        long p0 = (long)hlo * W, p1 = (long)hhi * W;
+                        if (p0 + delta < 0) p0 = -delta;
+                        if (p1 + delta > (long)hw) p1 = (long)hw - delta;
+                        memset(d, 0, sizeof(float) * (size_t)p0);
+                        if (p1 > p0) memcpy(d + p0, src + p0 + delta, sizeof(float) * (size_t)(p1 - p0));
+                        else p1 = p0;
+                        memset(d + p1, 0, sizeof(float) * (hw - (size_t)p1));
+                        if (wlo > 0 || whi < wo)
+                            for (int oh = hlo; oh < hhi; oh++) {
+                                float *row = d + (size_t)oh * wo;
+                                for (int ow = 0; ow < wlo; ow++) row[ow] = 0.0f;
+                                for (int ow = whi; ow < wo; ow++) row[ow] = 0.0f;
+                            }
+                        continue;
+                    }
                     for (int oh = 0; oh < ho; oh++, d += wo) {
                         if (oh < hlo || oh >= hhi) {
                             memset(d, 0, sizeof(float) * wo);
@@ -112,60 +139,116 @@ static void conv_col2im(const struct conv *c, const float *col, int B, int H, in
     }
 }
 
+/* out (K, B, Ho, Wo) images [b0, b1) = beta * out + conv(in), weights w (K, C, R, S). */
+static void conv_apply(const struct conv *c, const float *w, const float *in, int B, int H,
+                       int W, int b0, int b1, float *out, float beta, float *scratch,
+                       size_t scratch_floats)
+{
+    int ho = conv_out_dim(H, c->R, c->stride, c->pad);
+    int wo = conv_out_dim(W, c->S, c->stride, c->pad);
+    size_t ohw = (size_t)ho * wo, crs = (size_t)c->C * c->R * c->S, ld = (size_t)B * ohw;
+    if (b1 <= b0) return;
+    if (conv_is_pointwise(c)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->K, (int)((size_t)(b1 - b0) * ohw),
+                    c->C, 1.0f, w, c->C, in + (size_t)b0 * ohw, (int)ld, beta,
+                    out + (size_t)b0 * ohw, (int)ld);
+        return;
+    }
+    int chunk = conv_chunk(crs * ohw, b1 - b0, scratch_floats);
+    for (int i = b0; i < b1; i += chunk) {
+        int nb = b1 - i < chunk ? b1 - i : chunk;
+        size_t n = (size_t)nb * ohw;
+        conv_im2col(c, in, B, H, W, i, nb, scratch);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->K, (int)n, (int)crs, 1.0f, w,
+                    (int)crs, scratch, (int)n, beta, out + (size_t)i * ohw, (int)ld);
+    }
+}
+
+void conv_forward_ctx(const struct conv *c, const float *in, int H, int W, float *out,
+                      const struct nn_ctx *x)
+{
+    /* in (C,B,H,W) w (K,C,R,S) out (K,B,Ho,Wo) */
+    conv_apply(c, c->w, in, x->B, H, W, x->b0, x->b1, out, 0.0f, x->scratch, x->scratch_floats);
+}
+
+void conv_backward_ctx(const struct conv *c, const float *in, const float *dout, int H, int W,
+                       float *din, int accumulate, const struct nn_ctx *x)
+{
+    /* in (C,B,H,W) dout (K,B,Ho,Wo) dw (K,C,R,S) din (C,B,H,W) */
+    int B = x->B, b0 = x->b0, b1 = x->b1;
+    int ho = conv_out_dim(H, c->R, c->stride, c->pad);
+    int wo = conv_out_dim(W, c->S, c->stride, c->pad);
+    size_t ohw = (size_t)ho * wo, hw = (size_t)H * W, crs = (size_t)c->C * c->R * c->S;
+    size_t ld = (size_t)B * ohw;
+    float *dw = nn_ctx_grad(x, c->dw);
+    if (b1 <= b0) {
+        memset(dw, 0, sizeof(float) * conv_weight_count(c));
+        return;
+    }
+    /* dw = dout (K, n) x col^T (n, CRS), summed over the chunks */
+    if (conv_is_pointwise(c)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->K, c->C,
+                    (int)((size_t)(b1 - b0) * ohw), 1.0f, dout + (size_t)b0 * ohw, (int)ld,
+                    in + (size_t)b0 * hw, (int)ld, 0.0f, dw, c->C);
+    } else {
+        int chunk = conv_chunk(crs * ohw, b1 - b0, x->scratch_floats);
+        for (int i = b0; i < b1; i += chunk) {
+            int nb = b1 - i < chunk ? b1 - i : chunk;
+            size_t n = (size_t)nb * ohw;
+            conv_im2col(c, in, B, H, W, i, nb, x->scratch);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->K, (int)crs, (int)n, 1.0f,
+                        dout + (size_t)i * ohw, (int)ld, x->scratch, (int)n,
+                        i > b0 ? 1.0f : 0.0f, dw, (int)crs);
+        }
+    }
+    if (!din) return;
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (conv_is_pointwise(c)) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->C, (int)((size_t)(b1 - b0) * ohw),
+                    c->K, 1.0f, c->w, c->C, dout + (size_t)b0 * ohw, (int)ld, beta,
+                    din + (size_t)b0 * hw, (int)ld);
+        return;
+    }
+    if (conv_is_same(c, H, W)) {
+        /* din = conv(dout; w^T flipped): wt[c][k][r][s] = w[k][c][R-1-r][S-1-s] */
+        int R = c->R, S = c->S;
+        for (int k = 0; k < c->K; k++)
+            for (int ch = 0; ch < c->C; ch++)
+                for (int r = 0; r < R; r++)
+                    for (int s = 0; s < S; s++)
+                        x->wt[(((size_t)ch * c->K + k) * R + r) * S + s] =
+                            c->w[(((size_t)k * c->C + ch) * R + (R - 1 - r)) * S + (S - 1 - s)];
+        struct conv t = { c->K, c->C, R, S, 1, c->pad, x->wt, NULL };
+        conv_apply(&t, x->wt, dout, B, H, W, b0, b1, din, beta, x->scratch, x->scratch_floats);
+        return;
+    }
+    if (!accumulate)
+        for (int ch = 0; ch < c->C; ch++)
+            memset(din + ((size_t)ch * B + b0) * hw, 0, sizeof(float) * (size_t)(b1 - b0) * hw);
+    int chunk = conv_chunk(crs * ohw, b1 - b0, x->scratch_floats);
+    for (int i = b0; i < b1; i += chunk) {
+        int nb = b1 - i < chunk ? b1 - i : chunk;
+        size_t n = (size_t)nb * ohw;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)n, c->K, 1.0f, c->w,
+                    (int)crs, dout + (size_t)i * ohw, (int)ld, 0.0f, x->scratch, (int)n);
+        conv_col2im(c, x->scratch, B, H, W, i, nb, din);
+    }
+}
+
 void conv_forward(const struct conv *c, const float *in, int B, int H, int W, float *out,
                   float *scratch, size_t scratch_floats)
 {
-    /* in (C,B,H,W) w (K,C,R,S) out (K,B,Ho,Wo) */
-    int ho = conv_out_dim(H, c->R, c->stride, c->pad);
-    int wo = conv_out_dim(W, c->S, c->stride, c->pad);
-    size_t ohw = (size_t)ho * wo, crs = (size_t)c->C * c->R * c->S;
-    if (conv_is_pointwise(c)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->K, (int)((size_t)B * ohw),
-                    c->C, 1.0f, c->w, c->C, in, (int)((size_t)B * ohw), 0.0f, out,
-                    (int)((size_t)B * ohw));
-        return;
-    }
-    int chunk = conv_chunk(c, B, H, W, scratch_floats);
-    for (int b0 = 0; b0 < B; b0 += chunk) {
-        int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t n = (size_t)nb * ohw;
-        conv_im2col(c, in, B, H, W, b0, nb, scratch);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->K, (int)n, (int)crs, 1.0f,
-                    c->w, (int)crs, scratch, (int)n, 0.0f, out + (size_t)b0 * ohw,
-                    (int)((size_t)B * ohw));
-    }
+    struct nn_ctx x = nn_ctx_single(B, scratch, scratch_floats, NULL);
+    conv_forward_ctx(c, in, H, W, out, &x);
 }
 
 void conv_backward(const struct conv *c, const float *in, const float *dout, int B, int H,
                    int W, float *din, int accumulate, float *scratch, size_t scratch_floats)
 {
-    /* in (C,B,H,W) dout (K,B,Ho,Wo) dw (K,C,R,S) din (C,B,H,W) */
-    int ho = conv_out_dim(H, c->R, c->stride, c->pad);
-    int wo = conv_out_dim(W, c->S, c->stride, c->pad);
-    size_t ohw = (size_t)ho * wo, crs = (size_t)c->C * c->R * c->S;
-    size_t ld = (size_t)B * ohw;
-    if (conv_is_pointwise(c)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->K, c->C, (int)ld, 1.0f, dout,
-                    (int)ld, in, (int)ld, 0.0f, c->dw, c->C);
-        if (din)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->C, (int)ld, c->K, 1.0f,
-                        c->w, c->C, dout, (int)ld, accumulate ? 1.0f : 0.0f, din, (int)ld);
-        return;
-    }
-    if (din && !accumulate) memset(din, 0, sizeof(float) * (size_t)c->C * B * H * W);
-    int chunk = conv_chunk(c, B, H, W, scratch_floats);
-    for (int b0 = 0; b0 < B; b0 += chunk) {
-        int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t n = (size_t)nb * ohw;
-        const float *dchunk = dout + (size_t)b0 * ohw;
-        conv_im2col(c, in, B, H, W, b0, nb, scratch);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->K, (int)crs, (int)n, 1.0f,
-                    dchunk, (int)ld, scratch, (int)n, b0 ? 1.0f : 0.0f, c->dw, (int)crs);
-        if (!din) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)n, c->K, 1.0f,
-                    c->w, (int)crs, dchunk, (int)ld, 0.0f, scratch, (int)n);
-        conv_col2im(c, scratch, B, H, W, b0, nb, din);
-    }
+    size_t nw = conv_weight_count(c);
+    NPID_CHECK(scratch_floats > nw);
+    struct nn_ctx x = nn_ctx_single(B, scratch + nw, scratch_floats - nw, scratch);
+    conv_backward_ctx(c, in, dout, H, W, din, accumulate, &x);
 }
 
 void conv_forward_naive(const struct conv *c, const float *in, int B, int H, int W, float *out)

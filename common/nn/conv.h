@@ -24,15 +24,29 @@ static inline size_t conv_weight_count(const struct conv *c)
     return (size_t)c->K * c->C * c->R * c->S;
 }
 
-/* Scratch floats needed for the minimum chunk of one image (callers give at least this). */
+struct nn_ctx;
+
+/* Scratch floats one image needs (im2col of the input, or of dout for the backward pass of
+ * a stride-1 "same" convolution); a chunk of nb images needs nb times this. */
 size_t conv_scratch_min(const struct conv *c, int H, int W);
 
-/* out (K, B, Ho, Wo) = conv(in (C, B, H, W)). scratch: at least conv_scratch_min floats. */
+/* This thread's images of out (K, B, Ho, Wo) = conv(in (C, B, H, W)); B and the slice come
+ * from x. */
+void conv_forward_ctx(const struct conv *c, const float *in, int H, int W, float *out,
+                      const struct nn_ctx *x);
+
+/* Given dout (K, B, Ho, Wo): writes this thread's share of dw (overwrites
+ * nn_ctx_grad(x, dw)) and, when din is not NULL, its images of the input gradient
+ * (C, B, H, W), added to din's contents when accumulate is set, else overwriting. A
+ * stride-1 convolution with Ho == H and Wo == W computes din as a convolution of dout with
+ * the flipped, transposed weights (x->wt, conv_weight_count floats); others use col2im. */
+void conv_backward_ctx(const struct conv *c, const float *in, const float *dout, int H, int W,
+                       float *din, int accumulate, const struct nn_ctx *x);
+
+/* One-thread forms over the whole batch. scratch: at least conv_scratch_min floats for
+ * conv_forward, conv_weight_count + conv_scratch_min for conv_backward. */
 void conv_forward(const struct conv *c, const float *in, int B, int H, int W, float *out,
                   float *scratch, size_t scratch_floats);
-
-/* Given dout (K, B, Ho, Wo): writes dw (overwrites), and when din is not NULL the input
- * gradient (C, B, H, W), added to din's contents when accumulate is set, else overwriting. */
 void conv_backward(const struct conv *c, const float *in, const float *dout, int B, int H,
                    int W, float *din, int accumulate, float *scratch, size_t scratch_floats);
 

@@ -1,16 +1,19 @@
 /* ResNet presets on the nn layers (see net.h). */
 #include "common/nn/net.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/nn/block.h"
 #include "common/nn/l2norm.h"
 #include "common/nn/linear.h"
 #include "common/nn/pool.h"
+#include "common/nn/team.h"
 #include "common/rng.h"
 
 #define NET_MAX_BLOCKS 16
@@ -32,8 +35,15 @@ struct net {
     float *pooled, *dpooled;   /* (B, C) */
     float *u, *feat, *norms;   /* (B, d), (B, d), (B) */
     float *buf[4];             /* backward work, act_max floats each */
-    float *scratch;
-    size_t scratch_floats, act_max;
+    float *scratch;            /* nt x scratch_floats */
+    float *wt;                 /* nt x wt_floats: transposed conv weights */
+    size_t scratch_floats, wt_floats, act_max;
+    int nt;
+    struct nn_team *team;
+    float *tgrads;             /* (nt - 1) x n_params: per-thread weight gradients */
+    const float *x_in;         /* input of the current team job */
+    const float *dfeat;
+    int job_train;
     /* blocks */
     float *params, *grads, *buffers, *acts;
     size_t n_params, n_buffers, n_acts, n_scalars;
@@ -105,7 +115,15 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     const char *env = getenv("NPID_CONV_SCRATCH_MB");
     if (env && atoi(env) > 0) target = (size_t)atoi(env) << 18;
     n->scratch_floats = smin > target ? smin : target;
-    n->scratch = nn_carve(&L->acts, n->scratch_floats);
+    n->scratch_floats = (n->scratch_floats + 15) & ~(size_t)15;
+    n->scratch = nn_carve(&L->acts, n->scratch_floats * L->threads);
+    n->wt_floats = 0;
+    for (int i = 0; i < n->nblocks; i++) {
+        size_t w = conv_weight_count(&n->blocks[i].c2);
+        if (w > n->wt_floats) n->wt_floats = w;
+    }
+    n->wt_floats = (n->wt_floats + 15) & ~(size_t)15;
+    n->wt = nn_carve(&L->acts, n->wt_floats * L->threads);
 }
 
 static size_t net_count_scalars(const struct net *n)
@@ -135,6 +153,11 @@ static void net_init_weights(struct net *n)
 
 struct net *net_new(const struct net_config *cfg)
 {
+    return net_new_threads(cfg, 0);
+}
+
+struct net *net_new_threads(const struct net_config *cfg, int threads)
+{
     const struct net_preset *p = NULL;
     for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
         if (cfg->model && strcmp(cfg->model, net_presets[i].name) == 0) p = &net_presets[i];
@@ -143,6 +166,14 @@ struct net *net_new(const struct net_config *cfg)
                   cfg->model ? cfg->model : "(null)");
         return NULL;
     }
+    int nt = threads;
+    if (nt <= 0) {
+        const char *env = getenv("NPID_NN_THREADS");
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = env && atoi(env) > 0 ? atoi(env) : (int)(cpus > 0 ? cpus : 1);
+    }
+    if (nt > 64) nt = 64;
+    if (nt > cfg->max_batch) nt = cfg->max_batch > 0 ? cfg->max_batch : 1;
     if (cfg->low_dim < 1 || cfg->low_dim > 65536 || cfg->in_h < 8 || cfg->in_w < 8
         || cfg->in_h > 4096 || cfg->in_w > 4096 || cfg->max_batch < 1
         || cfg->max_batch > 65536) {
@@ -155,8 +186,10 @@ struct net *net_new(const struct net_config *cfg)
     n->cfg = *cfg;
     snprintf(n->model, sizeof(n->model), "%s", p->name);
     n->cfg.model = n->model;
+    n->nt = nt;
     struct nn_layout L;
     memset(&L, 0, sizeof(L));
+    L.threads = nt;
     net_layout(n, p, &L);
     n->n_params = L.params.used;
     n->n_buffers = L.buffers.used;
@@ -165,13 +198,17 @@ struct net *net_new(const struct net_config *cfg)
     n->grads = nn_alloc(n->n_params);
     n->buffers = nn_alloc(n->n_buffers);
     n->acts = nn_alloc(n->n_acts);
-    if (!n->params || !n->grads || !n->buffers || !n->acts) {
+    n->tgrads = nt > 1 ? nn_alloc(n->n_params * (size_t)(nt - 1)) : NULL;
+    n->team = nn_team_new(nt);
+    if (!n->params || !n->grads || !n->buffers || !n->acts || (nt > 1 && !n->tgrads)
+        || !n->team) {
         log_error("net: cannot allocate %.1f MB", (2.0 * n->n_params + n->n_buffers + n->n_acts)
                                                     * 4.0 / 1e6);
         net_destroy(&n);
         return NULL;
     }
     memset(&L, 0, sizeof(L));
+    L.threads = nt;
     L.params.base = n->params;
     L.grads.base = n->grads;
     L.buffers.base = n->buffers;
@@ -182,9 +219,9 @@ struct net *net_new(const struct net_config *cfg)
     net_init_weights(n);
     snprintf(n->desc, sizeof(n->desc),
              "%s: %zu params, input 3x%dx%d, low_dim %d, max_batch %d, %.3f GFLOP/img fwd, "
-             "%.0f MB activations",
+             "%.0f MB activations, %d threads",
              n->model, n->n_scalars, cfg->in_h, cfg->in_w, cfg->low_dim, cfg->max_batch,
-             n->flops / 1e9, n->n_acts * 4.0 / 1e6);
+             n->flops / 1e9, n->n_acts * 4.0 / 1e6, nt);
     return n;
 }
 
@@ -192,6 +229,8 @@ void net_destroy(struct net **np)
 {
     if (!np || !*np) return;
     struct net *n = *np;
+    nn_team_destroy(&n->team);
+    nn_free(n->tgrads);
     nn_free(n->params);
     nn_free(n->grads);
     nn_free(n->buffers);
@@ -200,51 +239,121 @@ void net_destroy(struct net **np)
     *np = NULL;
 }
 
-const float *net_forward(struct net *n, const float *x, int B, int train)
+/* The context of thread tid for a batch of B. */
+static struct nn_ctx net_ctx(struct net *n, int tid, int B)
 {
-    NPID_CHECK(B >= 1 && B <= n->cfg.max_batch);
-    int H = n->cfg.in_h, W = n->cfg.in_w;
+    struct nn_ctx c;
+    c.tid = tid;
+    c.nt = n->nt;
+    c.team = n->nt > 1 ? n->team : NULL;
+    c.B = B;
+    c.b0 = (int)((long)B * tid / n->nt);
+    c.b1 = (int)((long)B * (tid + 1) / n->nt);
+    c.scratch = n->scratch + n->scratch_floats * (size_t)tid;
+    c.scratch_floats = n->scratch_floats;
+    c.wt = n->wt + n->wt_floats * (size_t)tid;
+    c.grads0 = n->grads;
+    c.grads = tid == 0 ? n->grads : n->tgrads + n->n_params * (size_t)(tid - 1);
+    return c;
+}
+
+static void net_forward_job(void *arg, int tid)
+{
+    struct net *n = arg;
+    int B = n->last_B, H = n->cfg.in_h, W = n->cfg.in_w, train = n->job_train;
+    struct nn_ctx c = net_ctx(n, tid, B);
     size_t hw = (size_t)H * W;
     /* x (B,3,H,W) -> xin (3,B,H,W) */
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < 3; c++)
-            memcpy(n->xin + ((size_t)c * B + b) * hw, x + ((size_t)b * 3 + c) * hw,
+    for (int b = c.b0; b < c.b1; b++)
+        for (int ch = 0; ch < 3; ch++)
+            memcpy(n->xin + ((size_t)ch * B + b) * hw, n->x_in + ((size_t)b * 3 + ch) * hw,
                    sizeof(float) * hw);
-    conv_forward(&n->stem, n->xin, B, H, W, n->z0, n->scratch, n->scratch_floats);
-    bn_forward(&n->stem_bn, n->z0, n->a0, (size_t)B * hw, train, 1);
+    conv_forward_ctx(&n->stem, n->xin, H, W, n->z0, &c);
+    bn_forward_ctx(&n->stem_bn, n->z0, NULL, n->a0, hw, train, 1, &c);
     const float *cur = n->a0;
     for (int i = 0; i < n->nblocks; i++) {
-        block_forward(&n->blocks[i], cur, B, train, n->scratch, n->scratch_floats);
+        block_forward(&n->blocks[i], cur, train, &c);
         cur = n->blocks[i].y;
     }
     const struct block *last = &n->blocks[n->nblocks - 1];
-    avgpool_forward(cur, n->feat_c, B, (size_t)last->Ho * last->Wo, n->pooled);
-    linear_forward(&n->fc, n->pooled, B, n->u);
-    l2norm_forward(n->u, B, n->cfg.low_dim, n->feat, n->norms);
+    int nb = c.b1 - c.b0, d = n->cfg.low_dim;
+    if (nb <= 0) return;
+    avgpool_forward_range(cur, n->feat_c, B, (size_t)last->Ho * last->Wo, c.b0, c.b1, n->pooled);
+    linear_forward(&n->fc, n->pooled + (size_t)c.b0 * n->feat_c, nb, n->u + (size_t)c.b0 * d);
+    l2norm_forward(n->u + (size_t)c.b0 * d, nb, d, n->feat + (size_t)c.b0 * d, n->norms + c.b0);
+}
+
+/* Runs a job on the team with OpenBLAS on one thread (each team thread calls sgemm). */
+static void net_run(struct net *n, void (*job)(void *, int))
+{
+    if (n->nt == 1) {
+        job(n, 0);
+        return;
+    }
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    nn_team_run(n->team, job, n);
+    openblas_set_num_threads(prev);
+}
+
+const float *net_forward(struct net *n, const float *x, int B, int train)
+{
+    NPID_CHECK(B >= 1 && B <= n->cfg.max_batch);
     n->last_B = B;
+    n->job_train = train;
+    n->x_in = x;
+    net_run(n, net_forward_job);
     n->last_train = train;
     return n->feat;
+}
+
+static void net_backward_job(void *arg, int tid)
+{
+    struct net *n = arg;
+    int B = n->last_B, H = n->cfg.in_h, W = n->cfg.in_w, d = n->cfg.low_dim;
+    struct nn_ctx c = net_ctx(n, tid, B);
+    int nb = c.b1 - c.b0;
+    struct linear fc = n->fc;
+    fc.dw = nn_ctx_grad(&c, n->fc.dw);
+    fc.db = nn_ctx_grad(&c, n->fc.db);
+    const struct block *last = &n->blocks[n->nblocks - 1];
+    float *dy = n->buf[0], *dx = n->buf[1];
+    if (nb > 0) {
+        size_t r = (size_t)c.b0 * d;
+        l2norm_backward(n->feat + r, n->norms + c.b0, n->dfeat + r, nb, d, n->u + r);
+        linear_backward(&fc, n->pooled + (size_t)c.b0 * n->feat_c, n->u + r, nb,
+                        n->dpooled + (size_t)c.b0 * n->feat_c);
+        avgpool_backward_range(n->dpooled, n->feat_c, B, (size_t)last->Ho * last->Wo, c.b0,
+                               c.b1, dy);
+    } else {
+        memset(fc.dw, 0, sizeof(float) * (size_t)fc.in * fc.out);
+        memset(fc.db, 0, sizeof(float) * (size_t)fc.out);
+    }
+    for (int i = n->nblocks - 1; i >= 0; i--) {
+        struct block *k = &n->blocks[i];
+        const float *in = i > 0 ? n->blocks[i - 1].y : n->a0;
+        block_backward(k, in, dy, dx, n->buf[2], n->buf[3], &c);
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+    bn_backward_ctx(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)H * W, &c);
+    conv_backward_ctx(&n->stem, n->xin, dy, H, W, NULL, 0, &c);
+    if (n->nt == 1) return;
+    /* sum the per-thread weight gradients into the net's block, each thread a range */
+    nn_team_barrier(c.team);
+    size_t np = n->n_params, lo = np * (size_t)tid / n->nt, hi = np * (size_t)(tid + 1) / n->nt;
+    for (int t = 1; t < n->nt; t++) {
+        const float *g = n->tgrads + np * (size_t)(t - 1);
+        for (size_t i = lo; i < hi; i++) n->grads[i] += g[i];
+    }
 }
 
 void net_backward(struct net *n, const float *dfeat)
 {
     NPID_CHECK(n->last_train && n->last_B >= 1);
-    int B = n->last_B, H = n->cfg.in_h, W = n->cfg.in_w;
-    l2norm_backward(n->feat, n->norms, dfeat, B, n->cfg.low_dim, n->u);
-    linear_backward(&n->fc, n->pooled, n->u, B, n->dpooled);
-    const struct block *last = &n->blocks[n->nblocks - 1];
-    float *dy = n->buf[0], *dx = n->buf[1];
-    avgpool_backward(n->dpooled, n->feat_c, B, (size_t)last->Ho * last->Wo, dy);
-    for (int i = n->nblocks - 1; i >= 0; i--) {
-        struct block *k = &n->blocks[i];
-        const float *in = i > 0 ? n->blocks[i - 1].y : n->a0;
-        block_backward(k, in, dy, B, dx, n->buf[2], n->buf[3], n->scratch, n->scratch_floats);
-        float *t = dy;
-        dy = dx;
-        dx = t;
-    }
-    bn_backward(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)B * H * W);
-    conv_backward(&n->stem, n->xin, dy, B, H, W, NULL, 0, n->scratch, n->scratch_floats);
+    n->dfeat = dfeat;
+    net_run(n, net_backward_job);
     n->last_train = 0;
 }
 
@@ -258,3 +367,4 @@ double net_flops_per_image(const struct net *n) { return n->flops; }
 const char *net_describe(const struct net *n) { return n->desc; }
 int net_low_dim(const struct net *n) { return n->cfg.low_dim; }
 int net_max_batch(const struct net *n) { return n->cfg.max_batch; }
+int net_threads(const struct net *n) { return n->nt; }

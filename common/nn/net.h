@@ -11,6 +11,11 @@
  * net_new: one block each for parameters, gradients, BN buffers and activations + scratch;
  * forward and backward allocate nothing.
  *
+ * Threads: forward and backward run on a team (team.h) that splits the batch; each thread
+ * calls single-threaded sgemm, so while they run the net sets OpenBLAS to one thread and
+ * restores the previous count afterwards. Results are deterministic for a given thread
+ * count; different counts agree to float rounding.
+ *
  * Parameter block order (what checkpoints store): stem conv, stem BN (gamma, beta), then per
  * block conv1, bn1, conv2, bn2, [shortcut conv, shortcut bn], then fc weight (low_dim, C),
  * fc bias. Each run is padded to a multiple of 16 floats; padding is zero in params and
@@ -32,6 +37,11 @@ struct net;
 
 /* NULL on failure (unknown model, bad sizes, out of memory), with the reason logged. */
 struct net *net_new(const struct net_config *cfg);
+/* The same with the team size: threads splitting the batch; 0 means the online CPUs (or
+ * NPID_NN_THREADS when set); capped at 64 and at max_batch. net_new uses 0. */
+struct net *net_new_threads(const struct net_config *cfg, int threads);
+/* The team size in use. */
+int net_threads(const struct net *n);
 void net_destroy(struct net **n);
 
 /* x (B, 3, H, W) float32, already normalised; 1 <= B <= max_batch. train = 1: BN uses batch

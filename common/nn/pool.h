@@ -8,4 +8,10 @@ void avgpool_forward(const float *in, int C, int B, size_t HW, float *out);
 /* dout (B, C) -> din (C, B, HW) (overwrites): each position gets dout/HW. */
 void avgpool_backward(const float *dout, int C, int B, size_t HW, float *din);
 
+/* The same for images [b0, b1) only (rows b0..b1-1 of out, their columns of din). */
+void avgpool_forward_range(const float *in, int C, int B, size_t HW, int b0, int b1,
+                           float *out);
+void avgpool_backward_range(const float *dout, int C, int B, size_t HW, int b0, int b1,
+                            float *din);
+
 #endif

@@ -31,7 +31,10 @@ float *nn_carve(struct nn_carver *c, size_t n);
 /* The four blocks a network is carved from. params and grads are always carved together
  * (nn_carve_param) so their layouts match. stats (per-step BN batch statistics) and
  * activations share the acts block. */
-struct nn_layout { struct nn_carver params, grads, buffers, acts; };
+struct nn_layout {
+    struct nn_carver params, grads, buffers, acts;
+    int threads;   /* team size the layers are laid out for (per-thread BN sums) */
+};
 
 /* Carves n parameters and their gradients: *p, *g (NULL in a counting pass). */
 void nn_carve_param(struct nn_layout *L, size_t n, float **p, float **g);
