@@ -1,0 +1,827 @@
+/* npid-evald: weighted kNN evaluation of checkpoints (once, or attached to a live run),
+ * embedding export, and nearest-neighbour retrieval with a grid image.
+ *
+ *   npid-evald [attach] --data ROOT [--checkpoint PATH] --events EP --bank EP [--pub EP]
+ *   npid-evald --once --checkpoint PATH --data ROOT [--against bank|recomputed|both]
+ *   npid-evald embed --data ROOT (--checkpoint P --split train|test | --bank EP) --format F --out O
+ *   npid-evald neighbours --checkpoint P --data ROOT [--grid out.jpg] IMAGE|test:N|train:N ...
+ *
+ * Results are JSON lines on stdout (one per evaluation and "against"), the same maps are
+ * published as "eval" events on --pub. Attached, evald subscribes to the trainer's
+ * "checkpoint" events and always evaluates the newest one, skipping those it fell behind on;
+ * it only reads (checkpoint files, bank rows through `get`), so attaching and detaching never
+ * disturbs training. */
+#include "common/bankc.h"
+#include "common/blas.h"
+#include "common/ckpt.h"
+#include "common/cfg.h"
+#include "common/clock.h"
+#include "common/dataset.h"
+#include "common/durable.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/sig.h"
+#include "evald/export.h"
+#include "evald/features.h"
+#include "evald/grid.h"
+#include "evald/knn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+static struct {
+    const char *data, *bank_ep, *events_ep, *pub_ep, *checkpoint, *against, *format, *out;
+    const char *split, *grid, *log_level, *model, *aug;
+    int once, allow_remote, batch, threads, top, max_evals, exit_on_end, cell, low_dim, size;
+    uint64_t k, limit, bank_chunk, train_limit, seed, step;
+    double sigma, bank_timeout;
+} o;
+
+static struct cfg_opt opts[] = {
+    { "data", "NPID_DATA", CFG_STR, &o.data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary)", 0 },
+    { "checkpoint", "NPID_CHECKPOINT", CFG_STR, &o.checkpoint, NULL, 0, 0, "trainer checkpoint (with --once; attached: evaluated first)", 0 },
+    { "once", NULL, CFG_BOOL, &o.once, "false", 0, 0, "evaluate --checkpoint once and exit", 0 },
+    { "bank", "NPID_BANK", CFG_STR, &o.bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint", 0 },
+    { "events", "NPID_EVENTS", CFG_STR, &o.events_ep, "tcp://127.0.0.1:5559", 0, 0, "trainer events endpoint to subscribe to", 0 },
+    { "pub", "NPID_EVALD_PUB", CFG_STR, &o.pub_ep, "", 0, 0, "PUB endpoint for eval results (empty: none)", 0 },
+    { "allow-remote", NULL, CFG_BOOL, &o.allow_remote, "false", 0, 0, "allow binding --pub to a non-loopback address", 0 },
+    { "against", NULL, CFG_STR, &o.against, "bank", 0, 0, "bank | recomputed | both", 0 },
+    { "k", NULL, CFG_U64, &o.k, "200", 1, 100000, "neighbours that vote", 0 },
+    { "sigma", NULL, CFG_DOUBLE, &o.sigma, "0.1", 1e-4, 100, "vote weight exp(s / sigma)", 0 },
+    { "batch", NULL, CFG_INT, &o.batch, "100", 1, 4096, "images per forward", 0 },
+    { "limit", NULL, CFG_U64, &o.limit, "0", 0, 0, "use only the first N query (test) images (0: all)", 0 },
+    { "train-limit", NULL, CFG_U64, &o.train_limit, "0", 0, 0, "recomputed / neighbours: only the first N train images (0: all)", 0 },
+    { "bank-chunk", NULL, CFG_U64, &o.bank_chunk, "8192", 1, 1 << 24, "bank rows per get request", 0 },
+    { "bank-timeout", NULL, CFG_DOUBLE, &o.bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried", 0 },
+    { "max-evals", NULL, CFG_INT, &o.max_evals, "0", 0, 1000000, "attached: exit after N evaluations (0: no limit)", 0 },
+    { "exit-on-end", NULL, CFG_BOOL, &o.exit_on_end, "false", 0, 0, "attached: exit when the trainer publishes \"end\"", 0 },
+    { "format", NULL, CFG_STR, &o.format, "npy", 0, 0, "embed: npy | fvecs | jsonl | tsv", 0 },
+    { "out", NULL, CFG_STR, &o.out, "-", 0, 0, "embed: output file, directory (tsv) or - for stdout", 0 },
+    { "split", NULL, CFG_STR, &o.split, "train", 0, 0, "embed: train | test", 0 },
+    { "grid", NULL, CFG_STR, &o.grid, NULL, 0, 0, "neighbours: write a retrieval grid JPEG here", 0 },
+    { "top", NULL, CFG_INT, &o.top, "10", 1, 100, "neighbours: how many per query", 0 },
+    { "cell", NULL, CFG_INT, &o.cell, "64", 8, 512, "neighbours: grid cell size in pixels", 0 },
+    { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
+    { "low-dim", NULL, CFG_INT, &o.low_dim, "128", 1, 4096, "mkckpt: feature dimension", 0 },
+    { "size", NULL, CFG_INT, &o.size, "32", 8, 1024, "mkckpt: input size", 0 },
+    { "aug", NULL, CFG_STR, &o.aug, "cifar", 0, 0, "mkckpt: augmentation preset (sets the test transform)", 0 },
+    { "seed", NULL, CFG_U64, &o.seed, "0", 0, 0, "mkckpt: weight seed", 0 },
+    { "step", NULL, CFG_U64, &o.step, "0", 0, 0, "mkckpt: step recorded in the checkpoint", 0 },
+    { "threads", "NPID_THREADS", CFG_INT, &o.threads, "0", 0, 256, "OpenBLAS threads (0: library default)", 0 },
+    { "log-level", "NPID_LOG_LEVEL", CFG_STR, &o.log_level, "info", 0, 0, "debug, info, warn or error", 0 },
+    { 0 },
+};
+
+static const char usage[] =
+    "[attach|embed|neighbours] [options] [IMAGE|test:N|train:N ...]\n\n"
+    "  npid-evald --data ROOT [--checkpoint P]         attach to --events; evaluate each new checkpoint\n"
+    "  npid-evald --once --checkpoint P --data ROOT    evaluate one checkpoint and exit\n"
+    "  npid-evald embed --data ROOT --checkpoint P --split train|test --format npy --out FILE\n"
+    "  npid-evald embed --data ROOT --bank EP --format tsv --out DIR   (the bank's rows)\n"
+    "  npid-evald neighbours --checkpoint P --data ROOT --grid out.jpg IMAGE...\n"
+    "  npid-evald mkckpt --out P [--model M --low-dim D --size S --aug A --seed N --step N]\n"
+    "      (a checkpoint of an untrained network, for smoke tests)\n"
+    "Results: one JSON line per evaluation on stdout (and as \"eval\" events on --pub).";
+
+/* What every evaluation needs besides the checkpoint: the splits, the query labels. */
+struct evald {
+    struct dataset *train, *test;
+    uint32_t *train_labels;    /* (n_train) */
+    uint32_t *test_labels;     /* (nq) */
+    size_t n_train, nq, nclass;
+    struct bankc *bank;
+    struct event_pub *pub;
+    uint64_t evals;
+};
+
+static int evald_open(struct evald *ev, int need_test)
+{
+    char err[DATASET_ERR_LEN];
+    memset(ev, 0, sizeof *ev);
+    ev->train = dataset_open(o.data, "train", err, sizeof err);
+    if (!ev->train) {
+        log_error("%s", err);
+        return -1;
+    }
+    ev->n_train = dataset_count(ev->train);
+    ev->nclass = dataset_num_classes(ev->train);
+    ev->train_labels = malloc(ev->n_train * sizeof *ev->train_labels);
+    if (!ev->train_labels)
+        return -1;
+    for (size_t i = 0; i < ev->n_train; i++)
+        ev->train_labels[i] = dataset_label(ev->train, i);
+    if (!need_test)
+        return 0;
+    ev->test = dataset_open(o.data, "test", err, sizeof err);
+    if (!ev->test) {
+        log_error("%s", err);
+        return -1;
+    }
+    ev->nq = dataset_count(ev->test);
+    if (o.limit && o.limit < ev->nq)
+        ev->nq = (size_t)o.limit;
+    ev->test_labels = malloc(ev->nq * sizeof *ev->test_labels);
+    if (!ev->test_labels)
+        return -1;
+    for (size_t i = 0; i < ev->nq; i++)
+        ev->test_labels[i] = dataset_label(ev->test, i);
+    return 0;
+}
+
+static void evald_close(struct evald *ev)
+{
+    dataset_destroy(&ev->train);
+    dataset_destroy(&ev->test);
+    free(ev->train_labels);
+    free(ev->test_labels);
+    bankc_destroy(&ev->bank);
+    event_pub_destroy(&ev->pub);
+}
+
+static struct bankc *evald_bank(struct evald *ev)
+{
+    if (!ev->bank) {
+        ev->bank = bankc_new(o.bank_ep, NULL, (int)(o.bank_timeout * 1000), 2);
+        if (!ev->bank)
+            log_error("bank %s: cannot create a client: %s", o.bank_ep, strerror(errno));
+    }
+    return ev->bank;
+}
+
+/* Streams the bank's rows into kn. Returns 0 or -1 (reason logged). */
+static int evald_add_bank(struct evald *ev, struct knn *kn, size_t dim, uint64_t *bank_step)
+{
+    struct bankc *bc = evald_bank(ev);
+    struct bankc_info info;
+    if (!bc)
+        return -1;
+    if (bankc_info(bc, &info) != 0) {
+        log_error("bank %s: info failed: %s", o.bank_ep, bankc_error(bc));
+        return -1;
+    }
+    if (info.rows != ev->n_train || info.dim != dim) {
+        log_error("bank %s holds %" PRIu64 " x %" PRIu64 ", but the train split has %zu images "
+                  "and the network %zu dimensions", o.bank_ep, info.rows, info.dim, ev->n_train, dim);
+        return -1;
+    }
+    if (info.has_manifest && strcmp(info.manifest, dataset_manifest(ev->train)) != 0) {
+        log_error("bank %s belongs to another dataset (manifest %.12s..., --data has %.12s...)",
+                  o.bank_ep, info.manifest, dataset_manifest(ev->train));
+        return -1;
+    }
+    *bank_step = info.step;
+    size_t chunk = (size_t)o.bank_chunk;
+    float *rows = malloc(chunk * dim * sizeof *rows);
+    if (!rows)
+        return -1;
+    int rc = 0;
+    for (size_t s = 0; s < ev->n_train && rc == 0; s += chunk) {
+        size_t c = ev->n_train - s < chunk ? ev->n_train - s : chunk;
+        if (bankc_get(bc, s, c, rows) != 0) {
+            log_error("bank %s: get %zu+%zu failed: %s", o.bank_ep, s, c, bankc_error(bc));
+            rc = -1;
+        } else if (knn_add(kn, rows, s, c) != 0) {
+            rc = -1;
+        }
+    }
+    free(rows);
+    return rc;
+}
+
+/* Recomputes train features with the current network into kn, chunk by chunk. */
+static int evald_add_recomputed(struct evald *ev, struct feat_model *m, struct knn *kn)
+{
+    size_t n = ev->n_train, chunk = 1024;
+    if (o.train_limit && o.train_limit < n)
+        n = (size_t)o.train_limit;
+    float *f = malloc(chunk * (size_t)m->low_dim * sizeof *f);
+    if (!f)
+        return -1;
+    int rc = 0;
+    for (size_t s = 0; s < n && rc == 0; s += chunk) {
+        size_t c = n - s < chunk ? n - s : chunk;
+        rc = feat_dataset(m, ev->train, s, c, f);
+        if (rc == 0)
+            rc = knn_add(kn, f, s, c);
+    }
+    free(f);
+    return rc;
+}
+
+/* Publishes and prints one result. */
+static void evald_emit(struct evald *ev, const struct feat_model *m, const char *path,
+                       const char *against, const struct knn_result *r, uint64_t bank_step,
+                       uint64_t n_bank, double secs)
+{
+    int with_confusion = r->nclass <= 100;
+    msgpack_packer *pk = event_begin(ev->pub, "eval", 17 + (uint32_t)with_confusion);
+    mp_pack_kv_u64(pk, "step", m->step);
+    mp_pack_kv_u64(pk, "epoch", m->epoch);
+    mp_pack_kv_str(pk, "against", against);
+    mp_pack_kv_str(pk, "checkpoint", path);
+    mp_pack_kv_str(pk, "train_run", m->run);
+    mp_pack_kv_str(pk, "model", m->model);
+    mp_pack_kv_u64(pk, "k", r->k);
+    mp_pack_kv_double(pk, "sigma", r->sigma);
+    mp_pack_kv_double(pk, "top1", r->top1);
+    mp_pack_kv_double(pk, "top5", r->top5);
+    mp_pack_kv_double(pk, "nn1", r->nn1);
+    mp_pack_kv_u64(pk, "n_query", r->nq);
+    mp_pack_kv_u64(pk, "n_bank", n_bank);
+    if (strcmp(against, "bank") == 0)
+        mp_pack_kv_u64(pk, "bank_step", bank_step);
+    else
+        mp_pack_kv_nil(pk, "bank_step");
+    mp_pack_kv_u64(pk, "bad_images", m->bad_images);
+    mp_pack_kv_double(pk, "seconds", secs);
+    mp_pack_key(pk, "per_class");
+    msgpack_pack_map(pk, r->nclass);
+    for (size_t c = 0; c < r->nclass; c++)
+        mp_pack_kv_double(pk, dataset_class_name(ev->train, c), knn_result_class_acc(r, c));
+    if (with_confusion) {
+        mp_pack_key(pk, "confusion");
+        msgpack_pack_array(pk, r->nclass);
+        for (size_t a = 0; a < r->nclass; a++) {
+            msgpack_pack_array(pk, r->nclass);
+            for (size_t b = 0; b < r->nclass; b++)
+                msgpack_pack_uint64(pk, r->confusion[a * r->nclass + b]);
+        }
+    }
+    if (event_end(ev->pub) != 0)
+        log_warn("eval event not published");
+    if (event_json_line(ev->pub, stdout) != 0)
+        log_error("cannot write the result to stdout: %s", strerror(errno));
+    log_info("step %" PRIu64 " against %s: top1 %.2f%% top5 %.2f%% 1-NN %.2f%% (k %zu, %zu queries, %.1f s)",
+             m->step, against, 100 * r->top1, 100 * r->top5, 100 * r->nn1, r->k, r->nq, secs);
+}
+
+/* Evaluates one checkpoint against the bank and/or recomputed features. 0 or -1. */
+static int evald_eval(struct evald *ev, const char *path)
+{
+    char err[1024];
+    struct feat_model m;
+    double t0 = clock_seconds();
+    if (feat_model_init(&m, path, o.batch, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    int rc = -1;
+    float *q = malloc(ev->nq * (size_t)m.low_dim * sizeof *q);
+    if (!q)
+        goto out;
+    log_info("checkpoint %s: step %" PRIu64 ", %s; %zu test images", path, m.step, m.model, ev->nq);
+    if (feat_dataset(&m, ev->test, 0, ev->nq, q) != 0)
+        goto out;
+    double tq = clock_seconds() - t0;
+    int both = strcmp(o.against, "both") == 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *against = pass == 0 ? "bank" : "recomputed";
+        if (!both && strcmp(o.against, against) != 0)
+            continue;
+        double t1 = clock_seconds();
+        struct knn *kn = knn_new(q, ev->nq, (size_t)m.low_dim, (size_t)o.k);
+        if (!kn) {
+            log_error("kNN: %s", strerror(errno));
+            goto out;
+        }
+        uint64_t bank_step = 0;
+        int arc = pass == 0 ? evald_add_bank(ev, kn, (size_t)m.low_dim, &bank_step)
+                            : evald_add_recomputed(ev, &m, kn);
+        struct knn_result *r = NULL;
+        if (arc == 0) {
+            uint64_t n_bank = knn_rows_seen(kn);
+            r = knn_classify(kn, ev->train_labels, ev->n_train, ev->test_labels, ev->nclass, 0,
+                             o.sigma);
+            if (r)
+                evald_emit(ev, &m, path, against, r, bank_step, n_bank, tq + clock_seconds() - t1);
+            else
+                log_error("kNN classification failed: %s", strerror(errno));
+        }
+        knn_result_destroy(&r);
+        knn_destroy(&kn);
+        if (arc != 0 || sig_stop)
+            goto out;
+    }
+    rc = 0;
+    ev->evals++;
+out:
+    free(q);
+    feat_model_deinit(&m);
+    return rc;
+}
+
+/* A checkpoint announced by the trainer and not evaluated yet. */
+struct pending {
+    int set;
+    uint64_t step, seq;
+    char path[4096];
+};
+
+/* Reads one event (topic + body) if one is waiting within timeout_ms. Returns 1 when a
+ * checkpoint was noted (newer than *p), 2 on "end", 0 otherwise; -1 on EINTR. */
+static int evald_poll_event(void *sub, int timeout_ms, struct pending *p, uint64_t *last_seq,
+                            uint64_t *skipped, uint64_t *malformed)
+{
+    zmq_msg_t topic, body;
+    zmq_msg_init(&topic);
+    if (msg_recv(sub, &topic, timeout_ms) != 0) {
+        zmq_msg_close(&topic);
+        return errno == EINTR ? -1 : 0;
+    }
+    int ret = 0;
+    if (!zmq_msg_more(&topic)) {
+        log_warn("malformed event: one frame of %zu bytes (expected topic + msgpack map)",
+                 zmq_msg_size(&topic));
+        (*malformed)++;
+        zmq_msg_close(&topic);
+        return 0;
+    }
+    zmq_msg_init(&body);
+    if (msg_recv(sub, &body, 1000) != 0) {
+        zmq_msg_close(&topic);
+        zmq_msg_close(&body);
+        return errno == EINTR ? -1 : 0;
+    }
+    if (zmq_msg_more(&body))
+        msg_drain_more(sub);
+    struct event e;
+    const char *why = NULL;
+    const char *path;
+    size_t path_len;
+    uint64_t step = 0;
+    if (event_decode(zmq_msg_data(&body), zmq_msg_size(&body), &e, &why) != 0) {
+        log_warn("malformed event (topic \"%.*s\"): %s", (int)(zmq_msg_size(&topic) > 32 ? 32 : zmq_msg_size(&topic)),
+                 (const char *)zmq_msg_data(&topic), why);
+        (*malformed)++;
+        goto done;
+    }
+    if (*last_seq && e.seq > *last_seq + 1)
+        log_info("events: missed %" PRIu64 " (seq %" PRIu64 " after %" PRIu64 ")",
+                 e.seq - *last_seq - 1, e.seq, *last_seq);
+    *last_seq = e.seq;
+    if (e.type_len == 3 && memcmp(e.type, "end", 3) == 0) {
+        ret = 2;
+        goto done;
+    }
+    if (!(e.type_len == 10 && memcmp(e.type, "checkpoint", 10) == 0))
+        goto done;
+    if (mp_get_str(&e.map, "path", &path, &path_len) != MP_OK || path_len == 0 ||
+        path_len >= sizeof p->path || memchr(path, 0, path_len)) {
+        log_warn("malformed checkpoint event (seq %" PRIu64 "): no usable \"path\"", e.seq);
+        (*malformed)++;
+        goto done;
+    }
+    if (mp_get_u64(&e.map, "step", &step) != MP_OK) {
+        log_warn("malformed checkpoint event (seq %" PRIu64 "): no \"step\"", e.seq);
+        (*malformed)++;
+        goto done;
+    }
+    if (p->set) {
+        (*skipped)++;
+        log_info("skipping checkpoint step %" PRIu64 ": step %" PRIu64 " is newer", p->step, step);
+    }
+    p->set = 1;
+    p->step = step;
+    p->seq = e.seq;
+    memcpy(p->path, path, path_len);
+    p->path[path_len] = 0;
+    ret = 1;
+done:
+    zmq_msg_close(&topic);
+    zmq_msg_close(&body);
+    return ret;
+}
+
+static int cmd_attach(struct evald *ev)
+{
+    void *sub = msg_socket(ZMQ_SUB, NULL);
+    if (!sub || msg_connect(sub, o.events_ep) != 0) {
+        log_error("events %s: cannot subscribe: %s", o.events_ep, strerror(errno));
+        msg_close(&sub);
+        return EXIT_FAIL;
+    }
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "checkpoint", 10);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "end", 3);
+    struct pending p = { 0 };
+    uint64_t last_seq = 0, skipped = 0, malformed = 0, failed = 0;
+    if (o.checkpoint) {
+        p.set = 1;
+        snprintf(p.path, sizeof p.path, "%s", o.checkpoint);
+    }
+    log_info("attached to %s (bank %s); waiting for checkpoints", o.events_ep, o.bank_ep);
+    int end = 0;
+    while (!sig_stop) {
+        /* take everything that is waiting: the newest checkpoint wins */
+        int rc;
+        while ((rc = evald_poll_event(sub, p.set ? 0 : 200, &p, &last_seq, &skipped, &malformed)) > 0) {
+            if (rc == 2) {
+                log_info("trainer published \"end\"");
+                end = 1;
+            }
+        }
+        if (rc < 0)
+            break;
+        if (p.set) {
+            p.set = 0;
+            if (evald_eval(ev, p.path) != 0) {
+                failed++;
+                log_error("evaluation of %s failed; still attached", p.path);
+            }
+            if (o.max_evals && ev->evals >= (uint64_t)o.max_evals)
+                break;
+        } else if (end && o.exit_on_end) {
+            break;
+        }
+    }
+    log_info("detached: %" PRIu64 " evaluations, %" PRIu64 " skipped, %" PRIu64 " failed, %" PRIu64
+             " malformed events", ev->evals, skipped, failed, malformed);
+    msg_close(&sub);
+    return EXIT_OK;
+}
+
+/* Parses "test:N" / "train:N"; returns 1 with *ds and *idx set, 0 when s is a file path, -1 bad. */
+static int evald_image_ref(struct evald *ev, const char *s, struct dataset **ds, size_t *idx)
+{
+    const char *num;
+    if (strncmp(s, "test:", 5) == 0) {
+        *ds = ev->test;
+        num = s + 5;
+    } else if (strncmp(s, "train:", 6) == 0) {
+        *ds = ev->train;
+        num = s + 6;
+    } else {
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(num, &end, 10);
+    if (!*ds || end == num || *end || errno || v >= dataset_count(*ds))
+        return -1;
+    *idx = (size_t)v;
+    return 1;
+}
+
+/* Loads a query image (file or dataset reference) as RGB; malloc'd into *rgb. */
+static int evald_load_query(struct evald *ev, struct feat_model *m, const char *s, uint8_t **rgb,
+                            uint32_t *w, uint32_t *h, uint32_t *label)
+{
+    char err[DATASET_ERR_LEN];
+    struct dataset *ds = NULL;
+    size_t idx = 0;
+    int ref = evald_image_ref(ev, s, &ds, &idx);
+    struct jpeg_image img;
+    *label = EXPORT_NO_LABEL;
+    if (ref < 0) {
+        log_error("%s: no such dataset image", s);
+        return -1;
+    }
+    if (ref == 1) {
+        if (dataset_decode(ds, idx, m->dec, 0, &img, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return -1;
+        }
+        *label = dataset_label(ds, idx);
+    } else {
+        void *buf;
+        size_t len;
+        if (file_read_all(s, 64u << 20, &buf, &len) != 0) {
+            log_error("%s: %s", s, strerror(errno));
+            return -1;
+        }
+        int rc = jpeg_dec_decode(m->dec, buf, len, 0, &img, err, sizeof err);
+        free(buf);
+        if (rc != 0) {
+            log_error("%s: %s", s, err);
+            return -1;
+        }
+    }
+    *rgb = malloc((size_t)img.w * img.h * 3);
+    if (!*rgb)
+        return -1;
+    memcpy(*rgb, img.pix, (size_t)img.w * img.h * 3);
+    *w = img.w;
+    *h = img.h;
+    return 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int cmd_neighbours(struct evald *ev, int nimg, char **imgs)
+{
+    char err[1024];
+    struct feat_model m;
+    if (nimg < 1) {
+        fprintf(stderr, "npid-evald neighbours: give at least one IMAGE, test:N or train:N\n");
+        return EXIT_USAGE;
+    }
+    if (!o.checkpoint) {
+        fprintf(stderr, "npid-evald neighbours: --checkpoint is required\n");
+        return EXIT_USAGE;
+    }
+    if (feat_model_init(&m, o.checkpoint, o.batch, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return EXIT_FAIL;
+    }
+    int ret = EXIT_FAIL;
+    size_t d = (size_t)m.low_dim, top = (size_t)o.top;
+    float *q = malloc((size_t)nimg * d * sizeof *q);
+    uint8_t **rgb = calloc((size_t)nimg, sizeof *rgb);
+    uint32_t *qw = calloc((size_t)nimg, sizeof *qw), *qh = calloc((size_t)nimg, sizeof *qh);
+    uint32_t *ql = calloc((size_t)nimg, sizeof *ql);
+    uint32_t *idx = malloc(top * sizeof *idx);
+    float *sim = malloc(top * sizeof *sim);
+    struct knn *kn = NULL;
+    struct grid *g = NULL;
+    if (!q || !rgb || !qw || !qh || !ql || !idx || !sim)
+        goto out;
+    for (int i = 0; i < nimg; i++) {
+        if (evald_load_query(ev, &m, imgs[i], &rgb[i], &qw[i], &qh[i], &ql[i]) != 0)
+            goto out;
+        feat_rgb(&m, rgb[i], qw[i], qh[i], q + (size_t)i * d);
+    }
+    kn = knn_new(q, (size_t)nimg, d, top);
+    if (!kn)
+        goto out;
+    uint64_t bank_step = 0;
+    int brc = strcmp(o.against, "bank") == 0 ? evald_add_bank(ev, kn, d, &bank_step)
+                                              : evald_add_recomputed(ev, &m, kn);
+    if (brc != 0)
+        goto out;
+    if (o.grid && !(g = grid_new((size_t)nimg, top + 1, (size_t)o.cell, 4))) {
+        log_error("grid: %s", strerror(errno));
+        goto out;
+    }
+    for (int i = 0; i < nimg; i++) {
+        size_t n = knn_neighbours(kn, (size_t)i, idx, sim);
+        fputs("{\"query\":", stdout);
+        json_str(stdout, imgs[i]);
+        if (ql[i] != EXPORT_NO_LABEL)
+            printf(",\"label\":%" PRIu32, ql[i]);
+        printf(",\"step\":%" PRIu64 ",\"against\":\"%s\",\"neighbours\":[", m.step,
+               strcmp(o.against, "bank") == 0 ? "bank" : "recomputed");
+        if (g)
+            grid_put(g, (size_t)i, 0, rgb[i], qw[i], qh[i]);
+        for (size_t j = 0; j < n; j++) {
+            uint32_t lab = dataset_label(ev->train, idx[j]);
+            printf("%s{\"index\":%" PRIu32 ",\"sim\":%.6f,\"label\":%" PRIu32 ",\"class\":", j ? "," : "",
+                   idx[j], (double)sim[j], lab);
+            json_str(stdout, dataset_class_name(ev->train, lab));
+            fputs(",\"path\":", stdout);
+            json_str(stdout, dataset_path(ev->train, idx[j]));
+            fputc('}', stdout);
+            if (g) {
+                uint8_t *pix = NULL;
+                uint32_t w = 0, h = 0, lab2;
+                char ref[64];
+                snprintf(ref, sizeof ref, "train:%" PRIu32, idx[j]);
+                if (evald_load_query(ev, &m, ref, &pix, &w, &h, &lab2) == 0) {
+                    grid_put(g, (size_t)i, j + 1, pix, w, h);
+                    if (ql[i] != EXPORT_NO_LABEL)
+                        grid_mark(g, (size_t)i, j + 1, lab2 == ql[i] ? 40 : 220,
+                                  lab2 == ql[i] ? 180 : 40, 40);
+                }
+                free(pix);
+            }
+        }
+        fputs("]}\n", stdout);
+    }
+    if (fflush(stdout) != 0) {
+        log_error("stdout: %s", strerror(errno));
+        goto out;
+    }
+    if (g && grid_write_jpeg(g, o.grid, 90, err, sizeof err) != 0) {
+        log_error("grid: %s", err);
+        goto out;
+    }
+    if (g)
+        log_info("retrieval grid %zux%zu written to %s", grid_width(g), grid_height(g), o.grid);
+    ret = EXIT_OK;
+out:
+    grid_destroy(&g);
+    knn_destroy(&kn);
+    for (int i = 0; rgb && i < nimg; i++)
+        free(rgb[i]);
+    free(rgb), free(q), free(qw), free(qh), free(ql), free(idx), free(sim);
+    feat_model_deinit(&m);
+    return ret;
+}
+
+static int cmd_embed(struct evald *ev)
+{
+    int fmt = export_format_parse(o.format);
+    if (fmt < 0) {
+        fprintf(stderr, "npid-evald embed: unknown --format %s (npy, fvecs, jsonl, tsv)\n", o.format);
+        return EXIT_USAGE;
+    }
+    if (fmt == EXPORT_TSV && strcmp(o.out, "-") == 0) {
+        fprintf(stderr, "npid-evald embed: --format tsv writes a directory: give --out DIR\n");
+        return EXIT_USAGE;
+    }
+    int from_bank = o.checkpoint == NULL;
+    if (!from_bank && strcmp(o.split, "train") != 0 && strcmp(o.split, "test") != 0) {
+        fprintf(stderr, "npid-evald embed: --split must be train or test\n");
+        return EXIT_USAGE;
+    }
+    char err[1024];
+    struct feat_model m;
+    struct dataset *ds = ev->train;
+    size_t n = 0, d = 0;
+    memset(&m, 0, sizeof m);
+    struct bankc_info info;
+    if (from_bank) {
+        struct bankc *bc = evald_bank(ev);
+        if (!bc || bankc_info(bc, &info) != 0) {
+            log_error("bank %s: info failed: %s", o.bank_ep, bc ? bankc_error(bc) : "no client");
+            return EXIT_FAIL;
+        }
+        n = (size_t)info.rows;
+        d = (size_t)info.dim;
+        if (n != ev->n_train) {
+            log_error("bank %s has %zu rows but the train split %zu images: other data?", o.bank_ep,
+                      n, ev->n_train);
+            return EXIT_FAIL;
+        }
+    } else {
+        if (feat_model_init(&m, o.checkpoint, o.batch, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return EXIT_FAIL;
+        }
+        if (strcmp(o.split, "test") == 0) {
+            ds = dataset_open(o.data, "test", err, sizeof err);
+            if (!ds) {
+                log_error("%s", err);
+                feat_model_deinit(&m);
+                return EXIT_FAIL;
+            }
+        }
+        n = dataset_count(ds);
+        d = (size_t)m.low_dim;
+    }
+    if (o.limit && o.limit < n)
+        n = (size_t)o.limit;
+    int ret = EXIT_FAIL;
+    size_t chunk = from_bank ? (size_t)o.bank_chunk : 1024;
+    float *f = malloc(chunk * d * sizeof *f);
+    struct export *ex = export_new((enum export_format)fmt, o.out, n, d);
+    if (!ex) {
+        log_error("embed: cannot write %s: %s", o.out, strerror(errno));
+        goto out;
+    }
+    if (!f)
+        goto out;
+    for (size_t s = 0; s < n; s += chunk) {
+        size_t c = n - s < chunk ? n - s : chunk;
+        if (from_bank ? bankc_get(evald_bank(ev), s, c, f) : feat_dataset(&m, ds, s, c, f)) {
+            log_error("embed: rows %zu+%zu: %s", s, c,
+                      from_bank ? bankc_error(evald_bank(ev)) : strerror(errno));
+            goto out;
+        }
+        for (size_t i = 0; i < c; i++) {
+            uint32_t lab = dataset_label(ds, s + i);
+            if (export_row(ex, s + i, f + i * d, lab, dataset_class_name(ds, lab),
+                           dataset_path(ds, s + i)) != 0) {
+                log_error("embed: writing %s: %s", o.out, strerror(errno));
+                goto out;
+            }
+        }
+    }
+    if (export_finish(ex) != 0) {
+        log_error("embed: finishing %s: %s", o.out, strerror(errno));
+        goto out;
+    }
+    log_info("embed: %zu x %zu %s from %s to %s", n, d, export_format_name((enum export_format)fmt),
+             from_bank ? o.bank_ep : o.checkpoint, o.out);
+    ret = EXIT_OK;
+out:
+    export_destroy(&ex);
+    free(f);
+    if (ds != ev->train)
+        dataset_destroy(&ds);
+    feat_model_deinit(&m);
+    return ret;
+}
+
+/* Writes a checkpoint of an untrained (seeded) network in the trainer's format. */
+static int cmd_mkckpt(void)
+{
+    if (!o.out || strcmp(o.out, "-") == 0) {
+        fprintf(stderr, "npid-evald mkckpt: give --out PATH\n");
+        return EXIT_USAGE;
+    }
+    struct net_config nc = { o.model, o.low_dim, o.size, o.size, 1, o.seed };
+    struct net *n = net_new(&nc);
+    if (!n) {
+        log_error("mkckpt: cannot build %s", o.model);
+        return EXIT_FAIL;
+    }
+    char config[512];
+    snprintf(config, sizeof config,
+             "{\"model\":\"%s\",\"low-dim\":%d,\"size\":%d,\"aug\":\"%s\",\"seed\":%" PRIu64
+             ",\"run\":\"mkckpt\"}", o.model, o.low_dim, o.size, o.aug, o.seed);
+    struct ckpt c;
+    memset(&c, 0, sizeof c);
+    c.config = config;
+    c.bank_path = "";
+    c.step = o.step;
+    c.z = 0;
+    c.n_params = net_param_count(n);
+    c.params = net_params(n);
+    c.n_buffers = net_buffer_count(n);
+    c.buffers = net_buffers(n);
+    int rc = ckpt_save(o.out, &c);
+    if (rc != 0)
+        log_error("mkckpt: %s: %s", o.out, strerror(errno));
+    else
+        log_info("mkckpt: %s (%s, step %" PRIu64 ")", o.out, net_describe(n), o.step);
+    net_destroy(&n);
+    return rc == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+int main(int argc, char **argv)
+{
+    blas_setup(argc, argv);
+    log_init("npid-evald");
+    int npos = 0;
+    int rc = cfg_parse("npid-evald", usage, opts, argc, argv, &npos);
+    if (rc == CFG_HELP)
+        return EXIT_OK;
+    if (rc != CFG_OK)
+        return EXIT_USAGE;
+    int lvl = log_level_parse(o.log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "npid-evald: --log-level %s: expected debug, info, warn or error\n", o.log_level);
+        return EXIT_USAGE;
+    }
+    log_set_level(lvl);
+    const char *cmd = npos >= 1 ? argv[1] : "attach";
+    int first = npos >= 1 ? 2 : 1;
+    if (strcmp(cmd, "attach") && strcmp(cmd, "embed") && strcmp(cmd, "neighbours") &&
+        strcmp(cmd, "neighbors") && strcmp(cmd, "mkckpt")) {
+        fprintf(stderr, "npid-evald: unknown command \"%s\" (attach, embed, neighbours, mkckpt)\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "mkckpt") == 0)
+        return cmd_mkckpt();
+    if (strcmp(cmd, "neighbours") && strcmp(cmd, "neighbors") && npos >= 2) {
+        fprintf(stderr, "npid-evald: unexpected argument \"%s\"\n", argv[2]);
+        return EXIT_USAGE;
+    }
+    if (!o.data) {
+        fprintf(stderr, "npid-evald: --data ROOT is required\n");
+        return EXIT_USAGE;
+    }
+    if (strcmp(o.against, "bank") && strcmp(o.against, "recomputed") && strcmp(o.against, "both")) {
+        fprintf(stderr, "npid-evald: --against must be bank, recomputed or both\n");
+        return EXIT_USAGE;
+    }
+    if (o.once && !o.checkpoint) {
+        fprintf(stderr, "npid-evald: --once needs --checkpoint PATH\n");
+        return EXIT_USAGE;
+    }
+    if (o.threads > 0)
+        blas_set_threads(o.threads);
+    sig_install();
+    cfg_log(opts);
+    log_info("OpenBLAS kernel %s", blas_corename());
+
+    int is_attach = strcmp(cmd, "attach") == 0;
+    int is_nb = !strcmp(cmd, "neighbours") || !strcmp(cmd, "neighbors");
+    struct evald ev;
+    if (evald_open(&ev, is_attach || is_nb) != 0) {
+        evald_close(&ev);
+        return EXIT_FAIL;
+    }
+    int ret;
+    if (is_attach) {
+        ev.pub = event_pub_new(o.pub_ep, "evald", o.allow_remote);
+        if (!ev.pub) {
+            evald_close(&ev);
+            return EXIT_FAIL;
+        }
+        ret = o.once ? (evald_eval(&ev, o.checkpoint) == 0 ? EXIT_OK : EXIT_FAIL) : cmd_attach(&ev);
+    } else if (is_nb) {
+        ret = cmd_neighbours(&ev, npos - 1, argv + first);
+    } else {
+        ret = cmd_embed(&ev);
+    }
+    evald_close(&ev);
+    msg_ctx_term();
+    return ret;
+}
