@@ -398,15 +398,15 @@ static inline uint8_t luma(const uint8_t *p)
     return (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
 }
 
-/* Pillow's ImagingBlend(degenerate, image, alpha): truncation of in1 + alpha (in2 - in1). */
+/* Pillow's ImagingBlend(degenerate, image, alpha): truncation of in1 + alpha (in2 - in1),
+ * computed in float and clamped to 0..255 (written branch-free so loops vectorise; the
+ * clamp-then-truncate order gives Pillow's result in every case). */
 static inline uint8_t blend(int in1, int in2, float alpha)
 {
     float t = (float)in1 + alpha * (float)(in2 - in1);
-    if (t <= 0.0f)
-        return 0;
-    if (t >= 255.0f)
-        return 255;
-    return (uint8_t)t;
+    t = t < 0.0f ? 0.0f : t;
+    t = t > 255.0f ? 255.0f : t;
+    return (uint8_t)(int)t;
 }
 
 void augment_brightness(uint8_t *rgb, size_t n, float f)
@@ -443,10 +443,45 @@ static inline int clip8i(int v)
     return v <= 0 ? 0 : v >= 255 ? 255 : v;
 }
 
+/* round() for x >= 0 (half away from zero) without the libm call: x - (int)x is exact here. */
+static inline int round_pos(double x)
+{
+    int r = (int)x;
+    return x - r >= 0.5 ? r + 1 : r;
+}
+
+/* Tables of Pillow's hsv2rgb terms that depend on one channel only, computed with Pillow's
+ * own expressions so results are identical: sector and fraction of each hue byte, and the
+ * saturation fraction of each saturation byte. */
+static struct {
+    int ready;
+    float q[256][256];       /* q[c][d] = (float)d / (float)c: the quotients of rgb2hsv */
+    int sector[256];
+    float f[256];
+    float fs[256];
+} hue_tab;
+
+static void hue_tables(void)
+{
+    if (hue_tab.ready)
+        return;
+    for (int c = 1; c < 256; c++)
+        for (int d = 0; d < 256; d++)
+            hue_tab.q[c][d] = (float)d / (float)c;
+    for (int h = 0; h < 256; h++) {
+        int i = (int)floor((float)h * 6.0 / 255.0);
+        hue_tab.sector[h] = i;
+        hue_tab.f[h] = (float)((float)h * 6.0 / 255.0 - (float)i);
+        hue_tab.fs[h] = (float)(((float)h) / 255.0);
+    }
+    hue_tab.ready = 1; /* idempotent: racing threads write identical values */
+}
+
 void augment_hue(uint8_t *rgb, size_t n, float shift)
 {
     /* no shortcut for a zero shift: Pillow's HSV round trip is lossy and is part of the result */
     uint8_t dh = (uint8_t)(int)(shift * 255.0);
+    hue_tables();
     for (size_t i = 0; i < n; i++) {
         uint8_t *p = rgb + 3 * i;
         uint8_t r = p[0], g = p[1], b = p[2];
@@ -455,21 +490,22 @@ void augment_hue(uint8_t *rgb, size_t n, float shift)
         if (maxc == minc)
             continue; /* s == 0: hue is irrelevant, the pixel stays grey */
         /* Pillow rgb2hsv */
-        float cr = (float)(maxc - minc);
-        float s = cr / (float)maxc;
-        float rc = ((float)(maxc - r)) / cr;
-        float gc = ((float)(maxc - g)) / cr;
-        float bc = ((float)(maxc - b)) / cr;
+        int cr = maxc - minc;
+        const float *qc = hue_tab.q[cr];
+        float s = hue_tab.q[maxc][cr];
         float h;
         if (r == maxc)
-            h = bc - gc;
+            h = qc[maxc - b] - qc[maxc - g];
         else if (g == maxc)
-            h = (float)(2.0 + rc - bc);
+            h = (float)(2.0 + qc[maxc - r] - qc[maxc - b]);
         else
-            h = (float)(4.0 + gc - rc);
-        h = (float)fmod((h / 6.0 + 1.0), 1.0);
-        uint8_t uh = (uint8_t)clip8i((int)(h * 255.0));
-        uint8_t us = (uint8_t)clip8i((int)(s * 255.0));
+            h = (float)(4.0 + qc[maxc - g] - qc[maxc - r]);
+        /* fmod(x, 1.0) for x in [5/6, 11/6): exact */
+        double x = h / 6.0 + 1.0;
+        h = (float)(x >= 1.0 ? x - 1.0 : x);
+        int ih = (int)(h * 255.0), is = (int)(s * 255.0);
+        uint8_t uh = (uint8_t)clip8i(ih);
+        uint8_t us = (uint8_t)clip8i(is);
         uint8_t uv = maxc;
         uh = (uint8_t)(uh + dh);
         /* Pillow hsv2rgb */
@@ -477,12 +513,12 @@ void augment_hue(uint8_t *rgb, size_t n, float shift)
             p[0] = p[1] = p[2] = uv;
             continue;
         }
-        int ii = (int)floor((float)uh * 6.0 / 255.0);
-        float f = (float)((float)uh * 6.0 / 255.0 - (float)ii);
-        float fs = (float)(((float)us) / 255.0);
-        int pp = (int)round((float)uv * (1.0 - fs));
-        int qq = (int)round((float)uv * (1.0 - fs * f));
-        int tt = (int)round((float)uv * (1.0 - fs * (1.0 - f)));
+        int ii = hue_tab.sector[uh];
+        float f = hue_tab.f[uh];
+        float fs = hue_tab.fs[us];
+        int pp = round_pos((float)uv * (1.0 - fs));
+        int qq = round_pos((float)uv * (1.0 - fs * f));
+        int tt = round_pos((float)uv * (1.0 - fs * (1.0 - f)));
         uint8_t up = (uint8_t)clip8i(pp), uq = (uint8_t)clip8i(qq), ut = (uint8_t)clip8i(tt);
         switch (ii % 6) {
         case 0: p[0] = uv; p[1] = ut; p[2] = up; break;

@@ -74,7 +74,11 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level)
     struct jpeg_err_ctx *e = (struct jpeg_err_ctx *)cinfo->err;
     char buf[JMSG_LENGTH_MAX];
     cinfo->err->format_message(cinfo, buf);
-    snprintf(e->msg, sizeof e->msg, "corrupt JPEG data: %s", buf);
+    /* libjpeg's own corrupt-data messages already say so; others get the category */
+    if (strncmp(buf, "Corrupt JPEG data", 17) == 0)
+        snprintf(e->msg, sizeof e->msg, "c%s", buf + 1);
+    else
+        snprintf(e->msg, sizeof e->msg, "corrupt JPEG data: %s", buf);
     longjmp(e->jb, 1);
 }
 

@@ -1,0 +1,223 @@
+/* Loader benchmarks: decode + full augmentation images/s in one process at 32 px (CIFAR-10
+ * JPEGs from ../shared/data, or synthetic JPEGs when absent), 96 px and 224 px (synthetic
+ * JPEGs of 128 and 384 px), each against the PIL + torchvision peer on the same files in the
+ * same invocation when /usr/bin/python3 has torchvision; then end-to-end throughput of 1 and
+ * 2 npid-loader processes feeding `npid-loader consume` (the taskq stand-in trainer).
+ * One JSON line per figure on stdout; progress on stderr.
+ * Environment: NPID_BIN, NPID_ROOT (set by bench/run), NPID_BENCH_SECONDS (default 3). */
+#include <errno.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/dataset.h"
+#include "common/log.h"
+#include "loader/batch.h"
+
+extern char **environ;
+
+static double bench_seconds(void)
+{
+    const char *s = getenv("NPID_BENCH_SECONDS");
+    double v = s ? atof(s) : 3.0;
+    return v > 0 ? v : 3.0;
+}
+
+/* Runs a shell command, returns its first stdout line in buf (0) or -1. */
+static int run_capture(const char *cmd, char *buf, size_t len)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    buf[0] = 0;
+    char line[4096];
+    int got = 0;
+    while (fgets(line, sizeof line, p))
+        if (!got && line[0]) {
+            snprintf(buf, len, "%s", line);
+            got = 1;
+        }
+    int st = pclose(p);
+    buf[strcspn(buf, "\n")] = 0;
+    return (got && WIFEXITED(st) && WEXITSTATUS(st) == 0) ? 0 : -1;
+}
+
+static double json_num(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    return p ? atof(p + strlen(pat)) : -1;
+}
+
+/* Decode + augment throughput of one process over the dataset's first n images. */
+static double measure(const struct dataset *ds, const char *preset, uint32_t size, size_t n)
+{
+    struct batcher *b = batcher_new(ds, 1);
+    if (!b)
+        return -1;
+    uint32_t B = 128;
+    uint32_t idx[128], labels[128];
+    uint8_t bad[128];
+    uint8_t *pix = malloc((size_t)B * size * size * 3);
+    if (!pix) {
+        batcher_destroy(&b);
+        return -1;
+    }
+    double secs = bench_seconds();
+    uint64_t t0 = clock_now_ns(), done = 0;
+    uint32_t step = 0;
+    char err[256];
+    while ((clock_now_ns() - t0) / 1e9 < secs) {
+        for (uint32_t j = 0; j < B; j++)
+            idx[j] = (uint32_t)(((size_t)step * B + j) % n);
+        struct batch_job job = { .idx = idx, .count = B, .preset = preset, .train = 1,
+                                 .size = size, .layout = AUGMENT_CHW, .seed = 1, .epoch = step };
+        struct batch_out out = { .pix = pix, .labels = labels, .bad = bad };
+        if (batcher_run(b, &job, &out, err, sizeof err)) {
+            log_error("batcher: %s", err);
+            break;
+        }
+        done += B;
+        step++;
+    }
+    double rate = done / ((clock_now_ns() - t0) / 1e9);
+    free(pix);
+    batcher_destroy(&b);
+    return rate;
+}
+
+static double peer(const char *root, const struct dataset *ds, size_t n, const char *preset,
+                   uint32_t size, const char *tmp)
+{
+    if (access("/usr/bin/python3", X_OK) != 0)
+        return -1;
+    char list[512];
+    snprintf(list, sizeof list, "%s/list.txt", tmp);
+    FILE *f = fopen(list, "w");
+    if (!f)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s/%s\n", dataset_root(ds), dataset_path(ds, i));
+    fclose(f);
+    char cmd[2048], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/bench/peer/loader.py --list %s --preset %s --size %u "
+             "--seconds %.1f 2>/dev/null",
+             root, list, preset, size, bench_seconds());
+    if (run_capture(cmd, out, sizeof out))
+        return -1;
+    return json_num(out, "img_per_s");
+}
+
+static void report(const char *cas, double v, double pv)
+{
+    if (pv > 0)
+        printf("{\"bench\": \"loader\", \"case\": \"%s\", \"metric\": \"img_per_s\", \"value\": "
+               "%.1f, \"unit\": \"img/s\", \"peer\": %.1f, \"ratio\": %.2f}\n",
+               cas, v, pv, v / pv);
+    else
+        printf("{\"bench\": \"loader\", \"case\": \"%s\", \"metric\": \"img_per_s\", \"value\": "
+               "%.1f, \"unit\": \"img/s\"}\n",
+               cas, v);
+    fflush(stdout);
+}
+
+static int one_case(const char *root, const char *data, const char *preset, uint32_t size,
+                    const char *label, const char *tmp)
+{
+    char err[DATASET_ERR_LEN];
+    struct dataset *ds = dataset_open(data, "train", err, sizeof err);
+    if (!ds) {
+        log_error("%s", err);
+        return -1;
+    }
+    size_t n = dataset_count(ds) < 20000 ? dataset_count(ds) : 20000;
+    fprintf(stderr, "bench loader: %s: %zu images from %s\n", label, n, data);
+    double v = measure(ds, preset, size, n);
+    double pv = peer(root, ds, n < 2000 ? n : 2000, preset, size, tmp);
+    report(label, v, pv);
+    dataset_destroy(&ds);
+    return 0;
+}
+
+/* k loader processes feeding one consumer over ipc://; returns the consumer's img/s. */
+static double pipeline(const char *bin, const char *data, int k, const char *tmp)
+{
+    char ep[600], cmd[4096], out[4096];
+    snprintf(ep, sizeof ep, "ipc://%s/tasks-%d.sock", tmp, k);
+    pid_t pids[8];
+    int np = 0;
+    char loader[512];
+    snprintf(loader, sizeof loader, "%s/npid-loader", bin);
+    for (int i = 0; i < k && i < 8; i++) {
+        char *argv[] = { loader, "--data", (char *)data, "--tasks", ep, "--capacity", "2",
+                         "--log-level", "warn", NULL };
+        if (posix_spawn(&pids[np], loader, NULL, NULL, argv, environ) == 0)
+            np++;
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s consume --data %s --bind %s --wait-loaders %d --images 20000 --batch 128 "
+             "--window 8 --timeout-s 120 --log-level warn",
+             loader, data, ep, k);
+    double rate = -1;
+    if (run_capture(cmd, out, sizeof out) == 0)
+        rate = json_num(out, "img_per_s");
+    for (int i = 0; i < np; i++) {
+        kill(pids[i], SIGTERM);
+        waitpid(pids[i], NULL, 0);
+    }
+    return rate;
+}
+
+int main(void)
+{
+    log_init("bench_loader");
+    const char *root = getenv("NPID_ROOT") ? getenv("NPID_ROOT") : ".";
+    const char *bin = getenv("NPID_BIN") ? getenv("NPID_BIN") : "build";
+    char tmp[] = "/tmp/npid-bench-loader.XXXXXX";
+    if (!mkdtemp(tmp)) {
+        log_error("mkdtemp: %s", strerror(errno));
+        return 1;
+    }
+    char cmd[4096], cifar[1024], d96[1200], d224[1200];
+    snprintf(cmd, sizeof cmd, "%s/loader/cifar-cache.sh 2>/dev/null", root);
+    int have_cifar = run_capture(cmd, cifar, sizeof cifar) == 0;
+    if (!have_cifar) {
+        snprintf(cifar, sizeof cifar, "%s/syn32", tmp);
+        snprintf(cmd, sizeof cmd,
+                 "%s/npid-loader synth --out %s --per-class 500 --test-per-class 0 --size 32 "
+                 ">/dev/null", bin, cifar);
+        if (system(cmd) != 0)
+            log_error("synth failed");
+    }
+    snprintf(d96, sizeof d96, "%s/syn128", tmp);
+    snprintf(d224, sizeof d224, "%s/syn384", tmp);
+    snprintf(cmd, sizeof cmd,
+             "%s/npid-loader synth --out %s --per-class 40 --test-per-class 0 --size 128 "
+             "--log-level warn >/dev/null && %s/npid-loader synth --out %s --per-class 10 "
+             "--test-per-class 0 --size 384 --log-level warn >/dev/null",
+             bin, d96, bin, d224);
+    int have_syn = system(cmd) == 0;
+    one_case(root, cifar, "cifar", 32, have_cifar ? "decode+augment/cifar10-jpeg/32px"
+                                                  : "decode+augment/synth/32px", tmp);
+    if (have_syn) {
+        one_case(root, d96, "imagenet", 96, "decode+augment/synth128/96px", tmp);
+        one_case(root, d224, "imagenet", 224, "decode+augment/synth384/224px", tmp);
+    }
+    for (int k = 1; k <= 2; k++) {
+        fprintf(stderr, "bench loader: %d loader process(es) -> consume\n", k);
+        double r = pipeline(bin, cifar, k, tmp);
+        char cas[128];
+        snprintf(cas, sizeof cas, "pipeline/%d-loader%s/32px", k, k > 1 ? "s" : "");
+        report(cas, r, -1);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0)
+        log_warn("could not remove %s", tmp);
+    return 0;
+}

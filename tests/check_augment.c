@@ -1,0 +1,367 @@
+/* Augmentations: the deterministic pieces against plain reference loops (crop + bilinear
+ * resize, grayscale, flip, layout), known-answer colour cases, and the random draws'
+ * distributions over thousands of samples (crop area and aspect, jitter factors and order,
+ * grayscale and flip rates). Exactness against Pillow itself is tests/it_loader_pil.sh. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/augment.h"
+#include "common/rng.h"
+
+static uint8_t *random_image(uint32_t w, uint32_t h, uint64_t seed)
+{
+    uint8_t *p = malloc((size_t)w * h * 3);
+    struct rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < (size_t)w * h * 3; i++)
+        p[i] = (uint8_t)rng_below(&r, 256);
+    return p;
+}
+
+/* Plain reference: Pillow's bilinear resample written as directly as possible (full
+ * coefficient matrices, no windows, no reuse). */
+static void ref_weights(int in, int out, double *wt /* out x in */)
+{
+    double scale = (double)in / out, fscale = scale < 1 ? 1 : scale, support = fscale;
+    for (int o = 0; o < out; o++) {
+        double center = (o + 0.5) * scale, sum = 0;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        if (lo < 0)
+            lo = 0;
+        if (hi > in)
+            hi = in;
+        for (int i = 0; i < in; i++) {
+            double v = 0;
+            if (i >= lo && i < hi) {
+                double x = fabs((i - center + 0.5) / fscale);
+                v = x < 1 ? 1 - x : 0;
+            }
+            wt[(size_t)o * in + i] = v;
+            sum += v;
+        }
+        for (int i = 0; i < in; i++)
+            if (sum != 0)
+                wt[(size_t)o * in + i] /= sum;
+    }
+}
+
+static int fixed(double v)
+{
+    return v < 0 ? (int)(-0.5 + v * (1 << 22)) : (int)(0.5 + v * (1 << 22));
+}
+
+static uint8_t clamp_shift(long v)
+{
+    v >>= 22;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+static void ref_resize(const uint8_t *src, int sw, int x0, int y0, int cw, int ch, uint8_t *dst,
+                       int dw, int dh)
+{
+    double *wx = malloc(sizeof(double) * dw * cw), *wy = malloc(sizeof(double) * dh * ch);
+    uint8_t *tmp = malloc((size_t)dw * ch * 3);
+    ref_weights(cw, dw, wx);
+    ref_weights(ch, dh, wy);
+    int hpass = dw != cw, vpass = dh != ch;
+    for (int y = 0; y < ch; y++)
+        for (int x = 0; x < dw; x++)
+            for (int c = 0; c < 3; c++) {
+                if (!hpass) {
+                    tmp[((size_t)y * dw + x) * 3 + c] = src[((size_t)(y + y0) * sw + x0 + x) * 3 + c];
+                    continue;
+                }
+                long acc = 1 << 21;
+                for (int i = 0; i < cw; i++)
+                    acc += (long)src[((size_t)(y + y0) * sw + x0 + i) * 3 + c] * fixed(wx[(size_t)x * cw + i]);
+                tmp[((size_t)y * dw + x) * 3 + c] = clamp_shift(acc);
+            }
+    for (int y = 0; y < dh; y++)
+        for (int x = 0; x < dw; x++)
+            for (int c = 0; c < 3; c++) {
+                if (!vpass) {
+                    dst[((size_t)y * dw + x) * 3 + c] = tmp[((size_t)y * dw + x) * 3 + c];
+                    continue;
+                }
+                long acc = 1 << 21;
+                for (int i = 0; i < ch; i++)
+                    acc += (long)tmp[((size_t)i * dw + x) * 3 + c] * fixed(wy[(size_t)y * ch + i]);
+                dst[((size_t)y * dw + x) * 3 + c] = clamp_shift(acc);
+            }
+    free(wx);
+    free(wy);
+    free(tmp);
+}
+
+START_TEST(test_resize_matches_reference)
+{
+    struct rng r;
+    rng_seed(&r, 7);
+    struct augment_params p;
+    augment_preset("cifar", 1, 32, AUGMENT_HWC, &p);
+    struct augment *a = augment_new(&p);
+    ck_assert_ptr_nonnull(a);
+    for (int t = 0; t < 300; t++) {
+        uint32_t w = 1 + (uint32_t)rng_below(&r, 90), h = 1 + (uint32_t)rng_below(&r, 90);
+        uint8_t *src = random_image(w, h, (uint64_t)t);
+        uint32_t x = (uint32_t)rng_below(&r, w), y = (uint32_t)rng_below(&r, h);
+        uint32_t cw = 1 + (uint32_t)rng_below(&r, w - x), ch = 1 + (uint32_t)rng_below(&r, h - y);
+        uint32_t dw = 1 + (uint32_t)rng_below(&r, 70), dh = 1 + (uint32_t)rng_below(&r, 70);
+        if (t % 5 == 0)
+            dw = cw; /* vertical-only */
+        if (t % 7 == 0)
+            dh = ch; /* horizontal-only */
+        uint8_t *got = malloc((size_t)dw * dh * 3), *want = malloc((size_t)dw * dh * 3);
+        augment_resize_box(t % 2 ? a : NULL, src, w, h, x, y, cw, ch, got, dw, dh);
+        ref_resize(src, (int)w, (int)x, (int)y, (int)cw, (int)ch, want, (int)dw, (int)dh);
+        ck_assert_msg(memcmp(got, want, (size_t)dw * dh * 3) == 0,
+                      "case %d: %ux%u box %u,%u %ux%u -> %ux%u differs", t, w, h, x, y, cw, ch,
+                      dw, dh);
+        free(got);
+        free(want);
+        free(src);
+    }
+    augment_destroy(&a);
+    ck_assert_ptr_null(a);
+}
+END_TEST
+
+START_TEST(test_grayscale_flip_layout)
+{
+    uint32_t w = 37, h = 11;
+    uint8_t *img = random_image(w, h, 3), *cp = malloc((size_t)w * h * 3);
+    memcpy(cp, img, (size_t)w * h * 3);
+    augment_grayscale(cp, (size_t)w * h);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        const uint8_t *s = img + 3 * i;
+        unsigned l = (s[0] * 19595u + s[1] * 38470u + s[2] * 7471u + 32768u) >> 16;
+        /* and within rounding of the textbook weights */
+        double lf = 0.299 * s[0] + 0.587 * s[1] + 0.114 * s[2];
+        ck_assert_uint_eq(cp[3 * i], l);
+        ck_assert_uint_eq(cp[3 * i + 1], l);
+        ck_assert_uint_eq(cp[3 * i + 2], l);
+        ck_assert(fabs(lf - l) <= 0.51);
+    }
+    memcpy(cp, img, (size_t)w * h * 3);
+    augment_flip(cp, w, h);
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++)
+            ck_assert(memcmp(cp + ((size_t)y * w + x) * 3, img + ((size_t)y * w + (w - 1 - x)) * 3, 3) == 0);
+    augment_flip(cp, w, h);
+    ck_assert(memcmp(cp, img, (size_t)w * h * 3) == 0);
+    uint8_t *chw = malloc((size_t)w * h * 3);
+    augment_hwc_to_chw(img, (size_t)w * h, chw);
+    for (size_t i = 0; i < (size_t)w * h; i++)
+        for (int c = 0; c < 3; c++)
+            ck_assert_uint_eq(chw[(size_t)c * w * h + i], img[3 * i + c]);
+    free(chw);
+    free(cp);
+    free(img);
+}
+END_TEST
+
+START_TEST(test_colour_known_answers)
+{
+    uint8_t px[12] = { 255, 0, 0, 0, 255, 0, 10, 20, 30, 77, 77, 77 };
+    uint8_t t[12];
+    memcpy(t, px, 12);
+    augment_brightness(t, 4, 1.0f);
+    ck_assert(memcmp(t, px, 12) == 0);
+    augment_brightness(t, 4, 2.0f);
+    ck_assert_uint_eq(t[0], 255);
+    ck_assert_uint_eq(t[6], 20);
+    ck_assert_uint_eq(t[8], 60);
+    memcpy(t, px, 12);
+    augment_saturation(t, 4, 0.0f); /* -> greyscale */
+    for (int i = 0; i < 4; i++) {
+        ck_assert_uint_eq(t[3 * i], t[3 * i + 1]);
+        ck_assert_uint_eq(t[3 * i], t[3 * i + 2]);
+    }
+    ck_assert_uint_eq(t[0], 76); /* L of pure red */
+    memcpy(t, px, 12);
+    augment_contrast(t, 4, 0.0f); /* -> the rounded mean luma everywhere */
+    for (int i = 1; i < 12; i++)
+        ck_assert_uint_eq(t[i], t[0]);
+    memcpy(t, px, 12);
+    augment_hue(t, 4, 1.0f / 3.0f); /* red -> green, green -> blue, grey unchanged */
+    ck_assert(t[0] == 0 && t[1] == 255 && t[2] == 0);
+    ck_assert(t[3] == 0 && t[4] == 0 && t[5] == 255);
+    ck_assert(t[9] == 77 && t[10] == 77 && t[11] == 77);
+}
+END_TEST
+
+START_TEST(test_crop_distribution)
+{
+    struct augment_params p;
+    augment_preset("cifar", 1, 32, AUGMENT_HWC, &p);
+    const uint32_t W = 300, H = 300;
+    const int N = 40000;
+    int low = 0, fallback = 0, area_bins[3] = { 0 }, ratio_bins[4] = { 0 };
+    double lr0 = log(3.0 / 4.0), lr1 = log(4.0 / 3.0);
+    for (int i = 0; i < N; i++) {
+        struct rng r = rng_derive(11, 0, (uint64_t)i);
+        struct augment_draw d;
+        augment_crop_params(&p, &r, W, H, &d);
+        ck_assert(d.crop_w >= 1 && d.crop_h >= 1);
+        ck_assert(d.crop_x + d.crop_w <= W && d.crop_y + d.crop_h <= H);
+        fallback += d.fallback;
+        double area = (double)d.crop_w * d.crop_h / (W * H);
+        ck_assert(area >= 0.19 && area <= 1.0);
+        /* below 0.45 no draw can be rejected, so area | area < 0.45 is uniform on [0.2, 0.45]
+         * and the log aspect ratio is uniform on [log 3/4, log 4/3] */
+        if (area < 0.44 && area > 0.21) {
+            low++;
+            area_bins[(int)((area - 0.21) / (0.23 / 3.0)) % 3]++;
+            double lr = log((double)d.crop_w / d.crop_h);
+            int b = (int)((lr - lr0) / ((lr1 - lr0) / 4.0));
+            ratio_bins[b < 0 ? 0 : b > 3 ? 3 : b]++;
+        }
+    }
+    ck_assert_msg(fallback < N / 1000, "fallback used %d times", fallback);
+    for (int b = 0; b < 3; b++)
+        ck_assert_msg(fabs(area_bins[b] - low / 3.0) < 0.06 * low / 3.0, "area bin %d: %d of %d",
+                      b, area_bins[b], low);
+    for (int b = 0; b < 4; b++)
+        ck_assert_msg(fabs(ratio_bins[b] - low / 4.0) < 0.08 * low / 4.0, "ratio bin %d: %d of %d",
+                      b, ratio_bins[b], low);
+    /* the share of draws below 0.44: P(accepted first try and s < 0.44) dominates: >= 0.29 */
+    ck_assert(low > N * 0.27 && low < N * 0.40);
+    /* a very wide image falls back to a centre crop of ratio 4/3 often enough to observe */
+    int fb = 0;
+    for (int i = 0; i < 2000; i++) {
+        struct rng r = rng_derive(12, 0, (uint64_t)i);
+        struct augment_draw d;
+        augment_crop_params(&p, &r, 400, 10, &d);
+        ck_assert(d.crop_x + d.crop_w <= 400 && d.crop_y + d.crop_h <= 10);
+        if (d.fallback) {
+            fb++;
+            ck_assert_uint_eq(d.crop_h, 10);
+            ck_assert_uint_eq(d.crop_w, 13);
+            ck_assert_uint_eq(d.crop_x, (400 - 13) / 2);
+        }
+    }
+    ck_assert(fb > 0);
+}
+END_TEST
+
+START_TEST(test_jitter_gray_flip_distribution)
+{
+    struct augment_params p;
+    augment_preset("imagenet", 1, 24, AUGMENT_CHW, &p);
+    struct augment *a = augment_new(&p);
+    uint8_t *src = random_image(40, 30, 5), out[24 * 24 * 3];
+    const int N = 24000;
+    double sum[4] = { 0 }, sq[4] = { 0 }, mn[4] = { 9, 9, 9, 9 }, mx[4] = { -9, -9, -9, -9 };
+    int gray = 0, flip = 0, perms[24] = { 0 };
+    for (int i = 0; i < N; i++) {
+        struct augment_draw d;
+        augment_apply_seeded(a, src, 40, 30, 99, 3, (uint64_t)i, out, &d);
+        double v[4] = { d.brightness, d.contrast, d.saturation, d.hue };
+        for (int k = 0; k < 4; k++) {
+            sum[k] += v[k];
+            sq[k] += v[k] * v[k];
+            mn[k] = fmin(mn[k], v[k]);
+            mx[k] = fmax(mx[k], v[k]);
+        }
+        gray += d.gray;
+        flip += d.flip;
+        /* rank the permutation */
+        int code = 0, used[4] = { 0 };
+        for (int k = 0; k < 4; k++) {
+            int rank = 0;
+            for (int m = 0; m < d.order[k]; m++)
+                rank += !used[m];
+            used[d.order[k]] = 1;
+            code = code * (4 - k) + rank;
+        }
+        ck_assert(code >= 0 && code < 24);
+        perms[code]++;
+    }
+    for (int k = 0; k < 4; k++) {
+        double centre = k == 3 ? 0 : 1, half = 0.4;
+        double mean = sum[k] / N, var = sq[k] / N - mean * mean;
+        ck_assert_msg(fabs(mean - centre) < 0.01, "factor %d mean %f", k, mean);
+        ck_assert_msg(fabs(var - (2 * half) * (2 * half) / 12) < 0.003, "factor %d var %f", k, var);
+        ck_assert(mn[k] >= centre - half && mx[k] <= centre + half);
+        ck_assert(mn[k] < centre - half + 0.01 && mx[k] > centre + half - 0.01);
+    }
+    ck_assert_msg(fabs(gray / (double)N - 0.2) < 0.012, "gray rate %f", gray / (double)N);
+    ck_assert_msg(fabs(flip / (double)N - 0.5) < 0.015, "flip rate %f", flip / (double)N);
+    for (int c = 0; c < 24; c++)
+        ck_assert_msg(abs(perms[c] - N / 24) < N / 24 * 15 / 100, "permutation %d: %d", c, perms[c]);
+    free(src);
+    augment_destroy(&a);
+}
+END_TEST
+
+START_TEST(test_determinism_and_presets)
+{
+    struct augment_params p;
+    ck_assert_int_eq(augment_preset("cifar", 1, 0, AUGMENT_CHW, &p), 0);
+    ck_assert_uint_eq(p.size, 32);
+    ck_assert_int_eq(p.flip, 0);
+    ck_assert_int_eq(augment_preset("nope", 1, 0, AUGMENT_CHW, &p), -1);
+    augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
+    struct augment *a = augment_new(&p), *b = augment_new(&p);
+    uint8_t *src = random_image(32, 32, 8), o1[3072], o2[3072], o3[3072];
+    augment_apply_seeded(a, src, 32, 32, 5, 1, 17, o1, NULL);
+    augment_apply_seeded(b, src, 32, 32, 5, 1, 17, o2, NULL);
+    augment_apply_seeded(a, src, 32, 32, 5, 1, 18, o3, NULL);
+    ck_assert(memcmp(o1, o2, sizeof o1) == 0);
+    ck_assert(memcmp(o1, o3, sizeof o1) != 0);
+    augment_apply_seeded(a, src, 32, 32, 5, 2, 17, o3, NULL);
+    ck_assert(memcmp(o1, o3, sizeof o1) != 0);
+    augment_destroy(&a);
+    augment_destroy(&b);
+    /* cifar test transform: identity on 32x32 (CHW layout) */
+    augment_preset("cifar", 0, 32, AUGMENT_CHW, &p);
+    a = augment_new(&p);
+    augment_apply(a, src, 32, 32, NULL, o1, NULL);
+    for (size_t i = 0; i < 1024; i++)
+        for (int c = 0; c < 3; c++)
+            ck_assert_uint_eq(o1[c * 1024 + i], src[3 * i + c]);
+    augment_destroy(&a);
+    /* imagenet test transform: resize shorter side to 256/224*S, centre crop S */
+    augment_preset("imagenet", 0, 56, AUGMENT_HWC, &p);
+    ck_assert_uint_eq(p.test_resize, 64);
+    a = augment_new(&p);
+    uint8_t *big = random_image(100, 80, 9), *o = malloc(56 * 56 * 3);
+    struct augment_draw d;
+    augment_apply(a, big, 100, 80, NULL, o, &d);
+    ck_assert_uint_eq(d.crop_w, 56);
+    ck_assert_uint_eq(d.crop_x, 12); /* resized to 80x64: (80-56)/2 */
+    ck_assert_uint_eq(d.crop_y, 4);
+    free(o);
+    free(big);
+    augment_destroy(&a);
+    /* bad params are refused */
+    augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
+    p.scale_min = 0;
+    ck_assert_ptr_null(augment_new(&p));
+    char err[128];
+    ck_assert_int_eq(augment_params_check(&p, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "scale"));
+    free(src);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("augment");
+    TCase *tc = tcase_create("augment");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_resize_matches_reference);
+    tcase_add_test(tc, test_grayscale_flip_layout);
+    tcase_add_test(tc, test_colour_known_answers);
+    tcase_add_test(tc, test_crop_distribution);
+    tcase_add_test(tc, test_jitter_gray_flip_distribution);
+    tcase_add_test(tc, test_determinism_and_presets);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
