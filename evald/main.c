@@ -405,8 +405,9 @@ static int cmd_attach(struct evald *ev)
         msg_close(&sub);
         return EXIT_FAIL;
     }
-    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "checkpoint", 10);
-    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "end", 3);
+    /* every topic, so that a gap in seq means events were really lost; only "checkpoint"
+     * and "end" are acted on */
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
     struct pending p = { 0 };
     uint64_t last_seq = 0, skipped = 0, malformed = 0, failed = 0;
     if (o.checkpoint) {
@@ -428,7 +429,7 @@ static int cmd_attach(struct evald *ev)
             break;
         if (p.set) {
             p.set = 0;
-            if (evald_eval(ev, p.path) != 0) {
+            if (evald_eval(ev, p.path) != 0 && !sig_stop) {
                 failed++;
                 log_error("evaluation of %s failed; still attached", p.path);
             }
