@@ -127,8 +127,8 @@ static uint32_t be32(const unsigned char *p)
 }
 static uint64_t be64(const unsigned char *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
 
-/* One value's header: hlen bytes of header (scalar values included), then plen payload bytes
- * (str/bin/ext), or count child values (array: n, map: 2n). */
+/* One value's header: hlen bytes of header (scalar values and the ext type byte included),
+ * then plen payload bytes (str/bin/ext), or count child values (array: n, map: 2n). */
 struct mp_hdr {
     enum mp_type type;
     size_t hlen;
@@ -243,7 +243,7 @@ int mp_validate(const void *buf, size_t len, int max_depth, const char **why)
             }
             left[++level] = h.count;
         } else {
-            uint64_t need = h.plen + (h.type == MP_EXT ? 1 : 0); /* ext: type byte */
+            uint64_t need = h.plen;
             if (need > rest) {
                 *why = h.type == MP_STR ? "str length exceeds the bytes that remain"
                      : h.type == MP_BIN ? "bin length exceeds the bytes that remain"
@@ -276,7 +276,7 @@ static const char *mp_skip(const char *p)
         if (h.type == MP_ARRAY || h.type == MP_MAP)
             pending += h.count;
         else
-            p += h.plen + (h.type == MP_EXT ? 1 : 0);
+            p += h.plen;
     }
     return p;
 }
@@ -334,8 +334,8 @@ void mp_obj_decode(const char *p, struct mp_obj *o)
         o->len = (size_t)h.plen;
         break;
     case MP_EXT:
-        o->ext_type = (int8_t)u[h.hlen];
-        o->ptr = p + h.hlen + 1;
+        o->ext_type = (int8_t)u[h.hlen - 1];
+        o->ptr = p + h.hlen;
         o->len = (size_t)h.plen;
         break;
     case MP_ARRAY:
