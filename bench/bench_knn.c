@@ -4,9 +4,19 @@
  * threads, and NumPy) runs on the same data in the same invocation when /usr/bin/python3 has
  * the packages; one JSON line per figure on stdout.
  *
- * Environment: NPID_BENCH_KNN_NQ / _N override the sizes; NPID_BENCH_PEER=0 skips the peer. */
+ * Second figure: evald's test-set feature throughput per network preset (JPEG decode, test
+ * transform, eval-mode forward in batches of 100; evald/features.h) on a synthetic 32x32
+ * dataset made with `npid-loader synth`, an untrained network of each preset. There is no
+ * peer for this whole path; bench_train_step reports the bare eval forward against PyTorch.
+ *
+ * Environment: NPID_BENCH_KNN_NQ / _N override the sizes; NPID_BENCH_PEER=0 skips the peer;
+ * NPID_BENCH_FEAT=0 skips the feature figure. */
+#include "common/blas.h"
+#include "common/ckpt.h"
 #include "common/clock.h"
+#include "common/dataset.h"
 #include "common/rng.h"
+#include "evald/features.h"
 #include "evald/knn.h"
 
 #include <math.h>
@@ -86,19 +96,67 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Test-set features per preset through evald's path; prints one JSON line per preset. */
+static void bench_features(void)
+{
+    const char *bin = getenv("NPID_BIN");
+    char dir[] = "/tmp/npid-bench-feat-XXXXXX", cmd[1024], err[1024], path[600];
+    if (!bin || !mkdtemp(dir))
+        return;
+    snprintf(cmd, sizeof cmd, "%s/npid-loader synth --out %s/data --per-class 1 --test-per-class 50 "
+             ">/dev/null 2>&1", bin, dir);
+    snprintf(path, sizeof path, "%s/data", dir);
+    struct dataset *ds = NULL;
+    if (system(cmd) != 0 || !(ds = dataset_open(path, "test", err, sizeof err))) {
+        fprintf(stderr, "bench_knn: no synthetic dataset (npid-loader synth): feature figure skipped\n");
+        goto out;
+    }
+    const char *models[] = { "resnet18", "resnet18-half", "resnet20" };
+    const size_t counts[] = { 300, 500, 500 };
+    for (size_t mi = 0; mi < 3; mi++) {
+        struct net_config nc = { models[mi], 128, 32, 32, 1, 1 };
+        struct net *n = net_new(&nc);
+        if (!n)
+            continue;
+        char config[256];
+        snprintf(config, sizeof config, "{\"model\":\"%s\",\"low-dim\":128,\"size\":32,\"aug\":\"cifar\"}",
+                 models[mi]);
+        struct ckpt c = { 0 };
+        c.config = config;
+        c.bank_path = "";
+        c.n_params = net_param_count(n);
+        c.params = net_params(n);
+        c.n_buffers = net_buffer_count(n);
+        c.buffers = net_buffers(n);
+        snprintf(path, sizeof path, "%s/%s.ckpt", dir, models[mi]);
+        int rc = ckpt_save(path, &c);
+        net_destroy(&n);
+        struct feat_model m;
+        if (rc != 0 || feat_model_init(&m, path, 100, err, sizeof err) != 0)
+            continue;
+        size_t cnt = counts[mi] < dataset_count(ds) ? counts[mi] : dataset_count(ds);
+        float *f = malloc(cnt * 128 * sizeof *f);
+        feat_dataset(&m, ds, 0, 100, f); /* warm-up */
+        double t0 = clock_seconds();
+        if (f && feat_dataset(&m, ds, 0, cnt, f) == 0) {
+            double ips = (double)cnt / (clock_seconds() - t0);
+            printf("{\"bench\": \"evald_features\", \"case\": \"%s/b100/32px\", \"metric\": "
+                   "\"img_per_s\", \"value\": %.1f, \"unit\": \"img/s\"}\n", models[mi], ips);
+            fflush(stdout);
+        }
+        free(f);
+        feat_model_deinit(&m);
+    }
+out:
+    dataset_destroy(&ds);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_knn: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    /* OpenBLAS reads the core type when it loads: re-execute with it set (see architecture) */
-    if (!getenv("OPENBLAS_CORETYPE")) {
-        __builtin_cpu_init();
-        const char *ct = __builtin_cpu_supports("avx512f") ? "SkylakeX"
-                         : __builtin_cpu_supports("avx2") ? "Haswell" : NULL;
-        if (ct) {
-            setenv("OPENBLAS_CORETYPE", ct, 1);
-            execv("/proc/self/exe", argv);
-        }
-    }
+    blas_setup(argc, argv); /* AVX-512/AVX2 kernel unless OPENBLAS_CORETYPE is set */
     const size_t nq = env_size("NPID_BENCH_KNN_NQ", 10000), n = env_size("NPID_BENCH_KNN_N", 50000);
     const size_t d = 128, k = 200, nclass = 10;
     const double sigma = 0.1;
@@ -186,5 +244,8 @@ int main(int argc, char **argv)
                "\"unit\": \"s\", \"top1\": %.4f}\n", cs, ours, top1);
     fflush(stdout);
     free(q), free(bank), free(centres), free(ql), free(bl);
+    const char *fe = getenv("NPID_BENCH_FEAT");
+    if (!fe || strcmp(fe, "0") != 0)
+        bench_features();
     return 0;
 }
