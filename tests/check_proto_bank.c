@@ -1,0 +1,354 @@
+/* Unit tests for common/proto_bank: a round trip for every request and reply, exact reply
+ * sizing, and the error each kind of malformed request gets. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/proto_bank.h"
+
+struct buf {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+};
+
+static void buf_init(struct buf *b)
+{
+    msgpack_sbuffer_init(&b->sb);
+    msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
+}
+
+static const struct bank_hdr hdr = { BANK_OP_NONE, "client-7", 8, 123456789012ull, 1 };
+
+static void check_hdr(const struct bank_req *q, enum bank_op op)
+{
+    ck_assert_int_eq(q->h.op, op);
+    ck_assert_uint_eq(q->h.cid_len, 8);
+    ck_assert(!memcmp(q->h.cid, "client-7", 8));
+    ck_assert(q->h.has_seq && q->h.seq == 123456789012ull);
+}
+
+/* Encodes with enc_rc already done into b, decodes into q. */
+static void decode_ok(struct buf *b, struct bank_req *q)
+{
+    struct bank_err e;
+    int rc = proto_bank_decode_req(b->sb.data, b->sb.size, q, &e);
+    ck_assert_msg(rc == 0, "decode failed: %s %s", e.code, e.msg);
+}
+
+START_TEST(test_requests_roundtrip)
+{
+    struct buf b;
+    struct bank_req q;
+    buf_init(&b);
+
+    struct bank_init_req in = { 50000, 128, 42, "run-a", 5, "abc123", 6, BANK_INIT_UNIT };
+    ck_assert_int_eq(proto_bank_encode_init_req(&b.pk, &hdr, &in), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_INIT);
+    ck_assert(q.u.init.rows == 50000 && q.u.init.dim == 128 && q.u.init.seed == 42);
+    ck_assert(q.u.init.run_len == 5 && !memcmp(q.u.init.run, "run-a", 5));
+    ck_assert(q.u.init.manifest_len == 6 && !memcmp(q.u.init.manifest, "abc123", 6));
+    ck_assert_int_eq(q.u.init.mode, BANK_INIT_UNIT);
+    msgpack_sbuffer_clear(&b.sb);
+    struct bank_init_req in2 = { 10, 4, 0, NULL, 0, NULL, 0, BANK_INIT_UNIFORM };
+    ck_assert_int_eq(proto_bank_encode_init_req(&b.pk, &hdr, &in2), 0);
+    decode_ok(&b, &q);
+    ck_assert_ptr_null(q.u.init.manifest);
+    ck_assert_int_eq(q.u.init.mode, BANK_INIT_UNIFORM);
+
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_info_req(&b.pk, &hdr), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_INFO);
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_snapshot_req(&b.pk, &hdr), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_SNAPSHOT);
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_stats_req(&b.pk, &hdr), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_STATS);
+
+    uint32_t pos[3] = { 1, 70000, 4 };
+    struct bank_sample_req sr = { 4096, pos, 3, 1 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_sample_req(&b.pk, &hdr, &sr), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_SAMPLE);
+    ck_assert(q.u.sample.k == 4096 && q.u.sample.npos == 3 && q.u.sample.exclude_pos == 1);
+    ck_assert_uint_eq(proto_bank_u32(q.u.sample.pos, 1), 70000);
+
+    float feat[6] = { 1, 2, 3, 4, 5, -6 };
+    uint32_t idx[2] = { 9, 8 };
+    struct bank_update_req ur = { idx, 2, feat, 6, 0.5 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_update_req(&b.pk, &hdr, &ur), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_UPDATE);
+    ck_assert(q.u.update.nidx == 2 && q.u.update.nfeat == 6 && q.u.update.momentum == 0.5);
+    ck_assert(proto_bank_u32(q.u.update.idx, 1) == 8 && proto_bank_f32(q.u.update.feat, 5) == -6);
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_set_req(&b.pk, &hdr, &ur), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_SET);
+    ck_assert(q.u.update.nidx == 2 && q.u.update.nfeat == 6);
+
+    struct bank_get_req gr = { 1000, 2048 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_get_req(&b.pk, &hdr, &gr), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_GET);
+    ck_assert(q.u.get.start == 1000 && q.u.get.count == 2048);
+
+    /* no cid, no seq */
+    struct bank_hdr bare = { BANK_OP_NONE, NULL, 0, 0, 0 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_info_req(&b.pk, &bare), 0);
+    decode_ok(&b, &q);
+    ck_assert(q.h.cid == NULL && !q.h.has_seq);
+    msgpack_sbuffer_destroy(&b.sb);
+}
+END_TEST
+
+static void decode_rep_ok(struct buf *b, enum bank_op op, union bank_rep_u *r)
+{
+    struct bank_err e;
+    int rc = proto_bank_decode_rep(b->sb.data, b->sb.size, op, r, &e);
+    ck_assert_msg(rc == 0, "decode failed: %s %s", e.code, e.msg);
+}
+
+START_TEST(test_replies_roundtrip)
+{
+    struct buf b;
+    union bank_rep_u r;
+    struct bank_err e;
+    struct bank_rep_hdr rh = { 77, 1 };
+    buf_init(&b);
+
+    struct bank_init_rep ir = { 50000, 128, 9, 1 };
+    ck_assert_int_eq(proto_bank_encode_init_rep(&b.pk, &rh, &ir), 0);
+    decode_rep_ok(&b, BANK_OP_INIT, &r);
+    ck_assert(r.init.rows == 50000 && r.init.dim == 128 && r.init.step == 9 && r.init.created);
+
+    struct bank_info_rep nr = { 5, 3, 2, "run", 3, NULL, 0 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_info_rep(&b.pk, &rh, &nr), 0);
+    decode_rep_ok(&b, BANK_OP_INFO, &r);
+    ck_assert(r.info.rows == 5 && r.info.dim == 3 && r.info.step == 2 && r.info.run_len == 3);
+    ck_assert_ptr_null(r.info.manifest);
+
+    struct bank_step_rep st = { 31 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_step_rep(&b.pk, &rh, &st), 0);
+    decode_rep_ok(&b, BANK_OP_UPDATE, &r);
+    ck_assert(r.step.step == 31);
+
+    struct bank_snapshot_rep sn = { "/x/bank.snap", 12, 31 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_snapshot_rep(&b.pk, &rh, &sn), 0);
+    decode_rep_ok(&b, BANK_OP_SNAPSHOT, &r);
+    ck_assert(r.snapshot.step == 31 && r.snapshot.path_len == 12);
+
+    struct bank_stats_rep sr;
+    memset(&sr, 0, sizeof sr);
+    sr.rows = 10;
+    sr.dim = 2;
+    sr.norm_min = 0.5;
+    sr.norm_max = 1;
+    sr.stale_mean = 2.5;
+    for (int i = 0; i < BANK_STALE_BUCKETS; i++)
+        sr.stale_hist[i] = (uint64_t)i * 3;
+    sr.cache_hits = 4;
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_stats_rep(&b.pk, &rh, &sr), 0);
+    decode_rep_ok(&b, BANK_OP_STATS, &r);
+    ck_assert(r.stats.rows == 10 && r.stats.norm_min == 0.5 && r.stats.stale_mean == 2.5);
+    ck_assert(r.stats.stale_hist[BANK_STALE_BUCKETS - 1] == 3 * (BANK_STALE_BUCKETS - 1));
+    ck_assert(r.stats.cache_hits == 4);
+
+    struct bank_err er;
+    bank_err_set(&er, BANK_EMISMATCH, "shape %d", 3);
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_err_rep(&b.pk, &rh, &er), 0);
+    ck_assert_int_eq(proto_bank_decode_rep(b.sb.data, b.sb.size, BANK_OP_INIT, &r, &e), -1);
+    ck_assert_str_eq(e.code, "EMISMATCH");
+    ck_assert_str_eq(e.msg, "shape 3");
+    msgpack_sbuffer_destroy(&b.sb);
+
+    /* sample and get: built in place in an exactly sized buffer */
+    size_t k = 5, npos = 2, dim = 3;
+    struct bank_rep_hdr hs[2] = { { 0, 0 }, { 1ull << 40, 1 } };
+    for (int h = 0; h < 2; h++) {
+        size_t size = proto_bank_sample_rep_size(&hs[h], 300, k, npos, dim);
+        char *mem = malloc(size + 1);
+        struct mp_fixbuf fb;
+        void *ni, *nv, *pv;
+        mp_fixbuf_init(&fb, mem, size);
+        ck_assert_int_eq(proto_bank_encode_sample_rep(&fb, &hs[h], 300, k, npos, dim, &ni, &nv, &pv), 0);
+        ck_assert_uint_eq(fb.len, size);
+        for (uint32_t i = 0; i < k; i++)
+            memcpy((char *)ni + 4 * i, &i, 4);
+        for (size_t i = 0; i < k * dim; i++) {
+            float x = (float)i;
+            memcpy((char *)nv + 4 * i, &x, 4);
+        }
+        for (size_t i = 0; i < npos * dim; i++) {
+            float x = -(float)i;
+            memcpy((char *)pv + 4 * i, &x, 4);
+        }
+        ck_assert_int_eq(proto_bank_decode_rep(mem, size, BANK_OP_SAMPLE, &r, &e), 0);
+        ck_assert(r.sample.step == 300 && r.sample.k == k && r.sample.nneg == k * dim &&
+                  r.sample.npos == npos * dim);
+        ck_assert(proto_bank_u32(r.sample.neg_idx, 4) == 4);
+        ck_assert(proto_bank_f32(r.sample.neg, 14) == 14);
+        ck_assert(proto_bank_f32(r.sample.pos, 5) == -5);
+        /* one byte short does not fit */
+        mp_fixbuf_init(&fb, mem, size - 1);
+        ck_assert_int_eq(proto_bank_encode_sample_rep(&fb, &hs[h], 300, k, npos, dim, &ni, &nv, &pv), -1);
+
+        size_t gsize = proto_bank_get_rep_size(&hs[h], 1u << 20, 6);
+        ck_assert_uint_le(gsize, size + 1);
+        mp_fixbuf_init(&fb, mem, gsize);
+        void *rows;
+        ck_assert_int_eq(proto_bank_encode_get_rep(&fb, &hs[h], 1u << 20, 6, &rows), 0);
+        ck_assert_uint_eq(fb.len, gsize);
+        memset(rows, 0, 24);
+        ck_assert_int_eq(proto_bank_decode_rep(mem, gsize, BANK_OP_GET, &r, &e), 0);
+        ck_assert(r.get.start == 1u << 20 && r.get.nrows_f == 6);
+        free(mem);
+    }
+}
+END_TEST
+
+/* A map built from raw key/value fragments: n pairs, bytes already msgpack. */
+static size_t raw_map(unsigned char *out, int n, const char *frag, size_t frag_len)
+{
+    out[0] = (unsigned char)(0x80 | n);
+    memcpy(out + 1, frag, frag_len);
+    return 1 + frag_len;
+}
+
+/* Expects the frame to be refused with code; checks the seq was recovered when present. */
+static void expect_err(const void *buf, size_t len, const char *code, int want_seq)
+{
+    struct bank_req q;
+    struct bank_err e;
+    ck_assert_int_eq(proto_bank_decode_req(buf, len, &q, &e), -1);
+    ck_assert_msg(!strcmp(e.code, code), "want %s, got %s (%s)", code, e.code, e.msg);
+    ck_assert(e.msg[0]);
+    if (want_seq)
+        ck_assert(q.h.has_seq && q.h.seq == 5);
+}
+
+#define RAW(out, n, lit) raw_map(out, n, lit, sizeof(lit) - 1)
+#define KV_V1 "\xa1v\x01"
+#define KV_SEQ "\xa3seq\x05"
+
+START_TEST(test_malformed_requests)
+{
+    unsigned char m[256];
+    size_t n;
+    /* 1 empty */
+    expect_err("", 0, BANK_EPROTO, 0);
+    /* 2 not a map */
+    expect_err("\x93\x01\x02\x03", 4, BANK_EPROTO, 0);
+    /* 3 0xc1 */
+    expect_err("\x81\xa1v\xc1", 4, BANK_EPROTO, 0);
+    /* 4 truncated */
+    n = RAW(m, 3, KV_V1 KV_SEQ "\xa2op\xa4info");
+    expect_err(m, n - 2, BANK_EPROTO, 0);
+    /* 5 trailing bytes */
+    m[n] = 0;
+    expect_err(m, n + 1, BANK_EPROTO, 0);
+    /* 6 huge map count */
+    expect_err("\xdf\xff\xff\xff\xff\xa1v\x01", 8, BANK_EPROTO, 0);
+    /* 7 huge bin length */
+    n = RAW(m, 3, KV_V1 "\xa2op\xa3get" "\xa3pos\xc6\xff\xff\xff\xff");
+    expect_err(m, n, BANK_EPROTO, 0);
+    /* 8 missing v */
+    n = RAW(m, 2, KV_SEQ "\xa2op\xa4info");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 9 wrong version */
+    n = RAW(m, 3, "\xa1v\x02" KV_SEQ "\xa2op\xa4info");
+    expect_err(m, n, BANK_EVERSION, 1);
+    /* 10 v of the wrong type */
+    n = RAW(m, 3, "\xa1v\xa1" "1" KV_SEQ "\xa2op\xa4info");
+    expect_err(m, n, BANK_EVERSION, 1);
+    /* 11 unknown op */
+    n = RAW(m, 3, KV_V1 KV_SEQ "\xa2op\xa4zzzz");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 12 op not a string */
+    n = RAW(m, 3, KV_V1 KV_SEQ "\xa2op\x07");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 13 seq of the wrong type */
+    n = RAW(m, 3, KV_V1 "\xa3seq\xa1x" "\xa2op\xa4info");
+    expect_err(m, n, BANK_EPROTO, 0);
+    /* 14 sample without k */
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 15 sample with k as a string */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00" "\xa1k\xa1" "9");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 16 pos bin not a multiple of 4 */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x03\x01\x02\x03" "\xa1k\x10");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 17 k = 0 */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00" "\xa1k\x00");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 18 update: momentum out of range */
+    n = RAW(m, 6, KV_V1 KV_SEQ "\xa2op\xa6update" "\xa3idx\xc4\x00" "\xa4" "feat\xc4\x00"
+                "\xa8momentum\x02");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 19 update: idx as an array instead of bin */
+    n = RAW(m, 6, KV_V1 KV_SEQ "\xa2op\xa6update" "\xa3idx\x91\x01" "\xa4" "feat\xc4\x00"
+                "\xa8momentum\x00");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 20 init: dim 0 */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa4init" "\xa4rows\x0a" "\xa3" "dim\x00");
+    expect_err(m, n, BANK_ERANGE, 1);
+    /* 21 deep nesting inside an ignored key */
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa4info" "\xa1x"
+                "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0");
+    expect_err(m, n, BANK_EPROTO, 0);
+    /* unknown keys are ignored */
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa4info" "\xa5" "extra\x91\xc0");
+    struct bank_req q;
+    struct bank_err e;
+    ck_assert_int_eq(proto_bank_decode_req(m, n, &q, &e), 0);
+    ck_assert_int_eq(q.h.op, BANK_OP_INFO);
+}
+END_TEST
+
+START_TEST(test_malformed_replies)
+{
+    union bank_rep_u r;
+    struct bank_err e;
+    ck_assert_int_eq(proto_bank_decode_rep("\x82\xa1v\x01\xa2ok\xc3", 8, BANK_OP_UPDATE, &r, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EPROTO); /* step missing */
+    ck_assert_int_eq(proto_bank_decode_rep("\x82\xa1v\x02\xa2ok\xc3", 8, BANK_OP_INFO, &r, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EVERSION);
+    ck_assert_int_eq(proto_bank_decode_rep("\x82\xa1v\x01\xa2ok\xc3\x00", 9, BANK_OP_INFO, &r, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EPROTO);
+    ck_assert_int_eq(proto_bank_decode_rep("\x82\xa1v\x01\xa2ok\xc2", 8, BANK_OP_INFO, &r, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EPROTO); /* error without err */
+    ck_assert_str_eq(proto_bank_op_name(BANK_OP_SET), "set");
+    ck_assert_ptr_null(proto_bank_op_name(BANK_OP_NONE));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("proto_bank");
+    TCase *tc = tcase_create("codec");
+    tcase_add_test(tc, test_requests_roundtrip);
+    tcase_add_test(tc, test_replies_roundtrip);
+    tcase_add_test(tc, test_malformed_requests);
+    tcase_add_test(tc, test_malformed_replies);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
