@@ -698,7 +698,8 @@ static int cmd_embed(struct evald *ev)
             uint32_t lab = dataset_label(ds, s + i);
             if (export_row(ex, s + i, f + i * d, lab, dataset_class_name(ds, lab),
                            dataset_path(ds, s + i)) != 0) {
-                log_error("embed: writing %s: %s", o.out, strerror(errno));
+                log_error("embed: row %zu to %s: %s", s + i, o.out,
+                          errno == EINVAL ? "non-finite value (JSON cannot carry it)" : strerror(errno));
                 goto out;
             }
         }
