@@ -634,6 +634,9 @@ static void check_liveness(struct taskq *tq)
 
 int taskq_service(struct taskq *tq)
 {
+    /* the last delivered batch is invalidated by this call (taskq.h): its slot returns to
+       the window before issuing */
+    release_cur(tq);
     if (tq->fatal)
         return -1;
     if (drain(tq))

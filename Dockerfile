@@ -1,0 +1,17 @@
+# One image for every npid service (bankd, trainer, loader, evald). Debian 12, as CI.
+FROM debian:12
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        build-essential pkg-config ca-certificates \
+        libzmq3-dev libmsgpack-dev libopenblas-dev libjpeg62-turbo-dev check \
+        python3 python3-zmq python3-msgpack python3-numpy gnuplot-nox procps \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . /src
+# ARCH= builds for any x86-64 host (the image may run elsewhere than where it was built);
+# pass --build-arg ARCH=-march=native for the build host's own CPU.
+ARG ARCH=-march=x86-64-v2
+RUN make clean && make -j"$(nproc)" ARCH="$ARCH" && make install PREFIX=/usr/local \
+    && install -m 755 scripts/npid scripts/npid-plot /usr/local/bin/
+WORKDIR /run/npid
+CMD ["npid-trainer", "--help"]

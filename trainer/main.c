@@ -1,0 +1,30 @@
+/* npid-trainer: trains the encoder. See trainer/train.h and docs/architecture.md. */
+#include "common/blas.h"
+#include "common/log.h"
+#include "common/sig.h"
+#include "trainer/config.h"
+#include "trainer/train.h"
+
+int main(int argc, char **argv)
+{
+    log_init("npid-trainer");
+    blas_setup(argc, argv); /* may re-execute the process: before argv is parsed */
+    struct trainer_cfg cfg;
+    int rc = trainer_cfg_parse(&cfg, argc, argv);
+    if (rc == CFG_HELP)
+        return EXIT_OK;
+    if (rc != CFG_OK)
+        return EXIT_USAGE;
+    if (cfg.threads > 0)
+        blas_set_threads(cfg.threads);
+    if (sig_install() != 0)
+        npid_fatal("cannot install signal handlers");
+    trainer_cfg_log();
+    log_info("BLAS kernel: %s", blas_corename());
+    struct trainer *t = trainer_new(&cfg);
+    if (!t)
+        return EXIT_FAIL;
+    rc = trainer_run(t);
+    trainer_destroy(&t);
+    return rc;
+}

@@ -1,0 +1,894 @@
+/* The training run: see train.h. */
+#include "trainer/train.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/augment.h"
+#include "common/bankc.h"
+#include "common/ckpt.h"
+#include "common/clock.h"
+#include "common/dataset.h"
+#include "common/durable.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/nn/net.h"
+#include "common/nn/sgd.h"
+#include "common/rng.h"
+#include "common/sha256.h"
+#include "common/sig.h"
+#include "common/taskq.h"
+#include "trainer/objective.h"
+#include "trainer/plan.h"
+
+enum draw_mode { DRAW_SHARED = 0, DRAW_SOFTMAX = 1 };
+
+/* Per-stage time accumulated over a metrics window, seconds. */
+struct stage_times {
+    double data, bank, fwd, loss, bwd, sgd;
+    double loss_sum;
+    uint32_t steps, images;
+    double start;
+};
+
+struct trainer {
+    struct trainer_cfg cfg;
+    char run[128];
+    char cid[192];
+    char ckpt_path[4096 + 64];
+    char metrics_path[4096 + 64];
+    char config_json[8192];
+
+    struct dataset *ds;
+    size_t n;
+    int dim;
+    int size;
+    int mode;                 /* enum draw_mode */
+    size_t m;                 /* negatives per step */
+
+    struct net *net;
+    struct sgd *opt;
+    struct objective *obj;
+    struct lr_schedule sched;
+    struct bankc *bank;
+    struct taskq *tq;
+    struct event_pub *ev;
+    FILE *metrics;
+
+    struct plan cur, nxt;     /* this epoch's plan and the next one's */
+    uint32_t steps_per_epoch;
+
+    /* buffers, allocated once */
+    float *x;                 /* (B, 3, S, S) normalised input */
+    float *feat;              /* (B, d) this step's features (copied from the net) */
+    float *df;                /* (B, d) */
+    uint32_t *neg_idx;        /* (m) */
+    float *neg;               /* (m, d) */
+    float *pos;               /* (B, d) */
+    float *mirror;            /* (n, d): local copy of the bank for the full softmax */
+    uint8_t *seen;            /* (n) per-epoch delivery counts, for exactly-once accounting */
+
+    /* position: the next step to run */
+    uint64_t step;            /* global steps done */
+    uint32_t epoch, epoch_step;
+    uint64_t bank_step;       /* bankd's update count as last reported */
+    int sample_pending;       /* a sample request is in flight for (epoch, epoch_step) */
+
+    float mean[3], stdinv[3];
+    struct stage_times win;
+    double run_start;
+    uint64_t epoch_images, epoch_dups, bad_images;
+    double last_loss;
+};
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    return clock_seconds();
+}
+
+/* Converts count images of uint8 CHW pixels to normalised float (x/255 - mean)/std. */
+static void pixels_normalise(const struct trainer *t, const uint8_t *pix, uint32_t count, float *x)
+{
+    size_t plane = (size_t)t->size * (size_t)t->size;
+    for (uint32_t i = 0; i < count; i++) {
+        for (int c = 0; c < 3; c++) {
+            const uint8_t *src = pix + ((size_t)i * 3 + (size_t)c) * plane;
+            float *dst = x + ((size_t)i * 3 + (size_t)c) * plane;
+            float scale = t->stdinv[c] / 255.0f, shift = -t->mean[c] * t->stdinv[c];
+            for (size_t k = 0; k < plane; k++)
+                dst[k] = (float)src[k] * scale + shift;
+        }
+    }
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+/* Indices of step s of the epoch the plan p holds. */
+static const uint32_t *step_indices(const struct plan *p, uint32_t s, uint32_t *count)
+{
+    return plan_step(p, s, count);
+}
+
+/* Draws the m negative indices of global step `step` (deterministic in (seed, step)); with
+ * exclude, never one of the batch's own indices. */
+static void draw_negatives(const struct trainer *t, uint64_t step, const uint32_t *pos,
+                           uint32_t count, uint32_t *out)
+{
+    struct rng r = rng_derive(t->cfg.seed, 0x6e6567ull /* "neg" */, step);
+    for (size_t j = 0; j < t->m; j++) {
+        uint32_t v;
+        for (;;) {
+            v = (uint32_t)rng_below(&r, t->n);
+            if (!t->cfg.exclude_pos)
+                break;
+            int clash = 0;
+            for (uint32_t i = 0; i < count && !clash; i++)
+                clash = pos[i] == v;
+            if (!clash)
+                break;
+        }
+        out[j] = v;
+    }
+}
+
+/* Sends the sample request of the next step (t->epoch, t->epoch_step): negatives drawn here,
+ * rows of negatives and positives read by bankd. */
+static int bank_request_sample(struct trainer *t)
+{
+    if (t->mode != DRAW_SHARED || t->sample_pending)
+        return 0;
+    uint32_t count;
+    const uint32_t *idx = step_indices(&t->cur, t->epoch_step, &count);
+    draw_negatives(t, t->step, idx, count, t->neg_idx);
+    if (bankc_sample_send(t->bank, t->m, idx, count, t->cfg.exclude_pos) != 0) {
+        log_error("bank: sample request failed: %s", bankc_error(t->bank));
+        return -1;
+    }
+    t->sample_pending = 1;
+    return 0;
+}
+
+static int bank_collect_sample(struct trainer *t)
+{
+    if (t->mode != DRAW_SHARED)
+        return 0;
+    NPID_CHECK(t->sample_pending);
+    uint64_t step = 0;
+    int rc = bankc_sample_recv(t->bank, t->neg_idx, t->neg, t->pos, &step);
+    t->sample_pending = 0;
+    if (rc != 0) {
+        log_error("bank: sample failed: %s", bankc_error(t->bank));
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies the same update as bankd to the local mirror (softmax mode). */
+static void mirror_update(struct trainer *t, const uint32_t *idx, uint32_t count)
+{
+    float mom = (float)t->cfg.nce_m;
+    for (uint32_t i = 0; i < count; i++) {
+        float *v = t->mirror + (size_t)idx[i] * (size_t)t->dim;
+        const float *f = t->feat + (size_t)i * (size_t)t->dim;
+        double norm = 0;
+        for (int k = 0; k < t->dim; k++) {
+            v[k] = mom * v[k] + (1.0f - mom) * f[k];
+            norm += (double)v[k] * v[k];
+        }
+        float inv = (float)(1.0 / sqrt(norm));
+        for (int k = 0; k < t->dim; k++)
+            v[k] *= inv;
+    }
+}
+
+static int bank_send_update(struct trainer *t, const uint32_t *idx, uint32_t count)
+{
+    uint64_t step = 0;
+    if (bankc_update(t->bank, idx, t->feat, count, (float)t->cfg.nce_m, &step) != 0) {
+        log_error("bank: update failed: %s", bankc_error(t->bank));
+        return -1;
+    }
+    if (step != t->bank_step + 1)
+        log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 " (it restarted from an "
+                 "older snapshot: %" PRId64 " updates lost, those rows are staler; continuing)",
+                 step, t->bank_step + 1, (int64_t)(t->bank_step + 1) - (int64_t)step);
+    t->bank_step = step;
+    if (t->mirror)
+        mirror_update(t, idx, count);
+    return 0;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------- */
+
+static int trainer_checkpoint(struct trainer *t, const char *why)
+{
+    double t0 = now_s();
+    char snap[4096] = "";
+    uint64_t snap_step = 0;
+    if (bankc_snapshot(t->bank, snap, sizeof snap, &snap_step) != 0) {
+        log_error("checkpoint (%s): bank snapshot failed: %s; no checkpoint written", why,
+                  bankc_error(t->bank));
+        return -1;
+    }
+    struct ckpt c;
+    memset(&c, 0, sizeof c);
+    c.config = t->config_json;
+    c.step = t->step;
+    c.epoch = t->epoch;
+    c.epoch_pos = t->epoch_step; /* in steps: batches of this epoch done */
+    c.z = objective_z(t->obj);
+    rng_seed(&c.rng, t->cfg.seed); /* every draw derives from (seed, stream, step) */
+    c.params = net_params(t->net);
+    c.n_params = net_param_count(t->net);
+    c.buffers = net_buffers(t->net);
+    c.n_buffers = net_buffer_count(t->net);
+    c.momentum = t->opt->buf;
+    c.n_momentum = net_param_count(t->net);
+    c.bank_step = snap_step;
+    c.bank_path = snap;
+    if (ckpt_save(t->ckpt_path, &c) != 0) {
+        log_error("checkpoint (%s): cannot write %s: %s", why, t->ckpt_path, strerror(errno));
+        return -1;
+    }
+    char hex[65] = "";
+    if (sha256_file_hex(t->ckpt_path, hex) != 0)
+        snprintf(hex, sizeof hex, "unknown");
+    msgpack_packer *pk = event_begin(t->ev, "checkpoint", 8);
+    mp_pack_kv_u64(pk, "step", t->step);
+    mp_pack_kv_u64(pk, "epoch", t->epoch);
+    mp_pack_kv_u64(pk, "epoch_step", t->epoch_step);
+    mp_pack_kv_str(pk, "path", t->ckpt_path);
+    mp_pack_kv_str(pk, "sha256", hex);
+    mp_pack_kv_u64(pk, "bank_step", snap_step);
+    mp_pack_kv_str(pk, "bank_snapshot", snap);
+    mp_pack_kv_str(pk, "reason", why);
+    event_end(t->ev);
+    if (t->metrics)
+        event_json_line(t->ev, t->metrics);
+    log_info("checkpoint (%s): step %" PRIu64 " epoch %u+%u, bank snapshot at update %" PRIu64
+             " (%s), %.2f s", why, t->step, t->epoch, t->epoch_step, snap_step, snap, now_s() - t0);
+    return 0;
+}
+
+/* Restores weights, optimiser, Z and position from the run directory's checkpoint, and the
+ * paired bank snapshot. */
+static int trainer_restore(struct trainer *t)
+{
+    struct ckpt c;
+    char err[512];
+    int used = 0;
+    if (ckpt_load_latest(t->ckpt_path, &c, &used, err, sizeof err) != 0) {
+        log_error("resume: %s", err);
+        return -1;
+    }
+    int rc = -1;
+    if (used)
+        log_warn("resume: %s was unreadable (%s); using the previous checkpoint", t->ckpt_path, err);
+    if (c.n_params != net_param_count(t->net) || c.n_buffers != net_buffer_count(t->net) ||
+        c.n_momentum != c.n_params) {
+        log_error("resume: checkpoint %s holds %zu parameters / %zu buffers, the network has %zu / %zu "
+                  "(different --model or --low-dim?)", t->ckpt_path, c.n_params, c.n_buffers,
+                  net_param_count(t->net), net_buffer_count(t->net));
+        goto done;
+    }
+    memcpy(net_params(t->net), c.params, c.n_params * sizeof(float));
+    memcpy(net_buffers(t->net), c.buffers, c.n_buffers * sizeof(float));
+    memcpy(t->opt->buf, c.momentum, c.n_params * sizeof(float));
+    if (c.z > 0)
+        objective_set_z(t->obj, c.z);
+    t->step = c.step;
+    t->epoch = (uint32_t)c.epoch;
+    t->epoch_step = (uint32_t)c.epoch_pos;
+    uint64_t have = 0;
+    struct bankc_info info;
+    if (bankc_info(t->bank, &info) != 0) {
+        log_error("resume: bank info failed: %s", bankc_error(t->bank));
+        goto done;
+    }
+    have = info.step;
+    if (have != c.bank_step) {
+        log_info("resume: bankd is at update %" PRIu64 ", the checkpoint pairs with %" PRIu64
+                 ": restoring snapshot %s", have, c.bank_step, c.bank_path);
+        if (1) {
+            log_error("resume: bank restore failed: %s", bankc_error(t->bank));
+            goto done;
+        }
+    }
+    t->bank_step = have;
+    log_info("resume: step %" PRIu64 ", epoch %u, step %u of the epoch, Z %.6g, bank update %" PRIu64,
+             t->step, t->epoch, t->epoch_step, c.z, have);
+    rc = 0;
+done:
+    ckpt_free(&c);
+    return rc;
+}
+
+/* ---- warm start ------------------------------------------------------------------------------ */
+
+/* Fills the bank with the untrained network's features of every training image (test
+ * transform, eval mode), decoded in-process. */
+static int trainer_warm_start(struct trainer *t)
+{
+    double t0 = now_s();
+    struct augment_params ap;
+    if (augment_preset(t->cfg.aug, 0, (uint32_t)t->size, AUGMENT_CHW, &ap) != 0)
+        return -1;
+    struct augment *aug = augment_new(&ap);
+    struct jpeg_dec *dec = jpeg_dec_new(NULL);
+    uint8_t *pix = malloc((size_t)t->cfg.batch * 3 * (size_t)t->size * (size_t)t->size);
+    uint32_t *idx = malloc((size_t)t->cfg.batch * sizeof *idx);
+    int rc = -1;
+    if (!aug || !dec || !pix || !idx) {
+        log_error("warm start: out of memory");
+        goto done;
+    }
+    size_t img_bytes = augment_out_bytes(aug);
+    size_t bad = 0;
+    for (size_t start = 0; start < t->n; start += (size_t)t->cfg.batch) {
+        if (sig_stop)
+            goto done;
+        uint32_t count = (uint32_t)((t->n - start) < (size_t)t->cfg.batch ? t->n - start : (size_t)t->cfg.batch);
+        for (uint32_t i = 0; i < count; i++) {
+            struct jpeg_image img;
+            char err[512];
+            idx[i] = (uint32_t)(start + i);
+            if (dataset_decode(t->ds, start + i, dec, (uint32_t)t->size, &img, err, sizeof err) != 0) {
+                /* a bad image gets a grey substitute; its row stays as initialised */
+                memset(pix + i * img_bytes, 128, img_bytes);
+                if (bad++ < 10)
+                    log_warn("warm start: %s", err);
+                continue;
+            }
+            augment_apply(aug, img.pix, img.w, img.h, NULL, pix + i * img_bytes, NULL);
+        }
+        pixels_normalise(t, pix, count, t->x);
+        const float *f = net_forward(t->net, t->x, (int)count, 0);
+        uint64_t step;
+        if (bankc_set(t->bank, idx, f, count, &step) != 0) {
+            log_error("warm start: bank set failed: %s", bankc_error(t->bank));
+            goto done;
+        }
+        taskq_service(t->tq);
+    }
+    log_info("warm start: bank filled with the untrained network's features of %zu images "
+             "(%zu undecodable) in %.1f s", t->n, bad, now_s() - t0);
+    rc = 0;
+done:
+    augment_destroy(&aug);
+    jpeg_dec_destroy(&dec);
+    free(pix);
+    free(idx);
+    return rc;
+}
+
+/* ---- construction ---------------------------------------------------------------------------- */
+
+static const char *path_base(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    while (s && s[1] == 0 && s != p) { /* trailing slash */
+        const char *q = s - 1;
+        while (q > p && *q != '/')
+            q--;
+        return *q == '/' ? q + 1 : q;
+    }
+    return s ? s + 1 : p;
+}
+
+struct trainer *trainer_new(const struct trainer_cfg *cfg)
+{
+    struct trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->cfg = *cfg;
+    t->dim = cfg->low_dim;
+    t->size = cfg->size;
+    if (cfg->run_name && *cfg->run_name)
+        snprintf(t->run, sizeof t->run, "%s", cfg->run_name);
+    else
+        snprintf(t->run, sizeof t->run, "%s", path_base(cfg->run_dir));
+    /* a stable client id: the same run keeps its bankd request cache across restarts */
+    snprintf(t->cid, sizeof t->cid, "trainer:%s", t->run);
+    if (trainer_cfg_json(cfg, t->config_json, sizeof t->config_json) < 0) {
+        log_error("configuration too long to record");
+        goto fail;
+    }
+    if (!strcmp(cfg->aug, "imagenet")) {
+        const float m[3] = { 0.485f, 0.456f, 0.406f }, s[3] = { 0.229f, 0.224f, 0.225f };
+        for (int c = 0; c < 3; c++) { t->mean[c] = m[c]; t->stdinv[c] = 1.0f / s[c]; }
+    } else {
+        const float m[3] = { 0.4914f, 0.4822f, 0.4465f }, s[3] = { 0.2023f, 0.1994f, 0.2010f };
+        for (int c = 0; c < 3; c++) { t->mean[c] = m[c]; t->stdinv[c] = 1.0f / s[c]; }
+    }
+
+    /* run directory */
+    char ckdir[4096];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", cfg->run_dir);
+    if (mkdir_p(ckdir) != 0) {
+        log_error("cannot create %s: %s", ckdir, strerror(errno));
+        goto fail;
+    }
+    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/trainer.ckpt", ckdir);
+    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.jsonl", cfg->run_dir);
+
+    /* dataset */
+    char err[DATASET_ERR_LEN];
+    t->ds = dataset_open(cfg->data, "train", err, sizeof err);
+    if (!t->ds) {
+        log_error("dataset: %s", err);
+        goto fail;
+    }
+    t->n = dataset_count(t->ds);
+    log_info("dataset: %s: %zu training images in %zu classes (%zu other files skipped), manifest %.12s",
+             cfg->data, t->n, dataset_num_classes(t->ds), dataset_skipped(t->ds), dataset_manifest(t->ds));
+
+    t->mode = cfg->nce_k == 0 ? DRAW_SOFTMAX : DRAW_SHARED;
+    t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
+
+    /* network, optimiser, objective */
+    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch, cfg->seed };
+    t->net = net_new(&nc);
+    if (!t->net)
+        goto fail;
+    log_info("network: %s", net_describe(t->net));
+    t->opt = sgd_new(net_param_count(t->net), (float)cfg->momentum, (float)cfg->wd);
+    struct objective_config oc = {
+        .max_batch = cfg->batch, .dim = cfg->low_dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
+        .n = t->n, .tau = cfg->nce_t, .z_mode = !strcmp(cfg->z_mode, "ema") ? OBJ_Z_EMA : OBJ_Z_FROZEN,
+        .z_momentum = cfg->z_momentum, .prox_lambda = cfg->prox_lambda,
+        .softmax = t->mode == DRAW_SOFTMAX,
+    };
+    t->obj = objective_new(&oc);
+    if (!t->opt || !t->obj)
+        goto fail;
+    if (cfg->nce_z > 0)
+        objective_set_z(t->obj, cfg->nce_z);
+
+    memset(&t->sched, 0, sizeof t->sched);
+    t->sched.kind = !strcmp(cfg->lr_schedule, "cosine") ? LR_COSINE : LR_STEP;
+    t->sched.base = cfg->lr;
+    t->sched.epochs = cfg->epochs;
+    t->sched.min = cfg->lr_min;
+    t->sched.warmup = cfg->warmup;
+    t->sched.gamma = 0.1;
+    if (t->sched.kind == LR_STEP && lr_parse_milestones(&t->sched, cfg->lr_steps) != 0) {
+        log_error("--lr-steps %s: expected increasing epochs like 120,160", cfg->lr_steps);
+        goto fail;
+    }
+
+    /* buffers */
+    size_t B = (size_t)cfg->batch, d = (size_t)cfg->low_dim;
+    t->x = malloc(B * 3 * (size_t)t->size * (size_t)t->size * sizeof(float));
+    t->feat = malloc(B * d * sizeof(float));
+    t->df = malloc(B * d * sizeof(float));
+    t->pos = malloc(B * d * sizeof(float));
+    t->seen = calloc(t->n, 1);
+    if (!t->x || !t->feat || !t->df || !t->pos || !t->seen)
+        goto fail_oom;
+    if (t->mode == DRAW_SHARED) {
+        t->neg_idx = malloc(t->m * sizeof *t->neg_idx);
+        t->neg = malloc(t->m * d * sizeof(float));
+        if (!t->neg_idx || !t->neg)
+            goto fail_oom;
+    } else {
+        t->mirror = malloc(t->n * d * sizeof(float));
+        if (!t->mirror)
+            goto fail_oom;
+    }
+    if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0 ||
+        plan_init(&t->nxt, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
+        log_error("cannot plan %zu images in batches of %d (--drop-last leaves no step?)", t->n, cfg->batch);
+        goto fail;
+    }
+    t->steps_per_epoch = t->cur.steps;
+
+    /* bank */
+    int timeout_ms = (int)(cfg->bank_timeout * 1000);
+    t->bank = bankc_new(cfg->bank_ep, t->cid, timeout_ms, 1000000);
+    if (!t->bank) {
+        log_error("bank: cannot connect to %s: %s", cfg->bank_ep, strerror(errno));
+        goto fail;
+    }
+    bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
+    int created = 0;
+    uint64_t bstep = 0;
+    log_info("bank: connecting to %s (%zu x %d)", cfg->bank_ep, t->n, cfg->low_dim);
+    if (bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run, dataset_manifest(t->ds),
+                   &created, &bstep) != 0) {
+        log_error("bank: init failed: %s", bankc_error(t->bank));
+        goto fail;
+    }
+    t->bank_step = bstep;
+    log_info("bank: %s, at update %" PRIu64, created ? "created" : "exists", bstep);
+
+    /* loaders and events */
+    struct taskq_opts to;
+    taskq_opts_default(&to);
+    to.window = 8;
+    to.deadline_ms = (uint32_t)(cfg->task_deadline * 1000);
+    to.drop_last = cfg->drop_last;
+    to.preset = cfg->aug;
+    to.train = 1;
+    to.size = (uint32_t)cfg->size;
+    to.layout = AUGMENT_CHW;
+    to.allow_remote = cfg->allow_remote;
+    to.run = t->run;
+    char terr[512];
+    t->tq = taskq_new(cfg->tasks_ep, dataset_manifest(t->ds), &to, terr, sizeof terr);
+    if (!t->tq) {
+        log_error("tasks: %s", terr);
+        goto fail;
+    }
+    t->ev = event_pub_new(cfg->events_ep, t->run, cfg->allow_remote);
+    if (!t->ev)
+        goto fail;
+    log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
+
+    if (cfg->resume) {
+        if (trainer_restore(t) != 0)
+            goto fail;
+    } else if (!created && bstep != 0) {
+        log_error("bank: bankd already holds this run's bank at update %" PRIu64 "; pass --resume to "
+                  "continue the run, or start bankd with an empty --dir for a new one", bstep);
+        goto fail;
+    } else if (!strcmp(cfg->bank_init, "warm")) {
+        if (trainer_warm_start(t) != 0)
+            goto fail;
+    }
+    if (t->mirror) {
+        double t0 = now_s();
+        if (bankc_get(t->bank, 0, t->n, t->mirror) != 0) {
+            log_error("bank: reading the bank for the softmax mirror failed: %s", bankc_error(t->bank));
+            goto fail;
+        }
+        log_info("bank: local mirror of %zu rows read in %.2f s", t->n, now_s() - t0);
+    }
+    t->metrics = fopen(t->metrics_path, "a");
+    if (!t->metrics) {
+        log_error("cannot open %s: %s", t->metrics_path, strerror(errno));
+        goto fail;
+    }
+    return t;
+fail_oom:
+    log_error("out of memory allocating training buffers");
+fail:
+    trainer_destroy(&t);
+    return NULL;
+}
+
+void trainer_destroy(struct trainer **tp)
+{
+    if (!tp || !*tp)
+        return;
+    struct trainer *t = *tp;
+    if (t->metrics)
+        fclose(t->metrics);
+    event_pub_destroy(&t->ev);
+    taskq_destroy(&t->tq);
+    bankc_destroy(&t->bank);
+    objective_destroy(&t->obj);
+    sgd_destroy(&t->opt);
+    net_destroy(&t->net);
+    dataset_destroy(&t->ds);
+    plan_deinit(&t->cur);
+    plan_deinit(&t->nxt);
+    free(t->x);
+    free(t->feat);
+    free(t->df);
+    free(t->pos);
+    free(t->seen);
+    free(t->neg_idx);
+    free(t->neg);
+    free(t->mirror);
+    free(t);
+    *tp = NULL;
+}
+
+/* ---- the loop --------------------------------------------------------------------------------- */
+
+static void publish_metrics(struct trainer *t, double lr)
+{
+    struct stage_times *w = &t->win;
+    if (w->steps == 0)
+        return;
+    double el = now_s() - w->start;
+    struct taskq_stats ts;
+    taskq_get_stats(t->tq, &ts);
+    double per = 1000.0 / w->steps;
+    msgpack_packer *pk = event_begin(t->ev, "metrics", 18);
+    mp_pack_kv_u64(pk, "step", t->step);
+    mp_pack_kv_u64(pk, "epoch", t->epoch);
+    mp_pack_kv_u64(pk, "epoch_step", t->epoch_step);
+    mp_pack_kv_u64(pk, "steps_per_epoch", t->steps_per_epoch);
+    mp_pack_kv_double(pk, "loss", w->loss_sum / w->steps);
+    mp_pack_kv_double(pk, "lr", lr);
+    mp_pack_kv_double(pk, "z", objective_z(t->obj));
+    mp_pack_kv_double(pk, "z_est", objective_z_estimate(t->obj));
+    mp_pack_kv_double(pk, "img_s", el > 0 ? w->images / el : 0);
+    mp_pack_kv_double(pk, "ms_data", w->data * per);
+    mp_pack_kv_double(pk, "ms_bank", w->bank * per);
+    mp_pack_kv_double(pk, "ms_fwd", w->fwd * per);
+    mp_pack_kv_double(pk, "ms_loss", w->loss * per);
+    mp_pack_kv_double(pk, "ms_bwd", w->bwd * per);
+    mp_pack_kv_double(pk, "ms_sgd", w->sgd * per);
+    mp_pack_kv_u64(pk, "loaders", ts.loaders);
+    mp_pack_kv_u64(pk, "bad_images", ts.bad_images);
+    mp_pack_kv_u64(pk, "reissued", ts.reissued);
+    event_end(t->ev);
+    event_json_line(t->ev, t->metrics);
+    if (t->cfg.progress && isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\r\033[Kepoch %u step %u/%u  loss %.4f  lr %.4g  %.0f img/s  wait: data %.0f%% bank %.0f%%  loaders %u",
+                t->epoch, t->epoch_step, t->steps_per_epoch, w->loss_sum / w->steps, lr,
+                el > 0 ? w->images / el : 0, el > 0 ? 100 * w->data / el : 0,
+                el > 0 ? 100 * w->bank / el : 0, ts.loaders);
+        fflush(stderr);
+    }
+    memset(w, 0, sizeof *w);
+    w->start = now_s();
+}
+
+static void publish_epoch(struct trainer *t, uint32_t epoch, double secs)
+{
+    struct taskq_stats ts;
+    taskq_get_stats(t->tq, &ts);
+    size_t missing = 0, twice = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        missing += t->seen[i] == 0;
+        twice += t->seen[i] > 1;
+    }
+    size_t expected = t->cfg.drop_last ? (size_t)t->steps_per_epoch * (size_t)t->cfg.batch : t->n;
+    msgpack_packer *pk = event_begin(t->ev, "epoch", 9);
+    mp_pack_kv_u64(pk, "epoch", epoch);
+    mp_pack_kv_u64(pk, "step", t->step);
+    mp_pack_kv_u64(pk, "images", t->epoch_images);
+    mp_pack_kv_u64(pk, "expected", expected);
+    mp_pack_kv_u64(pk, "twice", twice);
+    mp_pack_kv_u64(pk, "bad_images", ts.bad_images);
+    mp_pack_kv_u64(pk, "reissued", ts.reissued);
+    mp_pack_kv_double(pk, "loss", t->last_loss);
+    mp_pack_kv_double(pk, "seconds", secs);
+    event_end(t->ev);
+    event_json_line(t->ev, t->metrics);
+    if (t->cfg.progress && isatty(STDERR_FILENO))
+        fputc('\n', stderr);
+    log_info("epoch %u done: %" PRIu64 " images trained (%zu expected, %zu never, %zu twice), %.1f s, "
+             "%" PRIu64 " tasks re-issued, %" PRIu64 " bad images", epoch, t->epoch_images, expected,
+             t->cfg.drop_last ? 0 : missing, twice, secs, ts.reissued, ts.bad_images);
+    if (!t->cfg.drop_last && (missing || twice))
+        log_error("epoch %u: exactly-once violated: %zu images never trained, %zu twice", epoch, missing, twice);
+    memset(t->seen, 0, t->n);
+    t->epoch_images = 0;
+}
+
+static void publish_end(struct trainer *t, const char *status, const char *reason)
+{
+    msgpack_packer *pk = event_begin(t->ev, "end", 4);
+    mp_pack_kv_str(pk, "status", status);
+    mp_pack_kv_str(pk, "reason", reason);
+    mp_pack_kv_u64(pk, "step", t->step);
+    mp_pack_kv_u64(pk, "epoch", t->epoch);
+    event_end(t->ev);
+    event_json_line(t->ev, t->metrics);
+}
+
+/* Queues the plan of the current epoch (from epoch_step). */
+static int plan_epochs(struct trainer *t, int first)
+{
+    (void)first;
+    plan_epoch(&t->cur, t->epoch);
+    if (taskq_plan(t->tq, t->epoch, t->cur.perm, t->n, (uint32_t)t->cfg.batch, t->epoch_step,
+                   t->cfg.seed) < 0)
+        return -1;
+    return 0;
+}
+
+/* One training step on batch b (which must be step (t->epoch, t->epoch_step)). */
+static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
+{
+    struct stage_times *w = &t->win;
+    double t0 = now_s();
+    uint32_t count = b->count;
+    pixels_normalise(t, b->pixels, count, t->x);
+    const float *f = net_forward(t->net, t->x, (int)count, 1);
+    memcpy(t->feat, f, (size_t)count * (size_t)t->dim * sizeof(float));
+    double t1 = now_s();
+    w->fwd += t1 - t0;
+
+    if (bank_collect_sample(t) != 0)
+        return -1;
+    double t2 = now_s();
+    w->bank += t2 - t1;
+
+    double loss;
+    if (t->mode == DRAW_SHARED)
+        loss = objective_nce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
+    else
+        loss = objective_softmax(t->obj, t->feat, t->mirror, b->indices, (int)count, t->df);
+    double t3 = now_s();
+    w->loss += t3 - t2;
+    if (!isfinite(loss) || !all_finite(t->df, (size_t)count * (size_t)t->dim)) {
+        log_error("step %" PRIu64 " (epoch %u, step %u): the loss is %g: stopping; the last checkpoint "
+                  "(before this step) is kept in %s. Try a lower --lr or --warmup.", t->step, t->epoch,
+                  t->epoch_step, loss, t->ckpt_path);
+        return -2;
+    }
+
+    /* the bank update, then the next step's sample request on the same connection */
+    if (bank_send_update(t, b->indices, count) != 0)
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        if (t->seen[b->indices[i]] < 255)
+            t->seen[b->indices[i]]++;
+    }
+    t->epoch_images += count;
+    t->step++;
+    t->last_loss = loss;
+    /* advance the position before requesting the next sample */
+    t->epoch_step++;
+    int more = 1;
+    if (t->epoch_step >= t->steps_per_epoch)
+        more = 0; /* the next epoch's first sample is requested after the epoch switch */
+    if (more && (t->cfg.max_steps == 0 || t->step < (uint64_t)t->cfg.max_steps) &&
+        bank_request_sample(t) != 0)
+        return -1;
+    double t4 = now_s();
+    w->bank += t4 - t3;
+
+    net_backward(t->net, t->df);
+    double t5 = now_s();
+    w->bwd += t5 - t4;
+    sgd_step(t->opt, net_params(t->net), net_grads(t->net), (float)lr);
+    double t6 = now_s();
+    w->sgd += t6 - t5;
+    w->loss_sum += loss;
+    w->steps++;
+    w->images += count;
+    return 0;
+}
+
+int trainer_run(struct trainer *t)
+{
+    int status = EXIT_OK;
+    const char *end_reason = "done";
+    t->run_start = now_s();
+    if (t->epoch_step >= t->steps_per_epoch) { /* resumed exactly at an epoch end */
+        t->epoch++;
+        t->epoch_step = 0;
+    }
+    if (t->epoch >= (uint32_t)t->cfg.epochs) {
+        log_info("nothing to do: %d epochs already trained", t->cfg.epochs);
+        publish_end(t, "ok", "done");
+        return EXIT_OK;
+    }
+    if (plan_epochs(t, 1) != 0) {
+        log_error("tasks: cannot plan epoch %u", t->epoch);
+        return EXIT_FAIL;
+    }
+    if (bank_request_sample(t) != 0)
+        return EXIT_FAIL;
+    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, m %zu, tau %g",
+             net_describe(t->net), t->n, t->cfg.batch, t->steps_per_epoch, t->epoch, t->cfg.epochs - 1,
+             t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
+    memset(&t->win, 0, sizeof t->win);
+    t->win.start = now_s();
+    double epoch_start = now_s();
+    double last_wait_log = now_s();
+    for (;;) {
+        if (sig_stop) {
+            log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
+            if (t->sample_pending) {
+                /* finish the outstanding request so the bank connection is idle */
+                sig_stop = 0;
+                bank_collect_sample(t);
+                sig_stop = 1;
+            }
+            sig_stop = 0; /* let the checkpoint's requests through */
+            if (trainer_checkpoint(t, "signal") != 0)
+                status = EXIT_FAIL;
+            sig_stop = 1;
+            end_reason = "signal";
+            break;
+        }
+        double lr = lr_at(&t->sched, (double)t->epoch + (double)t->epoch_step / t->steps_per_epoch);
+        struct taskq_batch b;
+        double w0 = now_s();
+        int rc = taskq_next(t->tq, 1000, &b);
+        t->win.data += now_s() - w0;
+        if (rc == TASKQ_TIMEOUT) {
+            if (now_s() - last_wait_log > 10) {
+                struct taskq_stats ts;
+                taskq_get_stats(t->tq, &ts);
+                log_info("waiting for loaders (%u connected, %u tasks in flight); start one with: "
+                         "npid-loader --data %s --tasks %s", ts.loaders, ts.in_flight, t->cfg.data,
+                         taskq_endpoint(t->tq));
+                last_wait_log = now_s();
+            }
+            continue;
+        }
+        if (rc < 0) {
+            if (sig_stop)
+                continue;
+            log_error("tasks: %s", taskq_error(t->tq));
+            status = EXIT_FAIL;
+            end_reason = "loader failure";
+            break;
+        }
+        if (rc == TASKQ_EPOCH_END || rc == TASKQ_IDLE) {
+            if (rc == TASKQ_EPOCH_END && b.epoch != t->epoch)
+                continue; /* the end of a plan we no longer follow */
+            uint32_t done_epoch = t->epoch;
+            publish_metrics(t, lr);
+            publish_epoch(t, done_epoch, now_s() - epoch_start);
+            t->epoch++;
+            t->epoch_step = 0;
+            epoch_start = now_s();
+            if (trainer_checkpoint(t, "epoch") != 0) {
+                status = EXIT_FAIL;
+                end_reason = "checkpoint failed";
+                break;
+            }
+            if (t->epoch >= (uint32_t)t->cfg.epochs)
+                break;
+            if (plan_epochs(t, 0) != 0 || bank_request_sample(t) != 0) {
+                status = EXIT_FAIL;
+                end_reason = "planning failed";
+                break;
+            }
+            continue;
+        }
+        NPID_CHECK(rc == TASKQ_BATCH);
+        NPID_CHECK(b.epoch == t->epoch && b.step == t->epoch_step);
+        if (b.n_bad)
+            t->bad_images += b.n_bad;
+        int src = train_step(t, &b, lr);
+        if (src != 0) {
+            status = EXIT_FAIL;
+            end_reason = src == -2 ? "non-finite loss" : "bank failure";
+            break;
+        }
+        if (t->step % (uint64_t)t->cfg.metrics_every == 0)
+            publish_metrics(t, lr);
+        if (t->cfg.max_steps && t->step >= (uint64_t)t->cfg.max_steps) {
+            publish_metrics(t, lr);
+            if (trainer_checkpoint(t, "max-steps") != 0)
+                status = EXIT_FAIL;
+            end_reason = "max-steps";
+            break;
+        }
+        if (t->cfg.ckpt_every && t->step % (uint64_t)t->cfg.ckpt_every == 0 &&
+            t->epoch_step < t->steps_per_epoch) {
+            /* the next sample is in flight: collect it first so the bank connection is idle,
+               then re-request it after the snapshot (same rows: no update in between) */
+            if (t->sample_pending && bank_collect_sample(t) != 0) {
+                status = EXIT_FAIL;
+                break;
+            }
+            if (trainer_checkpoint(t, "periodic") != 0)
+                log_warn("periodic checkpoint failed; training continues");
+            if (bank_request_sample(t) != 0) {
+                status = EXIT_FAIL;
+                break;
+            }
+        }
+        taskq_service(t->tq);
+    }
+    if (t->cfg.progress && isatty(STDERR_FILENO))
+        fputc('\n', stderr);
+    publish_end(t, status == EXIT_OK ? "ok" : "failed", end_reason);
+    log_info("training %s after %" PRIu64 " steps (%s), %.1f s", status == EXIT_OK ? "ended" : "FAILED",
+             t->step, end_reason, now_s() - t->run_start);
+    return status;
+}
