@@ -1,0 +1,899 @@
+/* Tests for the memory bank and npid-bankd.
+ *
+ * "bank": bankd/bank.c against a plain-C reference (initialisation, update, set, sample,
+ * all-or-nothing rejection, statistics) and snapshot files (bit-exact round trip,
+ * corruption detection, fallback to the previous file, a write failing on a file size limit).
+ * "daemon": a real npid-bankd ($NPID_BIN/npid-bankd) on an ipc:// endpoint: malformed frames,
+ * idempotent retries, the bankc client end to end, SIGKILL and restart, corrupt newest
+ * snapshot, snapshots failing on a full "disk" while serving continues. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bankd/bank.h"
+#include "bankd/snapshot.h"
+#include "common/bankc.h"
+#include "common/durable.h"
+#include "common/msg.h"
+#include "common/rng.h"
+
+/* ---- plain-C reference ---------------------------------------------------------------------- */
+
+static void ref_normalize(const double *x, float *out, size_t dim)
+{
+    double ss = 0;
+    for (size_t j = 0; j < dim; j++)
+        ss += x[j] * x[j];
+    for (size_t j = 0; j < dim; j++)
+        out[j] = (float)(x[j] / sqrt(ss));
+}
+
+/* v <- normalize(m v + (1 - m) f) in double precision */
+static void ref_update(float *bank, size_t dim, const uint32_t *idx, size_t n, const float *feat,
+                       double m)
+{
+    double x[512];
+    for (size_t i = 0; i < n; i++) {
+        float *v = bank + (size_t)idx[i] * dim;
+        for (size_t j = 0; j < dim; j++)
+            x[j] = m * v[j] + (1 - m) * feat[i * dim + j];
+        ref_normalize(x, v, dim);
+    }
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n)
+{
+    float d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+    return d;
+}
+
+static void fill_normal(float *x, size_t n, uint64_t seed)
+{
+    struct rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_normal(&r);
+}
+
+/* ---- bank unit tests ------------------------------------------------------------------------ */
+
+START_TEST(test_bank_init)
+{
+    size_t dim = 12;
+    struct bank *b = bank_new(100, dim, 5, BANK_INIT_UNIFORM);
+    ck_assert_ptr_nonnull(b);
+    float s = 1.0f / sqrtf((float)dim / 3.0f);
+    for (uint64_t i = 0; i < 100; i++) {
+        struct rng r = rng_derive(5, 1, i);
+        for (size_t j = 0; j < dim; j++) {
+            float want = (2.0f * rng_float(&r) - 1.0f) * s;
+            ck_assert(b->v[i * dim + j] == want);
+            ck_assert(fabsf(want) <= s);
+        }
+    }
+    struct bank *b2 = bank_new(100, dim, 5, BANK_INIT_UNIFORM);
+    ck_assert(!memcmp(b->v, b2->v, 100 * dim * 4));
+    bank_destroy(&b2);
+    struct bank *u = bank_new(50, dim, 5, BANK_INIT_UNIT);
+    for (size_t i = 0; i < 50; i++) {
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++)
+            ss += (double)u->v[i * dim + j] * u->v[i * dim + j];
+        ck_assert(fabs(ss - 1) < 1e-5);
+    }
+    bank_destroy(&u);
+    bank_destroy(&b);
+    ck_assert_ptr_null(b);
+    bank_destroy(&b);
+    ck_assert_ptr_null(bank_new(0, 4, 0, BANK_INIT_UNIFORM));
+}
+END_TEST
+
+START_TEST(test_bank_update_vs_reference)
+{
+    size_t rows = 64, dim = 32, n = 40;
+    struct bank *b = bank_new(rows, dim, 1, BANK_INIT_UNIFORM);
+    float *ref = malloc(rows * dim * 4);
+    memcpy(ref, b->v, rows * dim * 4);
+    float *feat = malloc(n * dim * 4);
+    uint32_t idx[40];
+    struct rng r;
+    rng_seed(&r, 9);
+    struct bank_err e;
+    for (int round = 0; round < 5; round++) {
+        for (size_t i = 0; i < n; i++)
+            idx[i] = (uint32_t)rng_below(&r, rows); /* with repeats */
+        fill_normal(feat, n * dim, 100 + (uint64_t)round);
+        double m = round == 4 ? 0 : 0.5;
+        /* unaligned inputs, as they arrive inside frames */
+        char *uidx = malloc(4 * n + 1), *ufeat = malloc(4 * n * dim + 3);
+        memcpy(uidx + 1, idx, 4 * n);
+        memcpy(ufeat + 3, feat, 4 * n * dim);
+        ck_assert_int_eq(bank_update(b, uidx + 1, n, ufeat + 3, n * dim, (float)m, &e), 0);
+        free(uidx);
+        free(ufeat);
+        ref_update(ref, dim, idx, n, feat, m);
+        ck_assert_msg(max_abs_diff(b->v, ref, rows * dim) < 2e-6, "round %d differs by %g", round,
+                      max_abs_diff(b->v, ref, rows * dim));
+        ck_assert_uint_eq(b->step, (uint64_t)round + 1);
+    }
+    ck_assert_uint_eq(b->writes, 5 * n);
+    /* set = normalize(f) */
+    uint32_t one = 3;
+    ck_assert_int_eq(bank_set(b, &one, 1, feat, dim, &e), 0);
+    double x[64];
+    for (size_t j = 0; j < dim; j++)
+        x[j] = feat[j];
+    ref_normalize(x, ref + 3 * dim, dim);
+    ck_assert(max_abs_diff(b->v, ref, rows * dim) < 2e-6);
+    ck_assert_uint_eq(b->step, 6);
+    /* an exactly cancelling mix falls back to normalize(f) */
+    float neg[64];
+    for (size_t j = 0; j < dim; j++)
+        neg[j] = -b->v[3 * dim + j];
+    ck_assert_int_eq(bank_update(b, &one, 1, neg, dim, 0.5f, &e), 0);
+    for (size_t j = 0; j < dim; j++)
+        ck_assert(fabsf(b->v[3 * dim + j] - neg[j]) < 1e-6f);
+    free(feat);
+    free(ref);
+    bank_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_bank_rejects_all_or_nothing)
+{
+    size_t rows = 20, dim = 8, n = 4;
+    struct bank *b = bank_new(rows, dim, 2, BANK_INIT_UNIFORM);
+    float *before = malloc(rows * dim * 4);
+    memcpy(before, b->v, rows * dim * 4);
+    float feat[32];
+    fill_normal(feat, n * dim, 3);
+    uint32_t idx[4] = { 1, 2, 3, 4 };
+    struct bank_err e;
+    float bad[32];
+    /* NaN, +Inf and a zero row in the LAST row: the earlier rows must not be applied */
+    const float poison[3] = { NAN, INFINITY, 0 };
+    for (int p = 0; p < 3; p++) {
+        memcpy(bad, feat, sizeof bad);
+        if (p < 2)
+            bad[3 * dim + 5] = poison[p];
+        else
+            memset(bad + 3 * dim, 0, dim * 4);
+        ck_assert_int_eq(bank_update(b, idx, n, bad, n * dim, 0.5f, &e), -1);
+        ck_assert_str_eq(e.code, BANK_EINVAL);
+        ck_assert_int_eq(bank_set(b, idx, n, bad, n * dim, &e), -1);
+    }
+    uint32_t oob[4] = { 1, 2, 3, 20 };
+    ck_assert_int_eq(bank_update(b, oob, n, feat, n * dim, 0.5f, &e), -1);
+    ck_assert_str_eq(e.code, BANK_ERANGE);
+    ck_assert_int_eq(bank_update(b, idx, n, feat, n * dim - 1, 0.5f, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EINVAL);
+    ck_assert(!memcmp(before, b->v, rows * dim * 4));
+    ck_assert_uint_eq(b->step, 0);
+    ck_assert_uint_eq(b->writes, 0);
+    /* huge finite values are fine (norms computed in double) */
+    for (size_t j = 0; j < dim; j++)
+        bad[j] = 3e38f;
+    ck_assert_int_eq(bank_update(b, idx, 1, bad, dim, 0.5f, &e), 0);
+    for (size_t j = 0; j < dim; j++)
+        ck_assert(isfinite(b->v[dim + j]));
+    free(before);
+    bank_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_bank_sample)
+{
+    size_t rows = 10, dim = 4, k = 100000;
+    struct bank *b = bank_new(rows, dim, 3, BANK_INIT_UNIFORM);
+    uint32_t *ni = malloc(4 * k);
+    float *nv = malloc(4 * k * dim);
+    float pv[3 * 4];
+    uint32_t pos[3] = { 9, 0, 9 };
+    struct bank_err e;
+    ck_assert_int_eq(bank_sample(b, k, pos, 3, 0, ni, nv, pv, &e), 0);
+    size_t count[10] = { 0 };
+    for (size_t j = 0; j < k; j++) {
+        ck_assert_uint_lt(ni[j], rows);
+        count[ni[j]]++;
+        ck_assert(!memcmp(nv + j * dim, b->v + ni[j] * dim, dim * 4));
+    }
+    for (size_t i = 0; i < rows; i++) /* expected 10000, sd ~95 */
+        ck_assert_msg(count[i] > 9500 && count[i] < 10500, "row %zu drawn %zu times", i, count[i]);
+    for (size_t i = 0; i < 3; i++)
+        ck_assert(!memcmp(pv + i * dim, b->v + pos[i] * dim, dim * 4));
+    ck_assert_int_eq(bank_sample(b, k, pos, 3, 1, ni, nv, pv, &e), 0);
+    for (size_t j = 0; j < k; j++)
+        ck_assert(ni[j] != 9 && ni[j] != 0);
+    uint32_t all[10] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+    ck_assert_int_eq(bank_sample(b, 5, all, 10, 1, ni, nv, pv, &e), -1);
+    ck_assert_str_eq(e.code, BANK_ERANGE);
+    uint32_t badpos[1] = { 10 };
+    ck_assert_int_eq(bank_sample(b, 5, badpos, 1, 0, ni, nv, pv, &e), -1);
+    ck_assert_str_eq(e.code, BANK_ERANGE);
+    free(ni);
+    free(nv);
+    bank_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_bank_stats)
+{
+    size_t rows = 8, dim = 4;
+    struct bank *b = bank_new(rows, dim, 4, BANK_INIT_UNIFORM);
+    float f[4] = { 1, 0, 0, 0 };
+    struct bank_err e;
+    uint32_t r0 = 0, r1 = 1;
+    bank_update(b, &r0, 1, f, 4, 0.5f, &e); /* step 1: row 0 */
+    bank_update(b, &r1, 1, f, 4, 0.5f, &e); /* step 2: row 1 */
+    bank_update(b, &r1, 1, f, 4, 0.5f, &e); /* step 3: row 1 */
+    bank_update(b, &r1, 1, f, 4, 0.5f, &e); /* step 4: row 1 */
+    struct bank_stats_rep st;
+    memset(&st, 0, sizeof st);
+    bank_stats(b, &st);
+    ck_assert_uint_eq(st.step, 4);
+    ck_assert_uint_eq(st.writes, 4);
+    ck_assert_uint_eq(st.rows_written, 2);
+    ck_assert_uint_eq(st.upd_min, 0);
+    ck_assert_uint_eq(st.upd_max, 3);
+    /* staleness: row 1 -> 0, row 0 -> 3, six rows never written -> 4 */
+    ck_assert_uint_eq(st.stale_max, 4);
+    ck_assert(fabs(st.stale_mean - (0 + 3 + 6 * 4) / 8.0) < 1e-12);
+    ck_assert_uint_eq(st.stale_hist[0], 1);
+    ck_assert_uint_eq(st.stale_hist[2], 1); /* 3 in [2, 4) */
+    ck_assert_uint_eq(st.stale_hist[3], 6); /* 4 in [4, 8) */
+    ck_assert(fabs(st.norm_max - 1) < 1e-6 || st.norm_max > 1);
+    bank_destroy(&b);
+}
+END_TEST
+
+/* ---- snapshot files ------------------------------------------------------------------------- */
+
+static char tmp_root[256];
+
+static const char *tmpdir_new(const char *tag)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s-XXXXXX", tmp_root, tag);
+    ck_assert_ptr_nonnull(mkdtemp(path));
+    return path;
+}
+
+static struct bank *bank_with_writes(uint64_t rows, size_t dim)
+{
+    struct bank *b = bank_new(rows, dim, 11, BANK_INIT_UNIFORM);
+    bank_set_ids(b, "run-x", 5, "manifest-y", 10);
+    float *f = malloc(4 * dim * 5);
+    fill_normal(f, dim * 5, 12);
+    uint32_t idx[5] = { 0, 7, 7, 2, (uint32_t)rows - 1 };
+    struct bank_err e;
+    ck_assert_int_eq(bank_update(b, idx, 5, f, 5 * dim, 0.5f, &e), 0);
+    free(f);
+    return b;
+}
+
+static void assert_banks_equal(const struct bank *a, const struct bank *b)
+{
+    ck_assert(a->rows == b->rows && a->dim == b->dim && a->step == b->step &&
+              a->writes == b->writes && a->seed == b->seed);
+    ck_assert(!memcmp(a->v, b->v, a->rows * a->dim * 4));
+    ck_assert(!memcmp(a->last_write, b->last_write, a->rows * 8));
+    ck_assert(!memcmp(a->writes_row, b->writes_row, a->rows * 4));
+    ck_assert_str_eq(a->run, b->run);
+    ck_assert_int_eq(a->has_manifest, b->has_manifest);
+    ck_assert_str_eq(a->manifest, b->manifest);
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char c;
+    ck_assert_int_eq(pread(fd, &c, 1, off), 1);
+    c ^= 0x10;
+    ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+START_TEST(test_snapshot_roundtrip_and_corruption)
+{
+    const char *dir = tmpdir_new("snap");
+    struct bank *b = bank_with_writes(300, 16);
+    char path[1024], prev[1100];
+    ck_assert_int_eq(snapshot_write(b, dir, path, sizeof path), 0);
+    const char *why = NULL;
+    struct bank *r = snapshot_read(path, &why);
+    ck_assert_msg(r != NULL, "read failed: %s", why);
+    assert_banks_equal(b, r);
+    bank_destroy(&r);
+
+    /* second snapshot: the first becomes .prev */
+    struct bank_err e;
+    uint32_t i5 = 5;
+    float f[16];
+    fill_normal(f, 16, 77);
+    ck_assert_int_eq(bank_set(b, &i5, 1, f, 16, &e), 0);
+    ck_assert_int_eq(snapshot_write(b, dir, path, sizeof path), 0);
+    snprintf(prev, sizeof prev, "%s.prev", path);
+    r = snapshot_read(prev, &why);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->step, b->step - 1);
+    bank_destroy(&r);
+
+    /* corruption anywhere is detected: header, strings, payload rows, bookkeeping */
+    struct stat st;
+    stat(path, &st);
+    off_t spots[] = { 20, 66, 200, st.st_size / 2, st.st_size - 1 };
+    for (size_t s = 0; s < sizeof spots / sizeof spots[0]; s++) {
+        flip_byte(path, spots[s]);
+        ck_assert_ptr_null(snapshot_read(path, &why));
+        flip_byte(path, spots[s]);
+    }
+    r = snapshot_read(path, &why);
+    ck_assert_ptr_nonnull(r);
+    bank_destroy(&r);
+    /* truncation */
+    ck_assert_int_eq(truncate(path, st.st_size - 4), 0);
+    ck_assert_ptr_null(snapshot_read(path, &why));
+    ck_assert_str_eq(why, "truncated file");
+    /* the newest being bad, the previous one is loaded */
+    int found = 0;
+    char loaded[1100];
+    r = snapshot_load_newest(dir, &found, loaded, sizeof loaded);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(loaded, prev);
+    ck_assert_uint_eq(r->step, b->step - 1);
+    bank_destroy(&r);
+    /* not a snapshot at all */
+    ck_assert_int_eq(durable_write(path, "hello", 5), 0);
+    ck_assert_ptr_null(snapshot_read(path, &why));
+    bank_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_snapshot_write_fails_cleanly)
+{
+    const char *dir = tmpdir_new("full");
+    struct bank *small = bank_with_writes(10, 4);
+    char path[1024];
+    ck_assert_int_eq(snapshot_write(small, dir, path, sizeof path), 0);
+    struct bank *big = bank_with_writes(100000, 16); /* 7.6 MB */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = { 1 << 20, 1 << 20 };
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0); /* this forked test process only */
+    errno = 0;
+    ck_assert_int_eq(snapshot_write(big, dir, path, sizeof path), -1);
+    ck_assert_int_eq(errno, EFBIG);
+    /* the last good snapshot is intact and no temp file is left */
+    const char *why;
+    struct bank *r = snapshot_read(path, &why);
+    ck_assert_ptr_nonnull(r);
+    assert_banks_equal(small, r);
+    bank_destroy(&r);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    bank_destroy(&big);
+    bank_destroy(&small);
+}
+END_TEST
+
+/* ---- the daemon ----------------------------------------------------------------------------- */
+
+struct daemon {
+    pid_t pid;
+    char ep[600];
+    char dir[512];
+    char log[600];
+};
+
+static const char *bin_dir(void)
+{
+    const char *b = getenv("NPID_BIN");
+    return b && *b ? b : "build";
+}
+
+/* Starts npid-bankd with extra args (NULL-terminated) and waits until it answers. */
+static void daemon_start(struct daemon *d, const char *dir, const char *const *extra)
+{
+    snprintf(d->dir, sizeof d->dir, "%s", dir);
+    snprintf(d->ep, sizeof d->ep, "ipc://%s/bankd.sock", dir);
+    snprintf(d->log, sizeof d->log, "%s/bankd.log", dir);
+    char exe[512];
+    snprintf(exe, sizeof exe, "%s/npid-bankd", bin_dir());
+    ck_assert_msg(access(exe, X_OK) == 0, "%s not built", exe);
+    const char *argv[32] = { exe, "--bind", d->ep, "--dir", d->dir, "--snapshot-every", "0" };
+    int n = 7;
+    for (; extra && *extra && n < 30; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    d->pid = fork();
+    ck_assert_int_ge(d->pid, 0);
+    if (d->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    /* wait for an answer: ENOBANK or a bank */
+    struct bankc *c = bankc_new(d->ep, NULL, 100, 0);
+    for (int i = 0; i < 100; i++) {
+        struct bankc_info info;
+        if (bankc_info(c, &info) == 0 || strcmp(bankc_error_code(c), BANK_ENOBANK) == 0)
+            break;
+        int st;
+        ck_assert_msg(waitpid(d->pid, &st, WNOHANG) == 0, "bankd exited at start");
+    }
+    bankc_destroy(&c);
+}
+
+/* Sends sig and returns the exit status (or 128 + signal). */
+static int daemon_stop(struct daemon *d, int sig)
+{
+    kill(d->pid, sig);
+    int st = 0;
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(50000);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &st, 0);
+    ck_abort_msg("bankd did not stop within 10 s");
+    return -1;
+}
+
+static int log_contains(const struct daemon *d, const char *needle)
+{
+    void *buf;
+    size_t len;
+    if (file_read_all(d->log, 1 << 24, &buf, &len) != 0)
+        return 0;
+    char *s = realloc(buf, len + 1);
+    s[len] = 0;
+    int found = strstr(s, needle) != NULL;
+    free(s);
+    return found;
+}
+
+/* A raw DEALER for sending hand-made frames. */
+static void *raw_socket(const struct daemon *d)
+{
+    struct msg_opts o = MSG_OPTS_DEFAULT;
+    o.maxmsgsize = -1;
+    void *s = msg_socket(ZMQ_DEALER, &o);
+    ck_assert_int_eq(msg_connect(s, d->ep), 0);
+    return s;
+}
+
+/* Receives one reply (up to timeout_ms) into the map; returns 0 or -1 when none came. */
+static int raw_reply(void *s, zmq_msg_t *m, int timeout_ms, struct mp_map *map)
+{
+    zmq_msg_init(m);
+    if (msg_recv(s, m, timeout_ms) != 0)
+        return -1;
+    ck_assert_int_eq(mp_map_open(map, zmq_msg_data(m), zmq_msg_size(m), 8, NULL), 0);
+    return 0;
+}
+
+static void expect_err_reply(void *s, const char *code)
+{
+    zmq_msg_t m;
+    struct mp_map map;
+    ck_assert_msg(raw_reply(s, &m, 3000, &map) == 0, "no reply (wanted %s)", code);
+    int ok = 1;
+    const char *err;
+    size_t len;
+    ck_assert_int_eq(mp_get_bool(&map, "ok", &ok), MP_OK);
+    ck_assert_int_eq(ok, 0);
+    ck_assert_int_eq(mp_get_str(&map, "err", &err, &len), MP_OK);
+    ck_assert_msg(len == strlen(code) && !memcmp(err, code, len), "want %s got %.*s", code,
+                  (int)len, err);
+    zmq_msg_close(&m);
+}
+
+static void expect_info_ok(void *s, uint64_t rows)
+{
+    const char req[] = "\x82\xa1v\x01\xa2op\xa4info";
+    ck_assert_int_eq(zmq_send(s, req, sizeof req - 1, 0), (int)sizeof req - 1);
+    zmq_msg_t m;
+    struct mp_map map;
+    ck_assert_msg(raw_reply(s, &m, 3000, &map) == 0, "no info reply");
+    uint64_t got = 0;
+    int ok = 0;
+    ck_assert_int_eq(mp_get_bool(&map, "ok", &ok), MP_OK);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(mp_get_u64(&map, "rows", &got), MP_OK);
+    ck_assert_uint_eq(got, rows);
+    zmq_msg_close(&m);
+}
+
+START_TEST(test_daemon_malformed_frames)
+{
+    struct daemon d;
+    const char *extra[] = { "--rows", "1000", "--dim", "8", "--max-frame", "65536", NULL };
+    daemon_start(&d, tmpdir_new("malformed"), extra);
+    void *s = raw_socket(&d);
+#define C(lit, code) { lit, sizeof(lit) - 1, code }
+    static const struct { const char *bytes; size_t len; const char *code; } cases[] = {
+        C("", BANK_EPROTO),                                            /* empty frame */
+        C("\x82\xa1v\x01\xa2op", BANK_EPROTO),                         /* truncated */
+        C("\x82\xa1v\x01\xa2op\xa4info\x00", BANK_EPROTO),            /* trailing bytes */
+        C("\x81\xa1v\xc1", BANK_EPROTO),                               /* 0xc1 */
+        C("\xdf\xff\xff\xff\xff\xa1v\x01", BANK_EPROTO),               /* huge map count */
+        C("\x82\xa1v\x01\xa2op\xdb\xff\xff\xff\xf0x", BANK_EPROTO),   /* huge str length */
+        C("\x93\x01\x02\x03", BANK_EPROTO),                            /* not a map */
+        C("\x81\xa2op\xa4info", BANK_EPROTO),                          /* no version */
+        C("\x82\xa1v\x02\xa2op\xa4info", BANK_EVERSION),              /* wrong version */
+        C("\x82\xa1v\x01\xa2op\xa4nope", BANK_EINVAL),                /* unknown op */
+        C("\x82\xa1v\x01\xa2op\x2a", BANK_EPROTO),                     /* op not a str */
+        C("\x83\xa1v\x01\xa2op\xa3get\xa5start\xa1x", BANK_EPROTO),   /* wrong types */
+        C("\x84\xa1v\x01\xa2op\xa6sample\xa1k\x05\xa3pos\xc4\x02\x00\x00", BANK_EINVAL),
+        C("\x84\xa1v\x01\xa2op\xa6sample\xa1k\x05\xa3pos\xc4\x04\xff\xff\x00\x00", BANK_ERANGE),
+        C("\x84\xa1v\x01\xa2op\xa3get\xa5start\x00\xa5" "count\xce\x00\x10\x00\x00", BANK_ERANGE),
+        C("\x85\xa1v\x01\xa2op\xa6update\xa3idx\xc4\x04\x01\x00\x00\x00\xa4" "feat\xc4\x04\x00\x00\x80\x3f\xa8momentum\xcb\x3f\xe0\x00\x00\x00\x00\x00\x00", BANK_EINVAL),                                               /* feat not B x dim */
+        C("\x84\xa1v\x01\xa2op\xa4init\xa4rows\x05\xa3" "dim\x08", BANK_EMISMATCH),
+        C("\x82\xa1v\x01\xa1x\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0", BANK_EPROTO),                                                   /* nesting too deep */
+    };
+#undef C
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(zmq_send(s, cases[i].bytes, cases[i].len, 0), (int)cases[i].len);
+        expect_err_reply(s, cases[i].code);
+        expect_info_ok(s, 1000);
+    }
+    /* two body frames */
+    zmq_send(s, "\x80", 1, ZMQ_SNDMORE);
+    zmq_send(s, "\x80", 1, 0);
+    expect_err_reply(s, BANK_EPROTO);
+    expect_info_ok(s, 1000);
+    /* a REQ-style envelope (empty delimiter) is accepted and the delimiter echoed */
+    zmq_send(s, "", 0, ZMQ_SNDMORE);
+    zmq_send(s, "\x82\xa1v\x01\xa2op\xa4info", 12, 0);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_eq(msg_recv(s, &m, 3000), 0);
+    ck_assert_uint_eq(zmq_msg_size(&m), 0);
+    ck_assert(zmq_msg_more(&m));
+    msg_drain_more(s);
+    zmq_msg_close(&m);
+    /* a frame over --max-frame: the connection is dropped, no reply; bankd lives on */
+    size_t big = 100000;
+    char *junk = calloc(1, big);
+    junk[0] = (char)0x80;
+    zmq_send(s, junk, big, 0);
+    free(junk);
+    struct mp_map map;
+    ck_assert_int_eq(raw_reply(s, &m, 500, &map), -1);
+    zmq_msg_close(&m);
+    msg_close(&s);
+    s = raw_socket(&d);
+    expect_info_ok(s, 1000);
+    msg_close(&s);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
+/* Encodes an update with a fixed cid/seq into sb. */
+static void encode_update(msgpack_sbuffer *sb, const char *cid, uint64_t seq, const uint32_t *idx,
+                          size_t n, const float *feat, size_t dim)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    struct bank_hdr h = { BANK_OP_UPDATE, cid, strlen(cid), seq, 1 };
+    struct bank_update_req q = { idx, n, feat, n * dim, 0.5 };
+    ck_assert_int_eq(proto_bank_encode_update_req(&pk, &h, &q), 0);
+}
+
+static uint64_t reply_step(void *s)
+{
+    zmq_msg_t m;
+    struct mp_map map;
+    ck_assert_int_eq(raw_reply(s, &m, 3000, &map), 0);
+    uint64_t step = 0;
+    ck_assert_int_eq(mp_get_u64(&map, "step", &step), MP_OK);
+    zmq_msg_close(&m);
+    return step;
+}
+
+START_TEST(test_daemon_retry_applied_once)
+{
+    struct daemon d;
+    daemon_start(&d, tmpdir_new("retry"), NULL);
+    size_t rows = 500, dim = 16, n = 8;
+    struct bankc *c = bankc_new(d.ep, "trainer-1", 2000, 2);
+    int created = 0;
+    uint64_t step = 99;
+    ck_assert_int_eq(bankc_init(c, rows, dim, 3, "r", "m", &created, &step), 0);
+    ck_assert(created == 1 && step == 0);
+    float *ref = malloc(rows * dim * 4), *got = malloc(rows * dim * 4);
+    ck_assert_int_eq(bankc_get(c, 0, rows, ref), 0);
+    float feat[8 * 16];
+    fill_normal(feat, n * dim, 5);
+    uint32_t idx[8] = { 1, 2, 3, 4, 5, 6, 7, 1 };
+
+    /* the same bytes three times: applied once, identical replies */
+    void *s = raw_socket(&d);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    encode_update(&sb, "raw-1", 42, idx, n, feat, dim);
+    for (int i = 0; i < 3; i++) {
+        zmq_send(s, sb.data, sb.size, 0);
+        ck_assert_uint_eq(reply_step(s), 1);
+    }
+    ref_update(ref, dim, idx, n, feat, 0.5);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(max_abs_diff(got, ref, rows * dim) < 2e-6);
+    /* same cid and seq but different bytes: a new request, applied */
+    feat[0] += 1;
+    encode_update(&sb, "raw-1", 42, idx, n, feat, dim);
+    zmq_send(s, sb.data, sb.size, 0);
+    ck_assert_uint_eq(reply_step(s), 2);
+    ref_update(ref, dim, idx, n, feat, 0.5);
+    /* another client with the same seq is not confused with raw-1 */
+    encode_update(&sb, "raw-2", 42, idx, n, feat, dim);
+    zmq_send(s, sb.data, sb.size, 0);
+    ck_assert_uint_eq(reply_step(s), 3);
+    ref_update(ref, dim, idx, n, feat, 0.5);
+
+    /* a real timeout: bankd stopped while the request is in flight; bankc resends; the
+     * copies all arrive after SIGCONT and are applied once */
+    struct bankc *slow = bankc_new(d.ep, "trainer-2", 300, 5);
+    ck_assert_int_eq(bankc_info(slow, NULL), 0);
+    kill(d.pid, SIGSTOP);
+    pid_t waker = fork();
+    if (waker == 0) {
+        usleep(800000);
+        kill(d.pid, SIGCONT);
+        _exit(0);
+    }
+    feat[1] -= 1;
+    ck_assert_int_eq(bankc_update(slow, idx, feat, n, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 4);
+    ref_update(ref, dim, idx, n, feat, 0.5);
+    waitpid(waker, NULL, 0);
+    ck_assert_uint_ge(msg_client_resends(bankc_msg_client(slow)), 1);
+    struct bank_stats_rep st;
+    usleep(100000);
+    ck_assert_int_eq(bankc_stats(c, &st), 0);
+    ck_assert_uint_eq(st.step, 4);
+    ck_assert_uint_ge(st.cache_hits, 3); /* two raw repeats + at least one resend */
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(max_abs_diff(got, ref, rows * dim) < 2e-6);
+    msgpack_sbuffer_destroy(&sb);
+    msg_close(&s);
+    bankc_destroy(&slow);
+    bankc_destroy(&c);
+    free(ref);
+    free(got);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_daemon_client_end_to_end)
+{
+    struct daemon d;
+    daemon_start(&d, tmpdir_new("e2e"), NULL);
+    size_t rows = 50000, dim = 128, B = 128, k = 4096;
+    struct bankc *c = bankc_new(d.ep, NULL, 5000, 1);
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(c, &info), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ENOBANK);
+    int created;
+    uint64_t step;
+    ck_assert_int_eq(bankc_init(c, rows, dim, 8, "run-e2e", "mf-1", &created, &step), 0);
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 9, "run-e2e", "mf-1", &created, &step), 0);
+    ck_assert_int_eq(created, 0);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 8, "run-e2e", "mf-2", &created, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_EMISMATCH);
+    ck_assert_int_eq(errno, EPROTO);
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert(info.rows == rows && info.dim == dim && info.has_manifest);
+    ck_assert_str_eq(info.manifest, "mf-1");
+    ck_assert_str_eq(info.run, "run-e2e");
+
+    /* the whole bank (25.6 MB, read in 4 MiB chunks) equals a locally built one */
+    float *all = malloc(rows * dim * 4);
+    ck_assert_int_eq(bankc_get(c, 0, rows, all), 0);
+    struct bank *ref = bank_new(rows, dim, 8, BANK_INIT_UNIFORM);
+    ck_assert(!memcmp(all, ref->v, rows * dim * 4));
+
+    uint32_t pos[128], *ni = malloc(4 * k);
+    float *nv = malloc(4 * k * dim), *pv = malloc(4 * B * dim), *feat = malloc(4 * B * dim);
+    for (size_t i = 0; i < B; i++)
+        pos[i] = (uint32_t)(i * 389 % rows);
+    struct bank_err e;
+    for (int it = 0; it < 3; it++) {
+        ck_assert_int_eq(bankc_sample_send(c, k, pos, B, it == 2), 0);
+        ck_assert_int_eq(bankc_info(c, NULL), -1); /* one request in flight */
+        ck_assert_int_eq(errno, EBUSY);
+        ck_assert_int_eq(bankc_sample_recv(c, ni, nv, pv, &step), 0);
+        ck_assert_uint_eq(step, (uint64_t)it);
+        for (size_t j = 0; j < k; j++) {
+            ck_assert_uint_lt(ni[j], rows);
+            ck_assert(!memcmp(nv + j * dim, ref->v + (size_t)ni[j] * dim, dim * 4));
+        }
+        for (size_t i = 0; i < B; i++)
+            ck_assert(!memcmp(pv + i * dim, ref->v + (size_t)pos[i] * dim, dim * 4));
+        fill_normal(feat, B * dim, 50 + (uint64_t)it);
+        ck_assert_int_eq(bankc_update(c, pos, feat, B, 0.5f, &step), 0);
+        ck_assert_uint_eq(step, (uint64_t)it + 1);
+        ck_assert_int_eq(bank_update(ref, pos, B, feat, B * dim, 0.5f, &e), 0);
+    }
+    ck_assert_int_eq(bankc_set(c, pos, feat, 1, &step), 0);
+    ck_assert_int_eq(bank_set(ref, pos, 1, feat, dim, &e), 0);
+    /* rejected update changes nothing */
+    feat[7] = NAN;
+    ck_assert_int_eq(bankc_update(c, pos, feat, B, 0.5f, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_EINVAL);
+    ck_assert_int_eq(bankc_get(c, 0, rows, all), 0);
+    ck_assert(!memcmp(all, ref->v, rows * dim * 4)); /* same arithmetic: bit-identical */
+    struct bank_stats_rep st;
+    ck_assert_int_eq(bankc_stats(c, &st), 0);
+    ck_assert_uint_eq(st.step, 4);
+    ck_assert_uint_eq(st.rows_written, B);
+    char path[1024];
+    ck_assert_int_eq(bankc_snapshot(c, path, sizeof path, &step), 0);
+    ck_assert_uint_eq(step, 4);
+    ck_assert_ptr_nonnull(strstr(path, "bank.snap"));
+    free(ni);
+    free(nv);
+    free(pv);
+    free(feat);
+    free(all);
+    bank_destroy(&ref);
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_daemon_kill_restart_and_corruption)
+{
+    const char *dir = tmpdir_new("restart");
+    struct daemon d;
+    daemon_start(&d, dir, NULL);
+    size_t rows = 2000, dim = 32, B = 64;
+    struct bankc *c = bankc_new(d.ep, NULL, 3000, 1);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 1, "run", NULL, NULL, NULL), 0);
+    float *feat = malloc(4 * B * dim), *snap1 = malloc(rows * dim * 4);
+    float *snap2 = malloc(rows * dim * 4), *got = malloc(rows * dim * 4);
+    uint32_t idx[64];
+    for (int round = 0; round < 2; round++) {
+        for (int it = 0; it < 5; it++) {
+            for (size_t i = 0; i < B; i++)
+                idx[i] = (uint32_t)((i * 31 + (size_t)it * 7 + (size_t)round * 5) % rows);
+            fill_normal(feat, B * dim, 10 * (uint64_t)round + (uint64_t)it);
+            ck_assert_int_eq(bankc_update(c, idx, feat, B, 0.5f, NULL), 0);
+        }
+        ck_assert_int_eq(bankc_snapshot(c, NULL, 0, NULL), 0);
+        ck_assert_int_eq(bankc_get(c, 0, rows, round ? snap2 : snap1), 0);
+    }
+    /* updates after the last snapshot are lost by SIGKILL, by design */
+    ck_assert_int_eq(bankc_update(c, idx, feat, B, 0.5f, NULL), 0);
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+
+    daemon_start(&d, dir, NULL);
+    c = bankc_new(d.ep, NULL, 3000, 1);
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert_uint_eq(info.step, 10);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(!memcmp(got, snap2, rows * dim * 4)); /* bit for bit */
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+
+    /* corrupt the newest: the previous one is loaded, with a log line */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/bank.snap", dir);
+    struct stat st;
+    stat(path, &st);
+    flip_byte(path, st.st_size / 3);
+    daemon_start(&d, dir, NULL);
+    c = bankc_new(d.ep, NULL, 3000, 1);
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert_uint_eq(info.step, 5);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(!memcmp(got, snap1, rows * dim * 4));
+    ck_assert(log_contains(&d, "payload checksum mismatch"));
+    ck_assert(log_contains(&d, "loaded the previous snapshot"));
+    /* SIGTERM writes a final snapshot of the running bank */
+    ck_assert_int_eq(bankc_update(c, idx, feat, B, 0.5f, NULL), 0);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+    const char *why;
+    struct bank *b = snapshot_read(path, &why);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(b->step, 6);
+    ck_assert(!memcmp(b->v, got, rows * dim * 4));
+    bank_destroy(&b);
+    free(feat);
+    free(snap1);
+    free(snap2);
+    free(got);
+}
+END_TEST
+
+START_TEST(test_daemon_disk_full)
+{
+    const char *dir = tmpdir_new("diskfull");
+    struct daemon d;
+    /* a 1 MiB file size limit, inherited by bankd, stands in for a full disk */
+    struct rlimit rl = { 1 << 20, 1 << 20 };
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    daemon_start(&d, dir, NULL);
+    struct bankc *c = bankc_new(d.ep, NULL, 5000, 0);
+    ck_assert_int_eq(bankc_init(c, 20000, 32, 1, "run", NULL, NULL, NULL), 0); /* 2.8 MB */
+    ck_assert_int_eq(bankc_snapshot(c, NULL, 0, NULL), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ENOSPC);
+    ck_assert(log_contains(&d, "still serving from memory"));
+    /* still serving */
+    float feat[32];
+    fill_normal(feat, 32, 1);
+    uint32_t i0 = 0;
+    uint64_t step;
+    ck_assert_int_eq(bankc_update(c, &i0, feat, 1, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 1);
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    bankc_destroy(&c);
+    /* the final snapshot fails too: exit 1 with a reason, not a crash */
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 1);
+    ck_assert(log_contains(&d, "final snapshot failed"));
+}
+END_TEST
+
+int main(void)
+{
+    snprintf(tmp_root, sizeof tmp_root, "%s/npid-check-bank-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmp_root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    Suite *s = suite_create("bank");
+    TCase *tb = tcase_create("bank");
+    tcase_add_test(tb, test_bank_init);
+    tcase_add_test(tb, test_bank_update_vs_reference);
+    tcase_add_test(tb, test_bank_rejects_all_or_nothing);
+    tcase_add_test(tb, test_bank_sample);
+    tcase_add_test(tb, test_bank_stats);
+    tcase_add_test(tb, test_snapshot_roundtrip_and_corruption);
+    tcase_add_test(tb, test_snapshot_write_fails_cleanly);
+    suite_add_tcase(s, tb);
+    TCase *td = tcase_create("daemon");
+    tcase_set_timeout(td, 60);
+    tcase_add_test(td, test_daemon_malformed_frames);
+    tcase_add_test(td, test_daemon_retry_applied_once);
+    tcase_add_test(td, test_daemon_client_end_to_end);
+    tcase_add_test(td, test_daemon_kill_restart_and_corruption);
+    tcase_add_test(td, test_daemon_disk_full);
+    suite_add_tcase(s, td);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (!failed) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+        if (system(cmd) != 0)
+            fprintf(stderr, "check_bank: could not remove %s\n", tmp_root);
+    }
+    return failed ? 1 : 0;
+}
