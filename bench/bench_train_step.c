@@ -6,7 +6,10 @@
  * Usage: bench_train_step [--model NAME] [--steps N] [--batch B] [--size S] [--no-peer]
  * Without --model it runs every preset, each in a fresh child process (so peak RSS is per
  * preset). One JSON line per figure on stdout; logs on stderr.
- * Environment: NPID_ROOT (repo root, to find the peer script), NPID_BENCH_STEPS. */
+ * Environment: NPID_ROOT (repo root, to find the peer script), NPID_BENCH_STEPS.
+ * Both sides use the same OpenBLAS kernel: on a CPU with AVX-512 the benchmark re-executes
+ * itself with OPENBLAS_CORETYPE=SkylakeX (the peer inherits it) unless
+ * NPID_BENCH_CORETYPE names another kernel. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -172,6 +175,15 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
 int main(int argc, char **argv)
 {
     log_init("bench_train_step");
+    __builtin_cpu_init();
+    const char *want = getenv("NPID_BENCH_CORETYPE");
+    if (!want && __builtin_cpu_supports("avx512f")) want = "SkylakeX";
+    const char *have = getenv("OPENBLAS_CORETYPE");
+    if (want && (!have || strcmp(have, want) != 0)) {
+        setenv("OPENBLAS_CORETYPE", want, 1);
+        execv("/proc/self/exe", argv);
+        log_warn("re-exec with OPENBLAS_CORETYPE=%s failed", want);
+    }
     blas_setup(argc, argv);
     const char *model = NULL;
     int B = 128, size = 32, steps = 0, peer = 1;

@@ -50,12 +50,16 @@ void blas_setup(int argc, char **argv)
     (void)argc;
     const char *core = blas_corename();
     const char *user = getenv("OPENBLAS_CORETYPE");
+    __builtin_cpu_init();
     if (user && !getenv(BLAS_MARKER)) {
         log_info("blas: OpenBLAS kernel %s (OPENBLAS_CORETYPE=%s set by the user), %d threads",
                  core, user, blas_threads());
+        if (__builtin_cpu_supports("avx512f") && strcasecmp(user, "SkylakeX") != 0
+            && strcasecmp(user, "Cooperlake") != 0)
+            log_warn("blas: this CPU has AVX-512; OPENBLAS_CORETYPE=SkylakeX runs sgemm about "
+                     "twice as fast as %s", user);
         return;
     }
-    __builtin_cpu_init();
     const char *want = blas_pick_coretype(core, __builtin_cpu_supports("avx512f"),
                                           __builtin_cpu_supports("avx2"));
     if (want && !getenv(BLAS_MARKER)) {
