@@ -70,7 +70,8 @@ static void feat_norm_for(const char *aug, float mean[3], float std[3])
     static const float cifar_std[3] = { 0.2023f, 0.1994f, 0.2010f };
     static const float inet_mean[3] = { 0.485f, 0.456f, 0.406f };
     static const float inet_std[3] = { 0.229f, 0.224f, 0.225f };
-    int cifar = strcmp(aug, "cifar") == 0;
+    /* as the trainer normalises: ImageNet statistics for the imagenet preset only */
+    int cifar = strcmp(aug, "imagenet") != 0;
     memcpy(mean, cifar ? cifar_mean : inet_mean, sizeof cifar_mean);
     memcpy(std, cifar ? cifar_std : inet_std, sizeof cifar_std);
 }

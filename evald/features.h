@@ -3,7 +3,7 @@
  *
  * The checkpoint's config JSON (trainer/config.c, trainer_cfg_json) gives the network
  * ("model", "low-dim") and the transform ("aug" preset, "size"); the normalisation is the
- * preset's mean/std (cifar: the reference's CIFAR values; imagenet and none: ImageNet's).
+ * trainer's: ImageNet mean/std for the imagenet preset, the reference's CIFAR values otherwise.
  * Parameters and BN running statistics are copied from the checkpoint after checking that
  * their counts match the network built from the config. The forward runs with train = 0. */
 #ifndef NPID_EVALD_FEATURES_H

@@ -38,6 +38,7 @@ static struct {
     const char *data, *bank_ep, *events_ep, *pub_ep, *checkpoint, *against, *format, *out;
     const char *split, *grid, *log_level, *model, *aug;
     int once, allow_remote, batch, threads, top, max_evals, exit_on_end, cell, low_dim, size;
+    int every, queries;
     uint64_t k, limit, bank_chunk, train_limit, seed, step;
     double sigma, bank_timeout;
 } o;
@@ -50,7 +51,7 @@ static struct cfg_opt opts[] = {
     { "events", "NPID_EVENTS", CFG_STR, &o.events_ep, "tcp://127.0.0.1:5559", 0, 0, "trainer events endpoint to subscribe to", 0 },
     { "pub", "NPID_EVALD_PUB", CFG_STR, &o.pub_ep, "", 0, 0, "PUB endpoint for eval results (empty: none)", 0 },
     { "allow-remote", NULL, CFG_BOOL, &o.allow_remote, "false", 0, 0, "allow binding --pub to a non-loopback address", 0 },
-    { "against", NULL, CFG_STR, &o.against, "bank", 0, 0, "bank | recomputed | both", 0 },
+    { "against", NULL, CFG_STR, &o.against, "bank", 0, 0, "bank | recomputed | both (neighbours: recomputed unless given)", 0 },
     { "k", NULL, CFG_U64, &o.k, "200", 1, 100000, "neighbours that vote", 0 },
     { "sigma", NULL, CFG_DOUBLE, &o.sigma, "0.1", 1e-4, 100, "vote weight exp(s / sigma)", 0 },
     { "batch", NULL, CFG_INT, &o.batch, "100", 1, 4096, "images per forward", 0 },
@@ -59,11 +60,13 @@ static struct cfg_opt opts[] = {
     { "bank-chunk", NULL, CFG_U64, &o.bank_chunk, "8192", 1, 1 << 24, "bank rows per get request", 0 },
     { "bank-timeout", NULL, CFG_DOUBLE, &o.bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried", 0 },
     { "max-evals", NULL, CFG_INT, &o.max_evals, "0", 0, 1000000, "attached: exit after N evaluations (0: no limit)", 0 },
+    { "every", NULL, CFG_INT, &o.every, "1", 0, 1000000, "attached: evaluate every N-th checkpoint announced (0: none; --checkpoint still is)", 0 },
     { "exit-on-end", NULL, CFG_BOOL, &o.exit_on_end, "false", 0, 0, "attached: exit when the trainer publishes \"end\"", 0 },
     { "format", NULL, CFG_STR, &o.format, "npy", 0, 0, "embed: npy | fvecs | jsonl | tsv", 0 },
     { "out", NULL, CFG_STR, &o.out, "-", 0, 0, "embed: output file, directory (tsv) or - for stdout", 0 },
     { "split", NULL, CFG_STR, &o.split, "train", 0, 0, "embed: train | test", 0 },
     { "grid", NULL, CFG_STR, &o.grid, NULL, 0, 0, "neighbours: write a retrieval grid JPEG here", 0 },
+    { "queries", NULL, CFG_INT, &o.queries, "8", 1, 1000, "neighbours: without IMAGE arguments, N test images spread over the split", 0 },
     { "top", NULL, CFG_INT, &o.top, "10", 1, 100, "neighbours: how many per query", 0 },
     { "cell", NULL, CFG_INT, &o.cell, "64", 8, 512, "neighbours: grid cell size in pixels", 0 },
     { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
@@ -325,7 +328,7 @@ struct pending {
 /* Reads one event (topic + body) if one is waiting within timeout_ms. Returns 1 when a
  * checkpoint was noted (newer than *p), 2 on "end", 0 otherwise; -1 on EINTR. */
 static int evald_poll_event(void *sub, int timeout_ms, struct pending *p, uint64_t *last_seq,
-                            uint64_t *skipped, uint64_t *malformed)
+                            uint64_t *skipped, uint64_t *malformed, uint64_t *announced)
 {
     zmq_msg_t topic, body;
     zmq_msg_init(&topic);
@@ -381,6 +384,11 @@ static int evald_poll_event(void *sub, int timeout_ms, struct pending *p, uint64
         (*malformed)++;
         goto done;
     }
+    (*announced)++;
+    if (o.every == 0 || *announced % (uint64_t)o.every != 0) {
+        log_debug("checkpoint step %" PRIu64 " not evaluated (--every %d)", step, o.every);
+        goto done;
+    }
     if (p->set) {
         (*skipped)++;
         log_info("skipping checkpoint step %" PRIu64 ": step %" PRIu64 " is newer", p->step, step);
@@ -409,7 +417,7 @@ static int cmd_attach(struct evald *ev)
      * and "end" are acted on */
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
     struct pending p = { 0 };
-    uint64_t last_seq = 0, skipped = 0, malformed = 0, failed = 0;
+    uint64_t last_seq = 0, skipped = 0, malformed = 0, failed = 0, announced = 0;
     if (o.checkpoint) {
         p.set = 1;
         snprintf(p.path, sizeof p.path, "%s", o.checkpoint);
@@ -419,7 +427,8 @@ static int cmd_attach(struct evald *ev)
     while (!sig_stop) {
         /* take everything that is waiting: the newest checkpoint wins */
         int rc;
-        while ((rc = evald_poll_event(sub, p.set ? 0 : 200, &p, &last_seq, &skipped, &malformed)) > 0) {
+        while ((rc = evald_poll_event(sub, p.set ? 0 : 200, &p, &last_seq, &skipped, &malformed,
+                                       &announced)) > 0) {
             if (rc == 2) {
                 log_info("trainer published \"end\"");
                 end = 1;
@@ -524,13 +533,39 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs);
+
 static int cmd_neighbours(struct evald *ev, int nimg, char **imgs)
+{
+    char **auto_imgs = NULL;
+    if (nimg < 1) {
+        /* --queries N test images, evenly spread (a class-sorted split gives mixed classes) */
+        size_t nt = dataset_count(ev->test), nqr = (size_t)o.queries < nt ? (size_t)o.queries : nt;
+        auto_imgs = calloc(nqr, sizeof *auto_imgs);
+        for (size_t i = 0; auto_imgs && i < nqr; i++) {
+            auto_imgs[i] = malloc(32);
+            if (auto_imgs[i])
+                snprintf(auto_imgs[i], 32, "test:%zu", i * nt / nqr + nt / nqr / 2);
+        }
+        nimg = (int)nqr;
+        imgs = auto_imgs;
+    }
+    int ret = cmd_neighbours_run(ev, nimg, imgs);
+    for (int i = 0; auto_imgs && i < nimg; i++)
+        free(auto_imgs[i]);
+    free(auto_imgs);
+    return ret;
+}
+
+static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs)
 {
     char err[1024];
     struct feat_model m;
-    if (nimg < 1) {
-        fprintf(stderr, "npid-evald neighbours: give at least one IMAGE, test:N or train:N\n");
-        return EXIT_USAGE;
+    for (int i = 0; i < nimg; i++) {
+        if (!imgs[i]) {
+            log_error("out of memory");
+            return EXIT_FAIL;
+        }
     }
     if (!o.checkpoint) {
         fprintf(stderr, "npid-evald neighbours: --checkpoint is required\n");
@@ -805,6 +840,12 @@ int main(int argc, char **argv)
 
     int is_attach = strcmp(cmd, "attach") == 0;
     int is_nb = !strcmp(cmd, "neighbours") || !strcmp(cmd, "neighbors");
+    if (is_nb && cfg_find(opts, "against")->set_by == 0)
+        o.against = "recomputed"; /* the bank's rows are stale; retrieval shows the network */
+    if (is_nb && !strcmp(o.against, "both")) {
+        fprintf(stderr, "npid-evald neighbours: --against bank or recomputed\n");
+        return EXIT_USAGE;
+    }
     struct evald ev;
     if (evald_open(&ev, is_attach || is_nb) != 0) {
         evald_close(&ev);

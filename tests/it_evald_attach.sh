@@ -28,7 +28,7 @@ pub=tcp://127.0.0.1:$((port + 1))
 export NPID_LOG_LEVEL=info
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 10 --test-per-class 4 >/dev/null 2>&1 || fail "synth dataset"
-for s in 1 2 3; do
+for s in 1 2 3 4; do
     timeout 60 "$ev" mkckpt --out "$tmp/c$s.ckpt" --model resnet20 --seed $s --step $((s * 100)) 2>/dev/null ||
         fail "mkckpt $s"
 done
@@ -98,6 +98,31 @@ grep -q "unsupported event version" "$tmp/err" || fail "wrong-version event not 
 grep -q "missing.ckpt" "$tmp/err" || fail "missing checkpoint not reported"
 grep -q "missed" "$tmp/err" && fail "a gap in seq reported where there was none"
 grep -q "4 malformed events" "$tmp/err" || fail "detach summary"
+
+# --every 2: only every second announced checkpoint is evaluated
+cat >"$tmp/every.py" <<'EOF'
+import sys, time, msgpack, zmq
+events, d = sys.argv[1], sys.argv[2]
+p = zmq.Context().socket(zmq.PUB); p.bind(events)
+time.sleep(1.5)
+for i, (step, c) in enumerate([(100, "c1"), (200, "c2"), (300, "c3"), (400, "c4")]):
+    m = {"v": 1, "type": "checkpoint", "seq": i + 1, "run": "it", "time": 0, "step": step,
+         "path": d + "/" + c + ".ckpt"}
+    p.send_multipart([b"checkpoint", msgpack.packb(m)])
+    time.sleep(1.5)
+p.send_multipart([b"end", msgpack.packb({"v": 1, "type": "end", "seq": 5, "run": "it", "time": 0})])
+time.sleep(0.3)
+EOF
+timeout -k 5 60 "$ev" attach --data "$tmp/data" --events "$events" --against recomputed --k 10 \
+    --every 2 --exit-on-end >"$tmp/out3.jsonl" 2>"$tmp/err" &
+evpid=$!
+pids="$evpid"
+timeout -k 5 40 $py "$tmp/every.py" "$events" "$tmp" 2>"$tmp/trainer.err" || fail "every.py"
+wait $evpid; rc=$?
+pids=""
+[ $rc -eq 0 ] || fail "--every 2: exit $rc"
+steps=$($py -c 'import json, sys; print(" ".join(str(json.loads(l)["step"]) for l in open(sys.argv[1])))' "$tmp/out3.jsonl")
+[ "$steps" = "200 400" ] || fail "--every 2 evaluated '$steps' (expected '200 400')"
 
 # SIGTERM during an evaluation: clean exit within a few seconds
 timeout -k 5 60 "$ev" attach --data "$tmp/data" --events "$events" --checkpoint "$tmp/c1.ckpt" \

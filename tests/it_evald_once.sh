@@ -142,6 +142,12 @@ for r in L:
 g = open(sys.argv[2], "rb").read()
 assert g[:2] == b"\xff\xd8" and len(g) > 1000
 EOF
+# without IMAGE arguments: --queries test images spread over the split (5 per class here)
+$T "$ev" neighbours --checkpoint "$tmp/c.ckpt" --data "$tmp/data" --queries 5 --top 3 \
+    >"$tmp/nb2.jsonl" 2>"$tmp/err7" || fail "neighbours --queries"
+q=$($py -c 'import json, sys; print(" ".join(json.loads(l)["query"] + "/" + json.loads(l)["against"] for l in open(sys.argv[1])))' "$tmp/nb2.jsonl")
+[ "$q" = "test:5/recomputed test:15/recomputed test:25/recomputed test:35/recomputed test:45/recomputed" ] ||
+    fail "neighbours --queries: $q"
 printf 'not a jpeg at all' >"$tmp/bad.jpg"
 $T "$ev" neighbours --checkpoint "$tmp/c.ckpt" --data "$tmp/data" --against recomputed "$tmp/bad.jpg" \
     >/dev/null 2>"$tmp/err8"; rc=$?
