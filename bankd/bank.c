@@ -144,13 +144,23 @@ int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int 
             return bank_err_set(e, BANK_ERANGE, "exclude_pos leaves no row to sample");
     }
     char *ni = neg_idx, *nv = neg, *pv = pos;
+    /* draw all indices first, then gather with the rows a few ahead prefetched: the gather
+     * is bound by memory latency (random rows of a bank far larger than the caches) */
     for (size_t j = 0; j < k; j++) {
         uint32_t r;
         do
             r = (uint32_t)rng_below(&b->sample_rng, b->rows);
         while (nex && sorted_has(b->scratch_pos, nex, r));
         memcpy(ni + 4 * j, &r, 4);
-        memcpy(nv + j * row_bytes, b->v + (size_t)r * dim, row_bytes);
+    }
+    enum { AHEAD = 8 };
+    for (size_t j = 0; j < k; j++) {
+        if (j + AHEAD < k) {
+            const char *row = (const char *)(b->v + (size_t)proto_bank_u32(ni, j + AHEAD) * dim);
+            for (size_t off = 0; off < row_bytes; off += 64)
+                __builtin_prefetch(row + off, 0, 0);
+        }
+        memcpy(nv + j * row_bytes, b->v + (size_t)proto_bank_u32(ni, j) * dim, row_bytes);
     }
     for (size_t i = 0; i < npos; i++) {
         uint32_t r = proto_bank_u32(pos_idx, i);

@@ -57,6 +57,9 @@ void *msg_socket(int type, const struct msg_opts *o)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &o->maxmsgsize, sizeof o->maxmsgsize) != 0 ||
         zmq_setsockopt(s, ZMQ_IMMEDIATE, &o->immediate, sizeof o->immediate) != 0)
         goto fail_socket;
+    if ((o->sndbuf > 0 && zmq_setsockopt(s, ZMQ_SNDBUF, &o->sndbuf, sizeof(int)) != 0) ||
+        (o->rcvbuf > 0 && zmq_setsockopt(s, ZMQ_RCVBUF, &o->rcvbuf, sizeof(int)) != 0))
+        goto fail_socket;
     if (o->heartbeat_ivl_ms > 0) {
         if (zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &o->heartbeat_ivl_ms, sizeof(int)) != 0 ||
             zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &o->heartbeat_timeout_ms, sizeof(int)) != 0 ||

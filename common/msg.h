@@ -34,10 +34,11 @@ struct msg_opts {
     int heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_TIMEOUT */
     int heartbeat_ttl_ms;     /* ZMQ_HEARTBEAT_TTL */
     int immediate;            /* ZMQ_IMMEDIATE: queue only on completed connections */
+    int sndbuf, rcvbuf;       /* ZMQ_SNDBUF / ZMQ_RCVBUF kernel buffers, bytes (0: OS default) */
 };
 
 /* linger 0, HWM 1000, 64 MiB frames, heartbeat every 1 s, peer dead after 5 s */
-#define MSG_OPTS_DEFAULT { 0, 1000, 1000, (int64_t)64 << 20, 1000, 5000, 5000, 0 }
+#define MSG_OPTS_DEFAULT { 0, 1000, 1000, (int64_t)64 << 20, 1000, 5000, 5000, 0, 0, 0 }
 
 /* The process-wide context (created on first use; NULL on failure). */
 void *msg_ctx(void);
