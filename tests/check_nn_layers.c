@@ -30,6 +30,8 @@ static const struct conv_case conv_cases[] = {
     { 5, 7, 1, 2, 0, 3, 6, 6 },   /* 1x1 s2 projection shortcut */
     { 3, 4, 3, 2, 0, 1, 8, 8 },   /* 3x3 s2 p0 */
     { 2, 3, 5, 1, 2, 2, 6, 5 },   /* 5x5 s1 p2 */
+    { 3, 2, 5, 1, 2, 3, 1, 7 },   /* 5x5 s1 p2 on one-row images: shifts past the edge */
+    { 4, 3, 3, 1, 1, 2, 2, 2 },   /* 3x3 on 2x2 images (late stages at small inputs) */
 };
 #define N_CONV_CASES (sizeof(conv_cases) / sizeof(conv_cases[0]))
 

@@ -46,6 +46,40 @@ static void conv_valid_range(int out, int in, int stride, int pad, int k, int *l
     *hi = h;
 }
 
+/* One row of a stride-1 "same" im2col over nb consecutive images: d[p] = src[p + delta],
+ * delta = dr*W + ds, for every position p of the nb images, 0 where (oh + dr, ow + ds) lies
+ * outside the image. One shifted copy covers all images; the positions that read across an
+ * image's edge (or outside the run) are then zeroed. */
+static void conv_im2col_shift(const float *src, float *d, int nb, int H, int W, int dr, int ds)
+{
+    size_t hw = (size_t)H * W, total = (size_t)nb * hw;
+    long delta = (long)dr * W + ds;
+    size_t lo = delta < 0 ? (size_t)(-delta) : 0;
+    size_t hi = delta > 0 && (size_t)delta < total ? total - (size_t)delta : (delta > 0 ? 0 : total);
+    if (lo > total) lo = total;
+    if (hi < lo) hi = lo;
+    memset(d, 0, sizeof(float) * lo);
+    memcpy(d + lo, src + lo + delta, sizeof(float) * (hi - lo));
+    memset(d + hi, 0, sizeof(float) * (total - hi));
+    if (dr != 0) {
+        /* rows oh with oh + dr outside [0, H) */
+        size_t rows = (size_t)(dr < 0 ? -dr : dr) * W;
+        if (rows > hw) rows = hw;
+        size_t first = dr < 0 ? 0 : hw - rows;
+        for (int b = 0; b < nb; b++) memset(d + (size_t)b * hw + first, 0, sizeof(float) * rows);
+    }
+    if (ds != 0) {
+        /* columns ow with ow + ds outside [0, W) */
+        int c0 = ds < 0 ? 0 : W - ds, c1 = ds < 0 ? -ds : W;
+        if (c0 < 0) c0 = 0;
+        if (c1 > W) c1 = W;
+        for (size_t row = 0; row < (size_t)nb * H; row++) {
+            float *p = d + row * W;
+            for (int ow = c0; ow < c1; ow++) p[ow] = 0.0f;
+        }
+    }
+}
+
 /* col (C*R*S, nb*Ho*Wo) from images [b0, b0+nb) of in (C, B, H, W). */
 static void conv_im2col(const struct conv *c, const float *in, int B, int H, int W, int b0,
                         int nb, float *col)
@@ -62,28 +96,14 @@ static void conv_im2col(const struct conv *c, const float *in, int B, int H, int
                 int wlo, whi;
                 conv_valid_range(wo, W, st, c->pad, s, &wlo, &whi);
                 float *dst = col + ((size_t)(ch * c->R + r) * c->S + s) * ncol;
+                if (same) {
+                    conv_im2col_shift(in + ((size_t)ch * B + b0) * hw, dst, nb, H, W,
+                                      r - c->pad, s - c->pad);
+                    continue;
+                }
                 for (int b = 0; b < nb; b++) {
-                    const float *src = in + ((size_t)ch * B + b0 + b) * hw;
+                    const float *src = in + ((size_t)ch * B + b0) * hw + (size_t)b * hw;
                     float *d = dst + (size_t)b * ohw;
-                    if (same) {
-                        /* out position p reads in position p + delta: one shifted copy of
-                         * the valid rows, then zero the columns that wrapped around */
-                        long delta = (long)(r - c->pad) * W + (s - c->pad);
-                        long p0 = (long)hlo * W, p1 = (long)hhi * W;
-                        if (p0 + delta < 0) p0 = -delta;
-                        if (p1 + delta > (long)hw) p1 = (long)hw - delta;
-                        memset(d, 0, sizeof(float) * (size_t)p0);
-                        if (p1 > p0) memcpy(d + p0, src + p0 + delta, sizeof(float) * (size_t)(p1 - p0));
-                        else p1 = p0;
-                        memset(d + p1, 0, sizeof(float) * (hw - (size_t)p1));
-                        if (wlo > 0 || whi < wo)
-                            for (int oh = hlo; oh < hhi; oh++) {
-                                float *row = d + (size_t)oh * wo;
-                                for (int ow = 0; ow < wlo; ow++) row[ow] = 0.0f;
-                                for (int ow = whi; ow < wo; ow++) row[ow] = 0.0f;
-                            }
-                        continue;
-                    }
                     for (int oh = 0; oh < ho; oh++, d += wo) {
                         if (oh < hlo || oh >= hhi) {
                             memset(d, 0, sizeof(float) * wo);
