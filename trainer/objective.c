@@ -1,5 +1,9 @@
 /* NCE and softmax objectives (see objective.h). Scores and probabilities are float;
- * reductions (loss, Z estimate, softmax normaliser) are double. */
+ * reductions (loss, Z estimate, softmax normaliser) are double.
+ *
+ * The products here are small (B x m x d); they run with OpenBLAS on one thread (set and
+ * restored around each call), because a multi-threaded call leaves an OpenBLAS worker
+ * spinning for a while afterwards, stealing a core from the network's own threads. */
 #include "trainer/objective.h"
 
 #include <cblas.h>
@@ -134,7 +138,7 @@ static double objective_nce_core(struct objective *o, float *s0, float *S, int B
     return loss / B;
 }
 
-double objective_nce_shared(struct objective *o, const float *f, const float *pos,
+static double nce_shared_impl(struct objective *o, const float *f, const float *pos,
                             const float *neg, int B, float *df)
 {
     /* f (B,d) pos (B,d) neg (m,d) S (B,m) df (B,d) */
@@ -154,7 +158,7 @@ double objective_nce_shared(struct objective *o, const float *f, const float *po
     return loss + objective_prox(o, f, pos, B, df);
 }
 
-double objective_nce_per_element(struct objective *o, const float *f, const float *pos,
+static double nce_per_element_impl(struct objective *o, const float *f, const float *pos,
                                  const float *neg, int B, float *df)
 {
     /* f (B,d) pos (B,d) neg (B,m,d) S (B,m) df (B,d) */
@@ -177,7 +181,7 @@ double objective_nce_per_element(struct objective *o, const float *f, const floa
     return loss + objective_prox(o, f, pos, B, df);
 }
 
-double objective_softmax(struct objective *o, const float *f, const float *bank,
+static double softmax_impl(struct objective *o, const float *f, const float *bank,
                          const uint32_t *idx, int B, float *df)
 {
     /* f (B,d) bank (n,d) L (B,n) df (B,d) */
@@ -222,5 +226,35 @@ double objective_softmax(struct objective *o, const float *f, const float *bank,
         }
         loss += lam * sum / B;
     }
+    return loss;
+}
+
+double objective_nce_shared(struct objective *o, const float *f, const float *pos,
+                            const float *neg, int B, float *df)
+{
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double loss = nce_shared_impl(o, f, pos, neg, B, df);
+    openblas_set_num_threads(prev);
+    return loss;
+}
+
+double objective_nce_per_element(struct objective *o, const float *f, const float *pos,
+                                 const float *neg, int B, float *df)
+{
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double loss = nce_per_element_impl(o, f, pos, neg, B, df);
+    openblas_set_num_threads(prev);
+    return loss;
+}
+
+double objective_softmax(struct objective *o, const float *f, const float *bank,
+                         const uint32_t *idx, int B, float *df)
+{
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double loss = softmax_impl(o, f, bank, idx, B, df);
+    openblas_set_num_threads(prev);
     return loss;
 }
