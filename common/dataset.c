@@ -268,7 +268,8 @@ static int list_classes(const char *dir, char ***out, size_t *n_out, size_t *ski
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n > 1)
+        qsort(names, n, sizeof *names, cmp_str);
     *out = names;
     *n_out = n;
     return 0;
@@ -335,7 +336,8 @@ static int open_imagefolder(struct dataset *ds, const char *split_dir, const cha
             file_list_free(&fl);
             goto out;
         }
-        qsort(fl.e, fl.n, sizeof *fl.e, cmp_entry);
+        if (fl.n > 1)
+            qsort(fl.e, fl.n, sizeof *fl.e, cmp_entry);
         int bad = 0;
         for (size_t i = 0; i < fl.n && !bad; i++)
             if (snprintf(path, sizeof path, "%s/%s/%s", split_name, walk_dirs[c], fl.e[i].rel) >=

@@ -14,8 +14,8 @@ int loader_synth_main(int argc, char **argv);
 int loader_consume_main(int argc, char **argv);
 /* Decodes every image of a dataset and reports the ones that fail (loader/tools.c). */
 int loader_check_main(int argc, char **argv);
-/* Test hook: applies one deterministic augmentation primitive to raw RGB on stdin
- * (loader/tools.c; used by tests/it_loader_pil.sh to compare with Pillow). */
+/* Test hook: applies deterministic augmentation primitives to a stream of raw RGB requests
+ * on stdin (loader/tools.c; used by tests/it_loader_pil.sh to compare with Pillow). */
 int loader_pixop_main(int argc, char **argv);
 
 #endif

@@ -16,14 +16,17 @@ import torchvision.transforms.functional as F
 
 exe = os.environ["NPID_LOADER"]
 rng = np.random.default_rng(20240601)
+proc = subprocess.Popen([exe, "_pixop"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-def run(op, arr, *args):
+def run(op, arr, nbytes, *args):
     h, w = arr.shape[:2]
-    r = subprocess.run([exe, "_pixop", op, str(w), str(h)] + [str(a) for a in args],
-                       input=arr.tobytes(), capture_output=True)
-    if r.returncode != 0:
-        sys.exit("_pixop %s failed: %s" % (op, r.stderr.decode()))
-    return np.frombuffer(r.stdout, np.uint8)
+    proc.stdin.write(("%s %d %d %s\n" % (op, w, h, " ".join(str(a) for a in args))).encode())
+    proc.stdin.write(arr.tobytes())
+    proc.stdin.flush()
+    out = proc.stdout.read(nbytes)
+    if len(out) != nbytes:
+        sys.exit("it_loader_pil: _pixop %s failed (exit %s)" % (op, proc.poll()))
+    return np.frombuffer(out, np.uint8)
 
 bad = []
 cases = 0
@@ -54,11 +57,14 @@ for t in range(150):
         checks.append(("test", T.CenterCrop(s)(T.Resize(s * 256 // 224)(im)), ("imagenet", s)))
     for op, ref, args in checks:
         cases += 1
-        got = run(op, arr, *args)
         want = np.asarray(ref).reshape(-1)
+        got = run(op, arr, want.size, *args)
         if got.shape != want.shape or not np.array_equal(got, want):
             bad.append("%s %dx%d %s: %d bytes differ" % (op, w, h, args,
                        -1 if got.shape != want.shape else int((got != want).sum())))
+proc.stdin.close()
+if proc.wait() != 0:
+    sys.exit("it_loader_pil: _pixop exited with status %d" % proc.returncode)
 if bad:
     print("it_loader_pil: %d of %d cases differ from Pillow:\n  %s" % (len(bad), cases, "\n  ".join(bad[:10])), file=sys.stderr)
     sys.exit(1)
