@@ -18,6 +18,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +44,10 @@ struct server {
     int snap_valid;            /* a snapshot of the current bank exists */
     int ids_dirty;             /* run/manifest changed since the last snapshot */
     double next_snap;          /* clock_seconds() of the next periodic snapshot */
+    pid_t snap_child;          /* background snapshot writer, 0 when none */
+    uint64_t snap_child_step;  /* the step it is writing */
+    int snap_child_ids;        /* ids_dirty when it was forked */
+    double snap_child_t0;
     msgpack_sbuffer sb;        /* small replies */
     msgpack_packer pk;
     struct cache_entry *cache;
@@ -55,6 +63,8 @@ static int server_dirty(const struct server *s)
     return s->bank && (!s->snap_valid || s->snap_step != s->bank->step || s->ids_dirty);
 }
 
+static void server_snapshot_reap(struct server *s, int block);
+
 /* Writes a snapshot; 0, or -1 with e filled (ENOSPC / EIO) and the failure logged. */
 static int server_snapshot(struct server *s, char *path, size_t path_cap, struct bank_err *e)
 {
@@ -62,6 +72,7 @@ static int server_snapshot(struct server *s, char *path, size_t path_cap, struct
         return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
     if (!s->dir[0])
         return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
+    server_snapshot_reap(s, 1); /* one writer of the file at a time */
     double t0 = clock_seconds();
     if (snapshot_write(s->bank, s->dir, path, path_cap) != 0) {
         int err = errno;
@@ -77,6 +88,68 @@ static int server_snapshot(struct server *s, char *path, size_t path_cap, struct
     log_info("snapshot step %llu written to %s/%s in %.3f s", (unsigned long long)s->snap_step,
              s->dir, SNAPSHOT_NAME, clock_seconds() - t0);
     return 0;
+}
+
+/* Periodic snapshots are written by a forked child from a copy-on-write image of the bank,
+ * so serving never stops for the disk (a 656 MB bank takes seconds to write and fsync).
+ * The child touches nothing but the bank and the file and leaves with _exit: its status is
+ * 0 or the errno of the failure. */
+static void server_snapshot_fork(struct server *s)
+{
+    double t0 = clock_seconds();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warn("cannot fork a snapshot writer (%s); writing in the foreground", strerror(errno));
+        struct bank_err e;
+        server_snapshot(s, NULL, 0, &e);
+        return;
+    }
+    if (pid == 0) {
+        /* die with the daemon, and hold none of its sockets (a restarted bankd must be able
+         * to bind while an orphaned writer would still be running) */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close_range(3, ~0u, 0);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN);
+        int rc = snapshot_write(s->bank, s->dir, NULL, 0);
+        _exit(rc == 0 ? 0 : (errno > 0 && errno < 256 ? errno : EIO));
+    }
+    s->snap_child = pid;
+    s->snap_child_step = s->bank->step;
+    s->snap_child_ids = s->ids_dirty;
+    s->ids_dirty = 0;
+    s->snap_child_t0 = t0;
+    log_debug("snapshot writer %d started for step %llu (fork took %.3f s)", (int)pid,
+              (unsigned long long)s->snap_child_step, clock_seconds() - t0);
+}
+
+/* Collects a finished background writer (or waits for it with block). */
+static void server_snapshot_reap(struct server *s, int block)
+{
+    if (!s->snap_child)
+        return;
+    int st;
+    pid_t r;
+    do
+        r = waitpid(s->snap_child, &st, block ? 0 : WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return;
+    s->snap_child = 0;
+    if (r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        s->snap_step = s->snap_child_step;
+        s->snap_valid = 1;
+        log_info("snapshot step %llu written to %s/%s in %.3f s (background)",
+                 (unsigned long long)s->snap_step, s->dir, SNAPSHOT_NAME,
+                 clock_seconds() - s->snap_child_t0);
+        return;
+    }
+    int err = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+    int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
+    s->ids_dirty |= s->snap_child_ids;
+    log_error("background snapshot to %s failed: %s%s", s->dir,
+              r > 0 && WIFSIGNALED(st) ? "writer killed by a signal" : strerror(err),
+              full ? " (disk full or file size limit); still serving from memory" : "");
 }
 
 /* ---- reply cache --------------------------------------------------------------------------- */
@@ -554,14 +627,15 @@ int server_run(struct server *s)
             zmq_pollitem_t it = { s->sock, 0, ZMQ_POLLIN, 0 };
             rc = zmq_poll(&it, 1, 0);
         }
+        server_snapshot_reap(s, 0);
         if (s->cfg.snapshot_every > 0 && s->dir[0] && clock_seconds() >= s->next_snap) {
-            struct bank_err e;
-            if (server_dirty(s))
-                server_snapshot(s, NULL, 0, &e);
+            if (server_dirty(s) && !s->snap_child)
+                server_snapshot_fork(s);
             s->next_snap = clock_seconds() + s->cfg.snapshot_every;
         }
     }
     log_info("stopping (signal %d)", (int)sig_stop_signo);
+    server_snapshot_reap(s, 1);
     if (server_dirty(s) && s->dir[0]) {
         struct bank_err e;
         if (server_snapshot(s, NULL, 0, &e) != 0) {

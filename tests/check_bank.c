@@ -830,6 +830,41 @@ START_TEST(test_daemon_kill_restart_and_corruption)
 }
 END_TEST
 
+START_TEST(test_daemon_periodic_snapshot)
+{
+    const char *dir = tmpdir_new("periodic");
+    struct daemon d;
+    const char *extra[] = { "--snapshot-every", "0.2", "--log-level", "debug", NULL };
+    daemon_start(&d, dir, extra);
+    struct bankc *c = bankc_new(d.ep, NULL, 3000, 1);
+    ck_assert_int_eq(bankc_init(c, 3000, 16, 2, "run", NULL, NULL, NULL), 0);
+    float feat[16 * 4];
+    fill_normal(feat, 16 * 4, 3);
+    uint32_t idx[4] = { 0, 10, 20, 2999 };
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(bankc_update(c, idx, feat, 4, 0.5f, NULL), 0);
+    float *want = malloc(3000 * 16 * 4), *got = malloc(3000 * 16 * 4);
+    ck_assert_int_eq(bankc_get(c, 0, 3000, want), 0);
+    /* the writer runs in the background; wait for its log line */
+    for (int i = 0; i < 100 && !log_contains(&d, "step 7 written"); i++)
+        usleep(50000);
+    ck_assert(log_contains(&d, "(background)"));
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+    daemon_start(&d, dir, NULL);
+    c = bankc_new(d.ep, NULL, 3000, 1);
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert_uint_eq(info.step, 7);
+    ck_assert_int_eq(bankc_get(c, 0, 3000, got), 0);
+    ck_assert(!memcmp(got, want, 3000 * 16 * 4));
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+    free(want);
+    free(got);
+}
+END_TEST
+
 START_TEST(test_daemon_disk_full)
 {
     const char *dir = tmpdir_new("diskfull");
@@ -883,6 +918,7 @@ int main(void)
     tcase_add_test(td, test_daemon_retry_applied_once);
     tcase_add_test(td, test_daemon_client_end_to_end);
     tcase_add_test(td, test_daemon_kill_restart_and_corruption);
+    tcase_add_test(td, test_daemon_periodic_snapshot);
     tcase_add_test(td, test_daemon_disk_full);
     suite_add_tcase(s, td);
     SRunner *sr = srunner_create(s);
