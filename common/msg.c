@@ -278,7 +278,11 @@ struct msg_client *msg_client_new(const char *endpoint, const char *cid, int tim
         snprintf(c->cid, sizeof c->cid, "%016llx", (unsigned long long)r);
     }
     c->seq_next = clock_wall_ms() * 1000u + (clock_now_ns() / 1000u) % 1000u;
-    c->sock = msg_socket(ZMQ_DEALER, o);
+    struct msg_opts opts = MSG_OPTS_DEFAULT;
+    if (o)
+        opts = *o;
+    opts.immediate = 1;
+    c->sock = msg_socket(ZMQ_DEALER, &opts);
     if (!c->sock)
         goto fail_client;
     if (msg_connect(c->sock, endpoint) != 0)
@@ -333,9 +337,13 @@ uint64_t msg_client_discarded(const struct msg_client *c)
     return c->discarded;
 }
 
-/* Sends a reference-counted copy of the stored request. */
+/* Sends a reference-counted copy of the stored request and starts the attempt's clock.
+ * The client socket queues only on completed connections (ZMQ_IMMEDIATE), so while the
+ * server is unreachable this waits for the connection within the attempt. */
 static int msg_client_transmit(struct msg_client *c)
 {
+    uint64_t start = clock_now_ns();
+    c->deadline_ns = start + (uint64_t)c->timeout_ms * 1000000u;
     zmq_msg_t m;
     zmq_msg_init(&m);
     if (zmq_msg_copy(&m, &c->req) != 0) {
@@ -343,16 +351,29 @@ static int msg_client_transmit(struct msg_client *c)
         return -1;
     }
     int rc;
-    do
+    for (;;) {
         rc = zmq_msg_send(&m, c->sock, ZMQ_DONTWAIT);
-    while (rc < 0 && errno == EINTR && !sig_stop);
-    /* EAGAIN (high-water mark reached, no peer yet): the attempt counts as sent and times
-     * out like a lost one */
+        if (rc >= 0)
+            break;
+        if (errno == EINTR && !sig_stop)
+            continue;
+        if (errno != EAGAIN)
+            break;
+        uint64_t now = clock_now_ns();
+        if (now >= c->deadline_ns)
+            break;
+        int w = msg_wait(c->sock, ZMQ_POLLOUT, (int)((c->deadline_ns - now + 999999) / 1000000));
+        if (w <= 0) {
+            if (w == 0)
+                errno = EAGAIN;
+            break;
+        }
+    }
     int saved = errno;
     if (rc < 0)
         zmq_msg_close(&m);
-    c->deadline_ns = clock_now_ns() + (uint64_t)c->timeout_ms * 1000000u;
     errno = saved;
+    /* EAGAIN: not sent within the attempt; it times out like a lost one */
     return rc < 0 ? -1 : 0;
 }
 

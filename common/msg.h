@@ -76,8 +76,9 @@ void msg_drain_more(void *s);
 struct msg_client;
 
 /* Connects a DEALER to endpoint. cid NULL or "": a random 16-hex-digit id. timeout_ms > 0 is
- * the wait for each attempt; retries >= 0 extra attempts after the first. o NULL: defaults.
- * NULL on failure (errno set). */
+ * the wait for each attempt; retries >= 0 extra attempts after the first. o NULL: defaults;
+ * ZMQ_IMMEDIATE is always on: a request is handed only to a completed connection (an
+ * attempt waits for the connection within its timeout). NULL on failure (errno). */
 struct msg_client *msg_client_new(const char *endpoint, const char *cid, int timeout_ms,
                                   int retries, const struct msg_opts *o);
 void msg_client_destroy(struct msg_client **c);
@@ -85,7 +86,9 @@ const char *msg_client_cid(const struct msg_client *c);
 /* The seq the next request must carry (advances on every msg_client_send). */
 uint64_t msg_client_next_seq(const struct msg_client *c);
 /* Sends req (a msgpack map carrying cid and seq == msg_client_next_seq). The bytes are kept
- * for resending. -1 with EBUSY when a request is outstanding, or a send error. */
+ * for resending. Returns at once when connected; otherwise waits up to timeout_ms for the
+ * connection (a request not sent by then counts as a lost attempt). -1 with EBUSY when a
+ * request is outstanding, or a send error. */
 int msg_client_send(struct msg_client *c, const void *req, size_t len);
 /* Waits for the reply to the outstanding request (resending per the retry policy).
  * On 0, *reply and *len give the reply frame, valid until the next send/recv/destroy.

@@ -406,11 +406,15 @@ static const char *bin_dir(void)
     return b && *b ? b : "build";
 }
 
-/* Starts npid-bankd with extra args (NULL-terminated) and waits until it answers. */
-static void daemon_start(struct daemon *d, const char *dir, const char *const *extra)
+/* Forks npid-bankd with extra args (NULL-terminated), exec'd after delay_us. */
+static void daemon_spawn(struct daemon *d, const char *dir, const char *const *extra,
+                         useconds_t delay_us, const char *ep)
 {
     snprintf(d->dir, sizeof d->dir, "%s", dir);
-    snprintf(d->ep, sizeof d->ep, "ipc://%s/bankd.sock", dir);
+    if (ep)
+        snprintf(d->ep, sizeof d->ep, "%s", ep);
+    else
+        snprintf(d->ep, sizeof d->ep, "ipc://%s/bankd.sock", dir);
     snprintf(d->log, sizeof d->log, "%s/bankd.log", dir);
     char exe[512];
     snprintf(exe, sizeof exe, "%s/npid-bankd", bin_dir());
@@ -424,11 +428,19 @@ static void daemon_start(struct daemon *d, const char *dir, const char *const *e
     ck_assert_int_ge(d->pid, 0);
     if (d->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+        if (delay_us)
+            usleep(delay_us);
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 2);
         execv(exe, (char *const *)argv);
         _exit(127);
     }
+}
+
+/* Starts npid-bankd with extra args (NULL-terminated) and waits until it answers. */
+static void daemon_start(struct daemon *d, const char *dir, const char *const *extra)
+{
+    daemon_spawn(d, dir, extra, 0, NULL);
     /* wait for an answer: ENOBANK or a bank */
     struct bankc *c = bankc_new(d->ep, NULL, 100, 0);
     for (int i = 0; i < 100; i++) {
@@ -830,6 +842,33 @@ START_TEST(test_daemon_kill_restart_and_corruption)
 }
 END_TEST
 
+/* A client that starts before bankd: its attempts time out and are resent until bankd is
+ * up; the update is applied exactly once. */
+START_TEST(test_daemon_client_first)
+{
+    const char *dir = tmpdir_new("late");
+    struct daemon d;
+    struct bankc *c = NULL;
+    const char *extra[] = { "--rows", "100", "--dim", "4", NULL };
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+    daemon_spawn(&d, dir, extra, 700000, ep);
+    c = bankc_new(d.ep, "early", 150, 40);
+    float f[4] = { 1, 2, 3, 4 };
+    uint32_t i0 = 0;
+    uint64_t step = 0;
+    ck_assert_int_eq(bankc_update(c, &i0, f, 1, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 1);
+    struct bank_stats_rep st;
+    ck_assert_int_eq(bankc_stats(c, &st), 0);
+    ck_assert_uint_le(st.cache_hits, 1);
+    ck_assert_uint_eq(st.step, 1);
+    ck_assert_uint_ge(msg_client_resends(bankc_msg_client(c)), 2);
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_daemon_periodic_snapshot)
 {
     const char *dir = tmpdir_new("periodic");
@@ -918,6 +957,7 @@ int main(void)
     tcase_add_test(td, test_daemon_retry_applied_once);
     tcase_add_test(td, test_daemon_client_end_to_end);
     tcase_add_test(td, test_daemon_kill_restart_and_corruption);
+    tcase_add_test(td, test_daemon_client_first);
     tcase_add_test(td, test_daemon_periodic_snapshot);
     tcase_add_test(td, test_daemon_disk_full);
     suite_add_tcase(s, td);
