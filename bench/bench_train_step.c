@@ -74,6 +74,13 @@ static int run_peer(const char *model, int batch, int size, int steps, double *t
     return 0;
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void emit(const char *cs, const char *metric, double v, const char *unit, double peer)
 {
     if (peer > 0)
@@ -111,9 +118,12 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
     }
     for (size_t i = 0; i < nx; i++) x[i] = (float)rng_normal(&r);
 
-    double t_fwd = 0, t_obj = 0, t_bwd = 0, t_sgd = 0, t0 = 0;
+    double t_fwd = 0, t_obj = 0, t_bwd = 0, t_sgd = 0, t0 = 0, c0 = 0;
     for (int s = -1; s < steps; s++) {
-        if (s == 0) t0 = clock_seconds();
+        if (s == 0) {
+            t0 = clock_seconds();
+            c0 = cpu_seconds();
+        }
         double a = clock_seconds();
         /* what the trainer gets from bankd's sample reply */
         for (int i = 0; i < B; i++)
@@ -136,6 +146,7 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
         }
     }
     double dt = clock_seconds() - t0;
+    double cpu = cpu_seconds() - c0;
     double ips = B * steps / dt;
     /* the machine is shared: take the sgemm peak right after the timed steps */
     double peak = sgemm_peak();
@@ -143,8 +154,10 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
     double te = clock_seconds();
     for (int s = 0; s < steps; s++) net_forward(n, x, B, 0);
     double eips = B * steps / (clock_seconds() - te);
-    log_info("%s: step %.3f s = forward %.3f + objective %.3f + backward %.3f + sgd %.3f", model,
-             dt / steps, t_fwd / steps, t_obj / steps, t_bwd / steps, t_sgd / steps);
+    log_info("%s: step %.3f s = forward %.3f + objective %.3f + backward %.3f + sgd %.3f "
+             "(%.3f CPU-seconds per step; wall x threads would be %.3f)", model,
+             dt / steps, t_fwd / steps, t_obj / steps, t_bwd / steps, t_sgd / steps,
+             cpu / steps, dt / steps * net_threads(n));
 
     double peak2 = sgemm_peak();
     if (peak2 > peak) peak = peak2;

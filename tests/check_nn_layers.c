@@ -14,6 +14,7 @@
 #include "common/nn/l2norm.h"
 #include "common/nn/linear.h"
 #include "common/nn/pool.h"
+#include "common/nn/team.h"
 #include "common/nn/tensor.h"
 #include "tests/check_nn_util.h"
 
@@ -32,25 +33,45 @@ static const struct conv_case conv_cases[] = {
     { 2, 3, 5, 1, 2, 2, 6, 5 },   /* 5x5 s1 p2 */
     { 3, 2, 5, 1, 2, 3, 1, 7 },   /* 5x5 s1 p2 on one-row images: shifts past the edge */
     { 4, 3, 3, 1, 1, 2, 2, 2 },   /* 3x3 on 2x2 images (late stages at small inputs) */
+    { 3, 4, 3, 1, 1, 3, 20, 17 }, /* 340 positions per image: 256-column chunks cut rows */
 };
 #define N_CONV_CASES (sizeof(conv_cases) / sizeof(conv_cases[0]))
 
 struct conv_ctx {
     struct conv c;
-    int B, H, W;
+    int B, H, W, mode;
     float *in, *out, *R, *scratch;
     size_t scratch_floats, nout;
+    struct nn_ctx nc;   /* mode 2: 256-column chunks through the context API */
 };
+
+static void conv_fwd(struct conv_ctx *x, float *out)
+{
+    if (x->mode == 2)
+        conv_forward_ctx(&x->c, x->in, x->H, x->W, out, &x->nc);
+    else
+        conv_forward(&x->c, x->in, x->B, x->H, x->W, out, x->scratch, x->scratch_floats);
+}
+
+static void conv_bwd(struct conv_ctx *x, float *din, int accumulate)
+{
+    if (x->mode == 2)
+        conv_backward_ctx(&x->c, x->in, x->R, x->H, x->W, din, accumulate, &x->nc);
+    else
+        conv_backward(&x->c, x->in, x->R, x->B, x->H, x->W, din, accumulate, x->scratch,
+                      x->scratch_floats);
+}
 
 static double conv_loss(void *p)
 {
     struct conv_ctx *x = p;
-    conv_forward(&x->c, x->in, x->B, x->H, x->W, x->out, x->scratch, x->scratch_floats);
+    conv_fwd(x, x->out);
     return dot_d(x->out, x->R, x->nout);
 }
 
-static void conv_ctx_init(struct conv_ctx *x, const struct conv_case *cc, int chunked)
+static void conv_ctx_init(struct conv_ctx *x, const struct conv_case *cc, int mode)
 {
+    int chunked = mode == 1;
     memset(x, 0, sizeof(*x));
     x->c = (struct conv){ cc->C, cc->K, cc->R, cc->R, cc->stride, cc->pad, NULL, NULL };
     x->B = cc->B;
@@ -68,6 +89,9 @@ static void conv_ctx_init(struct conv_ctx *x, const struct conv_case *cc, int ch
     /* chunked: exactly one image per sgemm; else room for the whole batch */
     x->scratch_floats = conv_scratch_min(&x->c, cc->H, cc->W) * (chunked ? 1 : cc->B) + nw;
     x->scratch = nn_alloc(x->scratch_floats);
+    x->mode = mode;
+    x->nc = nn_ctx_single(cc->B, x->scratch + nw, x->scratch_floats - nw, x->scratch);
+    x->nc.chunk_floats = 1;
     fill_normal(x->c.w, nw, 0.5, 1);
     fill_normal(x->in, nin, 1.0, 2);
     fill_normal(x->R, x->nout, 1.0, 3);
@@ -85,11 +109,11 @@ static void conv_ctx_free(struct conv_ctx *x)
 
 START_TEST(test_conv_vs_naive)
 {
-    for (int chunked = 0; chunked < 2; chunked++) {
+    for (int chunked = 0; chunked < 3; chunked++) {
         struct conv_ctx x;
         conv_ctx_init(&x, &conv_cases[_i], chunked);
         float *ref = nn_alloc(x.nout);
-        conv_forward(&x.c, x.in, x.B, x.H, x.W, x.out, x.scratch, x.scratch_floats);
+        conv_fwd(&x, x.out);
         conv_forward_naive(&x.c, x.in, x.B, x.H, x.W, ref);
         double maxerr = 0.0;
         for (size_t i = 0; i < x.nout; i++) {
@@ -106,14 +130,14 @@ END_TEST
 
 START_TEST(test_conv_grad)
 {
-    for (int chunked = 0; chunked < 2; chunked++) {
+    for (int chunked = 0; chunked < 3; chunked++) {
         const struct conv_case *cc = &conv_cases[_i];
         struct conv_ctx x;
         conv_ctx_init(&x, cc, chunked);
         size_t nin = (size_t)cc->C * cc->B * cc->H * cc->W, nw = conv_weight_count(&x.c);
         float *din = nn_alloc(nin);
-        conv_forward(&x.c, x.in, x.B, x.H, x.W, x.out, x.scratch, x.scratch_floats);
-        conv_backward(&x.c, x.in, x.R, x.B, x.H, x.W, din, 0, x.scratch, x.scratch_floats);
+        conv_fwd(&x, x.out);
+        conv_bwd(&x, din, 0);
         double ew = gc_rel_error(conv_loss, &x, x.c.w, x.c.dw, nw, 200, 1e-2f);
         double ei = gc_rel_error(conv_loss, &x, x.in, din, nin, 200, 1e-2f);
         ck_assert_msg(ew < GC_TOL, "case %d chunked %d: dw rel err %g", _i, chunked, ew);
@@ -121,7 +145,7 @@ START_TEST(test_conv_grad)
         /* accumulate adds to what din holds */
         float *acc = nn_alloc(nin);
         for (size_t i = 0; i < nin; i++) acc[i] = 1.0f;
-        conv_backward(&x.c, x.in, x.R, x.B, x.H, x.W, acc, 1, x.scratch, x.scratch_floats);
+        conv_bwd(&x, acc, 1);
         for (size_t i = 0; i < nin; i++)
             ck_assert_msg(fabsf(acc[i] - 1.0f - din[i]) < 1e-4f, "accumulate at %zu", i);
         nn_free(acc);

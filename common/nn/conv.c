@@ -27,12 +27,26 @@ size_t conv_scratch_min(const struct conv *c, int H, int W)
     return fwd > bwd ? fwd : bwd;
 }
 
-/* Images per chunk so that one chunk's matrix of per_image floats fits the scratch. */
-static int conv_chunk(size_t per_image, int nb, size_t scratch_floats)
+/* Images per chunk: as many as fit the chunk budget (at least one), within the scratch. */
+static int conv_chunk(size_t per_image, int nb, const struct nn_ctx *x)
 {
-    size_t k = scratch_floats / per_image;
-    NPID_CHECK(k >= 1);
+    size_t k = x->chunk_floats / per_image, cap = x->scratch_floats / per_image;
+    NPID_CHECK(cap >= 1);
+    if (k < 1) k = 1;
+    if (k > cap) k = cap;
     return k > (size_t)nb ? nb : (int)k;
+}
+
+/* Output positions per chunk of a same convolution with crs rows: the chunk budget, but
+ * at least 256 columns (narrower products lose more to call overhead than they gain in
+ * cache), within the scratch. */
+static size_t conv_chunk_cols(size_t crs, const struct nn_ctx *x)
+{
+    size_t cols = x->chunk_floats / crs, cap = x->scratch_floats / crs;
+    if (cols < 256) cols = 256;
+    if (cols > cap) cols = cap;
+    NPID_CHECK(cols >= 1);
+    return cols;
 }
 
 /* Valid output range [lo, hi) along one axis for kernel offset k: input index
@@ -46,36 +60,47 @@ static void conv_valid_range(int out, int in, int stride, int pad, int k, int *l
     *hi = h;
 }
 
-/* One row of a stride-1 "same" im2col over nb consecutive images: d[p] = src[p + delta],
- * delta = dr*W + ds, for every position p of the nb images, 0 where (oh + dr, ow + ds) lies
- * outside the image. One shifted copy covers all images; the positions that read across an
- * image's edge (or outside the run) are then zeroed. */
-static void conv_im2col_shift(const float *src, float *d, int nb, int H, int W, int dr, int ds)
+/* im2col of a stride-1 "same" convolution for the output positions [p0, p0 + n) of the
+ * whole batch (position p = (b*H + oh)*W + ow): col (C*R*S, n). Each row is one shifted copy
+ * d[p] = in[p + delta], delta = dr*W + ds; the positions whose source lies across an image
+ * edge (or outside the channel) are then zeroed. */
+static void conv_im2col_cols(const struct conv *c, const float *in, int B, int H, int W,
+                             size_t p0, size_t n, float *col)
 {
-    size_t hw = (size_t)H * W, total = (size_t)nb * hw;
-    long delta = (long)dr * W + ds;
-    size_t lo = delta < 0 ? (size_t)(-delta) : 0;
-    size_t hi = delta > 0 && (size_t)delta < total ? total - (size_t)delta : (delta > 0 ? 0 : total);
-    if (lo > total) lo = total;
-    if (hi < lo) hi = lo;
-    memset(d, 0, sizeof(float) * lo);
-    memcpy(d + lo, src + lo + delta, sizeof(float) * (hi - lo));
-    memset(d + hi, 0, sizeof(float) * (total - hi));
-    if (dr != 0) {
-        /* rows oh with oh + dr outside [0, H) */
-        size_t rows = (size_t)(dr < 0 ? -dr : dr) * W;
-        if (rows > hw) rows = hw;
-        size_t first = dr < 0 ? 0 : hw - rows;
-        for (int b = 0; b < nb; b++) memset(d + (size_t)b * hw + first, 0, sizeof(float) * rows);
-    }
-    if (ds != 0) {
-        /* columns ow with ow + ds outside [0, W) */
-        int c0 = ds < 0 ? 0 : W - ds, c1 = ds < 0 ? -ds : W;
-        if (c0 < 0) c0 = 0;
-        if (c1 > W) c1 = W;
-        for (size_t row = 0; row < (size_t)nb * H; row++) {
-            float *p = d + row * W;
-            for (int ow = c0; ow < c1; ow++) p[ow] = 0.0f;
+    size_t hw = (size_t)H * W, total = (size_t)B * hw, p1 = p0 + n;
+    for (int ch = 0; ch < c->C; ch++) {
+        const float *src = in + (size_t)ch * total;
+        for (int r = 0; r < c->R; r++) {
+            int dr = r - c->pad;
+            for (int s = 0; s < c->S; s++) {
+                int ds = s - c->pad;
+                long delta = (long)dr * W + ds;
+                float *d = col + ((size_t)(ch * c->R + r) * c->S + s) * n;
+                long lo = (long)p0, hi = (long)p1;
+                if (lo + delta < 0) lo = -delta;
+                if (hi + delta > (long)total) hi = (long)total - delta;
+                if (lo > (long)p1) lo = (long)p1;
+                if (hi < lo) hi = lo;
+                memset(d, 0, sizeof(float) * (size_t)(lo - (long)p0));
+                memcpy(d + (lo - (long)p0), src + lo + delta, sizeof(float) * (size_t)(hi - lo));
+                memset(d + (hi - (long)p0), 0, sizeof(float) * (size_t)((long)p1 - hi));
+                if (dr == 0 && ds == 0) continue;
+                int c0 = ds < 0 ? 0 : W - ds, c1 = ds < 0 ? -ds : W;
+                if (c0 < 0) c0 = 0;
+                if (c1 > W) c1 = W;
+                for (size_t q = p0 / W; q * W < p1; q++) {
+                    int oh = (int)(q % (size_t)H);
+                    size_t rs = q * W > p0 ? q * W : p0, re = (q + 1) * W < p1 ? (q + 1) * W : p1;
+                    if (oh + dr < 0 || oh + dr >= H) {
+                        memset(d + (rs - p0), 0, sizeof(float) * (re - rs));
+                        continue;
+                    }
+                    for (int ow = c0; ow < c1; ow++) {
+                        size_t p = q * W + ow;
+                        if (p >= rs && p < re) d[p - p0] = 0.0f;
+                    }
+                }
+            }
         }
     }
 }
@@ -87,7 +112,7 @@ static void conv_im2col(const struct conv *c, const float *in, int B, int H, int
     int ho = conv_out_dim(H, c->R, c->stride, c->pad);
     int wo = conv_out_dim(W, c->S, c->stride, c->pad);
     size_t hw = (size_t)H * W, ohw = (size_t)ho * wo, ncol = (size_t)nb * ohw;
-    int st = c->stride, same = conv_is_same(c, H, W);
+    int st = c->stride;
     for (int ch = 0; ch < c->C; ch++) {
         for (int r = 0; r < c->R; r++) {
             int hlo, hhi;
@@ -96,11 +121,6 @@ static void conv_im2col(const struct conv *c, const float *in, int B, int H, int
                 int wlo, whi;
                 conv_valid_range(wo, W, st, c->pad, s, &wlo, &whi);
                 float *dst = col + ((size_t)(ch * c->R + r) * c->S + s) * ncol;
-                if (same) {
-                    conv_im2col_shift(in + ((size_t)ch * B + b0) * hw, dst, nb, H, W,
-                                      r - c->pad, s - c->pad);
-                    continue;
-                }
                 for (int b = 0; b < nb; b++) {
                     const float *src = in + ((size_t)ch * B + b0) * hw + (size_t)b * hw;
                     float *d = dst + (size_t)b * ohw;
@@ -161,8 +181,7 @@ static void conv_col2im(const struct conv *c, const float *col, int B, int H, in
 
 /* out (K, B, Ho, Wo) images [b0, b1) = beta * out + conv(in), weights w (K, C, R, S). */
 static void conv_apply(const struct conv *c, const float *w, const float *in, int B, int H,
-                       int W, int b0, int b1, float *out, float beta, float *scratch,
-                       size_t scratch_floats)
+                       int W, int b0, int b1, float *out, float beta, const struct nn_ctx *x)
 {
     int ho = conv_out_dim(H, c->R, c->stride, c->pad);
     int wo = conv_out_dim(W, c->S, c->stride, c->pad);
@@ -174,13 +193,23 @@ static void conv_apply(const struct conv *c, const float *w, const float *in, in
                     out + (size_t)b0 * ohw, (int)ld);
         return;
     }
-    int chunk = conv_chunk(crs * ohw, b1 - b0, scratch_floats);
+    if (conv_is_same(c, H, W)) {
+        size_t cols = conv_chunk_cols(crs, x), end = (size_t)b1 * ohw;
+        for (size_t p = (size_t)b0 * ohw; p < end; p += cols) {
+            size_t n = end - p < cols ? end - p : cols;
+            conv_im2col_cols(c, in, B, H, W, p, n, x->scratch);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->K, (int)n, (int)crs, 1.0f,
+                        w, (int)crs, x->scratch, (int)n, beta, out + p, (int)ld);
+        }
+        return;
+    }
+    int chunk = conv_chunk(crs * ohw, b1 - b0, x);
     for (int i = b0; i < b1; i += chunk) {
         int nb = b1 - i < chunk ? b1 - i : chunk;
         size_t n = (size_t)nb * ohw;
-        conv_im2col(c, in, B, H, W, i, nb, scratch);
+        conv_im2col(c, in, B, H, W, i, nb, x->scratch);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->K, (int)n, (int)crs, 1.0f, w,
-                    (int)crs, scratch, (int)n, beta, out + (size_t)i * ohw, (int)ld);
+                    (int)crs, x->scratch, (int)n, beta, out + (size_t)i * ohw, (int)ld);
     }
 }
 
@@ -188,7 +217,7 @@ void conv_forward_ctx(const struct conv *c, const float *in, int H, int W, float
                       const struct nn_ctx *x)
 {
     /* in (C,B,H,W) w (K,C,R,S) out (K,B,Ho,Wo) */
-    conv_apply(c, c->w, in, x->B, H, W, x->b0, x->b1, out, 0.0f, x->scratch, x->scratch_floats);
+    conv_apply(c, c->w, in, x->B, H, W, x->b0, x->b1, out, 0.0f, x);
 }
 
 void conv_backward_ctx(const struct conv *c, const float *in, const float *dout, int H, int W,
@@ -210,8 +239,17 @@ void conv_backward_ctx(const struct conv *c, const float *in, const float *dout,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->K, c->C,
                     (int)((size_t)(b1 - b0) * ohw), 1.0f, dout + (size_t)b0 * ohw, (int)ld,
                     in + (size_t)b0 * hw, (int)ld, 0.0f, dw, c->C);
+    } else if (conv_is_same(c, H, W)) {
+        size_t cols = conv_chunk_cols(crs, x), start = (size_t)b0 * ohw, end = (size_t)b1 * ohw;
+        for (size_t p = start; p < end; p += cols) {
+            size_t n = end - p < cols ? end - p : cols;
+            conv_im2col_cols(c, in, B, H, W, p, n, x->scratch);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->K, (int)crs, (int)n, 1.0f,
+                        dout + p, (int)ld, x->scratch, (int)n, p > start ? 1.0f : 0.0f, dw,
+                        (int)crs);
+        }
     } else {
-        int chunk = conv_chunk(crs * ohw, b1 - b0, x->scratch_floats);
+        int chunk = conv_chunk(crs * ohw, b1 - b0, x);
         for (int i = b0; i < b1; i += chunk) {
             int nb = b1 - i < chunk ? b1 - i : chunk;
             size_t n = (size_t)nb * ohw;
@@ -239,13 +277,13 @@ void conv_backward_ctx(const struct conv *c, const float *in, const float *dout,
                         x->wt[(((size_t)ch * c->K + k) * R + r) * S + s] =
                             c->w[(((size_t)k * c->C + ch) * R + (R - 1 - r)) * S + (S - 1 - s)];
         struct conv t = { c->K, c->C, R, S, 1, c->pad, x->wt, NULL };
-        conv_apply(&t, x->wt, dout, B, H, W, b0, b1, din, beta, x->scratch, x->scratch_floats);
+        conv_apply(&t, x->wt, dout, B, H, W, b0, b1, din, beta, x);
         return;
     }
     if (!accumulate)
         for (int ch = 0; ch < c->C; ch++)
             memset(din + ((size_t)ch * B + b0) * hw, 0, sizeof(float) * (size_t)(b1 - b0) * hw);
-    int chunk = conv_chunk(crs * ohw, b1 - b0, x->scratch_floats);
+    int chunk = conv_chunk(crs * ohw, b1 - b0, x);
     for (int i = b0; i < b1; i += chunk) {
         int nb = b1 - i < chunk ? b1 - i : chunk;
         size_t n = (size_t)nb * ohw;

@@ -17,9 +17,9 @@
 #include "common/rng.h"
 
 #define NET_MAX_BLOCKS 16
-/* Target size of one conv's im2col chunk in floats (larger chunks give longer sgemms but
- * leave the caches; 8 M floats = 32 MB). Overridable with NPID_CONV_SCRATCH_MB. */
-#define NET_SCRATCH_TARGET ((size_t)8 << 20)
+/* Per-thread im2col scratch in floats: at least one image of the largest convolution; the
+ * chunks actually used are cache-sized (NN_CHUNK_FLOATS, or NPID_CONV_CHUNK_KB). */
+#define NET_SCRATCH_TARGET ((size_t)1 << 20)
 
 struct net {
     struct net_config cfg;
@@ -37,7 +37,7 @@ struct net {
     float *buf[4];             /* backward work, act_max floats each */
     float *scratch;            /* nt x scratch_floats */
     float *wt;                 /* nt x wt_floats: transposed conv weights */
-    size_t scratch_floats, wt_floats, act_max;
+    size_t scratch_floats, wt_floats, act_max, chunk_floats;
     int nt;
     struct nn_team *team;
     float *tgrads;             /* (nt - 1) x n_params: per-thread weight gradients */
@@ -112,8 +112,10 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     n->act_max = amax;
     for (int i = 0; i < 4; i++) n->buf[i] = nn_carve(&L->acts, amax);
     size_t target = NET_SCRATCH_TARGET;
-    const char *env = getenv("NPID_CONV_SCRATCH_MB");
-    if (env && atoi(env) > 0) target = (size_t)atoi(env) << 18;
+    n->chunk_floats = NN_CHUNK_FLOATS;
+    const char *env = getenv("NPID_CONV_CHUNK_KB");
+    if (env && atoi(env) > 0) n->chunk_floats = (size_t)atoi(env) << 8;
+    if (n->chunk_floats > target) target = n->chunk_floats;
     n->scratch_floats = smin > target ? smin : target;
     n->scratch_floats = (n->scratch_floats + 15) & ~(size_t)15;
     n->scratch = nn_carve(&L->acts, n->scratch_floats * L->threads);
@@ -252,6 +254,7 @@ static struct nn_ctx net_ctx(struct net *n, int tid, int B)
     c.scratch = n->scratch + n->scratch_floats * (size_t)tid;
     c.scratch_floats = n->scratch_floats;
     c.wt = n->wt + n->wt_floats * (size_t)tid;
+    c.chunk_floats = n->chunk_floats;
     c.grads0 = n->grads;
     c.grads = tid == 0 ? n->grads : n->tgrads + n->n_params * (size_t)(tid - 1);
     return c;
