@@ -255,9 +255,14 @@ static int op_init(struct server *s, const struct bank_init_req *q, const struct
     } else {
         if (q->run_len > 255 || q->manifest_len > 255)
             return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
-        if (q->rows * q->dim * 4 > (uint64_t)1 << 40)
-            return bank_err_set(e, BANK_ERANGE, "bank of %llu x %llu floats is too large",
-                                (unsigned long long)q->rows, (unsigned long long)q->dim);
+        /* refuse what cannot fit in RAM rather than be killed by the OOM killer while
+         * initialising it: rows (4 dim + 12 bytes of bookkeeping) within 90 % of memory */
+        uint64_t need = q->rows * (4 * q->dim + 12);
+        uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+        if (need > ram / 10 * 9)
+            return bank_err_set(e, BANK_ENOMEM, "a %llu x %llu bank needs %.1f GB; this machine "
+                                "has %.1f GB", (unsigned long long)q->rows,
+                                (unsigned long long)q->dim, (double)need / 1e9, (double)ram / 1e9);
         double t0 = clock_seconds();
         b = bank_new(q->rows, (size_t)q->dim, q->seed, q->mode);
         if (!b)

@@ -707,6 +707,8 @@ START_TEST(test_daemon_client_end_to_end)
     ck_assert_str_eq(bankc_error_code(c), BANK_ENOBANK);
     int created;
     uint64_t step;
+    ck_assert_int_eq(bankc_init(c, 4000000000u, 65536, 8, "run-e2e", "mf-1", &created, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ENOMEM); /* 1 PB: refused, bankd lives on */
     ck_assert_int_eq(bankc_init(c, rows, dim, 8, "run-e2e", "mf-1", &created, &step), 0);
     ck_assert_int_eq(created, 1);
     ck_assert_int_eq(bankc_init(c, rows, dim, 9, "run-e2e", "mf-1", &created, &step), 0);
