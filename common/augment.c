@@ -24,7 +24,8 @@ struct scratch {
     int *bx, *by;           /* (min, count) per output column / row */
     double *kd;             /* double coefficients while computing */
     uint8_t *tmp;           /* horizontal-pass intermediate */
-    size_t kx_cap, ky_cap, bx_cap, by_cap, kd_cap, tmp_cap;
+    int32_t *acc;           /* vertical-pass accumulators, one output row */
+    size_t kx_cap, ky_cap, bx_cap, by_cap, kd_cap, tmp_cap, acc_cap;
 };
 
 struct augment {
@@ -68,6 +69,7 @@ static void scratch_free(struct scratch *s)
     free(s->by);
     free(s->kd);
     free(s->tmp);
+    free(s->acc);
     memset(s, 0, sizeof *s);
 }
 
@@ -304,23 +306,24 @@ static void resample(struct scratch *s, const uint8_t *src, size_t stride, int i
         vstride = (size_t)dw * 3;
         vbase = first;
     }
+    /* vertical: taps outer, the row of dw*3 accumulators inner (contiguous: vectorises) */
+    size_t row = (size_t)dw * 3;
+    grow((void **)&s->acc, &s->acc_cap, row, sizeof(int32_t));
+    int32_t *acc = s->acc;
     for (int yy = 0; yy < dh; yy++) {
         int ymin = s->by[2 * yy] - vbase, ymax = s->by[2 * yy + 1];
         const int32_t *k = &s->ky[(size_t)yy * ks_y];
-        uint8_t *out = dst + (size_t)yy * dw * 3;
-        for (int xx = 0; xx < dw * 3; xx += 3) {
-            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            const uint8_t *pp = vsrc + (size_t)ymin * vstride + xx;
-            for (int y = 0; y < ymax; y++) {
-                s0 += pp[0] * k[y];
-                s1 += pp[1] * k[y];
-                s2 += pp[2] * k[y];
-                pp += vstride;
-            }
-            out[xx] = clip8(s0);
-            out[xx + 1] = clip8(s1);
-            out[xx + 2] = clip8(s2);
+        uint8_t *out = dst + (size_t)yy * row;
+        for (size_t xx = 0; xx < row; xx++)
+            acc[xx] = 1 << (PRECISION_BITS - 1);
+        for (int y = 0; y < ymax; y++) {
+            const uint8_t *pp = vsrc + (size_t)(ymin + y) * vstride;
+            int32_t ky = k[y];
+            for (size_t xx = 0; xx < row; xx++)
+                acc[xx] += pp[xx] * ky;
         }
+        for (size_t xx = 0; xx < row; xx++)
+            out[xx] = clip8(acc[xx]);
     }
 }
 
@@ -443,13 +446,6 @@ static inline int clip8i(int v)
     return v <= 0 ? 0 : v >= 255 ? 255 : v;
 }
 
-/* round() for x >= 0 (half away from zero) without the libm call: x - (int)x is exact here. */
-static inline int round_pos(double x)
-{
-    int r = (int)x;
-    return x - r >= 0.5 ? r + 1 : r;
-}
-
 /* Tables of Pillow's hsv2rgb terms that depend on one channel only, computed with Pillow's
  * own expressions so results are identical: sector and fraction of each hue byte, and the
  * saturation fraction of each saturation byte. */
@@ -477,56 +473,103 @@ static void hue_tables(void)
     hue_tab.ready = 1; /* idempotent: racing threads write identical values */
 }
 
-void augment_hue(uint8_t *rgb, size_t n, float shift)
+#define HUE_CHUNK 256
+
+/* c ? a : b for c in {0, 1}, as bit operations (the compiler turns chains of ?: on one
+ * variable back into branches, which stops vectorisation). */
+static inline int sel(int c, int a, int b)
 {
-    /* no shortcut for a zero shift: Pillow's HSV round trip is lossy and is part of the result */
-    uint8_t dh = (uint8_t)(int)(shift * 255.0);
-    hue_tables();
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *p = rgb + 3 * i;
-        uint8_t r = p[0], g = p[1], b = p[2];
-        uint8_t maxc = r > g ? (r > b ? r : b) : (g > b ? g : b);
-        uint8_t minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
-        if (maxc == minc)
-            continue; /* s == 0: hue is irrelevant, the pixel stays grey */
+    return b ^ ((a ^ b) & -c);
+}
+
+/* The per-pixel work of augment_hue on planar chunks, written without branches (selects
+ * instead) so the compiler can vectorise it; each expression is Pillow's, in Pillow's
+ * float/double mix, so results are bit-identical. */
+static void hue_chunk(const uint8_t *R, const uint8_t *G, const uint8_t *B, uint8_t *OR,
+                      uint8_t *OG, uint8_t *OB, int m, int dh)
+{
+    const float *qt = &hue_tab.q[0][0];
+    for (int i = 0; i < m; i++) {
+        int r = R[i], g = G[i], b = B[i];
+        int mx = r > g ? r : g;
+        mx = mx > b ? mx : b;
+        int mn = r < g ? r : g;
+        mn = mn < b ? mn : b;
+        int cr = mx - mn;
+        int crs = cr ? cr : 1;               /* grey pixels: any valid row, result unused */
         /* Pillow rgb2hsv */
-        int cr = maxc - minc;
-        const float *qc = hue_tab.q[cr];
-        float s = hue_tab.q[maxc][cr];
-        float h;
-        if (r == maxc)
-            h = qc[maxc - b] - qc[maxc - g];
-        else if (g == maxc)
-            h = (float)(2.0 + qc[maxc - r] - qc[maxc - b]);
-        else
-            h = (float)(4.0 + qc[maxc - g] - qc[maxc - r]);
-        /* fmod(x, 1.0) for x in [5/6, 11/6): exact */
-        double x = h / 6.0 + 1.0;
-        h = (float)(x >= 1.0 ? x - 1.0 : x);
-        int ih = (int)(h * 255.0), is = (int)(s * 255.0);
-        uint8_t uh = (uint8_t)clip8i(ih);
-        uint8_t us = (uint8_t)clip8i(is);
-        uint8_t uv = maxc;
-        uh = (uint8_t)(uh + dh);
+        float s = qt[(mx ? mx : 1) * 256 + cr];
+        float rc = qt[crs * 256 + (mx - r)];
+        float gc = qt[crs * 256 + (mx - g)];
+        float bc = qt[crs * 256 + (mx - b)];
+        float h_r = bc - gc;
+        float h_g = (float)(2.0 + rc - bc);
+        float h_b = (float)(4.0 + gc - rc);
+        float h = h_b;                       /* two-way selects only: they vectorise */
+        h = g == mx ? h_g : h;
+        h = r == mx ? h_r : h;
+        double x = h / 6.0 + 1.0;            /* fmod(x, 1.0) for x in [5/6, 11/6): exact */
+        float hf = (float)(x >= 1.0 ? x - 1.0 : x);
+        int ih = (int)(hf * 255.0), is = (int)(s * 255.0);
+        ih = ih < 0 ? 0 : ih > 255 ? 255 : ih;
+        is = is < 0 ? 0 : is > 255 ? 255 : is;
+        int uh = (ih + dh) & 255, us = is, uv = mx;
         /* Pillow hsv2rgb */
-        if (us == 0) {
-            p[0] = p[1] = p[2] = uv;
-            continue;
-        }
         int ii = hue_tab.sector[uh];
         float f = hue_tab.f[uh];
         float fs = hue_tab.fs[us];
-        int pp = round_pos((float)uv * (1.0 - fs));
-        int qq = round_pos((float)uv * (1.0 - fs * f));
-        int tt = round_pos((float)uv * (1.0 - fs * (1.0 - f)));
-        uint8_t up = (uint8_t)clip8i(pp), uq = (uint8_t)clip8i(qq), ut = (uint8_t)clip8i(tt);
-        switch (ii % 6) {
-        case 0: p[0] = uv; p[1] = ut; p[2] = up; break;
-        case 1: p[0] = uq; p[1] = uv; p[2] = up; break;
-        case 2: p[0] = up; p[1] = uv; p[2] = ut; break;
-        case 3: p[0] = up; p[1] = uq; p[2] = uv; break;
-        case 4: p[0] = ut; p[1] = up; p[2] = uv; break;
-        case 5: p[0] = uv; p[1] = up; p[2] = uq; break;
+        double pv = (float)uv * (1.0 - fs);
+        double qv = (float)uv * (1.0 - fs * f);
+        double tv = (float)uv * (1.0 - fs * (1.0 - f));
+        int pp = (int)pv, qq = (int)qv, tt = (int)tv;
+        pp += pv - pp >= 0.5;                 /* round(), half away from zero, x >= 0 */
+        qq += qv - qq >= 0.5;
+        tt += tv - tt >= 0.5;
+        pp = pp > 255 ? 255 : pp;
+        qq = qq > 255 ? 255 : qq;
+        tt = tt > 255 ? 255 : tt;
+        int k = ii == 6 ? 0 : ii;
+        int o0 = pp, o1 = pp, o2 = pp;
+        o0 = sel(k == 1, qq, o0);
+        o0 = sel(k == 4, tt, o0);
+        o0 = sel((k == 0) | (k == 5), uv, o0);
+        o1 = sel(k == 0, tt, o1);
+        o1 = sel(k == 3, qq, o1);
+        o1 = sel((k == 1) | (k == 2), uv, o1);
+        o2 = sel(k == 2, tt, o2);
+        o2 = sel(k == 5, qq, o2);
+        o2 = sel((k == 3) | (k == 4), uv, o2);
+        o0 = sel(us == 0, uv, o0);
+        o1 = sel(us == 0, uv, o1);
+        o2 = sel(us == 0, uv, o2);
+        o0 = sel(cr == 0, r, o0);            /* grey: Pillow's round trip returns it as is */
+        o1 = sel(cr == 0, g, o1);
+        o2 = sel(cr == 0, b, o2);
+        OR[i] = (uint8_t)o0;
+        OG[i] = (uint8_t)o1;
+        OB[i] = (uint8_t)o2;
+    }
+}
+
+void augment_hue(uint8_t *rgb, size_t n, float shift)
+{
+    /* no shortcut for a zero shift: Pillow's HSV round trip is lossy and is part of the result */
+    int dh = (uint8_t)(int)(shift * 255.0);
+    hue_tables();
+    uint8_t R[HUE_CHUNK], G[HUE_CHUNK], B[HUE_CHUNK], OR[HUE_CHUNK], OG[HUE_CHUNK], OB[HUE_CHUNK];
+    for (size_t base = 0; base < n; base += HUE_CHUNK) {
+        int m = n - base < HUE_CHUNK ? (int)(n - base) : HUE_CHUNK;
+        uint8_t *p = rgb + 3 * base;
+        for (int i = 0; i < m; i++) {
+            R[i] = p[3 * i];
+            G[i] = p[3 * i + 1];
+            B[i] = p[3 * i + 2];
+        }
+        hue_chunk(R, G, B, OR, OG, OB, m, dh);
+        for (int i = 0; i < m; i++) {
+            p[3 * i] = OR[i];
+            p[3 * i + 1] = OG[i];
+            p[3 * i + 2] = OB[i];
         }
     }
 }

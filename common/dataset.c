@@ -41,6 +41,7 @@ struct dataset {
     size_t n_classes;
     size_t skipped;
     char manifest[65];
+    int root_fd;          /* ImageFolder: the root, for openat (shorter path walks) */
     /* CIFAR binary */
     int cifar_fd[CIFAR_MAX_FILES];
     size_t cifar_first[CIFAR_MAX_FILES + 1]; /* first image index of each file */
@@ -534,6 +535,7 @@ struct dataset *dataset_open(const char *root, const char *split, char *err, siz
     }
     for (int f = 0; f < CIFAR_MAX_FILES; f++)
         ds->cifar_fd[f] = -1;
+    ds->root_fd = -1;
     snprintf(ds->split, sizeof ds->split, "%s", is_train ? "train" : "test");
     ds->root = strdup(root);
     if (!ds->root) {
@@ -572,6 +574,13 @@ struct dataset *dataset_open(const char *root, const char *split, char *err, siz
                 ds->root, ds->root);
         goto fail;
     }
+    if (ds->format == DATASET_IMAGEFOLDER) {
+        ds->root_fd = open(ds->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (ds->root_fd < 0) {
+            set_err(err, err_len, "cannot open %s: %s", ds->root, strerror(errno));
+            goto fail;
+        }
+    }
     compute_manifest(ds);
     return ds;
 fail:
@@ -587,6 +596,8 @@ void dataset_destroy(struct dataset **dsp)
     for (size_t f = 0; f < CIFAR_MAX_FILES; f++)
         if (ds->cifar_fd[f] >= 0)
             close(ds->cifar_fd[f]);
+    if (ds->root_fd >= 0)
+        close(ds->root_fd);
     if (ds->classes)
         free_names(ds->classes, ds->n_classes);
     free(ds->root);
@@ -670,47 +681,43 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
     if (ds->format == DATASET_CIFAR_BIN)
         return load_cifar(ds, i, dec, img, err, err_len);
     const char *rel = dataset_path(ds, i);
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", ds->root, rel) >= (int)sizeof path) {
-        set_err(err, err_len, "%s: path too long", rel);
-        return -1;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = openat(ds->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         set_err(err, err_len, "%s: %s", rel, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, err_len, "%s: not a regular file", rel);
-        close(fd);
-        return -1;
-    }
+    /* read with the indexed size as the first guess (no fstat); a file that grew since
+     * indexing is read on, up to the decoder's file limit */
     size_t max = jpeg_dec_limits(dec)->max_file_bytes;
-    if ((uint64_t)st.st_size > max) {
-        set_err(err, err_len, "%s: file too large: %lld bytes (limit %zu)", rel,
-                (long long)st.st_size, max);
-        close(fd);
-        return -1;
-    }
-    size_t len = (size_t)st.st_size;
-    uint8_t *buf = jpeg_dec_file_buffer(dec, len);
-    if (!buf) {
-        set_err(err, err_len, "%s: out of memory", rel);
-        close(fd);
-        return -1;
-    }
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = read(fd, buf + got, len - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            set_err(err, err_len, "%s: read failed: %s", rel, r < 0 ? strerror(errno) : "file shrank");
+    size_t cap = ds->size[i] < max ? (size_t)ds->size[i] + 1 : max + 1;
+    uint8_t *buf = jpeg_dec_file_buffer(dec, cap);
+    size_t len = 0;
+    for (;;) {
+        if (!buf) {
+            set_err(err, err_len, "%s: out of memory", rel);
             close(fd);
             return -1;
         }
-        got += (size_t)r;
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            set_err(err, err_len, "%s: read failed: %s", rel, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len == cap) {
+            if (cap > max) {
+                set_err(err, err_len, "%s: file too large (limit %zu bytes)", rel, max);
+                close(fd);
+                return -1;
+            }
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            buf = jpeg_dec_file_buffer(dec, cap);
+        }
     }
     close(fd);
     char why[256];

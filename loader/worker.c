@@ -122,8 +122,27 @@ static void on_message(struct worker *w, const void *buf, size_t len)
     enum task_msg_type t = proto_task_decode(buf, len, &u, why, sizeof why);
     switch (t) {
     case TASK_MSG_WELCOME:
-        if (!w->welcomed || u.welcome.run != w->run)
+        if (!w->welcomed || u.welcome.run != w->run) {
             log_info("connected to trainer (run %016llx)", (unsigned long long)u.welcome.run);
+            /* a restarted trainer: tasks of the previous one would only come back stale */
+            size_t kept = 0;
+            for (size_t k = 0; k < w->q_len; k++) {
+                struct queued_task *q = &w->q[(w->q_head + k) % QUEUE_MAX];
+                if (q->run != u.welcome.run)
+                    continue;
+                /* swap whole entries so every idx buffer keeps exactly one owner */
+                struct queued_task *dst = &w->q[(w->q_head + kept) % QUEUE_MAX];
+                if (dst != q) {
+                    struct queued_task t = *dst;
+                    *dst = *q;
+                    *q = t;
+                }
+                kept++;
+            }
+            if (kept < w->q_len)
+                log_info("dropped %zu queued task(s) of the previous trainer", w->q_len - kept);
+            w->q_len = kept;
+        }
         w->welcomed = 1;
         w->run = u.welcome.run;
         break;

@@ -1,9 +1,12 @@
 # npid-loader extras (included by the Makefile).
 #
 # augment.o at -O3: the colour-jitter blends only vectorise with GCC's full cost model, which
-# takes them from ~4 us to ~0.5 us per 32x32 image (the >= 15,000 img/s target needs it).
+# takes them from ~4 us to ~0.5 us per 32x32 image (the >= 15,000 img/s target needs it);
+# the branch-free hue loop additionally needs -fno-trapping-math (so selects between float
+# results may be if-converted; results are unchanged: no reassociation or contraction is
+# allowed) and -fno-tree-sink (which would move work back under branches).
 # A command-line OPT (make asan sets OPT=-O1) still wins over this.
-$(BUILD)/obj/common/augment.o: OPT = -O3
+$(BUILD)/obj/common/augment.o: OPT = -O3 -fno-trapping-math -fno-tree-sink
 
 # make fuzz [FUZZ_SECONDS=60]: libFuzzer (clang, libclang-rt-14-dev) with ASan+UBSan on the
 # JPEG decode wrapper and on the task-frame decoder, each for a bounded time. Seeds: the
