@@ -67,5 +67,17 @@ grep -q '"ok": true' "$j" || fail "not ok: $(cat "$j")"
 [ "$(field "$j" loaders_joined)" -ge 3 ] || fail "the latecomer did not join: $(cat "$j")"
 [ "$(field "$j" pix_crc)" = "$ref_crc" ] || fail "pixels differ from the reference run ($ref_crc): $(cat "$j")"
 grep -q "loader victim lost" "$tmp/run.log" || fail "no log line about the lost loader"
+# the trainer side dies instead: the surviving loaders serve its replacement
+"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 1 --batch 50 --seed 7 \
+    --step-ms 20 --timeout-s 60 >"$tmp/dead.json" 2>"$tmp/dead.log" &
+cpid=$!; pids="$pids $cpid"
+sleep 0.7
+kill -9 "$cpid"
+"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
+    --timeout-s 60 >"$tmp/again.json" 2>"$tmp/again.log" &
+cpid=$!; pids="$pids $cpid"
+wait "$cpid" || fail "restarted consumer failed: $(cat "$tmp/again.json")"
+grep -q '"ok": true' "$tmp/again.json" || fail "restarted consumer not ok: $(cat "$tmp/again.json")"
+[ "$(field "$tmp/again.json" pix_crc)" = "$ref_crc" ] || fail "restarted run differs: $(cat "$tmp/again.json")"
 echo "it_loader_sigkill: ok: $(field "$j" images) images exactly once, $(field "$j" reissued) re-issued, crc $ref_crc" >&2
 exit 0
