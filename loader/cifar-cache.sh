@@ -6,7 +6,7 @@
 set -eu
 root=${NPID_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 tarball=${NPID_CIFAR_TAR:-$root/../shared/data/cifar10-jpeg.tar.gz}
-cache=${NPID_CACHE:-$HOME/.cache/npid}
+cache=${NPID_CACHE:-${HOME:-/tmp}/.cache/npid}
 dest=$cache/cifar10
 if [ -d "$dest/train" ] && [ -d "$dest/test" ]; then
     echo "$dest"; exit 0
