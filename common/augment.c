@@ -148,6 +148,16 @@ int augment_params_check(const struct augment_params *p, char *err, size_t err_l
     return 0;
 }
 
+uint32_t augment_min_source_side(const struct augment_params *p)
+{
+    if (!p->train)
+        return p->test_resize ? p->test_resize : p->size;
+    double r = p->ratio_min < 1.0 / p->ratio_max ? p->ratio_min : 1.0 / p->ratio_max;
+    if (r > 1)
+        r = 1;
+    return (uint32_t)ceil(p->size / sqrt(p->scale_min * r));
+}
+
 struct augment *augment_new(const struct augment_params *p)
 {
     if (augment_params_check(p, NULL, 0))

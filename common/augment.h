@@ -63,6 +63,13 @@ int augment_preset(const char *name, int train, uint32_t size, enum augment_layo
  * 0 < ratio_min <= ratio_max, jitter in [0,1) except hue in [0,0.5]). 0 or -1 with reason. */
 int augment_params_check(const struct augment_params *p, char *err, size_t err_len);
 
+/* The smallest source side worth decoding for these params: a decoder may downscale (e.g.
+ * jpeg_dec_decode's min_side, DCT scaling) as long as both sides stay >= this without
+ * losing detail the transform would keep. Train: size / sqrt(scale_min * min(ratio_min,
+ * 1/ratio_max)) (the smallest crop RandomResizedCrop can pick still covers size pixels);
+ * test: test_resize, or size. */
+uint32_t augment_min_source_side(const struct augment_params *p);
+
 /* What one application drew (for tests and diagnostics). Crop box in source pixels. */
 struct augment_draw {
     uint32_t crop_x, crop_y, crop_w, crop_h;

@@ -1,7 +1,6 @@
 /* The loader's inner loop: see batch.h. */
 #include "loader/batch.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +68,7 @@ uint32_t batcher_errors(const struct batcher *b, const char *const **list)
 
 uint32_t batcher_min_side(const struct batcher *b, const struct augment_params *p)
 {
-    if (!b->dct_scale)
-        return 0;
-    if (!p->train)
-        return p->test_resize ? p->test_resize : p->size;
-    /* the smallest crop side RandomResizedCrop can pick, as a fraction of the image side */
-    double r = p->ratio_min < 1.0 / p->ratio_max ? p->ratio_min : 1.0 / p->ratio_max;
-    if (r > 1)
-        r = 1;
-    double frac = sqrt(p->scale_min * r);
-    return (uint32_t)ceil(p->size / frac);
+    return b->dct_scale ? augment_min_source_side(p) : 0;
 }
 
 /* Makes b->aug match the job's transform. */

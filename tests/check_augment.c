@@ -336,6 +336,11 @@ START_TEST(test_determinism_and_presets)
     free(o);
     free(big);
     augment_destroy(&a);
+    /* the smallest source side worth decoding */
+    augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
+    ck_assert_uint_eq(augment_min_source_side(&p), 83); /* 32 / sqrt(0.2 * 0.75) */
+    augment_preset("imagenet", 0, 224, AUGMENT_CHW, &p);
+    ck_assert_uint_eq(augment_min_source_side(&p), 256);
     /* bad params are refused */
     augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
     p.scale_min = 0;
