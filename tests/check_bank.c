@@ -871,6 +871,55 @@ START_TEST(test_daemon_client_first)
 }
 END_TEST
 
+/* SIGKILL while a snapshot is being written: the restart finds either the old or the new
+ * snapshot complete, never a torn one. */
+START_TEST(test_daemon_killed_mid_snapshot)
+{
+    const char *dir = tmpdir_new("midsnap");
+    struct daemon d;
+    daemon_start(&d, dir, NULL);
+    size_t rows = 300000, dim = 64;
+    struct bankc *c = bankc_new(d.ep, "mid", 20000, 0);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 4, "run", NULL, NULL, NULL), 0);
+    float feat[64];
+    fill_normal(feat, 64, 8);
+    uint32_t i7 = 7;
+    float *s1 = malloc(rows * dim * 4), *s2 = malloc(rows * dim * 4);
+    ck_assert_int_eq(bankc_update(c, &i7, feat, 1, 0.5f, NULL), 0);
+    ck_assert_int_eq(bankc_snapshot(c, NULL, 0, NULL), 0);
+    ck_assert_int_eq(bankc_get(c, 0, rows, s1), 0);
+    ck_assert_int_eq(bankc_update(c, &i7, feat, 1, 0.5f, NULL), 0);
+    ck_assert_int_eq(bankc_get(c, 0, rows, s2), 0);
+    /* ask for a 77 MB snapshot and kill bankd while it writes */
+    struct bank_hdr h = { BANK_OP_SNAPSHOT, NULL, 0, 0, 0 };
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    proto_bank_encode_snapshot_req(&pk, &h);
+    void *s = raw_socket(&d);
+    zmq_send(s, sb.data, sb.size, 0);
+    usleep(40000);
+    ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+    msg_close(&s);
+    msgpack_sbuffer_destroy(&sb);
+    bankc_destroy(&c);
+    daemon_start(&d, dir, NULL);
+    c = bankc_new(d.ep, NULL, 20000, 0);
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert(info.step == 1 || info.step == 2);
+    float *got = malloc(rows * dim * 4);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(!memcmp(got, info.step == 1 ? s1 : s2, rows * dim * 4));
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+    free(s1);
+    free(s2);
+    free(got);
+}
+END_TEST
+
 START_TEST(test_daemon_periodic_snapshot)
 {
     const char *dir = tmpdir_new("periodic");
@@ -960,6 +1009,7 @@ int main(void)
     tcase_add_test(td, test_daemon_client_end_to_end);
     tcase_add_test(td, test_daemon_kill_restart_and_corruption);
     tcase_add_test(td, test_daemon_client_first);
+    tcase_add_test(td, test_daemon_killed_mid_snapshot);
     tcase_add_test(td, test_daemon_periodic_snapshot);
     tcase_add_test(td, test_daemon_disk_full);
     suite_add_tcase(s, td);
