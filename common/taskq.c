@@ -756,6 +756,12 @@ int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_
         errno = EINVAL;
         return -1;
     }
+    /* a batch frame must fit the socket's frame limit, or it could never be received */
+    uint64_t frame = (uint64_t)batch * tq->o.size * tq->o.size * 3 + (uint64_t)batch * 9 + 65536;
+    if (frame > tq->o.max_frame) {
+        errno = EMSGSIZE;
+        return -1;
+    }
     uint64_t total = n / batch + (n % batch && !tq->o.drop_last ? 1 : 0);
     if (total > UINT32_MAX) {
         errno = EINVAL;

@@ -143,8 +143,9 @@ void taskq_destroy(struct taskq **tq);
  * (rng_derive(aug_seed, epoch, index) in the loader). Indices must be < the dataset size
  * (loaders reject tasks with out-of-range indices; taskq_next then fails).
  * Returns the number of steps that will be delivered for this plan (0 when first_step is past
- * the end: TASKQ_EPOCH_END is still reported once), or -1 (EINVAL: n == 0, batch == 0, epoch
- * not greater than the last planned one; ENOMEM). */
+ * the end: TASKQ_EPOCH_END is still reported once), or -1 (EINVAL: n == 0, batch == 0 or >
+ * 65536, epoch not greater than the last planned one; EMSGSIZE: a batch of this size would
+ * exceed max_frame; ENOMEM). */
 int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
                    uint32_t batch, uint32_t first_step, uint64_t aug_seed);
 

@@ -238,6 +238,10 @@ static void send_fail(struct worker *w, const struct queued_task *q, const char 
 
 static void run_task(struct worker *w, const struct queued_task *q)
 {
+    if ((uint64_t)q->count * q->size * q->size * 3 > ((uint64_t)1 << 30)) {
+        send_fail(w, q, "EINVAL: the batch would exceed 1 GiB of pixels");
+        return;
+    }
     if (grow_buffers(w, q->count, q->size)) {
         send_fail(w, q, "ENOMEM: out of memory for the batch");
         return;

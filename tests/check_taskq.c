@@ -490,6 +490,13 @@ START_TEST(test_failures)
     ck_assert_ptr_nonnull(strstr(err, "manifest"));
     struct taskq_opts o;
     taskq_opts_default(&o);
+    o.size = 4096; /* 6 images of 4096^2 px exceed the 256 MiB frame limit */
+    tq = taskq_new("inproc://z", MAN, &o, err, sizeof err);
+    ck_assert_ptr_nonnull(tq);
+    ck_assert_int_eq(taskq_plan(tq, 0, perm, 4, 5, 0, 1), 1);
+    ck_assert_int_eq(taskq_plan(tq, 1, perm, 4, 6, 0, 1), -1);
+    ck_assert_int_eq(errno, EMSGSIZE);
+    taskq_destroy(&tq);
     o.preset = "bogus";
     ck_assert_ptr_null(taskq_new("inproc://y", MAN, &o, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "preset"));
