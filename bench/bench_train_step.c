@@ -53,7 +53,7 @@ static double sgemm_peak(void)
 
 /* Runs the peer for model; fills train and eval img/s; 0 or -1 when unavailable. */
 static int run_peer(const char *model, int batch, int size, int steps, double *train,
-                    double *eval)
+                    double *eval, double *train_cpu)
 {
     const char *root = getenv("NPID_ROOT");
     char cmd[1024];
@@ -68,9 +68,11 @@ static int run_peer(const char *model, int batch, int size, int steps, double *t
     int rc = pclose(p);
     if (!ok || rc != 0) return -1;
     char *t = strstr(line, "\"train_img_per_s\": "), *e = strstr(line, "\"eval_img_per_s\": ");
-    if (!t || !e) return -1;
+    char *c = strstr(line, "\"train_img_per_cpu_s\": ");
+    if (!t || !e || !c) return -1;
     *train = atof(t + 19);
     *eval = atof(e + 18);
+    *train_cpu = atof(c + 23);
     return 0;
 }
 
@@ -162,10 +164,10 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
     double peak2 = sgemm_peak();
     if (peak2 > peak) peak = peak2;
     double gflops = 3.0 * net_flops_per_image(n) * ips / 1e9;
-    double ptrain = 0, peval = 0;
-    if (peer && run_peer(model, B, size, steps, &ptrain, &peval) < 0) {
+    double ptrain = 0, peval = 0, pcpu = 0;
+    if (peer && run_peer(model, B, size, steps, &ptrain, &peval, &pcpu) < 0) {
         log_warn("peer: /usr/bin/python3 with torch not available; no ratios");
-        ptrain = peval = 0;
+        ptrain = peval = pcpu = 0;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -173,6 +175,7 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
     snprintf(cs, sizeof(cs), "%s/b%d/%dpx", model, B, size);
     emit(cs, "img_per_s", ips, "img/s", ptrain);
     emit(cs, "eval_img_per_s", eips, "img/s", peval);
+    emit(cs, "img_per_cpu_s", B * steps / cpu, "img/CPU-s", pcpu);
     emit(cs, "gflops", gflops, "GFLOP/s", 0);
     emit(cs, "sgemm_peak", peak, "GFLOP/s", 0);
     emit(cs, "peak_fraction", gflops / peak, "ratio", 0);
