@@ -92,8 +92,18 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
     }
     if (feat_json_str(c.config, "aug", m->aug_name, sizeof m->aug_name) != 0)
         snprintf(m->aug_name, sizeof m->aug_name, "cifar");
-    if (feat_json_str(c.config, "run", m->run, sizeof m->run) != 0)
+    if (feat_json_str(c.config, "run", m->run, sizeof m->run) != 0) {
+        /* the trainer names an unnamed run after its directory */
+        char dir[4096];
         m->run[0] = 0;
+        if (feat_json_str(c.config, "run-dir", dir, sizeof dir) == 0) {
+            size_t n = strlen(dir);
+            while (n > 1 && dir[n - 1] == '/')
+                dir[--n] = 0;
+            const char *b = strrchr(dir, '/');
+            snprintf(m->run, sizeof m->run, "%s", b ? b + 1 : dir);
+        }
+    }
     feat_json_num(c.config, "low-dim", &low_dim);
     feat_json_num(c.config, "size", &size);
     if (low_dim < 1 || low_dim > 4096 || size < 8 || size > 1024) {
