@@ -82,25 +82,30 @@ static void conv_im2col_cols(const struct conv *c, const float *in, int B, int H
                 if (hi + delta > (long)total) hi = (long)total - delta;
                 if (lo > (long)p1) lo = (long)p1;
                 if (hi < lo) hi = lo;
-                memset(d, 0, sizeof(float) * (size_t)(lo - (long)p0));
+                if (lo > (long)p0) memset(d, 0, sizeof(float) * (size_t)(lo - (long)p0));
                 memcpy(d + (lo - (long)p0), src + lo + delta, sizeof(float) * (size_t)(hi - lo));
-                memset(d + (hi - (long)p0), 0, sizeof(float) * (size_t)((long)p1 - hi));
-                if (dr == 0 && ds == 0) continue;
-                int c0 = ds < 0 ? 0 : W - ds, c1 = ds < 0 ? -ds : W;
-                if (c0 < 0) c0 = 0;
-                if (c1 > W) c1 = W;
-                size_t q = p0 / W;
-                int oh = (int)(q % (size_t)H);
-                for (; q * W < p1; q++, oh = oh + 1 == H ? 0 : oh + 1) {
-                    size_t rs = q * W > p0 ? q * W : p0, re = (q + 1) * W < p1 ? (q + 1) * W : p1;
-                    if (oh + dr < 0 || oh + dr >= H) {
-                        memset(d + (rs - p0), 0, sizeof(float) * (re - rs));
-                        continue;
+                if (hi < (long)p1) memset(d + (hi - (long)p0), 0, sizeof(float) * (size_t)((long)p1 - hi));
+                if (dr != 0) {
+                    /* the |dr| rows at the top (dr < 0) or bottom of each image */
+                    size_t rows = (size_t)(dr < 0 ? -dr : dr) * W;
+                    if (rows > hw) rows = hw;
+                    size_t first = dr < 0 ? 0 : hw - rows;
+                    for (size_t b = p0 / hw; b * hw < p1; b++) {
+                        size_t z0 = b * hw + first, z1 = z0 + rows;
+                        if (z0 < p0) z0 = p0;
+                        if (z1 > p1) z1 = p1;
+                        if (z1 > z0) memset(d + (z0 - p0), 0, sizeof(float) * (z1 - z0));
                     }
-                    size_t z0 = q * W + c0, z1 = q * W + c1;
-                    if (z0 < rs) z0 = rs;
-                    if (z1 > re) z1 = re;
-                    for (size_t p = z0; p < z1; p++) d[p - p0] = 0.0f;
+                }
+                if (ds != 0) {
+                    /* the |ds| columns at the left (ds < 0) or right of every row */
+                    int c0 = ds < 0 ? 0 : W - ds, c1 = ds < 0 ? -ds : W;
+                    if (c0 < 0) c0 = 0;
+                    if (c1 > W) c1 = W;
+                    for (int cc = c0; cc < c1; cc++) {
+                        size_t q0 = p0 <= (size_t)cc ? 0 : (p0 - (size_t)cc + W - 1) / W;
+                        for (size_t p = q0 * W + cc; p < p1; p += W) d[p - p0] = 0.0f;
+                    }
                 }
             }
         }
