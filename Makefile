@@ -4,6 +4,7 @@
 #   make check      every test (unit tests, then integration scripts)
 #   make asan       the tests under ASan + UBSan (build/asan/)
 #   make bench      every benchmark (one JSON line per figure); ONLY=<name> runs one
+#   make run        train with the launcher (scripts/npid run; DATA= MODEL= EPOCHS= ...)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
 #
@@ -53,7 +54,7 @@ TEST_BINS  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check unit integration asan bench install clean
+.PHONY: all check unit integration asan bench install clean run
 all: $(BINS) $(LIBNPID)
 
 $(BUILD)/obj/%.o: %.c
@@ -87,6 +88,13 @@ bench: all $(BENCH_BINS)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 scripts/npid scripts/npid-plot $(DESTDIR)$(PREFIX)/bin/
+
+# make run [DATA=dir] [MODEL=m] [EPOCHS=n] [LOADERS=n] [RUN_DIR=dir] [PRESET=p] [TRAIN_ARGS="..."]
+run: all
+	DATA="$(DATA)" MODEL="$(MODEL)" EPOCHS="$(EPOCHS)" LOADERS="$(or $(LOADERS),1)" \
+	RUN_DIR="$(RUN_DIR)" PRESET="$(or $(PRESET),cifar)" TRAIN_ARGS="$(TRAIN_ARGS)" \
+	NPID_BIN=$(abspath $(BUILD)) scripts/npid run
 
 clean:
 	rm -rf $(BUILD)

@@ -28,6 +28,11 @@
 
 enum draw_mode { DRAW_SHARED = 0, DRAW_SOFTMAX = 1 };
 
+/* bankd writes the snapshots paired with checkpoints to DIR/bank-trainer.snap (and .prev,
+   matching trainer.ckpt and its .prev); --keep-epochs adds bank-epoch-NNN.snap. */
+#define TRAINER_SNAPSHOT "trainer"
+
+
 /* Per-stage time accumulated over a metrics window, seconds. */
 struct stage_times {
     double data, bank, fwd, loss, bwd, sgd;
@@ -153,7 +158,7 @@ static int bank_request_sample(struct trainer *t)
     uint32_t count;
     const uint32_t *idx = step_indices(&t->cur, t->epoch_step, &count);
     draw_negatives(t, t->step, idx, count, t->neg_idx);
-    if (bankc_sample_send(t->bank, t->m, idx, count, t->cfg.exclude_pos) != 0) {
+    if (bankc_rows_send(t->bank, t->neg_idx, t->m, idx, count) != 0) {
         log_error("bank: sample request failed: %s", bankc_error(t->bank));
         return -1;
     }
@@ -218,7 +223,7 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
     double t0 = now_s();
     char snap[4096] = "";
     uint64_t snap_step = 0;
-    if (bankc_snapshot(t->bank, snap, sizeof snap, &snap_step) != 0) {
+    if (bankc_snapshot_named(t->bank, TRAINER_SNAPSHOT, snap, sizeof snap, &snap_step) != 0) {
         log_error("checkpoint (%s): bank snapshot failed: %s; no checkpoint written", why,
                   bankc_error(t->bank));
         return -1;
@@ -263,6 +268,30 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
     return 0;
 }
 
+/* --keep-epochs: copies the checkpoint just written to checkpoints/epoch-NNN.ckpt and has
+ * bankd write the bank to bank-epoch-NNN.snap, so every epoch can be evaluated afterwards. */
+static int trainer_keep_epoch(struct trainer *t, uint32_t epoch)
+{
+    char name[32], dst[4096 + 64], snap[4096];
+    snprintf(name, sizeof name, "epoch-%03u", epoch);
+    snprintf(dst, sizeof dst, "%s/checkpoints/%s.ckpt", t->cfg.run_dir, name);
+    void *buf = NULL;
+    size_t len = 0;
+    if (file_read_all(t->ckpt_path, (size_t)1 << 34, &buf, &len) != 0)
+        return -1;
+    int rc = durable_write(dst, buf, len);
+    free(buf);
+    if (rc != 0)
+        return -1;
+    uint64_t step = 0;
+    if (bankc_snapshot_named(t->bank, name, snap, sizeof snap, &step) != 0) {
+        log_warn("--keep-epochs: bank snapshot failed: %s", bankc_error(t->bank));
+        return -1;
+    }
+    log_info("kept epoch %u: %s and %s", epoch, dst, snap);
+    return 0;
+}
+
 /* Restores weights, optimiser, Z and position from the run directory's checkpoint, and the
  * paired bank snapshot. */
 static int trainer_restore(struct trainer *t)
@@ -302,7 +331,7 @@ static int trainer_restore(struct trainer *t)
     if (have != c.bank_step) {
         log_info("resume: bankd is at update %" PRIu64 ", the checkpoint pairs with %" PRIu64
                  ": restoring snapshot %s", have, c.bank_step, c.bank_path);
-        if (1) {
+        if (bankc_restore(t->bank, TRAINER_SNAPSHOT, c.bank_step, &have) != 0) {
             log_error("resume: bank restore failed: %s", bankc_error(t->bank));
             goto done;
         }
@@ -336,6 +365,7 @@ static int trainer_warm_start(struct trainer *t)
         goto done;
     }
     size_t img_bytes = augment_out_bytes(aug);
+    uint32_t min_side = augment_min_source_side(&ap); /* how far the decoder may downscale */
     size_t bad = 0;
     for (size_t start = 0; start < t->n; start += (size_t)t->cfg.batch) {
         if (sig_stop)
@@ -345,7 +375,7 @@ static int trainer_warm_start(struct trainer *t)
             struct jpeg_image img;
             char err[512];
             idx[i] = (uint32_t)(start + i);
-            if (dataset_decode(t->ds, start + i, dec, (uint32_t)t->size, &img, err, sizeof err) != 0) {
+            if (dataset_decode(t->ds, start + i, dec, min_side, &img, err, sizeof err) != 0) {
                 /* a bad image gets a grey substitute; its row stays as initialised */
                 memset(pix + i * img_bytes, 128, img_bytes);
                 if (bad++ < 10)
@@ -840,6 +870,8 @@ int trainer_run(struct trainer *t)
                 end_reason = "checkpoint failed";
                 break;
             }
+            if (t->cfg.keep_epochs && trainer_keep_epoch(t, done_epoch) != 0)
+                log_warn("--keep-epochs: could not keep epoch %u's checkpoint pair", done_epoch);
             if (t->epoch >= (uint32_t)t->cfg.epochs)
                 break;
             if (plan_epochs(t, 0) != 0 || bank_request_sample(t) != 0) {
