@@ -27,24 +27,22 @@ size_t conv_scratch_min(const struct conv *c, int H, int W)
     return fwd > bwd ? fwd : bwd;
 }
 
-/* Images per chunk: as many as fit the chunk budget (at least one), within the scratch. */
-static int conv_chunk(size_t per_image, int nb, const struct nn_ctx *x)
+/* Images per chunk: as many as give about chunk_cols output positions (at least one),
+ * within the scratch. */
+static int conv_chunk(size_t per_image, size_t ohw, int nb, const struct nn_ctx *x)
 {
-    size_t k = x->chunk_floats / per_image, cap = x->scratch_floats / per_image;
+    size_t k = x->chunk_cols / ohw, cap = x->scratch_floats / per_image;
     NPID_CHECK(cap >= 1);
     if (k < 1) k = 1;
     if (k > cap) k = cap;
     return k > (size_t)nb ? nb : (int)k;
 }
 
-/* Output positions per chunk of a same convolution with crs rows: the chunk budget, but
- * at least 512 columns (measured on OpenBLAS 0.3.21 SkylakeX, one thread: 512 columns beat
- * both 256 and 1024+ for K = 64..512, forward and weight-gradient products alike), within
- * the scratch. */
+/* Output positions per chunk of a same convolution with crs rows: chunk_cols (see
+ * NN_CHUNK_COLS), within the scratch. */
 static size_t conv_chunk_cols(size_t crs, const struct nn_ctx *x)
 {
-    size_t cols = x->chunk_floats / crs, cap = x->scratch_floats / crs;
-    if (cols < 512) cols = 512;
+    size_t cols = x->chunk_cols, cap = x->scratch_floats / crs;
     if (cols > cap) cols = cap;
     NPID_CHECK(cols >= 1);
     return cols;
@@ -210,7 +208,7 @@ static void conv_apply(const struct conv *c, const float *w, const float *in, in
         }
         return;
     }
-    int chunk = conv_chunk(crs * ohw, b1 - b0, x);
+    int chunk = conv_chunk(crs * ohw, ohw, b1 - b0, x);
     for (int i = b0; i < b1; i += chunk) {
         int nb = b1 - i < chunk ? b1 - i : chunk;
         size_t n = (size_t)nb * ohw;
@@ -256,7 +254,7 @@ void conv_backward_ctx(const struct conv *c, const float *in, const float *dout,
                         (int)crs);
         }
     } else {
-        int chunk = conv_chunk(crs * ohw, b1 - b0, x);
+        int chunk = conv_chunk(crs * ohw, ohw, b1 - b0, x);
         for (int i = b0; i < b1; i += chunk) {
             int nb = b1 - i < chunk ? b1 - i : chunk;
             size_t n = (size_t)nb * ohw;
@@ -290,7 +288,7 @@ void conv_backward_ctx(const struct conv *c, const float *in, const float *dout,
     if (!accumulate)
         for (int ch = 0; ch < c->C; ch++)
             memset(din + ((size_t)ch * B + b0) * hw, 0, sizeof(float) * (size_t)(b1 - b0) * hw);
-    int chunk = conv_chunk(crs * ohw, b1 - b0, x);
+    int chunk = conv_chunk(crs * ohw, ohw, b1 - b0, x);
     for (int i = b0; i < b1; i += chunk) {
         int nb = b1 - i < chunk ? b1 - i : chunk;
         size_t n = (size_t)nb * ohw;

@@ -18,7 +18,7 @@
 
 #define NET_MAX_BLOCKS 16
 /* Per-thread im2col scratch in floats: at least one image of the largest convolution; the
- * chunks actually used are cache-sized (NN_CHUNK_FLOATS, or NPID_CONV_CHUNK_KB). */
+ * chunks actually used are NN_CHUNK_COLS positions wide (NPID_CONV_CHUNK_COLS overrides). */
 #define NET_SCRATCH_TARGET ((size_t)1 << 20)
 
 struct net {
@@ -37,7 +37,7 @@ struct net {
     float *buf[4];             /* backward work, act_max floats each */
     float *scratch;            /* nt x scratch_floats */
     float *wt;                 /* nt x wt_floats: transposed conv weights */
-    size_t scratch_floats, wt_floats, act_max, chunk_floats;
+    size_t scratch_floats, wt_floats, act_max, chunk_cols;
     int nt;
     struct nn_team *team;
     float *tgrads;             /* (nt - 1) x n_params: per-thread weight gradients */
@@ -112,10 +112,14 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     n->act_max = amax;
     for (int i = 0; i < 4; i++) n->buf[i] = nn_carve(&L->acts, amax);
     size_t target = NET_SCRATCH_TARGET;
-    n->chunk_floats = NN_CHUNK_FLOATS;
-    const char *env = getenv("NPID_CONV_CHUNK_KB");
-    if (env && atoi(env) > 0) n->chunk_floats = (size_t)atoi(env) << 8;
-    if (n->chunk_floats > target) target = n->chunk_floats;
+    n->chunk_cols = NN_CHUNK_COLS;
+    const char *env = getenv("NPID_CONV_CHUNK_COLS");
+    if (env && atoi(env) > 0) n->chunk_cols = (size_t)atoi(env);
+    /* room for a full chunk of the widest same convolution */
+    for (int i = 0; i < n->nblocks; i++) {
+        size_t crs = (size_t)n->blocks[i].c2.C * 9;
+        if (crs * n->chunk_cols > target) target = crs * n->chunk_cols;
+    }
     n->scratch_floats = smin > target ? smin : target;
     n->scratch_floats = (n->scratch_floats + 15) & ~(size_t)15;
     n->scratch = nn_carve(&L->acts, n->scratch_floats * L->threads);
@@ -254,7 +258,7 @@ static struct nn_ctx net_ctx(struct net *n, int tid, int B)
     c.scratch = n->scratch + n->scratch_floats * (size_t)tid;
     c.scratch_floats = n->scratch_floats;
     c.wt = n->wt + n->wt_floats * (size_t)tid;
-    c.chunk_floats = n->chunk_floats;
+    c.chunk_cols = n->chunk_cols;
     c.grads0 = n->grads;
     c.grads = tid == 0 ? n->grads : n->tgrads + n->n_params * (size_t)(tid - 1);
     return c;
