@@ -115,17 +115,43 @@ static int sorted_has(const uint32_t *s, size_t n, uint32_t x)
     return lo < n && s[lo] == x;
 }
 
+/* Checks u32 indices (unaligned) against the bank; 0 or -1 with ERANGE naming what. */
+static int bank_check_idx(const struct bank *b, const void *idx, size_t n, const char *what,
+                          struct bank_err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = proto_bank_u32(idx, i);
+        if (r >= b->rows)
+            return bank_err_set(e, BANK_ERANGE, "%s[%zu] = %u out of range (rows %llu)", what, i,
+                                r, (unsigned long long)b->rows);
+    }
+    return 0;
+}
+
+/* Copies the rows idx (n u32, checked) to out (n, dim), unaligned. The gather is bound by
+ * memory latency (random rows of a bank far larger than the caches), so the rows a few
+ * ahead are prefetched. */
+static void bank_gather(const struct bank *b, const void *idx, size_t n, void *out)
+{
+    size_t dim = b->dim, row_bytes = dim * sizeof(float);
+    char *o = out;
+    enum { AHEAD = 8 };
+    for (size_t j = 0; j < n; j++) {
+        if (j + AHEAD < n) {
+            const char *row = (const char *)(b->v + (size_t)proto_bank_u32(idx, j + AHEAD) * dim);
+            for (size_t off = 0; off < row_bytes; off += 64)
+                __builtin_prefetch(row + off, 0, 0);
+        }
+        memcpy(o + j * row_bytes, b->v + (size_t)proto_bank_u32(idx, j) * dim, row_bytes);
+    }
+}
+
 int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int exclude,
                 void *neg_idx, void *neg, void *pos, struct bank_err *e)
 {
     /* pos_idx (npos,) u32 -> pos (npos, dim); neg_idx (k,) u32, neg (k, dim) */
-    size_t dim = b->dim, row_bytes = dim * sizeof(float);
-    for (size_t i = 0; i < npos; i++) {
-        uint32_t r = proto_bank_u32(pos_idx, i);
-        if (r >= b->rows)
-            return bank_err_set(e, BANK_ERANGE, "pos[%zu] = %u out of range (rows %llu)", i, r,
-                                (unsigned long long)b->rows);
-    }
+    if (bank_check_idx(b, pos_idx, npos, "pos", e) != 0)
+        return -1;
     size_t nex = 0;
     if (exclude && npos) {
         if (npos > b->scratch_cap) {
@@ -143,9 +169,8 @@ int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int 
         if (nex >= b->rows)
             return bank_err_set(e, BANK_ERANGE, "exclude_pos leaves no row to sample");
     }
-    char *ni = neg_idx, *nv = neg, *pv = pos;
-    /* draw all indices first, then gather with the rows a few ahead prefetched: the gather
-     * is bound by memory latency (random rows of a bank far larger than the caches) */
+    char *ni = neg_idx;
+    /* draw all indices first, then gather */
     for (size_t j = 0; j < k; j++) {
         uint32_t r;
         do
@@ -153,19 +178,20 @@ int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int 
         while (nex && sorted_has(b->scratch_pos, nex, r));
         memcpy(ni + 4 * j, &r, 4);
     }
-    enum { AHEAD = 8 };
-    for (size_t j = 0; j < k; j++) {
-        if (j + AHEAD < k) {
-            const char *row = (const char *)(b->v + (size_t)proto_bank_u32(ni, j + AHEAD) * dim);
-            for (size_t off = 0; off < row_bytes; off += 64)
-                __builtin_prefetch(row + off, 0, 0);
-        }
-        memcpy(nv + j * row_bytes, b->v + (size_t)proto_bank_u32(ni, j) * dim, row_bytes);
-    }
-    for (size_t i = 0; i < npos; i++) {
-        uint32_t r = proto_bank_u32(pos_idx, i);
-        memcpy(pv + i * row_bytes, b->v + (size_t)r * dim, row_bytes);
-    }
+    bank_gather(b, neg_idx, k, neg);
+    bank_gather(b, pos_idx, npos, pos);
+    return 0;
+}
+
+int bank_rows(const struct bank *b, const void *want_idx, size_t k, const void *pos_idx,
+              size_t npos, void *neg_idx, void *neg, void *pos, struct bank_err *e)
+{
+    if (bank_check_idx(b, want_idx, k, "neg_idx", e) != 0 ||
+        bank_check_idx(b, pos_idx, npos, "pos", e) != 0)
+        return -1;
+    memmove(neg_idx, want_idx, 4 * k);
+    bank_gather(b, neg_idx, k, neg);
+    bank_gather(b, pos_idx, npos, pos);
     return 0;
 }
 

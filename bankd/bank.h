@@ -55,6 +55,12 @@ int bank_set_ids(struct bank *b, const char *run, size_t run_len, const char *ma
 int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int exclude,
                 void *neg_idx, void *neg, void *pos, struct bank_err *e);
 
+/* As bank_sample but with the negatives given: want_idx (k,) u32 is copied to neg_idx
+ * (the two may be the same memory) and its rows to neg, in order; nothing is drawn.
+ * Returns 0, or -1 with e filled (ERANGE: an index out of range; nothing written). */
+int bank_rows(const struct bank *b, const void *want_idx, size_t k, const void *pos_idx,
+              size_t npos, void *neg_idx, void *neg, void *pos, struct bank_err *e);
+
 /* v_i <- normalize(m v_i + (1 - m) f_i) for the n rows idx (u32), feat (n, dim) f32.
  * Features must be finite with non-zero norm, indices < rows, nfeat == n x dim; otherwise
  * nothing is applied and -1 is returned with e filled (ERANGE / EINVAL). When the mixed

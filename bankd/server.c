@@ -3,7 +3,7 @@
  * Replies that carry bank rows (sample, get) are built directly in a zmq_msg_t of the exact
  * size and the rows gathered into it, so each row is copied once on its way out. The reply
  * cache keeps, per client id, the (seq, CRC-32C of the request) of its last request and, for
- * writing ops (init, update, set, snapshot), a reference to the reply: a request matching
+ * writing ops (init, update, set, snapshot, restore), a reference to the reply: a request matching
  * both is answered from the cache and never applied twice. Read-only ops are re-executed on
  * a retry (their replies can be megabytes and repeating them changes nothing). */
 #include "bankd/server.h"
@@ -17,6 +17,7 @@
 #include "common/sig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -42,11 +43,12 @@ struct server {
     char dir[PATH_MAX];
     uint64_t snap_step;        /* bank step of the last snapshot written or loaded */
     int snap_valid;            /* a snapshot of the current bank exists */
-    int ids_dirty;             /* run/manifest changed since the last snapshot */
+    int snap_stale;            /* bank.snap lacks a change the step does not show (run or
+                                  manifest adopted, bank restored) */
     double next_snap;          /* clock_seconds() of the next periodic snapshot */
     pid_t snap_child;          /* background snapshot writer, 0 when none */
     uint64_t snap_child_step;  /* the step it is writing */
-    int snap_child_ids;        /* ids_dirty when it was forked */
+    int snap_child_stale;      /* snap_stale when it was forked */
     double snap_child_t0;
     msgpack_sbuffer sb;        /* small replies */
     msgpack_packer pk;
@@ -60,33 +62,44 @@ struct server {
 
 static int server_dirty(const struct server *s)
 {
-    return s->bank && (!s->snap_valid || s->snap_step != s->bank->step || s->ids_dirty);
+    return s->bank && (!s->snap_valid || s->snap_step != s->bank->step || s->snap_stale);
 }
 
 static void server_snapshot_reap(struct server *s, int block);
 
-/* Writes a snapshot; 0, or -1 with e filled (ENOSPC / EIO) and the failure logged. */
-static int server_snapshot(struct server *s, char *path, size_t path_cap, struct bank_err *e)
+/* Writes a snapshot: DIR/bank.snap, or DIR/bank-<name>.snap when name is given (those do not
+ * count as the daemon's own snapshot: bank.snap is still written when the bank changed).
+ * 0, or -1 with e filled (ENOSPC / EIO) and the failure logged. */
+static int server_snapshot(struct server *s, const char *name, size_t name_len, char *path,
+                           size_t path_cap, struct bank_err *e)
 {
     if (!s->bank)
         return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
     if (!s->dir[0])
         return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
-    server_snapshot_reap(s, 1); /* one writer of the file at a time */
+    char file[96];
+    if (name)
+        snprintf(file, sizeof file, "bank-%.*s.snap", (int)name_len, name);
+    else
+        snprintf(file, sizeof file, "%s", SNAPSHOT_NAME);
+    if (!name)
+        server_snapshot_reap(s, 1); /* one writer of the file at a time */
     double t0 = clock_seconds();
-    if (snapshot_write(s->bank, s->dir, path, path_cap) != 0) {
+    if (snapshot_write_as(s->bank, s->dir, file, path, path_cap) != 0) {
         int err = errno;
         int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
-        log_error("snapshot to %s failed: %s%s", s->dir, strerror(err),
+        log_error("snapshot to %s/%s failed: %s%s", s->dir, file, strerror(err),
                   full ? " (disk full or file size limit); still serving from memory" : "");
-        return bank_err_set(e, full ? BANK_ENOSPC : BANK_EIO, "snapshot to %s failed: %s", s->dir,
-                            strerror(err));
+        return bank_err_set(e, full ? BANK_ENOSPC : BANK_EIO, "snapshot to %s/%s failed: %s",
+                            s->dir, file, strerror(err));
     }
-    s->snap_step = s->bank->step;
-    s->snap_valid = 1;
-    s->ids_dirty = 0;
-    log_info("snapshot step %llu written to %s/%s in %.3f s", (unsigned long long)s->snap_step,
-             s->dir, SNAPSHOT_NAME, clock_seconds() - t0);
+    if (!name) {
+        s->snap_step = s->bank->step;
+        s->snap_valid = 1;
+        s->snap_stale = 0;
+    }
+    log_info("snapshot step %llu written to %s/%s in %.3f s", (unsigned long long)s->bank->step,
+             s->dir, file, clock_seconds() - t0);
     return 0;
 }
 
@@ -101,7 +114,7 @@ static void server_snapshot_fork(struct server *s)
     if (pid < 0) {
         log_warn("cannot fork a snapshot writer (%s); writing in the foreground", strerror(errno));
         struct bank_err e;
-        server_snapshot(s, NULL, 0, &e);
+        server_snapshot(s, NULL, 0, NULL, 0, &e);
         return;
     }
     if (pid == 0) {
@@ -116,8 +129,8 @@ static void server_snapshot_fork(struct server *s)
     }
     s->snap_child = pid;
     s->snap_child_step = s->bank->step;
-    s->snap_child_ids = s->ids_dirty;
-    s->ids_dirty = 0;
+    s->snap_child_stale = s->snap_stale;
+    s->snap_stale = 0;
     s->snap_child_t0 = t0;
     log_debug("snapshot writer %d started for step %llu (fork took %.3f s)", (int)pid,
               (unsigned long long)s->snap_child_step, clock_seconds() - t0);
@@ -146,7 +159,7 @@ static void server_snapshot_reap(struct server *s, int block)
     }
     int err = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
     int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
-    s->ids_dirty |= s->snap_child_ids;
+    s->snap_stale |= s->snap_child_stale;
     log_error("background snapshot to %s failed: %s%s", s->dir,
               r > 0 && WIFSIGNALED(st) ? "writer killed by a signal" : strerror(err),
               full ? " (disk full or file size limit); still serving from memory" : "");
@@ -179,6 +192,24 @@ static struct cache_entry *cache_find(struct server *s, const char *cid, size_t 
     victim->crc = 0;
     victim->used = ++s->lru;
     return victim;
+}
+
+/* Forgets every client's last request and reply; keep (may be NULL) stays allocated to its
+ * client, with no reply. */
+static void cache_clear(struct server *s, struct cache_entry *keep)
+{
+    for (int i = 0; i < s->ncache; i++) {
+        struct cache_entry *c = &s->cache[i];
+        zmq_msg_close(&c->reply);
+        zmq_msg_init(&c->reply);
+        c->has_reply = 0;
+        c->seq = 0;
+        c->crc = 0;
+        if (c != keep) {
+            c->used = 0;
+            c->cid[0] = 0;
+        }
+    }
 }
 
 /* ---- replies ------------------------------------------------------------------------------- */
@@ -249,7 +280,7 @@ static int op_init(struct server *s, const struct bank_init_req *q, const struct
                              adopt_man ? q->manifest : (b->has_manifest ? b->manifest : NULL),
                              adopt_man ? q->manifest_len : strlen(b->manifest)) != 0)
                 return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
-            s->ids_dirty = 1;
+            s->snap_stale = 1;
         }
         r.step = b->step;
     } else {
@@ -317,7 +348,9 @@ static int op_sample(struct server *s, const struct bank_sample_req *q,
     mp_fixbuf_init(&fb, zmq_msg_data(out), size);
     NPID_CHECK(proto_bank_encode_sample_rep(&fb, rh, b->step, k, q->npos, dim, &ni, &nv, &pv) == 0);
     NPID_CHECK(fb.len == size);
-    if (bank_sample(b, k, q->pos, q->npos, q->exclude_pos, ni, nv, pv, e) != 0) {
+    int rc = q->has_neg_idx ? bank_rows(b, q->neg_idx, k, q->pos, q->npos, ni, nv, pv, e)
+                            : bank_sample(b, k, q->pos, q->npos, q->exclude_pos, ni, nv, pv, e);
+    if (rc != 0) {
         zmq_msg_close(out);
         return -1;
     }
@@ -372,14 +405,115 @@ static int op_write(struct server *s, enum bank_op op, const struct bank_update_
     return 0;
 }
 
-static int op_snapshot(struct server *s, const struct bank_rep_hdr *rh, struct bank_err *e)
+static int op_snapshot(struct server *s, const struct bank_snapshot_req *q,
+                       const struct bank_rep_hdr *rh, struct bank_err *e)
 {
     char path[PATH_MAX];
-    if (server_snapshot(s, path, sizeof path, e) != 0)
+    if (server_snapshot(s, q->name, q->name_len, path, sizeof path, e) != 0)
         return -1;
-    struct bank_snapshot_rep r = { path, strlen(path), s->snap_step };
+    struct bank_snapshot_rep r = { path, strlen(path), s->bank->step };
     msgpack_sbuffer_clear(&s->sb);
     proto_bank_encode_snapshot_rep(&s->pk, rh, &r);
+    return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return rc;
+}
+
+/* Renames DIR/bank.snap and DIR/bank.snap.prev to *.abandoned when their step is >= step:
+ * after a restore to step they hold a future that was given up, and bankd would otherwise
+ * load them at its next start (it loads the highest step). */
+static void server_abandon_newer(struct server *s, uint64_t step)
+{
+    static const char *const names[] = { SNAPSHOT_NAME, SNAPSHOT_NAME ".prev" };
+    int renamed = 0;
+    for (int i = 0; i < 2; i++) {
+        char file[PATH_MAX + 32], to[PATH_MAX + 48];
+        snprintf(file, sizeof file, "%s/%s", s->dir, names[i]);
+        struct snapshot_info info;
+        const char *why;
+        if (snapshot_peek(file, &info, &why) != 0 || info.step < step)
+            continue;
+        snprintf(to, sizeof to, "%s.abandoned", file);
+        if (rename(file, to) != 0) {
+            log_warn("cannot rename %s to %s: %s", file, to, strerror(errno));
+            continue;
+        }
+        renamed = 1;
+        log_info("%s holds step %llu, not older than the restored step %llu: renamed to %s",
+                 file, (unsigned long long)info.step, (unsigned long long)step, to);
+    }
+    if (renamed && fsync_dir(s->dir) != 0)
+        log_warn("cannot fsync %s: %s", s->dir, strerror(errno));
+}
+
+static int op_restore(struct server *s, const struct bank_restore_req *q,
+                      const struct bank_rep_hdr *rh, struct bank_err *e)
+{
+    struct bank *b = s->bank;
+    if (!b)
+        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
+    if (!s->dir[0])
+        return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
+    unsigned long long want = (unsigned long long)q->step;
+    char seen[200] = "";
+    size_t used = 0;
+    struct bank *nb = NULL;
+    char file[PATH_MAX + 128];
+    for (int i = 0; i < 2 && !nb; i++) {
+        char base[96];
+        snprintf(base, sizeof base, "bank-%.*s.snap%s", (int)q->name_len, q->name,
+                 i ? ".prev" : "");
+        snprintf(file, sizeof file, "%s/%s", s->dir, base);
+        struct snapshot_info info;
+        const char *why = NULL;
+        char what[64];
+        if (snapshot_peek(file, &info, &why) != 0) {
+            snprintf(what, sizeof what, "%s", why);
+        } else if (info.step != q->step) {
+            snprintf(what, sizeof what, "step %llu", (unsigned long long)info.step);
+        } else if (info.rows != b->rows || info.dim != b->dim) {
+            return bank_err_set(e, BANK_EMISMATCH, "%s holds a %llu x %llu bank, bankd holds "
+                                "%llu x %zu", base, (unsigned long long)info.rows,
+                                (unsigned long long)info.dim, (unsigned long long)b->rows, b->dim);
+        } else if (info.has_manifest && b->has_manifest && strcmp(info.manifest, b->manifest)) {
+            return bank_err_set(e, BANK_EMISMATCH, "%s has manifest %.64s, the bank %.64s", base,
+                                info.manifest, b->manifest);
+        } else if (!(nb = snapshot_read(file, &why))) {
+            snprintf(what, sizeof what, "step %llu but %s", want, why);
+        }
+        if (!nb) {
+            int n = snprintf(seen + used, sizeof seen - used, "%s%s: %s", used ? "; " : "",
+                             base, what);
+            if (n > 0)
+                used += (size_t)n < sizeof seen - used ? (size_t)n : sizeof seen - used - 1;
+            if (strcmp(what, "no such file"))
+                log_warn("restore: %s: %s", file, what);
+        }
+    }
+    if (!nb)
+        return bank_err_set(e, BANK_ENOSNAP, "no valid snapshot '%.*s' at step %llu (%s)",
+                            (int)q->name_len, q->name, want, seen);
+    server_snapshot_reap(s, 1); /* no writer of bank.snap runs while it is renamed */
+    server_abandon_newer(s, q->step);
+    uint64_t old_step = b->step;
+    bank_destroy(&s->bank);
+    s->bank = nb;
+    s->snap_stale = 1; /* bank.snap does not hold this bank */
+    log_info("restored %s: step %llu (was %llu), run '%s'", file, want,
+             (unsigned long long)old_step, nb->run);
+    struct bank_step_rep r = { nb->step };
+    msgpack_sbuffer_clear(&s->sb);
+    proto_bank_encode_step_rep(&s->pk, rh, &r);
     return 0;
 }
 
@@ -402,7 +536,7 @@ static int op_stats(struct server *s, const struct bank_rep_hdr *rh, struct bank
 static int op_writes_state(enum bank_op op)
 {
     return op == BANK_OP_INIT || op == BANK_OP_UPDATE || op == BANK_OP_SET ||
-           op == BANK_OP_SNAPSHOT;
+           op == BANK_OP_SNAPSHOT || op == BANK_OP_RESTORE;
 }
 
 /* Handles one request body from client id. */
@@ -447,8 +581,13 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
     case BANK_OP_GET: rc = op_get(s, &q.u.get, &rh, &out, &e); have_out = rc == 0; break;
     case BANK_OP_UPDATE:
     case BANK_OP_SET: rc = op_write(s, q.h.op, &q.u.update, &rh, &e); break;
-    case BANK_OP_SNAPSHOT: rc = op_snapshot(s, &rh, &e); break;
+    case BANK_OP_SNAPSHOT: rc = op_snapshot(s, &q.u.snapshot, &rh, &e); break;
     case BANK_OP_STATS: rc = op_stats(s, &rh, &e); break;
+    case BANK_OP_RESTORE:
+        rc = op_restore(s, &q.u.restore, &rh, &e);
+        if (rc == 0)
+            cache_clear(s, ce); /* replies of the replaced bank's timeline */
+        break;
     default: rc = bank_err_set(&e, BANK_EINVAL, "unknown op"); break;
     }
     if (rc != 0) {
@@ -643,7 +782,7 @@ int server_run(struct server *s)
     server_snapshot_reap(s, 1);
     if (server_dirty(s) && s->dir[0]) {
         struct bank_err e;
-        if (server_snapshot(s, NULL, 0, &e) != 0) {
+        if (server_snapshot(s, NULL, 0, NULL, 0, &e) != 0) {
             log_error("final snapshot failed: %s", e.msg);
             return -1;
         }

@@ -39,10 +39,16 @@ static int append_crc(struct durable_file *f, const void *buf, size_t len, uint3
 
 int snapshot_write(const struct bank *b, const char *dir, char *path, size_t path_cap)
 {
+    return snapshot_write_as(b, dir, SNAPSHOT_NAME, path, path_cap);
+}
+
+int snapshot_write_as(const struct bank *b, const char *dir, const char *name, char *path,
+                      size_t path_cap)
+{
     char file[PATH_MAX];
     if (mkdir_p(dir) != 0)
         return -1;
-    if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, SNAPSHOT_NAME) >= sizeof file) {
+    if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, name) >= sizeof file) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -120,14 +126,17 @@ static int read_crc(int fd, void *buf, size_t len, uint32_t *crc, int *short_rea
     return 0;
 }
 
-struct bank *snapshot_read(const char *path, const char **why)
+/* Opens path, reads and checks its header (magic, version, lengths, header checksum, file
+ * size) and fills info and *pcrc_want (the stored payload checksum). Returns the fd
+ * positioned at the payload, or -1 with *why set. */
+static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t *pcrc_want,
+                         const char **why)
 {
-    struct bank *b = NULL;
     int short_read = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         *why = errno == ENOENT ? "no such file" : "cannot open";
-        return NULL;
+        return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -158,7 +167,7 @@ struct bank *snapshot_read(const char *path, const char **why)
         *why = short_read ? "truncated header" : "read error";
         goto fail_fd;
     }
-    uint32_t pcrc_want = get32(hdr + hlen), hcrc_want = get32(hdr + hlen + 4);
+    uint32_t hcrc_want = get32(hdr + hlen + 4);
     uint32_t hcrc = crc32c(crc32c(0, hdr, hlen), hdr + hlen, 4);
     if (hcrc != hcrc_want) {
         *why = "header checksum mismatch";
@@ -173,18 +182,55 @@ struct bank *snapshot_read(const char *path, const char **why)
         *why = (uint64_t)st.st_size < want ? "truncated file" : "file longer than its header says";
         goto fail_fd;
     }
-    b = bank_new_empty(rows, (size_t)dim);
+    uint32_t flags = get32(hdr + 56);
+    memset(info, 0, sizeof *info);
+    info->rows = rows;
+    info->dim = dim;
+    info->step = get64(hdr + 32);
+    info->writes = get64(hdr + 40);
+    info->seed = get64(hdr + 48);
+    info->unit = (flags & 2) != 0;
+    info->has_manifest = (flags & 1) != 0;
+    memcpy(info->run, hdr + SNAP_HDR, run_len);
+    if (info->has_manifest)
+        memcpy(info->manifest, hdr + SNAP_HDR + run_len, man_len);
+    *pcrc_want = get32(hdr + hlen);
+    return fd;
+fail_fd:
+    close(fd);
+    return -1;
+}
+
+int snapshot_peek(const char *path, struct snapshot_info *info, const char **why)
+{
+    uint32_t pcrc;
+    int fd = snapshot_open(path, info, &pcrc, why);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+struct bank *snapshot_read(const char *path, const char **why)
+{
+    struct snapshot_info info;
+    uint32_t pcrc_want;
+    int short_read = 0;
+    int fd = snapshot_open(path, &info, &pcrc_want, why);
+    if (fd < 0)
+        return NULL;
+    uint64_t rows = info.rows, dim = info.dim;
+    struct bank *b = bank_new_empty(rows, (size_t)dim);
     if (!b) {
         *why = "cannot allocate the bank";
         goto fail_fd;
     }
-    b->step = get64(hdr + 32);
-    b->writes = get64(hdr + 40);
-    b->seed = get64(hdr + 48);
-    uint32_t flags = get32(hdr + 56);
-    b->mode = (flags & 2) ? BANK_INIT_UNIT : BANK_INIT_UNIFORM;
-    bank_set_ids(b, (const char *)hdr + SNAP_HDR, run_len,
-                 (flags & 1) ? (const char *)hdr + SNAP_HDR + run_len : NULL, man_len);
+    b->step = info.step;
+    b->writes = info.writes;
+    b->seed = info.seed;
+    b->mode = info.unit ? BANK_INIT_UNIT : BANK_INIT_UNIFORM;
+    bank_set_ids(b, info.run, strlen(info.run), info.has_manifest ? info.manifest : NULL,
+                 strlen(info.manifest));
     uint32_t pcrc = 0;
     if (read_crc(fd, b->v, (size_t)rows * dim * 4, &pcrc, &short_read) != 0 ||
         read_crc(fd, b->last_write, (size_t)rows * 8, &pcrc, &short_read) != 0 ||

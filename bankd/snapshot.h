@@ -25,6 +25,23 @@
  * path. Returns 0, or -1 with errno (ENOSPC, EFBIG, EDQUOT when the disk or a limit is
  * full; the previous snapshot is untouched). */
 int snapshot_write(const struct bank *b, const char *dir, char *path, size_t path_cap);
+/* The same to DIR/<name> (a plain file name, e.g. "bank-ckpt.snap"; previous kept as .prev). */
+int snapshot_write_as(const struct bank *b, const char *dir, const char *name, char *path,
+                      size_t path_cap);
+
+/* What a snapshot header says. */
+struct snapshot_info {
+    uint64_t rows, dim, step, writes, seed;
+    int unit;                 /* unit initialisation */
+    char run[256];
+    char manifest[256];
+    int has_manifest;
+};
+
+/* Reads and checks one file's header only (magic, version, lengths, header checksum, file
+ * size; not the payload checksum). Returns 0 with info filled, or -1 with *why (static
+ * text: "no such file" when it does not exist). */
+int snapshot_peek(const char *path, struct snapshot_info *info, const char **why);
 
 /* Reads and verifies one file (magic, version, sizes, both checksums). Returns the bank, or
  * NULL with *why (static text) set; errno ENOENT when the file does not exist. */

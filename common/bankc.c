@@ -20,6 +20,9 @@ struct bankc {
     /* the outstanding sample */
     int sample_busy;
     size_t sample_k, sample_b;
+    int sample_given;         /* the negatives were given (bankc_rows_send) */
+    uint32_t *given;          /* (sample_k,) the given negatives, to check the echo */
+    size_t given_cap;
     char code[16];
     char err[300];
 };
@@ -64,6 +67,7 @@ void bankc_destroy(struct bankc **cp)
     struct bankc *c = *cp;
     msg_client_destroy(&c->mc);
     msgpack_sbuffer_destroy(&c->sb);
+    free(c->given);
     free(c);
     *cp = NULL;
 }
@@ -180,12 +184,41 @@ int bankc_sample_send(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t
     if (bankc_need_dim(c) != 0)
         return -1;
     struct bank_hdr h = bankc_hdr(c);
-    struct bank_sample_req q = { k, pos_idx, B, exclude };
+    struct bank_sample_req q = { k, pos_idx, B, exclude, NULL, 0 };
     if (bankc_send(c, proto_bank_encode_sample_req(&c->pk, &h, &q)) != 0)
         return -1;
     c->sample_busy = 1;
     c->sample_k = k;
     c->sample_b = B;
+    c->sample_given = 0;
+    return 0;
+}
+
+int bankc_rows_send(struct bankc *c, const uint32_t *neg_idx, size_t k, const uint32_t *pos_idx,
+                    size_t B)
+{
+    if (c->sample_busy)
+        return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
+    if (k == 0 || !neg_idx || (B && !pos_idx))
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "rows: k must be > 0 and neg_idx and pos given");
+    if (bankc_need_dim(c) != 0)
+        return -1;
+    if (k > c->given_cap) {
+        uint32_t *p = realloc(c->given, k * sizeof *p);
+        if (!p)
+            return bankc_fail(c, ENOMEM, BANK_ENOMEM, "rows: out of memory");
+        c->given = p;
+        c->given_cap = k;
+    }
+    memcpy(c->given, neg_idx, k * sizeof *neg_idx);
+    struct bank_hdr h = bankc_hdr(c);
+    struct bank_sample_req q = { k, pos_idx, B, 0, neg_idx, 1 };
+    if (bankc_send(c, proto_bank_encode_sample_req(&c->pk, &h, &q)) != 0)
+        return -1;
+    c->sample_busy = 1;
+    c->sample_k = k;
+    c->sample_b = B;
+    c->sample_given = 1;
     return 0;
 }
 
@@ -205,6 +238,8 @@ int bankc_sample_recv(struct bankc *c, uint32_t *neg_idx, float *neg, float *pos
         return bankc_fail(c, EPROTO, BANK_EPROTO,
                           "sample reply has %zu negatives / %zu + %zu floats, expected %zu "
                           "(dim %zu, B %zu)", r.sample.k, r.sample.nneg, r.sample.npos, k, dim, B);
+    if (c->sample_given && memcmp(r.sample.neg_idx, c->given, 4 * k) != 0)
+        return bankc_fail(c, EPROTO, BANK_EPROTO, "rows reply echoes other negatives than asked");
     memcpy(neg_idx, r.sample.neg_idx, 4 * k);
     memcpy(neg, r.sample.neg, 4 * k * dim);
     if (B)
@@ -280,14 +315,40 @@ int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out)
 
 int bankc_snapshot(struct bankc *c, char *path, size_t path_cap, uint64_t *step)
 {
+    return bankc_snapshot_named(c, NULL, path, path_cap, step);
+}
+
+int bankc_snapshot_named(struct bankc *c, const char *name, char *path, size_t path_cap,
+                         uint64_t *step)
+{
+    if (name && !proto_bank_name_ok(name, strlen(name)))
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "snapshot name '%.80s' is not 1..%d characters "
+                          "of [A-Za-z0-9_.-]", name, BANK_SNAP_NAME_MAX);
     struct bank_hdr h = bankc_hdr(c);
+    struct bank_snapshot_req q = { name, name ? strlen(name) : 0 };
     union bank_rep_u r;
-    if (bankc_call(c, proto_bank_encode_snapshot_req(&c->pk, &h), BANK_OP_SNAPSHOT, &r) != 0)
+    if (bankc_call(c, proto_bank_encode_snapshot_named_req(&c->pk, &h, &q), BANK_OP_SNAPSHOT,
+                   &r) != 0)
         return -1;
     if (path && path_cap)
         snprintf(path, path_cap, "%.*s", (int)r.snapshot.path_len, r.snapshot.path);
     if (step)
         *step = r.snapshot.step;
+    return 0;
+}
+
+int bankc_restore(struct bankc *c, const char *name, uint64_t step, uint64_t *step_out)
+{
+    if (!name || !proto_bank_name_ok(name, strlen(name)))
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "snapshot name '%.80s' is not 1..%d characters "
+                          "of [A-Za-z0-9_.-]", name ? name : "(null)", BANK_SNAP_NAME_MAX);
+    struct bank_hdr h = bankc_hdr(c);
+    struct bank_restore_req q = { name, strlen(name), step };
+    union bank_rep_u r;
+    if (bankc_call(c, proto_bank_encode_restore_req(&c->pk, &h, &q), BANK_OP_RESTORE, &r) != 0)
+        return -1;
+    if (step_out)
+        *step_out = r.step.step;
     return 0;
 }
 

@@ -63,6 +63,14 @@ int bankc_sample_send(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t
 int bankc_sample_recv(struct bankc *c, uint32_t *neg_idx, float *neg, float *pos, uint64_t *step);
 int bankc_sample(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, int exclude,
                  uint32_t *neg_idx, float *neg, float *pos, uint64_t *step);
+/* As bankc_sample_send with the negatives given instead of drawn: asks for the rows neg_idx
+ * (u32 x k, k > 0, in that order; repeats allowed) and the B positives pos_idx (both copied,
+ * the caller may reuse them). Returns at once; collect with bankc_sample_recv, which gives
+ * the same indices back in its neg_idx (the echo is checked) and fails with code ERANGE when
+ * an index is >= rows. Lets the caller draw negatives from its own seed (reproducible across
+ * a resume). */
+int bankc_rows_send(struct bankc *c, const uint32_t *neg_idx, size_t k, const uint32_t *pos_idx,
+                    size_t B);
 
 /* v <- normalize(momentum v + (1 - momentum) f) for the B rows idx; feat f32 (B, dim).
  * All or nothing: a non-finite or zero-norm feature or a bad index rejects the whole call.
@@ -76,8 +84,19 @@ int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
  * about 4 MiB each. */
 int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out);
 
-/* Asks bankd to write a snapshot now. path (may be NULL) receives the file path. */
+/* Asks bankd to write a snapshot now (DIR/bank.snap). path (may be NULL) receives the file
+ * path, *step (may be NULL) the bank step it holds. */
 int bankc_snapshot(struct bankc *c, char *path, size_t path_cap, uint64_t *step);
+/* The same to DIR/bank-<name>.snap (previous kept as .prev); name: 1..64 characters of
+ * [A-Za-z0-9_.-] (else EINVAL without a request); NULL: bank.snap. */
+int bankc_snapshot_named(struct bankc *c, const char *name, char *path, size_t path_cap,
+                         uint64_t *step);
+/* Replaces bankd's bank with DIR/bank-<name>.snap or its .prev, whichever is valid and holds
+ * exactly `step` (rows, values, per-row bookkeeping, step). Fails with code ENOSNAP when
+ * neither does (the message lists what was found), EMISMATCH when the file's shape or
+ * manifest differs from the bank's. *step_out (may be NULL): the bank step after restoring.
+ * Retries are answered from bankd's cache (applied once). */
+int bankc_restore(struct bankc *c, const char *name, uint64_t step, uint64_t *step_out);
 
 int bankc_stats(struct bankc *c, struct bank_stats_rep *out);
 

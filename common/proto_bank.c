@@ -7,7 +7,7 @@
 static const char *const op_names[] = {
     [BANK_OP_INIT] = "init", [BANK_OP_INFO] = "info", [BANK_OP_SAMPLE] = "sample",
     [BANK_OP_UPDATE] = "update", [BANK_OP_SET] = "set", [BANK_OP_GET] = "get",
-    [BANK_OP_SNAPSHOT] = "snapshot", [BANK_OP_STATS] = "stats",
+    [BANK_OP_SNAPSHOT] = "snapshot", [BANK_OP_STATS] = "stats", [BANK_OP_RESTORE] = "restore",
 };
 #define OP_COUNT (sizeof op_names / sizeof op_names[0])
 
@@ -106,6 +106,35 @@ static int need_bin4(const struct mp_map *m, const char *key, const void **p, si
     return 0;
 }
 
+/* A bin of whole 4-byte elements, or absent (*present 0). */
+static int opt_bin4(const struct mp_map *m, const char *key, const void **p, size_t *n,
+                    int *present, struct bank_err *e)
+{
+    struct mp_obj o;
+    *present = 0;
+    *p = NULL;
+    *n = 0;
+    if (mp_get_obj(m, key, &o) == MP_MISSING)
+        return 0;
+    if (need_bin4(m, key, p, n, e) != 0)
+        return -1;
+    *present = 1;
+    return 0;
+}
+
+int proto_bank_name_ok(const char *name, size_t len)
+{
+    if (!name || len == 0 || len > BANK_SNAP_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- requests ------------------------------------------------------------------------------ */
 
 static int decode_init(const struct mp_map *m, struct bank_init_req *r, struct bank_err *e)
@@ -133,14 +162,43 @@ static int decode_init(const struct mp_map *m, struct bank_init_req *r, struct b
 static int decode_sample(const struct mp_map *m, struct bank_sample_req *r, struct bank_err *e)
 {
     int rc;
-    if (need_u64(m, "k", &r->k, e) || need_bin4(m, "pos", &r->pos, &r->npos, e))
+    size_t nneg;
+    if (opt_bin4(m, "neg_idx", &r->neg_idx, &nneg, &r->has_neg_idx, e) ||
+        need_bin4(m, "pos", &r->pos, &r->npos, e))
         return -1;
+    if (r->has_neg_idx) {
+        rc = mp_get_u64(m, "k", &r->k);
+        if (rc == MP_WRONG_TYPE)
+            return field_err(e, "k", rc, "uint");
+        if (rc == MP_OK && r->k != nneg)
+            return bank_err_set(e, BANK_EINVAL, "k = %llu but neg_idx holds %zu indices",
+                                (unsigned long long)r->k, nneg);
+        if (nneg == 0)
+            return bank_err_set(e, BANK_EINVAL, "neg_idx must hold at least one index");
+        r->k = nneg;
+    } else if (need_u64(m, "k", &r->k, e)) {
+        return -1;
+    }
     r->exclude_pos = 0;
     rc = mp_get_bool(m, "exclude_pos", &r->exclude_pos);
     if (rc == MP_WRONG_TYPE)
         return field_err(e, "exclude_pos", rc, "bool");
+    if (r->has_neg_idx)
+        r->exclude_pos = 0;
     if (r->k == 0)
         return bank_err_set(e, BANK_EINVAL, "k must be > 0");
+    return 0;
+}
+
+/* "name": a valid snapshot name (required, or optional giving NULL). */
+static int decode_name(const struct mp_map *m, const char **name, size_t *len, int required,
+                       struct bank_err *e)
+{
+    if ((required ? need_str(m, "name", name, len, e) : opt_str(m, "name", name, len, 0, e)) != 0)
+        return -1;
+    if (*name && !proto_bank_name_ok(*name, *len))
+        return bank_err_set(e, BANK_EINVAL, "name must be 1..%d characters of [A-Za-z0-9_.-]",
+                            BANK_SNAP_NAME_MAX);
     return 0;
 }
 
@@ -193,8 +251,12 @@ int proto_bank_decode_req(const void *buf, size_t len, struct bank_req *req, str
     case BANK_OP_GET:
         return need_u64(&m, "start", &req->u.get.start, e) ||
                need_u64(&m, "count", &req->u.get.count, e) ? -1 : 0;
-    case BANK_OP_INFO:
     case BANK_OP_SNAPSHOT:
+        return decode_name(&m, &req->u.snapshot.name, &req->u.snapshot.name_len, 0, e);
+    case BANK_OP_RESTORE:
+        return decode_name(&m, &req->u.restore.name, &req->u.restore.name_len, 1, e) ||
+               need_u64(&m, "step", &req->u.restore.step, e) ? -1 : 0;
+    case BANK_OP_INFO:
     case BANK_OP_STATS:
         return 0;
     case BANK_OP_NONE:
@@ -243,6 +305,23 @@ int proto_bank_encode_snapshot_req(msgpack_packer *pk, const struct bank_hdr *h)
     return enc_req_hdr(pk, h, BANK_OP_SNAPSHOT, 0);
 }
 
+int proto_bank_encode_snapshot_named_req(msgpack_packer *pk, const struct bank_hdr *h,
+                                         const struct bank_snapshot_req *r)
+{
+    if (!r->name)
+        return enc_req_hdr(pk, h, BANK_OP_SNAPSHOT, 0);
+    return enc_req_hdr(pk, h, BANK_OP_SNAPSHOT, 1) ||
+           mp_pack_kv_strn(pk, "name", r->name, r->name_len) ? -1 : 0;
+}
+
+int proto_bank_encode_restore_req(msgpack_packer *pk, const struct bank_hdr *h,
+                                  const struct bank_restore_req *r)
+{
+    return enc_req_hdr(pk, h, BANK_OP_RESTORE, 2) ||
+           mp_pack_kv_strn(pk, "name", r->name, r->name_len) ||
+           mp_pack_kv_u64(pk, "step", r->step) ? -1 : 0;
+}
+
 int proto_bank_encode_stats_req(msgpack_packer *pk, const struct bank_hdr *h)
 {
     return enc_req_hdr(pk, h, BANK_OP_STATS, 0);
@@ -251,6 +330,10 @@ int proto_bank_encode_stats_req(msgpack_packer *pk, const struct bank_hdr *h)
 int proto_bank_encode_sample_req(msgpack_packer *pk, const struct bank_hdr *h,
                                  const struct bank_sample_req *r)
 {
+    if (r->has_neg_idx)
+        return enc_req_hdr(pk, h, BANK_OP_SAMPLE, 3) || mp_pack_kv_u64(pk, "k", r->k) ||
+               mp_pack_kv_bin(pk, "neg_idx", r->neg_idx, 4 * r->k) ||
+               mp_pack_kv_bin(pk, "pos", r->pos, 4 * r->npos) ? -1 : 0;
     return enc_req_hdr(pk, h, BANK_OP_SAMPLE, 3) || mp_pack_kv_u64(pk, "k", r->k) ||
            mp_pack_kv_bin(pk, "pos", r->pos, 4 * r->npos) ||
            mp_pack_kv_bool(pk, "exclude_pos", r->exclude_pos) ? -1 : 0;
@@ -493,6 +576,7 @@ int proto_bank_decode_rep(const void *buf, size_t len, enum bank_op op, union ba
     }
     case BANK_OP_UPDATE:
     case BANK_OP_SET:
+    case BANK_OP_RESTORE:
         return need_u64(&m, "step", &r->step.step, e);
     case BANK_OP_GET:
         return opt_u64(&m, "start", &r->get.start, 0, e) ||

@@ -31,7 +31,7 @@
 
 enum bank_op {
     BANK_OP_NONE = 0, BANK_OP_INIT, BANK_OP_INFO, BANK_OP_SAMPLE, BANK_OP_UPDATE, BANK_OP_SET,
-    BANK_OP_GET, BANK_OP_SNAPSHOT, BANK_OP_STATS
+    BANK_OP_GET, BANK_OP_SNAPSHOT, BANK_OP_STATS, BANK_OP_RESTORE
 };
 /* "init", "info", ...; NULL for BANK_OP_NONE. */
 const char *proto_bank_op_name(enum bank_op op);
@@ -46,6 +46,7 @@ const char *proto_bank_op_name(enum bank_op op);
 #define BANK_ENOSPC    "ENOSPC"    /* snapshot could not be written: disk full */
 #define BANK_EIO       "EIO"       /* snapshot could not be written: other error */
 #define BANK_ENOMEM    "ENOMEM"    /* the bank could not be allocated */
+#define BANK_ENOSNAP   "ENOSNAP"   /* restore: no valid snapshot of that name holds that step */
 #define BANK_EBUSY     "EBUSY"     /* client side: a request is outstanding */
 #define BANK_ETIMEDOUT "ETIMEDOUT" /* client side: no reply after all retries */
 
@@ -99,12 +100,17 @@ struct bank_init_req {
 };
 
 /* sample: k negatives (> 0) uniform with replacement over the rows; with exclude_pos, never
- * one of the B positives. pos: u32 x B (B may be 0). */
+ * one of the B positives. pos: u32 x B (B may be 0).
+ * With neg_idx (has_neg_idx; u32 x k, k > 0) the server draws nothing and returns exactly
+ * those rows in that order; "k" is then optional on the wire (when both are sent they must
+ * agree, else EINVAL; the decoder sets k to the neg_idx count) and exclude_pos is ignored. */
 struct bank_sample_req {
     uint64_t k;
     const void *pos;          /* u32 x npos, unaligned */
     size_t npos;
     int exclude_pos;
+    const void *neg_idx;      /* u32 x k, unaligned; meaningful when has_neg_idx */
+    int has_neg_idx;
 };
 
 /* update: v <- normalize(momentum v + (1 - momentum) f) per row, momentum in [0, 1].
@@ -122,6 +128,25 @@ struct bank_get_req {
     uint64_t start, count;
 };
 
+/* Snapshot names: 1..BANK_SNAP_NAME_MAX characters of [A-Za-z0-9_.-] (the file is
+ * DIR/bank-<name>.snap). */
+#define BANK_SNAP_NAME_MAX 64
+/* 1 when name (len bytes) is a valid snapshot name. */
+int proto_bank_name_ok(const char *name, size_t len);
+
+/* snapshot: name NULL (absent): the daemon's own DIR/bank.snap; else DIR/bank-<name>.snap. */
+struct bank_snapshot_req {
+    const char *name;         /* points into the frame, not NUL-terminated */
+    size_t name_len;
+};
+
+/* restore: replace the bank with DIR/bank-<name>.snap or its .prev, whichever holds step. */
+struct bank_restore_req {
+    const char *name;
+    size_t name_len;
+    uint64_t step;
+};
+
 struct bank_req {
     struct bank_hdr h;
     union {
@@ -129,6 +154,8 @@ struct bank_req {
         struct bank_sample_req sample;
         struct bank_update_req update;  /* update and set */
         struct bank_get_req get;
+        struct bank_snapshot_req snapshot;
+        struct bank_restore_req restore;
     } u;
 };
 
@@ -150,6 +177,11 @@ int proto_bank_encode_set_req(msgpack_packer *pk, const struct bank_hdr *h,
 int proto_bank_encode_get_req(msgpack_packer *pk, const struct bank_hdr *h,
                               const struct bank_get_req *r);
 int proto_bank_encode_snapshot_req(msgpack_packer *pk, const struct bank_hdr *h);
+/* snapshot with a name (r->name NULL: same as proto_bank_encode_snapshot_req). */
+int proto_bank_encode_snapshot_named_req(msgpack_packer *pk, const struct bank_hdr *h,
+                                         const struct bank_snapshot_req *r);
+int proto_bank_encode_restore_req(msgpack_packer *pk, const struct bank_hdr *h,
+                                  const struct bank_restore_req *r);
 int proto_bank_encode_stats_req(msgpack_packer *pk, const struct bank_hdr *h);
 
 /* ---- replies ----------------------------------------------------------------------------- */
@@ -184,7 +216,7 @@ struct bank_sample_rep {
     size_t npos;              /* float count: B x dim */
 };
 
-struct bank_step_rep {        /* update and set */
+struct bank_step_rep {        /* update, set and restore */
     uint64_t step;
 };
 

@@ -696,6 +696,279 @@ START_TEST(test_daemon_retry_applied_once)
 }
 END_TEST
 
+/* Sends one raw request map built by the caller with pk (v, op, ... already packed). */
+static void raw_send(void *s, const msgpack_sbuffer *sb)
+{
+    ck_assert_int_eq(zmq_send(s, sb->data, sb->size, 0), (int)sb->size);
+}
+
+/* sample with the negatives given: exactly those rows in that order, the positives, the
+ * indices echoed; bad indices ERANGE; k and neg_idx must agree; exclude_pos is ignored. */
+START_TEST(test_daemon_rows)
+{
+    struct daemon d;
+    daemon_start(&d, tmpdir_new("rows"), NULL);
+    size_t rows = 3000, dim = 16;
+    struct bankc *c = bankc_new(d.ep, NULL, 3000, 1);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 5, "run", NULL, NULL, NULL), 0);
+    struct bank *ref = bank_new(rows, dim, 5, BANK_INIT_UNIFORM);
+    struct bank_err e;
+    /* move the bank away from its initial state so stale rows would show */
+    uint32_t upd[3] = { 7, 2999, 7 };
+    float f[3 * 16];
+    fill_normal(f, 3 * dim, 9);
+    uint64_t step;
+    ck_assert_int_eq(bankc_update(c, upd, f, 3, 0.5f, &step), 0);
+    ck_assert_int_eq(bank_update(ref, upd, 3, f, 3 * dim, 0.5f, &e), 0);
+
+    /* a local draw from the caller's own seed, as the trainer does */
+    size_t k = 512, B = 5;
+    uint32_t *want = malloc(4 * k), *ni = malloc(4 * k), pos[5] = { 3, 7, 2999, 0, 7 };
+    float *nv = malloc(4 * k * dim), *pv = malloc(4 * B * dim);
+    struct rng r = rng_derive(77, 1, 2);
+    for (size_t j = 0; j < k; j++)
+        want[j] = (uint32_t)rng_below(&r, rows);
+    want[0] = 2999;
+    want[1] = 7;
+    want[2] = 7; /* repeats allowed */
+    for (int rep = 0; rep < 2; rep++) {
+        memset(ni, 0xff, 4 * k);
+        ck_assert_int_eq(bankc_rows_send(c, want, k, pos, B), 0);
+        ck_assert_int_eq(bankc_info(c, NULL), -1); /* in flight */
+        ck_assert_int_eq(errno, EBUSY);
+        ck_assert_int_eq(bankc_sample_recv(c, ni, nv, pv, &step), 0);
+        ck_assert_uint_eq(step, 1);
+        ck_assert(!memcmp(ni, want, 4 * k));
+        for (size_t j = 0; j < k; j++)
+            ck_assert_msg(!memcmp(nv + j * dim, ref->v + (size_t)want[j] * dim, 4 * dim),
+                          "negative %zu (row %u) differs", j, want[j]);
+        for (size_t i = 0; i < B; i++)
+            ck_assert(!memcmp(pv + i * dim, ref->v + (size_t)pos[i] * dim, 4 * dim));
+    }
+    /* B = 0 works too */
+    ck_assert_int_eq(bankc_rows_send(c, want, 3, NULL, 0), 0);
+    ck_assert_int_eq(bankc_sample_recv(c, ni, nv, NULL, NULL), 0);
+    ck_assert(!memcmp(nv + 2 * dim, ref->v + 7 * dim, 4 * dim));
+    /* an index past the end: ERANGE, and the client goes on */
+    uint32_t bad[2] = { 5, (uint32_t)rows };
+    ck_assert_int_eq(bankc_rows_send(c, bad, 2, pos, B), 0);
+    ck_assert_int_eq(bankc_sample_recv(c, ni, nv, pv, NULL), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ERANGE);
+    ck_assert_ptr_nonnull(strstr(bankc_error(c), "neg_idx[1]"));
+    ck_assert_int_eq(bankc_rows_send(c, want, k, pos, B), 0);
+    ck_assert_int_eq(bankc_sample_recv(c, ni, nv, pv, NULL), 0);
+    ck_assert_int_eq(bankc_rows_send(c, want, 0, pos, B), -1);
+    ck_assert_int_eq(errno, EINVAL);
+
+    /* raw: exclude_pos is ignored, k must agree, k may be left out */
+    void *s = raw_socket(&d);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint32_t two[2] = { 3, 4 };
+    msgpack_pack_map(&pk, 5);
+    mp_pack_kv_u64(&pk, "v", 1);
+    mp_pack_kv_str(&pk, "op", "sample");
+    mp_pack_kv_bin(&pk, "neg_idx", two, 8);
+    mp_pack_kv_bin(&pk, "pos", two, 8);
+    mp_pack_kv_bool(&pk, "exclude_pos", 1);
+    raw_send(s, &sb);
+    zmq_msg_t m;
+    struct mp_map map;
+    ck_assert_int_eq(raw_reply(s, &m, 3000, &map), 0);
+    const void *p;
+    size_t len;
+    ck_assert_int_eq(mp_get_bin(&map, "neg_idx", &p, &len), MP_OK);
+    ck_assert(len == 8 && !memcmp(p, two, 8));
+    ck_assert_int_eq(mp_get_bin(&map, "neg", &p, &len), MP_OK);
+    ck_assert(len == 8 * dim && !memcmp(p, ref->v + 3 * dim, 8 * dim));
+    zmq_msg_close(&m);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 5);
+    mp_pack_kv_u64(&pk, "v", 1);
+    mp_pack_kv_str(&pk, "op", "sample");
+    mp_pack_kv_u64(&pk, "k", 3);
+    mp_pack_kv_bin(&pk, "neg_idx", two, 8);
+    mp_pack_kv_bin(&pk, "pos", two, 0);
+    raw_send(s, &sb);
+    expect_err_reply(s, BANK_EINVAL);
+    expect_info_ok(s, rows);
+    msgpack_sbuffer_destroy(&sb);
+    msg_close(&s);
+    /* given negatives do not touch the bank's own stream: a drawing sample still works */
+    ck_assert_int_eq(bankc_sample(c, 16, pos, B, 1, ni, nv, pv, NULL), 0);
+    for (size_t j = 0; j < 16; j++)
+        ck_assert(ni[j] < rows && ni[j] != 3 && ni[j] != 7 && ni[j] != 2999 && ni[j] != 0);
+    free(want);
+    free(ni);
+    free(nv);
+    free(pv);
+    bank_destroy(&ref);
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
+/* Encodes a request with cid/seq through an encoder callback into sb. */
+static void encode_restore(msgpack_sbuffer *sb, const char *cid, uint64_t seq, const char *name,
+                           uint64_t step)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    struct bank_hdr h = { BANK_OP_RESTORE, cid, strlen(cid), seq, 1 };
+    struct bank_restore_req q = { name, strlen(name), step };
+    ck_assert_int_eq(proto_bank_encode_restore_req(&pk, &h, &q), 0);
+}
+
+/* Named snapshots and restore: back to an older step bit for bit (rows, per-row
+ * bookkeeping, step), ENOSNAP for a step no file holds, EMISMATCH for another shape or
+ * manifest, retries answered from the cache, the cache cleared by a restore. */
+START_TEST(test_daemon_restore)
+{
+    const char *dir = tmpdir_new("restore");
+    struct daemon d;
+    daemon_start(&d, dir, NULL);
+    size_t rows = 4000, dim = 32, B = 64;
+    struct bankc *c = bankc_new(d.ep, "trainer-r", 3000, 1);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 3, "run", "mf", NULL, NULL), 0);
+    float *feat = malloc(4 * B * dim), *at3 = malloc(4 * rows * dim);
+    float *at5 = malloc(4 * rows * dim), *got = malloc(4 * rows * dim);
+    uint32_t idx[64];
+    uint64_t step = 0;
+    char path[1100], want_path[1100];
+    for (int it = 0; it < 7; it++) {
+        for (size_t i = 0; i < B; i++)
+            idx[i] = (uint32_t)((i * 53 + (size_t)it * 11) % rows);
+        fill_normal(feat, B * dim, 100 + (uint64_t)it);
+        ck_assert_int_eq(bankc_update(c, idx, feat, B, 0.5f, &step), 0);
+        if (step == 3 || step == 5) {
+            ck_assert_int_eq(bankc_snapshot_named(c, "ck", path, sizeof path, &step), 0);
+            snprintf(want_path, sizeof want_path, "%s/bank-ck.snap", dir);
+            ck_assert_str_eq(path, want_path);
+            ck_assert_int_eq(bankc_get(c, 0, rows, step == 3 ? at3 : at5), 0);
+        }
+    }
+    ck_assert_uint_eq(step, 7);
+    /* the daemon's own snapshot at step 7: a future the restore gives up */
+    ck_assert_int_eq(bankc_snapshot(c, NULL, 0, NULL), 0);
+    ck_assert_int_eq(bankc_snapshot_named(c, "bad/name", NULL, 0, NULL), -1);
+    ck_assert_int_eq(errno, EINVAL);
+
+    /* an update from another client, to be resent after the restore */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    void *s = raw_socket(&d);
+    fill_normal(feat, B * dim, 999);
+    encode_update(&sb, "other", 9, idx, 1, feat, dim);
+    raw_send(s, &sb);
+    ck_assert_uint_eq(reply_step(s), 8);
+
+    /* back to step 3: bankd's bank equals the file bit for bit */
+    ck_assert_int_eq(bankc_restore(c, "ck", 3, &step), 0);
+    ck_assert_uint_eq(step, 3);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(!memcmp(got, at3, 4 * rows * dim));
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert_uint_eq(info.step, 3);
+    ck_assert_str_eq(info.manifest, "mf");
+    snprintf(path, sizeof path, "%s/bank-ck.snap.prev", dir);
+    const char *why;
+    struct bank *file3 = snapshot_read(path, &why);
+    ck_assert_ptr_nonnull(file3);
+    struct bank_stats_rep st, fst;
+    memset(&fst, 0, sizeof fst);
+    bank_stats(file3, &fst);
+    ck_assert_int_eq(bankc_stats(c, &st), 0);
+    ck_assert(st.step == 3 && st.writes == fst.writes && st.rows_written == fst.rows_written &&
+              st.upd_max == fst.upd_max && st.stale_max == fst.stale_max);
+    ck_assert(!memcmp(st.stale_hist, fst.stale_hist, sizeof st.stale_hist));
+    /* everything, per-row bookkeeping included: a snapshot of the restored bank is the file */
+    ck_assert_int_eq(bankc_snapshot_named(c, "copy", path, sizeof path, NULL), 0);
+    struct bank *copy = snapshot_read(path, &why);
+    ck_assert_ptr_nonnull(copy);
+    assert_banks_equal(copy, file3);
+    bank_destroy(&copy);
+    /* bank.snap held step 7 and is set aside, so a restart cannot bring that future back */
+    snprintf(path, sizeof path, "%s/bank.snap", dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/bank.snap.abandoned", dir);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    ck_assert(log_contains(&d, "restored"));
+
+    /* the cache was cleared: the identical update bytes are applied again */
+    raw_send(s, &sb);
+    ck_assert_uint_eq(reply_step(s), 4);
+    /* a retried restore is answered from the cache, not applied again */
+    encode_restore(&sb, "other", 10, "ck", 5);
+    raw_send(s, &sb);
+    ck_assert_uint_eq(reply_step(s), 5);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(!memcmp(got, at5, 4 * rows * dim));
+    ck_assert_int_eq(bankc_update(c, idx, feat, 1, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 6);
+    ck_assert_int_eq(bankc_stats(c, &st), 0);
+    uint64_t hits = st.cache_hits;
+    raw_send(s, &sb);
+    ck_assert_uint_eq(reply_step(s), 5); /* the cached reply */
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert_uint_eq(info.step, 6);      /* not restored again */
+    ck_assert_int_eq(bankc_stats(c, &st), 0);
+    ck_assert_uint_eq(st.cache_hits, hits + 1);
+
+    /* a step no file holds: ENOSNAP naming what was found */
+    ck_assert_int_eq(bankc_restore(c, "ck", 4, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ENOSNAP);
+    ck_assert_ptr_nonnull(strstr(bankc_error(c), "bank-ck.snap: step 5"));
+    ck_assert_ptr_nonnull(strstr(bankc_error(c), "bank-ck.snap.prev: step 3"));
+    ck_assert_int_eq(bankc_restore(c, "nothing", 1, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ENOSNAP);
+    ck_assert_ptr_nonnull(strstr(bankc_error(c), "no such file"));
+    ck_assert_int_eq(bankc_restore(c, "a/b", 1, &step), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    /* a corrupt file holding the step is not loaded */
+    snprintf(path, sizeof path, "%s/bank-ck.snap", dir);
+    struct stat sst;
+    stat(path, &sst);
+    flip_byte(path, sst.st_size / 2);
+    ck_assert_int_eq(bankc_restore(c, "ck", 5, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_ENOSNAP);
+    ck_assert_ptr_nonnull(strstr(bankc_error(c), "payload checksum mismatch"));
+    flip_byte(path, sst.st_size / 2);
+
+    /* another shape, another manifest: EMISMATCH, the bank untouched */
+    struct bank *small = bank_new(10, 4, 1, BANK_INIT_UNIFORM);
+    ck_assert_int_eq(snapshot_write_as(small, dir, "bank-small.snap", NULL, 0), 0);
+    ck_assert_int_eq(bankc_restore(c, "small", 0, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_EMISMATCH);
+    struct bank *other = bank_new(rows, dim, 1, BANK_INIT_UNIFORM);
+    bank_set_ids(other, "run", 3, "another", 7);
+    ck_assert_int_eq(snapshot_write_as(other, dir, "bank-other.snap", NULL, 0), 0);
+    ck_assert_int_eq(bankc_restore(c, "other", 0, &step), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_EMISMATCH);
+    bank_set_ids(other, "run", 3, NULL, 0); /* no manifest in the file: accepted */
+    ck_assert_int_eq(snapshot_write_as(other, dir, "bank-other.snap", NULL, 0), 0);
+    ck_assert_int_eq(bankc_info(c, &info), 0);
+    ck_assert_uint_eq(info.step, 6);
+    ck_assert_int_eq(bankc_restore(c, "other", 0, &step), 0);
+    ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+    ck_assert(!memcmp(got, other->v, 4 * rows * dim));
+    bank_destroy(&small);
+    bank_destroy(&other);
+    bank_destroy(&file3);
+    msgpack_sbuffer_destroy(&sb);
+    msg_close(&s);
+    free(feat);
+    free(at3);
+    free(at5);
+    free(got);
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_daemon_client_end_to_end)
 {
     struct daemon d;
@@ -1012,6 +1285,8 @@ int main(void)
     tcase_add_test(td, test_daemon_killed_mid_snapshot);
     tcase_add_test(td, test_daemon_periodic_snapshot);
     tcase_add_test(td, test_daemon_disk_full);
+    tcase_add_test(td, test_daemon_rows);
+    tcase_add_test(td, test_daemon_restore);
     suite_add_tcase(s, td);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -71,7 +71,7 @@ START_TEST(test_requests_roundtrip)
     check_hdr(&q, BANK_OP_STATS);
 
     uint32_t pos[3] = { 1, 70000, 4 };
-    struct bank_sample_req sr = { 4096, pos, 3, 1 };
+    struct bank_sample_req sr = { 4096, pos, 3, 1, NULL, 0 };
     msgpack_sbuffer_clear(&b.sb);
     ck_assert_int_eq(proto_bank_encode_sample_req(&b.pk, &hdr, &sr), 0);
     decode_ok(&b, &q);
@@ -100,6 +100,56 @@ START_TEST(test_requests_roundtrip)
     decode_ok(&b, &q);
     check_hdr(&q, BANK_OP_GET);
     ck_assert(q.u.get.start == 1000 && q.u.get.count == 2048);
+
+    /* sample with the negatives given: k and neg_idx travel, exclude_pos does not */
+    uint32_t given[4] = { 7, 0, 7, 4000000000u };
+    struct bank_sample_req gr2 = { 4, pos, 3, 1, given, 1 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_sample_req(&b.pk, &hdr, &gr2), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_SAMPLE);
+    ck_assert(q.u.sample.has_neg_idx && q.u.sample.k == 4 && q.u.sample.npos == 3);
+    ck_assert_int_eq(q.u.sample.exclude_pos, 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_eq(proto_bank_u32(q.u.sample.neg_idx, (size_t)i), given[i]);
+    /* ... and a drawing sample says it has none */
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_sample_req(&b.pk, &hdr, &sr), 0);
+    decode_ok(&b, &q);
+    ck_assert(!q.u.sample.has_neg_idx && q.u.sample.neg_idx == NULL);
+
+    /* named snapshot, unnamed snapshot through the named encoder, restore */
+    struct bank_snapshot_req sn = { "epoch-3_b.1", 11 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_snapshot_named_req(&b.pk, &hdr, &sn), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_SNAPSHOT);
+    ck_assert(q.u.snapshot.name_len == 11 && !memcmp(q.u.snapshot.name, "epoch-3_b.1", 11));
+    struct bank_snapshot_req unnamed = { NULL, 0 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_snapshot_named_req(&b.pk, &hdr, &unnamed), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_SNAPSHOT);
+    ck_assert_ptr_null(q.u.snapshot.name);
+    struct bank_restore_req rr = { "ckpt", 4, 1ull << 35 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_restore_req(&b.pk, &hdr, &rr), 0);
+    decode_ok(&b, &q);
+    check_hdr(&q, BANK_OP_RESTORE);
+    ck_assert(q.u.restore.name_len == 4 && !memcmp(q.u.restore.name, "ckpt", 4));
+    ck_assert(q.u.restore.step == 1ull << 35);
+    ck_assert_str_eq(proto_bank_op_name(BANK_OP_RESTORE), "restore");
+
+    /* names: the allowed alphabet and lengths */
+    char name65[66];
+    memset(name65, 'a', 65);
+    ck_assert(proto_bank_name_ok(name65, 64));
+    ck_assert(!proto_bank_name_ok(name65, 65));
+    ck_assert(!proto_bank_name_ok(name65, 0));
+    ck_assert(proto_bank_name_ok("A-z_0.9", 7));
+    ck_assert(!proto_bank_name_ok("a/b", 3));
+    ck_assert(!proto_bank_name_ok("a b", 3));
+    ck_assert(!proto_bank_name_ok("a\0b", 3));
 
     /* no cid, no seq */
     struct bank_hdr bare = { BANK_OP_NONE, NULL, 0, 0, 0 };
@@ -143,6 +193,16 @@ START_TEST(test_replies_roundtrip)
     ck_assert_int_eq(proto_bank_encode_step_rep(&b.pk, &rh, &st), 0);
     decode_rep_ok(&b, BANK_OP_UPDATE, &r);
     ck_assert(r.step.step == 31);
+    decode_rep_ok(&b, BANK_OP_RESTORE, &r);
+    ck_assert(r.step.step == 31);
+    ck_assert_int_eq(proto_bank_decode_rep("\x82\xa1v\x01\xa2ok\xc3", 8, BANK_OP_RESTORE, &r, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EPROTO); /* restore reply without step */
+    struct bank_err enosnap;
+    bank_err_set(&enosnap, BANK_ENOSNAP, "no valid snapshot 'x' at step %d", 4);
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_err_rep(&b.pk, &rh, &enosnap), 0);
+    ck_assert_int_eq(proto_bank_decode_rep(b.sb.data, b.sb.size, BANK_OP_RESTORE, &r, &e), -1);
+    ck_assert_str_eq(e.code, "ENOSNAP");
 
     struct bank_snapshot_rep sn = { "/x/bank.snap", 12, 31 };
     msgpack_sbuffer_clear(&b.sb);
@@ -234,7 +294,10 @@ static void expect_err(const void *buf, size_t len, const char *code, int want_s
 {
     struct bank_req q;
     struct bank_err e;
-    ck_assert_int_eq(proto_bank_decode_req(buf, len, &q, &e), -1);
+    int rc = proto_bank_decode_req(buf, len, &q, &e);
+    ck_assert_msg(rc == -1, "decoded (op %s, k %llu, given %d) though %s was expected",
+                  proto_bank_op_name(q.h.op), (unsigned long long)q.u.sample.k,
+                  q.u.sample.has_neg_idx, code);
     ck_assert_msg(!strcmp(e.code, code), "want %s, got %s (%s)", code, e.code, e.msg);
     ck_assert(e.msg[0]);
     if (want_seq)
@@ -311,6 +374,63 @@ START_TEST(test_malformed_requests)
     n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa4info" "\xa1x"
                 "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0");
     expect_err(m, n, BANK_EPROTO, 0);
+    /* 22 neg_idx and k disagree */
+    n = RAW(m, 6, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00" "\xa1k\x02"
+                "\xa7neg_idx\xc4\x04\x01\x00\x00\x00");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 23 neg_idx not a multiple of 4 */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00"
+                "\xa7neg_idx\xc4\x05\x01\x00\x00\x00\x00");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 24 neg_idx as an array */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00" "\xa7neg_idx\x91\x01");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 25 neg_idx empty */
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00" "\xa7neg_idx\xc4\x00");
+    expect_err(m, n, BANK_EINVAL, 1);
+    /* 26 neg_idx with k of the wrong type */
+    n = RAW(m, 6, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00" "\xa1k\xa1" "1"
+                "\xa7neg_idx\xc4\x04\x01\x00\x00\x00");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 27 neg_idx without pos */
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa7neg_idx\xc4\x04\x01\x00\x00\x00");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 28 snapshot names: a slash, empty, 65 characters, not a str */
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa8snapshot" "\xa4name\xa5../ab");
+    expect_err(m, n, BANK_EINVAL, 1);
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa8snapshot" "\xa4name\xa0");
+    expect_err(m, n, BANK_EINVAL, 1);
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa8snapshot" "\xa4name\xd9\x41"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    expect_err(m, n, BANK_EINVAL, 1);
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa8snapshot" "\xa4name\x07");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* 29 restore without step, without name, bad name, step not a uint */
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa7restore" "\xa4name\xa2" "ck");
+    expect_err(m, n, BANK_EPROTO, 1);
+    n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa7restore" "\xa4step\x05");
+    expect_err(m, n, BANK_EPROTO, 1);
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa7restore" "\xa4name\xa2" "c:" "\xa4step\x05");
+    expect_err(m, n, BANK_EINVAL, 1);
+    n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa7restore" "\xa4name\xa2" "ck" "\xa4step\xff");
+    expect_err(m, n, BANK_EPROTO, 1);
+    /* neg_idx without k is a complete request; a 64-character name is fine */
+    {
+        struct bank_req q2;
+        struct bank_err e2;
+        n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa6sample" "\xa3pos\xc4\x00"
+                    "\xa7neg_idx\xc4\x08\x01\x00\x00\x00\x02\x00\x00\x00");
+        ck_assert_int_eq(proto_bank_decode_req(m, n, &q2, &e2), 0);
+        ck_assert(q2.u.sample.has_neg_idx && q2.u.sample.k == 2);
+        ck_assert_uint_eq(proto_bank_u32(q2.u.sample.neg_idx, 1), 2);
+        n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa8snapshot" "\xa4name\xd9\x40"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        ck_assert_int_eq(proto_bank_decode_req(m, n, &q2, &e2), 0);
+        ck_assert_uint_eq(q2.u.snapshot.name_len, 64);
+        n = RAW(m, 5, KV_V1 KV_SEQ "\xa2op\xa7restore" "\xa4name\xa2" "ck" "\xa4step\x05");
+        ck_assert_int_eq(proto_bank_decode_req(m, n, &q2, &e2), 0);
+        ck_assert(q2.u.restore.step == 5 && q2.u.restore.name_len == 2);
+    }
     /* unknown keys are ignored */
     n = RAW(m, 4, KV_V1 KV_SEQ "\xa2op\xa4info" "\xa5" "extra\x91\xc0");
     struct bank_req q;
