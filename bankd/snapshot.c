@@ -5,9 +5,11 @@
 #include "common/durable.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -256,29 +258,109 @@ fail_fd:
     return NULL;
 }
 
+/* A snapshot file of DIR as found at start. */
+struct snap_cand {
+    char name[96];            /* file name within DIR */
+    uint64_t step;
+    int prev;                 /* a .prev file */
+    int named;                /* bank-<name>.snap[.prev] */
+};
+
+/* Classifies a file name: 0 bank.snap[.prev] or bank-<name>.snap[.prev] (c filled), -1 other. */
+static int snap_classify(const char *fname, struct snap_cand *c)
+{
+    size_t len = strlen(fname);
+    if (len >= sizeof c->name)
+        return -1;
+    memset(c, 0, sizeof *c);
+    memcpy(c->name, fname, len + 1);
+    if (len > 5 && !strcmp(fname + len - 5, ".prev")) {
+        c->prev = 1;
+        len -= 5;
+    }
+    if (len == strlen(SNAPSHOT_NAME) && !memcmp(fname, SNAPSHOT_NAME, len))
+        return 0;
+    if (len > 10 && !memcmp(fname, "bank-", 5) && !memcmp(fname + len - 5, ".snap", 5) &&
+        proto_bank_name_ok(fname + 5, len - 10)) {
+        c->named = 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Highest step first; at equal steps the newer file (not .prev), then bank.snap, then by
+ * name, so the order is deterministic. */
+static int snap_cand_cmp(const void *pa, const void *pb)
+{
+    const struct snap_cand *a = pa, *b = pb;
+    if (a->step != b->step)
+        return a->step > b->step ? -1 : 1;
+    if (a->prev != b->prev)
+        return a->prev - b->prev;
+    if (a->named != b->named)
+        return a->named - b->named;
+    return strcmp(a->name, b->name);
+}
+
 struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_t path_cap)
 {
-    static const char *const names[] = { SNAPSHOT_NAME, SNAPSHOT_NAME ".prev" };
     *found = 0;
-    for (int i = 0; i < 2; i++) {
-        char file[PATH_MAX];
-        if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, names[i]) >= sizeof file)
-            return NULL;
-        const char *why = NULL;
-        errno = 0;
-        struct bank *b = snapshot_read(file, &why);
-        if (b) {
-            if (i > 0)
-                log_warn("loaded the previous snapshot %s instead", file);
-            if (path && path_cap)
-                snprintf(path, path_cap, "%s", file);
-            return b;
-        }
-        if (!strcmp(why, "no such file"))
+    DIR *dh = opendir(dir);
+    if (!dh) {
+        if (errno != ENOENT)
+            log_error("cannot read the snapshot directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    struct snap_cand *cand = NULL;
+    size_t n = 0, cap = 0;
+    struct bank *b = NULL;
+    char file[PATH_MAX];
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        struct snap_cand c;
+        if (snap_classify(de->d_name, &c) != 0)
+            continue;
+        if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, c.name) >= sizeof file)
             continue;
         *found = 1;
-        log_error("snapshot %s unusable: %s%s", file, why,
-                  i == 0 ? "; trying the previous one" : "");
+        struct snapshot_info info;
+        const char *why;
+        if (snapshot_peek(file, &info, &why) != 0) {
+            log_error("snapshot %s unusable: %s", file, why);
+            continue;
+        }
+        c.step = info.step;
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 8;
+            struct snap_cand *p = realloc(cand, ncap * sizeof *p);
+            if (!p) {
+                log_error("out of memory listing %s", dir);
+                goto done;
+            }
+            cand = p;
+            cap = ncap;
+        }
+        cand[n++] = c;
     }
-    return NULL;
+    qsort(cand, n, sizeof *cand, snap_cand_cmp);
+    for (size_t i = 0; i < n && !b; i++) {
+        snprintf(file, sizeof file, "%s/%s", dir, cand[i].name);
+        const char *why = NULL;
+        b = snapshot_read(file, &why);
+        if (!b) {
+            log_error("snapshot %s (step %llu) unusable: %s%s", file,
+                      (unsigned long long)cand[i].step, why,
+                      i + 1 < n ? "; trying the next one" : "");
+            continue;
+        }
+        if (i > 0)
+            log_warn("loaded the previous snapshot %s instead (step %llu)", file,
+                     (unsigned long long)cand[i].step);
+        if (path && path_cap)
+            snprintf(path, path_cap, "%s", file);
+    }
+done:
+    closedir(dh);
+    free(cand);
+    return b;
 }

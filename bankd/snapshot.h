@@ -10,7 +10,8 @@
  *   payload: rows f32 (rows, dim); last_write u64 (rows,); writes_row u32 (rows,)
  * The file size must be exactly header_len + 8 + rows x (4 dim + 12).
  *
- * Written durably as DIR/bank.snap (previous kept as DIR/bank.snap.prev, see durable.h). */
+ * Written durably as DIR/bank.snap, or DIR/bank-<name>.snap for named snapshots (previous
+ * kept as .prev, see durable.h). */
 #ifndef NPID_BANKD_SNAPSHOT_H
 #define NPID_BANKD_SNAPSHOT_H
 
@@ -47,9 +48,11 @@ int snapshot_peek(const char *path, struct snapshot_info *info, const char **why
  * NULL with *why (static text) set; errno ENOENT when the file does not exist. */
 struct bank *snapshot_read(const char *path, const char **why);
 
-/* Loads the newest valid snapshot of DIR: bank.snap, else bank.snap.prev (each failure
- * logged). NULL when neither is usable; *found set to 1 when some file existed. path (may
- * be NULL) receives the file loaded. */
+/* Loads the valid snapshot of DIR with the highest step among bank.snap, bank-<name>.snap
+ * and their .prev files: headers order them (at equal steps a file before its .prev and
+ * bank.snap before named ones), each is then verified in full and a rejected one (logged
+ * with its reason) falls back to the next. NULL when none is usable; *found set to 1 when
+ * some such file existed. path (may be NULL) receives the file loaded. */
 struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_t path_cap);
 
 #endif

@@ -969,6 +969,81 @@ START_TEST(test_daemon_restore)
 }
 END_TEST
 
+/* At start bankd loads the valid snapshot with the highest step among bank.snap, bank-*.snap
+ * and their .prev files, falling back down that order past corrupt ones (logged), and
+ * ignores other files (abandoned, temporary, junk). */
+START_TEST(test_daemon_startup_order)
+{
+    const char *dir = tmpdir_new("order");
+    struct daemon d;
+    daemon_start(&d, dir, NULL);
+    size_t rows = 1000, dim = 8;
+    struct bankc *c = bankc_new(d.ep, NULL, 3000, 1);
+    ck_assert_int_eq(bankc_init(c, rows, dim, 4, "run", NULL, NULL, NULL), 0);
+    float *at[8], feat[8];
+    uint32_t i0;
+    uint64_t step = 0;
+    for (int i = 1; i <= 7; i++) {
+        i0 = (uint32_t)i * 13;
+        fill_normal(feat, dim, (uint64_t)i);
+        ck_assert_int_eq(bankc_update(c, &i0, feat, 1, 0.5f, &step), 0);
+        ck_assert_uint_eq(step, (uint64_t)i);
+        at[i] = malloc(4 * rows * dim);
+        ck_assert_int_eq(bankc_get(c, 0, rows, at[i]), 0);
+        if (i == 2)
+            ck_assert_int_eq(bankc_snapshot(c, NULL, 0, NULL), 0);  /* bank.snap @2 */
+        if (i == 3 || i == 4)
+            ck_assert_int_eq(bankc_snapshot_named(c, "a", NULL, 0, NULL), 0); /* a @4, .prev @3 */
+        if (i == 6)
+            ck_assert_int_eq(bankc_snapshot_named(c, "b", NULL, 0, NULL), 0); /* b @6 */
+    }
+    bankc_destroy(&c);
+    ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL); /* step 7 is lost */
+    /* files that are not candidates, with higher steps: must be ignored */
+    struct bank *junk = bank_new(rows, dim, 9, BANK_INIT_UNIFORM);
+    junk->step = 100;
+    ck_assert_int_eq(snapshot_write_as(junk, dir, "bank.snap.abandoned", NULL, 0), 0);
+    ck_assert_int_eq(snapshot_write_as(junk, dir, "bank-c d.snap", NULL, 0), 0);
+    ck_assert_int_eq(snapshot_write_as(junk, dir, "bank-e.snap.tmp", NULL, 0), 0);
+    ck_assert_int_eq(snapshot_write_as(junk, dir, "other.snap", NULL, 0), 0);
+    bank_destroy(&junk);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/bank-x.snap", dir);
+    ck_assert_int_eq(durable_write(path, "hello", 5), 0);
+
+    struct { const char *corrupt; off_t off; uint64_t want; const char *log; } rounds[] = {
+        { NULL, 0, 6, "bank-x.snap unusable: truncated header" },
+        { "bank-b.snap", -100, 4, "bank-b.snap (step 6) unusable: payload checksum mismatch" },
+        { "bank-a.snap", 20, 3, "bank-a.snap unusable: header checksum mismatch" },
+        { "bank-a.snap.prev", -1, 2, "bank-a.snap.prev (step 3) unusable: payload checksum" },
+    };
+    for (size_t r = 0; r < sizeof rounds / sizeof rounds[0]; r++) {
+        if (rounds[r].corrupt) {
+            snprintf(path, sizeof path, "%s/%s", dir, rounds[r].corrupt);
+            struct stat st;
+            ck_assert_int_eq(stat(path, &st), 0);
+            flip_byte(path, rounds[r].off >= 0 ? rounds[r].off : st.st_size + rounds[r].off);
+        }
+        daemon_start(&d, dir, NULL);
+        c = bankc_new(d.ep, NULL, 3000, 1);
+        struct bankc_info info;
+        ck_assert_int_eq(bankc_info(c, &info), 0);
+        ck_assert_msg(info.step == rounds[r].want, "round %zu: loaded step %llu, want %llu", r,
+                      (unsigned long long)info.step, (unsigned long long)rounds[r].want);
+        float *got = malloc(4 * rows * dim);
+        ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+        ck_assert(!memcmp(got, at[rounds[r].want], 4 * rows * dim));
+        free(got);
+        ck_assert_msg(log_contains(&d, rounds[r].log), "round %zu: no log line '%s'", r,
+                      rounds[r].log);
+        bankc_destroy(&c);
+        ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+    }
+    for (int i = 1; i <= 7; i++)
+        free(at[i]);
+}
+END_TEST
+
 START_TEST(test_daemon_client_end_to_end)
 {
     struct daemon d;
@@ -1287,6 +1362,7 @@ int main(void)
     tcase_add_test(td, test_daemon_disk_full);
     tcase_add_test(td, test_daemon_rows);
     tcase_add_test(td, test_daemon_restore);
+    tcase_add_test(td, test_daemon_startup_order);
     suite_add_tcase(s, td);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
