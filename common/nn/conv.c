@@ -67,6 +67,7 @@ static void conv_im2col_cols(const struct conv *c, const float *in, int B, int H
                              size_t p0, size_t n, float *col)
 {
     size_t hw = (size_t)H * W, total = (size_t)B * hw, p1 = p0 + n;
+    long img_lo = (long)(p0 / hw * hw), img_hi = (long)((p1 + hw - 1) / hw * hw);
     for (int ch = 0; ch < c->C; ch++) {
         const float *src = in + (size_t)ch * total;
         for (int r = 0; r < c->R; r++) {
@@ -75,9 +76,11 @@ static void conv_im2col_cols(const struct conv *c, const float *in, int B, int H
                 int ds = s - c->pad;
                 long delta = (long)dr * W + ds;
                 float *d = col + ((size_t)(ch * c->R + r) * c->S + s) * n;
+                /* read only the chunk's own images (another thread may be writing the
+                 * neighbours): a source outside them is an edge position, zeroed below */
                 long lo = (long)p0, hi = (long)p1;
-                if (lo + delta < 0) lo = -delta;
-                if (hi + delta > (long)total) hi = (long)total - delta;
+                if (lo + delta < img_lo) lo = img_lo - delta;
+                if (hi + delta > img_hi) hi = img_hi - delta;
                 if (lo > (long)p1) lo = (long)p1;
                 if (hi < lo) hi = lo;
                 if (lo > (long)p0) memset(d, 0, sizeof(float) * (size_t)(lo - (long)p0));
