@@ -1,6 +1,8 @@
 /* npid-bankd: the memory-bank daemon. Holds the n x d bank of L2-normalised features,
  * answers sample / update / get over a ROUTER socket (docs/protocol.md), and keeps durable
- * snapshots: periodically, on request, and on SIGTERM/SIGINT before exiting. */
+ * snapshots: periodically, on request, and on SIGTERM/SIGINT before exiting.
+ * `npid-bankd ping` asks a running one for info (bankd/ping.h). */
+#include "bankd/ping.h"
 #include "bankd/server.h"
 
 #include "common/cfg.h"
@@ -41,8 +43,11 @@ int main(int argc, char **argv)
         { 0 }
     };
     log_init("npid-bankd");
+    if (argc > 1 && !strcmp(argv[1], "ping"))
+        return ping_main(argc - 1, argv + 1);
     int npos;
-    int rc = cfg_parse("npid-bankd", "[options]", opts, argc, argv, &npos);
+    int rc = cfg_parse("npid-bankd", "[options]\n       npid-bankd ping [--bank EP] [--timeout "
+                       "SECONDS]   (see npid-bankd ping --help)", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;
     if (rc != CFG_OK)

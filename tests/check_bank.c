@@ -5,7 +5,9 @@
  * corruption detection, fallback to the previous file, a write failing on a file size limit).
  * "daemon": a real npid-bankd ($NPID_BIN/npid-bankd) on an ipc:// endpoint: malformed frames,
  * idempotent retries, the bankc client end to end, SIGKILL and restart, corrupt newest
- * snapshot, snapshots failing on a full "disk" while serving continues. */
+ * snapshot, snapshots failing on a full "disk" while serving continues, sample with given
+ * negatives, named snapshots and restore, the startup choice among snapshot files.
+ * ping's JSON rendering is checked here too; its exit codes in tests/it_bankd_ping.sh. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "bankd/bank.h"
+#include "bankd/ping.h"
 #include "bankd/snapshot.h"
 #include "common/bankc.h"
 #include "common/durable.h"
@@ -257,6 +260,45 @@ START_TEST(test_bank_stats)
     ck_assert_uint_eq(st.stale_hist[3], 6); /* 4 in [4, 8) */
     ck_assert(fabs(st.norm_max - 1) < 1e-6 || st.norm_max > 1);
     bank_destroy(&b);
+}
+END_TEST
+
+/* ping's JSON rendering of replies: escapes, nesting, every msgpack type. */
+START_TEST(test_ping_json)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 8);
+    mp_pack_kv_u64(&pk, "v", 1);
+    mp_pack_kv_str(&pk, "msg", "a \"q\"\\\n\x01");
+    mp_pack_kv_i64(&pk, "neg", -5);
+    mp_pack_kv_double(&pk, "x", 0.5);
+    mp_pack_kv_double(&pk, "nan", NAN);
+    mp_pack_kv_bin(&pk, "b", "abc", 3);
+    mp_pack_key(&pk, "arr");
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_true(&pk);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_uint64(&pk, 7);
+    msgpack_pack_false(&pk);
+    mp_pack_kv_bool(&pk, "ok", 0);
+    char *txt = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&txt, &len);
+    ck_assert_int_eq(ping_print_json(f, sb.data, sb.size), 0);
+    fclose(f);
+    ck_assert_str_eq(txt, "{\"v\": 1, \"msg\": \"a \\\"q\\\"\\\\\\n\\u0001\", \"neg\": -5, "
+                          "\"x\": 0.5, \"nan\": null, \"b\": {\"bin\": 3}, "
+                          "\"arr\": [null, true, {\"7\": false}], \"ok\": false}\n");
+    free(txt);
+    f = open_memstream(&txt, &len);
+    ck_assert_int_eq(ping_print_json(f, sb.data, sb.size - 1), -1); /* truncated */
+    fclose(f);
+    free(txt);
+    msgpack_sbuffer_destroy(&sb);
 }
 END_TEST
 
@@ -1349,6 +1391,7 @@ int main(void)
     tcase_add_test(tb, test_bank_stats);
     tcase_add_test(tb, test_snapshot_roundtrip_and_corruption);
     tcase_add_test(tb, test_snapshot_write_fails_cleanly);
+    tcase_add_test(tb, test_ping_json);
     suite_add_tcase(s, tb);
     TCase *td = tcase_create("daemon");
     tcase_set_timeout(td, 60);

@@ -1,0 +1,168 @@
+/* `npid-bankd ping`: see ping.h. */
+#include "bankd/ping.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/msg.h"
+#include "common/proto_bank.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void json_str(FILE *out, const char *s, size_t len)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+static void json_value(FILE *out, const struct mp_obj *o)
+{
+    struct mp_iter it;
+    struct mp_obj el;
+    switch (o->type) {
+    case MP_NIL: fputs("null", out); break;
+    case MP_BOOL: fputs(o->v.b ? "true" : "false", out); break;
+    case MP_UINT: fprintf(out, "%llu", (unsigned long long)o->v.u); break;
+    case MP_INT: fprintf(out, "%lld", (long long)o->v.i); break;
+    case MP_FLOAT:
+        if (isfinite(o->v.f))
+            fprintf(out, "%.17g", o->v.f);
+        else
+            fputs("null", out);
+        break;
+    case MP_STR: json_str(out, o->ptr, o->len); break;
+    case MP_BIN: fprintf(out, "{\"bin\": %zu}", o->len); break;
+    case MP_EXT: fprintf(out, "{\"ext\": %d, \"len\": %zu}", (int)o->ext_type, o->len); break;
+    case MP_ARRAY:
+        fputc('[', out);
+        mp_iter_init(&it, o);
+        for (uint32_t i = 0; mp_iter_next(&it, &el); i++) {
+            if (i)
+                fputs(", ", out);
+            json_value(out, &el);
+        }
+        fputc(']', out);
+        break;
+    case MP_MAP:
+        fputc('{', out);
+        mp_iter_init(&it, o);
+        for (uint32_t i = 0; mp_iter_next(&it, &el); i++) {
+            if (i)
+                fputs(", ", out);
+            if (el.type == MP_STR) {
+                json_str(out, el.ptr, el.len);
+            } else {
+                /* JSON keys are strings: write the key's JSON text as one */
+                char *txt = NULL;
+                size_t tlen = 0;
+                FILE *m = open_memstream(&txt, &tlen);
+                if (m) {
+                    json_value(m, &el);
+                    fclose(m);
+                    json_str(out, txt, tlen);
+                    free(txt);
+                } else {
+                    fputs("\"?\"", out);
+                }
+            }
+            fputs(": ", out);
+            struct mp_obj val;
+            if (!mp_iter_next(&it, &val))
+                break;
+            json_value(out, &val);
+        }
+        fputc('}', out);
+        break;
+    }
+}
+
+int ping_print_json(FILE *out, const void *buf, size_t len)
+{
+    if (mp_validate(buf, len, MP_MAX_DEPTH, NULL) != 0)
+        return -1;
+    struct mp_obj o;
+    mp_obj_decode(buf, &o);
+    json_value(out, &o);
+    fputc('\n', out);
+    return 0;
+}
+
+int ping_main(int argc, char **argv)
+{
+    const char *ep;
+    double timeout;
+    struct cfg_opt opts[] = {
+        { "bank", "NPID_BANK", CFG_STR, &ep, "tcp://127.0.0.1:5557", 0, 0,
+          "endpoint of the npid-bankd to ask", 0 },
+        { "timeout", NULL, CFG_DOUBLE, &timeout, "3", 0.001, 3600,
+          "seconds to wait for the answer (connecting included)", 0 },
+        { 0 }
+    };
+    int npos;
+    int rc = cfg_parse("npid-bankd ping", "[--bank EP] [--timeout SECONDS]\n"
+                       "Sends info to npid-bankd and prints its reply as one JSON line; exit 0 "
+                       "when it answered in time, 1 otherwise.", opts, argc, argv, &npos);
+    if (rc == CFG_HELP)
+        return EXIT_OK;
+    if (rc != CFG_OK)
+        return EXIT_USAGE;
+    if (npos > 0) {
+        fprintf(stderr, "npid-bankd ping: unexpected argument '%s' (try --help)\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    int status = EXIT_FAIL;
+    int timeout_ms = (int)ceil(timeout * 1000);
+    struct msg_client *c = msg_client_new(ep, "ping", timeout_ms, 0, NULL);
+    if (!c) {
+        fprintf(stderr, "npid-bankd ping: cannot connect to %s: %s\n", ep, zmq_strerror(errno));
+        goto done;
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    /* no cid: a ping is read-only and never deduplicated */
+    struct bank_hdr h = { BANK_OP_INFO, NULL, 0, msg_client_next_seq(c), 1 };
+    const void *rep;
+    size_t rep_len;
+    if (proto_bank_encode_info_req(&pk, &h) != 0 ||
+        msg_client_call(c, sb.data, sb.size, &rep, &rep_len) != 0) {
+        if (errno == ETIMEDOUT)
+            fprintf(stderr, "npid-bankd ping: no answer from %s within %g s\n", ep, timeout);
+        else
+            fprintf(stderr, "npid-bankd ping: %s: %s\n", ep, zmq_strerror(errno));
+    } else {
+        struct mp_map m;
+        uint64_t v;
+        int ok;
+        if (mp_map_open(&m, rep, rep_len, MP_MAX_DEPTH, NULL) != 0 ||
+            mp_get_u64(&m, "v", &v) != MP_OK || mp_get_bool(&m, "ok", &ok) != MP_OK) {
+            fprintf(stderr, "npid-bankd ping: %s answered with something that is not a bankd "
+                    "reply (%zu bytes)\n", ep, rep_len);
+        } else {
+            ping_print_json(stdout, rep, rep_len);
+            status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+        }
+    }
+    msgpack_sbuffer_destroy(&sb);
+done:
+    msg_client_destroy(&c);
+    msg_ctx_term();
+    return status;
+}
