@@ -345,46 +345,81 @@ done:
     return rc;
 }
 
-/* ---- warm start ------------------------------------------------------------------------------ */
+/* ---- data-dependent start: warm bank, centred output ------------------------------------- */
+
+/* In-process loading of training images with the test transform (for the warm start and
+ * the output centring, which run before any loader is needed). */
+struct test_loader {
+    struct augment *aug;
+    struct jpeg_dec *dec;
+    uint8_t *pix;              /* (batch, 3, S, S) */
+    size_t img_bytes;
+    uint32_t min_side;
+    size_t bad;
+};
+
+static int test_loader_init(struct test_loader *l, const struct trainer *t)
+{
+    memset(l, 0, sizeof *l);
+    struct augment_params ap;
+    if (augment_preset(t->cfg.aug, 0, (uint32_t)t->size, AUGMENT_CHW, &ap) != 0)
+        return -1;
+    l->aug = augment_new(&ap);
+    l->dec = jpeg_dec_new(NULL);
+    l->pix = malloc((size_t)t->cfg.batch * 3 * (size_t)t->size * (size_t)t->size);
+    if (!l->aug || !l->dec || !l->pix) {
+        log_error("out of memory");
+        return -1;
+    }
+    l->img_bytes = augment_out_bytes(l->aug);
+    l->min_side = augment_min_source_side(&ap); /* how far the decoder may downscale */
+    return 0;
+}
+
+static void test_loader_deinit(struct test_loader *l)
+{
+    augment_destroy(&l->aug);
+    jpeg_dec_destroy(&l->dec);
+    free(l->pix);
+}
+
+/* Decodes and transforms images idx[0..count) into t->x (normalised); a bad image becomes
+ * mid-grey and is counted. */
+static void test_loader_fill(struct test_loader *l, struct trainer *t, const uint32_t *idx, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        struct jpeg_image img;
+        char err[512];
+        if (dataset_decode(t->ds, idx[i], l->dec, l->min_side, &img, err,
+                           sizeof err) != 0) {
+            memset(l->pix + i * l->img_bytes, 128, l->img_bytes);
+            if (l->bad++ < 10)
+                log_warn("%s", err);
+            continue;
+        }
+        augment_apply(l->aug, img.pix, img.w, img.h, NULL, l->pix + i * l->img_bytes, NULL);
+    }
+    pixels_normalise(t, l->pix, count, t->x);
+}
 
 /* Fills the bank with the untrained network's features of every training image (test
  * transform, eval mode), decoded in-process. */
 static int trainer_warm_start(struct trainer *t)
 {
     double t0 = now_s();
-    struct augment_params ap;
-    if (augment_preset(t->cfg.aug, 0, (uint32_t)t->size, AUGMENT_CHW, &ap) != 0)
-        return -1;
-    struct augment *aug = augment_new(&ap);
-    struct jpeg_dec *dec = jpeg_dec_new(NULL);
-    uint8_t *pix = malloc((size_t)t->cfg.batch * 3 * (size_t)t->size * (size_t)t->size);
+    struct test_loader l;
     uint32_t *idx = malloc((size_t)t->cfg.batch * sizeof *idx);
     int rc = -1;
-    if (!aug || !dec || !pix || !idx) {
-        log_error("warm start: out of memory");
+    if (!idx || test_loader_init(&l, t) != 0)
         goto done;
-    }
-    size_t img_bytes = augment_out_bytes(aug);
-    uint32_t min_side = augment_min_source_side(&ap); /* how far the decoder may downscale */
-    size_t bad = 0;
     for (size_t start = 0; start < t->n; start += (size_t)t->cfg.batch) {
         if (sig_stop)
             goto done;
-        uint32_t count = (uint32_t)((t->n - start) < (size_t)t->cfg.batch ? t->n - start : (size_t)t->cfg.batch);
-        for (uint32_t i = 0; i < count; i++) {
-            struct jpeg_image img;
-            char err[512];
+        size_t left = t->n - start;
+        uint32_t count = (uint32_t)(left < (size_t)t->cfg.batch ? left : (size_t)t->cfg.batch);
+        for (uint32_t i = 0; i < count; i++)
             idx[i] = (uint32_t)(start + i);
-            if (dataset_decode(t->ds, start + i, dec, min_side, &img, err, sizeof err) != 0) {
-                /* a bad image gets a grey substitute; its row stays as initialised */
-                memset(pix + i * img_bytes, 128, img_bytes);
-                if (bad++ < 10)
-                    log_warn("warm start: %s", err);
-                continue;
-            }
-            augment_apply(aug, img.pix, img.w, img.h, NULL, pix + i * img_bytes, NULL);
-        }
-        pixels_normalise(t, pix, count, t->x);
+        test_loader_fill(&l, t, idx, count);
         const float *f = net_forward(t->net, t->x, (int)count, 0);
         uint64_t step;
         if (bankc_set(t->bank, idx, f, count, &step) != 0) {
@@ -394,13 +429,59 @@ static int trainer_warm_start(struct trainer *t)
         taskq_service(t->tq);
     }
     log_info("warm start: bank filled with the untrained network's features of %zu images "
-             "(%zu undecodable) in %.1f s", t->n, bad, now_s() - t0);
+             "(%zu undecodable) in %.1f s", t->n, l.bad, now_s() - t0);
     rc = 0;
 done:
-    augment_destroy(&aug);
-    jpeg_dec_destroy(&dec);
-    free(pix);
+    test_loader_deinit(&l);
     free(idx);
+    return rc;
+}
+
+/* --center-init: shifts the output layer's bias so that the untrained network's
+ * pre-normalisation outputs have zero mean over a fixed sample of training images (training
+ * mode, as the loss sees them). An untrained ResNet maps every image to nearly the same
+ * direction (mean cosine about 0.99: pooled ReLU features share a large positive mean),
+ * which makes the instance-discrimination gradient tiny at the start; centring removes that
+ * shared component. BN running statistics are left as they were. */
+static int trainer_center_init(struct trainer *t)
+{
+    struct test_loader l;
+    uint32_t *idx = malloc((size_t)t->cfg.batch * sizeof *idx);
+    size_t nbuf = net_buffer_count(t->net), d = (size_t)t->dim;
+    float *saved = malloc(nbuf * sizeof(float));
+    double *mean = calloc(d, sizeof(double));
+    int rc = -1;
+    if (!idx || !saved || !mean || test_loader_init(&l, t) != 0)
+        goto done;
+    memcpy(saved, net_buffers(t->net), nbuf * sizeof(float));
+    size_t want = t->n < 1024 ? t->n : 1024, seen = 0;
+    for (size_t start = 0; start < want; start += (size_t)t->cfg.batch) {
+        uint32_t count = (uint32_t)(want - start < (size_t)t->cfg.batch ? want - start : (size_t)t->cfg.batch);
+        for (uint32_t i = 0; i < count; i++) /* evenly spread over the dataset (all classes) */
+            idx[i] = (uint32_t)(((start + i) * t->n) / want);
+        test_loader_fill(&l, t, idx, count);
+        net_forward(t->net, t->x, (int)count, 1);
+        const float *u = net_output_raw(t->net);
+        for (uint32_t i = 0; i < count; i++)
+            for (size_t k = 0; k < d; k++)
+                mean[k] += u[i * d + k];
+        seen += count;
+    }
+    memcpy(net_buffers(t->net), saved, nbuf * sizeof(float));
+    float *bias = net_fc_bias(t->net);
+    double norm = 0;
+    for (size_t k = 0; k < d; k++) {
+        mean[k] /= (double)seen;
+        bias[k] -= (float)mean[k];
+        norm += mean[k] * mean[k];
+    }
+    log_info("center-init: output mean of %zu images (norm %.3g) moved into the output bias", seen, sqrt(norm));
+    rc = 0;
+done:
+    test_loader_deinit(&l);
+    free(idx);
+    free(saved);
+    free(mean);
     return rc;
 }
 
@@ -574,8 +655,10 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         log_error("bank: bankd already holds this run's bank at update %" PRIu64 "; pass --resume to "
                   "continue the run, or start bankd with an empty --dir for a new one", bstep);
         goto fail;
-    } else if (!strcmp(cfg->bank_init, "warm")) {
-        if (trainer_warm_start(t) != 0)
+    } else {
+        if (cfg->center_init && trainer_center_init(t) != 0)
+            goto fail;
+        if (!strcmp(cfg->bank_init, "warm") && trainer_warm_start(t) != 0)
             goto fail;
     }
     if (t->mirror) {
@@ -794,6 +877,12 @@ int trainer_run(struct trainer *t)
     int status = EXIT_OK;
     const char *end_reason = "done";
     t->run_start = now_s();
+    if (t->cfg.init_only) {
+        /* the initialised, untrained network and its bank: a baseline to evaluate */
+        int rc = trainer_checkpoint(t, "init-only");
+        publish_end(t, rc == 0 ? "ok" : "failed", "init-only");
+        return rc == 0 ? EXIT_OK : EXIT_FAIL;
+    }
     if (t->epoch_step >= t->steps_per_epoch) { /* resumed exactly at an epoch end */
         t->epoch++;
         t->epoch_step = 0;

@@ -375,3 +375,8 @@ const char *net_describe(const struct net *n) { return n->desc; }
 int net_low_dim(const struct net *n) { return n->cfg.low_dim; }
 int net_max_batch(const struct net *n) { return n->cfg.max_batch; }
 int net_threads(const struct net *n) { return n->nt; }
+
+/* Pre-normalisation outputs u (B, low_dim) of the last forward (f = u / ||u||). */
+const float *net_output_raw(const struct net *n) { return n->u; }
+/* The final Linear layer's bias (low_dim), inside the parameter block. */
+float *net_fc_bias(struct net *n) { return n->fc.b; }

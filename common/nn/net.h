@@ -68,6 +68,11 @@ double net_flops_per_image(const struct net *n);
 /* One line: model, parameters, input size, low_dim, max batch. */
 const char *net_describe(const struct net *n);
 int net_low_dim(const struct net *n);
+/* Pre-normalisation outputs u (B, low_dim) of the last forward, f = u / ||u|| (valid until
+ * the next forward); and the final Linear layer's bias (low_dim floats inside the parameter
+ * block), for data-dependent initialisation of the output layer. */
+const float *net_output_raw(const struct net *n);
+float *net_fc_bias(struct net *n);
 int net_max_batch(const struct net *n);
 
 #endif
