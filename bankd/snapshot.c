@@ -342,7 +342,8 @@ struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_
         }
         cand[n++] = c;
     }
-    qsort(cand, n, sizeof *cand, snap_cand_cmp);
+    if (n > 1)
+        qsort(cand, n, sizeof *cand, snap_cand_cmp);
     for (size_t i = 0; i < n && !b; i++) {
         snprintf(file, sizeof file, "%s/%s", dir, cand[i].name);
         const char *why = NULL;
