@@ -41,8 +41,10 @@ struct server {
     void *sock;
     struct bank *bank;
     char dir[PATH_MAX];
-    uint64_t snap_step;        /* bank step of the last snapshot written or loaded */
-    int snap_valid;            /* a snapshot of the current bank exists */
+    uint64_t snap_step;        /* bank step of the last bank.snap written or loaded */
+    int snap_valid;            /* a bank.snap of the current bank exists */
+    uint64_t stat_snap_step;   /* step of the newest snapshot of any name written or loaded
+                                  (stats snapshot_step; 0: none) */
     int snap_stale;            /* bank.snap lacks a change the step does not show (run or
                                   manifest adopted, bank restored) */
     double next_snap;          /* clock_seconds() of the next periodic snapshot */
@@ -98,6 +100,7 @@ static int server_snapshot(struct server *s, const char *name, size_t name_len, 
         s->snap_valid = 1;
         s->snap_stale = 0;
     }
+    s->stat_snap_step = s->bank->step;
     log_info("snapshot step %llu written to %s/%s in %.3f s", (unsigned long long)s->bank->step,
              s->dir, file, clock_seconds() - t0);
     return 0;
@@ -152,6 +155,7 @@ static void server_snapshot_reap(struct server *s, int block)
     if (r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
         s->snap_step = s->snap_child_step;
         s->snap_valid = 1;
+        s->stat_snap_step = s->snap_child_step;
         log_info("snapshot step %llu written to %s/%s in %.3f s (background)",
                  (unsigned long long)s->snap_step, s->dir, SNAPSHOT_NAME,
                  clock_seconds() - s->snap_child_t0);
@@ -509,6 +513,7 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
     bank_destroy(&s->bank);
     s->bank = nb;
     s->snap_stale = 1; /* bank.snap does not hold this bank */
+    s->stat_snap_step = nb->step;
     log_info("restored %s: step %llu (was %llu), run '%s'", file, want,
              (unsigned long long)old_step, nb->run);
     struct bank_step_rep r = { nb->step };
@@ -524,7 +529,7 @@ static int op_stats(struct server *s, const struct bank_rep_hdr *rh, struct bank
     struct bank_stats_rep r;
     memset(&r, 0, sizeof r);
     bank_stats(s->bank, &r);
-    r.snapshot_step = s->snap_valid ? s->snap_step : 0;
+    r.snapshot_step = s->stat_snap_step;
     r.requests = s->requests;
     r.errors = s->errors;
     r.cache_hits = s->cache_hits;
@@ -689,6 +694,7 @@ struct server *server_new(const struct server_cfg *cfg)
         if (s->bank) {
             s->snap_step = s->bank->step;
             s->snap_valid = 1;
+            s->stat_snap_step = s->bank->step;
             log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s'", path,
                      (unsigned long long)s->bank->rows, s->bank->dim,
                      (unsigned long long)s->bank->step, s->bank->run);

@@ -927,6 +927,7 @@ START_TEST(test_daemon_restore)
     ck_assert(st.step == 3 && st.writes == fst.writes && st.rows_written == fst.rows_written &&
               st.upd_max == fst.upd_max && st.stale_max == fst.stale_max);
     ck_assert(!memcmp(st.stale_hist, fst.stale_hist, sizeof st.stale_hist));
+    ck_assert_uint_eq(st.snapshot_step, 3);
     /* everything, per-row bookkeeping included: a snapshot of the restored bank is the file */
     ck_assert_int_eq(bankc_snapshot_named(c, "copy", path, sizeof path, NULL), 0);
     struct bank *copy = snapshot_read(path, &why);
