@@ -403,24 +403,33 @@ static void test_loader_fill(struct test_loader *l, struct trainer *t, const uin
 }
 
 /* Fills the bank with the untrained network's features of every training image (test
- * transform, eval mode), decoded in-process. */
+ * transform), decoded in-process. BN uses batch statistics, as in the training forward
+ * whose features the bank rows are compared with (an untrained network's running statistics
+ * are the initial 0 / 1, which would give features unrelated to the training ones); the
+ * batches follow a seeded permutation so that each holds a mix of classes, and the running
+ * statistics are restored afterwards. */
 static int trainer_warm_start(struct trainer *t)
 {
     double t0 = now_s();
-    struct test_loader l;
-    uint32_t *idx = malloc((size_t)t->cfg.batch * sizeof *idx);
-    int rc = -1;
-    if (!idx || test_loader_init(&l, t) != 0)
+    struct test_loader l = { 0 };
+    struct plan order;
+    size_t nbuf = net_buffer_count(t->net);
+    float *saved = malloc(nbuf * sizeof(float));
+    int rc = -1, have_saved = 0;
+    memset(&order, 0, sizeof order);
+    if (!saved || test_loader_init(&l, t) != 0 ||
+        plan_init(&order, t->n, (uint32_t)t->cfg.batch, t->cfg.seed ^ 0x7761726dull /* "warm" */, 0) != 0)
         goto done;
-    for (size_t start = 0; start < t->n; start += (size_t)t->cfg.batch) {
+    memcpy(saved, net_buffers(t->net), nbuf * sizeof(float));
+    have_saved = 1;
+    plan_epoch(&order, 0);
+    for (uint32_t s = 0; s < order.steps; s++) {
         if (sig_stop)
             goto done;
-        size_t left = t->n - start;
-        uint32_t count = (uint32_t)(left < (size_t)t->cfg.batch ? left : (size_t)t->cfg.batch);
-        for (uint32_t i = 0; i < count; i++)
-            idx[i] = (uint32_t)(start + i);
+        uint32_t count;
+        const uint32_t *idx = plan_step(&order, s, &count);
         test_loader_fill(&l, t, idx, count);
-        const float *f = net_forward(t->net, t->x, (int)count, 0);
+        const float *f = net_forward(t->net, t->x, (int)count, 1);
         uint64_t step;
         if (bankc_set(t->bank, idx, f, count, &step) != 0) {
             log_error("warm start: bank set failed: %s", bankc_error(t->bank));
@@ -432,8 +441,11 @@ static int trainer_warm_start(struct trainer *t)
              "(%zu undecodable) in %.1f s", t->n, l.bad, now_s() - t0);
     rc = 0;
 done:
+    if (have_saved)
+        memcpy(net_buffers(t->net), saved, nbuf * sizeof(float));
     test_loader_deinit(&l);
-    free(idx);
+    plan_deinit(&order);
+    free(saved);
     return rc;
 }
 
@@ -445,7 +457,7 @@ done:
  * shared component. BN running statistics are left as they were. */
 static int trainer_center_init(struct trainer *t)
 {
-    struct test_loader l;
+    struct test_loader l = { 0 };
     uint32_t *idx = malloc((size_t)t->cfg.batch * sizeof *idx);
     size_t nbuf = net_buffer_count(t->net), d = (size_t)t->dim;
     float *saved = malloc(nbuf * sizeof(float));
