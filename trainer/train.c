@@ -37,6 +37,7 @@ enum draw_mode { DRAW_SHARED = 0, DRAW_SOFTMAX = 1 };
 struct stage_times {
     double data, bank, fwd, loss, bwd, sgd;
     double loss_sum;
+    double pos_sim, neg_sim;  /* sums of per-step mean cosines: feature vs own row, vs others */
     uint32_t steps, images;
     double start;
 };
@@ -733,12 +734,14 @@ static void publish_metrics(struct trainer *t, double lr)
     struct taskq_stats ts;
     taskq_get_stats(t->tq, &ts);
     double per = 1000.0 / w->steps;
-    msgpack_packer *pk = event_begin(t->ev, "metrics", 18);
+    msgpack_packer *pk = event_begin(t->ev, "metrics", 20);
     mp_pack_kv_u64(pk, "step", t->step);
     mp_pack_kv_u64(pk, "epoch", t->epoch);
     mp_pack_kv_u64(pk, "epoch_step", t->epoch_step);
     mp_pack_kv_u64(pk, "steps_per_epoch", t->steps_per_epoch);
     mp_pack_kv_double(pk, "loss", w->loss_sum / w->steps);
+    mp_pack_kv_double(pk, "pos_sim", w->pos_sim / w->steps);
+    mp_pack_kv_double(pk, "neg_sim", w->neg_sim / w->steps);
     mp_pack_kv_double(pk, "lr", lr);
     mp_pack_kv_double(pk, "z", objective_z(t->obj));
     mp_pack_kv_double(pk, "z_est", objective_z_estimate(t->obj));
@@ -836,6 +839,31 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
         return -1;
     double t2 = now_s();
     w->bank += t2 - t1;
+
+    /* alignment and uniformity, for the metrics: mean cosine of each feature with its own
+       bank row and with the first few negatives */
+    {
+        const float *own = t->mode == DRAW_SHARED ? t->pos : NULL;
+        double ps = 0, ns = 0;
+        size_t nn = 0;
+        for (uint32_t i = 0; i < count; i++) {
+            const float *f = t->feat + (size_t)i * (size_t)t->dim;
+            const float *p = own ? own + (size_t)i * (size_t)t->dim
+                                 : t->mirror + (size_t)b->indices[i] * (size_t)t->dim;
+            const float *q = t->mode == DRAW_SHARED ? t->neg + (size_t)(i % t->m) * (size_t)t->dim
+                                                    : t->mirror + (size_t)((b->indices[i] + 1) % t->n) * (size_t)t->dim;
+            double a = 0, c = 0;
+            for (int k = 0; k < t->dim; k++) {
+                a += (double)f[k] * p[k];
+                c += (double)f[k] * q[k];
+            }
+            ps += a;
+            ns += c;
+            nn++;
+        }
+        w->pos_sim += ps / (double)nn;
+        w->neg_sim += ns / (double)nn;
+    }
 
     double loss;
     if (t->mode == DRAW_SHARED)
