@@ -436,6 +436,7 @@ static int trainer_warm_start(struct trainer *t)
             log_error("warm start: bank set failed: %s", bankc_error(t->bank));
             goto done;
         }
+        t->bank_step = step; /* bankd counts set requests as updates */
         taskq_service(t->tq);
     }
     log_info("warm start: bank filled with the untrained network's features of %zu images "
