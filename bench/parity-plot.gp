@@ -1,0 +1,21 @@
+# Parity curves: weighted-kNN top-1 per epoch, npid vs the PyTorch peer, against the bank and
+# against recomputed train features.
+# usage: gnuplot -e "datafile='parity.dat'; outfile='parity.png'" bench/parity-plot.gp
+# datafile columns: epoch npid_bank npid_recomputed peer_bank peer_recomputed (percent)
+if (!exists("datafile")) datafile = 'parity.dat'
+if (!exists("outfile")) outfile = 'parity.png'
+if (!exists("title")) title = 'kNN top-1 (k 200, sigma 0.1), CIFAR-10 test'
+set terminal pngcairo size 900,520 noenhanced font ',11'
+set output outfile
+set title title
+set xlabel 'epoch'
+set ylabel 'top-1 (%)'
+set key outside right top
+set grid
+set xtics 1
+set yrange [0:*]
+set offsets 0.2, 0.2, 0, 0
+plot datafile using 1:3 with linespoints lw 2 pt 7 lc rgb '#1f77b4' title 'npid recomputed', \
+     datafile using 1:2 with linespoints lw 2 pt 5 dt 2 lc rgb '#1f77b4' title 'npid bank', \
+     datafile using 1:5 with linespoints lw 2 pt 7 lc rgb '#d62728' title 'peer recomputed', \
+     datafile using 1:4 with linespoints lw 2 pt 5 dt 2 lc rgb '#d62728' title 'peer bank'
