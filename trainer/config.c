@@ -50,7 +50,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("init-only", NULL, CFG_BOOL, init_only, "false", 0, 0, "initialise (and warm-start the bank), checkpoint, exit: the untrained baseline"),
     OPT("ckpt-every", NULL, CFG_INT, ckpt_every, "0", 0, 2000000000, "checkpoint every N steps (0: epoch ends and SIGTERM only)"),
     OPT("metrics-every", NULL, CFG_INT, metrics_every, "10", 1, 1000000, "publish metrics every N steps"),
-    OPT("threads", "NPID_THREADS", CFG_INT, threads, "0", 0, 256, "OpenBLAS threads (0: library default)"),
+    OPT("threads", "NPID_THREADS", CFG_INT, threads, "0", 0, 256, "compute threads for the network and OpenBLAS (0: one per CPU)"),
     OPT("task-deadline", NULL, CFG_DOUBLE, task_deadline, "20", 0.1, 3600, "seconds before a loader task is re-issued"),
     OPT("bank-timeout", NULL, CFG_DOUBLE, bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried"),
     OPT("keep-epochs", NULL, CFG_BOOL, keep_epochs, "false", 0, 0, "keep every epoch's checkpoint and bank snapshot (for per-epoch evaluation)"),

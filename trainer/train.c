@@ -565,7 +565,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
 
     /* network, optimiser, objective */
     struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch, cfg->seed };
-    t->net = net_new(&nc);
+    t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
     if (!t->net)
         goto fail;
     log_info("network: %s", net_describe(t->net));

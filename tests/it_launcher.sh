@@ -1,0 +1,60 @@
+#!/bin/sh
+# The launcher (scripts/npid run, what `make run` calls) with real processes: a short run
+# leaves the run directory (metrics, checkpoint, bank snapshots, eval results, plots, the
+# retrieval grid); a loader SIGKILLed mid-run is restarted; SIGTERM stops everything cleanly
+# with a checkpoint and no process left behind (the launcher handles SIGINT, Ctrl-C, the same
+# way, but a background job of a non-interactive shell cannot receive SIGINT); a failing run
+# exits non-zero.
+set -u
+name=it_launcher
+. "$(dirname "$0")/lib_trainer.sh"
+command -v bash >/dev/null || { echo "$name: bash needed" >&2; exit 77; }
+npid=${NPID_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}/scripts/npid
+export NPID_PORT_BASE=$(( 30000 + ($$ % 300) * 10 ))
+tasks_port=$((NPID_PORT_BASE + 1))
+small="--batch 50 --nce-k 64 --bank-init uniform --metrics-every 1 --no-progress"
+left_behind() { pgrep -f "127.0.0.1:$NPID_PORT_BASE|127.0.0.1:$tasks_port" >/dev/null; }
+
+"$bin/npid-loader" synth --out "$tmp/data" --per-class 30 --test-per-class 5 >/dev/null 2>&1 || fail "synth"
+
+# 1. a short run, with a loader killed mid-run
+bash "$npid" run --data "$tmp/data" --epochs 3 --model resnet20 --run-dir "$tmp/r1" -- $small \
+    >"$tmp/r1.log" 2>&1 &
+launcher=$!
+pids="$pids $launcher"
+wait_for 120 step_at_least "$tmp/r1/metrics.jsonl" 3 || fail "run 1 did not start training"
+pkill -9 -f "npid-loader --data $tmp/data --tasks tcp://127.0.0.1:$tasks_port" || fail "no loader to kill"
+wait "$launcher"; rc=$?
+[ $rc -eq 0 ] || fail "run 1: launcher exit $rc"
+grep -q "loader 1 exited; restarting it" "$tmp/r1.log" || fail "run 1: the dead loader was not restarted"
+for f in metrics.jsonl checkpoints/trainer.ckpt eval/final.jsonl plots/retrieval.jpg logs/trainer.log; do
+    [ -s "$tmp/r1/$f" ] || fail "run 1: $f missing"
+done
+ls "$tmp/r1/bank/"*.snap >/dev/null 2>&1 || fail "run 1: no bank snapshot"
+[ "$(grep -c '"against"' "$tmp/r1/eval/final.jsonl")" -eq 2 ] || fail "run 1: final eval should hold bank and recomputed"
+if command -v gnuplot >/dev/null; then
+    [ -s "$tmp/r1/plots/loss.png" ] && [ -s "$tmp/r1/plots/knn.png" ] || fail "run 1: plots missing"
+fi
+grep -q "final: epoch 3 (step 18) against recomputed: top-1" "$tmp/r1.log" || fail "run 1: no final summary line"
+left_behind && fail "run 1: processes left behind"
+
+# 2. SIGTERM mid-run: a clean stop with a checkpoint
+bash "$npid" run --data "$tmp/data" --epochs 50 --model resnet20 --run-dir "$tmp/r2" -- $small \
+    >"$tmp/r2.log" 2>&1 &
+launcher=$!
+pids="$pids $launcher"
+wait_for 120 step_at_least "$tmp/r2/metrics.jsonl" 3 || fail "run 2 did not start training"
+kill -TERM "$launcher"
+i=0; while kill -0 "$launcher" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+kill -0 "$launcher" 2>/dev/null && fail "run 2: the launcher did not stop within 60 s of SIGTERM"
+grep -q '"reason":"signal"' "$tmp/r2/metrics.jsonl" || fail "run 2: no checkpoint on SIGTERM"
+sleep 1
+left_behind && fail "run 2: processes left behind"
+
+# 3. a failing run exits non-zero
+bash "$npid" run --data "$tmp/data" --epochs 2 --model resnet20 --run-dir "$tmp/r3" -- $small --nce-t 0.0001 \
+    >"$tmp/r3.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] || fail "run 3: a failing training run should make the launcher exit non-zero"
+left_behind && fail "run 3: processes left behind"
+echo "$name: run dir complete, dead loader restarted, SIGTERM checkpointed, failure exit $rc"
