@@ -1,6 +1,6 @@
 # Parity curves: weighted-kNN top-1 per epoch, npid vs the PyTorch peer, against the bank and
 # against recomputed train features.
-# usage: gnuplot -e "datafile='parity.dat'; outfile='parity.png'" bench/parity-plot.gp
+# usage: gnuplot -e "datafile='parity.dat'; outfile='parity.png'; epochs=3" bench/parity-plot.gp
 # datafile columns: epoch npid_bank npid_recomputed peer_bank peer_recomputed (percent)
 if (!exists("datafile")) datafile = 'parity.dat'
 if (!exists("outfile")) outfile = 'parity.png'
@@ -13,6 +13,7 @@ set ylabel 'top-1 (%)'
 set key outside right top
 set grid
 set xtics 1
+if (exists("epochs")) set xrange [0.5:epochs + 0.5]
 set yrange [0:*]
 set offsets 0.2, 0.2, 0, 0
 plot datafile using 1:3 with linespoints lw 2 pt 7 lc rgb '#1f77b4' title 'npid recomputed', \

@@ -212,6 +212,10 @@ its evaluation); peer / npid = {p_train / n_train:.2f}. Evaluation: npid {n_eval
 (all epochs, one evald process per epoch, including start-up), peer {p_eval:.0f} s.
 Largest |npid - peer| recomputed-kNN gap over the epochs: {gap:.2f} points.
 
+Targets (issue 7): npid's recomputed kNN top-1 within 1.5 points of the peer's at every
+epoch: {"met" if gap <= 1.5 else "NOT met"}; npid's training time at most 1/1.3 of the peer's:
+{"met" if p_train / n_train >= 1.3 else "NOT met"} ({p_train / n_train:.2f}x).
+
 ![kNN top-1 per epoch](parity.png)
 
 Notes:
@@ -225,6 +229,6 @@ Notes:
 """
 open(f"{out}/parity.md", "w").write(md)
 EOF
-gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'" "$root/bench/parity-plot.gp" \
+gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'; epochs=$epochs" "$root/bench/parity-plot.gp" \
     || die "gnuplot failed"
 say "wrote $out/parity.md and $out/parity.png"
