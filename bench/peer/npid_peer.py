@@ -227,7 +227,12 @@ def cmd_train(a):
         t1 = time.perf_counter()
         q = features(net, test, 100, a.workers)
         b1, b5 = knn(q, ql, nce.bank, bl, a.k, a.sigma, nclass)
-        r1, r5 = knn(q, ql, features(net, train_eval, 100, a.workers), bl, a.k, a.sigma, nclass)
+        rf = features(net, train_eval, 100, a.workers)
+        r1, r5 = knn(q, ql, rf, bl, a.k, a.sigma, nclass)
+        if a.dump:
+            os.makedirs(a.dump, exist_ok=True)
+            for nm, arr in (("bank", nce.bank), ("train", rf), ("test", q)):
+                torch.save(arr, os.path.join(a.dump, f"{nm}-{epoch:03d}.pt"))
         eval_s = time.perf_counter() - t1
         rec = {"epoch": epoch, "loss": loss_sum / max(nb, 1), "bank_top1": b1, "bank_top5": b5,
                "recomputed_top1": r1, "recomputed_top5": r5, "train_seconds": train_s,
@@ -260,6 +265,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=3, help="train: epochs")
     ap.add_argument("--k", type=int, default=200)
     ap.add_argument("--sigma", type=float, default=0.1)
+    ap.add_argument("--dump", default="", help="train: save bank, recomputed train and test "
+                    "features after each epoch into this directory (bank-NNN.pt ...)")
     a = ap.parse_args()
     if not os.path.isdir(os.path.join(a.data, "train")):
         log(f"{a.data}/train: no such directory")
