@@ -67,13 +67,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# ports 26000..28999: clear of the launcher's 5557-5560, 17000-18999 and the tests' 21000-24999
+# ports_free BASE COUNT: 0 when none of BASE..BASE+COUNT-1 is listening (ss; assume free without it)
+ports_free() {
+    command -v ss >/dev/null || return 0
+    j=0
+    while [ $j -lt "$2" ]; do
+        [ -z "$(ss -Hltn "sport = :$(($1 + j))" 2>/dev/null)" ] || return 1
+        j=$((j + 1))
+    done
+    return 0
+}
+# ports from 26000..28999 (below the ephemeral range; clear of 5557-5560, 17000-18999 and the
+# trainer tests' 21000-24999), skipping any that something already listens on
 port=$(( 26000 + ($$ % 300) * 10 ))
 
 # run_npid MODEL LOADERS STEPS WINDOW: one run; leaves $tmp/npid-MODEL-LOADERS/run/metrics.jsonl
 run_npid() {
     d=$tmp/npid-$1-$2
     mkdir -p "$d"
+    k=0
+    while ! ports_free "$port" 3 && [ $k -lt 50 ]; do port=$((port + 3)); k=$((k + 1)); done
     bank=tcp://127.0.0.1:$port tasks=tcp://127.0.0.1:$((port + 1)) events=tcp://127.0.0.1:$((port + 2))
     port=$((port + 3))
     "$bin/npid-bankd" --bind "$bank" --dir "$d/bank" --snapshot-every 0 --log-level warn >"$d/bankd.log" 2>&1 &

@@ -68,8 +68,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# ports 29000..31999: clear of 5557-5560, 17000-18999, the tests' and bench_e2e's ranges
-port=$(( 29000 + ($$ % 300) * 10 ))
+# ports_free BASE COUNT: 0 when none of BASE..BASE+COUNT-1 is listening (ss; assume free without it)
+ports_free() {
+    command -v ss >/dev/null || return 0
+    j=0
+    while [ $j -lt "$2" ]; do
+        [ -z "$(ss -Hltn "sport = :$(($1 + j))" 2>/dev/null)" ] || return 1
+        j=$((j + 1))
+    done
+    return 0
+}
+# ports from 29000..29999 (clear of 5557-5560, 17000-18999, the trainer tests', bench_e2e's and
+# the launcher test's ranges), skipping any that something already listens on
+port=$(( 29000 + ($$ % 100) * 10 ))
+k=0
+while ! ports_free "$port" 4 && [ $k -lt 50 ]; do port=$((port + 4)); k=$((k + 1)); done
 bank_ep=tcp://127.0.0.1:$port
 tasks_ep=tcp://127.0.0.1:$((port + 1))
 events_ep=tcp://127.0.0.1:$((port + 2))
