@@ -70,11 +70,11 @@ static const struct preset_entry trainer_presets[] = {
     { "reference", "lr-steps", "120,160" }, { "reference", "aug", "cifar" }, { "reference", "size", "32" },
     { "reference", "warmup", "0" },
     /* CPU default: see docs/recipes.md for the measurements behind each value */
-    { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "4096" }, { "cifar", "nce-t", "0.1" },
+    { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "0" }, { "cifar", "nce-t", "0.5" },
     { "cifar", "nce-m", "0.5" }, { "cifar", "z-mode", "ema" }, { "cifar", "bank-init", "warm" },
-    { "cifar", "lr", "0.03" }, { "cifar", "wd", "5e-4" }, { "cifar", "batch", "128" },
-    { "cifar", "epochs", "20" }, { "cifar", "lr-schedule", "cosine" }, { "cifar", "warmup", "0" },
-    { "cifar", "aug", "cifar" }, { "cifar", "size", "32" },
+    { "cifar", "center-init", "true" }, { "cifar", "lr", "0.1" }, { "cifar", "wd", "5e-4" },
+    { "cifar", "batch", "128" }, { "cifar", "epochs", "20" }, { "cifar", "lr-schedule", "cosine" },
+    { "cifar", "warmup", "0" }, { "cifar", "aug", "cifar" }, { "cifar", "size", "32" },
     /* the reference ImageNet recipe (main.py) */
     { "imagenet", "model", "resnet18" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
     { "imagenet", "nce-m", "0.5" }, { "imagenet", "z-mode", "frozen" }, { "imagenet", "bank-init", "uniform" },
