@@ -8,6 +8,7 @@
 # OUT/recipes.png (kNN per epoch, gnuplot).
 #
 # Usage: bench/recipes.sh [-o OUT] NAME...      (NAME from `bench/recipes.sh -l`; "all": every one)
+#        bench/recipes.sh [-o OUT] -p            (only the table and plot from OUT's .tsv files)
 # Environment: NPID_BIN (build dir, default build), NPID_CACHE (CIFAR-10 cache),
 # OPENBLAS_CORETYPE (SkylakeX on AVX-512 machines unless set), RECIPES_PORT (base port, 23700).
 # Not part of `make bench` (minutes per configuration); data: the shared CIFAR-10 JPEGs.
@@ -19,10 +20,18 @@ out=$root/docs/recipes
 py=/usr/bin/python3
 
 # name | data (c5k: 500 train / 100 test images per class; full: all of CIFAR-10) | epochs | trainer flags
+# (c5k epochs are 40 steps of 128; full ones 391)
 configs() {
     cat <<'EOF'
 ref-c5k|c5k|4|--preset reference --model resnet20
 t01-c5k|c5k|4|--preset cifar --nce-t 0.1
+t01-m0-c5k|c5k|4|--preset cifar --nce-t 0.1 --nce-m 0
+t01-m09-c5k|c5k|4|--preset cifar --nce-t 0.1 --nce-m 0.9
+t01-m099-c5k|c5k|4|--preset cifar --nce-t 0.1 --nce-m 0.99
+t01-augnone-c5k|c5k|4|--preset cifar --nce-t 0.1 --aug none
+t1-c5k|c5k|4|--preset cifar --nce-t 1.0
+lr03-c5k|c5k|4|--preset cifar --lr 0.03
+lr3-c5k|c5k|4|--preset cifar --lr 0.3
 cifar-c5k|c5k|16|--preset cifar
 learn16-c5k|c5k|40|--preset cifar --size 16 --lr-schedule step
 cifar-full|full|3|--preset cifar
@@ -30,18 +39,21 @@ cifar-full-r18h|full|2|--preset cifar --model resnet18-half
 EOF
 }
 
-usage() { echo "usage: bench/recipes.sh [-o OUT] NAME... | -l   (NAME: $(configs | cut -d'|' -f1 | tr '\n' ' ')all)"; }
+usage() { echo "usage: bench/recipes.sh [-o OUT] NAME... | -l | -p   (NAME: $(configs | cut -d'|' -f1 | tr '\n' ' ')all)"; }
+plot_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -o) out=$2; shift 2 ;;
         -l) configs | sed 's/|/\t/g'; exit 0 ;;
+        -p) plot_only=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; exit 2 ;;
         *) break ;;
     esac
 done
-[ $# -gt 0 ] || { usage >&2; exit 2; }
+[ $# -gt 0 ] || [ $plot_only = 1 ] || { usage >&2; exit 2; }
 names="$*"
+if [ $plot_only = 0 ]; then
 [ "$names" = all ] && names=$(configs | cut -d'|' -f1)
 for n in $names; do
     configs | cut -d'|' -f1 | grep -qx "$n" || { echo "recipes: unknown configuration '$n'" >&2; usage >&2; exit 2; }
@@ -61,10 +73,10 @@ subset() {
     [ -d "$1/test" ] && return 0
     tmpd=$1.tmp.$$
     for split in train test; do
-        n=$2; [ $split = test ] && n=$3
+        count=$2; [ $split = test ] && count=$3
         for cdir in "$cifar/$split"/*/; do
             c=$(basename "$cdir"); mkdir -p "$tmpd/$split/$c"
-            ls "$cdir" | sort | head -n "$n" | sed "s|^|$cdir|" | xargs ln -s -t "$tmpd/$split/$c" || exit 1
+            ls "$cdir" | sort | head -n "$count" | sed "s|^|$cdir|" | xargs ln -s -t "$tmpd/$split/$c" || exit 1
         done
     done
     mv "$tmpd" "$1"
@@ -144,6 +156,7 @@ for n in $names; do
     echo "$data" >"$out/$n.data"
     cat "$out/$n.tsv" >&2
 done
+fi
 
 # the table of every configuration in OUT, and the plot
 {
@@ -159,10 +172,10 @@ done
 plot=""
 for t in "$out"/*.tsv; do
     n=$(basename "$t" .tsv)
-    plot="$plot${plot:+, }'$t' using 1:5 with linespoints title '$n recomputed', '$t' using 1:4 with lines dashtype 2 title '$n bank'"
+    plot="$plot${plot:+, }'$t' using 1:5 with linespoints lw 2 title '$n recomputed', '$t' using 1:4 with lines title '$n bank'"
 done
 gnuplot -e "set terminal png size 1000,640; set output '$out/recipes.png'; set datafile missing '-';
     set xlabel 'epoch'; set ylabel 'weighted kNN top-1 (%)'; set key outside right; set grid;
-    set title 'npid on CIFAR-10: kNN per epoch (solid: recomputed, dashed: bank)'; plot $plot" ||
+    set title 'npid on CIFAR-10: kNN per epoch (with points: recomputed; plain lines: bank)'; plot $plot" ||
     { echo "recipes: gnuplot failed" >&2; exit 1; }
 echo "recipes: wrote $out/recipes.md and $out/recipes.png" >&2
