@@ -66,7 +66,7 @@ struct trainer {
     struct event_pub *ev;
     FILE *metrics;
 
-    struct plan cur, nxt;     /* this epoch's plan and the next one's */
+    struct plan cur;          /* this epoch's plan */
     uint32_t steps_per_epoch;
 
     /* buffers, allocated once */
@@ -122,12 +122,6 @@ static int all_finite(const float *v, size_t n)
     return 1;
 }
 
-/* Indices of step s of the epoch the plan p holds. */
-static const uint32_t *step_indices(const struct plan *p, uint32_t s, uint32_t *count)
-{
-    return plan_step(p, s, count);
-}
-
 /* Draws the m negative indices of global step `step` (deterministic in (seed, step)); with
  * exclude, never one of the batch's own indices. */
 static void draw_negatives(const struct trainer *t, uint64_t step, const uint32_t *pos,
@@ -157,7 +151,7 @@ static int bank_request_sample(struct trainer *t)
     if (t->mode != DRAW_SHARED || t->sample_pending)
         return 0;
     uint32_t count;
-    const uint32_t *idx = step_indices(&t->cur, t->epoch_step, &count);
+    const uint32_t *idx = plan_step(&t->cur, t->epoch_step, &count);
     draw_negatives(t, t->step, idx, count, t->neg_idx);
     if (bankc_rows_send(t->bank, t->neg_idx, t->m, idx, count) != 0) {
         log_error("bank: sample request failed: %s", bankc_error(t->bank));
@@ -613,8 +607,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         if (!t->mirror)
             goto fail_oom;
     }
-    if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0 ||
-        plan_init(&t->nxt, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
+    if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
         log_error("cannot plan %zu images in batches of %d (--drop-last leaves no step?)", t->n, cfg->batch);
         goto fail;
     }
@@ -711,7 +704,6 @@ void trainer_destroy(struct trainer **tp)
     net_destroy(&t->net);
     dataset_destroy(&t->ds);
     plan_deinit(&t->cur);
-    plan_deinit(&t->nxt);
     free(t->x);
     free(t->feat);
     free(t->df);
@@ -813,10 +805,10 @@ static void publish_end(struct trainer *t, const char *status, const char *reaso
     event_json_line(t->ev, t->metrics);
 }
 
-/* Queues the plan of the current epoch (from epoch_step). */
-static int plan_epochs(struct trainer *t, int first)
+/* Plans the current epoch and queues it from epoch_step (the loaders start on it at once;
+ * the next epoch is planned at this one's end). */
+static int plan_current_epoch(struct trainer *t)
 {
-    (void)first;
     plan_epoch(&t->cur, t->epoch);
     if (taskq_plan(t->tq, t->epoch, t->cur.perm, t->n, (uint32_t)t->cfg.batch, t->epoch_step,
                    t->cfg.seed) < 0)
@@ -933,7 +925,7 @@ int trainer_run(struct trainer *t)
         publish_end(t, "ok", "done");
         return EXIT_OK;
     }
-    if (plan_epochs(t, 1) != 0) {
+    if (plan_current_epoch(t) != 0) {
         log_error("tasks: cannot plan epoch %u", t->epoch);
         return EXIT_FAIL;
     }
@@ -1004,7 +996,7 @@ int trainer_run(struct trainer *t)
                 log_warn("--keep-epochs: could not keep epoch %u's checkpoint pair", done_epoch);
             if (t->epoch >= (uint32_t)t->cfg.epochs)
                 break;
-            if (plan_epochs(t, 0) != 0 || bank_request_sample(t) != 0) {
+            if (plan_current_epoch(t) != 0 || bank_request_sample(t) != 0) {
                 status = EXIT_FAIL;
                 end_reason = "planning failed";
                 break;
