@@ -88,6 +88,14 @@ after=$(top1 "$tmp/train/checkpoints/trainer.ckpt" eval-train) || fail "evald on
 [ -n "$after" ] || fail "no top1 for the trained network"
 t3=$(date +%s)
 
+# the loss falls: mean of the first three metrics windows against the last three
+losses=$(sed -n 's/.*"type":"metrics".*"loss":\([0-9.e+-]*\).*/\1/p' "$tmp/train/metrics.jsonl")
+loss_ok=$(echo "$losses" | awk '{ v[NR] = $1 } END { if (NR < 6) { print "few"; exit }
+    a = (v[1] + v[2] + v[3]) / 3; b = (v[NR] + v[NR-1] + v[NR-2]) / 3
+    printf "%s %.3f -> %.3f", (b < a ? "yes" : "no"), a, b }')
+case "$loss_ok" in yes*) ;; *) fail "the training loss did not decrease ($loss_ok)" ;; esac
+echo "$name: training loss ${loss_ok#yes }" >&2
+
 margin=$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%+.2f", a - b }')
 echo "$name: kNN top-1 (recomputed) untrained $before %, trained $after % after $steps steps ($epochs epochs)" \
     "($((t2 - t1)) s of training, $((t3 - t0)) s in all): margin $margin points (need +$need)" >&2
