@@ -23,6 +23,7 @@ wait "$trainer"; rc=$?
 grep -q "loaded snapshot" "$tmp/bankd2.log" || fail "the restarted bankd did not load a snapshot"
 lost=$(grep -c "updates lost" "$tmp/trainer.log")
 [ "$lost" -le 1 ] || fail "the trainer reported lost updates $lost times (duplicates or repeated losses)"
+grep -q "applied more than once" "$tmp/trainer.log" && fail "bankd applied an update twice"
 $py - "$tmp/run/metrics.jsonl" <<'PY' || fail "exactly-once accounting"
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]

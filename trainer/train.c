@@ -201,10 +201,15 @@ static int bank_send_update(struct trainer *t, const uint32_t *idx, uint32_t cou
         log_error("bank: update failed: %s", bankc_error(t->bank));
         return -1;
     }
-    if (step != t->bank_step + 1)
+    if (step < t->bank_step + 1)
         log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 " (it restarted from an "
-                 "older snapshot: %" PRId64 " updates lost, those rows are staler; continuing)",
-                 step, t->bank_step + 1, (int64_t)(t->bank_step + 1) - (int64_t)step);
+                 "older snapshot: %" PRIu64 " updates lost, those rows are staler; continuing)",
+                 step, t->bank_step + 1, t->bank_step + 1 - step);
+    else if (step > t->bank_step + 1)
+        log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 ": %" PRIu64 " update(s) "
+                 "applied more than once or by another client (bankd restarted from a snapshot "
+                 "written after it applied a request whose reply was lost); continuing",
+                 step, t->bank_step + 1, step - (t->bank_step + 1));
     t->bank_step = step;
     if (t->mirror)
         mirror_update(t, idx, count);
