@@ -68,7 +68,7 @@ static const struct preset_entry trainer_presets[] = {
     { "reference", "lr", "0.03" }, { "reference", "wd", "5e-4" }, { "reference", "batch", "128" },
     { "reference", "epochs", "200" }, { "reference", "lr-schedule", "step" },
     { "reference", "lr-steps", "120,160" }, { "reference", "aug", "cifar" }, { "reference", "size", "32" },
-    { "reference", "warmup", "0" },
+    { "reference", "warmup", "0" }, { "reference", "center-init", "false" },
     /* CPU default: see docs/recipes.md for the measurements behind each value */
     { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "0" }, { "cifar", "nce-t", "0.5" },
     { "cifar", "nce-m", "0.5" }, { "cifar", "z-mode", "ema" }, { "cifar", "bank-init", "warm" },
@@ -81,6 +81,7 @@ static const struct preset_entry trainer_presets[] = {
     { "imagenet", "lr", "0.03" }, { "imagenet", "wd", "1e-4" }, { "imagenet", "batch", "256" },
     { "imagenet", "epochs", "200" }, { "imagenet", "lr-schedule", "step" },
     { "imagenet", "lr-steps", "120,160" }, { "imagenet", "aug", "imagenet" }, { "imagenet", "size", "224" },
+    { "imagenet", "warmup", "0" }, { "imagenet", "center-init", "false" },
     { NULL, NULL, NULL },
 };
 
