@@ -34,17 +34,6 @@ struct augment {
     uint8_t *img;           /* size x size x 3 working image */
 };
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 /* Grows *p to n elements of size es; aborts on allocation failure (scratch growth happens
  * only for ever larger source images and failing to get a few kB is not recoverable here). */
@@ -111,38 +100,38 @@ int augment_preset(const char *name, int train, uint32_t size, enum augment_layo
 int augment_params_check(const struct augment_params *p, char *err, size_t err_len)
 {
     if (p->size < 1 || p->size > 4096) {
-        set_err(err, err_len, "output size %u out of range 1..4096", p->size);
+        err_set(err, err_len, "output size %u out of range 1..4096", p->size);
         return -1;
     }
     if (p->layout != AUGMENT_HWC && p->layout != AUGMENT_CHW) {
-        set_err(err, err_len, "unknown layout %d", (int)p->layout);
+        err_set(err, err_len, "unknown layout %d", (int)p->layout);
         return -1;
     }
     if (!p->train) {
         if (p->test_resize && p->test_resize < p->size) {
-            set_err(err, err_len, "test resize %u smaller than the crop %u", p->test_resize,
+            err_set(err, err_len, "test resize %u smaller than the crop %u", p->test_resize,
                     p->size);
             return -1;
         }
         return 0;
     }
     if (!(p->scale_min > 0 && p->scale_min <= p->scale_max && p->scale_max <= 1)) {
-        set_err(err, err_len, "crop scale range [%g, %g] not within (0, 1]", p->scale_min,
+        err_set(err, err_len, "crop scale range [%g, %g] not within (0, 1]", p->scale_min,
                 p->scale_max);
         return -1;
     }
     if (!(p->ratio_min > 0 && p->ratio_min <= p->ratio_max && p->ratio_max < 100)) {
-        set_err(err, err_len, "crop ratio range [%g, %g] invalid", p->ratio_min, p->ratio_max);
+        err_set(err, err_len, "crop ratio range [%g, %g] invalid", p->ratio_min, p->ratio_max);
         return -1;
     }
     if (!(p->brightness >= 0 && p->brightness < 1 && p->contrast >= 0 && p->contrast < 1 &&
           p->saturation >= 0 && p->saturation < 1 && p->hue >= 0 && p->hue <= 0.5f)) {
-        set_err(err, err_len, "colour jitter out of range (brightness, contrast, saturation "
+        err_set(err, err_len, "colour jitter out of range (brightness, contrast, saturation "
                               "in [0,1), hue in [0,0.5])");
         return -1;
     }
     if (!(p->gray_p >= 0 && p->gray_p <= 1)) {
-        set_err(err, err_len, "grayscale probability %g not in [0,1]", p->gray_p);
+        err_set(err, err_len, "grayscale probability %g not in [0,1]", p->gray_p);
         return -1;
     }
     return 0;

@@ -48,17 +48,6 @@ struct dataset {
     size_t cifar_files;
 };
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -187,7 +176,7 @@ static int walk(struct dataset *ds, const char *dir, const char *rel, int depth,
 {
     DIR *d = opendir(dir);
     if (!d) {
-        set_err(err, err_len, "cannot read directory %s: %s", dir, strerror(errno));
+        err_set(err, err_len, "cannot read directory %s: %s", dir, strerror(errno));
         return -1;
     }
     int rc = -1;
@@ -203,7 +192,7 @@ static int walk(struct dataset *ds, const char *dir, const char *rel, int depth,
         }
         if (snprintf(path, sizeof path, "%s/%s", dir, nm) >= (int)sizeof path ||
             snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", nm) >= (int)sizeof sub) {
-            set_err(err, err_len, "path too long under %s", dir);
+            err_set(err, err_len, "path too long under %s", dir);
             goto out;
         }
         struct stat st;
@@ -213,7 +202,7 @@ static int walk(struct dataset *ds, const char *dir, const char *rel, int depth,
         }
         if (S_ISDIR(st.st_mode)) {
             if (depth >= WALK_MAX_DEPTH) {
-                set_err(err, err_len, "directories nested deeper than %d at %s", WALK_MAX_DEPTH,
+                err_set(err, err_len, "directories nested deeper than %d at %s", WALK_MAX_DEPTH,
                         path);
                 goto out;
             }
@@ -221,7 +210,7 @@ static int walk(struct dataset *ds, const char *dir, const char *rel, int depth,
                 goto out;
         } else if (S_ISREG(st.st_mode) && has_jpeg_ext(nm)) {
             if (file_list_add(fl, sub, (uint64_t)st.st_size)) {
-                set_err(err, err_len, "out of memory indexing %s", dir);
+                err_set(err, err_len, "out of memory indexing %s", dir);
                 goto out;
             }
         } else {
@@ -240,7 +229,7 @@ static int list_classes(const char *dir, char ***out, size_t *n_out, size_t *ski
 {
     DIR *d = opendir(dir);
     if (!d) {
-        set_err(err, err_len, "cannot read directory %s: %s", dir, strerror(errno));
+        err_set(err, err_len, "cannot read directory %s: %s", dir, strerror(errno));
         return -1;
     }
     char **names = NULL;
@@ -279,7 +268,7 @@ oom:
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    set_err(err, err_len, "out of memory listing %s", dir);
+    err_set(err, err_len, "out of memory listing %s", dir);
     return -1;
 }
 
@@ -302,7 +291,7 @@ static int open_imagefolder(struct dataset *ds, const char *split_dir, const cha
     if (list_classes(split_dir, &dirs, &n_dirs, &ds->skipped, err, err_len))
         return -1;
     if (n_dirs == 0) {
-        set_err(err, err_len, "no class directories in %s", split_dir);
+        err_set(err, err_len, "no class directories in %s", split_dir);
         goto out;
     }
     /* class list: train's when opening test and train/ exists */
@@ -325,7 +314,7 @@ static int open_imagefolder(struct dataset *ds, const char *split_dir, const cha
             char **hit = bsearch(&walk_dirs[c], ds->classes, ds->n_classes, sizeof(char *),
                                  cmp_str);
             if (!hit) {
-                set_err(err, err_len, "class '%s' of %s is not a class of %s", walk_dirs[c],
+                err_set(err, err_len, "class '%s' of %s is not a class of %s", walk_dirs[c],
                         split_dir, train_dir);
                 goto out;
             }
@@ -347,13 +336,13 @@ static int open_imagefolder(struct dataset *ds, const char *split_dir, const cha
                 bad = 1;
         file_list_free(&fl);
         if (bad) {
-            set_err(err, err_len, "out of memory or path too long in %s/%s", split_dir,
+            err_set(err, err_len, "out of memory or path too long in %s/%s", split_dir,
                     walk_dirs[c]);
             goto out;
         }
     }
     if (ds->n == 0) {
-        set_err(err, err_len, "no images (.jpg/.jpeg) under %s (%zu other files skipped)",
+        err_set(err, err_len, "no images (.jpg/.jpeg) under %s (%zu other files skipped)",
                 split_dir, ds->skipped);
         goto out;
     }
@@ -436,26 +425,26 @@ static int open_cifar(struct dataset *ds, const char *dir, char *err, size_t err
     char path[4096], rel[4096];
     uint8_t *chunk = NULL;
     if (cifar_class_names(ds, dir)) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         return -1;
     }
     chunk = malloc((size_t)CIFAR_REC * 1000);
     if (!chunk) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         return -1;
     }
     for (size_t f = 0; f < nf; f++) {
         pjoin(path, sizeof path, dir, files[f]);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            set_err(err, err_len, "CIFAR-10 binary file %s: %s", path, strerror(errno));
+            err_set(err, err_len, "CIFAR-10 binary file %s: %s", path, strerror(errno));
             goto fail;
         }
         ds->cifar_fd[f] = fd;
         ds->cifar_files = f + 1;
         struct stat st;
         if (fstat(fd, &st) != 0 || st.st_size <= 0 || st.st_size % CIFAR_REC != 0) {
-            set_err(err, err_len,
+            err_set(err, err_len,
                     "CIFAR-10 binary file %s: size %lld is not a positive multiple of %u "
                     "(truncated?)",
                     path, (long long)st.st_size, CIFAR_REC);
@@ -468,20 +457,20 @@ static int open_cifar(struct dataset *ds, const char *dir, char *err, size_t err
             size_t want = cnt * CIFAR_REC;
             ssize_t got = pread(fd, chunk, want, (off_t)(r0 * CIFAR_REC));
             if (got != (ssize_t)want) {
-                set_err(err, err_len, "CIFAR-10 binary file %s: short read", path);
+                err_set(err, err_len, "CIFAR-10 binary file %s: short read", path);
                 goto fail;
             }
             for (size_t r = 0; r < cnt; r++) {
                 uint8_t lab = chunk[r * CIFAR_REC];
                 if (lab >= 10) {
-                    set_err(err, err_len, "CIFAR-10 binary file %s: record %zu has label %u",
+                    err_set(err, err_len, "CIFAR-10 binary file %s: record %zu has label %u",
                             path, r0 + r, lab);
                     goto fail;
                 }
                 const char *bn = strrchr(files[f], '/');
                 snprintf(rel, sizeof rel, "%s#%zu", bn ? bn + 1 : files[f], r0 + r);
                 if (item_add(ds, rel, lab, CIFAR_REC)) {
-                    set_err(err, err_len, "out of memory");
+                    err_set(err, err_len, "out of memory");
                     goto fail;
                 }
             }
@@ -516,21 +505,21 @@ static void compute_manifest(struct dataset *ds)
 struct dataset *dataset_open(const char *root, const char *split, char *err, size_t err_len)
 {
     if (!root || !*root || !split) {
-        set_err(err, err_len, "no dataset root given");
+        err_set(err, err_len, "no dataset root given");
         return NULL;
     }
     int is_train = strcmp(split, "train") == 0;
     if (!is_train && strcmp(split, "test") != 0 && strcmp(split, "val") != 0) {
-        set_err(err, err_len, "unknown split '%s' (train, test or val)", split);
+        err_set(err, err_len, "unknown split '%s' (train, test or val)", split);
         return NULL;
     }
     if (!is_dir(root)) {
-        set_err(err, err_len, "dataset root %s is not a directory", root);
+        err_set(err, err_len, "dataset root %s is not a directory", root);
         return NULL;
     }
     struct dataset *ds = calloc(1, sizeof *ds);
     if (!ds) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         return NULL;
     }
     for (int f = 0; f < CIFAR_MAX_FILES; f++)
@@ -539,7 +528,7 @@ struct dataset *dataset_open(const char *root, const char *split, char *err, siz
     snprintf(ds->split, sizeof ds->split, "%s", is_train ? "train" : "test");
     ds->root = strdup(root);
     if (!ds->root) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         goto fail;
     }
     size_t rl = strlen(ds->root);
@@ -565,10 +554,10 @@ struct dataset *dataset_open(const char *root, const char *split, char *err, siz
         if (open_cifar(ds, cdir, err, err_len))
             goto fail;
     } else if (has_train) {
-        set_err(err, err_len, "no test/ or val/ directory under %s", ds->root);
+        err_set(err, err_len, "no test/ or val/ directory under %s", ds->root);
         goto fail;
     } else {
-        set_err(err, err_len,
+        err_set(err, err_len,
                 "%s is neither an ImageFolder tree (%s/train/<class>/*.jpg) nor a CIFAR-10 "
                 "binary directory (data_batch_1.bin .. test_batch.bin)",
                 ds->root, ds->root);
@@ -577,7 +566,7 @@ struct dataset *dataset_open(const char *root, const char *split, char *err, siz
     if (ds->format == DATASET_IMAGEFOLDER) {
         ds->root_fd = open(ds->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (ds->root_fd < 0) {
-            set_err(err, err_len, "cannot open %s: %s", ds->root, strerror(errno));
+            err_set(err, err_len, "cannot open %s: %s", ds->root, strerror(errno));
             goto fail;
         }
     }
@@ -653,12 +642,12 @@ static int load_cifar(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
     uint8_t *rec = jpeg_dec_file_buffer(dec, CIFAR_REC);
     uint8_t *pix = jpeg_dec_pixel_buffer(dec, CIFAR_SIDE * CIFAR_SIDE * 3);
     if (!rec || !pix) {
-        set_err(err, err_len, "%s: out of memory", dataset_path(ds, i));
+        err_set(err, err_len, "%s: out of memory", dataset_path(ds, i));
         return -1;
     }
     ssize_t got = pread(ds->cifar_fd[f], rec, CIFAR_REC, (off_t)(r * CIFAR_REC));
     if (got != (ssize_t)CIFAR_REC) {
-        set_err(err, err_len, "%s: read failed: %s", dataset_path(ds, i),
+        err_set(err, err_len, "%s: read failed: %s", dataset_path(ds, i),
                 got < 0 ? strerror(errno) : "short read");
         return -1;
     }
@@ -683,7 +672,7 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
     const char *rel = dataset_path(ds, i);
     int fd = openat(ds->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        set_err(err, err_len, "%s: %s", rel, strerror(errno));
+        err_set(err, err_len, "%s: %s", rel, strerror(errno));
         return -1;
     }
     /* read with the indexed size as the first guess (no fstat); a file that grew since
@@ -694,7 +683,7 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
     size_t len = 0;
     for (;;) {
         if (!buf) {
-            set_err(err, err_len, "%s: out of memory", rel);
+            err_set(err, err_len, "%s: out of memory", rel);
             close(fd);
             return -1;
         }
@@ -702,7 +691,7 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_err(err, err_len, "%s: read failed: %s", rel, strerror(errno));
+            err_set(err, err_len, "%s: read failed: %s", rel, strerror(errno));
             close(fd);
             return -1;
         }
@@ -711,7 +700,7 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
         len += (size_t)r;
         if (len == cap) {
             if (cap > max) {
-                set_err(err, err_len, "%s: file too large (limit %zu bytes)", rel, max);
+                err_set(err, err_len, "%s: file too large (limit %zu bytes)", rel, max);
                 close(fd);
                 return -1;
             }
@@ -722,7 +711,7 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
     close(fd);
     char why[256];
     if (jpeg_dec_decode(dec, buf, len, min_side, img, why, sizeof why)) {
-        set_err(err, err_len, "%s: %s", rel, why);
+        err_set(err, err_len, "%s: %s", rel, why);
         return -1;
     }
     return 0;
@@ -733,7 +722,7 @@ int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t ou
 {
     struct jpeg_dec *dec = jpeg_dec_new(NULL);
     if (!dec) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         return -1;
     }
     struct jpeg_image img;
@@ -743,7 +732,7 @@ int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t ou
         *h = img.h;
         size_t need = (size_t)img.w * img.h * 3;
         if (need > out_cap) {
-            set_err(err, err_len, "%s: buffer too small: %ux%u needs %zu bytes, have %zu",
+            err_set(err, err_len, "%s: buffer too small: %ux%u needs %zu bytes, have %zu",
                     dataset_path(ds, i), img.w, img.h, need, out_cap);
             rc = -1;
         } else {

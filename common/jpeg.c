@@ -5,6 +5,7 @@
  * category ("corrupt JPEG data: ..."). The scan limit is enforced from the progress monitor,
  * which libjpeg calls while it consumes the scans of a multi-scan file. */
 #include "common/jpeg.h"
+#include "common/log.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,17 +44,6 @@ void jpeg_limits_default(struct jpeg_limits *l)
     l->max_file_bytes = (size_t)64 << 20;
 }
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 static void on_error_exit(j_common_ptr cinfo)
 {
@@ -206,17 +196,17 @@ static const char *sniff(const uint8_t *p, size_t len)
 static int check_signature(const uint8_t *p, size_t len, char *err, size_t err_len)
 {
     if (len == 0) {
-        set_err(err, err_len, "empty file");
+        err_set(err, err_len, "empty file");
         return -1;
     }
     if (len < 4 || p[0] != 0xFF || p[1] != 0xD8 || p[2] != 0xFF) {
         const char *kind = sniff(p, len);
         if (kind)
-            set_err(err, err_len, "not a JPEG: %s content", kind);
+            err_set(err, err_len, "not a JPEG: %s content", kind);
         else if (len < 4 && len >= 2 && p[0] == 0xFF && p[1] == 0xD8)
-            set_err(err, err_len, "truncated JPEG: %zu bytes", len);
+            err_set(err, err_len, "truncated JPEG: %zu bytes", len);
         else
-            set_err(err, err_len, "not a JPEG: no SOI marker");
+            err_set(err, err_len, "not a JPEG: no SOI marker");
         return -1;
     }
     return 0;
@@ -257,36 +247,36 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
     if (check_signature(p, len, err, err_len))
         return -1;
     if (len > d->lim.max_file_bytes) {
-        set_err(err, err_len, "file too large: %zu bytes (limit %zu)", len, d->lim.max_file_bytes);
+        err_set(err, err_len, "file too large: %zu bytes (limit %zu)", len, d->lim.max_file_bytes);
         return -1;
     }
     struct jpeg_decompress_struct *ci = &d->cinfo;
     d->jerr.msg[0] = 0;
     d->jerr.max_scans = d->lim.max_scans;
     if (setjmp(d->jerr.jb)) {
-        set_err(err, err_len, "%s", d->jerr.msg[0] ? d->jerr.msg : "invalid JPEG");
+        err_set(err, err_len, "%s", d->jerr.msg[0] ? d->jerr.msg : "invalid JPEG");
         jpeg_abort_decompress(ci);
         return -1;
     }
     jpeg_mem_src(ci, p, (unsigned long)len);
     if (jpeg_read_header(ci, TRUE) != JPEG_HEADER_OK) {
-        set_err(err, err_len, "invalid JPEG: no image in file");
+        err_set(err, err_len, "invalid JPEG: no image in file");
         jpeg_abort_decompress(ci);
         return -1;
     }
     uint32_t sw = ci->image_width, sh = ci->image_height;
     if (sw == 0 || sh == 0) {
-        set_err(err, err_len, "invalid JPEG: dimensions %ux%u", sw, sh);
+        err_set(err, err_len, "invalid JPEG: dimensions %ux%u", sw, sh);
         goto fail;
     }
     if (sw > d->lim.max_width || sh > d->lim.max_height ||
         (uint64_t)sw * sh > d->lim.max_pixels) {
-        set_err(err, err_len, "dimensions %ux%u exceed the limit (%ux%u, %llu pixels)", sw, sh,
+        err_set(err, err_len, "dimensions %ux%u exceed the limit (%ux%u, %llu pixels)", sw, sh,
                 d->lim.max_width, d->lim.max_height, (unsigned long long)d->lim.max_pixels);
         goto fail;
     }
     if (ci->data_precision != 8) {
-        set_err(err, err_len, "unsupported JPEG: %d-bit samples", ci->data_precision);
+        err_set(err, err_len, "unsupported JPEG: %d-bit samples", ci->data_precision);
         goto fail;
     }
     int inverted = 0;
@@ -302,7 +292,7 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
         inverted = ci->saw_Adobe_marker;
         break;
     default:
-        set_err(err, err_len, "unsupported JPEG: colour space %d with %d components",
+        err_set(err, err_len, "unsupported JPEG: colour space %d with %d components",
                 (int)ci->jpeg_color_space, ci->num_components);
         goto fail;
     }
@@ -317,7 +307,7 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
     size_t row_bytes = (size_t)ow * (size_t)(comps > 3 ? comps : 3);
     if (grow(&d->pix, &d->pix_cap, row_bytes * oh) ||
         grow((uint8_t **)&d->rows, &d->rows_cap, sizeof(JSAMPROW) * oh)) {
-        set_err(err, err_len, "out of memory for a %ux%u image", ow, oh);
+        err_set(err, err_len, "out of memory for a %ux%u image", ow, oh);
         goto fail;
     }
     /* libjpeg's own working memory (coefficient buffers of progressive files): bounded */
@@ -330,7 +320,7 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
         JDIMENSION got = jpeg_read_scanlines(ci, rows + ci->output_scanline,
                                              oh - ci->output_scanline);
         if (got == 0) {
-            set_err(err, err_len, "corrupt JPEG data: no progress reading scanlines");
+            err_set(err, err_len, "corrupt JPEG data: no progress reading scanlines");
             goto fail;
         }
     }
@@ -343,7 +333,7 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
             memmove(d->pix + (size_t)y * ow * 3, r, (size_t)ow * 3);
         }
     } else if (comps != 3) {
-        set_err(err, err_len, "unsupported JPEG: %d output components", comps);
+        err_set(err, err_len, "unsupported JPEG: %d output components", comps);
         return -1;
     }
     img->pix = d->pix;
@@ -368,7 +358,7 @@ int jpeg_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *comp
     err_init(&jerr);
     ci.err = &jerr.pub;
     if (setjmp(jerr.jb)) {
-        set_err(err, err_len, "%s", jerr.msg[0] ? jerr.msg : "invalid JPEG");
+        err_set(err, err_len, "%s", jerr.msg[0] ? jerr.msg : "invalid JPEG");
         jpeg_destroy_decompress(&ci);
         return -1;
     }

@@ -64,6 +64,16 @@ void log_write(int level, const char *fmt, ...)
     va_end(ap);
 }
 
+void err_set(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
 void npid_check_failed(const char *file, int line, const char *expr)
 {
     log_write(LOG_LVL_ERROR, "invariant broken at %s:%d: %s", file, line, expr);

@@ -33,6 +33,10 @@ void npid_check_failed(const char *file, int line, const char *expr) __attribute
 /* Start-up or resource failure: logs the reason and exits with status 1. */
 void npid_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* Writes a one-line reason into a caller's error buffer (printf-style); accepts err NULL or
+ * err_len 0 (then does nothing). For functions that report why they failed. */
+void err_set(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Process exit codes. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 

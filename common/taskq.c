@@ -114,17 +114,6 @@ void taskq_opts_default(struct taskq_opts *o)
     o->run = "";
 }
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 static int fatal(struct taskq *tq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fatal(struct taskq *tq, const char *fmt, ...)
@@ -658,28 +647,28 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
         o = &def;
     }
     if (!endpoint || !*endpoint) {
-        set_err(err, err_len, "no task endpoint given");
+        err_set(err, err_len, "no task endpoint given");
         return NULL;
     }
     if (!manifest || strlen(manifest) != 64) {
-        set_err(err, err_len, "manifest must be 64 hex digits");
+        err_set(err, err_len, "manifest must be 64 hex digits");
         return NULL;
     }
     if (o->window < 1 || o->window > 4096 || o->max_attempts < 1 || o->deadline_ms < 1 ||
         o->loader_timeout_ms < 1 || o->size < 1 || o->size > TASK_MAX_SIZE) {
-        set_err(err, err_len, "invalid taskq options (window 1..4096, size 1..%u, positive "
+        err_set(err, err_len, "invalid taskq options (window 1..4096, size 1..%u, positive "
                               "timeouts and attempts)", TASK_MAX_SIZE);
         return NULL;
     }
     struct augment_params ap;
     const char *preset = o->preset ? o->preset : "cifar";
     if (strlen(preset) >= 32 || augment_preset(preset, o->train, o->size, o->layout, &ap)) {
-        set_err(err, err_len, "unknown augmentation preset '%s' (cifar, imagenet, none)", preset);
+        err_set(err, err_len, "unknown augmentation preset '%s' (cifar, imagenet, none)", preset);
         return NULL;
     }
     struct taskq *tq = calloc(1, sizeof *tq);
     if (!tq) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         return NULL;
     }
     tq->o = *o;
@@ -693,7 +682,7 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
     msgpack_sbuffer_init(&tq->sb);
     tq->slots = calloc(o->window, sizeof *tq->slots);
     if (!tq->slots) {
-        set_err(err, err_len, "out of memory");
+        err_set(err, err_len, "out of memory");
         goto fail;
     }
     slots_reset(tq);
@@ -703,13 +692,13 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
     mo.sndhwm = 10000;
     tq->sock = msg_socket(ZMQ_ROUTER, &mo);
     if (!tq->sock) {
-        set_err(err, err_len, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
+        err_set(err, err_len, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
     int one = 1;
     zmq_setsockopt(tq->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     if (msg_bind(tq->sock, endpoint, o->allow_remote)) {
-        set_err(err, err_len, "cannot bind task endpoint %s: %s%s", endpoint,
+        err_set(err, err_len, "cannot bind task endpoint %s: %s%s", endpoint,
                 errno == EPERM ? "not a loopback address" : zmq_strerror(errno),
                 errno == EPERM ? " (use --allow-remote to accept remote loaders)" : "");
         goto fail;

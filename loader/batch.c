@@ -21,17 +21,6 @@ struct batcher {
     uint32_t n_errors;
 };
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 struct batcher *batcher_new(const struct dataset *ds, int dct_scale)
 {
@@ -77,20 +66,20 @@ static int ensure_aug(struct batcher *b, const struct batch_job *job, char *err,
     struct augment_params p;
     if (strlen(job->preset) >= sizeof b->ap_preset ||
         augment_preset(job->preset, job->train, job->size, job->layout, &p)) {
-        set_err(err, err_len, "EINVAL: unknown augmentation preset '%s'", job->preset);
+        err_set(err, err_len, "EINVAL: unknown augmentation preset '%s'", job->preset);
         return -1;
     }
     if (b->aug && strcmp(b->ap_preset, job->preset) == 0 && memcmp(&p, &b->ap, sizeof p) == 0)
         return 0;
     char why[200];
     if (augment_params_check(&p, why, sizeof why)) {
-        set_err(err, err_len, "EINVAL: %s", why);
+        err_set(err, err_len, "EINVAL: %s", why);
         return -1;
     }
     augment_destroy(&b->aug);
     b->aug = augment_new(&p);
     if (!b->aug) {
-        set_err(err, err_len, "EINVAL: cannot create the augmentation (out of memory)");
+        err_set(err, err_len, "EINVAL: cannot create the augmentation (out of memory)");
         return -1;
     }
     b->ap = p;
@@ -104,7 +93,7 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
     size_t n = dataset_count(b->ds);
     for (uint32_t j = 0; j < job->count; j++)
         if (job->idx[j] >= n) {
-            set_err(err, err_len, "ERANGE: index %u beyond the dataset (%zu images)", job->idx[j],
+            err_set(err, err_len, "ERANGE: index %u beyond the dataset (%zu images)", job->idx[j],
                     n);
             return -1;
         }
