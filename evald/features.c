@@ -117,7 +117,7 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
     m->step = c.step;
     m->epoch = c.epoch;
     feat_norm_for(m->aug_name, m->mean, m->std);
-    struct net_config nc = { m->model, m->low_dim, m->size, m->size, batch, 0 };
+    struct net_config nc = { m->model, m->low_dim, m->size, m->size, batch, 0, NET_INIT_HE };
     m->net = net_new(&nc);
     if (!m->net) {
         snprintf(err, err_len, "checkpoint %s: cannot build network %s (low-dim %d, %d px)", path,

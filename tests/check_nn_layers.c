@@ -9,6 +9,7 @@
 
 #include "common/nn/act.h"
 #include "common/nn/block.h"
+#include "common/nn/net.h"
 #include "common/nn/bn.h"
 #include "common/nn/conv.h"
 #include "common/nn/l2norm.h"
@@ -438,7 +439,7 @@ static void blk_check(int cin, int cout, int stride, int B, int H)
     block_init(&c.k, cin, cout, stride, H, H, B, &L2);
     struct rng r;
     rng_seed(&r, 41);
-    block_init_weights(&c.k, &r);
+    block_init_weights(&c.k, &r, NET_INIT_HE);
     /* non-trivial BN affine parameters so every term matters */
     fill_normal(c.k.b2.beta, cout, 0.3, 42);
     fill_normal(c.k.b1.beta, cout, 0.3, 43);

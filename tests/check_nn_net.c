@@ -28,7 +28,7 @@ START_TEST(test_net_grad)
 {
     /* resnet20 on 8x8 inputs: every layer kind, three stages, projection shortcuts; one
      * thread and a team of two */
-    struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5 };
+    struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE };
     struct net_ctx c = { net_new_threads(&cfg, _i + 1), NULL, NULL, 3, 6 };
     ck_assert_ptr_nonnull(c.n);
     size_t nx = (size_t)3 * 3 * 8 * 8;
@@ -64,7 +64,7 @@ START_TEST(test_threads_agree)
     float *feat[3], *grad[3], *buf[3];
     size_t np = 0, nbuf = 0;
     for (int t = 0; t < 3; t++) {
-        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4 };
+        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4, NET_INIT_HE };
         struct net *n = net_new_threads(&cfg, t + 1);
         ck_assert_ptr_nonnull(n);
         ck_assert_int_eq(net_threads(n), t + 1);
@@ -103,7 +103,7 @@ END_TEST
 
 START_TEST(test_presets)
 {
-    struct net_config cfg = { "resnet18", 128, 32, 32, 2, 1 };
+    struct net_config cfg = { "resnet18", 128, 32, 32, 2, 1, NET_INIT_HE };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     /* reference CIFAR ResNet18 (11,173,962 with a 10-way fc) with Linear(512, 128) */
@@ -135,7 +135,7 @@ START_TEST(test_input_sizes)
 {
     static const int sizes[] = { 32, 64, 96, 224 };
     int s = sizes[_i];
-    struct net_config cfg = { _i == 3 ? "resnet20" : "resnet18-half", 16, s, s, 2, 9 };
+    struct net_config cfg = { _i == 3 ? "resnet20" : "resnet18-half", 16, s, s, 2, 9, NET_INIT_HE };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     size_t nx = (size_t)2 * 3 * s * s;
@@ -157,7 +157,7 @@ END_TEST
 
 START_TEST(test_train_eval)
 {
-    struct net_config cfg = { "resnet20", 8, 16, 16, 4, 3 };
+    struct net_config cfg = { "resnet20", 8, 16, 16, 4, 3, NET_INIT_HE };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     size_t nx = (size_t)4 * 3 * 16 * 16;
@@ -226,7 +226,7 @@ END_TEST
 /* Three steps of a small training loop; returns the weights (caller frees). */
 static float *three_steps(uint64_t seed, size_t *np)
 {
-    struct net_config cfg = { "resnet20", 8, 16, 16, 4, seed };
+    struct net_config cfg = { "resnet20", 8, 16, 16, 4, seed, NET_INIT_HE };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     struct sgd *s = sgd_new(net_param_count(n), 0.9f, 5e-4f);

@@ -26,6 +26,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("prox-lambda", NULL, CFG_DOUBLE, prox_lambda, "0", 0, 1e6, "proximal regularisation weight (paper)"),
     OPT("exclude-pos", NULL, CFG_BOOL, exclude_pos, "false", 0, 0, "never draw a batch's own rows as negatives"),
     OPT("bank-init", NULL, CFG_STR, bank_init, "uniform", 0, 0, "uniform (reference) | unit | warm (untrained network's features)"),
+    OPT("init", NULL, CFG_STR, init, "he", 0, 0, "convolution weights: he (N(0, 2/fan_in)) | torch (torch.nn.Conv2d's default, the reference CIFAR network) | he-out (N(0, 2/fan_out), torchvision's ResNet)"),
     OPT("center-init", NULL, CFG_BOOL, center_init, "false", 0, 0, "centre the untrained network's outputs (output-bias init from a data sample)"),
     OPT("lr", NULL, CFG_DOUBLE, lr, "0.03", 0, 100, "base learning rate"),
     OPT("momentum", NULL, CFG_DOUBLE, momentum, "0.9", 0, 0.9999, "SGD momentum"),
@@ -69,12 +70,14 @@ static const struct preset_entry trainer_presets[] = {
     { "reference", "epochs", "200" }, { "reference", "lr-schedule", "step" },
     { "reference", "lr-steps", "120,160" }, { "reference", "aug", "cifar" }, { "reference", "size", "32" },
     { "reference", "warmup", "0" }, { "reference", "center-init", "false" },
+    { "reference", "init", "torch" },
     /* CPU default: see docs/recipes.md for the measurements behind each value */
     { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "0" }, { "cifar", "nce-t", "0.5" },
     { "cifar", "nce-m", "0.5" }, { "cifar", "z-mode", "ema" }, { "cifar", "bank-init", "warm" },
     { "cifar", "center-init", "true" }, { "cifar", "lr", "0.1" }, { "cifar", "wd", "5e-4" },
     { "cifar", "batch", "128" }, { "cifar", "epochs", "20" }, { "cifar", "lr-schedule", "cosine" },
     { "cifar", "warmup", "0" }, { "cifar", "aug", "cifar" }, { "cifar", "size", "32" },
+    { "cifar", "init", "he" },
     /* the reference ImageNet recipe (main.py) */
     { "imagenet", "model", "resnet18" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
     { "imagenet", "nce-m", "0.5" }, { "imagenet", "z-mode", "frozen" }, { "imagenet", "bank-init", "uniform" },
@@ -82,6 +85,7 @@ static const struct preset_entry trainer_presets[] = {
     { "imagenet", "epochs", "200" }, { "imagenet", "lr-schedule", "step" },
     { "imagenet", "lr-steps", "120,160" }, { "imagenet", "aug", "imagenet" }, { "imagenet", "size", "224" },
     { "imagenet", "warmup", "0" }, { "imagenet", "center-init", "false" },
+    { "imagenet", "init", "he-out" },
     { NULL, NULL, NULL },
 };
 
@@ -99,6 +103,7 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     static const char *const models[] = { "resnet18", "resnet18-half", "resnet20", NULL };
     static const char *const zmodes[] = { "frozen", "ema", NULL };
     static const char *const inits[] = { "uniform", "unit", "warm", NULL };
+    static const char *const winits[] = { "he", "torch", "he-out", NULL };
     static const char *const scheds[] = { "step", "cosine", NULL };
     static const char *const augs[] = { "cifar", "imagenet", "none", NULL };
     int npos = 0;
@@ -119,7 +124,7 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     const struct { const char *flag; const char *value; const char *const *set; } enums[] = {
         { "model", tc_store.model, models }, { "z-mode", tc_store.z_mode, zmodes },
         { "bank-init", tc_store.bank_init, inits }, { "lr-schedule", tc_store.lr_schedule, scheds },
-        { "aug", tc_store.aug, augs },
+        { "aug", tc_store.aug, augs }, { "init", tc_store.init, winits },
     };
     for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
         if (!one_of(enums[i].value, enums[i].set)) {

@@ -14,7 +14,7 @@
 struct trainer_cfg {
     const char *data, *run_dir, *preset, *model, *aug;
     const char *bank_ep, *tasks_ep, *events_ep;
-    const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *objective_name;
+    const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *init, *objective_name;
     const char *run_name;
     int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;

@@ -563,7 +563,8 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
 
     /* network, optimiser, objective */
-    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch, cfg->seed };
+    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch, cfg->seed,
+                          net_init_parse(cfg->init) };
     t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
     if (!t->net)
         goto fail;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/nn/act.h"
+#include "common/nn/net.h"
 
 void conv_layout(struct conv *c, int C, int K, int R, int stride, int pad, struct nn_layout *L)
 {
@@ -34,10 +35,16 @@ void bn_layout(struct bn *b, int C, struct nn_layout *L)
     }
 }
 
-void conv_init_he(struct conv *c, struct rng *r)
+void conv_init_weights(struct conv *c, struct rng *r, int init)
 {
-    double std = sqrt(2.0 / ((double)c->C * c->R * c->S));
+    double fan_in = (double)c->C * c->R * c->S, fan_out = (double)c->K * c->R * c->S;
     size_t n = conv_weight_count(c);
+    if (init == NET_INIT_TORCH) {
+        double bound = 1.0 / sqrt(fan_in);
+        for (size_t i = 0; i < n; i++) c->w[i] = (float)((2.0 * rng_float(r) - 1.0) * bound);
+        return;
+    }
+    double std = sqrt(2.0 / (init == NET_INIT_HE_OUT ? fan_out : fan_in));
     for (size_t i = 0; i < n; i++) c->w[i] = (float)(rng_normal(r) * std);
 }
 
@@ -80,14 +87,14 @@ void block_init(struct block *k, int cin, int cout, int stride, int H, int W, in
     k->y = nn_carve(&L->acts, n);
 }
 
-void block_init_weights(struct block *k, struct rng *r)
+void block_init_weights(struct block *k, struct rng *r, int init)
 {
-    conv_init_he(&k->c1, r);
+    conv_init_weights(&k->c1, r, init);
     bn_init_params(&k->b1);
-    conv_init_he(&k->c2, r);
+    conv_init_weights(&k->c2, r, init);
     bn_init_params(&k->b2);
     if (k->has_sc) {
-        conv_init_he(&k->cs, r);
+        conv_init_weights(&k->cs, r, init);
         bn_init_params(&k->bs);
     }
 }

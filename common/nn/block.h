@@ -23,7 +23,7 @@ struct block {
 void block_init(struct block *k, int cin, int cout, int stride, int H, int W, int max_batch,
                 struct nn_layout *L);
 /* He-normal conv weights, BN gamma 1 beta 0, running mean 0 var 1. */
-void block_init_weights(struct block *k, struct rng *r);
+void block_init_weights(struct block *k, struct rng *r, int init);
 /* Largest activation (floats) of the block at max_batch, and the scratch its convs need. */
 size_t block_act_floats(const struct block *k);
 size_t block_scratch_min(const struct block *k);
@@ -38,7 +38,8 @@ void block_backward(struct block *k, const float *x, const float *dy, float *dx,
 /* Parameter initialisation and layout helpers shared with net.c. */
 void conv_layout(struct conv *c, int C, int K, int R, int stride, int pad, struct nn_layout *L);
 void bn_layout(struct bn *b, int C, struct nn_layout *L);
-void conv_init_he(struct conv *c, struct rng *r);
+/* init: enum net_init (net.h) */
+void conv_init_weights(struct conv *c, struct rng *r, int init);
 void bn_init_params(struct bn *b);
 
 #endif

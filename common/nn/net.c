@@ -143,13 +143,21 @@ static size_t net_count_scalars(const struct net *n)
     return s + (size_t)n->fc.in * n->fc.out + n->fc.out;
 }
 
+int net_init_parse(const char *name)
+{
+    if (strcmp(name, "he") == 0) return NET_INIT_HE;
+    if (strcmp(name, "torch") == 0) return NET_INIT_TORCH;
+    if (strcmp(name, "he-out") == 0) return NET_INIT_HE_OUT;
+    return -1;
+}
+
 static void net_init_weights(struct net *n)
 {
     struct rng r;
     rng_seed(&r, n->cfg.seed);
-    conv_init_he(&n->stem, &r);
+    conv_init_weights(&n->stem, &r, n->cfg.init);
     bn_init_params(&n->stem_bn);
-    for (int i = 0; i < n->nblocks; i++) block_init_weights(&n->blocks[i], &r);
+    for (int i = 0; i < n->nblocks; i++) block_init_weights(&n->blocks[i], &r, n->cfg.init);
     /* torch.nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias */
     float bound = 1.0f / sqrtf((float)n->fc.in);
     for (size_t i = 0; i < (size_t)n->fc.in * n->fc.out; i++)

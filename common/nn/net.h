@@ -30,8 +30,21 @@ struct net_config {
     int low_dim;         /* feature dimension, e.g. 128 */
     int in_h, in_w;      /* input size, >= 8 */
     int max_batch;       /* activations and scratch are sized for this */
-    uint64_t seed;       /* He init, deterministic */
+    uint64_t seed;       /* weight initialisation, deterministic */
+    int init;            /* enum net_init: how convolution weights are drawn */
 };
+
+/* Convolution weight initialisation (the BN layers start at gamma 1, beta 0, and the output
+ * Linear layer as torch.nn.Linear: weight and bias U(-1/sqrt(in), 1/sqrt(in)), in every case).
+ *   NET_INIT_HE     N(0, 2/fan_in), fan_in = C*R*S (He et al.)
+ *   NET_INIT_TORCH  U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch.nn.Conv2d's default
+ *                   (kaiming_uniform_ with a = sqrt(5)), what the reference CIFAR ResNet uses
+ *   NET_INIT_HE_OUT N(0, 2/fan_out), fan_out = K*R*S: torchvision's ResNet (the reference's
+ *                   ImageNet network) */
+enum net_init { NET_INIT_HE = 0, NET_INIT_TORCH = 1, NET_INIT_HE_OUT = 2 };
+
+/* The enum for "he" | "torch" | "he-out"; -1 for anything else. */
+int net_init_parse(const char *name);
 
 struct net;
 
