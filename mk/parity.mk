@@ -1,9 +1,9 @@
-# make parity [EPOCHS=3] [MODEL=resnet20] [LOADERS=1] [PARITY_DATA=dir] [PARITY_OUT=docs]
+# make parity [EPOCHS=3] [SEEDS="0 1 2"] [MODEL=resnet20] [LOADERS=1] [PARITY_DATA=dir] [PARITY_OUT=docs]
 # The reference recipe for E epochs on full CIFAR-10 in npid and in the PyTorch peer
 # (bench/peer/npid_peer.py): both kNN curves and wall times, written to docs/parity.md and
 # docs/parity.png. Takes minutes per epoch per side; not part of `make check` or CI.
 .PHONY: parity
 parity: all
-	NPID_BIN=$(abspath $(BUILD)) EPOCHS="$(or $(EPOCHS),3)" MODEL="$(or $(MODEL),resnet20)" \
+	NPID_BIN=$(abspath $(BUILD)) EPOCHS="$(or $(EPOCHS),3)" SEEDS="$(or $(SEEDS),0)" MODEL="$(or $(MODEL),resnet20)" \
 	LOADERS="$(or $(LOADERS),1)" PARITY_DATA="$(PARITY_DATA)" PARITY_OUT="$(PARITY_OUT)" \
 	bench/parity.sh
