@@ -96,6 +96,7 @@ eval_ep=tcp://127.0.0.1:$((port + 3))
 now() { date +%s.%N; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 say "data $data, model $model, $epochs epoch(s), work dir $w"
 load_before=$(load)
 
@@ -174,7 +175,6 @@ for sd in $seeds; do
 done
 
 # ---- table and plot ---------------------------------------------------------------------------
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 $py - "$w" "$out" "$model" "$epochs" "$loaders" "$data" "$commit" "$load_before" "$(load)" \
     "$seeds" <<'EOF' || die "cannot write the table"
 import json, os, statistics, sys, time
