@@ -97,7 +97,8 @@ static void emit(const char *cs, const char *metric, double v, const char *unit,
 
 static int bench_model(const char *model, int B, int size, int steps, int peer)
 {
-    struct net_config cfg = { model, DIM, size, size, B, 1 };
+    struct net_config cfg = { .model = model, .low_dim = DIM, .in_h = size, .in_w = size,
+                              .max_batch = B, .seed = 1 };
     struct net *n = net_new(&cfg);
     if (!n) return 1;
     log_info("%s", net_describe(n));

@@ -1,5 +1,6 @@
-/* Unit tests for the nn layers (common/nn/): im2col+sgemm convolution against a nested
- * loop, and finite-difference gradient checks of conv, BN (train; plain, fused ReLU,
+/* Unit tests for the nn layers (common/nn/): convolution (direct 3x3 kernels and
+ * im2col+sgemm; forward, weight and input gradients, whole batch and thread slices) against
+ * nested loops, and finite-difference gradient checks of conv, BN (train; plain, fused ReLU,
  * residual join), ReLU, add, average pool, linear, L2 norm and whole BasicBlocks; BN eval
  * mode and running statistics. Loss for every check: L = sum(y * R), R fixed random. */
 #include <check.h>
@@ -43,7 +44,7 @@ struct conv_ctx {
     int B, H, W, mode;
     float *in, *out, *R, *scratch;
     size_t scratch_floats, nout;
-    struct nn_ctx nc;   /* mode 2: 37-column chunks through the context API */
+    struct nn_ctx nc;   /* mode 2: im2col in 37-column chunks through the context API */
 };
 
 static void conv_fwd(struct conv_ctx *x, float *out)
@@ -93,6 +94,7 @@ static void conv_ctx_init(struct conv_ctx *x, const struct conv_case *cc, int mo
     x->mode = mode;
     x->nc = nn_ctx_single(cc->B, x->scratch + nw, x->scratch_floats - nw, x->scratch);
     x->nc.chunk_cols = 37; /* cuts rows and images at odd places */
+    x->nc.direct_max = 0;  /* modes 0 and 1 take the direct 3x3 kernels where they apply */
     fill_normal(x->c.w, nw, 0.5, 1);
     fill_normal(x->in, nin, 1.0, 2);
     fill_normal(x->R, x->nout, 1.0, 3);
@@ -153,6 +155,95 @@ START_TEST(test_conv_grad)
         nn_free(din);
         conv_ctx_free(&x);
     }
+}
+END_TEST
+
+/* 3x3 stride-1 pad-1 shapes for the direct kernels (conv3x3.h): positions a multiple of 16
+ * per image or not, several tiles with a partial last one, images shorter than a chunk,
+ * channel counts that are not multiples of the register blocks (8 forward, 3 weight
+ * gradient), batch 1. */
+static const struct conv_case same_cases[] = {
+    { 16, 16, 3, 1, 1, 3, 32, 32 }, /* 3 tiles of the forward, 2 of the weight gradient */
+    { 5, 11, 3, 1, 1, 5, 8, 8 },    /* 64 positions: a chunk holds 1/4 image */
+    { 3, 16, 3, 1, 1, 4, 7, 9 },    /* 63 positions: chunks straddle images */
+    { 13, 4, 3, 1, 1, 2, 1, 20 },   /* one-row images */
+    { 7, 9, 3, 1, 1, 2, 37, 29 },   /* 1073 positions: tiles cut images */
+    { 2, 1, 3, 1, 1, 1, 4, 4 },     /* batch 1, one chunk */
+    { 17, 10, 3, 1, 1, 3, 2, 3 },   /* several images per chunk */
+};
+#define N_SAME_CASES (sizeof(same_cases) / sizeof(same_cases[0]))
+
+static double max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double e = 0.0, m = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > e) e = d;
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return e / m;
+}
+
+/* Forward, weight gradient and input gradient (overwrite and accumulate) of one shape against
+ * the nested loops, through the direct kernels (direct 1) or im2col (direct 0), with the
+ * batch split into nt thread slices as a team would (dw summed over the slices). */
+START_TEST(test_conv_same_vs_naive)
+{
+    const struct conv_case *cc = &same_cases[_i];
+    struct conv c = { cc->C, cc->K, 3, 3, 1, 1, NULL, NULL };
+    int B = cc->B, H = cc->H, W = cc->W;
+    size_t nw = conv_weight_count(&c), nin = (size_t)cc->C * B * H * W;
+    size_t nout = (size_t)cc->K * B * H * W;
+    c.w = nn_alloc(nw);
+    c.dw = nn_alloc(nw);
+    float *in = nn_alloc(nin), *dout = nn_alloc(nout), *out = nn_alloc(nout);
+    float *din = nn_alloc(nin), *dacc = nn_alloc(nin), *dwsum = nn_alloc(nw);
+    float *ref_out = nn_alloc(nout), *ref_dw = nn_alloc(nw), *ref_din = nn_alloc(nin);
+    size_t sf = conv_scratch_min(&c, H, W);
+    float *scratch = nn_alloc(sf), *wt = nn_alloc(nw);
+    fill_normal(c.w, nw, 0.5, 11);
+    fill_normal(in, nin, 1.0, 12);
+    fill_normal(dout, nout, 1.0, 13);
+    conv_forward_naive(&c, in, B, H, W, ref_out);
+    conv_backward_naive(&c, in, dout, B, H, W, ref_dw, ref_din);
+    for (int direct = 0; direct < 2; direct++)
+        for (int nt = 1; nt <= 3 && nt <= B; nt++) {
+            memset(dwsum, 0, sizeof(float) * nw);
+            for (size_t i = 0; i < nin; i++) dacc[i] = 0.5f;
+            for (int t = 0; t < nt; t++) {
+                struct nn_ctx x = nn_ctx_single(B, scratch, sf, wt);
+                x.direct_max = direct ? 1 << 20 : 0;
+                x.b0 = B * t / nt;
+                x.b1 = B * (t + 1) / nt;
+                conv_forward_ctx(&c, in, H, W, out, &x);
+                conv_backward_ctx(&c, in, dout, H, W, din, 0, &x);
+                for (size_t i = 0; i < nw; i++) dwsum[i] += c.dw[i];
+                conv_backward_ctx(&c, in, dout, H, W, dacc, 1, &x);
+            }
+            double eo = max_rel_diff(out, ref_out, nout);
+            double ew = max_rel_diff(dwsum, ref_dw, nw);
+            double ei = max_rel_diff(din, ref_din, nin);
+            ck_assert_msg(eo < 1e-5 && ew < 1e-5 && ei < 1e-5,
+                          "case %d direct %d threads %d: out %g dw %g din %g", _i, direct, nt,
+                          eo, ew, ei);
+            for (size_t i = 0; i < nin; i++)
+                ck_assert_msg(fabsf(dacc[i] - 0.5f - din[i]) < 1e-4f,
+                              "case %d direct %d threads %d: accumulate at %zu", _i, direct, nt,
+                              i);
+        }
+    nn_free(c.w);
+    nn_free(c.dw);
+    nn_free(in);
+    nn_free(dout);
+    nn_free(out);
+    nn_free(din);
+    nn_free(dacc);
+    nn_free(dwsum);
+    nn_free(ref_out);
+    nn_free(ref_dw);
+    nn_free(ref_din);
+    nn_free(scratch);
+    nn_free(wt);
 }
 END_TEST
 
@@ -490,6 +581,7 @@ static Suite *nn_layers_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_conv_vs_naive, 0, N_CONV_CASES);
     tcase_add_loop_test(tc, test_conv_grad, 0, N_CONV_CASES);
+    tcase_add_loop_test(tc, test_conv_same_vs_naive, 0, N_SAME_CASES);
     tcase_add_loop_test(tc, test_bn_grad, BN_PLAIN, BN_JOIN + 1);
     tcase_add_test(tc, test_bn_modes);
     tcase_add_test(tc, test_elementwise_grads);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/nn/conv3x3.h"
 #include "common/nn/team.h"
 
 static int conv_is_pointwise(const struct conv *c)
@@ -24,7 +25,18 @@ size_t conv_scratch_min(const struct conv *c, int H, int W)
     size_t wo = (size_t)conv_out_dim(W, c->S, c->stride, c->pad);
     size_t fwd = (size_t)c->C * c->R * c->S * ho * wo;
     size_t bwd = conv_is_same(c, H, W) ? (size_t)c->K * c->R * c->S * H * W : 0;
-    return fwd > bwd ? fwd : bwd;
+    size_t m = fwd > bwd ? fwd : bwd;
+    if (conv3x3_available(c)) {
+        size_t d = conv3x3_scratch(c, H, W);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+/* Whether this thread runs c through the direct 3x3 kernels (conv3x3.h). */
+static int conv_direct(const struct conv *c, const struct nn_ctx *x)
+{
+    return conv3x3_available(c) && c->C <= x->direct_max && c->K <= x->direct_max;
 }
 
 /* Images per chunk: as many as give about chunk_cols output positions (at least one),
@@ -225,6 +237,11 @@ void conv_forward_ctx(const struct conv *c, const float *in, int H, int W, float
                       const struct nn_ctx *x)
 {
     /* in (C,B,H,W) w (K,C,R,S) out (K,B,Ho,Wo) */
+    if (conv_direct(c, x)) {
+        conv3x3_forward(c, 0, in, x->B, H, W, x->b0, x->b1, out, 0, x->scratch,
+                        x->scratch_floats);
+        return;
+    }
     conv_apply(c, c->w, in, x->B, H, W, x->b0, x->b1, out, 0.0f, x);
 }
 
@@ -240,6 +257,13 @@ void conv_backward_ctx(const struct conv *c, const float *in, const float *dout,
     float *dw = nn_ctx_grad(x, c->dw);
     if (b1 <= b0) {
         memset(dw, 0, sizeof(float) * conv_weight_count(c));
+        return;
+    }
+    if (conv_direct(c, x)) {
+        conv3x3_weight_grad(c, in, dout, B, H, W, b0, b1, dw, x->scratch, x->scratch_floats);
+        if (din)
+            conv3x3_forward(c, 1, dout, B, H, W, b0, b1, din, accumulate, x->scratch,
+                            x->scratch_floats);
         return;
     }
     /* dw = dout (K, n) x col^T (n, CRS), summed over the chunks */
@@ -336,5 +360,46 @@ void conv_forward_naive(const struct conv *c, const float *in, int B, int H, int
                                        * in[(((size_t)ch * B + b) * H + ih) * W + iw];
                             }
                     out[(((size_t)k * B + b) * ho + oh) * wo + ow] = (float)acc;
+                }
+}
+
+void conv_backward_naive(const struct conv *c, const float *in, const float *dout, int B, int H,
+                         int W, float *dw, float *din)
+{
+    int ho = conv_out_dim(H, c->R, c->stride, c->pad);
+    int wo = conv_out_dim(W, c->S, c->stride, c->pad);
+    for (int k = 0; k < c->K; k++)
+        for (int ch = 0; ch < c->C; ch++)
+            for (int r = 0; r < c->R; r++)
+                for (int s = 0; s < c->S; s++) {
+                    double acc = 0.0;
+                    for (int b = 0; b < B; b++)
+                        for (int oh = 0; oh < ho; oh++)
+                            for (int ow = 0; ow < wo; ow++) {
+                                int ih = oh * c->stride - c->pad + r;
+                                int iw = ow * c->stride - c->pad + s;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                acc += (double)dout[(((size_t)k * B + b) * ho + oh) * wo + ow]
+                                       * in[(((size_t)ch * B + b) * H + ih) * W + iw];
+                            }
+                    dw[((size_t)(k * c->C + ch) * c->R + r) * c->S + s] = (float)acc;
+                }
+    for (int ch = 0; ch < c->C; ch++)
+        for (int b = 0; b < B; b++)
+            for (int ih = 0; ih < H; ih++)
+                for (int iw = 0; iw < W; iw++) {
+                    double acc = 0.0;
+                    for (int k = 0; k < c->K; k++)
+                        for (int r = 0; r < c->R; r++)
+                            for (int s = 0; s < c->S; s++) {
+                                int oh = ih + c->pad - r, ow = iw + c->pad - s;
+                                if (oh < 0 || ow < 0 || oh % c->stride || ow % c->stride) continue;
+                                oh /= c->stride;
+                                ow /= c->stride;
+                                if (oh >= ho || ow >= wo) continue;
+                                acc += (double)c->w[((size_t)(k * c->C + ch) * c->R + r) * c->S + s]
+                                       * dout[(((size_t)k * B + b) * ho + oh) * wo + ow];
+                            }
+                    din[(((size_t)ch * B + b) * H + ih) * W + iw] = (float)acc;
                 }
 }

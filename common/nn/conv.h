@@ -1,7 +1,9 @@
-/* 2-D convolution without bias over CBHW activations (see tensor.h), as im2col + sgemm.
+/* 2-D convolution without bias over CBHW activations (see tensor.h): direct kernels for 3x3
+ * stride-1 pad-1 convolutions with at most nn_ctx.direct_max channels in and out
+ * (conv3x3.h), im2col + sgemm for everything else.
  *
  * in (C, B, H, W), w (K, C, R, S), out (K, B, Ho, Wo), Ho = (H + 2*pad - R)/stride + 1.
- * The batch is processed in chunks of images so that one chunk's im2col matrix
+ * For im2col, the batch is processed in chunks of images so that one chunk's im2col matrix
  * (C*R*S, nb*Ho*Wo) fits the caller's scratch; each chunk is one sgemm writing straight into
  * its columns of out. A 1x1, stride-1, pad-0 convolution reads the input in place. */
 #ifndef NPID_NN_CONV_H
@@ -50,7 +52,11 @@ void conv_forward(const struct conv *c, const float *in, int B, int H, int W, fl
 void conv_backward(const struct conv *c, const float *in, const float *dout, int B, int H,
                    int W, float *din, int accumulate, float *scratch, size_t scratch_floats);
 
-/* Plain nested-loop reference (tests): same contract as conv_forward. */
+/* Plain nested-loop references (tests): same contract as conv_forward; and the weight
+ * gradient dw (K, C, R, S) and input gradient din (C, B, H, W), both overwritten, of
+ * dout (K, B, Ho, Wo). */
 void conv_forward_naive(const struct conv *c, const float *in, int B, int H, int W, float *out);
+void conv_backward_naive(const struct conv *c, const float *in, const float *dout, int B, int H,
+                         int W, float *dw, float *din);
 
 #endif

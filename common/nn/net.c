@@ -18,7 +18,9 @@
 
 #define NET_MAX_BLOCKS 16
 /* Per-thread im2col scratch in floats: at least one image of the largest convolution; the
- * chunks actually used are NN_CHUNK_COLS positions wide (NPID_CONV_CHUNK_COLS overrides). */
+ * chunks actually used are NN_CHUNK_COLS positions wide (NPID_CONV_CHUNK_COLS overrides).
+ * 3x3 stride-1 convolutions with at most NN_DIRECT_MAX channels run direct (conv3x3.h);
+ * NPID_CONV_DIRECT_MAX overrides (0: im2col everywhere), for measurements. */
 #define NET_SCRATCH_TARGET ((size_t)1 << 20)
 
 struct net {
@@ -38,7 +40,7 @@ struct net {
     float *scratch;            /* nt x scratch_floats */
     float *wt;                 /* nt x wt_floats: transposed conv weights */
     size_t scratch_floats, wt_floats, act_max, chunk_cols;
-    int nt;
+    int nt, direct_max;
     struct nn_team *team;
     float *tgrads;             /* (nt - 1) x n_params: per-thread weight gradients */
     const float *x_in;         /* input of the current team job */
@@ -115,6 +117,9 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     n->chunk_cols = NN_CHUNK_COLS;
     const char *env = getenv("NPID_CONV_CHUNK_COLS");
     if (env && atoi(env) > 0) n->chunk_cols = (size_t)atoi(env);
+    n->direct_max = NN_DIRECT_MAX;
+    env = getenv("NPID_CONV_DIRECT_MAX");
+    if (env && *env) n->direct_max = atoi(env);
     /* room for a full chunk of the widest same convolution */
     for (int i = 0; i < n->nblocks; i++) {
         size_t crs = (size_t)n->blocks[i].c2.C * 9;
@@ -267,6 +272,7 @@ static struct nn_ctx net_ctx(struct net *n, int tid, int B)
     c.scratch_floats = n->scratch_floats;
     c.wt = n->wt + n->wt_floats * (size_t)tid;
     c.chunk_cols = n->chunk_cols;
+    c.direct_max = n->direct_max;
     c.grads0 = n->grads;
     c.grads = tid == 0 ? n->grads : n->tgrads + n->n_params * (size_t)(tid - 1);
     return c;

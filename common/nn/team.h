@@ -31,6 +31,7 @@ struct nn_ctx {
     size_t scratch_floats;
     float *wt;                /* this thread's room for a transposed conv weight */
     size_t chunk_cols;        /* output positions per im2col chunk */
+    int direct_max;           /* 3x3 stride-1 convolutions with C and K <= this run direct */
     float *grads0, *grads;    /* the net's gradient block and this thread's; NULL: direct */
 };
 
@@ -46,11 +47,14 @@ static inline float *nn_ctx_grad(const struct nn_ctx *c, float *g)
  * weight-gradient products alike: the chunk and its packed copy stay in L2. */
 #define NN_CHUNK_COLS 512
 
+/* Default for nn_ctx.direct_max: the direct 3x3 kernels (conv3x3.h) against im2col + sgemm. */
+#define NN_DIRECT_MAX 64
+
 static inline struct nn_ctx nn_ctx_single(int B, float *scratch, size_t scratch_floats,
                                           float *wt)
 {
     struct nn_ctx c = { 0, 1, NULL, B, 0, B, scratch, scratch_floats, wt, NN_CHUNK_COLS,
-                        NULL, NULL };
+                        NN_DIRECT_MAX, NULL, NULL };
     return c;
 }
 

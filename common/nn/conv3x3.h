@@ -1,0 +1,43 @@
+/* Direct 3x3, stride-1, pad-1 convolution over CBHW activations (see tensor.h), for the
+ * small channel counts where im2col + sgemm spends more time copying than multiplying.
+ *
+ * The positions of a thread's images [b0, b1) are one contiguous run per channel; the
+ * kernels walk that run in 16-float chunks (one AVX-512 register), with a per-chunk lane mask
+ * for each of the nine taps that drops taps falling outside the image (so a chunk may span
+ * rows and images, and any H, W and batch work). The run is cut into tiles; each tile's
+ * input rows (plus a halo of one image row and one pixel either side) are copied into
+ * scratch at a padded channel stride, because a channel stride of B*H*W floats, often a
+ * multiple of 4 KB, maps every channel to the same cache sets.
+ *   forward       out (K, B, HW) = conv(in (C, B, HW)); register block 8 output channels x
+ *                 3 chunks, weights broadcast from a (K/8, 9, C, 8) packed copy
+ *   input grad    din = conv(dout; w transposed and flipped): the forward kernel with the
+ *                 weights packed the other way round
+ *   weight grad   dw (K, C, 3, 3) = sum over positions of dout[k] x shifted in[c]; register
+ *                 block 3 output channels x 9 taps, reduced once per tile
+ * Built only where the compiler targets AVX-512F (conv3x3_available() says 0 otherwise, and
+ * conv.c keeps im2col + sgemm). */
+#ifndef NPID_NN_CONV3X3_H
+#define NPID_NN_CONV3X3_H
+#include <stddef.h>
+
+struct conv;
+
+/* 1 when this build has the kernels and c is 3x3, stride 1, pad 1. */
+int conv3x3_available(const struct conv *c);
+
+/* Scratch floats the kernels need for c at H x W (independent of the batch). */
+size_t conv3x3_scratch(const struct conv *c, int H, int W);
+
+/* Images [b0, b1) of out (K, B, H, W) = conv(in (C, B, H, W)), added to out's contents when
+ * accumulate is set. transposed = 1 computes the input gradient instead: in is dout
+ * (K, B, H, W), out is din (C, B, H, W), w is still the layer's (K, C, 3, 3). */
+void conv3x3_forward(const struct conv *c, int transposed, const float *in, int B, int H, int W,
+                     int b0, int b1, float *out, int accumulate, float *scratch,
+                     size_t scratch_floats);
+
+/* dw (K, C, 3, 3) = the weight gradient over images [b0, b1) (overwritten). */
+void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dout, int B, int H,
+                         int W, int b0, int b1, float *dw, float *scratch,
+                         size_t scratch_floats);
+
+#endif
