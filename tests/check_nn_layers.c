@@ -158,10 +158,10 @@ START_TEST(test_conv_grad)
 }
 END_TEST
 
-/* 3x3 stride-1 pad-1 shapes for the direct kernels (conv3x3.h): positions a multiple of 16
- * per image or not, several tiles with a partial last one, images shorter than a chunk,
- * channel counts that are not multiples of the register blocks (8 forward, 3 weight
- * gradient), batch 1. */
+/* 3x3 pad-1 shapes for the direct kernels (conv3x3.h), stride 1 and 2: output positions a
+ * multiple of 16 per image or not, several tiles with a partial last one, images shorter
+ * than a chunk, channel counts that are not multiples of the register blocks (8 forward, 3
+ * weight gradient), batch 1; stride 2 on odd sizes falls back to im2col. */
 static const struct conv_case same_cases[] = {
     { 16, 16, 3, 1, 1, 3, 32, 32 }, /* 3 tiles of the forward, 2 of the weight gradient */
     { 5, 11, 3, 1, 1, 5, 8, 8 },    /* 64 positions: a chunk holds 1/4 image */
@@ -170,6 +170,12 @@ static const struct conv_case same_cases[] = {
     { 7, 9, 3, 1, 1, 2, 37, 29 },   /* 1073 positions: tiles cut images */
     { 2, 1, 3, 1, 1, 1, 4, 4 },     /* batch 1, one chunk */
     { 17, 10, 3, 1, 1, 3, 2, 3 },   /* several images per chunk */
+    { 16, 32, 3, 2, 1, 9, 32, 32 }, /* stride 2: 16x16 out, 2304 positions, 3 tiles */
+    { 5, 11, 3, 2, 1, 3, 16, 16 },  /* stride 2: 8x8 out */
+    { 3, 4, 3, 2, 1, 5, 14, 22 },   /* stride 2: 7x11 out, row tails under 8 */
+    { 4, 3, 3, 2, 1, 2, 2, 2 },     /* stride 2: 1x1 out */
+    { 6, 7, 3, 2, 1, 1, 74, 62 },   /* stride 2: 37x31 out, batch 1, tiles cut rows */
+    { 3, 5, 3, 2, 1, 2, 9, 8 },     /* stride 2, odd height: im2col */
 };
 #define N_SAME_CASES (sizeof(same_cases) / sizeof(same_cases[0]))
 
@@ -190,10 +196,11 @@ static double max_rel_diff(const float *a, const float *b, size_t n)
 START_TEST(test_conv_same_vs_naive)
 {
     const struct conv_case *cc = &same_cases[_i];
-    struct conv c = { cc->C, cc->K, 3, 3, 1, 1, NULL, NULL };
+    struct conv c = { cc->C, cc->K, 3, 3, cc->stride, 1, NULL, NULL };
     int B = cc->B, H = cc->H, W = cc->W;
+    int ho = conv_out_dim(H, 3, cc->stride, 1), wo = conv_out_dim(W, 3, cc->stride, 1);
     size_t nw = conv_weight_count(&c), nin = (size_t)cc->C * B * H * W;
-    size_t nout = (size_t)cc->K * B * H * W;
+    size_t nout = (size_t)cc->K * B * ho * wo;
     c.w = nn_alloc(nw);
     c.dw = nn_alloc(nw);
     float *in = nn_alloc(nin), *dout = nn_alloc(nout), *out = nn_alloc(nout);

@@ -26,7 +26,7 @@ size_t conv_scratch_min(const struct conv *c, int H, int W)
     size_t fwd = (size_t)c->C * c->R * c->S * ho * wo;
     size_t bwd = conv_is_same(c, H, W) ? (size_t)c->K * c->R * c->S * H * W : 0;
     size_t m = fwd > bwd ? fwd : bwd;
-    if (conv3x3_available(c)) {
+    if (conv3x3_available(c, H, W)) {
         size_t d = conv3x3_scratch(c, H, W);
         if (d > m) m = d;
     }
@@ -34,9 +34,9 @@ size_t conv_scratch_min(const struct conv *c, int H, int W)
 }
 
 /* Whether this thread runs c through the direct 3x3 kernels (conv3x3.h). */
-static int conv_direct(const struct conv *c, const struct nn_ctx *x)
+static int conv_direct(const struct conv *c, int H, int W, const struct nn_ctx *x)
 {
-    return conv3x3_available(c) && c->C <= x->direct_max && c->K <= x->direct_max;
+    return conv3x3_available(c, H, W) && c->C <= x->direct_max && c->K <= x->direct_max;
 }
 
 /* Images per chunk: as many as give about chunk_cols output positions (at least one),
@@ -237,7 +237,7 @@ void conv_forward_ctx(const struct conv *c, const float *in, int H, int W, float
                       const struct nn_ctx *x)
 {
     /* in (C,B,H,W) w (K,C,R,S) out (K,B,Ho,Wo) */
-    if (conv_direct(c, x)) {
+    if (conv_direct(c, H, W, x)) {
         conv3x3_forward(c, 0, in, x->B, H, W, x->b0, x->b1, out, 0, x->scratch,
                         x->scratch_floats);
         return;
@@ -259,7 +259,7 @@ void conv_backward_ctx(const struct conv *c, const float *in, const float *dout,
         memset(dw, 0, sizeof(float) * conv_weight_count(c));
         return;
     }
-    if (conv_direct(c, x)) {
+    if (conv_direct(c, H, W, x)) {
         conv3x3_weight_grad(c, in, dout, B, H, W, b0, b1, dw, x->scratch, x->scratch_floats);
         if (din)
             conv3x3_forward(c, 1, dout, B, H, W, b0, b1, din, accumulate, x->scratch,

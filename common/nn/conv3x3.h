@@ -22,20 +22,23 @@
 
 struct conv;
 
-/* 1 when this build has the kernels and c is 3x3, stride 1, pad 1. */
-int conv3x3_available(const struct conv *c);
+/* 1 when this build has the kernels and c is 3x3 pad 1, stride 1, or stride 2 on an even
+ * H x W input. */
+int conv3x3_available(const struct conv *c, int H, int W);
 
 /* Scratch floats the kernels need for c at H x W (independent of the batch). */
 size_t conv3x3_scratch(const struct conv *c, int H, int W);
 
-/* Images [b0, b1) of out (K, B, H, W) = conv(in (C, B, H, W)), added to out's contents when
- * accumulate is set. transposed = 1 computes the input gradient instead: in is dout
- * (K, B, H, W), out is din (C, B, H, W), w is still the layer's (K, C, 3, 3). */
+/* Images [b0, b1) of out (K, B, Ho, Wo) = conv(in (C, B, H, W)), added to out's contents
+ * when accumulate is set. transposed = 1 computes the input gradient instead: in is dout
+ * (K, B, Ho, Wo), out is din (C, B, H, W), w is still the layer's (K, C, 3, 3). H, W are the
+ * layer's input size either way. */
 void conv3x3_forward(const struct conv *c, int transposed, const float *in, int B, int H, int W,
                      int b0, int b1, float *out, int accumulate, float *scratch,
                      size_t scratch_floats);
 
-/* dw (K, C, 3, 3) = the weight gradient over images [b0, b1) (overwritten). */
+/* dw (K, C, 3, 3) = the weight gradient over images [b0, b1) (overwritten), from
+ * in (C, B, H, W) and dout (K, B, Ho, Wo). */
 void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dout, int B, int H,
                          int W, int b0, int b1, float *dw, float *scratch,
                          size_t scratch_floats);
