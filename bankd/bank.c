@@ -79,6 +79,7 @@ void bank_destroy(struct bank **bp)
     free(b->last_write);
     free(b->writes_row);
     free(b->scratch_pos);
+    free(b->extra);
     free(b);
     *bp = NULL;
 }

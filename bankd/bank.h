@@ -33,6 +33,9 @@ struct bank {
     struct rng sample_rng; /* negatives; derived from seed */
     uint32_t *scratch_pos; /* sorted positives for exclude_pos, grown on demand */
     size_t scratch_cap;
+    unsigned char *extra;  /* opaque bytes stored with the bank in snapshots (bankd keeps
+                              its reply cache there); malloc'ed, freed with the bank */
+    size_t extra_len;
 };
 
 /* Allocates rows x dim and fills it per mode from seed: BANK_INIT_UNIFORM each coordinate

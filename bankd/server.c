@@ -68,6 +68,7 @@ static int server_dirty(const struct server *s)
 }
 
 static void server_snapshot_reap(struct server *s, int block);
+static int cache_save(const struct server *s, struct bank *b);
 
 /* Writes a snapshot: DIR/bank.snap, or DIR/bank-<name>.snap when name is given (those do not
  * count as the daemon's own snapshot: bank.snap is still written when the bank changed).
@@ -87,7 +88,13 @@ static int server_snapshot(struct server *s, const char *name, size_t name_len, 
     if (!name)
         server_snapshot_reap(s, 1); /* one writer of the file at a time */
     double t0 = clock_seconds();
-    if (snapshot_write_as(s->bank, s->dir, file, path, path_cap) != 0) {
+    if (cache_save(s, s->bank) != 0)
+        log_warn("out of memory saving the reply cache; the snapshot holds the bank only");
+    int wrc = snapshot_write_as(s->bank, s->dir, file, path, path_cap);
+    free(s->bank->extra);
+    s->bank->extra = NULL;
+    s->bank->extra_len = 0;
+    if (wrc != 0) {
         int err = errno;
         int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
         log_error("snapshot to %s/%s failed: %s%s", s->dir, file, strerror(err),
@@ -127,6 +134,7 @@ static void server_snapshot_fork(struct server *s)
         close_range(3, ~0u, 0);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_IGN);
+        cache_save(s, s->bank); /* without it on failure: the bank still matters */
         int rc = snapshot_write(s->bank, s->dir, NULL, 0);
         _exit(rc == 0 ? 0 : (errno > 0 && errno < 256 ? errno : EIO));
     }
@@ -214,6 +222,112 @@ static void cache_clear(struct server *s, struct cache_entry *keep)
             c->cid[0] = 0;
         }
     }
+}
+
+/* The cache as a snapshot's extra section, so that a request applied before a snapshot and
+ * retried after a restart from it is answered, not applied again. Little-endian: u8 format
+ * (1), u32 count, then per client with a reply, least recently used first: u8 cid_len, cid
+ * bytes, u64 seq, u32 request CRC-32C, u32 reply_len, reply bytes. Sets b->extra (replacing
+ * any); 0, or -1 when out of memory (the snapshot is then written without it). */
+static int cache_save(const struct server *s, struct bank *b)
+{
+    free(b->extra);
+    b->extra = NULL;
+    b->extra_len = 0;
+    size_t len = 5;
+    uint32_t count = 0;
+    for (int i = 0; i < s->ncache; i++) {
+        const struct cache_entry *c = &s->cache[i];
+        if (c->used && c->has_reply) {
+            len += 1 + strlen(c->cid) + 8 + 4 + 4 + zmq_msg_size((zmq_msg_t *)&c->reply);
+            count++;
+        }
+    }
+    if (!count)
+        return 0;
+    unsigned char *p = malloc(len);
+    if (!p)
+        return -1;
+    p[0] = 1;
+    memcpy(p + 1, &count, 4);
+    size_t off = 5;
+    uint64_t last = 0;
+    for (uint32_t k = 0; k < count; k++) {
+        const struct cache_entry *next = NULL;
+        for (int i = 0; i < s->ncache; i++) {
+            const struct cache_entry *c = &s->cache[i];
+            if (c->used && c->has_reply && c->used > last && (!next || c->used < next->used))
+                next = c;
+        }
+        last = next->used;
+        uint8_t cl = (uint8_t)strlen(next->cid);
+        uint32_t rl = (uint32_t)zmq_msg_size((zmq_msg_t *)&next->reply);
+        p[off++] = cl;
+        memcpy(p + off, next->cid, cl);
+        off += cl;
+        memcpy(p + off, &next->seq, 8);
+        memcpy(p + off + 8, &next->crc, 4);
+        memcpy(p + off + 12, &rl, 4);
+        off += 16;
+        memcpy(p + off, zmq_msg_data((zmq_msg_t *)&next->reply), rl);
+        off += rl;
+    }
+    b->extra = p;
+    b->extra_len = len;
+    return 0;
+}
+
+/* Refills the cache from b->extra (written by cache_save) and frees it. A malformed section
+ * is logged and ignored (the bank itself passed its checksums). */
+static void cache_load(struct server *s, struct bank *b)
+{
+    const unsigned char *p = b->extra;
+    size_t len = b->extra_len, off = 5;
+    uint32_t count = 0, loaded = 0;
+    if (!p || !len)
+        return;
+    if (len < 5 || p[0] != 1) {
+        log_warn("snapshot reply cache: unknown format; starting with an empty cache");
+        goto done;
+    }
+    memcpy(&count, p + 1, 4);
+    for (uint32_t k = 0; k < count; k++) {
+        if (off + 1 > len || off + 1 + p[off] + 16 > len)
+            goto bad;
+        size_t cl = p[off];
+        const char *cid = (const char *)p + off + 1;
+        off += 1 + cl;
+        uint64_t seq;
+        uint32_t crc, rl;
+        memcpy(&seq, p + off, 8);
+        memcpy(&crc, p + off + 8, 4);
+        memcpy(&rl, p + off + 12, 4);
+        off += 16;
+        if (rl > len - off)
+            goto bad;
+        struct cache_entry *c = cache_find(s, cid, cl, 1);
+        if (c) {
+            c->seq = seq;
+            c->crc = crc;
+            if (zmq_msg_init_size(&c->reply, rl) != 0)
+                goto bad;
+            memcpy(zmq_msg_data(&c->reply), p + off, rl);
+            c->has_reply = 1;
+            loaded++;
+        }
+        off += rl;
+    }
+    if (off != len)
+        goto bad;
+    log_info("reply cache: %u client(s) restored from the snapshot", loaded);
+    goto done;
+bad:
+    log_warn("snapshot reply cache malformed; starting with an empty cache");
+    cache_clear(s, NULL);
+done:
+    free(b->extra);
+    b->extra = NULL;
+    b->extra_len = 0;
 }
 
 /* ---- replies ------------------------------------------------------------------------------- */
@@ -512,6 +626,9 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
     uint64_t old_step = b->step;
     bank_destroy(&s->bank);
     s->bank = nb;
+    free(nb->extra); /* the cache is cleared below: replies of another timeline */
+    nb->extra = NULL;
+    nb->extra_len = 0;
     s->snap_stale = 1; /* bank.snap does not hold this bank */
     s->stat_snap_step = nb->step;
     log_info("restored %s: step %llu (was %llu), run '%s'", file, want,
@@ -698,6 +815,7 @@ struct server *server_new(const struct server_cfg *cfg)
             log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s'", path,
                      (unsigned long long)s->bank->rows, s->bank->dim,
                      (unsigned long long)s->bank->step, s->bank->run);
+            cache_load(s, s->bank);
         } else if (found) {
             log_error("no usable snapshot in %s; starting without a bank", s->dir);
         }

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #define SNAP_MAGIC "NPIDBANK"
-#define SNAP_HDR 64
+#define SNAP_HDR 64   /* fixed header of version 1 */
+#define SNAP_HDR2 72  /* of version 2: + u64 extra_len */
 #define SNAP_CHUNK ((size_t)8 << 20)
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -55,8 +56,12 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
         return -1;
     }
     size_t run_len = strlen(b->run), man_len = b->has_manifest ? strlen(b->manifest) : 0;
-    unsigned char hdr[SNAP_HDR + sizeof b->run + sizeof b->manifest];
-    size_t hlen = SNAP_HDR + run_len + man_len;
+    if (b->extra_len > SNAPSHOT_EXTRA_MAX) {
+        errno = EFBIG;
+        return -1;
+    }
+    unsigned char hdr[SNAP_HDR2 + sizeof b->run + sizeof b->manifest];
+    size_t hlen = SNAP_HDR2 + run_len + man_len;
     memset(hdr, 0, sizeof hdr);
     memcpy(hdr, SNAP_MAGIC, 8);
     put32(hdr + 8, SNAPSHOT_VERSION);
@@ -71,8 +76,9 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
     hdr[61] = (unsigned char)(run_len >> 8);
     hdr[62] = (unsigned char)man_len;
     hdr[63] = (unsigned char)(man_len >> 8);
-    memcpy(hdr + SNAP_HDR, b->run, run_len);
-    memcpy(hdr + SNAP_HDR + run_len, b->manifest, man_len);
+    put64(hdr + 64, b->extra_len);
+    memcpy(hdr + SNAP_HDR2, b->run, run_len);
+    memcpy(hdr + SNAP_HDR2 + run_len, b->manifest, man_len);
     struct durable_file f;
     if (durable_open(&f, file) != 0)
         return -1;
@@ -81,7 +87,8 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
     if (durable_append(&f, hdr, hlen) != 0 || durable_append(&f, crcs, 8) != 0 ||
         append_crc(&f, b->v, (size_t)b->rows * b->dim * sizeof(float), &pcrc) != 0 ||
         append_crc(&f, b->last_write, (size_t)b->rows * sizeof(uint64_t), &pcrc) != 0 ||
-        append_crc(&f, b->writes_row, (size_t)b->rows * sizeof(uint32_t), &pcrc) != 0)
+        append_crc(&f, b->writes_row, (size_t)b->rows * sizeof(uint32_t), &pcrc) != 0 ||
+        (b->extra_len && append_crc(&f, b->extra, b->extra_len, &pcrc) != 0))
         goto fail_file;
     put32(crcs, pcrc);
     uint32_t hcrc = crc32c(0, hdr, hlen);
@@ -145,7 +152,7 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         *why = "cannot stat";
         goto fail_fd;
     }
-    unsigned char hdr[SNAP_HDR + 512 + 8];
+    unsigned char hdr[SNAP_HDR2 + 512 + 8];
     if (read_full(fd, hdr, SNAP_HDR, &short_read) != 0) {
         *why = short_read ? "truncated header" : "read error";
         goto fail_fd;
@@ -154,18 +161,20 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         *why = "bad magic (not a bank snapshot)";
         goto fail_fd;
     }
-    if (get32(hdr + 8) != SNAPSHOT_VERSION) {
+    uint32_t version = get32(hdr + 8);
+    if (version != 1 && version != SNAPSHOT_VERSION) {
         *why = "unsupported snapshot version";
         goto fail_fd;
     }
-    uint32_t hlen = get32(hdr + 12);
+    uint32_t hlen = get32(hdr + 12), fixed = version >= 2 ? SNAP_HDR2 : SNAP_HDR;
     uint64_t rows = get64(hdr + 16), dim = get64(hdr + 24);
     uint16_t run_len = get16(hdr + 60), man_len = get16(hdr + 62);
-    if (run_len > 255 || man_len > 255 || hlen != SNAP_HDR + (uint32_t)run_len + man_len) {
+    if (run_len > 255 || man_len > 255 || hlen != fixed + (uint32_t)run_len + man_len) {
         *why = "bad header lengths";
         goto fail_fd;
     }
-    if (read_full(fd, hdr + SNAP_HDR, (size_t)run_len + man_len + 8, &short_read) != 0) {
+    if (read_full(fd, hdr + SNAP_HDR, (size_t)(fixed - SNAP_HDR) + run_len + man_len + 8,
+                  &short_read) != 0) {
         *why = short_read ? "truncated header" : "read error";
         goto fail_fd;
     }
@@ -179,7 +188,12 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         *why = "bad shape";
         goto fail_fd;
     }
-    uint64_t want = (uint64_t)hlen + 8 + rows * (dim * 4 + 8 + 4);
+    uint64_t extra_len = version >= 2 ? get64(hdr + 64) : 0;
+    if (extra_len > SNAPSHOT_EXTRA_MAX) {
+        *why = "bad extra section length";
+        goto fail_fd;
+    }
+    uint64_t want = (uint64_t)hlen + 8 + rows * (dim * 4 + 8 + 4) + extra_len;
     if ((uint64_t)st.st_size != want) {
         *why = (uint64_t)st.st_size < want ? "truncated file" : "file longer than its header says";
         goto fail_fd;
@@ -192,10 +206,12 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
     info->writes = get64(hdr + 40);
     info->seed = get64(hdr + 48);
     info->unit = (flags & 2) != 0;
+    info->version = version;
+    info->extra_len = extra_len;
     info->has_manifest = (flags & 1) != 0;
-    memcpy(info->run, hdr + SNAP_HDR, run_len);
+    memcpy(info->run, hdr + fixed, run_len);
     if (info->has_manifest)
-        memcpy(info->manifest, hdr + SNAP_HDR + run_len, man_len);
+        memcpy(info->manifest, hdr + fixed + run_len, man_len);
     *pcrc_want = get32(hdr + hlen);
     return fd;
 fail_fd:
@@ -239,6 +255,18 @@ struct bank *snapshot_read(const char *path, const char **why)
         read_crc(fd, b->writes_row, (size_t)rows * 4, &pcrc, &short_read) != 0) {
         *why = short_read ? "truncated file" : "read error";
         goto fail_bank;
+    }
+    if (info.extra_len) {
+        b->extra = malloc(info.extra_len);
+        if (!b->extra) {
+            *why = "cannot allocate the extra section";
+            goto fail_bank;
+        }
+        b->extra_len = info.extra_len;
+        if (read_crc(fd, b->extra, info.extra_len, &pcrc, &short_read) != 0) {
+            *why = short_read ? "truncated file" : "read error";
+            goto fail_bank;
+        }
     }
     if (pcrc != pcrc_want) {
         *why = "payload checksum mismatch";

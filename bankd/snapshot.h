@@ -1,14 +1,16 @@
 /* Bank snapshot files (docs/protocol.md, "Snapshot file").
  *
  * Layout, little-endian:
- *   fixed header (64 bytes): magic "NPIDBANK", u32 version (1), u32 header_len (64 +
- *     run_len + manifest_len), u64 rows, u64 dim, u64 step, u64 writes, u64 seed,
- *     u32 flags (bit 0: has manifest, bit 1: unit init), u16 run_len, u16 manifest_len
+ *   fixed header (72 bytes; 64 in version 1): magic "NPIDBANK", u32 version (2; 1 is read
+ *     too), u32 header_len (72 + run_len + manifest_len), u64 rows, u64 dim, u64 step,
+ *     u64 writes, u64 seed, u32 flags (bit 0: has manifest, bit 1: unit init), u16 run_len,
+ *     u16 manifest_len, u64 extra_len (version 2 only)
  *   run bytes, manifest bytes (not NUL-terminated; at most 255 each)
  *   u32 payload_crc: CRC-32C of the payload
  *   u32 header_crc: CRC-32C of the header_len header bytes followed by payload_crc
- *   payload: rows f32 (rows, dim); last_write u64 (rows,); writes_row u32 (rows,)
- * The file size must be exactly header_len + 8 + rows x (4 dim + 12).
+ *   payload: rows f32 (rows, dim); last_write u64 (rows,); writes_row u32 (rows,);
+ *     extra_len bytes (struct bank's extra)
+ * The file size must be exactly header_len + 8 + rows x (4 dim + 12) + extra_len.
  *
  * Written durably as DIR/bank.snap, or DIR/bank-<name>.snap for named snapshots (previous
  * kept as .prev, see durable.h). */
@@ -20,9 +22,11 @@
 #include <stddef.h>
 
 #define SNAPSHOT_NAME "bank.snap"
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
+/* Largest extra section accepted. */
+#define SNAPSHOT_EXTRA_MAX ((size_t)64 << 20)
 
-/* Writes b to DIR/bank.snap (dir created if needed); path (may be NULL) receives the file
+/* Writes b (with b->extra) to DIR/bank.snap (dir created if needed); path (may be NULL) receives the file
  * path. Returns 0, or -1 with errno (ENOSPC, EFBIG, EDQUOT when the disk or a limit is
  * full; the previous snapshot is untouched). */
 int snapshot_write(const struct bank *b, const char *dir, char *path, size_t path_cap);
@@ -37,6 +41,8 @@ struct snapshot_info {
     char run[256];
     char manifest[256];
     int has_manifest;
+    uint32_t version;         /* file format version */
+    uint64_t extra_len;       /* bytes of the extra section (0 in version 1) */
 };
 
 /* Reads and checks one file's header only (magic, version, lengths, header checksum, file
@@ -44,7 +50,8 @@ struct snapshot_info {
  * text: "no such file" when it does not exist). */
 int snapshot_peek(const char *path, struct snapshot_info *info, const char **why);
 
-/* Reads and verifies one file (magic, version, sizes, both checksums). Returns the bank, or
+/* Reads and verifies one file (magic, version, sizes, both checksums). Returns the bank
+ * (extra filled from a version 2 file, NULL and 0 from version 1), or
  * NULL with *why (static text) set; errno ENOENT when the file does not exist. */
 struct bank *snapshot_read(const char *path, const char **why);
 

@@ -362,6 +362,54 @@ START_TEST(test_snapshot_roundtrip_and_corruption)
     assert_banks_equal(b, r);
     bank_destroy(&r);
 
+    /* the extra section round trips, and corruption in it is caught */
+    b->extra = malloc(5);
+    memcpy(b->extra, "cache", 5);
+    b->extra_len = 5;
+    ck_assert_int_eq(snapshot_write_as(b, dir, "bank-x.snap", prev, sizeof prev), 0);
+    r = snapshot_read(prev, &why);
+    ck_assert_msg(r != NULL, "read failed: %s", why);
+    assert_banks_equal(b, r);
+    ck_assert_uint_eq(r->extra_len, 5);
+    ck_assert(!memcmp(r->extra, "cache", 5));
+    bank_destroy(&r);
+    struct stat xst;
+    stat(prev, &xst);
+    flip_byte(prev, xst.st_size - 2);
+    ck_assert_ptr_null(snapshot_read(prev, &why));
+    ck_assert_str_eq(why, "payload checksum mismatch");
+    free(b->extra);
+    b->extra = NULL;
+    b->extra_len = 0;
+    unlink(prev);
+
+    /* version 1 files (64-byte fixed header, no extra section) still load */
+    ck_assert_int_eq(snapshot_write(b, dir, path, sizeof path), 0);
+    void *raw;
+    size_t rawlen;
+    ck_assert_int_eq(file_read_all(path, 1 << 24, &raw, &rawlen), 0);
+    unsigned char *v2 = raw;
+    uint32_t hlen2, hlen1, ver1 = 1, hcrc;
+    memcpy(&hlen2, v2 + 12, 4);
+    hlen1 = hlen2 - 8;
+    unsigned char *v1 = malloc(rawlen - 8);
+    memcpy(v1, v2, 64);                                   /* fixed v1 header */
+    memcpy(v1 + 8, &ver1, 4);
+    memcpy(v1 + 12, &hlen1, 4);
+    memcpy(v1 + 64, v2 + 72, rawlen - 72);                /* run, manifest, crcs, payload */
+    hcrc = crc32c(crc32c(0, v1, hlen1), v1 + hlen1, 4);
+    memcpy(v1 + hlen1 + 4, &hcrc, 4);
+    snprintf(prev, sizeof prev, "%s/v1.snap", dir);
+    ck_assert_int_eq(durable_write(prev, v1, rawlen - 8), 0);
+    r = snapshot_read(prev, &why);
+    ck_assert_msg(r != NULL, "version 1 read failed: %s", why);
+    assert_banks_equal(b, r);
+    ck_assert_uint_eq(r->extra_len, 0);
+    bank_destroy(&r);
+    unlink(prev);
+    free(v1);
+    free(raw);
+
     /* second snapshot: the first becomes .prev */
     struct bank_err e;
     uint32_t i5 = 5;
@@ -735,6 +783,64 @@ START_TEST(test_daemon_retry_applied_once)
     free(ref);
     free(got);
     ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
+/* An update applied, then snapshotted (in the foreground on request, and by the periodic
+ * background writer), then bankd SIGKILLed: the same request retried against the restarted
+ * daemon is answered from the reply cache saved in the snapshot, not applied a second time. */
+START_TEST(test_daemon_retry_after_restart)
+{
+    const char *dir = tmpdir_new("retry-restart");
+    struct daemon d;
+    const char *periodic[] = { "--snapshot-every", "0.2", NULL };
+    size_t rows = 300, dim = 8, n = 4;
+    float feat[4 * 8], *ref = malloc(rows * dim * 4), *got = malloc(rows * dim * 4);
+    uint32_t idx[4] = { 3, 1, 4, 1 };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    for (int bg = 0; bg < 2; bg++) {
+        daemon_start(&d, dir, bg ? periodic : NULL);
+        struct bankc *c = bankc_new(d.ep, "observer", 3000, 1);
+        if (!bg)
+            ck_assert_int_eq(bankc_init(c, rows, dim, 4, "run", NULL, NULL, NULL), 0);
+        ck_assert_int_eq(bankc_get(c, 0, rows, ref), 0);
+        void *s = raw_socket(&d);
+        fill_normal(feat, n * dim, 70 + (uint64_t)bg);
+        encode_update(&sb, "trainer-r", 10 + (uint64_t)bg, idx, n, feat, dim);
+        zmq_send(s, sb.data, sb.size, 0);
+        ck_assert_uint_eq(reply_step(s), 1 + (uint64_t)bg);
+        ref_update(ref, dim, idx, n, feat, 0.5);
+        if (!bg) {
+            ck_assert_int_eq(bankc_snapshot(c, NULL, 0, NULL), 0);
+        } else {
+            for (int i = 0; i < 100 && !log_contains(&d, "step 2 written"); i++)
+                usleep(50000);
+            ck_assert(log_contains(&d, "step 2 written"));
+        }
+        bankc_destroy(&c);
+        msg_close(&s);
+        ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
+
+        daemon_start(&d, dir, NULL);
+        ck_assert(log_contains(&d, "client(s) restored from the snapshot"));
+        s = raw_socket(&d);
+        zmq_send(s, sb.data, sb.size, 0); /* the retry, same bytes */
+        ck_assert_uint_eq(reply_step(s), 1 + (uint64_t)bg);
+        c = bankc_new(d.ep, "observer", 3000, 1);
+        struct bank_stats_rep st;
+        ck_assert_int_eq(bankc_stats(c, &st), 0);
+        ck_assert_uint_eq(st.step, 1 + (uint64_t)bg);
+        ck_assert_uint_eq(st.cache_hits, 1);
+        ck_assert_int_eq(bankc_get(c, 0, rows, got), 0);
+        ck_assert(max_abs_diff(got, ref, rows * dim) < 2e-6);
+        bankc_destroy(&c);
+        msg_close(&s);
+        ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    free(ref);
+    free(got);
 }
 END_TEST
 
@@ -1398,6 +1504,7 @@ int main(void)
     tcase_set_timeout(td, 60);
     tcase_add_test(td, test_daemon_malformed_frames);
     tcase_add_test(td, test_daemon_retry_applied_once);
+    tcase_add_test(td, test_daemon_retry_after_restart);
     tcase_add_test(td, test_daemon_client_end_to_end);
     tcase_add_test(td, test_daemon_kill_restart_and_corruption);
     tcase_add_test(td, test_daemon_client_first);
