@@ -19,7 +19,7 @@
 #define NET_MAX_BLOCKS 16
 /* Per-thread im2col scratch in floats: at least one image of the largest convolution; the
  * chunks actually used are NN_CHUNK_COLS positions wide (NPID_CONV_CHUNK_COLS overrides).
- * 3x3 stride-1 convolutions with at most NN_DIRECT_MAX channels run direct (conv3x3.h);
+ * 3x3 pad-1 convolutions with at most NN_DIRECT_MAX channels run direct (conv3x3.h);
  * NPID_CONV_DIRECT_MAX overrides (0: im2col everywhere), for measurements. */
 #define NET_SCRATCH_TARGET ((size_t)1 << 20)
 

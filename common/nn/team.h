@@ -47,8 +47,11 @@ static inline float *nn_ctx_grad(const struct nn_ctx *c, float *g)
  * weight-gradient products alike: the chunk and its packed copy stay in L2. */
 #define NN_CHUNK_COLS 512
 
-/* Default for nn_ctx.direct_max: the direct 3x3 kernels (conv3x3.h) against im2col + sgemm. */
-#define NN_DIRECT_MAX 64
+/* Default for nn_ctx.direct_max: the direct 3x3 kernels (conv3x3.h) run every 3x3 pad-1
+ * convolution of the presets (16..512 channels). Measured on this project's 2-core AVX-512
+ * machine, training steps against im2col + sgemm everywhere: resnet20 0.70x the CPU time,
+ * resnet18-half 0.75x, resnet18 0.80x. */
+#define NN_DIRECT_MAX 512
 
 static inline struct nn_ctx nn_ctx_single(int B, float *scratch, size_t scratch_floats,
                                           float *wt)
