@@ -170,6 +170,7 @@ static const struct conv_case same_cases[] = {
     { 7, 9, 3, 1, 1, 2, 37, 29 },   /* 1073 positions: tiles cut images */
     { 2, 1, 3, 1, 1, 1, 4, 4 },     /* batch 1, one chunk */
     { 17, 10, 3, 1, 1, 3, 2, 3 },   /* several images per chunk */
+    { 4, 5, 3, 1, 1, 20, 16, 16 },  /* middle tiles read the input rows in place */
     { 16, 32, 3, 2, 1, 9, 32, 32 }, /* stride 2: 16x16 out, 2304 positions, 3 tiles */
     { 5, 11, 3, 2, 1, 3, 16, 16 },  /* stride 2: 8x8 out */
     { 3, 4, 3, 2, 1, 5, 14, 22 },   /* stride 2: 7x11 out, row tails under 8 */

@@ -520,8 +520,17 @@ void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dou
         }
         struct conv3x3_mcur mc = { masks, periodic ? ohw / 16 : nch,
                                    periodic ? (t / 16) % (ohw / 16) : 0 };
+        /* stride 1 reads the input rows in place when they are chunk-aligned and the
+         * chunks before and after the tile's rows lie inside the channel's run */
+        int in_place = W % 16 == 0 && t >= (size_t)W + 16
+                       && t + nch * 16 + (size_t)W + 16 <= ics;
         for (int ch = 0; ch < C; ch++) {
-            if (st == 1) {
+            if (st == 1 && in_place) {
+                /* every tap is masked, so the rows may read neighbouring images */
+                const float *ic = in + (size_t)ch * ics + t;
+                for (int r = 0; r < 3; r++)
+                    rows[r][0] = rows[r][1] = rows[r][2] = ic + (ptrdiff_t)(r - 1) * W;
+            } else if (st == 1) {
                 conv3x3_dw_rows(in + (size_t)ch * ics, t, nch * 16, start, end, W, xb, xs);
                 for (int r = 0; r < 3; r++) rows[r][0] = rows[r][1] = rows[r][2] = xb + r * xs;
             } else {
