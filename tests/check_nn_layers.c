@@ -161,7 +161,7 @@ END_TEST
 /* 3x3 pad-1 shapes for the direct kernels (conv3x3.h), stride 1 and 2: output positions a
  * multiple of 16 per image or not, several tiles with a partial last one, images shorter
  * than a chunk, channel counts that are not multiples of the register blocks (8 forward, 3
- * weight gradient), batch 1; stride 2 on odd sizes falls back to im2col. */
+ * weight gradient), batch 1; then stride-2 shapes that only im2col takes (odd sizes, 1x1). */
 static const struct conv_case same_cases[] = {
     { 16, 16, 3, 1, 1, 3, 32, 32 }, /* 3 tiles of the forward, 2 of the weight gradient */
     { 5, 11, 3, 1, 1, 5, 8, 8 },    /* 64 positions: a chunk holds 1/4 image */
@@ -177,6 +177,9 @@ static const struct conv_case same_cases[] = {
     { 4, 3, 3, 2, 1, 2, 2, 2 },     /* stride 2: 1x1 out */
     { 6, 7, 3, 2, 1, 1, 74, 62 },   /* stride 2: 37x31 out, batch 1, tiles cut rows */
     { 3, 5, 3, 2, 1, 2, 9, 8 },     /* stride 2, odd height: im2col */
+    { 3, 5, 3, 2, 1, 2, 9, 35 },    /* stride 2, odd sizes: im2col's vector gather and tail */
+    { 5, 7, 1, 2, 0, 3, 6, 40 },    /* 1x1 stride 2 (projection shortcut): im2col */
+    { 6, 4, 1, 2, 0, 2, 8, 64 },    /* 1x1 stride 2, rows of whole vectors */
 };
 #define N_SAME_CASES (sizeof(same_cases) / sizeof(same_cases[0]))
 
@@ -197,9 +200,10 @@ static double max_rel_diff(const float *a, const float *b, size_t n)
 START_TEST(test_conv_same_vs_naive)
 {
     const struct conv_case *cc = &same_cases[_i];
-    struct conv c = { cc->C, cc->K, 3, 3, cc->stride, 1, NULL, NULL };
+    struct conv c = { cc->C, cc->K, cc->R, cc->R, cc->stride, cc->pad, NULL, NULL };
     int B = cc->B, H = cc->H, W = cc->W;
-    int ho = conv_out_dim(H, 3, cc->stride, 1), wo = conv_out_dim(W, 3, cc->stride, 1);
+    int ho = conv_out_dim(H, cc->R, cc->stride, cc->pad);
+    int wo = conv_out_dim(W, cc->R, cc->stride, cc->pad);
     size_t nw = conv_weight_count(&c), nin = (size_t)cc->C * B * H * W;
     size_t nout = (size_t)cc->K * B * ho * wo;
     c.w = nn_alloc(nw);

@@ -1,4 +1,5 @@
-/* Convolution as batched im2col + one sgemm per chunk of images (see conv.h). */
+/* Convolution: the direct 3x3 kernels or batched im2col + one sgemm per chunk of images
+ * (see conv.h). */
 #include "common/nn/conv.h"
 
 #include <cblas.h>
@@ -7,6 +8,36 @@
 #include "common/log.h"
 #include "common/nn/conv3x3.h"
 #include "common/nn/team.h"
+#include "common/nn/vec.h"
+
+/* d[i] = s[2*i] for i < n; reads s[0 .. 2n-2] only */
+static void conv_gather2(float *d, const float *s, int n)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v16f a = v16_load(s + 2 * i), b = v16_load(s + 2 * i + 15);
+        v16_store(d + i, __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21,
+                                                 23, 25, 27, 29, 31));
+    }
+    for (; i < n; i++) d[i] = s[2 * i];
+}
+
+/* d[2*i] += s[i] for i < n; touches d[0 .. 2n-2] only */
+static void conv_scatter_add2(float *d, const float *s, int n)
+{
+    int i = 0;
+    v16f z = { 0 };
+    for (; i + 16 <= n; i += 16) {
+        v16f c = v16_load(s + i);
+        v16_store(d + 2 * i, v16_load(d + 2 * i)
+                             + __builtin_shufflevector(c, z, 0, 16, 1, 16, 2, 16, 3, 16, 4, 16,
+                                                       5, 16, 6, 16, 7, 16));
+        v16_store(d + 2 * i + 15, v16_load(d + 2 * i + 15)
+                                  + __builtin_shufflevector(c, z, 16, 8, 16, 9, 16, 10, 16, 11,
+                                                            16, 12, 16, 13, 16, 14, 16, 15));
+    }
+    for (; i < n; i++) d[2 * i] += s[i];
+}
 
 static int conv_is_pointwise(const struct conv *c)
 {
@@ -154,6 +185,8 @@ static void conv_im2col(const struct conv *c, const float *in, int B, int H, int
                         for (int ow = 0; ow < wlo; ow++) d[ow] = 0.0f;
                         if (st == 1) {
                             memcpy(d + wlo, srow + wlo, sizeof(float) * (whi - wlo));
+                        } else if (st == 2) {
+                            conv_gather2(d + wlo, srow + 2 * (size_t)wlo, whi - wlo);
                         } else {
                             for (int ow = wlo; ow < whi; ow++) d[ow] = srow[(size_t)ow * st];
                         }
@@ -189,6 +222,8 @@ static void conv_col2im(const struct conv *c, const float *col, int B, int H, in
                         const float *crow = d + (size_t)oh * wo;
                         if (st == 1) {
                             for (int ow = wlo; ow < whi; ow++) drow[ow] += crow[ow];
+                        } else if (st == 2) {
+                            conv_scatter_add2(drow + 2 * (size_t)wlo, crow + wlo, whi - wlo);
                         } else {
                             for (int ow = wlo; ow < whi; ow++) drow[(size_t)ow * st] += crow[ow];
                         }
