@@ -163,15 +163,15 @@ END_TEST
  * than a chunk, channel counts that are not multiples of the register blocks (8 forward, 3
  * weight gradient), batch 1; then stride-2 shapes that only im2col takes (odd sizes, 1x1). */
 static const struct conv_case same_cases[] = {
-    { 16, 16, 3, 1, 1, 3, 32, 32 }, /* 3 tiles of the forward, 2 of the weight gradient */
+    { 16, 16, 3, 1, 1, 3, 32, 32 }, /* 3 forward tiles */
     { 5, 11, 3, 1, 1, 5, 8, 8 },    /* 64 positions: a chunk holds 1/4 image */
     { 3, 16, 3, 1, 1, 4, 7, 9 },    /* 63 positions: chunks straddle images */
     { 13, 4, 3, 1, 1, 2, 1, 20 },   /* one-row images */
-    { 7, 9, 3, 1, 1, 2, 37, 29 },   /* 1073 positions: tiles cut images */
+    { 7, 9, 3, 1, 1, 4, 37, 29 },   /* 1073 positions: tiles of both passes cut images */
     { 2, 1, 3, 1, 1, 1, 4, 4 },     /* batch 1, one chunk */
     { 17, 10, 3, 1, 1, 3, 2, 3 },   /* several images per chunk */
-    { 4, 5, 3, 1, 1, 20, 16, 16 },  /* middle tiles read the input rows in place */
-    { 16, 32, 3, 2, 1, 9, 32, 32 }, /* stride 2: 16x16 out, 2304 positions, 3 tiles */
+    { 4, 5, 3, 1, 1, 40, 16, 16 },  /* middle weight-gradient tiles read rows in place */
+    { 16, 32, 3, 2, 1, 17, 32, 32 }, /* stride 2: 16x16 out, 4352 positions, 5 tiles */
     { 5, 11, 3, 2, 1, 3, 16, 16 },  /* stride 2: 8x8 out */
     { 3, 4, 3, 2, 1, 5, 14, 22 },   /* stride 2: 7x11 out, row tails under 8 */
     { 4, 3, 3, 2, 1, 2, 2, 2 },     /* stride 2: 1x1 out */

@@ -9,9 +9,14 @@
 
 /* Positions per tile: forward tiles keep C channel rows of the tile in L2 while every block
  * of 8 output channels sweeps them; weight-gradient tiles are longer because each tile ends
- * in 27 horizontal sums per (3 output channels, input channel). */
+ * in 27 horizontal sums per (3 output channels, input channel), and keep the tile's K rows of
+ * dout (at most 1 MB) in L2 for every input channel. */
 #define CONV3_FWD_TILE 1024
-#define CONV3_DW_TILE 2048
+
+static size_t conv3x3_dw_tile(int K)
+{
+    return K <= 64 ? 4096 : 2048;
+}
 
 static size_t conv3x3_round16(size_t n)
 {
@@ -44,7 +49,10 @@ static size_t conv3x3_mask_floats(size_t ohw, size_t tile)
 }
 
 /* Row stride of the weight gradient's aligned input rows: a chunk before and two after. */
-#define CONV3_DW_ROW (CONV3_DW_TILE + 48)
+static size_t conv3x3_dw_row(size_t tile)
+{
+    return tile + 48;
+}
 
 size_t conv3x3_scratch(const struct conv *c, int H, int W)
 {
@@ -56,9 +64,10 @@ size_t conv3x3_scratch(const struct conv *c, int H, int W)
                  + phases * c->C * bs;
     size_t bwd = 16 + conv3x3_round16(cp * c->K * 9) + conv3x3_mask_floats(ohw, CONV3_FWD_TILE)
                  + (size_t)c->K * bs + (phases > 1 ? 8 * 4 * CONV3_FWD_TILE : 0);
-    size_t dw = 32 + conv3x3_mask_floats(ohw, CONV3_DW_TILE) + (size_t)c->K * (CONV3_DW_TILE + 16)
-                + (phases > 1 ? 4 * conv3x3_buf_stride(CONV3_DW_TILE, wo) + 2 * CONV3_DW_ROW
-                              : 3 * CONV3_DW_ROW);
+    size_t dt = conv3x3_dw_tile(c->K);
+    size_t dw = 32 + conv3x3_mask_floats(ohw, dt) + (size_t)c->K * (dt + 16)
+                + (phases > 1 ? 4 * conv3x3_buf_stride(dt, wo) + 2 * conv3x3_dw_row(dt)
+                              : 3 * conv3x3_dw_row(dt));
     size_t m = fwd > bwd ? fwd : bwd;
     return m > dw ? m : dw;
 }
@@ -499,18 +508,19 @@ void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dou
     memset(dw, 0, sizeof(float) * conv_weight_count(c));
     if (b1 <= b0) return;
     int periodic = ohw % 16 == 0;
-    size_t ds = CONV3_DW_TILE + 16, xs = CONV3_DW_ROW, halo = conv3x3_halo(wo);
-    size_t ps = conv3x3_buf_stride(CONV3_DW_TILE, wo);
+    size_t tile = conv3x3_dw_tile(K);
+    size_t ds = tile + 16, xs = conv3x3_dw_row(tile), halo = conv3x3_halo(wo);
+    size_t ps = conv3x3_buf_stride(tile, wo);
     float *s = conv3x3_align(scratch);
     uint16_t *masks = (uint16_t *)(void *)s;
-    float *dbuf = s + conv3x3_mask_floats(ohw, CONV3_DW_TILE);
+    float *dbuf = s + conv3x3_mask_floats(ohw, tile);
     float *xb = dbuf + (size_t)K * ds + 16;
     float *pbuf = xb + (st == 1 ? 3 : 2) * xs;
     NPID_CHECK(pbuf + (st == 1 ? 0 : 4 * ps) <= scratch + scratch_floats);
     if (periodic) conv3x3_masks(0, ohw / 16, ohw, ho, wo, masks);
     const float *rows[3][3];
-    for (size_t t = start; t < end; t += CONV3_DW_TILE) {
-        size_t te = end - t < CONV3_DW_TILE ? end : t + CONV3_DW_TILE;
+    for (size_t t = start; t < end; t += tile) {
+        size_t te = end - t < tile ? end : t + tile;
         size_t nch = (te - t + 15) / 16;
         if (!periodic) conv3x3_masks(t, nch, te, ho, wo, masks);
         for (int k = 0; k < K; k++) {
