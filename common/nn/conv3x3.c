@@ -475,17 +475,20 @@ conv3x3_dw_block(const int KB, const int STRIDE, const float *dp, size_t ds,
             dwp[(size_t)kk * ldw + rs] += _mm512_reduce_add_ps(acc[kk][rs]);
 }
 
+/* The weight-gradient blocks of one input channel over all K output channels: 2 output
+ * channels per block for stride 1 (3 would spill accumulators: the compiler keeps each row's
+ * neighbouring chunks in registers), 3 for stride 2. */
 static void conv3x3_dw_sweep(int stride, int K, const float *dbuf, size_t ds,
                              const float *const (*rows)[3], struct conv3x3_mcur mc, size_t nch,
                              float *dwc, size_t ldw)
 {
-    for (int kb = 0; kb < K; kb += 3) {
+    int step = stride == 1 ? 2 : 3;
+    for (int kb = 0; kb < K; kb += step) {
         const float *dp = dbuf + (size_t)kb * ds;
         float *dwp = dwc + (size_t)kb * ldw;
-        int n = K - kb < 3 ? K - kb : 3;
+        int n = K - kb < step ? K - kb : step;
         if (stride == 1) {
-            if (n == 3) conv3x3_dw_block(3, 1, dp, ds, rows, mc, nch, dwp, ldw);
-            else if (n == 2) conv3x3_dw_block(2, 1, dp, ds, rows, mc, nch, dwp, ldw);
+            if (n == 2) conv3x3_dw_block(2, 1, dp, ds, rows, mc, nch, dwp, ldw);
             else conv3x3_dw_block(1, 1, dp, ds, rows, mc, nch, dwp, ldw);
         } else {
             if (n == 3) conv3x3_dw_block(3, 2, dp, ds, rows, mc, nch, dwp, ldw);

@@ -1,19 +1,24 @@
-/* Direct 3x3, stride-1, pad-1 convolution over CBHW activations (see tensor.h), for the
- * small channel counts where im2col + sgemm spends more time copying than multiplying.
+/* Direct 3x3 pad-1 convolution over CBHW activations (see tensor.h), stride 1 and 2, for
+ * the channel counts where im2col + sgemm spends more time copying than multiplying.
  *
- * The positions of a thread's images [b0, b1) are one contiguous run per channel; the
+ * The output positions of a thread's images [b0, b1) are one contiguous run per channel; the
  * kernels walk that run in 16-float chunks (one AVX-512 register), with a per-chunk lane mask
  * for each of the nine taps that drops taps falling outside the image (so a chunk may span
- * rows and images, and any H, W and batch work). The run is cut into tiles; each tile's
- * input rows (plus a halo of one image row and one pixel either side) are copied into
- * scratch at a padded channel stride, because a channel stride of B*H*W floats, often a
- * multiple of 4 KB, maps every channel to the same cache sets.
- *   forward       out (K, B, HW) = conv(in (C, B, HW)); register block 8 output channels x
- *                 3 chunks, weights broadcast from a (K/8, 9, C, 8) packed copy
- *   input grad    din = conv(dout; w transposed and flipped): the forward kernel with the
- *                 weights packed the other way round
+ * rows and images, and any size and batch work). The run is cut into tiles; each tile's
+ * input (plus a halo of one output row and one pixel either side) is copied into scratch at
+ * a padded channel stride, because a channel stride of B*H*W floats, often a multiple of
+ * 4 KB, maps every channel to the same cache sets. A stride-2 convolution on an even-sized
+ * input reads four phase planes (even/odd rows x even/odd columns) at output resolution, in
+ * which every tap is again a shift by -1 or 0 rows and columns.
+ *   forward       out (K, B, Ho, Wo) = conv(in (C, B, H, W)); register block 8 output
+ *                 channels x 3 chunks, weights broadcast from a (K/8, 9, C, 8) packed copy
+ *   input grad    din = the forward kernel over dout with the weights packed transposed and
+ *                 the taps reversed; for stride 2 one pass per phase plane of din, then
+ *                 interleaved
  *   weight grad   dw (K, C, 3, 3) = sum over positions of dout[k] x shifted in[c]; register
- *                 block 3 output channels x 9 taps, reduced once per tile
+ *                 block 2 (stride 1) or 3 (stride 2) output channels x 9 taps over aligned
+ *                 loads (a tap one column over is the neighbouring chunks shifted by a lane),
+ *                 reduced once per tile of up to 4096 positions
  * Built only where the compiler targets AVX-512F (conv3x3_available() says 0 otherwise, and
  * conv.c keeps im2col + sgemm). */
 #ifndef NPID_NN_CONV3X3_H
