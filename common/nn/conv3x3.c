@@ -9,8 +9,9 @@
 
 /* Positions per tile: forward tiles keep C channel rows of the tile in L2 while every block
  * of 8 output channels sweeps them; weight-gradient tiles are longer because each tile ends
- * in 27 horizontal sums per (3 output channels, input channel), and keep the tile's K rows of
- * dout (at most 1 MB) in L2 for every input channel. */
+ * in one horizontal sum per accumulator (2 or 3 output channels x 9 taps per input channel),
+ * and are cut to 2048 past 64 output channels so that the tile's K rows of dout, read again
+ * for every input channel, stay near 1 MB. */
 #define CONV3_FWD_TILE 1024
 
 static size_t conv3x3_dw_tile(int K)
