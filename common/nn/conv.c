@@ -428,11 +428,13 @@ void conv_backward_naive(const struct conv *c, const float *in, const float *dou
                         for (int r = 0; r < c->R; r++)
                             for (int s = 0; s < c->S; s++) {
                                 int oh = ih + c->pad - r, ow = iw + c->pad - s;
-                                if (oh < 0 || ow < 0 || oh % c->stride || ow % c->stride) continue;
+                                if (oh < 0 || ow < 0) continue;
+                                if (oh % c->stride || ow % c->stride) continue;
                                 oh /= c->stride;
                                 ow /= c->stride;
                                 if (oh >= ho || ow >= wo) continue;
-                                acc += (double)c->w[((size_t)(k * c->C + ch) * c->R + r) * c->S + s]
+                                size_t wi = ((size_t)(k * c->C + ch) * c->R + r) * c->S + s;
+                                acc += (double)c->w[wi]
                                        * dout[(((size_t)k * B + b) * ho + oh) * wo + ow];
                             }
                     din[(((size_t)ch * B + b) * H + ih) * W + iw] = (float)acc;

@@ -187,9 +187,9 @@ static void conv3x3_unphase(const float *pb, size_t ps, int H, int W, size_t t, 
             const float *s0 = pb + (size_t)(2 * a) * ps + (q - t), *s1 = s0 + ps;
             size_t j = 0;
             for (; j + 8 <= seg; j += 8) {
-                __m512 v = _mm512_permutex2var_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s0 + j)),
-                                                  il,
-                                                  _mm512_castps256_ps512(_mm256_loadu_ps(s1 + j)));
+                __m512 e = _mm512_castps256_ps512(_mm256_loadu_ps(s0 + j));
+                __m512 o = _mm512_castps256_ps512(_mm256_loadu_ps(s1 + j));
+                __m512 v = _mm512_permutex2var_ps(e, il, o);
                 if (accumulate) v = _mm512_add_ps(v, _mm512_loadu_ps(dst + 2 * j));
                 _mm512_storeu_ps(dst + 2 * j, v);
             }
@@ -406,7 +406,8 @@ static void conv3x3_dw_rows(const float *ic, size_t t, size_t n, size_t lo, size
     for (int r = 0; r < 3; r++) {
         float *d = xb + (size_t)r * xs - 16;
         ptrdiff_t a = (ptrdiff_t)t - 16 + (ptrdiff_t)(r - 1) * W, b = a + (ptrdiff_t)n + 32;
-        ptrdiff_t va = a > (ptrdiff_t)lo ? a : (ptrdiff_t)lo, vb = b < (ptrdiff_t)hi ? b : (ptrdiff_t)hi;
+        ptrdiff_t va = a > (ptrdiff_t)lo ? a : (ptrdiff_t)lo;
+        ptrdiff_t vb = b < (ptrdiff_t)hi ? b : (ptrdiff_t)hi;
         if (vb <= va) {
             memset(d, 0, sizeof(float) * (size_t)(b - a));
             continue;
@@ -555,7 +556,8 @@ void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dou
                 conv3x3_phases(in + (size_t)ch * ics, H, W, t, lo, te, pb, ps);
                 for (int b = 0; b < 2; b++) {
                     float *row = xb + (size_t)b * xs;
-                    memcpy(row - 16, pb + (2 + b) * ps - 16 - wo, sizeof(float) * (nch * 16 + 16));
+                    memcpy(row - 16, pb + (2 + b) * ps - 16 - wo,
+                           sizeof(float) * (nch * 16 + 16));
                 }
                 rows[0][1] = xb;
                 rows[0][2] = xb + xs;
