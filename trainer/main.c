@@ -1,14 +1,19 @@
 /* npid-trainer: trains the encoder. See trainer/train.h and docs/architecture.md. */
+#include <string.h>
+
 #include "common/blas.h"
 #include "common/log.h"
 #include "common/sig.h"
 #include "trainer/config.h"
+#include "trainer/step.h"
 #include "trainer/train.h"
 
 int main(int argc, char **argv)
 {
     log_init("npid-trainer");
     blas_setup(argc, argv); /* may re-execute the process: before argv is parsed */
+    if (argc >= 2 && strcmp(argv[1], "_step") == 0)
+        return trainer_step_main(argc - 1, argv + 1);
     struct trainer_cfg cfg;
     int rc = trainer_cfg_parse(&cfg, argc, argv);
     if (rc == CFG_HELP)

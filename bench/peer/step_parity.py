@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""One training step of the reference recipe in npid and in PyTorch from the same state.
+
+  step_parity.py --bin BUILD_DIR [--model resnet20] [--ckpt P] [--batch 64] [--seed 0]
+
+Loads one npid checkpoint (given, or an untrained one from `npid-evald mkckpt`) into npid
+(`npid-trainer _step`) and into the PyTorch network of train_step.py, feeds both the same
+normalised pixels (real CIFAR-10 images when --data is given, else Gaussian noise), the same
+positive rows and the same m = 4096 negatives of an n = 50,000-row bank, and runs one step:
+train-mode forward, NCE loss with Z estimated on the step (tau 0.1), backward, SGD (lr 0.03,
+momentum 0.9, weight decay 5e-4, fresh momentum buffer). Prints one JSON line comparing
+features, loss, Z, dL/df, the parameter update and the BN running statistics; exits 1 when
+any differs beyond float32 rounding (tolerances in TOL)."""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_step import Net  # noqa: E402
+
+# relative errors ||npid - torch|| / ||torch|| per quantity
+TOL = {"features": 1e-4, "loss": 1e-4, "z": 1e-5, "dfeat": 1e-3, "update": 2e-3, "bn_stats": 1e-4}
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+
+def load_ckpt(path, net):
+    """npid checkpoint (docs/formats.md) -> net: parameters and BN running statistics in
+    the network's block order, each tensor padded to 16 floats. Returns (params, buffers)."""
+    ck = open(path, "rb").read()
+    n_p, n_b, _ = struct.unpack_from("<QQQ", ck, 96)
+    cl, pl = struct.unpack_from("<II", ck, 120)
+    off = 128 + cl + pl
+    P = np.frombuffer(ck, np.float32, n_p, off).copy()
+    Bf = np.frombuffer(ck, np.float32, n_b, off + 4 * n_p).copy()
+    po = bo = 0
+
+    def take(arr, o, t):
+        k = t.numel()
+        t.data.copy_(torch.from_numpy(arr[o:o + k]).view_as(t))
+        return o + ((k + 15) & ~15)
+
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            po = take(P, po, m.weight)
+            if m.bias is not None:
+                po = take(P, po, m.bias)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            po = take(P, po, m.weight)
+            po = take(P, po, m.bias)
+            bo = take(Bf, bo, m.running_mean)
+            bo = take(Bf, bo, m.running_var)
+    if po != n_p or bo != n_b:
+        sys.exit(f"step_parity: layout mismatch ({po}/{n_p} params, {bo}/{n_b} buffers)")
+    return P, Bf
+
+
+def flat(net, kind):
+    """The net's parameters or BN statistics in npid's padded block layout."""
+    out = []
+    for m in net.modules():
+        if kind == "params" and isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            ts = [m.weight] + ([m.bias] if m.bias is not None else [])
+        elif kind == "params" and isinstance(m, torch.nn.BatchNorm2d):
+            ts = [m.weight, m.bias]
+        elif kind == "buffers" and isinstance(m, torch.nn.BatchNorm2d):
+            ts = [m.running_mean, m.running_var]
+        else:
+            continue
+        for t in ts:
+            v = t.detach().numpy().ravel()
+            out += [v, np.zeros((-len(v)) % 16, np.float32)]
+    return np.concatenate(out)
+
+
+def rel(a, b):
+    """||a - b|| / ||b|| (2-norm over all elements)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    s = float(np.linalg.norm(b))
+    d = float(np.linalg.norm(a - b))
+    return d / s if s > 0 else d
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--ckpt")
+    ap.add_argument("--data", help="ImageFolder root: use its first train images")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    size, dim, m, n, tau, lr, mom, wd = 32, 128, 4096, 50000, 0.1, 0.03, 0.9, 5e-4
+    tmp = tempfile.mkdtemp(prefix="npid-step-")
+    ck = a.ckpt
+    if not ck:
+        ck = os.path.join(tmp, "init.ckpt")
+        subprocess.run([os.path.join(a.bin, "npid-evald"), "mkckpt", "--out", ck, "--model",
+                        a.model, "--seed", str(a.seed)], check=True, stderr=subprocess.DEVNULL)
+    g = np.random.default_rng(a.seed)
+    if a.data:
+        from torchvision import datasets, transforms
+        ds = datasets.ImageFolder(os.path.join(a.data, "train"), transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]))
+        pick = g.choice(len(ds), a.batch, replace=False)
+        x = torch.stack([ds[int(i)][0] for i in pick]).numpy()
+    else:
+        x = g.standard_normal((a.batch, 3, size, size)).astype(np.float32)
+    bank = g.standard_normal((a.batch + m, dim)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    pos, neg = bank[:a.batch], bank[a.batch:]
+    inp, outp = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
+    with open(inp, "wb") as f:
+        f.write(struct.pack("<IIQdddd", a.batch, m, n, tau, lr, mom, wd))
+        for arr in (x, pos, neg):
+            f.write(np.ascontiguousarray(arr, np.float32).tobytes())
+    subprocess.run([os.path.join(a.bin, "npid-trainer"), "_step", ck, a.model, str(size),
+                    str(dim), inp, outp], check=True, stderr=subprocess.DEVNULL)
+    raw = open(outp, "rb").read()
+    loss_n, z_n = struct.unpack_from("<dd", raw, 0)
+    o = 16
+    feat_n = np.frombuffer(raw, np.float32, a.batch * dim, o).reshape(a.batch, dim)
+    o += 4 * a.batch * dim
+    df_n = np.frombuffer(raw, np.float32, a.batch * dim, o).reshape(a.batch, dim)
+    o += 4 * a.batch * dim
+
+    net = Net(a.model, dim)
+    p0, _ = load_ckpt(ck, net)
+    n_p = len(p0)
+    par_n = np.frombuffer(raw, np.float32, n_p, o)
+    buf_n = np.frombuffer(raw, np.float32, (len(raw) - o - 4 * n_p) // 4, o + 4 * n_p)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=mom, weight_decay=wd)
+    net.train()
+    f = net(torch.from_numpy(x))
+    f.retain_grad()
+    c = m / n
+    e0 = torch.exp((f * torch.from_numpy(pos)).sum(1, keepdim=True) / tau)
+    e = torch.exp(f @ torch.from_numpy(neg).t() / tau)
+    z = (torch.cat([e0, e], 1).double().mean() * n).item()
+    p0_, p_ = e0 / z, e / z
+    loss = -(torch.log(p0_ / (p0_ + c + 1e-7)).sum() + torch.log(c / (p_ + c + 1e-7)).sum()) / a.batch
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    par_t, buf_t = flat(net, "params"), flat(net, "buffers")
+    r = {"model": a.model, "batch": a.batch, "m": m, "input": "cifar" if a.data else "noise",
+         "features": rel(feat_n, f.detach().numpy()), "loss": rel([loss_n], [loss.item()]),
+         "z": rel([z_n], [z]), "dfeat": rel(df_n, f.grad.numpy()),
+         "update": rel(par_n - p0, par_t - p0), "bn_stats": rel(buf_n, buf_t),
+         "loss_npid": loss_n, "loss_torch": loss.item()}
+    bad = [k for k, t in TOL.items() if not r[k] <= t]
+    r["ok"] = not bad
+    print(json.dumps(r))
+    if bad:
+        print("step_parity: beyond tolerance: " + ", ".join(f"{k} {r[k]:.3g} > {TOL[k]}" for k in bad),
+              file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
