@@ -174,6 +174,17 @@ for sd in $seeds; do
     run_peer "$sd" "$w/peer-$sd"
 done
 
+# ---- one step, same state, both implementations (bench/peer/step_parity.py) ----------------
+say "one-step check: npid-trainer _step vs PyTorch from the same checkpoints and inputs"
+first=$(echo $seeds | cut -d' ' -f1)
+last=$w/npid-$first/run/checkpoints/epoch-$(printf '%03d' $((epochs - 1))).ckpt
+: >"$w/step.jsonl"
+$py "$root/bench/peer/step_parity.py" --bin "$bin" --model "$model" --data "$data" --batch 128 \
+    >>"$w/step.jsonl" || die "one-step check failed (untrained network): npid and PyTorch differ"
+$py "$root/bench/peer/step_parity.py" --bin "$bin" --model "$model" --data "$data" --batch 128 \
+    --ckpt "$last" >>"$w/step.jsonl" || die "one-step check failed ($last): npid and PyTorch differ"
+sed 's/^/  /' "$w/step.jsonl" >&2
+
 # ---- table and plot ---------------------------------------------------------------------------
 $py - "$w" "$out" "$model" "$epochs" "$loaders" "$data" "$commit" "$load_before" "$(load)" \
     "$seeds" <<'EOF' || die "cannot write the table"
@@ -249,6 +260,11 @@ print(json.dumps({"seeds": len(seeds), "npid_train_s": round(n_train, 1),
                   "peer_train_s": round(p_train, 1), "peer_process_wall_s": round(p_proc, 1),
                   "peer_eval_s": round(p_eval, 1), "train_time_ratio": round(p_train / n_train, 2)}))
 open(f"{w}/parity.dat", "w").write("\n".join(dat) + "\n")
+steps = [json.loads(l) for l in open(f"{w}/step.jsonl")]
+step_rows = "\n".join(
+    f"| {'untrained (npid-evald mkckpt)' if i == 0 else f'npid seed {seeds[0]} after epoch {epochs}'} | "
+    f"{r['features']:.1e} | {r['loss']:.1e} | {r['z']:.1e} | {r['dfeat']:.1e} | {r['update']:.1e} | "
+    f"{r['bn_stats']:.1e} |" for i, r in enumerate(steps))
 worst = max(abs(g) for g in gaps)
 nseeds = len(seeds)
 seedtxt = f"seed {seeds[0]}" if nseeds == 1 else f"seeds {', '.join(seeds)} (the same seeds on both sides)"
@@ -278,6 +294,21 @@ recomputed with the test transform. npid's epochs are evaluated after training, 
 epoch's snapshot (bank-epoch-NNN.snap), so evaluation never shares the cores with training
 and is not in npid's training time; the peer evaluates in-process after each epoch, also
 outside its timed training loop.
+
+**Same numerics.** `bench/peer/step_parity.py` loads one checkpoint into npid (`npid-trainer
+_step`) and into the PyTorch network, feeds both the same 128 CIFAR-10 images, positive rows
+and 4,096 negatives, and runs one step of this recipe (train-mode forward, NCE with Z
+estimated on the step, backward, SGD with weight decay). Relative differences
+||npid - PyTorch|| / ||PyTorch||:
+
+| checkpoint | features | loss | Z | dL/df | parameter update | BN running statistics |
+|---|---|---|---|---|---|---|
+""" + step_rows + f"""
+
+All are float32 rounding (the check fails above 1e-4 for features and loss, 1e-3 for dL/df,
+5e-3 for the update; a 1 % change of the learning rate or of the temperature on one side
+fails it). What differs between the two sides over epochs is therefore the random draws
+(initial weights, bank, batch order, augmentations, negatives), not the arithmetic.
 
 Mean over {nseeds} seed(s) (sd: standard deviation over seeds; se: standard error of the
 difference of the means):

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_step import Net  # noqa: E402
 
 # relative errors ||npid - torch|| / ||torch|| per quantity
-TOL = {"features": 1e-4, "loss": 1e-4, "z": 1e-5, "dfeat": 1e-3, "update": 2e-3, "bn_stats": 1e-4}
+TOL = {"features": 1e-4, "loss": 1e-4, "z": 1e-5, "dfeat": 1e-3, "update": 5e-3, "bn_stats": 1e-4}
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
