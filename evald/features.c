@@ -157,6 +157,47 @@ fail:
     return -1;
 }
 
+int feat_pixels_init(struct feat_model *m, int size, int batch, char *err, size_t err_len)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->model, sizeof m->model, "pixels");
+    snprintf(m->aug_name, sizeof m->aug_name, "cifar");
+    m->size = size;
+    m->low_dim = 3 * size * size;
+    m->batch = batch;
+    feat_norm_for(m->aug_name, m->mean, m->std);
+    struct augment_params ap;
+    NPID_CHECK(augment_preset(m->aug_name, 0, (uint32_t)size, AUGMENT_CHW, &ap) == 0);
+    m->min_side = (uint32_t)size;
+    m->aug = augment_new(&ap);
+    m->dec = jpeg_dec_new(NULL);
+    size_t px = (size_t)size * size * 3;
+    m->x = malloc((size_t)batch * px * sizeof *m->x);
+    m->pix = malloc(px);
+    if (!m->aug || !m->dec || !m->x || !m->pix) {
+        snprintf(err, err_len, "out of memory");
+        feat_model_deinit(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* The pixels model's output: the nb staged images, each L2-normalised, into out. */
+static void feat_pixels_out(const struct feat_model *m, int nb, float *out)
+{
+    size_t d = (size_t)m->low_dim;
+    for (int b = 0; b < nb; b++) {
+        const float *x = m->x + (size_t)b * d;
+        float *o = out + (size_t)b * d;
+        double norm = 0;
+        for (size_t i = 0; i < d; i++)
+            norm += (double)x[i] * x[i];
+        float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+        for (size_t i = 0; i < d; i++)
+            o[i] = x[i] * inv;
+    }
+}
+
 void feat_model_deinit(struct feat_model *m)
 {
     net_destroy(&m->net);
@@ -184,6 +225,10 @@ static void feat_stage(struct feat_model *m, const uint8_t *rgb, uint32_t w, uin
 void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out)
 {
     feat_stage(m, rgb, w, h, 0);
+    if (!m->net) {
+        feat_pixels_out(m, 1, out);
+        return;
+    }
     const float *f = net_forward(m->net, m->x, 1, 0);
     memcpy(out, f, (size_t)m->low_dim * sizeof *out);
 }
@@ -211,6 +256,10 @@ int feat_dataset(struct feat_model *m, const struct dataset *ds, size_t first, s
             } else {
                 feat_stage(m, img.pix, img.w, img.h, b);
             }
+        }
+        if (!m->net) {
+            feat_pixels_out(m, nb, out + s * (size_t)m->low_dim);
+            continue;
         }
         const float *f = net_forward(m->net, m->x, nb, 0);
         memcpy(out + s * (size_t)m->low_dim, f, (size_t)nb * m->low_dim * sizeof *out);

@@ -36,6 +36,11 @@ struct feat_model {
 int feat_model_init(struct feat_model *m, const char *path, int batch, char *err, size_t err_len);
 void feat_model_deinit(struct feat_model *m);
 
+/* The raw-pixel "model" (no network): features are the test-transformed size x size image,
+ * normalised with the CIFAR mean/std as the trainer's input, flattened (3 size^2 values,
+ * low_dim set to that) and L2-normalised. model is "pixels", step 0. 0 or -1 with err. */
+int feat_pixels_init(struct feat_model *m, int size, int batch, char *err, size_t err_len);
+
 /* Features of dataset images first .. first+count-1 into out (count, low_dim). Images that
  * cannot be decoded are logged, counted in m->bad_images and replaced by a mid-grey image.
  * Returns 0, or -1 (sig_stop: errno EINTR). */

@@ -3,6 +3,7 @@
  *
  *   npid-evald [attach] --data ROOT [--checkpoint PATH] --events EP --bank EP [--pub EP]
  *   npid-evald --once --checkpoint PATH --data ROOT [--against bank|recomputed|both]
+ *   npid-evald --once --pixels --data ROOT     (the raw-pixel baseline, against recomputed)
  *   npid-evald embed --data ROOT (--checkpoint P --split train|test | --bank EP) --format F --out O
  *   npid-evald neighbours --checkpoint P --data ROOT [--grid out.jpg] IMAGE|test:N|train:N ...
  *
@@ -37,7 +38,7 @@
 static struct {
     const char *data, *bank_ep, *events_ep, *pub_ep, *checkpoint, *against, *format, *out;
     const char *split, *grid, *log_level, *model, *aug;
-    int once, allow_remote, batch, threads, top, max_evals, exit_on_end, cell, low_dim, size;
+    int once, pixels, allow_remote, batch, threads, top, max_evals, exit_on_end, cell, low_dim, size;
     int every, queries;
     uint64_t k, limit, bank_chunk, train_limit, seed, step;
     double sigma, bank_timeout;
@@ -47,6 +48,7 @@ static struct cfg_opt opts[] = {
     { "data", "NPID_DATA", CFG_STR, &o.data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary)", 0 },
     { "checkpoint", "NPID_CHECKPOINT", CFG_STR, &o.checkpoint, NULL, 0, 0, "trainer checkpoint (with --once; attached: evaluated first)", 0 },
     { "once", NULL, CFG_BOOL, &o.once, "false", 0, 0, "evaluate --checkpoint once and exit", 0 },
+    { "pixels", NULL, CFG_BOOL, &o.pixels, "false", 0, 0, "with --once, instead of a checkpoint: kNN on raw pixels (test transform, CIFAR mean/std, L2-normalised; --size), the baseline a network must beat", 0 },
     { "bank", "NPID_BANK", CFG_STR, &o.bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint", 0 },
     { "events", "NPID_EVENTS", CFG_STR, &o.events_ep, "tcp://127.0.0.1:5559", 0, 0, "trainer events endpoint to subscribe to", 0 },
     { "pub", "NPID_EVALD_PUB", CFG_STR, &o.pub_ep, "", 0, 0, "PUB endpoint for eval results (empty: none)", 0 },
@@ -71,7 +73,7 @@ static struct cfg_opt opts[] = {
     { "cell", NULL, CFG_INT, &o.cell, "64", 8, 512, "neighbours: grid cell size in pixels", 0 },
     { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
     { "low-dim", NULL, CFG_INT, &o.low_dim, "128", 1, 4096, "mkckpt: feature dimension", 0 },
-    { "size", NULL, CFG_INT, &o.size, "32", 8, 1024, "mkckpt: input size", 0 },
+    { "size", NULL, CFG_INT, &o.size, "32", 8, 1024, "mkckpt and --pixels: image size", 0 },
     { "aug", NULL, CFG_STR, &o.aug, "cifar", 0, 0, "mkckpt: augmentation preset (sets the test transform)", 0 },
     { "seed", NULL, CFG_U64, &o.seed, "0", 0, 0, "mkckpt: weight seed", 0 },
     { "step", NULL, CFG_U64, &o.step, "0", 0, 0, "mkckpt: step recorded in the checkpoint", 0 },
@@ -269,7 +271,8 @@ static int evald_eval(struct evald *ev, const char *path)
     char err[1024];
     struct feat_model m;
     double t0 = clock_seconds();
-    if (feat_model_init(&m, path, o.batch, err, sizeof err) != 0) {
+    if ((o.pixels ? feat_pixels_init(&m, o.size, o.batch, err, sizeof err)
+                  : feat_model_init(&m, path, o.batch, err, sizeof err)) != 0) {
         log_error("%s", err);
         return -1;
     }
@@ -827,6 +830,19 @@ int main(int argc, char **argv)
     if (strcmp(o.against, "bank") && strcmp(o.against, "recomputed") && strcmp(o.against, "both")) {
         fprintf(stderr, "npid-evald: --against must be bank, recomputed or both\n");
         return EXIT_USAGE;
+    }
+    if (o.pixels) {
+        if (strcmp(cmd, "attach") || !o.once || o.checkpoint) {
+            fprintf(stderr, "npid-evald: --pixels goes with --once and without --checkpoint\n");
+            return EXIT_USAGE;
+        }
+        if (cfg_find(opts, "against")->set_by == 0)
+            o.against = "recomputed";
+        if (strcmp(o.against, "recomputed")) {
+            fprintf(stderr, "npid-evald: --pixels: raw pixels have no bank; --against recomputed\n");
+            return EXIT_USAGE;
+        }
+        o.checkpoint = "pixels";
     }
     if (o.once && !o.checkpoint) {
         fprintf(stderr, "npid-evald: --once needs --checkpoint PATH\n");

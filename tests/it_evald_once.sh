@@ -155,5 +155,41 @@ $T "$ev" neighbours --checkpoint "$tmp/c.ckpt" --data "$tmp/data" --against reco
 grep -q "bad.jpg" "$tmp/err8" || fail "corrupt query image: reason"
 $T "$ev" neighbours --checkpoint "$tmp/c.ckpt" --data "$tmp/data" test:999 >/dev/null 2>"$tmp/err8"; rc=$?
 [ $rc -eq 1 ] || fail "out-of-range test:999: exit $rc"
+# the raw-pixel baseline: usage rules, then the same weighted kNN computed with PIL + NumPy
+$T "$ev" --once --pixels --data "$tmp/data" --against bank 2>/dev/null; [ $? -eq 2 ] ||
+    fail "--pixels --against bank should exit 2"
+$T "$ev" --once --pixels --checkpoint "$tmp/c.ckpt" --data "$tmp/data" 2>/dev/null; [ $? -eq 2 ] ||
+    fail "--pixels with --checkpoint should exit 2"
+$T "$ev" --once --pixels --data "$tmp/data" --k 20 >"$tmp/px.jsonl" 2>"$tmp/err9" || fail "--pixels"
+$py - "$tmp/px.jsonl" "$tmp/data" <<'EOF' || fail "--pixels differs from the NumPy computation"
+import json, os, sys
+import numpy as np
+from PIL import Image
+r = json.loads(open(sys.argv[1]).read())
+assert r["model"] == "pixels" and r["against"] == "recomputed" and r["k"] == 20, r
+mean, std = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2023, 0.1994, 0.2010])
+def load(split):
+    root = os.path.join(sys.argv[2], split)
+    xs, ys = [], []
+    for ci, c in enumerate(sorted(os.listdir(root))):
+        for f in sorted(os.listdir(os.path.join(root, c))):
+            im = Image.open(os.path.join(root, c, f)).convert("RGB")
+            if im.size != (32, 32):
+                im = im.resize((32, 32), Image.BILINEAR)
+            v = ((np.asarray(im, np.float64) / 255 - mean) / std).transpose(2, 0, 1).ravel()
+            xs.append(v / np.linalg.norm(v))
+            ys.append(ci)
+    return np.array(xs), np.array(ys)
+xt, yt = load("train")
+xq, yq = load("test")
+s = xq @ xt.T
+top = np.argsort(-s, axis=1)[:, :20]
+votes = np.zeros((len(xq), yt.max() + 1))
+for i in range(len(xq)):
+    np.add.at(votes[i], yt[top[i]], np.exp(s[i, top[i]] / 0.1))
+acc = float((votes.argmax(1) == yq).mean())
+assert abs(acc - r["top1"]) <= 1.0 / len(xq) + 1e-9, (acc, r["top1"])
+print("it_evald_once: pixels top-1 %.3f (NumPy %.3f)" % (r["top1"], acc), file=sys.stderr)
+EOF
 echo "it_evald_once: ok" >&2
 exit 0
