@@ -209,9 +209,18 @@ for s in seeds:
         n_eval.setdefault(ep, {})[e["against"]] = e
     peer = {e["epoch"]: e for e in (json.loads(l) for l in open(f"{w}/peer-{s}/peer.jsonl"))}
     r = {"npid": {}, "peer": {}}
+
+    def mean_loss(e):
+        """The epoch's mean step loss (the epoch event's loss_mean; from a trainer without
+        it, the mean of the epoch's metrics windows)."""
+        if "loss_mean" in n_epoch[e]:
+            return n_epoch[e]["loss_mean"]
+        ws = [m["loss"] for m in metrics if m["type"] == "metrics" and m["epoch"] == e]
+        return sum(ws) / len(ws)
+
     for ep in range(1, epochs + 1):
         r["npid"][ep] = (n_eval[ep]["bank"]["top1"] * 100, n_eval[ep]["recomputed"]["top1"] * 100,
-                         n_epoch[ep - 1]["loss"], n_epoch[ep - 1]["seconds"])
+                         mean_loss(ep - 1), n_epoch[ep - 1]["seconds"])
         r["peer"][ep] = (peer[ep]["bank_top1"] * 100, peer[ep]["recomputed_top1"] * 100,
                          peer[ep]["loss"], peer[ep]["train_seconds"])
     t0, t1, t2, t3 = map(float, open(f"{w}/npid-{s}/times").read().split())

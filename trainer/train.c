@@ -90,6 +90,8 @@ struct trainer {
     double run_start;
     uint64_t epoch_images, epoch_dups, bad_images;
     double last_loss;
+    double epoch_loss_sum;     /* losses of this epoch's steps run by this process */
+    uint64_t epoch_loss_n;
 };
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -777,7 +779,7 @@ static void publish_epoch(struct trainer *t, uint32_t epoch, double secs)
         twice += t->seen[i] > 1;
     }
     size_t expected = t->cfg.drop_last ? (size_t)t->steps_per_epoch * (size_t)t->cfg.batch : t->n;
-    msgpack_packer *pk = event_begin(t->ev, "epoch", 9);
+    msgpack_packer *pk = event_begin(t->ev, "epoch", 10);
     mp_pack_kv_u64(pk, "epoch", epoch);
     mp_pack_kv_u64(pk, "step", t->step);
     mp_pack_kv_u64(pk, "images", t->epoch_images);
@@ -786,6 +788,8 @@ static void publish_epoch(struct trainer *t, uint32_t epoch, double secs)
     mp_pack_kv_u64(pk, "bad_images", ts.bad_images);
     mp_pack_kv_u64(pk, "reissued", ts.reissued);
     mp_pack_kv_double(pk, "loss", t->last_loss);
+    mp_pack_kv_double(pk, "loss_mean", t->epoch_loss_n ? t->epoch_loss_sum / (double)t->epoch_loss_n
+                                                       : t->last_loss);
     mp_pack_kv_double(pk, "seconds", secs);
     event_end(t->ev);
     event_json_line(t->ev, t->metrics);
@@ -798,6 +802,8 @@ static void publish_epoch(struct trainer *t, uint32_t epoch, double secs)
         log_error("epoch %u: exactly-once violated: %zu images never trained, %zu twice", epoch, missing, twice);
     memset(t->seen, 0, t->n);
     t->epoch_images = 0;
+    t->epoch_loss_sum = 0;
+    t->epoch_loss_n = 0;
 }
 
 static void publish_end(struct trainer *t, const char *status, const char *reason)
@@ -888,6 +894,8 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     t->epoch_images += count;
     t->step++;
     t->last_loss = loss;
+    t->epoch_loss_sum += loss;
+    t->epoch_loss_n++;
     /* advance the position before requesting the next sample */
     t->epoch_step++;
     int more = 1;
