@@ -102,7 +102,7 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
     struct net *n = net_new(&cfg);
     if (!n) return 1;
     log_info("%s", net_describe(n));
-    struct objective_config oc = { B, DIM, NCE_M, BANK_N, 0.07, OBJ_Z_FROZEN, 0.99, 0.0, 0 };
+    struct objective_config oc = { B, DIM, NCE_M, BANK_N, 0.07, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
     struct objective *obj = objective_new(&oc);
     struct sgd *opt = sgd_new(net_param_count(n), 0.9f, 5e-4f);
     float *bank = malloc(sizeof(float) * BANK_N * DIM);

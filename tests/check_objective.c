@@ -1,12 +1,15 @@
 /* Unit tests for the objectives (trainer/objective.h): loss values against a direct double
  * computation of the formulas in ../shared/spec/algorithm.md, finite-difference gradients of
  * NCE (shared and per-element draw), the full softmax and the proximal term, Z handling
- * (first-step estimate, frozen, EMA, setter), and shared == per-element on the same rows. */
+ * (first-step estimate, frozen, EMA, setter), shared == per-element on the same rows, the
+ * blocked multi-threaded softmax against a plain double loop, and the vector exp. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/nn/team.h"
+#include "common/nn/vec.h"
 #include "tests/check_nn_util.h"
 #include "trainer/objective.h"
 
@@ -79,7 +82,7 @@ START_TEST(test_nce_grad)
     /* _i: bit 0 per-element, bit 1 proximal term */
     int per = _i & 1;
     double lambda = (_i & 2) ? 0.7 : 0.0;
-    struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, lambda, 0 };
+    struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, lambda, 0, NULL };
     struct obj_ctx *c = calloc(1, sizeof(*c));
     c->o = objective_new(&cfg);
     ck_assert_ptr_nonnull(c->o);
@@ -101,7 +104,7 @@ END_TEST
 START_TEST(test_softmax_grad)
 {
     double lambda = _i ? 0.5 : 0.0;
-    struct objective_config cfg = { B_, D_, 0, N_, 0.1, OBJ_Z_FROZEN, 0.99, lambda, 1 };
+    struct objective_config cfg = { B_, D_, 0, N_, 0.1, OBJ_Z_FROZEN, 0.99, lambda, 1, NULL };
     struct obj_ctx *c = calloc(1, sizeof(*c));
     c->o = objective_new(&cfg);
     ck_assert_ptr_nonnull(c->o);
@@ -130,7 +133,7 @@ END_TEST
 
 START_TEST(test_z_handling)
 {
-    struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, 0.0, 0 };
+    struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
     struct obj_ctx *c = calloc(1, sizeof(*c));
     ctx_fill(c);
     c->o = objective_new(&cfg);
@@ -184,7 +187,7 @@ END_TEST
 
 START_TEST(test_shared_equals_per_element)
 {
-    struct objective_config cfg = { B_, D_, M_, N_, 0.07, OBJ_Z_FROZEN, 0.99, 0.0, 0 };
+    struct objective_config cfg = { B_, D_, M_, N_, 0.07, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
     struct obj_ctx *c = calloc(1, sizeof(*c));
     ctx_fill(c);
     for (int i = 0; i < B_; i++) memcpy(c->negpe + (size_t)i * M_ * D_, c->neg, sizeof(c->neg));
@@ -202,6 +205,79 @@ START_TEST(test_shared_equals_per_element)
 }
 END_TEST
 
+/* v16_exp against exp() in double over its whole clamped range. */
+START_TEST(test_vec_exp)
+{
+    double worst = 0.0;
+    float x[16];
+    for (int k = 0; k <= 200000; k += 16) {
+        for (int l = 0; l < 16; l++) x[l] = -87.3f + (float)(k + l) * (175.6f / 200016.0f);
+        v16f e = v16_exp(v16_load(x));
+        for (int l = 0; l < 16; l++) {
+            double ref = exp((double)x[l]), err = fabs(e[l] - ref) / ref;
+            worst = err > worst ? err : worst;
+        }
+    }
+    /* 2 ulp of float is 2.4e-7 */
+    ck_assert_msg(worst < 2.4e-7, "v16_exp: worst relative error %g", worst);
+    x[0] = -1000.0f;
+    x[1] = 1000.0f;
+    v16f e = v16_exp(v16_load(x));
+    ck_assert_msg(e[0] >= 0.0f && e[0] < 1.3e-38f, "exp(-1000) = %g", (double)e[0]);
+    ck_assert(isfinite(e[1]) && e[1] > 1e38f);
+}
+END_TEST
+
+/* The softmax over several blocks per thread (n = 1,300, blocks of 512), team sizes 1-3,
+ * against a double loop for the loss and the analytic dL/df; one row's maximum lies in
+ * the bank's last block, so the running-maximum rescale runs. */
+START_TEST(test_softmax_blocks)
+{
+    enum { B = 7, D = 16, N = 1300 };
+    int nt = _i + 1;
+    double tau = 0.07;
+    float *f = malloc(sizeof(float) * B * D), *bank = malloc(sizeof(float) * N * D);
+    float *df = malloc(sizeof(float) * B * D);
+    double *ref = malloc(sizeof(double) * B * D);
+    uint32_t idx[B] = { 0, 511, 512, 1299, 700, 3, 1024 };
+    unit_rows(f, B, D, 91);
+    unit_rows(bank, N, D, 92);
+    memcpy(bank + (size_t)(N - 1) * D, f, sizeof(float) * D);
+    struct nn_team *team = nt > 1 ? nn_team_new(nt) : NULL;
+    struct objective_config cfg = { B, D, 0, N, tau, OBJ_Z_FROZEN, 0.99, 0.0, 1, team };
+    struct objective *o = objective_new(&cfg);
+    ck_assert_ptr_nonnull(o);
+    double loss = objective_softmax(o, f, bank, idx, B, df);
+    double lref = 0.0;
+    for (int i = 0; i < B; i++) {
+        double mx = -1e300, z = 0.0, s[N];
+        for (int j = 0; j < N; j++) {
+            s[j] = dot_d(f + i * D, bank + (size_t)j * D, D) / tau;
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        for (int j = 0; j < N; j++) z += exp(s[j] - mx);
+        lref += log(z) + mx - s[idx[i]];
+        for (int k = 0; k < D; k++) {
+            double a = 0.0;
+            for (int j = 0; j < N; j++) a += exp(s[j] - mx) / z * bank[(size_t)j * D + k];
+            ref[i * D + k] = (a - bank[(size_t)idx[i] * D + k]) / (tau * B);
+        }
+    }
+    lref /= B;
+    ck_assert_msg(fabs(loss - lref) < 1e-5 * fabs(lref), "%d threads: loss %.9g vs %.9g", nt,
+                  loss, lref);
+    for (int i = 0; i < B * D; i++)
+        ck_assert_msg(fabs(df[i] - ref[i]) < 1e-5 * (fabs(ref[i]) + 1e-2), "%d threads: df[%d] %g vs %g",
+                      nt, i, df[i], ref[i]);
+    objective_destroy(&o);
+    nn_team_destroy(&team);
+    free(f);
+    free(bank);
+    free(df);
+    free(ref);
+}
+END_TEST
+
 static Suite *objective_suite(void)
 {
     Suite *s = suite_create("objective");
@@ -209,6 +285,8 @@ static Suite *objective_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_nce_grad, 0, 4);
     tcase_add_loop_test(tc, test_softmax_grad, 0, 2);
+    tcase_add_loop_test(tc, test_softmax_blocks, 0, 3);
+    tcase_add_test(tc, test_vec_exp);
     tcase_add_test(tc, test_z_handling);
     tcase_add_test(tc, test_shared_equals_per_element);
     suite_add_tcase(s, tc);

@@ -1,9 +1,11 @@
 /* NCE and softmax objectives (see objective.h). Scores and probabilities are float;
  * reductions (loss, Z estimate, softmax normaliser) are double.
  *
- * The products here are small (B x m x d); they run with OpenBLAS on one thread (set and
- * restored around each call), because a multi-threaded call leaves an OpenBLAS worker
- * spinning for a while afterwards, stealing a core from the network's own threads. */
+ * The products run with OpenBLAS on one thread (set and restored around each call), because
+ * a multi-threaded call leaves an OpenBLAS worker spinning for a while afterwards, stealing a
+ * core from the network's own threads. The softmax instead splits the bank's rows between
+ * the threads of cfg.team, in blocks of SOFTMAX_COLS rows (a block's scores and rows stay in
+ * L2 between its two products), and never holds the B x n logits. */
 #include "trainer/objective.h"
 
 #include <cblas.h>
@@ -12,8 +14,14 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/nn/team.h"
+#include "common/nn/vec.h"
 
 #define NCE_EPS 1e-7
+/* Bank rows per softmax block. bench_softmax (B 128, d 128, n 50,000, one thread, SkylakeX
+ * kernel) measured 256 / 512 / 1024 / 2048 rows at 26-28 / 26-29 / 26-29 / 29-30 ms per
+ * call, so about equal; the products then run near the single-core sgemm peak. */
+#define SOFTMAX_COLS 512
 
 struct objective {
     struct objective_config cfg;
@@ -22,6 +30,11 @@ struct objective {
     size_t scores_floats;
     double z, z_est;
     int z_set;
+    int nt;          /* softmax threads: the team's size */
+    float *acc;      /* (nt, max_batch, d) softmax partial gradients */
+    float *mx;       /* (nt, max_batch) softmax running maxima */
+    double *sum;     /* (nt, max_batch) softmax partial normalisers */
+    double *w;       /* (nt) merge weights */
 };
 
 struct objective *objective_new(const struct objective_config *cfg)
@@ -36,13 +49,18 @@ struct objective *objective_new(const struct objective_config *cfg)
     struct objective *o = calloc(1, sizeof(*o));
     if (!o) return NULL;
     o->cfg = *cfg;
-    size_t cols = cfg->m;
-    if (cfg->softmax && cfg->n > cols) cols = cfg->n;
+    o->nt = nn_team_size(cfg->team);
+    size_t cols = cfg->m, mb = (size_t)cfg->max_batch, nt = (size_t)o->nt;
+    if (cfg->softmax && nt * SOFTMAX_COLS > cols) cols = nt * SOFTMAX_COLS;
     if (cols < 1) cols = 1;
-    o->scores_floats = (size_t)cfg->max_batch * cols;
+    o->scores_floats = mb * cols;
     o->scores = malloc(sizeof(float) * o->scores_floats);
-    o->s0 = malloc(sizeof(float) * (size_t)cfg->max_batch);
-    if (!o->scores || !o->s0) {
+    o->s0 = malloc(sizeof(float) * mb);
+    o->acc = malloc(sizeof(float) * nt * mb * (size_t)cfg->dim);
+    o->mx = malloc(sizeof(float) * nt * mb);
+    o->sum = malloc(sizeof(double) * nt * mb);
+    o->w = malloc(sizeof(double) * nt);
+    if (!o->scores || !o->s0 || !o->acc || !o->mx || !o->sum || !o->w) {
         log_error("objective: cannot allocate %zu scores", o->scores_floats);
         objective_destroy(&o);
         return NULL;
@@ -55,6 +73,10 @@ void objective_destroy(struct objective **op)
     if (!op || !*op) return;
     free((*op)->scores);
     free((*op)->s0);
+    free((*op)->acc);
+    free((*op)->mx);
+    free((*op)->sum);
+    free((*op)->w);
     free(*op);
     *op = NULL;
 }
@@ -181,50 +203,147 @@ static double nce_per_element_impl(struct objective *o, const float *f, const fl
     return loss + objective_prox(o, f, pos, B, df);
 }
 
-static double softmax_impl(struct objective *o, const float *f, const float *bank,
-                         const uint32_t *idx, int B, float *df)
+
+struct softmax_job {
+    struct objective *o;
+    const float *f, *bank;
+    int B;
+};
+
+static float row_max(const float *x, int n)
 {
-    /* f (B,d) bank (n,d) L (B,n) df (B,d) */
-    NPID_CHECK(B >= 1 && B <= o->cfg.max_batch && o->cfg.softmax);
-    int d = o->cfg.dim;
-    size_t n = o->cfg.n;
-    float *L = o->scores;
-    float inv_tau = (float)(1.0 / o->cfg.tau);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)n, d, inv_tau, f, d, bank, d,
-                0.0f, L, (int)n);
-    double loss = 0.0;
-    for (int i = 0; i < B; i++) {
-        NPID_CHECK(idx[i] < n);
-        float *row = L + (size_t)i * n;
-        float mx = row[0];
-        for (size_t j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-        double sum = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
+    float m = x[0];
+    int j = 0;
+    if (n >= 16) {
+        v16f vm = v16_load(x);
+        for (j = 16; j + 16 <= n; j += 16) {
+            v16f v = v16_load(x + j);
+            vm = (v16f)(((v16i)v & (v > vm)) | ((v16i)vm & ~(v > vm)));
         }
-        loss -= log(row[idx[i]] / sum);
-        /* dL/dlogit = (softmax - onehot)/B, then d logit/df = bank/tau */
-        float k = (float)(1.0 / (sum * B)) * inv_tau;
-        for (size_t j = 0; j < n; j++) row[j] *= k;
-        row[idx[i]] -= inv_tau / B;
+        for (int l = 0; l < 16; l++) m = vm[l] > m ? vm[l] : m;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, (int)n, 1.0f, L, (int)n, bank,
-                d, 0.0f, df, d);
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* x[j] = exp(x[j] - m) in place; returns their sum */
+static double row_exp(float *x, int n, float m)
+{
+    v16f vm = v16_set1(m), acc = { 0 };
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v16f e = v16_exp(v16_load(x + j) - vm);
+        v16_store(x + j, e);
+        acc += e;
+    }
+    double sum = v16_hsum(acc);
+    if (j < n) {
+        float t[16];
+        for (int l = 0; l < 16; l++) t[l] = j + l < n ? x[j + l] : m;
+        v16f e = v16_exp(v16_load(t) - vm);
+        for (int l = 0; j + l < n; l++) {
+            x[j + l] = e[l];
+            sum += e[l];
+        }
+    }
+    return sum;
+}
+
+/* Thread tid's share of the softmax: bank rows [n tid/nt, n (tid+1)/nt) in blocks, with a
+ * running maximum per batch row (flash-attention style): mx_i, sum_i = sum_j exp(s_ij - mx_i)
+ * and acc_i = sum_j exp(s_ij - mx_i) bank_j, rescaled whenever mx_i grows. */
+static void softmax_part(void *arg, int tid)
+{
+    struct softmax_job *jb = arg;
+    struct objective *o = jb->o;
+    int B = jb->B, d = o->cfg.dim, mb = o->cfg.max_batch;
+    size_t n = o->cfg.n;
+    size_t c0 = n * (size_t)tid / (size_t)o->nt, c1 = n * (size_t)(tid + 1) / (size_t)o->nt;
+    float *S = o->scores + (size_t)tid * (size_t)mb * SOFTMAX_COLS;
+    float *acc = o->acc + (size_t)tid * (size_t)mb * d;
+    float *mx = o->mx + (size_t)tid * mb;
+    double *sum = o->sum + (size_t)tid * mb;
+    float inv_tau = (float)(1.0 / o->cfg.tau);
+    if (c0 >= c1) {
+        for (int i = 0; i < B; i++) {
+            mx[i] = -INFINITY;
+            sum[i] = 0.0;
+        }
+        return;
+    }
+    for (size_t b0 = c0; b0 < c1; b0 += SOFTMAX_COLS) {
+        int nc = (int)(c1 - b0 < SOFTMAX_COLS ? c1 - b0 : SOFTMAX_COLS);
+        const float *rows = jb->bank + b0 * (size_t)d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nc, d, inv_tau, jb->f, d, rows,
+                    d, 0.0f, S, nc);
+        for (int i = 0; i < B; i++) {
+            float *s = S + (size_t)i * nc;
+            float m = row_max(s, nc);
+            if (b0 == c0) {
+                mx[i] = m;
+                sum[i] = 0.0;
+            } else if (m > mx[i]) {
+                float r = expf(mx[i] - m);
+                sum[i] *= r;
+                for (int k = 0; k < d; k++) acc[(size_t)i * d + k] *= r;
+                mx[i] = m;
+            }
+            sum[i] += row_exp(s, nc, mx[i]);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, nc, 1.0f, S, nc, rows, d,
+                    b0 == c0 ? 0.0f : 1.0f, acc, d);
+    }
+}
+
+static double softmax_impl(struct objective *o, const float *f, const float *bank,
+                           const uint32_t *idx, int B, float *df)
+{
+    /* f (B,d) bank (n,d) df (B,d) */
+    NPID_CHECK(B >= 1 && B <= o->cfg.max_batch && o->cfg.softmax);
+    int d = o->cfg.dim, mb = o->cfg.max_batch, nt = o->nt;
+    size_t n = o->cfg.n;
+    for (int i = 0; i < B; i++) NPID_CHECK(idx[i] < n);
+    struct softmax_job jb = { o, f, bank, B };
+    if (nt > 1)
+        nn_team_run(o->cfg.team, softmax_part, &jb);
+    else
+        softmax_part(&jb, 0);
+    /* merge the threads' parts: loss_i = log sum_j exp(s_ij) - s_i,idx_i,
+     * dL/df_i = (sum_j p_ij bank_j - bank_idx_i) / (tau B) */
+    double inv_tau = 1.0 / o->cfg.tau, loss = 0.0;
+    for (int i = 0; i < B; i++) {
+        float top = -INFINITY;
+        for (int t = 0; t < nt; t++) top = o->mx[(size_t)t * mb + i] > top ? o->mx[(size_t)t * mb + i] : top;
+        double z = 0.0;
+        for (int t = 0; t < nt; t++) {
+            o->w[t] = exp((double)o->mx[(size_t)t * mb + i] - top);
+            z += o->w[t] * o->sum[(size_t)t * mb + i];
+        }
+        const float *fi = f + (size_t)i * d, *pos = bank + (size_t)idx[i] * d;
+        double target = 0.0;
+        for (int k = 0; k < d; k++) target += (double)fi[k] * pos[k];
+        loss += log(z) + top - target * inv_tau;
+        float *g = df + (size_t)i * d;
+        for (int k = 0; k < d; k++) {
+            double a = 0.0;
+            for (int t = 0; t < nt; t++) a += o->w[t] * o->acc[((size_t)t * mb + i) * d + k];
+            g[k] = (float)((a / z - pos[k]) * inv_tau / B);
+        }
+    }
     loss /= B;
     if (o->cfg.prox_lambda > 0.0) {
         /* pos_i is bank row idx_i, read in place */
-        double lam = o->cfg.prox_lambda, sum = 0.0;
+        double lam = o->cfg.prox_lambda, psum = 0.0;
         float g = (float)(2.0 * lam / B);
         for (int i = 0; i < B; i++) {
             const float *p = bank + (size_t)idx[i] * d;
             for (int j = 0; j < d; j++) {
                 float diff = f[(size_t)i * d + j] - p[j];
-                sum += (double)diff * diff;
+                psum += (double)diff * diff;
                 df[(size_t)i * d + j] += g * diff;
             }
         }
-        loss += lam * sum / B;
+        loss += lam * psum / B;
     }
     return loss;
 }

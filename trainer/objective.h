@@ -33,10 +33,13 @@ struct objective_config {
     int z_mode;           /* enum objective_z_mode */
     double z_momentum;    /* EMA momentum (0.99) */
     double prox_lambda;   /* 0: off */
-    int softmax;          /* nonzero: also size scratch for objective_softmax (B x n) */
+    int softmax;          /* nonzero: also size scratch for objective_softmax */
+    struct nn_team *team; /* threads for objective_softmax (NULL: the caller's thread only);
+                             it must outlive the objective and be idle during its calls */
 };
 
 struct objective;
+struct nn_team;
 
 /* NULL on bad config or out of memory (reason logged). */
 struct objective *objective_new(const struct objective_config *cfg);
@@ -50,7 +53,9 @@ double objective_nce_shared(struct objective *o, const float *f, const float *po
 double objective_nce_per_element(struct objective *o, const float *f, const float *pos,
                                  const float *neg, int B, float *df);
 /* Full non-parametric softmax: logits = f . bank^T / tau over all n rows (bank (n, d)),
- * cross entropy with target idx_i (< n), mean over the batch. Needs cfg.softmax. */
+ * cross entropy with target idx_i (< n), mean over the batch. Needs cfg.softmax. Runs on
+ * cfg.team; results are deterministic for a given team size, and sizes agree to float
+ * rounding. */
 double objective_softmax(struct objective *o, const float *f, const float *bank,
                          const uint32_t *idx, int B, float *df);
 

@@ -76,7 +76,7 @@ int trainer_step_main(int argc, char **argv)
     }
     memcpy(net_params(net), c.params, c.n_params * sizeof(float));
     memcpy(net_buffers(net), c.buffers, c.n_buffers * sizeof(float));
-    struct objective_config oc = { (int)B, dim, m, n, tau, OBJ_Z_FROZEN, 0.99, 0.0, 0 };
+    struct objective_config oc = { (int)B, dim, m, n, tau, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
     obj = objective_new(&oc);
     opt = sgd_new(net_param_count(net), (float)hp[1], (float)hp[2]);
     if (!obj || !opt)

@@ -576,7 +576,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         .max_batch = cfg->batch, .dim = cfg->low_dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
         .n = t->n, .tau = cfg->nce_t, .z_mode = !strcmp(cfg->z_mode, "ema") ? OBJ_Z_EMA : OBJ_Z_FROZEN,
         .z_momentum = cfg->z_momentum, .prox_lambda = cfg->prox_lambda,
-        .softmax = t->mode == DRAW_SOFTMAX,
+        .softmax = t->mode == DRAW_SOFTMAX, .team = net_team(t->net),
     };
     t->obj = objective_new(&oc);
     if (!t->opt || !t->obj)

@@ -389,6 +389,7 @@ const char *net_describe(const struct net *n) { return n->desc; }
 int net_low_dim(const struct net *n) { return n->cfg.low_dim; }
 int net_max_batch(const struct net *n) { return n->cfg.max_batch; }
 int net_threads(const struct net *n) { return n->nt; }
+struct nn_team *net_team(struct net *n) { return n->team; }
 
 /* Pre-normalisation outputs u (B, low_dim) of the last forward (f = u / ||u||). */
 const float *net_output_raw(const struct net *n) { return n->u; }

@@ -47,6 +47,7 @@ enum net_init { NET_INIT_HE = 0, NET_INIT_TORCH = 1, NET_INIT_HE_OUT = 2 };
 int net_init_parse(const char *name);
 
 struct net;
+struct nn_team;
 
 /* NULL on failure (unknown model, bad sizes, out of memory), with the reason logged. */
 struct net *net_new(const struct net_config *cfg);
@@ -55,6 +56,9 @@ struct net *net_new(const struct net_config *cfg);
 struct net *net_new_threads(const struct net_config *cfg, int threads);
 /* The team size in use. */
 int net_threads(const struct net *n);
+/* The team itself, for callers that split other per-batch work the same way between
+ * forward and backward (the trainer's softmax). Never run it from inside a net call. */
+struct nn_team *net_team(struct net *n);
 void net_destroy(struct net **n);
 
 /* x (B, 3, H, W) float32, already normalised; 1 <= B <= max_batch. train = 1: BN uses batch

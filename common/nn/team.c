@@ -109,6 +109,11 @@ void nn_team_run(struct nn_team *t, void (*fn)(void *arg, int tid), void *arg)
     pthread_mutex_unlock(&t->mu);
 }
 
+int nn_team_size(const struct nn_team *t)
+{
+    return t ? t->n : 1;
+}
+
 void nn_team_barrier(struct nn_team *t)
 {
     if (t && t->n > 1) pthread_barrier_wait(&t->sync);

@@ -20,6 +20,8 @@ struct nn_team *nn_team_new(int n);
 void nn_team_destroy(struct nn_team **t);
 /* Runs fn(arg, tid) on every thread of the team and returns when all have finished. */
 void nn_team_run(struct nn_team *t, void (*fn)(void *arg, int tid), void *arg);
+/* The number of threads (1 for a NULL team). */
+int nn_team_size(const struct nn_team *t);
 /* Waits until every thread of the team arrives (no-op for a NULL team). */
 void nn_team_barrier(struct nn_team *t);
 
