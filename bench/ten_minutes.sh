@@ -15,7 +15,9 @@
 #
 # Environment: NPID_BIN (build dir), EPOCHS (8), LIMIT (600), TRAIN_FLAGS (extra trainer
 # flags), NPID_CACHE (CIFAR-10 cache, ~/.cache/npid), OPENBLAS_CORETYPE (SkylakeX unless set),
-# PORT (base port, 24700), KEEP=DIR (keep the run directory there).
+# PORT (base port, 24700), KEEP=DIR (keep the run directory there), TSV=FILE (also write the
+# curve there as bench/recipes.sh's NAME.tsv: epoch, step, wall s, kNN bank %, recomputed %;
+# with FILE's .flags and .data beside it, `bench/recipes.sh -o DIR -p` tables and plots it).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -82,15 +84,16 @@ while [ $e -lt "$epochs" ]; do
     e=$((e + 1))
 done
 
-$py - "$w" "$t0" "$limit" <<'PY'
+$py - "$w" "$t0" "$limit" "${TSV:-}" <<'PY'
 import json, os, sys
-w, t0, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+w, t0, limit, tsv = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 base = json.load(open(f"{w}/pixels.json"))["top1"] * 100
-ck = {}
+ck, steps = {}, {}
 for l in open(f"{w}/run/metrics.jsonl"):
     e = json.loads(l)
     if e.get("type") == "checkpoint" and e.get("reason") == "epoch":
         ck[e["epoch"]] = e["time"] / 1000.0 - t0
+        steps[e["epoch"]] = e["step"]
 ev = {}
 for l in open(f"{w}/evals.jsonl"):
     e = json.loads(l)
@@ -104,6 +107,12 @@ for ep in sorted(ev):
     print(json.dumps(r))
     if secs is not None and secs <= limit:
         best = r
+if tsv:
+    with open(tsv, "w") as t:
+        for ep in sorted(ev):
+            secs = ck.get(ep)
+            t.write("%d\t%s\t%s\t%.2f\t%.2f\n" % (ep, steps.get(ep, "-"),
+                    "%d" % round(secs) if secs is not None else "-", ev[ep]["bank"], ev[ep]["recomputed"]))
 ok = best is not None and best["bank"] > base and best["recomputed"] > base
 print(json.dumps({"raw_pixels": round(base, 2), "limit_s": limit, "within_limit": best,
                   "target_met": ok}))

@@ -697,6 +697,10 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
     }
     int one = 1;
     zmq_setsockopt(tq->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* a loader keeps its routing id across reconnects (after a heartbeat timeout, say); the
+     * new connection must replace the old one, which libzmq would otherwise keep while
+     * silently dropping everything the new one sends (tests/it_trainer_reconnect.sh) */
+    zmq_setsockopt(tq->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     if (msg_bind(tq->sock, endpoint, o->allow_remote)) {
         err_set(err, err_len, "cannot bind task endpoint %s: %s%s", endpoint,
                 errno == EPERM ? "not a loopback address" : zmq_strerror(errno),
