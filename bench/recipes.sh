@@ -10,7 +10,8 @@
 # Usage: bench/recipes.sh [-o OUT] NAME...      (NAME from `bench/recipes.sh -l`; "all": every one)
 #        bench/recipes.sh [-o OUT] -p            (only the table and plot from OUT's .tsv files)
 # Environment: NPID_BIN (build dir, default build), NPID_CACHE (CIFAR-10 cache),
-# OPENBLAS_CORETYPE (SkylakeX on AVX-512 machines unless set), RECIPES_PORT (base port, 23700).
+# OPENBLAS_CORETYPE (SkylakeX on AVX-512 machines unless set), RECIPES_PORT (base port, 23700),
+# BASELINE (a kNN % drawn as a dashed line in the plot, e.g. the raw-pixel 41.10).
 # Not part of `make bench` (minutes per configuration); data: the shared CIFAR-10 JPEGs.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -174,6 +175,8 @@ for t in "$out"/*.tsv; do
     n=$(basename "$t" .tsv)
     plot="$plot${plot:+, }'$t' using 1:5 with linespoints lw 2 title '$n recomputed', '$t' using 1:4 with lines title '$n bank'"
 done
+# BASELINE=PCT: also a horizontal line there (the raw-pixel kNN, say)
+[ -n "${BASELINE:-}" ] && plot="$plot, ${BASELINE} with lines dt 2 lc rgb 'black' title 'raw pixels (${BASELINE} %)'"
 gnuplot -e "set terminal png size 1000,640; set output '$out/recipes.png'; set datafile missing '-';
     set xlabel 'epoch'; set ylabel 'weighted kNN top-1 (%)'; set key outside right; set grid;
     set title 'npid on CIFAR-10: kNN per epoch (with points: recomputed; plain lines: bank)'; plot $plot" ||
