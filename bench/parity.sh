@@ -188,7 +188,7 @@ sed 's/^/  /' "$w/step.jsonl" >&2
 # ---- table and plot ---------------------------------------------------------------------------
 $py - "$w" "$out" "$model" "$epochs" "$loaders" "$data" "$commit" "$load_before" "$(load)" \
     "$seeds" <<'EOF' || die "cannot write the table"
-import json, os, statistics, sys, time
+import json, math, os, statistics, sys, time
 w, out, model, epochs, loaders, data, commit, load0, load1, seeds = sys.argv[1:11]
 epochs, seeds = int(epochs), seeds.split()
 mean = statistics.mean
@@ -229,7 +229,7 @@ for s in seeds:
     r["peer_eval"] = sum(peer[e]["eval_seconds"] for e in range(1, epochs + 1))
     runs[s] = r
 
-per_seed, rows, dat, gaps = [], [], [], []
+per_seed, rows, dat, gaps, need = [], [], [], [], []
 for s in seeds:
     for ep in range(1, epochs + 1):
         nb, nr, nl, ns = runs[s]["npid"][ep]
@@ -247,6 +247,9 @@ for ep in range(1, epochs + 1):
     nl, pl = col("npid", 2), col("peer", 2)
     gap = mean(nr) - mean(pr)
     gaps.append(gap)
+    if len(seeds) > 1:
+        # seeds per side for |observed gap| < 1.5 with 95 % probability when the true gap is 0
+        need.append(math.ceil(2 * (sd(nr) ** 2 + sd(pr) ** 2) / 2 * (1.96 / 1.5) ** 2))
     se = (sd(nr) ** 2 / len(nr) + sd(pr) ** 2 / len(pr)) ** 0.5
     rows.append(f"| {ep} | {mean(nb):.2f} / {mean(nr):.2f} (sd {sd(nr):.2f}) | "
                 f"{mean(pb):.2f} / {mean(pr):.2f} (sd {sd(pr):.2f}) | {gap:+.2f}"
@@ -351,7 +354,11 @@ Notes:
 - The first epochs of this recipe are noisy (../shared/spec/reference-curves.md: kNN falls
   below the untrained network's for several epochs, then recovers slowly); compare the
   gap with the spread over seeds, not with zero.
-"""
+""" + (f"""- Deciding the 1.5-point target at this spread: were the true gap 0, the mean gap would fall
+  within 1.5 points with 95 % probability only from n = {" / ".join(str(x) for x in need)} seeds per
+  side (epochs 1..{epochs}; n >= 2 s^2 (1.96 / 1.5)^2, s^2 the mean of the two sides' variances
+  over seeds); these runs have {nseeds}.
+""" if need else "")
 open(f"{out}/parity.md", "w").write(md)
 EOF
 gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'; epochs=$epochs" "$root/bench/parity-plot.gp" \
