@@ -264,11 +264,12 @@ static void softmax_part(void *arg, int tid)
     float *mx = o->mx + (size_t)tid * mb;
     double *sum = o->sum + (size_t)tid * mb;
     float inv_tau = (float)(1.0 / o->cfg.tau);
-    if (c0 >= c1) {
+    if (c0 >= c1) { /* fewer rows than threads: an empty share, weight 0 in the merge */
         for (int i = 0; i < B; i++) {
             mx[i] = -INFINITY;
             sum[i] = 0.0;
         }
+        memset(acc, 0, sizeof(float) * (size_t)B * (size_t)d);
         return;
     }
     for (size_t b0 = c0; b0 < c1; b0 += SOFTMAX_COLS) {
@@ -326,7 +327,8 @@ static double softmax_impl(struct objective *o, const float *f, const float *ban
         float *g = df + (size_t)i * d;
         for (int k = 0; k < d; k++) {
             double a = 0.0;
-            for (int t = 0; t < nt; t++) a += o->w[t] * o->acc[((size_t)t * mb + i) * d + k];
+            for (int t = 0; t < nt; t++)
+                if (o->w[t] > 0.0) a += o->w[t] * o->acc[((size_t)t * mb + i) * d + k];
             g[k] = (float)((a / z - pos[k]) * inv_tau / B);
         }
     }
