@@ -203,7 +203,6 @@ static double nce_per_element_impl(struct objective *o, const float *f, const fl
     return loss + objective_prox(o, f, pos, B, df);
 }
 
-
 struct softmax_job {
     struct objective *o;
     const float *f, *bank;
