@@ -30,6 +30,7 @@ out=${PARITY_OUT:-}
 [ -n "$out" ] || out=$root/docs
 export OPENBLAS_CORETYPE=SkylakeX
 
+. "$here/lib_eval.sh"
 say() { echo "$name: $*" >&2; }
 die() { echo "$name: $*" >&2; exit 1; }
 
@@ -129,27 +130,10 @@ run_npid() {
     fi
     grep -E 'epoch [0-9]+ done' "$d/logs/trainer.log" | sed 's/^/  /' >&2
     say "npid seed $sd: evaluating each epoch's checkpoint (npid-evald --once --against both)"
-    e=0
     : >"$d/evals.jsonl"
     t2=$(now)
-    while [ $e -lt "$epochs" ]; do
-        nnn=$(printf '%03d' $e)
-        ck=$d/run/checkpoints/epoch-$nnn.ckpt
-        snap=$d/bank/bank-epoch-$nnn.snap
-        [ -f "$ck" ] && [ -f "$snap" ] || die "epoch $e: $ck or $snap missing"
-        mkdir -p "$d/eval-$nnn"
-        ln -sf "$snap" "$d/eval-$nnn/bank-epoch-$nnn.snap"
-        "$bin/npid-bankd" --bind "$eval_ep" --dir "$d/eval-$nnn" --snapshot-every 0 \
-            >"$d/logs/bankd-eval-$nnn.log" 2>&1 &
-        pids="$pids $!"
-        timeout 3600 "$bin/npid-evald" --once --checkpoint "$ck" --data "$data" --bank "$eval_ep" \
-            --against both >>"$d/evals.jsonl" 2>"$d/logs/evald-$nnn.log"
-        rc=$?
-        stop_children
-        [ $rc -eq 0 ] || { tail -5 "$d/logs/evald-$nnn.log" >&2; die "npid-evald failed on epoch $e"; }
-        grep -E 'against (bank|recomputed)' "$d/logs/evald-$nnn.log" | sed 's/^/  /' >&2
-        e=$((e + 1))
-    done
+    eval_kept_epochs "$d" "$epochs" "$data" "$eval_ep" "$d/evals.jsonl" || die "evaluation failed"
+    stop_children
     t3=$(now)
     echo "$t0 $t1 $t2 $t3" >"$d/times"
 }

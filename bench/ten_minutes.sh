@@ -27,6 +27,7 @@ limit=${LIMIT:-600}
 port=${PORT:-24700}
 py=/usr/bin/python3
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+. "$here/lib_eval.sh"
 say() { echo "ten_minutes: $*" >&2; }
 die() { say "$*"; exit 2; }
 for b in npid-bankd npid-loader npid-trainer npid-evald; do
@@ -70,19 +71,7 @@ pids=""
 
 say "evaluating each epoch (npid-evald --once --against both)"
 : >"$w/evals.jsonl"
-e=0
-while [ $e -lt "$epochs" ]; do
-    nnn=$(printf '%03d' $e)
-    mkdir -p "$w/eval-$nnn"
-    ln -sf "$w/bank/bank-epoch-$nnn.snap" "$w/eval-$nnn/"
-    "$bin/npid-bankd" --bind "$(ep 3)" --dir "$w/eval-$nnn" --snapshot-every 0 >"$w/logs/bankd-$nnn.log" 2>&1 &
-    pids="$!"
-    "$bin/npid-evald" --once --checkpoint "$w/run/checkpoints/epoch-$nnn.ckpt" --data "$data" \
-        --bank "$(ep 3)" --against both >>"$w/evals.jsonl" 2>"$w/logs/evald-$nnn.log" ||
-        die "evaluation of epoch $e failed: $(tail -1 "$w/logs/evald-$nnn.log")"
-    kill $pids; wait $pids 2>/dev/null; pids=""
-    e=$((e + 1))
-done
+eval_kept_epochs "$w" "$epochs" "$data" "$(ep 3)" "$w/evals.jsonl" || die "evaluation failed"
 
 $py - "$w" "$t0" "$limit" "${TSV:-}" <<'PY'
 import json, os, sys
