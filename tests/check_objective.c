@@ -269,8 +269,8 @@ START_TEST(test_softmax_blocks)
     ck_assert_msg(fabs(loss - lref) < 1e-5 * fabs(lref), "%d threads: loss %.9g vs %.9g", nt,
                   loss, lref);
     for (int i = 0; i < B * D; i++)
-        ck_assert_msg(fabs(df[i] - ref[i]) < 1e-5 * (fabs(ref[i]) + 1e-2), "%d threads: df[%d] %g vs %g",
-                      nt, i, df[i], ref[i]);
+        ck_assert_msg(fabs(df[i] - ref[i]) < 1e-5 * (fabs(ref[i]) + 1e-2),
+                      "%d threads: df[%d] %g vs %g", nt, i, df[i], ref[i]);
     objective_destroy(&o);
     nn_team_destroy(&team);
     free(f);

@@ -313,7 +313,10 @@ static double softmax_impl(struct objective *o, const float *f, const float *ban
     double inv_tau = 1.0 / o->cfg.tau, loss = 0.0;
     for (int i = 0; i < B; i++) {
         float top = -INFINITY;
-        for (int t = 0; t < nt; t++) top = o->mx[(size_t)t * mb + i] > top ? o->mx[(size_t)t * mb + i] : top;
+        for (int t = 0; t < nt; t++) {
+            float m = o->mx[(size_t)t * mb + i];
+            top = m > top ? m : top;
+        }
         double z = 0.0;
         for (int t = 0; t < nt; t++) {
             o->w[t] = exp((double)o->mx[(size_t)t * mb + i] - top);

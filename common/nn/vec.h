@@ -39,9 +39,9 @@ static inline v16f v16_mask_pos(v16f v, v16f m)
     return (v16f)((v16i)v & (m > z));
 }
 
-/* exp(x) per lane, relative error below 2.4e-7 (2 ulp) for x in [-87.3, 88.3]; inputs are clamped to that
- * range first (so exp of anything below -87.3 is exp(-87.3) ~ 1.2e-38, not 0, and nothing
- * overflows). Cephes' reduction x = n ln2 + r, |r| <= ln2/2, and its degree-6 polynomial. */
+/* exp(x) per lane, relative error below 2.4e-7 (2 ulp) for x in [-87.3, 88.3]; inputs are
+ * clamped to that range first (so exp of anything below -87.3 is exp(-87.3) ~ 1.2e-38, not 0,
+ * and nothing overflows). Cephes' reduction x = n ln2 + r, |r| <= ln2/2, and its degree-6 polynomial. */
 static inline v16f v16_exp(v16f x)
 {
     v16f hi = v16_set1(88.3f), lo = v16_set1(-87.3f);
