@@ -21,7 +21,18 @@ fail() {
     for f in "$tmp"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -8 "$f" >&2; }; done
     exit 1
 }
+# ports BASE..BASE+2 from 21000..24999, skipping bases something already listens on (a
+# training run on the same machine, another test); without ss, the first pick is taken
+base_free() {
+    command -v ss >/dev/null || return 0
+    [ -z "$(ss -Hltn "( sport = :$1 or sport = :$(($1 + 1)) or sport = :$(($1 + 2)) )" 2>/dev/null)" ]
+}
 base=$(( 21000 + ($$ % 400) * 10 ))
+tries=0
+while ! base_free "$base" && [ $tries -lt 400 ]; do
+    base=$(( 21000 + (base - 21000 + 10) % 4000 ))
+    tries=$((tries + 1))
+done
 export NPID_BANK=tcp://127.0.0.1:$base
 export NPID_TASKS=tcp://127.0.0.1:$((base + 1))
 export NPID_EVENTS=tcp://127.0.0.1:$((base + 2))
