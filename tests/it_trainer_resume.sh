@@ -39,6 +39,19 @@ new_bankd C
 start_bg trainerC "$bin/npid-trainer" $common --run-dir "$tmp/C" --ckpt-every 4 --metrics-every 1
 trainerC=$last_pid
 wait_for 200 step_at_least "$tmp/C/metrics.jsonl" 14 || fail "run C did not reach step 14"
+# kill only when bankd is surely past the last checkpoint: stopped, the trainer has published
+# step S (its update S was sent; S - 1 was surely applied) and checkpointed last at P <= S - 2
+last_ckpt() { sed -n 's/.*checkpoint ([a-z-]*): step \([0-9]*\) .*/\1/p' "$tmp/trainerC.log" | tail -1; }
+tries=0
+while :; do
+    kill -STOP "$trainerC"
+    s_now=$(metrics_step "$tmp/C/metrics.jsonl"); p_now=$(last_ckpt)
+    [ "$s_now" -ge $(( ${p_now:-0} + 2 )) ] && break
+    kill -CONT "$trainerC"
+    tries=$((tries + 1))
+    [ $tries -lt 100 ] || fail "run C: no moment with bankd two updates past a checkpoint"
+    sleep 0.05
+done
 kill -9 "$trainerC"
 wait "$trainerC" 2>/dev/null
 run_trainer trainerC --run-dir "$tmp/C" --resume || fail "run C (resumed)"
