@@ -56,6 +56,9 @@ kill -9 "$trainerC"
 wait "$trainerC" 2>/dev/null
 run_trainer trainerC --run-dir "$tmp/C" --resume || fail "run C (resumed)"
 grep -q "restoring snapshot" "$tmp/trainerC.log" || fail "run C: the resume did not roll bankd back"
+# a resumed epoch counts the steps trained before the checkpoint (every index exactly once)
+! grep -h "exactly-once violated" "$tmp/trainerB.log" "$tmp/trainerC.log" ||
+    fail "a resumed epoch's accounting missed the steps before the checkpoint"
 
 $py - "$tmp/A/checkpoints/trainer.ckpt" "$tmp/B/checkpoints/trainer.ckpt" "$tmp/C/checkpoints/trainer.ckpt" <<'PY' || fail "resumed runs differ from the uninterrupted one"
 import struct, sys

@@ -943,6 +943,14 @@ int trainer_run(struct trainer *t)
         log_error("tasks: cannot plan epoch %u", t->epoch);
         return EXIT_FAIL;
     }
+    /* resumed mid-epoch: the epoch's first steps were trained before the checkpoint */
+    for (uint32_t s = 0; s < t->epoch_step; s++) {
+        uint32_t c;
+        const uint32_t *idx = plan_step(&t->cur, s, &c);
+        for (uint32_t i = 0; i < c; i++)
+            t->seen[idx[i]] = 1;
+        t->epoch_images += c;
+    }
     if (bank_request_sample(t) != 0)
         return EXIT_FAIL;
     log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, m %zu, tau %g",
