@@ -4,7 +4,7 @@
 #
 #   1. the baseline: npid-evald --once --pixels (kNN on mean/std-normalised raw pixels);
 #   2. training: npid-bankd + one npid-loader + npid-trainer --preset cifar --epochs E
-#      --keep-epochs (default E 8, chosen so the run ends near 10 minutes here), nothing else
+#      --keep-epochs (default E 7: the cosine schedule then ends inside 10 minutes here, 527-531 s), nothing else
 #      running; the wall clock starts when the trainer starts (start-up, dataset indexing and
 #      the warm bank pass included);
 #   3. after training, each kept epoch is evaluated (npid-evald --once --against both, the
@@ -13,7 +13,7 @@
 # summary line for the last checkpoint written within LIMIT seconds (default 600); exits 0
 # when both its kNN figures beat the baseline, 1 when not, 2 on a setup error.
 #
-# Environment: NPID_BIN (build dir), EPOCHS (8), LIMIT (600), TRAIN_FLAGS (extra trainer
+# Environment: NPID_BIN (build dir), EPOCHS (7), LIMIT (600), TRAIN_FLAGS (extra trainer
 # flags), NPID_CACHE (CIFAR-10 cache, ~/.cache/npid), OPENBLAS_CORETYPE (SkylakeX unless set),
 # PORT (base port, 24700), KEEP=DIR (keep the run directory there), TSV=FILE (also write the
 # curve there as bench/recipes.sh's NAME.tsv: epoch, step, wall s, kNN bank %, recomputed %;
@@ -22,7 +22,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 bin=${NPID_BIN:-$root/build}
-epochs=${EPOCHS:-8}
+epochs=${EPOCHS:-7}
 limit=${LIMIT:-600}
 port=${PORT:-24700}
 py=/usr/bin/python3
