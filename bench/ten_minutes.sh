@@ -5,8 +5,8 @@
 #   1. the baseline: npid-evald --once --pixels (kNN on mean/std-normalised raw pixels);
 #   2. training: npid-bankd + one npid-loader + npid-trainer --preset cifar --epochs E
 #      --keep-epochs (default E 7: the cosine schedule then ends inside 10 minutes here, at
-#      527-531 s), nothing else running; the wall clock starts when the trainer starts (start-up, dataset indexing and
-#      the warm bank pass included);
+#      527-531 s), nothing else running; the wall clock starts when the trainer starts
+#      (start-up, dataset indexing and the warm bank pass included);
 #   3. after training, each kept epoch is evaluated (npid-evald --once --against both, the
 #      bank from that epoch's snapshot), so evaluation never takes cores from training.
 # Prints one JSON line per epoch (wall seconds at its checkpoint, kNN bank / recomputed) and a
