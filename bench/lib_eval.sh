@@ -1,7 +1,7 @@
 # Sourced by bench/ten_minutes.sh and bench/parity.sh (POSIX sh): evaluating the epochs a run
 # kept with `npid-trainer --keep-epochs`, after training, so evaluation never takes cores from
-# it. Uses the caller's $bin (build dir) and appends the pid of the bankd it runs to $pids
-# while it runs (the caller's cleanup kills whatever is left there).
+# it. Uses the caller's $bin (build dir); the pid of the bankd it runs is in $pids while that
+# bankd lives (the caller's cleanup kills whatever is left there) and removed once reaped.
 #
 # eval_kept_epochs DIR EPOCHS DATA ENDPOINT OUT
 #   for e in 0..EPOCHS-1: serves DIR/bank/bank-epoch-NNN.snap from a fresh npid-bankd on
@@ -24,12 +24,14 @@ eval_kept_epochs() {
         "$bin/npid-bankd" --bind "$_ep" --dir "$_d/eval-$_n" --snapshot-every 0 \
             >"$_d/logs/bankd-eval-$_n.log" 2>&1 &
         _bankd=$!
+        _pids_before=$pids
         pids="$pids $_bankd"
         timeout 3600 "$bin/npid-evald" --once --checkpoint "$_ck" --data "$_data" --bank "$_ep" \
             --against both >>"$_out" 2>"$_d/logs/evald-eval-$_n.log"
         _rc=$?
         kill "$_bankd" 2>/dev/null
         wait "$_bankd" 2>/dev/null
+        pids=$_pids_before
         if [ $_rc -ne 0 ]; then
             echo "npid-evald failed on epoch $_e (exit $_rc):" >&2
             tail -5 "$_d/logs/evald-eval-$_n.log" >&2
