@@ -7,3 +7,9 @@ parity: all
 	NPID_BIN=$(abspath $(BUILD)) EPOCHS="$(or $(EPOCHS),3)" SEEDS="$(or $(SEEDS),0)" MODEL="$(or $(MODEL),resnet20)" \
 	LOADERS="$(or $(LOADERS),1)" PARITY_DATA="$(PARITY_DATA)" PARITY_OUT="$(PARITY_OUT)" \
 	bench/parity.sh
+# make parity-report [EPOCHS=3] [MODEL=resnet20] [PARITY_OUT=docs]: rewrite parity.md and
+# parity.png from the runs stored in parity-runs.jsonl, running nothing.
+.PHONY: parity-report
+parity-report:
+	EPOCHS="$(or $(EPOCHS),3)" MODEL="$(or $(MODEL),resnet20)" PARITY_OUT="$(PARITY_OUT)" \
+	bench/parity.sh --report
