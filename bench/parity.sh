@@ -46,7 +46,10 @@ case "${1:-}" in
     *) echo "usage: $name [--report]" >&2; exit 2 ;;
 esac
 
-case "$epochs" in ''|*[!0-9]*|0) echo "$name: EPOCHS must be a positive number" >&2; exit 2 ;; esac
+# --report without EPOCHS: the stored epoch count with the most seeds of MODEL
+[ -n "$report_only" ] && [ -z "${EPOCHS:-}" ] && epochs=0
+case "$epochs" in ''|*[!0-9]*) echo "$name: EPOCHS must be a positive number" >&2; exit 2 ;; esac
+[ -n "$report_only" ] || [ "$epochs" != 0 ] || { echo "$name: EPOCHS must be a positive number" >&2; exit 2; }
 $py -c 'import torch, torchvision' 2>/dev/null || die "PyTorch/torchvision not importable by $py"
 command -v gnuplot >/dev/null || die "gnuplot not installed (apt-get install gnuplot-nox)"
 if [ -n "$report_only" ]; then
@@ -54,6 +57,7 @@ if [ -n "$report_only" ]; then
     trap 'rm -rf "$w"' EXIT
     $py "$here/parity_report.py" --out "$out" --work "$w" --model "$model" --epochs "$epochs" \
         || die "cannot write the report"
+    epochs=$(tail -n 1 "$w/parity.dat" | cut -d' ' -f1)
     gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'; epochs=$epochs" \
         "$here/parity-plot.gp" || die "gnuplot failed"
     say "wrote $out/parity.md and $out/parity.png"

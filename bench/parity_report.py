@@ -115,7 +115,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--epochs", type=int, required=True)
+    ap.add_argument("--epochs", type=int, required=True,
+                    help="0: the stored epoch count with the most seeds of --model")
     ap.add_argument("--seeds", default="")
     ap.add_argument("--commit", default="unknown")
     ap.add_argument("--loaders", type=int, default=1)
@@ -135,6 +136,12 @@ def main():
         with open(store, "w") as f:
             for r in records:
                 f.write(json.dumps(r) + "\n")
+    if epochs == 0:
+        counts = {}
+        for r in records:
+            if r["model"] == model:
+                counts[r["epochs"]] = counts.get(r["epochs"], 0) + 1
+        epochs = max(counts, key=lambda e: (counts[e], e)) if counts else 0
     use = sorted((r for r in records if r["model"] == model and r["epochs"] == epochs),
                  key=lambda r: r["seed"])
     if not use:

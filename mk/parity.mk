@@ -7,9 +7,10 @@ parity: all
 	NPID_BIN=$(abspath $(BUILD)) EPOCHS="$(or $(EPOCHS),3)" SEEDS="$(or $(SEEDS),0)" MODEL="$(or $(MODEL),resnet20)" \
 	LOADERS="$(or $(LOADERS),1)" PARITY_DATA="$(PARITY_DATA)" PARITY_OUT="$(PARITY_OUT)" \
 	bench/parity.sh
-# make parity-report [EPOCHS=3] [MODEL=resnet20] [PARITY_OUT=docs]: rewrite parity.md and
-# parity.png from the runs stored in parity-runs.jsonl, running nothing.
+# make parity-report [EPOCHS=n] [MODEL=resnet20] [PARITY_OUT=docs]: rewrite parity.md and
+# parity.png from the runs stored in parity-runs.jsonl, running nothing (without EPOCHS: the
+# stored epoch count with the most seeds).
 .PHONY: parity-report
 parity-report:
-	EPOCHS="$(or $(EPOCHS),3)" MODEL="$(or $(MODEL),resnet20)" PARITY_OUT="$(PARITY_OUT)" \
+	EPOCHS="$(EPOCHS)" MODEL="$(or $(MODEL),resnet20)" PARITY_OUT="$(PARITY_OUT)" \
 	bench/parity.sh --report
