@@ -90,8 +90,8 @@ def main():
     top1, _ = knn(q, torch.tensor(test.targets), rf, torch.tensor(train.targets), 200, 0.1,
                   len(train.classes))
     torch_top1 = top1 * 100
-    fragile = fragile_queries(q, rf, torch.tensor(train.targets), len(train.classes))
     t2 = time.perf_counter()
+    fragile = fragile_queries(q, rf, torch.tensor(train.targets), len(train.classes))
 
     r = {"checkpoint": ck if a.ckpt else "untrained (npid-evald mkckpt)",
          "features": rel(f_npid, q.numpy()), "npid_top1": round(npid_top1, 2),
