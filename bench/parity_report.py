@@ -23,6 +23,7 @@ import math
 import os
 import statistics
 import sys
+import textwrap
 import time
 
 MARGIN = 1.5        # points of kNN top-1
@@ -69,6 +70,31 @@ def verdict(gap, half):
     if abs(gap) - half > MARGIN:
         return "outside"
     return "undecided"
+
+
+def reflow(md, width=95):
+    """Re-wraps the prose paragraphs and list items of md; tables, images and headings stay."""
+    out = []
+    for para in md.split("\n\n"):
+        lines = para.split("\n")
+        if lines[0].startswith(("|", "!", "#")):
+            out.append(para)
+            continue
+        items, cur = [], []
+        for l in lines:
+            if l.startswith("- ") and cur:
+                items.append(cur)
+                cur = []
+            cur.append(l.strip())
+        items.append(cur)
+        filled = []
+        for it in items:
+            text = " ".join(it)
+            ind = "  " if text.startswith("- ") else ""
+            filled.append(textwrap.fill(text, width, subsequent_indent=ind,
+                                        break_on_hyphens=False, break_long_words=False))
+        out.append("\n".join(filled))
+    return "\n\n".join(out)
 
 
 def ingest(a, w):
@@ -355,15 +381,16 @@ Notes:
   below the untrained network's for several epochs, then recovers slowly): the seeds alone
   move each side by several points, so only the interval, not the gap alone, says anything.
 - Seeds accumulate in parity-runs.jsonl (one record per seed; records without times were
-  transcribed from an earlier report): `make parity EPOCHS={epochs} SEEDS="20 21"` adds two
-  seeds and rewrites this page over all of them; `make parity-report` rewrites it from the
-  stored runs alone.
+  transcribed from an earlier report): `make parity EPOCHS={epochs} SEEDS="{max(seeds) + 1} {max(seeds) + 2}"` adds two
+  seeds and rewrites this page over all of them (`PARITY_CHECKS=0` skips the one-step and
+  evaluation checks, about 5 minutes); `make parity-report` rewrites it from the stored runs
+  alone.
 """ + (f"""- Seeds needed: at the measured spread, the 95 % interval's half-width falls to
   {MARGIN} points only from n = {" / ".join(str(x) for x in need)} seeds per side (epochs
   1..{epochs}; n >= (s_npid^2 + s_peer^2) (1.96 / {MARGIN})^2); an interval inside the margin
   needs more still unless the true gap is 0. These runs have {nseeds}.
 """ if need else "")
-    open(f"{out}/parity.md", "w").write(md)
+    open(f"{out}/parity.md", "w").write(reflow(md).rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
