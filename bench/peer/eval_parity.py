@@ -15,8 +15,10 @@ features) lie within FRAGILE of each other, relatively. Float32 rounding decides
 reference recipe's first epochs the features nearly collapse (a query's 200 nearest train
 features can lie within 5e-6 in similarity), and such a query's vote turns on the last bit."""
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(2)
     tmp = tempfile.mkdtemp(prefix="npid-evalpar-")
+    atexit.register(shutil.rmtree, tmp, True)
     ck = a.ckpt
     if not ck:
         ck = os.path.join(tmp, "init.ckpt")

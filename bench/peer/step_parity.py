@@ -12,8 +12,10 @@ momentum 0.9, weight decay 5e-4, fresh momentum buffer). Prints one JSON line co
 features, loss, Z, dL/df, the parameter update and the BN running statistics; exits 1 when
 any differs beyond float32 rounding (tolerances in TOL)."""
 import argparse
+import atexit
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -100,6 +102,7 @@ def main():
     torch.set_num_threads(2)
     size, dim, m, n, tau, lr, mom, wd = 32, 128, 4096, 50000, 0.1, 0.03, 0.9, 5e-4
     tmp = tempfile.mkdtemp(prefix="npid-step-")
+    atexit.register(shutil.rmtree, tmp, True)
     ck = a.ckpt
     if not ck:
         ck = os.path.join(tmp, "init.ckpt")
