@@ -40,8 +40,14 @@ start_bg trainerC "$bin/npid-trainer" $common --run-dir "$tmp/C" --ckpt-every 4 
 trainerC=$last_pid
 wait_for 200 step_at_least "$tmp/C/metrics.jsonl" 14 || fail "run C did not reach step 14"
 # kill only when bankd is surely past the last checkpoint: stopped, the trainer has published
-# step S (its update S was sent; S - 1 was surely applied) and checkpointed last at P <= S - 2
-last_ckpt() { sed -n 's/.*checkpoint ([a-z-]*): step \([0-9]*\) .*/\1/p' "$tmp/trainerC.log" | tail -1; }
+# step S (its update S was sent; S - 1 was surely applied) and checkpointed last at P <= S - 2.
+# P is read from the checkpoint file itself (its step, a u64 at offset 24; written by atomic
+# rename, so a stopped trainer's file is final): the log line of a checkpoint taken right
+# after step S can lag behind it.
+last_ckpt() {
+    f=$tmp/C/checkpoints/trainer.ckpt
+    [ -f "$f" ] && od -An -t u8 -j 24 -N 8 "$f" | tr -d ' ' || echo 0
+}
 tries=0
 while :; do
     kill -STOP "$trainerC"
@@ -52,6 +58,7 @@ while :; do
     [ $tries -lt 100 ] || fail "run C: no moment with bankd two updates past a checkpoint"
     sleep 0.05
 done
+echo "it_trainer_resume: run C killed after step $s_now, last checkpoint at step $p_now" >&2
 kill -9 "$trainerC"
 wait "$trainerC" 2>/dev/null
 run_trainer trainerC --run-dir "$tmp/C" --resume || fail "run C (resumed)"
