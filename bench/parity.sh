@@ -52,15 +52,20 @@ case "$epochs" in ''|*[!0-9]*) echo "$name: EPOCHS must be a positive number" >&
 [ -n "$report_only" ] || [ "$epochs" != 0 ] || { echo "$name: EPOCHS must be a positive number" >&2; exit 2; }
 $py -c 'import torch, torchvision' 2>/dev/null || die "PyTorch/torchvision not importable by $py"
 command -v gnuplot >/dev/null || die "gnuplot not installed (apt-get install gnuplot-nox)"
+# report [ARGS]: parity.md and parity.png in $out over the stored runs (ARGS: the fresh
+# seeds' details for parity_report.py); the plot's epoch range is the report's last epoch
+report() {
+    $py "$here/parity_report.py" --out "$out" --work "$w" --model "$model" --epochs "$epochs" \
+        "$@" || die "cannot write the report"
+    last_epoch=$(tail -n 1 "$w/parity.dat" | cut -d' ' -f1)
+    gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'; epochs=$last_epoch" \
+        "$here/parity-plot.gp" || die "gnuplot failed"
+    say "wrote $out/parity.md and $out/parity.png"
+}
 if [ -n "$report_only" ]; then
     w=$(mktemp -d /tmp/npid-parity.XXXXXX)
     trap 'rm -rf "$w"' EXIT
-    $py "$here/parity_report.py" --out "$out" --work "$w" --model "$model" --epochs "$epochs" \
-        || die "cannot write the report"
-    epochs=$(tail -n 1 "$w/parity.dat" | cut -d' ' -f1)
-    gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'; epochs=$epochs" \
-        "$here/parity-plot.gp" || die "gnuplot failed"
-    say "wrote $out/parity.md and $out/parity.png"
+    report
     exit 0
 fi
 for sd in $seeds; do
@@ -211,10 +216,6 @@ else
 fi
 
 # ---- table and plot ---------------------------------------------------------------------------
-$py "$root/bench/parity_report.py" --out "$out" --work "$w" --model "$model" --epochs "$epochs" \
-    --seeds "$seeds" --commit "$commit" --loaders "$loaders" --data "$data" \
-    --load-before "$load_before" --load-after "$(load)" || die "cannot write the report"
-gnuplot -e "datafile='$w/parity.dat'; outfile='$out/parity.png'; epochs=$epochs" "$root/bench/parity-plot.gp" \
-    || die "gnuplot failed"
-say "wrote $out/parity.md and $out/parity.png"
+report --seeds "$seeds" --commit "$commit" --loaders "$loaders" --data "$data" \
+    --load-before "$load_before" --load-after "$(load)"
 [ -z "$checks_failed" ] || die "failed:$checks_failed (npid and PyTorch differ; see $out/parity.md)"

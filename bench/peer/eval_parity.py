@@ -15,13 +15,10 @@ features) lie within FRAGILE of each other, relatively. Float32 rounding decides
 reference recipe's first epochs the features nearly collapse (a query's 200 nearest train
 features can lie within 5e-6 in similarity), and such a query's vote turns on the last bit."""
 import argparse
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -29,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from npid_peer import Indexed, features, knn, test_transform  # noqa: E402
-from step_parity import load_ckpt, rel  # noqa: E402
+from step_parity import load_ckpt, rel, workdir_and_ckpt  # noqa: E402
 from train_step import Net  # noqa: E402
 
 TOL_FEATURES = 1e-4     # ||npid - torch|| / ||torch|| over the test split's features
@@ -62,13 +59,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    tmp = tempfile.mkdtemp(prefix="npid-evalpar-")
-    atexit.register(shutil.rmtree, tmp, True)
-    ck = a.ckpt
-    if not ck:
-        ck = os.path.join(tmp, "init.ckpt")
-        subprocess.run([os.path.join(a.bin, "npid-evald"), "mkckpt", "--out", ck, "--model",
-                        a.model, "--seed", str(a.seed)], check=True, stderr=subprocess.DEVNULL)
+    tmp, ck = workdir_and_ckpt(a, "npid-evalpar-")
     evald = os.path.join(a.bin, "npid-evald")
 
     t0 = time.perf_counter()

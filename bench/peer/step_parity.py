@@ -90,6 +90,19 @@ def rel(a, b):
     return d / s if s > 0 else d
 
 
+def workdir_and_ckpt(a, prefix):
+    """A temporary directory removed at exit, and the checkpoint to use: a.ckpt, else an
+    untrained one of a.model and a.seed written there by `npid-evald mkckpt`."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, tmp, True)
+    ck = a.ckpt
+    if not ck:
+        ck = os.path.join(tmp, "init.ckpt")
+        subprocess.run([os.path.join(a.bin, "npid-evald"), "mkckpt", "--out", ck, "--model",
+                        a.model, "--seed", str(a.seed)], check=True, stderr=subprocess.DEVNULL)
+    return tmp, ck
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -101,13 +114,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(2)
     size, dim, m, n, tau, lr, mom, wd = 32, 128, 4096, 50000, 0.1, 0.03, 0.9, 5e-4
-    tmp = tempfile.mkdtemp(prefix="npid-step-")
-    atexit.register(shutil.rmtree, tmp, True)
-    ck = a.ckpt
-    if not ck:
-        ck = os.path.join(tmp, "init.ckpt")
-        subprocess.run([os.path.join(a.bin, "npid-evald"), "mkckpt", "--out", ck, "--model",
-                        a.model, "--seed", str(a.seed)], check=True, stderr=subprocess.DEVNULL)
+    tmp, ck = workdir_and_ckpt(a, "npid-step-")
     g = np.random.default_rng(a.seed)
     if a.data:
         from torchvision import datasets, transforms
