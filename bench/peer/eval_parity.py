@@ -99,4 +99,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"eval_parity: {os.path.basename(e.cmd[0])} {e.cmd[1]} failed (exit "
+                 f"{e.returncode}; its error is above)")
