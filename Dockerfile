@@ -1,10 +1,9 @@
 # One image for every npid service (bankd, trainer, loader, evald). Debian 12, as CI.
 FROM debian:12
 ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update && apt-get install -y --no-install-recommends \
-        build-essential pkg-config ca-certificates \
-        libzmq3-dev libmsgpack-dev libopenblas-dev libjpeg62-turbo-dev check \
-        python3 python3-zmq python3-msgpack python3-numpy gnuplot-nox procps \
+COPY deps/build.txt /tmp/deps-build.txt
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends $(sed 's/#.*//' /tmp/deps-build.txt) \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src

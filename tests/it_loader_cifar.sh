@@ -7,7 +7,7 @@ set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 root=${NPID_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 data=$("$root/loader/cifar-cache.sh") ; rc=$?
-[ $rc -eq 77 ] && { echo "it_loader_cifar: no shared CIFAR-10 data; skipping" >&2; exit 77; }
+[ $rc -eq 77 ] && { echo "it_loader_cifar: needs ../shared (its CIFAR-10 JPEGs are absent); skipping" >&2; exit 77; }
 [ $rc -eq 0 ] || { echo "it_loader_cifar: cannot prepare the CIFAR-10 cache" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/npid-it-cifar.XXXXXX)
 pids=""

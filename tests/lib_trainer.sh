@@ -3,13 +3,15 @@
 # The caller sets `name` before sourcing.
 bin=${NPID_BIN:?NPID_BIN not set}
 py=/usr/bin/python3
+. "$(dirname "$0")/lib_reap.sh"
 for b in npid-bankd npid-loader npid-trainer; do
     [ -x "$bin/$b" ] || { echo "$name: $b not built" >&2; exit 77; }
 done
 tmp=$(mktemp -d "/tmp/npid-$name.XXXXXX")
 pids=""
 cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null; done
+    # whole trees: a process started as `timeout ... npid-trainer` must not outlive its wrapper
+    kill_tree 9 $pids
     for p in $pids; do wait "$p" 2>/dev/null; done
     [ -n "${NPID_KEEP_TMP:-}" ] && { echo "$name: kept $tmp" >&2; return; }
     rm -rf "$tmp"
