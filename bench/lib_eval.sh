@@ -4,14 +4,14 @@
 # bankd lives (the caller's cleanup kills whatever is left there) and removed once reaped.
 #
 # eval_kept_epochs DIR EPOCHS DATA ENDPOINT OUT
-#   for e in 0..EPOCHS-1: serves DIR/bank/bank-epoch-NNN.snap from a fresh npid-bankd on
+#   for e in EVAL_FROM (default 0)..EPOCHS-1: serves DIR/bank/bank-epoch-NNN.snap from a fresh npid-bankd on
 #   ENDPOINT (its own directory DIR/eval-NNN) and runs `npid-evald --once --checkpoint
 #   DIR/run/checkpoints/epoch-NNN.ckpt --against both` against it, appending the two eval
 #   lines to OUT; logs in DIR/logs/{bankd,evald}-eval-NNN.log. Returns 1 with a message on
 #   stderr at the first missing file or failed evaluation.
 eval_kept_epochs() {
     _d=$1 _epochs=$2 _data=$3 _ep=$4 _out=$5
-    _e=0
+    _e=${EVAL_FROM:-0}
     while [ $_e -lt "$_epochs" ]; do
         _n=$(printf '%03d' $_e)
         _ck=$_d/run/checkpoints/epoch-$_n.ckpt _snap=$_d/bank/bank-epoch-$_n.snap
