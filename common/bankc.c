@@ -72,6 +72,11 @@ void bankc_destroy(struct bankc **cp)
     *cp = NULL;
 }
 
+void bankc_limit_retries(struct bankc *c, int retries)
+{
+    msg_client_limit_retries(c->mc, retries);
+}
+
 const char *bankc_error(const struct bankc *c) { return c->err; }
 const char *bankc_error_code(const struct bankc *c) { return c->code; }
 uint64_t bankc_dim(const struct bankc *c) { return c->dim; }

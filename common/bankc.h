@@ -31,6 +31,9 @@ void bankc_destroy(struct bankc **c);
 
 /* "CODE: message" for the last failure ("" if none). */
 const char *bankc_error(const struct bankc *c);
+/* Lowers the retry budget of every later request, and of the outstanding one, to at most
+ * retries resends (msg_client_limit_retries). */
+void bankc_limit_retries(struct bankc *c, int retries);
 /* The code alone: "EMISMATCH", "ETIMEDOUT", ... ("" if none). */
 const char *bankc_error_code(const struct bankc *c);
 /* The dim learnt from init/info (0 before). */

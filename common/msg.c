@@ -322,6 +322,16 @@ int msg_client_busy(const struct msg_client *c)
     return c->busy;
 }
 
+void msg_client_limit_retries(struct msg_client *c, int retries)
+{
+    if (retries < 0)
+        retries = 0;
+    if (c->retries > retries)
+        c->retries = retries;
+    if (c->tries_left > retries)
+        c->tries_left = retries;
+}
+
 void msg_client_cancel(struct msg_client *c)
 {
     c->busy = 0;

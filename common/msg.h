@@ -101,6 +101,9 @@ int msg_client_call(struct msg_client *c, const void *req, size_t len, const voi
                     size_t *reply_len);
 /* 1 when a request is outstanding. */
 int msg_client_busy(const struct msg_client *c);
+/* Lowers the retry budget to at most retries resends, for the outstanding request too (e.g.
+ * a process that is stopping and must not wait for a server forever). */
+void msg_client_limit_retries(struct msg_client *c, int retries);
 /* Abandons the outstanding request, if any (its late reply will be discarded). */
 void msg_client_cancel(struct msg_client *c);
 /* Counters for diagnostics: resends, and stale or malformed replies discarded. */

@@ -54,6 +54,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("threads", "NPID_THREADS", CFG_INT, threads, "0", 0, 256, "compute threads for the network and OpenBLAS (0: one per CPU)"),
     OPT("task-deadline", NULL, CFG_DOUBLE, task_deadline, "20", 0.1, 3600, "seconds before a loader task is re-issued"),
     OPT("bank-timeout", NULL, CFG_DOUBLE, bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried"),
+    OPT("stop-timeout", NULL, CFG_DOUBLE, stop_timeout, "60", 0.05, 3600, "seconds a stopping trainer (SIGTERM/SIGINT) waits for bankd to take its last checkpoint"),
     OPT("keep-epochs", NULL, CFG_BOOL, keep_epochs, "false", 0, 0, "keep every epoch's checkpoint and bank snapshot (for per-epoch evaluation)"),
     OPT("progress", NULL, CFG_BOOL, progress, "true", 0, 0, "progress line on stderr when it is a terminal"),
     { 0 },

@@ -20,7 +20,7 @@ struct trainer_cfg {
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;
     double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
-    double task_deadline, bank_timeout;
+    double task_deadline, bank_timeout, stop_timeout;
     uint64_t seed;
 };
 

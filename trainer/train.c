@@ -163,6 +163,13 @@ static int bank_request_sample(struct trainer *t)
     return 0;
 }
 
+/* From a stop signal on, each bank request waits at most --stop-timeout for bankd (while
+ * training it waits for a restarted bankd as long as it takes). */
+static void bank_limit_for_stop(struct trainer *t)
+{
+    bankc_limit_retries(t->bank, (int)(t->cfg.stop_timeout / t->cfg.bank_timeout));
+}
+
 static int bank_collect_sample(struct trainer *t)
 {
     if (t->mode != DRAW_SHARED)
@@ -170,6 +177,14 @@ static int bank_collect_sample(struct trainer *t)
     NPID_CHECK(t->sample_pending);
     uint64_t step = 0;
     int rc = bankc_sample_recv(t->bank, t->neg_idx, t->neg, t->pos, &step);
+    if (rc != 0 && errno == EINTR && sig_stop) {
+        /* a stop signal: the sample is still outstanding; finish it (within --stop-timeout)
+           so that this step completes and the stop checkpoint follows it */
+        bank_limit_for_stop(t);
+        sig_stop = 0;
+        rc = bankc_sample_recv(t->bank, t->neg_idx, t->neg, t->pos, &step);
+        sig_stop = 1;
+    }
     t->sample_pending = 0;
     if (rc != 0) {
         log_error("bank: sample failed: %s", bankc_error(t->bank));
@@ -963,11 +978,19 @@ int trainer_run(struct trainer *t)
     for (;;) {
         if (sig_stop) {
             log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
+            bank_limit_for_stop(t);
             if (t->sample_pending) {
                 /* finish the outstanding request so the bank connection is idle */
                 sig_stop = 0;
-                bank_collect_sample(t);
+                int collected = bank_collect_sample(t);
                 sig_stop = 1;
+                if (collected != 0) {
+                    log_error("stopping without a checkpoint: bankd did not answer within "
+                              "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
+                    status = EXIT_FAIL;
+                    end_reason = "signal";
+                    break;
+                }
             }
             sig_stop = 0; /* let the checkpoint's requests through */
             if (trainer_checkpoint(t, "signal") != 0)
