@@ -17,6 +17,7 @@
 #include "common/durable.h"
 #include "common/event.h"
 #include "common/log.h"
+#include "common/nn/bn.h"
 #include "common/nn/net.h"
 #include "common/nn/sgd.h"
 #include "common/rng.h"
@@ -419,34 +420,62 @@ static void test_loader_fill(struct test_loader *l, struct trainer *t, const uin
     pixels_normalise(t, l->pix, count, t->x);
 }
 
-/* Fills the bank with the untrained network's features of every training image (test
- * transform), decoded in-process. BN uses batch statistics, as in the training forward
- * whose features the bank rows are compared with (an untrained network's running statistics
- * are the initial 0 / 1, which would give features unrelated to the training ones); the
- * batches follow a seeded permutation so that each holds a mix of classes, and the running
- * statistics are restored afterwards. */
+/* BN recalibration: sets every BN layer's running statistics to the average of the batch
+ * statistics of `steps` training-mode forwards over the first batches of `order` (the test
+ * transform), as torch's BatchNorm with momentum=None would. An untrained network's running
+ * statistics are the initial 0 / 1, under which its eval-mode features have nothing to do
+ * with its training-mode ones; after this, eval mode (evald's recomputed features) and
+ * training mode agree. Each forward moves a running value r by r' = (1-m) r + m b with
+ * m = BN_MOMENTUM, so the batch statistic is recovered as b = (r' - (1-m) r) / m. */
+static void trainer_bn_recalibrate(struct trainer *t, struct test_loader *l, struct plan *order,
+                                   uint32_t steps, double *acc, float *prev)
+{
+    size_t nbuf = net_buffer_count(t->net);
+    float *buf = net_buffers(t->net);
+    memset(acc, 0, nbuf * sizeof *acc);
+    uint32_t done = 0;
+    for (uint32_t s = 0; s < steps && s < order->steps; s++, done++) {
+        uint32_t count;
+        const uint32_t *idx = plan_step(order, s, &count);
+        test_loader_fill(l, t, idx, count);
+        memcpy(prev, buf, nbuf * sizeof(float));
+        net_forward(t->net, t->x, (int)count, 1);
+        for (size_t i = 0; i < nbuf; i++)
+            acc[i] += ((double)buf[i] - (1.0 - BN_MOMENTUM) * prev[i]) / BN_MOMENTUM;
+    }
+    for (size_t i = 0; i < nbuf && done; i++)
+        buf[i] = (float)(acc[i] / done);
+}
+
+/* Fills the bank with the untrained network's features of every training image under the
+ * test transform, decoded in-process: the BN running statistics are first recalibrated on
+ * the data (trainer_bn_recalibrate, up to 4096 images) and kept, then every row is the
+ * eval-mode feature, the same an evaluation of the untrained checkpoint recomputes (so the
+ * untrained network's kNN against its bank equals the recomputed one). The batches follow a
+ * seeded permutation so that each holds a mix of classes. */
 static int trainer_warm_start(struct trainer *t)
 {
     double t0 = now_s();
     struct test_loader l = { 0 };
     struct plan order;
     size_t nbuf = net_buffer_count(t->net);
-    float *saved = malloc(nbuf * sizeof(float));
-    int rc = -1, have_saved = 0;
+    double *acc = malloc(nbuf * sizeof *acc);
+    float *prev = malloc(nbuf * sizeof *prev);
+    int rc = -1;
     memset(&order, 0, sizeof order);
-    if (!saved || test_loader_init(&l, t) != 0 ||
+    if (!acc || !prev || test_loader_init(&l, t) != 0 ||
         plan_init(&order, t->n, (uint32_t)t->cfg.batch, t->cfg.seed ^ 0x7761726dull /* "warm" */, 0) != 0)
         goto done;
-    memcpy(saved, net_buffers(t->net), nbuf * sizeof(float));
-    have_saved = 1;
     plan_epoch(&order, 0);
+    uint32_t calib = (uint32_t)((4096 + t->cfg.batch - 1) / t->cfg.batch);
+    trainer_bn_recalibrate(t, &l, &order, calib, acc, prev);
     for (uint32_t s = 0; s < order.steps; s++) {
         if (sig_stop)
             goto done;
         uint32_t count;
         const uint32_t *idx = plan_step(&order, s, &count);
         test_loader_fill(&l, t, idx, count);
-        const float *f = net_forward(t->net, t->x, (int)count, 1);
+        const float *f = net_forward(t->net, t->x, (int)count, 0);
         uint64_t step;
         if (bankc_set(t->bank, idx, f, count, &step) != 0) {
             log_error("warm start: bank set failed: %s", bankc_error(t->bank));
@@ -455,15 +484,16 @@ static int trainer_warm_start(struct trainer *t)
         t->bank_step = step; /* bankd counts set requests as updates */
         taskq_service(t->tq);
     }
-    log_info("warm start: bank filled with the untrained network's features of %zu images "
-             "(%zu undecodable) in %.1f s", t->n, l.bad, now_s() - t0);
+    log_info("warm start: BN statistics recalibrated on %u images; bank filled with the untrained "
+             "network's features of %zu images (%zu undecodable) in %.1f s",
+             calib * (uint32_t)t->cfg.batch < t->n ? calib * (uint32_t)t->cfg.batch : (uint32_t)t->n,
+             t->n, l.bad, now_s() - t0);
     rc = 0;
 done:
-    if (have_saved)
-        memcpy(net_buffers(t->net), saved, nbuf * sizeof(float));
     test_loader_deinit(&l);
     plan_deinit(&order);
-    free(saved);
+    free(acc);
+    free(prev);
     return rc;
 }
 
@@ -850,7 +880,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     double t0 = now_s();
     uint32_t count = b->count;
     pixels_normalise(t, b->pixels, count, t->x);
-    const float *f = net_forward(t->net, t->x, (int)count, 1);
+    const float *f = net_forward(t->net, t->x, (int)count, 0);
     memcpy(t->feat, f, (size_t)count * (size_t)t->dim * sizeof(float));
     double t1 = now_s();
     w->fwd += t1 - t0;
