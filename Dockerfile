@@ -11,6 +11,6 @@ COPY . /src
 # pass --build-arg ARCH=-march=native for the build host's own CPU.
 ARG ARCH=-march=x86-64-v2
 RUN make clean && make -j"$(nproc)" ARCH="$ARCH" && make install PREFIX=/usr/local \
-    && install -m 755 scripts/npid scripts/npid-plot /usr/local/bin/
+    && install -m 755 scripts/npid scripts/npid-plot scripts/npid-baselines /usr/local/bin/
 WORKDIR /run/npid
 CMD ["npid-trainer", "--help"]

@@ -2,9 +2,10 @@
 # A learning curve on any dataset, with its same-run baselines: what docs/recipes.md's targets
 # are measured with (bench/ten_minutes.sh is this on CIFAR-10 with a 10-minute limit).
 #
-#   1. baselines: the raw-pixel kNN (npid-evald --once --pixels at the size the trainer picks)
-#      and the untrained network (npid-trainer --init-only with the run's flags, then
-#      npid-evald --once --against both), both measured here, in this invocation;
+#   1. baselines (scripts/npid-baselines, what `npid run` measures too): the raw-pixel kNN
+#      (npid-evald --once --pixels at the size the trainer picks) and the untrained network
+#      (npid-trainer --init-only --bank-init warm with the run's flags, then npid-evald --once
+#      --against both), both measured here, in this invocation;
 #   2. training: npid-bankd + LOADERS npid-loader + npid-trainer --epochs E --keep-epochs,
 #      nothing else running; the wall clock starts when the trainer starts (start-up, dataset
 #      indexing and the warm bank pass included);
@@ -72,32 +73,19 @@ emit() {
 }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# the untrained network, with the run's flags: its log says the size the trainer picked
-say "untrained network (npid-trainer --init-only $flags)"
-"$bin/npid-bankd" --bind "$(ep 0)" --dir "$w/bank0" --snapshot-every 0 >"$w/logs/bankd0.log" 2>&1 &
-b0=$!; pids="$pids $b0"
-"$bin/npid-loader" --data "$data" --tasks "$(ep 1)" --log-level warn >"$w/logs/loader0.log" 2>&1 &
-l0=$!; pids="$pids $l0"
+# the baselines, with the run's flags (scripts/npid-baselines, as `npid run` measures them)
+say "baselines: raw pixels and the untrained network (npid-baselines -- $flags)"
 # shellcheck disable=SC2086
-"$bin/npid-trainer" --data "$data" --run-dir "$w/init" --init-only --bank "$(ep 0)" \
-    --tasks "$(ep 1)" --events "$(ep 2)" --no-progress $flags >"$w/logs/init.log" 2>&1 ||
-    die "init-only failed: $(tail -1 "$w/logs/init.log")"
-kill "$l0" 2>/dev/null; wait "$l0" 2>/dev/null
-size=$(sed -n 's/.*input 3x\([0-9]*\)x[0-9]*.*/\1/p' "$w/logs/init.log" | head -1)
-[ -n "$size" ] || size=32
-"$bin/npid-evald" --once --checkpoint "$w/init/checkpoints/trainer.ckpt" --data "$data" \
-    --bank "$(ep 0)" --against both >"$w/untrained.jsonl" 2>"$w/logs/evald-init.log" ||
-    die "untrained evaluation failed: $(tail -1 "$w/logs/evald-init.log")"
-kill "$b0" 2>/dev/null; wait "$b0" 2>/dev/null
-pids=""
-say "raw-pixel baseline (npid-evald --once --pixels --size $size)"
-"$bin/npid-evald" --once --pixels --size "$size" --data "$data" >"$w/pixels.json" \
-    2>"$w/logs/pixels.log" || die "baseline failed: $(tail -1 "$w/logs/pixels.log")"
+NPID_BIN=$bin "$root/scripts/npid-baselines" --data "$data" --port "$port" --dir "$w/baselines" \
+    --out "$w/baselines.jsonl" -- $flags 2>"$w/logs/baselines.log" ||
+    die "baselines failed: $(tail -1 "$w/logs/baselines.log")"
+size=$(sed -n 's/.*input 3x\([0-9]*\)x[0-9]*.*/\1/p' "$w/baselines/logs/init.log" | head -1)
 emit "$($py - "$w" "$size" "$flags" "$data" "$(load)" <<'PY'
 import json, sys
 w, size, flags, data, load = sys.argv[1:6]
-px = json.load(open(f"{w}/pixels.json"))
-un = {json.loads(l)["against"]: json.loads(l) for l in open(f"{w}/untrained.jsonl")}
+rows = [json.loads(l) for l in open(f"{w}/baselines.jsonl")]
+px = [r for r in rows if r["baseline"] == "raw_pixels"][0]
+un = {r["against"]: r for r in rows if r["baseline"] == "untrained"}
 print(json.dumps({"kind": "baselines", "data": data, "flags": flags, "size": int(size),
                   "raw_pixels": round(px["top1"] * 100, 2),
                   "untrained_bank": round(un["bank"]["top1"] * 100, 2),

@@ -9,7 +9,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { GRID_BG = 235, GRID_MAX_SIDE = 16384 };
+enum { GRID_BG = 235, GRID_MAX_SIDE = 16384, GRID_INK = 40 };
+
+/* 5x7 capitals, one byte per row, bit 4 the leftmost column */
+static const uint8_t grid_font[26][7] = {
+    { 0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11 }, /* A */
+    { 0x1e, 0x11, 0x11, 0x1e, 0x11, 0x11, 0x1e }, /* B */
+    { 0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e }, /* C */
+    { 0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e }, /* D */
+    { 0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f }, /* E */
+    { 0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10 }, /* F */
+    { 0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f }, /* G */
+    { 0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11 }, /* H */
+    { 0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e }, /* I */
+    { 0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0c }, /* J */
+    { 0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11 }, /* K */
+    { 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f }, /* L */
+    { 0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11 }, /* M */
+    { 0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11 }, /* N */
+    { 0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e }, /* O */
+    { 0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10 }, /* P */
+    { 0x0e, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0d }, /* Q */
+    { 0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11 }, /* R */
+    { 0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e }, /* S */
+    { 0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04 }, /* T */
+    { 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e }, /* U */
+    { 0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04 }, /* V */
+    { 0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a }, /* W */
+    { 0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11 }, /* X */
+    { 0x11, 0x11, 0x0a, 0x04, 0x04, 0x04, 0x04 }, /* Y */
+    { 0x1f, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1f }, /* Z */
+};
 
 struct grid {
     size_t rows, cols, cell, gap, w, h;
@@ -27,6 +57,81 @@ static size_t grid_y(const struct grid *g, size_t r)
     return g->gap + r * (g->cell + g->gap);
 }
 
+/* The legend: three items laid out left to right from column 0, each on the current line if
+ * it fits in the width, else at the start of the next one. An item is a swatch (or none)
+ * followed by a word; glyphs are 6 x scale pixels wide (5 + 1 spacing) and 7 x scale high. */
+static const struct {
+    const char *text;
+    int swatch; /* 0 none, 1 same class, 2 other class */
+} grid_items[] = { { "QUERY", 0 }, { "SAME CLASS", 1 }, { "OTHER CLASS", 2 } };
+
+static size_t grid_scale(size_t cell)
+{
+    return cell / 32 > 1 ? cell / 32 : 1;
+}
+
+/* fills a w x h rectangle at (x, y), clipped to the canvas */
+static void grid_fill(struct grid *g, size_t x, size_t y, size_t w, size_t h, uint8_t r,
+                      uint8_t gr, uint8_t b)
+{
+    for (size_t yy = y; yy < y + h && yy < g->h; yy++) {
+        for (size_t xx = x; xx < x + w && xx < g->w; xx++) {
+            uint8_t *p = g->pix + (yy * g->w + xx) * 3;
+            p[0] = r;
+            p[1] = gr;
+            p[2] = b;
+        }
+    }
+}
+
+/* draws one capital (anything else is a blank) with its top left at (x, y) */
+static void grid_glyph(struct grid *g, char c, size_t x, size_t y, size_t s)
+{
+    if (c < 'A' || c > 'Z')
+        return;
+    for (size_t r = 0; r < 7; r++)
+        for (size_t k = 0; k < 5; k++)
+            if (grid_font[c - 'A'][r] & (0x10 >> k))
+                grid_fill(g, x + k * s, y + r * s, s, s, GRID_INK, GRID_INK, GRID_INK);
+}
+
+/* Lays the legend out in width w from (gap, y0); draws it when g is non-NULL. Returns the
+ * number of lines. The query label is centred under column 0 when it fits there. */
+static size_t grid_legend_layout(struct grid *g, size_t w, size_t cell, size_t gap, size_t y0)
+{
+    size_t s = grid_scale(cell), line_h = 7 * s + gap, lines = 1;
+    size_t x = gap, y = y0;
+    for (size_t i = 0; i < sizeof grid_items / sizeof grid_items[0]; i++) {
+        size_t len = strlen(grid_items[i].text), tw = len * 6 * s - s;
+        size_t iw = tw + (grid_items[i].swatch ? 10 * s : 0);
+        if (i == 0 && tw <= cell)
+            x = gap + (cell - tw) / 2;
+        if (i == 1 && x < gap + cell + 3 * gap)
+            x = gap + cell + 3 * gap; /* the neighbours' part starts at column 1 */
+        if (x + iw + gap > w && x > gap) {
+            x = gap;
+            y += line_h;
+            lines++;
+        }
+        if (g) {
+            if (grid_items[i].swatch == 1)
+                grid_fill(g, x, y, 7 * s, 7 * s, GRID_SAME_RGB);
+            else if (grid_items[i].swatch == 2)
+                grid_fill(g, x, y, 7 * s, 7 * s, GRID_OTHER_RGB);
+            size_t tx = x + (grid_items[i].swatch ? 10 * s : 0);
+            for (size_t k = 0; k < len; k++)
+                grid_glyph(g, grid_items[i].text[k], tx + k * 6 * s, y, s);
+        }
+        x += iw + 6 * s * 3;
+    }
+    return lines;
+}
+
+size_t grid_legend_height(size_t w, size_t cell, size_t gap)
+{
+    return grid_legend_layout(NULL, w, cell, gap, 0) * (7 * grid_scale(cell) + gap);
+}
+
 struct grid *grid_new(size_t rows, size_t cols, size_t cell, size_t gap)
 {
     if (rows < 1 || cols < 1 || cell < 8 || cell > 1024 || gap < 1 || gap > 64 ||
@@ -42,7 +147,7 @@ struct grid *grid_new(size_t rows, size_t cols, size_t cell, size_t gap)
     g->cell = cell;
     g->gap = gap;
     g->w = grid_x(g, cols - 1) + cell + gap;
-    g->h = grid_y(g, rows - 1) + cell + gap;
+    g->h = grid_y(g, rows) + grid_legend_height(g->w, cell, gap);
     if (g->w > GRID_MAX_SIDE || g->h > GRID_MAX_SIDE) {
         free(g);
         errno = EINVAL;
@@ -55,6 +160,7 @@ struct grid *grid_new(size_t rows, size_t cols, size_t cell, size_t gap)
         return NULL;
     }
     memset(g->pix, GRID_BG, g->w * g->h * 3);
+    grid_legend_layout(g, g->w, cell, gap, grid_y(g, rows));
     return g;
 }
 
@@ -135,6 +241,11 @@ int grid_mark(struct grid *g, size_t row, size_t col, uint8_t r, uint8_t gr, uin
         }
     }
     return 0;
+}
+
+int grid_mark_match(struct grid *g, size_t row, size_t col, int same)
+{
+    return same ? grid_mark(g, row, col, GRID_SAME_RGB) : grid_mark(g, row, col, GRID_OTHER_RGB);
 }
 
 int grid_write_jpeg(const struct grid *g, const char *path, int quality, char *err, size_t err_len)

@@ -633,8 +633,7 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs)
                 if (evald_load_query(ev, &m, ref, &pix, &w, &h, &lab2) == 0) {
                     grid_put(g, (size_t)i, j + 1, pix, w, h);
                     if (ql[i] != EXPORT_NO_LABEL)
-                        grid_mark(g, (size_t)i, j + 1, lab2 == ql[i] ? 40 : 220,
-                                  lab2 == ql[i] ? 180 : 40, 40);
+                        grid_mark_match(g, (size_t)i, j + 1, lab2 == ql[i]);
                 }
                 free(pix);
             }

@@ -339,7 +339,11 @@ START_TEST(test_grid)
     ck_assert_ptr_nonnull(g);
     /* width: gap + 4 cells + 3 gaps + 2 extra gaps after the query + gap */
     ck_assert_uint_eq(grid_width(g), 4 + 4 * 64 + 3 * 4 + 8 + 4);
-    ck_assert_uint_eq(grid_height(g), 4 + 2 * 64 + 4 + 4);
+    /* height: gap + 2 cells + gap + gap, then the legend: two lines of 7 x 2 px text + gap
+     * (QUERY and SAME CLASS fit on the first, OTHER CLASS wraps) */
+    ck_assert_uint_eq(grid_height(g), 4 + 2 * 64 + 4 + 4 + 2 * (7 * 2 + 4));
+    ck_assert_uint_eq(grid_legend_height(grid_width(g), 64, 4), 2 * (7 * 2 + 4));
+    ck_assert_uint_eq(grid_legend_height(2000, 64, 4), 7 * 2 + 4);
     uint8_t img[32 * 32 * 3];
     for (size_t i = 0; i < 32 * 32; i++) {
         img[i * 3] = 200; /* red image with a blue left half */
@@ -369,6 +373,20 @@ START_TEST(test_grid)
     /* frame in the gap, 2 px wide */
     ck_assert_uint_eq(px[((y1 + 10) * w + x3 - 1) * 3 + 1], 200);
     ck_assert_uint_eq(px[((y1 + 10) * w + x3 - 3) * 3 + 1], 235);
+    /* the legend below row 1 (y 140): "QUERY" centred under column 0 from x 7, its Q's top
+     * row .###. in 2 px ink; the green swatch (14 px) at x 101 on line 1, the red one at x 4
+     * on line 2 (y 158) */
+    ck_assert_uint_eq(px[(140 * w + 9) * 3], 40);
+    ck_assert_uint_eq(px[(141 * w + 12) * 3], 40);
+    ck_assert_uint_eq(px[(140 * w + 7) * 3], 235);
+    p = px + ((140 + 7) * w + 101 + 7) * 3;
+    ck_assert(p[0] == 40 && p[1] == 180 && p[2] == 40);
+    p = px + ((158 + 7) * w + 4 + 7) * 3;
+    ck_assert(p[0] == 220 && p[1] == 40 && p[2] == 40);
+    ck_assert_int_eq(grid_mark_match(g, 0, 1, 1), 0);
+    ck_assert_uint_eq(px[((4 + 10) * w + (4 + 68 + 8) - 1) * 3 + 1], 180);
+    ck_assert_int_eq(grid_mark_match(g, 0, 2, 0), 0);
+    ck_assert_uint_eq(px[((4 + 10) * w + (4 + 2 * 68 + 8) - 1) * 3], 220);
 
     char path[512], err[256];
     snprintf(path, sizeof path, "%s/grid.jpg", tmpdir);

@@ -35,7 +35,7 @@ ls "$tmp/r1/bank/"*.snap >/dev/null 2>&1 || fail "run 1: no bank snapshot"
 if command -v gnuplot >/dev/null; then
     [ -s "$tmp/r1/plots/loss.png" ] && [ -s "$tmp/r1/plots/knn.png" ] || fail "run 1: plots missing"
 fi
-grep -q "final: epoch 3 (step 18) against recomputed: top-1" "$tmp/r1.log" || fail "run 1: no final summary line"
+grep -q "npid: epoch 3/3  kNN top-1 bank [0-9.]*%  recomputed [0-9.]*%" "$tmp/r1.log" || fail "run 1: no line for the last epoch with both kNN figures"
 left_behind && fail "run 1: processes left behind"
 
 # 2. SIGTERM mid-run: a clean stop with a checkpoint
