@@ -880,7 +880,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     double t0 = now_s();
     uint32_t count = b->count;
     pixels_normalise(t, b->pixels, count, t->x);
-    const float *f = net_forward(t->net, t->x, (int)count, 0);
+    const float *f = net_forward(t->net, t->x, (int)count, 1);
     memcpy(t->feat, f, (size_t)count * (size_t)t->dim * sizeof(float));
     double t1 = now_s();
     w->fwd += t1 - t0;
