@@ -16,6 +16,7 @@ struct trainer_cfg {
     const char *bank_ep, *tasks_ep, *events_ep;
     const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *init, *objective_name;
     const char *run_name;
+    const char *loss;      /* after parsing: nce, infonce or softmax (auto resolved) */
     int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;

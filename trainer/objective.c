@@ -1,4 +1,4 @@
-/* NCE and softmax objectives (see objective.h). Scores and probabilities are float;
+/* NCE, InfoNCE and softmax objectives (see objective.h). Scores and probabilities are float;
  * reductions (loss, Z estimate, softmax normaliser) are double.
  *
  * The products run with OpenBLAS on one thread (set and restored around each call), because
@@ -248,6 +248,41 @@ static double row_exp(float *x, int n, float m)
     return sum;
 }
 
+static double infonce_shared_impl(struct objective *o, const float *f, const float *pos,
+                                  const float *neg, int B, float *df)
+{
+    /* f (B,d) pos (B,d) neg (m,d) S (B,m) scores / tau, then dL/dS; df (B,d) */
+    NPID_CHECK(B >= 1 && B <= o->cfg.max_batch && o->cfg.m >= 1);
+    int d = o->cfg.dim, m = (int)o->cfg.m;
+    float *S = o->scores;
+    float *s0 = o->s0;
+    float inv_tau = (float)(1.0 / o->cfg.tau);
+    for (int i = 0; i < B; i++)
+        s0[i] = dotf(f + (size_t)i * d, pos + (size_t)i * d, d) * inv_tau;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, m, d, inv_tau, f, d, neg, d, 0.0f,
+                S, m);
+    /* loss_i = log(e^{s0} + sum_j e^{s_j}) - s0; dL/ds0 = (p0 - 1)/(tau B),
+     * dL/ds_j = p_j/(tau B) with p the softmax over the m + 1 scores */
+    double loss = 0.0;
+    for (int i = 0; i < B; i++) {
+        float *row = S + (size_t)i * m;
+        float mx = row_max(row, m);
+        mx = s0[i] > mx ? s0[i] : mx;
+        double e0 = exp((double)s0[i] - mx);
+        double z = e0 + row_exp(row, m, mx);
+        loss += log(z) + mx - s0[i];
+        float g = (float)(inv_tau / (z * B));
+        for (int j = 0; j < m; j++) row[j] *= g;
+        s0[i] = (float)((e0 / z - 1.0) * inv_tau / B);
+    }
+    /* df = dS (B,m) neg (m,d) + ds0 * pos */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, m, 1.0f, S, m, neg, d, 0.0f,
+                df, d);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < d; j++) df[(size_t)i * d + j] += s0[i] * pos[(size_t)i * d + j];
+    return loss / B + objective_prox(o, f, pos, B, df);
+}
+
 /* Thread tid's share of the softmax: bank rows [n tid/nt, n (tid+1)/nt) in blocks, with a
  * running maximum per batch row (flash-attention style): mx_i, sum_i = sum_j exp(s_ij - mx_i)
  * and acc_i = sum_j exp(s_ij - mx_i) bank_j, rescaled whenever mx_i grows. */
@@ -368,6 +403,16 @@ double objective_nce_per_element(struct objective *o, const float *f, const floa
     int prev = openblas_get_num_threads();
     openblas_set_num_threads(1);
     double loss = nce_per_element_impl(o, f, pos, neg, B, df);
+    openblas_set_num_threads(prev);
+    return loss;
+}
+
+double objective_infonce_shared(struct objective *o, const float *f, const float *pos,
+                                const float *neg, int B, float *df)
+{
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double loss = infonce_shared_impl(o, f, pos, neg, B, df);
     openblas_set_num_threads(prev);
     return loss;
 }

@@ -56,6 +56,7 @@ struct trainer {
     int dim;
     int size;
     int mode;                 /* enum draw_mode */
+    int infonce;              /* DRAW_SHARED scored with InfoNCE instead of NCE (--loss infonce) */
     size_t m;                 /* negatives per step */
 
     struct net *net;
@@ -608,6 +609,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
 
     t->mode = cfg->nce_k == 0 ? DRAW_SOFTMAX : DRAW_SHARED;
     t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
+    t->infonce = strcmp(cfg->loss, "infonce") == 0; /* config.c: nce_k > 0 then */
 
     /* network, optimiser, objective */
     struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch, cfg->seed,
@@ -916,7 +918,9 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     }
 
     double loss;
-    if (t->mode == DRAW_SHARED)
+    if (t->mode == DRAW_SHARED && t->infonce)
+        loss = objective_infonce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
+    else if (t->mode == DRAW_SHARED)
         loss = objective_nce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
     else
         loss = objective_softmax(t->obj, t->feat, t->mirror, b->indices, (int)count, t->df);
@@ -998,9 +1002,9 @@ int trainer_run(struct trainer *t)
     }
     if (bank_request_sample(t) != 0)
         return EXIT_FAIL;
-    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, m %zu, tau %g",
+    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, loss %s, m %zu, tau %g",
              net_describe(t->net), t->n, t->cfg.batch, t->steps_per_epoch, t->epoch, t->cfg.epochs - 1,
-             t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
+             t->cfg.loss, t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
     memset(&t->win, 0, sizeof t->win);
     t->win.start = now_s();
     double epoch_start = now_s();
