@@ -1,7 +1,8 @@
 /* Unit tests for the objectives (trainer/objective.h): loss values against a direct double
  * computation of the formulas in ../shared/spec/algorithm.md, finite-difference gradients of
  * NCE (shared and per-element draw), InfoNCE, the full softmax and the proximal term, InfoNCE
- * with every other bank row as its negatives against the full softmax, Z handling
+ * with every other bank row as its negatives against the full softmax, two-view InfoNCE (loss
+ * and finite-difference gradient through both roles of each feature), Z handling
  * (first-step estimate, frozen, EMA, setter), shared == per-element on the same rows, the
  * blocked multi-threaded softmax against a plain double loop, and the vector exp. */
 #include <check.h>
@@ -201,6 +202,46 @@ START_TEST(test_infonce_equals_softmax)
 }
 END_TEST
 
+/* Two-view InfoNCE: rows i and B + i are views of image i, each the other's positive. The
+ * loss against a direct double computation; dL/df by finite differences, so the gradient
+ * through a feature's role as its partner's positive is checked too. */
+struct views_ctx {
+    struct objective *o;
+    float f[2 * B_ * D_], neg[M_ * D_], df[2 * B_ * D_];
+};
+
+static double views_loss(void *p)
+{
+    struct views_ctx *c = p;
+    float scratch[2 * B_ * D_];
+    return objective_infonce_views(c->o, c->f, c->neg, B_, scratch);
+}
+
+START_TEST(test_infonce_views_grad)
+{
+    double tau = 0.2;
+    struct objective_config cfg = { 2 * B_, D_, M_, N_, tau, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
+    struct views_ctx *c = calloc(1, sizeof(*c));
+    c->o = objective_new(&cfg);
+    ck_assert_ptr_nonnull(c->o);
+    unit_rows(c->f, 2 * B_, D_, 71);
+    unit_rows(c->neg, M_, D_, 72);
+    double loss = objective_infonce_views(c->o, c->f, c->neg, B_, c->df), ref = 0.0;
+    for (int k = 0; k < 2 * B_; k++) {
+        const float *q = c->f + k * D_, *pos = c->f + ((k + B_) % (2 * B_)) * D_;
+        double s0 = dot_d(q, pos, D_) / tau, z = exp(s0);
+        for (int j = 0; j < M_; j++) z += exp(dot_d(q, c->neg + j * D_, D_) / tau);
+        ref += log(z) - s0;
+    }
+    ref /= 2 * B_;
+    ck_assert_msg(fabs(loss - ref) < 1e-5 * fabs(ref), "loss %.9g vs %.9g", loss, ref);
+    double e = gc_rel_error(views_loss, c, c->f, c->df, 2 * B_ * D_, 2 * B_ * D_, 1e-3f);
+    ck_assert_msg(e < 1e-2, "two-view df rel err %g", e);
+    objective_destroy(&c->o);
+    free(c);
+}
+END_TEST
+
 START_TEST(test_z_handling)
 {
     struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
@@ -359,6 +400,7 @@ static Suite *objective_suite(void)
     tcase_add_loop_test(tc, test_softmax_grad, 0, 2);
     tcase_add_loop_test(tc, test_infonce_grad, 0, 2);
     tcase_add_test(tc, test_infonce_equals_softmax);
+    tcase_add_test(tc, test_infonce_views_grad);
     tcase_add_loop_test(tc, test_softmax_blocks, 0, 4);
     tcase_add_test(tc, test_vec_exp);
     tcase_add_test(tc, test_z_handling);
