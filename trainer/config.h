@@ -20,6 +20,7 @@ struct trainer_cfg {
     int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;
+    int views;             /* augmented views per image per step: 1, or 2 (--loss infonce) */
     double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
     double task_deadline, bank_timeout, stop_timeout;
     uint64_t seed;
