@@ -242,6 +242,30 @@ START_TEST(test_infonce_views_grad)
 }
 END_TEST
 
+/* The two-view bank feature: the unit vector along the sum of the two views, in place too. */
+START_TEST(test_views_mean)
+{
+    float f[2 * B_ * D_], out[B_ * D_];
+    unit_rows(f, 2 * B_, D_, 73);
+    memcpy(f + (2 * B_ - 1) * D_, f + (B_ - 1) * D_, sizeof(float) * D_); /* equal views */
+    objective_views_mean(f, B_, D_, out);
+    for (int i = 0; i < B_; i++) {
+        double s[D_], n = 0.0;
+        for (int k = 0; k < D_; k++) {
+            s[k] = (double)f[i * D_ + k] + f[(B_ + i) * D_ + k];
+            n += s[k] * s[k];
+        }
+        for (int k = 0; k < D_; k++)
+            ck_assert_msg(fabs(out[i * D_ + k] - s[k] / sqrt(n)) < 1e-6, "row %d [%d] %g vs %g", i,
+                          k, out[i * D_ + k], s[k] / sqrt(n));
+    }
+    for (int k = 0; k < D_; k++) /* equal views: the view itself */
+        ck_assert(fabsf(out[(B_ - 1) * D_ + k] - f[(B_ - 1) * D_ + k]) < 1e-6f);
+    objective_views_mean(f, B_, D_, f);
+    ck_assert(memcmp(f, out, sizeof out) == 0);
+}
+END_TEST
+
 START_TEST(test_z_handling)
 {
     struct objective_config cfg = { B_, D_, M_, N_, 0.1, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
@@ -401,6 +425,7 @@ static Suite *objective_suite(void)
     tcase_add_loop_test(tc, test_infonce_grad, 0, 2);
     tcase_add_test(tc, test_infonce_equals_softmax);
     tcase_add_test(tc, test_infonce_views_grad);
+    tcase_add_test(tc, test_views_mean);
     tcase_add_loop_test(tc, test_softmax_blocks, 0, 4);
     tcase_add_test(tc, test_vec_exp);
     tcase_add_test(tc, test_z_handling);

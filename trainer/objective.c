@@ -458,6 +458,23 @@ double objective_infonce_views(struct objective *o, const float *f, const float 
     return loss;
 }
 
+void objective_views_mean(const float *f, int B, int dim, float *out)
+{
+    /* f (2B,d) out (B,d) */
+    size_t d = (size_t)dim;
+    for (size_t i = 0; i < (size_t)B; i++) {
+        const float *a = f + i * d, *b = f + ((size_t)B + i) * d;
+        float *o = out + i * d;
+        double norm = 0.0;
+        for (size_t k = 0; k < d; k++) {
+            o[k] = a[k] + b[k];
+            norm += (double)o[k] * o[k];
+        }
+        float inv = norm > 0.0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+        for (size_t k = 0; k < d; k++) o[k] *= inv;
+    }
+}
+
 double objective_softmax(struct objective *o, const float *f, const float *bank,
                          const uint32_t *idx, int B, float *df)
 {

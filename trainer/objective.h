@@ -68,6 +68,9 @@ double objective_infonce_shared(struct objective *o, const float *f, const float
  * df (2B, d). Needs cfg.max_batch >= 2B. No proximal term (cfg.prox_lambda is not used). */
 double objective_infonce_views(struct objective *o, const float *f, const float *neg, int B,
                                float *df);
+/* The bank-update feature of two views: out_i = normalize(f_i + f_{B+i}) for f (2B, d),
+ * out (B, d); out may be f itself (view 0's rows are overwritten). A zero sum gives zeros. */
+void objective_views_mean(const float *f, int B, int dim, float *out);
 /* Full non-parametric softmax: logits = f . bank^T / tau over all n rows (bank (n, d)),
  * cross entropy with target idx_i (< n), mean over the batch. Needs cfg.softmax. Runs on
  * cfg.team; results are deterministic for a given team size, and sizes agree to float

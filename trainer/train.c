@@ -878,24 +878,6 @@ static int plan_current_epoch(struct trainer *t)
     return 0;
 }
 
-/* feat rows [0, count) <- normalize(feat_i + feat_{count+i}): the two views' mean direction. */
-static void views_mean(struct trainer *t, uint32_t count)
-{
-    size_t d = (size_t)t->dim;
-    for (uint32_t i = 0; i < count; i++) {
-        float *a = t->feat + (size_t)i * d;
-        const float *b = t->feat + ((size_t)count + i) * d;
-        double norm = 0;
-        for (size_t k = 0; k < d; k++) {
-            a[k] += b[k];
-            norm += (double)a[k] * a[k];
-        }
-        float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
-        for (size_t k = 0; k < d; k++)
-            a[k] *= inv;
-    }
-}
-
 /* One training step on batch b (which must be step (t->epoch, t->epoch_step)). */
 static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
 {
@@ -959,7 +941,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     /* two views: the bank row moves towards the normalised mean of the two views' features,
        written over view 0's rows of t->feat (the loss and df are done with them) */
     if (t->views == 2)
-        views_mean(t, count);
+        objective_views_mean(t->feat, (int)count, t->dim, t->feat);
     /* the bank update, then the next step's sample request on the same connection */
     if (bank_send_update(t, b->indices, count) != 0)
         return -1;
