@@ -4,6 +4,7 @@
  * (bench/peer/train_step.py with /usr/bin/python3, 2 threads) when torch is installed.
  *
  * Usage: bench_train_step [--model NAME] [--steps N] [--batch B] [--size S] [--no-peer]
+ *                         [--loss nce|infonce]   (the head; nce by default)
  * Without --model it runs every preset, each in a fresh child process (so peak RSS is per
  * preset). One JSON line per figure on stdout; logs on stderr.
  * Environment: NPID_ROOT (repo root, to find the peer script), NPID_BENCH_STEPS.
@@ -95,7 +96,7 @@ static void emit(const char *cs, const char *metric, double v, const char *unit,
     fflush(stdout);
 }
 
-static int bench_model(const char *model, int B, int size, int steps, int peer)
+static int bench_model(const char *model, int B, int size, int steps, int peer, int infonce)
 {
     struct net_config cfg = { .model = model, .low_dim = DIM, .in_h = size, .in_w = size,
                               .max_batch = B, .seed = 1 };
@@ -135,7 +136,10 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
             memcpy(neg + (size_t)i * DIM, bank + rng_below(&r, BANK_N) * DIM, sizeof(float) * DIM);
         const float *f = net_forward(n, x, B, 1);
         double b = clock_seconds();
-        objective_nce_shared(obj, f, pos, neg, B, df);
+        if (infonce)
+            objective_infonce_shared(obj, f, pos, neg, B, df);
+        else
+            objective_nce_shared(obj, f, pos, neg, B, df);
         double c = clock_seconds();
         net_backward(n, df);
         double d = clock_seconds();
@@ -173,7 +177,7 @@ static int bench_model(const char *model, int B, int size, int steps, int peer)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     char cs[96];
-    snprintf(cs, sizeof(cs), "%s/b%d/%dpx", model, B, size);
+    snprintf(cs, sizeof(cs), "%s/b%d/%dpx%s", model, B, size, infonce ? "/infonce" : "");
     emit(cs, "img_per_s", ips, "img/s", ptrain);
     emit(cs, "eval_img_per_s", eips, "img/s", peval);
     emit(cs, "img_per_cpu_s", B * steps / cpu, "img/CPU-s", pcpu);
@@ -206,23 +210,28 @@ int main(int argc, char **argv)
     }
     blas_setup(argc, argv);
     const char *model = NULL;
-    int B = 128, size = 32, steps = 0, peer = 1;
+    int B = 128, size = 32, steps = 0, peer = 1, infonce = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer")) peer = 0;
+        else if (!strcmp(argv[i], "--loss") && i + 1 < argc && !strcmp(argv[i + 1], "nce")) i++;
+        else if (!strcmp(argv[i], "--loss") && i + 1 < argc && !strcmp(argv[i + 1], "infonce")) {
+            infonce = 1;
+            i++;
+        }
         else {
             fprintf(stderr, "usage: bench_train_step [--model NAME] [--steps N] [--batch B] "
-                            "[--size S] [--no-peer]\n");
+                            "[--size S] [--no-peer] [--loss nce|infonce]\n");
             return EXIT_USAGE;
         }
     }
     if (!steps && getenv("NPID_BENCH_STEPS")) steps = atoi(getenv("NPID_BENCH_STEPS"));
     if (model) {
         if (steps <= 0) steps = strcmp(model, "resnet18") == 0 ? 3 : strcmp(model, "resnet20") ? 5 : 10;
-        return bench_model(model, B, size, steps, peer);
+        return bench_model(model, B, size, steps, peer, infonce);
     }
     static const char *const models[] = { "resnet20", "resnet18-half", "resnet18" };
     int rc = 0;
@@ -234,7 +243,8 @@ int main(int argc, char **argv)
             snprintf(bb, sizeof(bb), "%d", B);
             snprintf(zb, sizeof(zb), "%d", size);
             char *args[] = { argv[0], "--model", (char *)models[i], "--steps", sb, "--batch", bb,
-                             "--size", zb, peer ? NULL : "--no-peer", NULL };
+                             "--size", zb, "--loss", infonce ? "infonce" : "nce",
+                             peer ? NULL : "--no-peer", NULL };
             execv("/proc/self/exe", args);
             _exit(127);
         }

@@ -74,6 +74,19 @@ static int get_layout(const struct mp_map *m, enum augment_layout *l)
     return MP_OK;
 }
 
+/* "views": 1 when absent; 0, or -1 when present but not a uint in 1..TASK_MAX_VIEWS. */
+static int get_views(const struct mp_map *m, uint32_t *views)
+{
+    uint32_t v = 1;
+    int rc = get_u32(m, "views", &v);
+    if (rc == MP_MISSING)
+        v = 1;
+    else if (rc != MP_OK || v < 1 || v > TASK_MAX_VIEWS)
+        return -1;
+    *views = v;
+    return 0;
+}
+
 /* A bin of u32 elements: count = len / 4 in [1, TASK_MAX_COUNT]. */
 static int get_u32_list(const struct mp_map *m, const char *key, const void **p, uint32_t *count)
 {
@@ -143,6 +156,8 @@ enum task_msg_type proto_task_decode(const void *buf, size_t len, union task_msg
         if (k->size == 0 || k->size > TASK_MAX_SIZE)
             return fail_msg(err, err_len, "field 'size' must be in 1..%u", TASK_MAX_SIZE);
         NEED(get_layout(&m, &k->layout), "layout", "\"chw\" or \"hwc\"");
+        if (get_views(&m, &k->views) != 0)
+            return fail_msg(err, err_len, "field 'views' must be in 1..%u", TASK_MAX_VIEWS);
         break;
     }
     case TASK_MSG_BATCH: {
@@ -169,8 +184,10 @@ enum task_msg_type proto_task_decode(const void *buf, size_t len, union task_msg
         if (b->size == 0 || b->size > TASK_MAX_SIZE)
             return fail_msg(err, err_len, "field 'size' must be in 1..%u", TASK_MAX_SIZE);
         NEED(get_layout(&m, &b->layout), "layout", "\"chw\" or \"hwc\"");
+        if (get_views(&m, &b->views) != 0)
+            return fail_msg(err, err_len, "field 'views' must be in 1..%u", TASK_MAX_VIEWS);
         NEED(mp_get_bin(&m, "pix", &p, &blen), "pix", "bin");
-        uint64_t want = (uint64_t)b->count * b->size * b->size * 3;
+        uint64_t want = (uint64_t)b->views * b->count * b->size * b->size * 3;
         if (blen != want)
             return fail_msg(err, err_len, "field 'pix' has %zu bytes, expected %llu", blen,
                             (unsigned long long)want);
@@ -240,7 +257,9 @@ int proto_task_encode_refuse(msgpack_packer *pk, const struct task_refuse *r)
 
 int proto_task_encode_task(msgpack_packer *pk, const struct task_task *t)
 {
-    return hdr(pk, 9, "task") || mp_pack_kv_u64(pk, "run", t->run) ||
+    int views = t->views > 1;
+    return hdr(pk, 9 + (size_t)views, "task") ||
+           (views && mp_pack_kv_u64(pk, "views", t->views)) || mp_pack_kv_u64(pk, "run", t->run) ||
            mp_pack_kv_u64(pk, "epoch", t->epoch) || mp_pack_kv_u64(pk, "step", t->step) ||
            mp_pack_kv_bin(pk, "idx", t->idx, (size_t)t->count * 4) ||
            mp_pack_kv_u64(pk, "seed", t->seed) ||
@@ -252,8 +271,9 @@ int proto_task_encode_task(msgpack_packer *pk, const struct task_task *t)
 
 int proto_task_encode_batch(msgpack_packer *pk, const struct task_batch *b)
 {
-    size_t pix = (size_t)b->count * b->size * b->size * 3;
-    if (hdr(pk, 12, "batch") || mp_pack_kv_u64(pk, "run", b->run) ||
+    uint32_t nv = b->views > 1 ? b->views : 1;
+    size_t pix = (size_t)nv * b->count * b->size * b->size * 3;
+    if (hdr(pk, 12 + (nv > 1), "batch") || (nv > 1 && mp_pack_kv_u64(pk, "views", nv)) || mp_pack_kv_u64(pk, "run", b->run) ||
         mp_pack_kv_u64(pk, "epoch", b->epoch) || mp_pack_kv_u64(pk, "step", b->step) ||
         mp_pack_kv_bin(pk, "idx", b->idx, (size_t)b->count * 4) ||
         mp_pack_kv_bin(pk, "labels", b->labels, (size_t)b->count * 4) ||

@@ -28,6 +28,8 @@
 /* Most images per task, and largest output side, accepted by decoders. */
 #define TASK_MAX_COUNT 65536u
 #define TASK_MAX_SIZE 4096u
+/* Most augmented views of each image per task (docs/protocol.md, "views"). */
+#define TASK_MAX_VIEWS 2u
 /* Error codes of "refuse" and "fail". */
 #define TASK_EMISMATCH "EMISMATCH"  /* manifest differs */
 #define TASK_EVERSION "EVERSION"    /* protocol version differs */
@@ -84,6 +86,8 @@ struct task_task {
     int train;
     uint32_t size;
     enum augment_layout layout;
+    uint32_t views;            /* augmented views per image, 1..TASK_MAX_VIEWS (decoder: 1 when
+                                  absent; encoder: 0 means 1, and 1 is not sent) */
 };
 
 struct task_batch {
@@ -94,7 +98,8 @@ struct task_batch {
     const void *idx;           /* u32 x count */
     const void *labels;        /* u32 x count */
     const uint8_t *bad;        /* u8 x count: 1 = substituted */
-    const uint8_t *pix;        /* count x size x size x 3 */
+    uint32_t views;            /* as the task's; pix holds views blocks of count images */
+    const uint8_t *pix;        /* views x count x size x size x 3 */
     uint64_t decode_ns, augment_ns;
     struct mp_obj errors;      /* decode: array of str ("path: reason"), type MP_ARRAY */
     uint32_t n_errors;         /* encode: number of strings in errors_list */
@@ -127,7 +132,7 @@ int proto_task_encode_hello(msgpack_packer *pk, const struct task_hello *h);
 int proto_task_encode_welcome(msgpack_packer *pk, const struct task_welcome *w);
 int proto_task_encode_refuse(msgpack_packer *pk, const struct task_refuse *r);
 int proto_task_encode_task(msgpack_packer *pk, const struct task_task *t);
-/* Uses errors_list / n_errors (not errors). pix holds count * size * size * 3 bytes. */
+/* Uses errors_list / n_errors (not errors). pix holds views * count * size * size * 3 bytes. */
 int proto_task_encode_batch(msgpack_packer *pk, const struct task_batch *b);
 int proto_task_encode_fail(msgpack_packer *pk, const struct task_fail *f);
 

@@ -109,6 +109,7 @@ void taskq_opts_default(struct taskq_opts *o)
     o->train = 1;
     o->size = 32;
     o->layout = AUGMENT_CHW;
+    o->views = 1;
     o->allow_remote = 0;
     o->max_frame = (uint64_t)256 << 20;
     o->run = "";
@@ -309,7 +310,7 @@ static int issue_one(struct taskq *tq, struct tq_slot *s, struct tq_loader *l)
     struct task_task t = {
         .run = tq->run, .epoch = p->epoch, .step = step, .idx = p->perm + off, .count = count,
         .seed = p->seed, .preset = { tq->preset, strlen(tq->preset) }, .train = tq->o.train,
-        .size = tq->o.size, .layout = tq->o.layout,
+        .size = tq->o.size, .layout = tq->o.layout, .views = tq->o.views,
     };
     msgpack_packer pk;
     msgpack_sbuffer_clear(&tq->sb);
@@ -479,6 +480,11 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
         snprintf(why, sizeof why, "epoch %u step %u: size %u %s, expected %u %s", b->epoch,
                  b->step, b->size, proto_task_layout_name(b->layout), tq->o.size,
                  proto_task_layout_name(tq->o.layout));
+        goto reject;
+    }
+    if (b->views != tq->o.views) {
+        snprintf(why, sizeof why, "epoch %u step %u: %u views per image, expected %u (a loader "
+                 "older than the views field?)", b->epoch, b->step, b->views, tq->o.views);
         goto reject;
     }
     if (memcmp(b->idx, p->perm + off, (size_t)count * 4) != 0) {
@@ -655,9 +661,10 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
         return NULL;
     }
     if (o->window < 1 || o->window > 4096 || o->max_attempts < 1 || o->deadline_ms < 1 ||
-        o->loader_timeout_ms < 1 || o->size < 1 || o->size > TASK_MAX_SIZE) {
-        err_set(err, err_len, "invalid taskq options (window 1..4096, size 1..%u, positive "
-                              "timeouts and attempts)", TASK_MAX_SIZE);
+        o->loader_timeout_ms < 1 || o->size < 1 || o->size > TASK_MAX_SIZE || o->views < 1 ||
+        o->views > TASK_MAX_VIEWS) {
+        err_set(err, err_len, "invalid taskq options (window 1..4096, size 1..%u, views 1..%u, "
+                              "positive timeouts and attempts)", TASK_MAX_SIZE, TASK_MAX_VIEWS);
         return NULL;
     }
     struct augment_params ap;
@@ -750,7 +757,8 @@ int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_
         return -1;
     }
     /* a batch frame must fit the socket's frame limit, or it could never be received */
-    uint64_t frame = (uint64_t)batch * tq->o.size * tq->o.size * 3 + (uint64_t)batch * 9 + 65536;
+    uint64_t frame = (uint64_t)tq->o.views * batch * tq->o.size * tq->o.size * 3 +
+                     (uint64_t)batch * 9 + 65536;
     if (frame > tq->o.max_frame) {
         errno = EMSGSIZE;
         return -1;
@@ -830,6 +838,7 @@ int taskq_next(struct taskq *tq, int timeout_ms, struct taskq_batch *out)
             out->count = s->b.count;
             out->size = s->b.size;
             out->layout = s->b.layout;
+            out->views = s->b.views;
             out->indices = s->idx;
             out->labels = s->labels;
             out->pixels = s->b.pix;

@@ -69,6 +69,8 @@ struct taskq_opts {
     int train;                /* 1 train transform (default), 0 test transform */
     uint32_t size;            /* output side in pixels, default 32 */
     enum augment_layout layout; /* default AUGMENT_CHW */
+    uint32_t views;           /* augmented views of every image, 1 (default) ..
+                                 TASK_MAX_VIEWS; view 0 is the one-view image (loader/batch.h) */
     int allow_remote;         /* allow binding a non-loopback endpoint, default 0 */
     uint64_t max_frame;       /* largest inbound frame in bytes, default 256 MiB */
     const char *run;          /* run name carried in tasks (informational), default "" */
@@ -108,7 +110,9 @@ struct taskq_batch {
     enum augment_layout layout;
     const uint32_t *indices;  /* count dataset indices (== the planned ones, in order) */
     const uint32_t *labels;   /* count labels from the loader's dataset index */
-    const uint8_t *pixels;    /* count * size * size * 3 bytes */
+    uint32_t views;           /* the options' views */
+    const uint8_t *pixels;    /* views * count * size * size * 3 bytes: view 0's count images,
+                                 then view 1's */
     const uint8_t *bad;       /* count flags: 1 when the image at that position could not
                                  be decoded and a deterministic substitute was used */
     uint32_t n_bad;

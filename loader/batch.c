@@ -8,6 +8,8 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/proto_task.h"
+#include "common/rng.h"
 
 struct batcher {
     const struct dataset *ds;
@@ -87,6 +89,12 @@ static int ensure_aug(struct batcher *b, const struct batch_job *job, char *err,
     return 0;
 }
 
+uint64_t batch_view_seed(uint64_t seed, uint32_t v)
+{
+    struct rng r = rng_derive(seed, 0x76696577ull /* "view" */, v);
+    return rng_u64(&r);
+}
+
 int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out *out, char *err,
                 size_t err_len)
 {
@@ -97,6 +105,11 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
                     n);
             return -1;
         }
+    if (job->views > TASK_MAX_VIEWS) {
+        err_set(err, err_len, "EINVAL: %u views per image (at most %u)", job->views,
+                TASK_MAX_VIEWS);
+        return -1;
+    }
     if (ensure_aug(b, job, err, err_len))
         return -1;
     b->n_errors = 0;
@@ -105,6 +118,11 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
     size_t img_bytes = augment_out_bytes(b->aug);
     uint32_t min_side = batcher_min_side(b, &b->ap);
     char why[BATCH_ERR_LEN];
+    uint32_t views = job->views > 1 ? job->views : 1;
+    uint64_t vseed[TASK_MAX_VIEWS];
+    for (uint32_t v = 0; v < views; v++)
+        vseed[v] = v == 0 ? job->seed : batch_view_seed(job->seed, v);
+    size_t view_bytes = (size_t)job->count * img_bytes;
     for (uint32_t j = 0; j < job->count; j++) {
         uint32_t i = job->idx[j];
         uint8_t *dst = out->pix + (size_t)j * img_bytes;
@@ -124,11 +142,12 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
             }
         }
         uint64_t t1 = clock_now_ns();
-        if (ok) {
-            augment_apply_seeded(b->aug, img.pix, img.w, img.h, job->seed, job->epoch, i, dst,
-                                 NULL);
-        } else {
-            memset(dst, 128, img_bytes);
+        for (uint32_t v = 0; v < views; v++) {
+            if (ok)
+                augment_apply_seeded(b->aug, img.pix, img.w, img.h, vseed[v], job->epoch, i,
+                                     dst + v * view_bytes, NULL);
+            else
+                memset(dst + v * view_bytes, 128, img_bytes);
         }
         uint64_t t2 = clock_now_ns();
         out->decode_ns += t1 - t0;

@@ -4,7 +4,13 @@
  * for the batch's "errors" list) and replaced by a deterministic substitute: the next index
  * (i+1, i+2, ... modulo n, up to BATCH_SUBST_TRIES) that decodes, augmented with the random
  * stream of the ORIGINAL index; if none decodes, a mid-grey image. Its flag is set to 1.
- * The output therefore depends only on (dataset, indices, preset, seed, epoch). */
+ * The output therefore depends only on (dataset, indices, preset, seed, epoch, views).
+ *
+ * Views: a job with views = V produces V independently augmented copies of every image, view
+ * by view (all count images of view 0, then of view 1, ...). View 0 of image i in epoch e is
+ * augmented with rng_derive(seed, e, i), exactly as a one-view job; view v >= 1 with
+ * rng_derive(batch_view_seed(seed, v), e, i). A substituted image is substituted in every
+ * view. */
 #ifndef NPID_LOADER_BATCH_H
 #define NPID_LOADER_BATCH_H
 
@@ -34,18 +40,23 @@ struct batch_job {
     enum augment_layout layout;
     uint64_t seed;
     uint32_t epoch;
+    uint32_t views;           /* augmented views per image (0 means 1) */
     /* called between images (heartbeats during long batches); may be NULL */
     void (*tick)(void *ctx);
     void *tick_ctx;
 };
 
 struct batch_out {
-    uint8_t *pix;             /* count * size * size * 3, caller-provided */
+    uint8_t *pix;             /* views * count * size * size * 3, caller-provided */
     uint32_t *labels;         /* count */
     uint8_t *bad;             /* count */
     uint32_t n_bad;
     uint64_t decode_ns, augment_ns;
 };
+
+/* The augmentation seed of view v >= 1 of a job seeded with seed:
+ * rng_u64(rng_derive(seed, 0x76696577 ("view"), v)). View 0 uses seed itself. */
+uint64_t batch_view_seed(uint64_t seed, uint32_t v);
 
 /* Runs a job. Returns 0, or -1 with a reason in err when the job itself is invalid (an index
  * >= the dataset size: reason starts with "ERANGE"; unknown preset or bad size: "EINVAL").

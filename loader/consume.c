@@ -5,7 +5,9 @@
  * order, each planned index exactly once per epoch, labels equal the dataset's, pixel counts
  * right. It folds (epoch, step, indices, pixels) of every batch into a CRC-32C, which depends
  * only on the data, the plan and the augmentation seed (not on how many loaders ran or which
- * of them died), so runs can be compared. One JSON summary line goes to stdout; the exit
+ * of them died), so runs can be compared. With --views 2 the CRC folds view 0 only (equal to
+ * the one-view run's) and view1_crc the second views, with views_identical the number of
+ * images whose two views are byte-equal. One JSON summary line goes to stdout; the exit
  * status is 0 only when every check passed. */
 #include "loader/loader.h"
 
@@ -21,6 +23,7 @@
 #include "common/durable.h"
 #include "common/log.h"
 #include "common/msg.h"
+#include "common/proto_task.h"
 #include "common/rng.h"
 #include "common/sig.h"
 #include "common/taskq.h"
@@ -36,7 +39,7 @@ int loader_consume_main(int argc, char **argv)
 {
     const char *data, *split, *bind, *preset, *layout_s, *level;
     uint64_t epochs, batch, seed, size, window, deadline_ms, loader_timeout_ms, max_attempts,
-        images, first_step, step_ms, wait_loaders;
+        images, first_step, step_ms, wait_loaders, views;
     double timeout_s;
     int allow_remote, drop_last, exit_refused, train, quiet_batches;
     struct cfg_opt opts[] = {
@@ -55,6 +58,7 @@ int loader_consume_main(int argc, char **argv)
         { "preset", NULL, CFG_STR, &preset, "cifar", 0, 0, "augmentation preset: cifar, imagenet, none", 0 },
         { "train", NULL, CFG_BOOL, &train, "1", 0, 0, "train transform (--no-train: test transform)", 0 },
         { "size", NULL, CFG_U64, &size, "32", 1, 4096, "output side", 0 },
+        { "views", NULL, CFG_U64, &views, "1", 1, TASK_MAX_VIEWS, "augmented views per image", 0 },
         { "layout", NULL, CFG_STR, &layout_s, "chw", 0, 0, "chw or hwc", 0 },
         { "window", NULL, CFG_U64, &window, "8", 1, 4096, "steps in flight", 0 },
         { "deadline-ms", NULL, CFG_U64, &deadline_ms, "30000", 1, 1e9, "task deadline", 0 },
@@ -130,6 +134,7 @@ int loader_consume_main(int argc, char **argv)
     o.train = train;
     o.size = (uint32_t)size;
     o.layout = layout;
+    o.views = (uint32_t)views;
     o.allow_remote = allow_remote;
     tq = taskq_new(bind, dataset_manifest(ds), &o, err, sizeof err);
     if (!tq) {
@@ -167,7 +172,8 @@ int loader_consume_main(int argc, char **argv)
     uint64_t t0 = clock_now_ns();
     uint64_t batches = 0, delivered_images = 0, missing = 0, repeated = 0, out_of_order = 0,
              label_errors = 0, shape_errors = 0;
-    uint32_t crc = 0;
+    uint32_t crc = 0, crc1 = 0;
+    uint64_t views_identical = 0;
     for (uint32_t e = 0; e < epochs && !failed && !refused_stop; e++) {
         for (size_t i = 0; i < n; i++)
             perm[i] = (uint32_t)i;
@@ -233,7 +239,15 @@ int loader_consume_main(int argc, char **argv)
             uint32_t hdr[2] = { b.epoch, b.step };
             crc = crc32c(crc, hdr, sizeof hdr);
             crc = crc32c(crc, b.indices, (size_t)b.count * 4);
-            crc = crc32c(crc, b.pixels, (size_t)b.count * b.size * b.size * 3);
+            size_t img = (size_t)b.size * b.size * 3, view = (size_t)b.count * img;
+            crc = crc32c(crc, b.pixels, view);
+            if (b.views != views)
+                shape_errors++;
+            else if (views > 1) {
+                crc1 = crc32c(crc1, b.pixels + view, view);
+                for (uint32_t j = 0; j < b.count; j++)
+                    views_identical += memcmp(b.pixels + j * img, b.pixels + view + j * img, img) == 0;
+            }
             if (!quiet_batches)
                 log_debug("epoch %u step %u: %u images, %u bad, attempts %u, waited %.1f ms",
                           b.epoch, b.step, b.count, b.n_bad, b.attempts, b.wait_ns / 1e6);
@@ -263,7 +277,7 @@ int loader_consume_main(int argc, char **argv)
            "\"duplicates\": %llu, \"stale\": %llu, \"rejected\": %llu, "
            "\"loaders_joined\": %llu, \"loaders_lost\": %llu, \"loaders_refused\": %llu, "
            "\"timed_out\": %s, \"seconds\": %.3f, \"img_per_s\": %.1f, \"wait_s\": %.3f, "
-           "\"loader_decode_s\": %.3f, \"loader_augment_s\": %.3f, \"pix_crc\": \"%08x\"}\n",
+           "\"loader_decode_s\": %.3f, \"loader_augment_s\": %.3f, \"pix_crc\": \"%08x\"",
            ok ? "true" : "false", (unsigned long long)epochs, (unsigned long long)batches,
            (unsigned long long)delivered_images, (unsigned long long)missing,
            (unsigned long long)repeated, (unsigned long long)out_of_order,
@@ -275,6 +289,10 @@ int loader_consume_main(int argc, char **argv)
            (unsigned long long)st.loaders_lost, (unsigned long long)st.loaders_refused,
            timed_out ? "true" : "false", secs, secs > 0 ? delivered_images / secs : 0.0,
            st.wait_ns / 1e9, st.loader_decode_ns / 1e9, st.loader_augment_ns / 1e9, crc);
+    if (views > 1)
+        printf(", \"view1_crc\": \"%08x\", \"views_identical\": %llu", crc1,
+               (unsigned long long)views_identical);
+    printf("}\n");
     fflush(stdout);
     status = ok ? EXIT_OK : EXIT_FAIL;
 out:

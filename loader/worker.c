@@ -34,6 +34,7 @@ struct queued_task {
     uint32_t epoch, step, count, size;
     uint32_t *idx;
     uint64_t seed;
+    uint32_t views;
     char preset[32];
     int train;
     enum augment_layout layout;
@@ -172,6 +173,7 @@ static void on_message(struct worker *w, const void *buf, size_t len)
         q->count = u.task.count;
         q->size = u.task.size;
         q->seed = u.task.seed;
+        q->views = u.task.views;
         q->train = u.task.train;
         q->layout = u.task.layout;
         snprintf(q->preset, sizeof q->preset, "%.*s",
@@ -188,9 +190,9 @@ static void on_message(struct worker *w, const void *buf, size_t len)
     }
 }
 
-static int grow_buffers(struct worker *w, uint32_t count, uint32_t size)
+static int grow_buffers(struct worker *w, uint32_t count, uint32_t size, uint32_t views)
 {
-    size_t need = (size_t)count * size * size * 3;
+    size_t need = (size_t)views * count * size * size * 3;
     if (need > w->pix_cap) {
         uint8_t *p = realloc(w->pix, need);
         if (!p)
@@ -238,18 +240,18 @@ static void send_fail(struct worker *w, const struct queued_task *q, const char 
 
 static void run_task(struct worker *w, const struct queued_task *q)
 {
-    if ((uint64_t)q->count * q->size * q->size * 3 > ((uint64_t)1 << 30)) {
+    if ((uint64_t)q->views * q->count * q->size * q->size * 3 > ((uint64_t)1 << 30)) {
         send_fail(w, q, "EINVAL: the batch would exceed 1 GiB of pixels");
         return;
     }
-    if (grow_buffers(w, q->count, q->size)) {
+    if (grow_buffers(w, q->count, q->size, q->views)) {
         send_fail(w, q, "ENOMEM: out of memory for the batch");
         return;
     }
     struct batch_job job = {
         .idx = q->idx, .count = q->count, .preset = q->preset, .train = q->train,
         .size = q->size, .layout = q->layout, .seed = q->seed, .epoch = q->epoch,
-        .tick = tick, .tick_ctx = w,
+        .views = q->views, .tick = tick, .tick_ctx = w,
     };
     struct batch_out out = { .pix = w->pix, .labels = w->labels, .bad = w->bad };
     char why[256];
@@ -263,7 +265,8 @@ static void run_task(struct worker *w, const struct queued_task *q)
         log_warn("bad image substituted: %s", errs[i]);
     struct task_batch b = {
         .run = q->run, .epoch = q->epoch, .step = q->step, .count = q->count, .size = q->size,
-        .layout = q->layout, .idx = q->idx, .labels = w->labels, .bad = w->bad, .pix = w->pix,
+        .layout = q->layout, .views = q->views, .idx = q->idx, .labels = w->labels, .bad = w->bad,
+        .pix = w->pix,
         .decode_ns = out.decode_ns, .augment_ns = out.augment_ns,
         .n_errors = n_err, .errors_list = errs,
     };

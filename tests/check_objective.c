@@ -1,6 +1,8 @@
 /* Unit tests for the objectives (trainer/objective.h): loss values against a direct double
  * computation of the formulas in ../shared/spec/algorithm.md, finite-difference gradients of
- * NCE (shared and per-element draw), the full softmax and the proximal term, Z handling
+ * NCE (shared and per-element draw), InfoNCE, the full softmax and the proximal term, InfoNCE
+ * with every other bank row as its negatives against the full softmax, two-view InfoNCE (loss
+ * and finite-difference gradient through both roles of each feature), Z handling
  * (first-step estimate, frozen, EMA, setter), shared == per-element on the same rows, the
  * blocked multi-threaded softmax against a plain double loop, and the vector exp. */
 #include <check.h>
@@ -29,7 +31,7 @@ static void unit_rows(float *x, int rows, int d, uint64_t seed)
 
 struct obj_ctx {
     struct objective *o;
-    int kind; /* 0 shared, 1 per-element, 2 softmax */
+    int kind; /* 0 shared, 1 per-element, 2 softmax, 3 InfoNCE */
     float f[B_ * D_], pos[B_ * D_], neg[M_ * D_], negpe[B_ * M_ * D_], bank[N_ * D_];
     uint32_t idx[B_];
     float df[B_ * D_];
@@ -42,6 +44,7 @@ static double obj_loss(void *p)
     switch (c->kind) {
     case 0: return objective_nce_shared(c->o, c->f, c->pos, c->neg, B_, scratch);
     case 1: return objective_nce_per_element(c->o, c->f, c->pos, c->negpe, B_, scratch);
+    case 3: return objective_infonce_shared(c->o, c->f, c->pos, c->neg, B_, scratch);
     default: return objective_softmax(c->o, c->f, c->bank, c->idx, B_, scratch);
     }
 }
@@ -128,6 +131,138 @@ START_TEST(test_softmax_grad)
     ck_assert_msg(e < 1e-2, "softmax lambda %g: df rel err %g", lambda, e);
     objective_destroy(&c->o);
     free(c);
+}
+END_TEST
+
+/* InfoNCE on the shared draw: the loss against a direct double computation (positive and
+ * m negatives, -log of the positive's softmax share), finite-difference dL/df, Z untouched. */
+START_TEST(test_infonce_grad)
+{
+    double lambda = _i ? 0.6 : 0.0, tau = 0.1;
+    struct objective_config cfg = { B_, D_, M_, N_, tau, OBJ_Z_FROZEN, 0.99, lambda, 0, NULL };
+    struct obj_ctx *c = calloc(1, sizeof(*c));
+    c->o = objective_new(&cfg);
+    ck_assert_ptr_nonnull(c->o);
+    c->kind = 3;
+    ctx_fill(c);
+    /* one negative equal to element 0's positive and one far above the rest: the
+       log-sum-exp must hold both */
+    memcpy(c->neg, c->pos, sizeof(float) * D_);
+    memcpy(c->neg + 2 * D_, c->f + D_, sizeof(float) * D_);
+    double loss = objective_infonce_shared(c->o, c->f, c->pos, c->neg, B_, c->df);
+    double ref = 0.0;
+    for (int i = 0; i < B_; i++) {
+        double s0 = dot_d(c->f + i * D_, c->pos + i * D_, D_) / tau, z = exp(s0);
+        for (int j = 0; j < M_; j++) z += exp(dot_d(c->f + i * D_, c->neg + j * D_, D_) / tau);
+        ref += log(z) - s0;
+        for (int j = 0; j < D_; j++) {
+            double d = c->f[i * D_ + j] - c->pos[i * D_ + j];
+            ref += lambda * d * d;
+        }
+    }
+    ref /= B_;
+    ck_assert_msg(fabs(loss - ref) < 1e-5 * fabs(ref), "loss %.9g vs %.9g", loss, ref);
+    ck_assert_double_eq(objective_z(c->o), 0.0);
+    double e = gc_rel_error(obj_loss, c, c->f, c->df, B_ * D_, B_ * D_, 1e-3f);
+    ck_assert_msg(e < 1e-2, "InfoNCE lambda %g: df rel err %g", lambda, e);
+    objective_destroy(&c->o);
+    free(c);
+}
+END_TEST
+
+/* InfoNCE whose negatives are exactly the other n - 1 bank rows (one element per call, as
+ * the draw is shared by a batch) gives the full softmax's loss and dL/df per element. */
+START_TEST(test_infonce_equals_softmax)
+{
+    double tau = 0.07;
+    struct obj_ctx *c = calloc(1, sizeof(*c));
+    ctx_fill(c);
+    struct objective_config sc = { B_, D_, 0, N_, tau, OBJ_Z_FROZEN, 0.99, 0.0, 1, NULL };
+    struct objective_config ic = { 1, D_, N_ - 1, N_, tau, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
+    struct objective *so = objective_new(&sc), *io = objective_new(&ic);
+    ck_assert(so && io);
+    float dsm[B_ * D_], dinf[D_], others[(N_ - 1) * D_];
+    double lsm = objective_softmax(so, c->f, c->bank, c->idx, B_, dsm), linf = 0.0;
+    for (int i = 0; i < B_; i++) {
+        for (int j = 0, k = 0; j < N_; j++)
+            if ((uint32_t)j != c->idx[i])
+                memcpy(others + (size_t)k++ * D_, c->bank + (size_t)j * D_, sizeof(float) * D_);
+        linf += objective_infonce_shared(io, c->f + i * D_, c->bank + c->idx[i] * D_, others, 1,
+                                         dinf);
+        /* the softmax's df is a mean over B_: element i's share times B_ */
+        for (int k = 0; k < D_; k++)
+            ck_assert_msg(fabsf(dinf[k] - dsm[i * D_ + k] * B_) < 1e-4f * (1 + fabsf(dinf[k])),
+                          "element %d df[%d] %g vs %g", i, k, dinf[k], dsm[i * D_ + k] * B_);
+    }
+    linf /= B_;
+    ck_assert_msg(fabs(linf - lsm) < 1e-5 * fabs(lsm), "InfoNCE %.9g vs softmax %.9g", linf, lsm);
+    objective_destroy(&so);
+    objective_destroy(&io);
+    free(c);
+}
+END_TEST
+
+/* Two-view InfoNCE: rows i and B + i are views of image i, each the other's positive. The
+ * loss against a direct double computation; dL/df by finite differences, so the gradient
+ * through a feature's role as its partner's positive is checked too. */
+struct views_ctx {
+    struct objective *o;
+    float f[2 * B_ * D_], neg[M_ * D_], df[2 * B_ * D_];
+};
+
+static double views_loss(void *p)
+{
+    struct views_ctx *c = p;
+    float scratch[2 * B_ * D_];
+    return objective_infonce_views(c->o, c->f, c->neg, B_, scratch);
+}
+
+START_TEST(test_infonce_views_grad)
+{
+    double tau = 0.2;
+    struct objective_config cfg = { 2 * B_, D_, M_, N_, tau, OBJ_Z_FROZEN, 0.99, 0.0, 0, NULL };
+    struct views_ctx *c = calloc(1, sizeof(*c));
+    c->o = objective_new(&cfg);
+    ck_assert_ptr_nonnull(c->o);
+    unit_rows(c->f, 2 * B_, D_, 71);
+    unit_rows(c->neg, M_, D_, 72);
+    double loss = objective_infonce_views(c->o, c->f, c->neg, B_, c->df), ref = 0.0;
+    for (int k = 0; k < 2 * B_; k++) {
+        const float *q = c->f + k * D_, *pos = c->f + ((k + B_) % (2 * B_)) * D_;
+        double s0 = dot_d(q, pos, D_) / tau, z = exp(s0);
+        for (int j = 0; j < M_; j++) z += exp(dot_d(q, c->neg + j * D_, D_) / tau);
+        ref += log(z) - s0;
+    }
+    ref /= 2 * B_;
+    ck_assert_msg(fabs(loss - ref) < 1e-5 * fabs(ref), "loss %.9g vs %.9g", loss, ref);
+    double e = gc_rel_error(views_loss, c, c->f, c->df, 2 * B_ * D_, 2 * B_ * D_, 1e-3f);
+    ck_assert_msg(e < 1e-2, "two-view df rel err %g", e);
+    objective_destroy(&c->o);
+    free(c);
+}
+END_TEST
+
+/* The two-view bank feature: the unit vector along the sum of the two views, in place too. */
+START_TEST(test_views_mean)
+{
+    float f[2 * B_ * D_], out[B_ * D_];
+    unit_rows(f, 2 * B_, D_, 73);
+    memcpy(f + (2 * B_ - 1) * D_, f + (B_ - 1) * D_, sizeof(float) * D_); /* equal views */
+    objective_views_mean(f, B_, D_, out);
+    for (int i = 0; i < B_; i++) {
+        double s[D_], n = 0.0;
+        for (int k = 0; k < D_; k++) {
+            s[k] = (double)f[i * D_ + k] + f[(B_ + i) * D_ + k];
+            n += s[k] * s[k];
+        }
+        for (int k = 0; k < D_; k++)
+            ck_assert_msg(fabs(out[i * D_ + k] - s[k] / sqrt(n)) < 1e-6, "row %d [%d] %g vs %g", i,
+                          k, out[i * D_ + k], s[k] / sqrt(n));
+    }
+    for (int k = 0; k < D_; k++) /* equal views: the view itself */
+        ck_assert(fabsf(out[(B_ - 1) * D_ + k] - f[(B_ - 1) * D_ + k]) < 1e-6f);
+    objective_views_mean(f, B_, D_, f);
+    ck_assert(memcmp(f, out, sizeof out) == 0);
 }
 END_TEST
 
@@ -287,6 +422,10 @@ static Suite *objective_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_nce_grad, 0, 4);
     tcase_add_loop_test(tc, test_softmax_grad, 0, 2);
+    tcase_add_loop_test(tc, test_infonce_grad, 0, 2);
+    tcase_add_test(tc, test_infonce_equals_softmax);
+    tcase_add_test(tc, test_infonce_views_grad);
+    tcase_add_test(tc, test_views_mean);
     tcase_add_loop_test(tc, test_softmax_blocks, 0, 4);
     tcase_add_test(tc, test_vec_exp);
     tcase_add_test(tc, test_z_handling);

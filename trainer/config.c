@@ -18,6 +18,8 @@ static struct cfg_opt trainer_opts[] = {
     OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet20"),
     OPT("low-dim", NULL, CFG_INT, low_dim, "128", 1, 4096, "feature dimension d"),
     OPT("nce-k", NULL, CFG_INT, nce_k, "4096", 0, 1000000, "negatives m per step (0: full non-parametric softmax)"),
+    OPT("loss", "NPID_LOSS", CFG_STR, loss, "auto", 0, 0, "auto (nce when nce-k > 0, else softmax) | nce | infonce (own row vs nce-k drawn rows) | softmax (all n rows; nce-k 0)"),
+    OPT("views", NULL, CFG_INT, views, "1", 1, 2, "augmented views of each image per step (2: each view's InfoNCE positive is the other view; needs --loss infonce)"),
     OPT("nce-t", NULL, CFG_DOUBLE, nce_t, "0.1", 1e-4, 10, "temperature tau"),
     OPT("nce-m", NULL, CFG_DOUBLE, nce_m, "0.5", 0, 0.9999, "bank momentum (weight on the old row)"),
     OPT("nce-z", NULL, CFG_DOUBLE, nce_z, "0", 0, 0, "fixed normaliser Z (0: estimate on the first step)"),
@@ -107,6 +109,7 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     static const char *const winits[] = { "he", "torch", "he-out", NULL };
     static const char *const scheds[] = { "step", "cosine", NULL };
     static const char *const augs[] = { "cifar", "imagenet", "none", NULL };
+    static const char *const losses[] = { "auto", "nce", "infonce", "softmax", NULL };
     int npos = 0;
     int rc = cfg_parse("npid-trainer", "--data ROOT [options]", trainer_opts, argc, argv, &npos);
     if (rc != CFG_OK)
@@ -126,6 +129,7 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
         { "model", tc_store.model, models }, { "z-mode", tc_store.z_mode, zmodes },
         { "bank-init", tc_store.bank_init, inits }, { "lr-schedule", tc_store.lr_schedule, scheds },
         { "aug", tc_store.aug, augs }, { "init", tc_store.init, winits },
+        { "loss", tc_store.loss, losses },
     };
     for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
         if (!one_of(enums[i].value, enums[i].set)) {
@@ -135,6 +139,33 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
             fputc('\n', stderr);
             return CFG_USAGE;
         }
+    }
+    /* --loss: auto is what the preset's nce-k selects; softmax replaces a preset's nce-k by 0 */
+    struct cfg_opt *k_opt = cfg_find(trainer_opts, "nce-k");
+    NPID_CHECK(k_opt);
+    if (strcmp(tc_store.loss, "auto") == 0) {
+        tc_store.loss = tc_store.nce_k > 0 ? "nce" : "softmax";
+    } else if (strcmp(tc_store.loss, "softmax") == 0) {
+        if (tc_store.nce_k > 0 && k_opt->set_by != 0) {
+            fprintf(stderr, "npid-trainer: --loss softmax scores all n bank rows: drop --nce-k %d "
+                            "(or give --nce-k 0)\n", tc_store.nce_k);
+            return CFG_USAGE;
+        }
+        tc_store.nce_k = 0;
+    } else if (tc_store.nce_k == 0) {
+        fprintf(stderr, "npid-trainer: --loss %s draws --nce-k negatives per step: give --nce-k > 0 "
+                        "(e.g. 4096)\n", tc_store.loss);
+        return CFG_USAGE;
+    }
+    if (tc_store.views > 1 && strcmp(tc_store.loss, "infonce") != 0) {
+        fprintf(stderr, "npid-trainer: --views %d needs --loss infonce (each view's positive is "
+                        "the other view's feature; --loss is %s)\n", tc_store.views, tc_store.loss);
+        return CFG_USAGE;
+    }
+    if (tc_store.views > 1 && tc_store.prox_lambda > 0) {
+        fprintf(stderr, "npid-trainer: --prox-lambda applies to one view (a feature and its own "
+                        "bank row): drop it or use --views 1\n");
+        return CFG_USAGE;
     }
     if (!tc_store.data || !*tc_store.data) {
         fprintf(stderr, "npid-trainer: --data ROOT is required (or NPID_DATA)\n");

@@ -16,9 +16,11 @@ struct trainer_cfg {
     const char *bank_ep, *tasks_ep, *events_ep;
     const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *init, *objective_name;
     const char *run_name;
+    const char *loss;      /* after parsing: nce, infonce or softmax (auto resolved) */
     int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;
+    int views;             /* augmented views per image per step: 1, or 2 (--loss infonce) */
     double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
     double task_deadline, bank_timeout, stop_timeout;
     uint64_t seed;

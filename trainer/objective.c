@@ -1,4 +1,4 @@
-/* NCE and softmax objectives (see objective.h). Scores and probabilities are float;
+/* NCE, InfoNCE and softmax objectives (see objective.h). Scores and probabilities are float;
  * reductions (loss, Z estimate, softmax normaliser) are double.
  *
  * The products run with OpenBLAS on one thread (set and restored around each call), because
@@ -27,6 +27,7 @@ struct objective {
     struct objective_config cfg;
     float *scores;   /* (max_batch, m) or (max_batch, n) for softmax */
     float *s0;       /* (max_batch) positive scores, then their gradients */
+    float *pos2;     /* (max_batch, d) two-view positives: the other view's features */
     size_t scores_floats;
     double z, z_est;
     int z_set;
@@ -56,11 +57,12 @@ struct objective *objective_new(const struct objective_config *cfg)
     o->scores_floats = mb * cols;
     o->scores = malloc(sizeof(float) * o->scores_floats);
     o->s0 = malloc(sizeof(float) * mb);
+    o->pos2 = malloc(sizeof(float) * mb * (size_t)cfg->dim);
     o->acc = malloc(sizeof(float) * nt * mb * (size_t)cfg->dim);
     o->mx = malloc(sizeof(float) * nt * mb);
     o->sum = malloc(sizeof(double) * nt * mb);
     o->w = malloc(sizeof(double) * nt);
-    if (!o->scores || !o->s0 || !o->acc || !o->mx || !o->sum || !o->w) {
+    if (!o->scores || !o->s0 || !o->pos2 || !o->acc || !o->mx || !o->sum || !o->w) {
         log_error("objective: cannot allocate %zu scores", o->scores_floats);
         objective_destroy(&o);
         return NULL;
@@ -73,6 +75,7 @@ void objective_destroy(struct objective **op)
     if (!op || !*op) return;
     free((*op)->scores);
     free((*op)->s0);
+    free((*op)->pos2);
     free((*op)->acc);
     free((*op)->mx);
     free((*op)->sum);
@@ -248,6 +251,69 @@ static double row_exp(float *x, int n, float m)
     return sum;
 }
 
+/* InfoNCE without the proximal term; leaves dL/d(f_i . pos_i) in o->s0[i]. */
+static double infonce_core(struct objective *o, const float *f, const float *pos,
+                           const float *neg, int B, float *df)
+{
+    /* f (B,d) pos (B,d) neg (m,d) S (B,m) scores / tau, then dL/dS; df (B,d) */
+    NPID_CHECK(B >= 1 && B <= o->cfg.max_batch && o->cfg.m >= 1);
+    int d = o->cfg.dim, m = (int)o->cfg.m;
+    float *S = o->scores;
+    float *s0 = o->s0;
+    float inv_tau = (float)(1.0 / o->cfg.tau);
+    for (int i = 0; i < B; i++)
+        s0[i] = dotf(f + (size_t)i * d, pos + (size_t)i * d, d) * inv_tau;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, m, d, inv_tau, f, d, neg, d, 0.0f,
+                S, m);
+    /* loss_i = log(e^{s0} + sum_j e^{s_j}) - s0; dL/ds0 = (p0 - 1)/(tau B),
+     * dL/ds_j = p_j/(tau B) with p the softmax over the m + 1 scores */
+    double loss = 0.0;
+    for (int i = 0; i < B; i++) {
+        float *row = S + (size_t)i * m;
+        float mx = row_max(row, m);
+        mx = s0[i] > mx ? s0[i] : mx;
+        double e0 = exp((double)s0[i] - mx);
+        double z = e0 + row_exp(row, m, mx);
+        loss += log(z) + mx - s0[i];
+        float g = (float)(inv_tau / (z * B));
+        for (int j = 0; j < m; j++) row[j] *= g;
+        s0[i] = (float)((e0 / z - 1.0) * inv_tau / B);
+    }
+    /* df = dS (B,m) neg (m,d) + ds0 * pos */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, m, 1.0f, S, m, neg, d, 0.0f,
+                df, d);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < d; j++) df[(size_t)i * d + j] += s0[i] * pos[(size_t)i * d + j];
+    return loss / B;
+}
+
+static double infonce_shared_impl(struct objective *o, const float *f, const float *pos,
+                                  const float *neg, int B, float *df)
+{
+    double loss = infonce_core(o, f, pos, neg, B, df);
+    return loss + objective_prox(o, f, pos, B, df);
+}
+
+/* Two views: rows k and partner(k) = (k + B) mod 2B are each other's positive, so f_k gets
+ * the gradient of its own term (as query) and of its partner's (as that term's positive). */
+static double infonce_views_impl(struct objective *o, const float *f, const float *neg, int B,
+                                 float *df)
+{
+    /* f (2B,d) neg (m,d) df (2B,d) pos2 (2B,d) */
+    NPID_CHECK(B >= 1 && 2 * B <= o->cfg.max_batch);
+    int d = o->cfg.dim, n2 = 2 * B;
+    size_t half = (size_t)B * (size_t)d;
+    memcpy(o->pos2, f + half, half * sizeof(float));
+    memcpy(o->pos2 + half, f, half * sizeof(float));
+    double loss = infonce_core(o, f, o->pos2, neg, n2, df);
+    for (int k = 0; k < n2; k++) {
+        int p = (k + B) % n2;
+        float g = o->s0[k];
+        for (int j = 0; j < d; j++) df[(size_t)p * d + j] += g * f[(size_t)k * d + j];
+    }
+    return loss;
+}
+
 /* Thread tid's share of the softmax: bank rows [n tid/nt, n (tid+1)/nt) in blocks, with a
  * running maximum per batch row (flash-attention style): mx_i, sum_i = sum_j exp(s_ij - mx_i)
  * and acc_i = sum_j exp(s_ij - mx_i) bank_j, rescaled whenever mx_i grows. */
@@ -370,6 +436,43 @@ double objective_nce_per_element(struct objective *o, const float *f, const floa
     double loss = nce_per_element_impl(o, f, pos, neg, B, df);
     openblas_set_num_threads(prev);
     return loss;
+}
+
+double objective_infonce_shared(struct objective *o, const float *f, const float *pos,
+                                const float *neg, int B, float *df)
+{
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double loss = infonce_shared_impl(o, f, pos, neg, B, df);
+    openblas_set_num_threads(prev);
+    return loss;
+}
+
+double objective_infonce_views(struct objective *o, const float *f, const float *neg, int B,
+                               float *df)
+{
+    int prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double loss = infonce_views_impl(o, f, neg, B, df);
+    openblas_set_num_threads(prev);
+    return loss;
+}
+
+void objective_views_mean(const float *f, int B, int dim, float *out)
+{
+    /* f (2B,d) out (B,d) */
+    size_t d = (size_t)dim;
+    for (size_t i = 0; i < (size_t)B; i++) {
+        const float *a = f + i * d, *b = f + ((size_t)B + i) * d;
+        float *o = out + i * d;
+        double norm = 0.0;
+        for (size_t k = 0; k < d; k++) {
+            o[k] = a[k] + b[k];
+            norm += (double)o[k] * o[k];
+        }
+        float inv = norm > 0.0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+        for (size_t k = 0; k < d; k++) o[k] *= inv;
+    }
 }
 
 double objective_softmax(struct objective *o, const float *f, const float *bank,

@@ -1,5 +1,6 @@
 /* The training objectives on L2-normalised features: NCE with a shared or per-element draw
- * of negatives, the full non-parametric softmax, and the optional proximal term.
+ * of negatives, InfoNCE on the same shared draw, the full non-parametric softmax, and the
+ * optional proximal term.
  *
  * Every loss function returns the loss of the batch (a mean over the B elements, negative
  * NCE terms summed per element, as ../shared/spec/algorithm.md and the reference compute it)
@@ -14,6 +15,13 @@
  * OBJ_Z_FROZEN then keeps Z (the reference); OBJ_Z_EMA moves Z by
  * Z = mom*Z + (1-mom)*estimate after each later call (the estimate of that call's scores).
  * The Z used by a call is the one before its own EMA update. Z is kept in double.
+ *
+ * InfoNCE (s = f.v / tau, positive v = pos_i, negatives v = neg_j; no Z):
+ *   loss = mean_i -log( exp(s_i0) / (exp(s_i0) + sum_j exp(s_ij)) )   (log-sum-exp)
+ * With B = 1, pos the bank row idx_0 and neg every other bank row, it is the full softmax.
+ * Two views (objective_infonce_views): rows i and B + i are two augmentations of image i; each
+ * row's positive is the other view's feature (gradients flow into both), the negatives are the
+ * shared m rows; the loss is the mean of the 2B terms.
  *
  * Proximal term (prox_lambda > 0): loss += lambda * mean_i ||f_i - pos_i||^2 and
  * df_i += 2 lambda (f_i - pos_i) / B. For the softmax, pos_i is bank row idx_i. */
@@ -52,6 +60,17 @@ double objective_nce_shared(struct objective *o, const float *f, const float *po
 /* NCE, per-element draw: neg (B, m, d), element i scored against its own m rows. */
 double objective_nce_per_element(struct objective *o, const float *f, const float *pos,
                                  const float *neg, int B, float *df);
+/* InfoNCE, one shared draw: f, pos, neg as for objective_nce_shared (cfg.m >= 1 negatives);
+ * cross entropy of the positive against itself and the m negatives. Leaves Z alone. */
+double objective_infonce_shared(struct objective *o, const float *f, const float *pos,
+                                const float *neg, int B, float *df);
+/* InfoNCE on two views: f (2B, d) holds view 0 of the B images, then view 1; neg (m, d);
+ * df (2B, d). Needs cfg.max_batch >= 2B. No proximal term (cfg.prox_lambda is not used). */
+double objective_infonce_views(struct objective *o, const float *f, const float *neg, int B,
+                               float *df);
+/* The bank-update feature of two views: out_i = normalize(f_i + f_{B+i}) for f (2B, d),
+ * out (B, d); out may be f itself (view 0's rows are overwritten). A zero sum gives zeros. */
+void objective_views_mean(const float *f, int B, int dim, float *out);
 /* Full non-parametric softmax: logits = f . bank^T / tau over all n rows (bank (n, d)),
  * cross entropy with target idx_i (< n), mean over the batch. Needs cfg.softmax. Runs on
  * cfg.team; results are deterministic for a given team size, and sizes agree to float

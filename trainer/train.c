@@ -56,6 +56,8 @@ struct trainer {
     int dim;
     int size;
     int mode;                 /* enum draw_mode */
+    int infonce;              /* DRAW_SHARED scored with InfoNCE instead of NCE (--loss infonce) */
+    int views;                /* augmented views per image (--views; 2 only with infonce) */
     size_t m;                 /* negatives per step */
 
     struct net *net;
@@ -608,9 +610,11 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
 
     t->mode = cfg->nce_k == 0 ? DRAW_SOFTMAX : DRAW_SHARED;
     t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
+    t->infonce = strcmp(cfg->loss, "infonce") == 0; /* config.c: nce_k > 0 then */
+    t->views = cfg->views; /* config.c: 2 only with infonce */
 
     /* network, optimiser, objective */
-    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch, cfg->seed,
+    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch * cfg->views, cfg->seed,
                           net_init_parse(cfg->init) };
     t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
     if (!t->net)
@@ -618,7 +622,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     log_info("network: %s", net_describe(t->net));
     t->opt = sgd_new(net_param_count(t->net), (float)cfg->momentum, (float)cfg->wd);
     struct objective_config oc = {
-        .max_batch = cfg->batch, .dim = cfg->low_dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
+        .max_batch = cfg->batch * cfg->views, .dim = cfg->low_dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
         .n = t->n, .tau = cfg->nce_t, .z_mode = !strcmp(cfg->z_mode, "ema") ? OBJ_Z_EMA : OBJ_Z_FROZEN,
         .z_momentum = cfg->z_momentum, .prox_lambda = cfg->prox_lambda,
         .softmax = t->mode == DRAW_SOFTMAX, .team = net_team(t->net),
@@ -642,10 +646,10 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     }
 
     /* buffers */
-    size_t B = (size_t)cfg->batch, d = (size_t)cfg->low_dim;
-    t->x = malloc(B * 3 * (size_t)t->size * (size_t)t->size * sizeof(float));
-    t->feat = malloc(B * d * sizeof(float));
-    t->df = malloc(B * d * sizeof(float));
+    size_t B = (size_t)cfg->batch, d = (size_t)cfg->low_dim, V = (size_t)cfg->views;
+    t->x = malloc(V * B * 3 * (size_t)t->size * (size_t)t->size * sizeof(float));
+    t->feat = malloc(V * B * d * sizeof(float));
+    t->df = malloc(V * B * d * sizeof(float));
     t->pos = malloc(B * d * sizeof(float));
     t->seen = calloc(t->n, 1);
     if (!t->x || !t->feat || !t->df || !t->pos || !t->seen)
@@ -695,6 +699,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     to.train = 1;
     to.size = (uint32_t)cfg->size;
     to.layout = AUGMENT_CHW;
+    to.views = (uint32_t)cfg->views;
     to.allow_remote = cfg->allow_remote;
     to.run = t->run;
     char terr[512];
@@ -878,10 +883,10 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
 {
     struct stage_times *w = &t->win;
     double t0 = now_s();
-    uint32_t count = b->count;
-    pixels_normalise(t, b->pixels, count, t->x);
-    const float *f = net_forward(t->net, t->x, (int)count, 1);
-    memcpy(t->feat, f, (size_t)count * (size_t)t->dim * sizeof(float));
+    uint32_t count = b->count, rows = count * (uint32_t)t->views; /* views: view 0, then 1 */
+    pixels_normalise(t, b->pixels, rows, t->x);
+    const float *f = net_forward(t->net, t->x, (int)rows, 1);
+    memcpy(t->feat, f, (size_t)rows * (size_t)t->dim * sizeof(float));
     double t1 = now_s();
     w->fwd += t1 - t0;
 
@@ -916,19 +921,27 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     }
 
     double loss;
-    if (t->mode == DRAW_SHARED)
+    if (t->views == 2)
+        loss = objective_infonce_views(t->obj, t->feat, t->neg, (int)count, t->df);
+    else if (t->mode == DRAW_SHARED && t->infonce)
+        loss = objective_infonce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
+    else if (t->mode == DRAW_SHARED)
         loss = objective_nce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
     else
         loss = objective_softmax(t->obj, t->feat, t->mirror, b->indices, (int)count, t->df);
     double t3 = now_s();
     w->loss += t3 - t2;
-    if (!isfinite(loss) || !all_finite(t->df, (size_t)count * (size_t)t->dim)) {
+    if (!isfinite(loss) || !all_finite(t->df, (size_t)rows * (size_t)t->dim)) {
         log_error("step %" PRIu64 " (epoch %u, step %u): the loss is %g: stopping; the last checkpoint "
                   "(before this step) is kept in %s. Try a lower --lr or --warmup.", t->step, t->epoch,
                   t->epoch_step, loss, t->ckpt_path);
         return -2;
     }
 
+    /* two views: the bank row moves towards the normalised mean of the two views' features,
+       written over view 0's rows of t->feat (the loss and df are done with them) */
+    if (t->views == 2)
+        objective_views_mean(t->feat, (int)count, t->dim, t->feat);
     /* the bank update, then the next step's sample request on the same connection */
     if (bank_send_update(t, b->indices, count) != 0)
         return -1;
@@ -998,9 +1011,9 @@ int trainer_run(struct trainer *t)
     }
     if (bank_request_sample(t) != 0)
         return EXIT_FAIL;
-    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, m %zu, tau %g",
+    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, loss %s, views %d, m %zu, tau %g",
              net_describe(t->net), t->n, t->cfg.batch, t->steps_per_epoch, t->epoch, t->cfg.epochs - 1,
-             t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
+             t->cfg.loss, t->views, t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
     memset(&t->win, 0, sizeof t->win);
     t->win.start = now_s();
     double epoch_start = now_s();
