@@ -21,8 +21,8 @@ int main(int argc, char **argv)
     int allow_remote, cache_clients;
     struct cfg_opt opts[] = {
         { "bind", "NPID_BANKD_BIND", CFG_STR, &bind, "tcp://127.0.0.1:5557", 0, 0,
-          "endpoint to serve on (tcp://host:port or ipc://path)", 0 },
-        { "allow-remote", "NPID_ALLOW_REMOTE", CFG_BOOL, &allow_remote, "0", 0, 0,
+          "endpoint to serve on (tcp://host:port or ipc://path; default port: NPID_PORT_BASE)", 0 },
+        { "allow-remote", "NPID_ALLOW_REMOTE", CFG_BOOL, &allow_remote, "false", 0, 0,
           "allow binding a non-loopback address", 0 },
         { "dir", "NPID_BANK_DIR", CFG_STR, &dir, "", 0, 0,
           "snapshot directory (empty: no snapshots)", 0 },
@@ -45,6 +45,10 @@ int main(int argc, char **argv)
     log_init("npid-bankd");
     if (argc > 1 && !strcmp(argv[1], "ping"))
         return ping_main(argc - 1, argv + 1);
+    char ep_def[32];
+    if (cfg_endpoint_default("npid-bankd", 0, ep_def, sizeof ep_def) != 0)
+        return EXIT_USAGE;
+    cfg_set_default(opts, "bind", ep_def);
     int npos;
     int rc = cfg_parse("npid-bankd", "[options]\n       npid-bankd ping [--bank EP] [--timeout "
                        "SECONDS]   (see npid-bankd ping --help)", opts, argc, argv, &npos);

@@ -109,11 +109,15 @@ int ping_main(int argc, char **argv)
     double timeout;
     struct cfg_opt opts[] = {
         { "bank", "NPID_BANK", CFG_STR, &ep, "tcp://127.0.0.1:5557", 0, 0,
-          "endpoint of the npid-bankd to ask", 0 },
+          "endpoint of the npid-bankd to ask (default port: NPID_PORT_BASE)", 0 },
         { "timeout", NULL, CFG_DOUBLE, &timeout, "3", 0.001, 3600,
           "seconds to wait for the answer (connecting included)", 0 },
         { 0 }
     };
+    char ep_def[32];
+    if (cfg_endpoint_default("npid-bankd ping", 0, ep_def, sizeof ep_def) != 0)
+        return EXIT_USAGE;
+    cfg_set_default(opts, "bank", ep_def);
     int npos;
     int rc = cfg_parse("npid-bankd ping", "[--bank EP] [--timeout SECONDS]\n"
                        "Sends info to npid-bankd and prints its reply as one JSON line; exit 0 "

@@ -18,7 +18,7 @@
 # both its kNN figures beat both baselines.
 #
 # Environment: DATA (dataset root; default the CIFAR-10 JPEGs extracted from ../shared),
-# EPOCHS (20), LIMITS (seconds, space-separated; "600"), TRAIN_FLAGS (trainer flags, e.g.
+# EPOCHS (20), EVAL_EVERY (evaluate every k-th epoch and the last; 1), LIMITS (seconds, space-separated; "600"), TRAIN_FLAGS (trainer flags, e.g.
 # "--preset cifar --seed 1"), LOADERS (1), OUT (JSON lines; default DIR/curve.jsonl),
 # KEEP=DIR (keep the run directory there), NPID_BIN, NPID_CACHE, OPENBLAS_CORETYPE (SkylakeX
 # unless set), PORT (base port, 24710), NAME (a label carried in every line).
@@ -30,6 +30,7 @@ bin=${NPID_BIN:-$root/build}
 epochs=${EPOCHS:-20}
 limits=${LIMITS:-600}
 loaders=${LOADERS:-1}
+eval_every=${EVAL_EVERY:-1}
 port=${PORT:-24710}
 flags=${TRAIN_FLAGS:-}
 py=/usr/bin/python3
@@ -116,6 +117,11 @@ say "trained (load average $(load)); evaluating each epoch (npid-evald --once --
 : >"$w/evals.jsonl"
 e=0
 while [ $e -lt "$epochs" ]; do
+    # EVAL_EVERY=k: epochs k, 2k, ... and the last (long curves; 1: every epoch)
+    if [ $(((e + 1) % eval_every)) -ne 0 ] && [ $((e + 1)) -ne "$epochs" ]; then
+        e=$((e + 1))
+        continue
+    fi
     : >"$w/eval-one.jsonl"
     EVAL_FROM=$e eval_kept_epochs "$w" $((e + 1)) "$data" "$(ep 3)" "$w/eval-one.jsonl" ||
         die "evaluation failed"

@@ -18,6 +18,7 @@ static const char *cfg_type_name(enum cfg_type t)
     case CFG_DOUBLE: return "num";
     case CFG_STR: return "str";
     case CFG_BOOL: return "bool";
+    case CFG_AUTO: return "bool|auto";
     }
     return "?";
 }
@@ -25,6 +26,33 @@ static const char *cfg_type_name(enum cfg_type t)
 static int cfg_bounds_ok(const struct cfg_opt *o, double v)
 {
     return o->min == o->max || (v >= o->min && v <= o->max);
+}
+
+/* A boolean spelling: 1, 0, or CFG_AUTO_VALUE for "auto" when allow_auto; -1 otherwise. */
+static int cfg_bool_text(const char *t, int allow_auto)
+{
+    static const char *const yes[] = { "1", "true", "yes", "on", NULL };
+    static const char *const no[] = { "0", "false", "no", "off", NULL };
+    for (int i = 0; yes[i]; i++)
+        if (!strcasecmp(t, yes[i]))
+            return 1;
+    for (int i = 0; no[i]; i++)
+        if (!strcasecmp(t, no[i]))
+            return 0;
+    if (allow_auto && !strcasecmp(t, "auto"))
+        return CFG_AUTO_VALUE;
+    return -1;
+}
+
+static int cfg_is_bool(const struct cfg_opt *o)
+{
+    return o->type == CFG_BOOL || o->type == CFG_AUTO;
+}
+
+/* The value of a boolean as printed by --help and cfg_log. */
+static const char *cfg_bool_name(int v)
+{
+    return v == CFG_AUTO_VALUE ? "auto" : v ? "true" : "false";
 }
 
 /* Stores text into o->dst; returns 0 or -1 with *why set. */
@@ -37,15 +65,15 @@ static int cfg_assign(struct cfg_opt *o, const char *text, const char **why)
         *(const char **)o->dst = text;
         return 0;
     case CFG_BOOL:
-        if (!text || !strcasecmp(text, "1") || !strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcasecmp(text, "on"))
-            *(int *)o->dst = 1;
-        else if (!strcasecmp(text, "0") || !strcasecmp(text, "false") || !strcasecmp(text, "no") || !strcasecmp(text, "off"))
-            *(int *)o->dst = 0;
-        else {
-            *why = "expected true/false";
+    case CFG_AUTO: {
+        int v = text ? cfg_bool_text(text, o->type == CFG_AUTO) : 1;
+        if (v < 0) {
+            *why = o->type == CFG_AUTO ? "expected true, false or auto" : "expected true or false";
             return -1;
         }
+        *(int *)o->dst = v;
         return 0;
+    }
     case CFG_INT: {
         long v = text ? strtol(text, &end, 0) : 0;
         if (!text || errno || end == text || *end || v < INT32_MIN || v > INT32_MAX) {
@@ -122,6 +150,32 @@ int cfg_apply_default(struct cfg_opt *opts, const char *name, const char *text)
     return cfg_assign(o, text, &why);
 }
 
+int cfg_set_default(struct cfg_opt *opts, const char *name, const char *text)
+{
+    struct cfg_opt *o = cfg_find(opts, name);
+    if (!o)
+        return -1;
+    o->def = text;
+    return 0;
+}
+
+int cfg_endpoint_default(const char *prog, int off, char *buf, size_t cap)
+{
+    const char *env = getenv("NPID_PORT_BASE");
+    long base = 5557;
+    if (env && *env) {
+        char *end = NULL;
+        errno = 0;
+        base = strtol(env, &end, 10);
+        if (errno || end == env || *end || base < 1 || base > 65532) {
+            fprintf(stderr, "%s: NPID_PORT_BASE=%s: expected a port number in [1, 65532]\n", prog, env);
+            return -1;
+        }
+    }
+    snprintf(buf, cap, "tcp://127.0.0.1:%ld", base + off);
+    return 0;
+}
+
 void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, void *stream)
 {
     FILE *f = stream;
@@ -130,10 +184,17 @@ void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, 
         char flag[96];
         if (o->type == CFG_BOOL)
             snprintf(flag, sizeof flag, "--%s", o->name);
+        else if (o->type == CFG_AUTO)
+            snprintf(flag, sizeof flag, "--%s [true|false|auto]", o->name);
         else
             snprintf(flag, sizeof flag, "--%s <%s>", o->name, cfg_type_name(o->type));
         fprintf(f, "  %-30s %s", flag, o->help ? o->help : "");
-        if (o->def && *o->def)
+        int b = cfg_is_bool(o) && o->def ? cfg_bool_text(o->def, o->type == CFG_AUTO) : -1;
+        if (b >= 0)
+            fprintf(f, " [default %s]", cfg_bool_name(b));
+        else if (cfg_is_bool(o) && !o->def)
+            fprintf(f, " [default false]");
+        else if (o->def && *o->def)
             fprintf(f, " [default %s]", o->def);
         if (o->env)
             fprintf(f, " [env %s]", o->env);
@@ -202,7 +263,7 @@ int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int arg
         int negate = 0;
         if (!o && strncmp(name, "no-", 3) == 0) {
             o = cfg_find(opts, name + 3);
-            if (o && o->type == CFG_BOOL && !val)
+            if (o && cfg_is_bool(o) && !val)
                 negate = 1;
             else
                 o = NULL;
@@ -211,9 +272,11 @@ int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int arg
             fprintf(stderr, "%s: unknown option '--%s' (try --help)\n", prog, name);
             return CFG_USAGE;
         }
-        if (o->type == CFG_BOOL) {
+        if (cfg_is_bool(o)) {
             if (negate)
                 val = "false";
+            else if (!val && i + 1 < argc && cfg_bool_text(argv[i + 1], o->type == CFG_AUTO) >= 0)
+                val = argv[++i];
         } else if (!val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "%s: option '--%s' needs a value\n", prog, name);
@@ -255,6 +318,9 @@ void cfg_log(const struct cfg_opt *opts)
             break;
         }
         case CFG_BOOL:
+        case CFG_AUTO:
+            w = snprintf(line + n, sizeof line - n, "%s=%s ", o->name, cfg_bool_name(*(int *)o->dst));
+            break;
         case CFG_INT:
             w = snprintf(line + n, sizeof line - n, "%s=%d ", o->name, *(int *)o->dst);
             break;

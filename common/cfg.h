@@ -8,17 +8,23 @@
  *   };
  *   int npos, rc = cfg_parse("npid-bankd", "[options]", opts, argc, argv, &npos);
  *
- * Flags: --name value, --name=value; booleans also --name and --no-name. -h/--help prints
+ * Flags: --name value, --name=value; booleans also --name (true) and --no-name (false), and
+ * take the next argument as their value only when it is a boolean spelling (1/0, true/false,
+ * yes/no, on/off, any case; CFG_AUTO also "auto"). Booleans print as true/false in --help and
+ * in cfg_log. -h/--help prints
  * usage to stdout. Unknown flags, missing values, unparsable or out-of-range values are
  * usage errors. Positional arguments (anything not starting with "-", and everything after
  * "--") are moved, in order, to argv[1..*npos]; flags and positionals may be interleaved.
  * dst types: CFG_INT int*, CFG_U64 uint64_t*, CFG_DOUBLE double*, CFG_STR const char**
- * (points into argv, environ or the default string; never freed), CFG_BOOL int*. */
+ * (points into argv, environ or the default string; never freed), CFG_BOOL int* (0 or 1),
+ * CFG_AUTO int* (a boolean that also takes "auto": 0, 1 or CFG_AUTO_VALUE). */
 #ifndef NPID_CFG_H
 #define NPID_CFG_H
+#include <stddef.h>
 #include <stdint.h>
 
-enum cfg_type { CFG_INT = 1, CFG_U64, CFG_DOUBLE, CFG_STR, CFG_BOOL };
+enum cfg_type { CFG_INT = 1, CFG_U64, CFG_DOUBLE, CFG_STR, CFG_BOOL, CFG_AUTO };
+enum { CFG_AUTO_VALUE = 2 };
 
 struct cfg_opt {
     const char *name;  /* long flag without "--"; NULL ends the table */
@@ -45,6 +51,14 @@ void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, 
  * presets, which change defaults). Returns 0, or -1 when the name is unknown or the text
  * does not parse (a broken preset table: callers treat it as an invariant). */
 int cfg_apply_default(struct cfg_opt *opts, const char *name, const char *text);
+/* Replaces an option's default text before cfg_parse (presets, port bases); the text must
+ * outlive the table. Returns 0, or -1 when the name is unknown. */
+int cfg_set_default(struct cfg_opt *opts, const char *name, const char *text);
+/* The default endpoint of the service at offset off (0 bankd, 1 tasks, 2 events, 3 evald
+ * results): tcp://127.0.0.1:(NPID_PORT_BASE + off), base 5557 when NPID_PORT_BASE is unset or
+ * empty. Writes it to buf (cap >= 32). Returns 0, or -1 with a message on stderr (prefixed
+ * with prog) when NPID_PORT_BASE is not a number in [1, 65532]: a usage error. */
+int cfg_endpoint_default(const char *prog, int off, char *buf, size_t cap);
 /* Finds an option by name (NULL when absent). */
 struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name);
 

@@ -742,3 +742,61 @@ int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t ou
     jpeg_dec_destroy(&dec);
     return rc;
 }
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+size_t dataset_probe_sides(const struct dataset *ds, size_t max_sample, uint32_t *short_side,
+                           uint32_t *long_side, size_t *bad)
+{
+    *short_side = *long_side = 0;
+    *bad = 0;
+    size_t n = dataset_count(ds), k = n < max_sample ? n : max_sample;
+    if (k == 0)
+        return 0;
+    if (ds->format == DATASET_CIFAR_BIN) {
+        *short_side = *long_side = 32;
+        return k;
+    }
+    /* a JPEG's frame header follows its APPn segments, at most 64 KiB each in practice */
+    enum { HEAD = 512 * 1024 };
+    uint8_t *head = malloc(HEAD);
+    uint32_t *s = malloc(2 * k * sizeof *s);
+    if (!head || !s) {
+        free(head);
+        free(s);
+        *bad = k;
+        return 0;
+    }
+    uint32_t *l = s + k;
+    size_t got = 0;
+    for (size_t j = 0; j < k; j++) {
+        size_t i = (size_t)((double)j * n / k);
+        int fd = openat(ds->root_fd, dataset_path(ds, i), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        ssize_t len = fd >= 0 ? read(fd, head, HEAD) : -1;
+        if (fd >= 0)
+            close(fd);
+        uint32_t w, h;
+        int comps;
+        char err[160];
+        if (len <= 0 || jpeg_probe(head, (size_t)len, &w, &h, &comps, err, sizeof err) != 0) {
+            (*bad)++;
+            continue;
+        }
+        s[got] = w < h ? w : h;
+        l[got] = w < h ? h : w;
+        got++;
+    }
+    if (got > 0) {
+        qsort(s, got, sizeof *s, cmp_u32);
+        qsort(l, got, sizeof *l, cmp_u32);
+        *short_side = s[got / 2];
+        *long_side = l[got / 2];
+    }
+    free(head);
+    free(s);
+    return got;
+}

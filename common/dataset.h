@@ -84,4 +84,11 @@ int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t ou
 int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
                    struct jpeg_image *img, char *err, size_t err_len);
 
+/* What the images measure: the median short and long side over up to max_sample training
+ * images evenly spaced in index order, read from their headers only (a CIFAR binary set is
+ * 32x32 without reading). Unreadable files are skipped and counted in *bad. Returns the number
+ * of images measured (0: none could be read, *short_side and *long_side then 0). */
+size_t dataset_probe_sides(const struct dataset *ds, size_t max_sample, uint32_t *short_side,
+                           uint32_t *long_side, size_t *bad);
+
 #endif

@@ -459,7 +459,12 @@ int msg_client_recv(struct msg_client *c, const void **reply, size_t *len)
             *len = size;
             return 0;
         }
-        /* this attempt timed out */
+        /* this attempt timed out; a stop signal taken outside the wait (no EINTR then) ends
+           the retries here, so a stopping process never waits on a dead peer for ever */
+        if (sig_stop) {
+            errno = EINTR;
+            return -1;
+        }
         if (c->tries_left <= 0) {
             c->busy = 0;
             errno = ETIMEDOUT;

@@ -93,7 +93,8 @@ int msg_client_send(struct msg_client *c, const void *req, size_t len);
 /* Waits for the reply to the outstanding request (resending per the retry policy).
  * On 0, *reply and *len give the reply frame, valid until the next send/recv/destroy.
  * -1 with errno: ETIMEDOUT (all attempts timed out; the request is abandoned), EINTR
- * (sig_stop; the request stays outstanding and recv may be called again), EPROTO never:
+ * (sig_stop, during the wait or set when an attempt times out: the request stays
+ * outstanding and recv may be called again), EPROTO never:
  * malformed replies are discarded like stale ones. */
 int msg_client_recv(struct msg_client *c, const void **reply, size_t *len);
 /* msg_client_send + msg_client_recv. */

@@ -117,7 +117,16 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
     m->step = c.step;
     m->epoch = c.epoch;
     feat_norm_for(m->aug_name, m->mean, m->std);
-    struct net_config nc = { m->model, m->low_dim, m->size, m->size, batch, 0, NET_INIT_HE };
+    /* checkpoints from before --stem have the CIFAR stem */
+    char stem[16] = "cifar";
+    if (feat_json_str(c.config, "stem", stem, sizeof stem) != 0)
+        snprintf(stem, sizeof stem, "cifar");
+    if (net_stem_parse(stem) < 0) {
+        snprintf(err, err_len, "checkpoint %s: unknown stem \"%s\"", path, stem);
+        goto fail;
+    }
+    struct net_config nc = { m->model, m->low_dim, m->size, m->size, batch, 0, NET_INIT_HE,
+                             net_stem_parse(stem) };
     m->net = net_new(&nc);
     if (!m->net) {
         snprintf(err, err_len, "checkpoint %s: cannot build network %s (low-dim %d, %d px)", path,

@@ -49,8 +49,8 @@ static struct cfg_opt opts[] = {
     { "checkpoint", "NPID_CHECKPOINT", CFG_STR, &o.checkpoint, NULL, 0, 0, "trainer checkpoint (with --once; attached: evaluated first)", 0 },
     { "once", NULL, CFG_BOOL, &o.once, "false", 0, 0, "evaluate --checkpoint once and exit", 0 },
     { "pixels", NULL, CFG_BOOL, &o.pixels, "false", 0, 0, "with --once, instead of a checkpoint: kNN on raw pixels (test transform, CIFAR mean/std, L2-normalised; --size), the baseline a network must beat", 0 },
-    { "bank", "NPID_BANK", CFG_STR, &o.bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint", 0 },
-    { "events", "NPID_EVENTS", CFG_STR, &o.events_ep, "tcp://127.0.0.1:5559", 0, 0, "trainer events endpoint to subscribe to", 0 },
+    { "bank", "NPID_BANK", CFG_STR, &o.bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint (default port: NPID_PORT_BASE)", 0 },
+    { "events", "NPID_EVENTS", CFG_STR, &o.events_ep, "tcp://127.0.0.1:5559", 0, 0, "trainer events endpoint to subscribe to (default port: NPID_PORT_BASE + 2)", 0 },
     { "pub", "NPID_EVALD_PUB", CFG_STR, &o.pub_ep, "", 0, 0, "PUB endpoint for eval results (empty: none)", 0 },
     { "allow-remote", NULL, CFG_BOOL, &o.allow_remote, "false", 0, 0, "allow binding --pub to a non-loopback address", 0 },
     { "against", NULL, CFG_STR, &o.against, "bank", 0, 0, "bank | recomputed | both (neighbours: recomputed unless given)", 0 },
@@ -764,7 +764,7 @@ static int cmd_mkckpt(void)
         fprintf(stderr, "npid-evald mkckpt: give --out PATH\n");
         return EXIT_USAGE;
     }
-    struct net_config nc = { o.model, o.low_dim, o.size, o.size, 1, o.seed, NET_INIT_HE };
+    struct net_config nc = { o.model, o.low_dim, o.size, o.size, 1, o.seed, NET_INIT_HE, NET_STEM_CIFAR };
     struct net *n = net_new(&nc);
     if (!n) {
         log_error("mkckpt: cannot build %s", o.model);
@@ -772,7 +772,7 @@ static int cmd_mkckpt(void)
     }
     char config[512];
     snprintf(config, sizeof config,
-             "{\"model\":\"%s\",\"low-dim\":%d,\"size\":%d,\"aug\":\"%s\",\"seed\":%" PRIu64
+             "{\"model\":\"%s\",\"low-dim\":%d,\"size\":%d,\"stem\":\"cifar\",\"aug\":\"%s\",\"seed\":%" PRIu64
              ",\"run\":\"mkckpt\"}", o.model, o.low_dim, o.size, o.aug, o.seed);
     struct ckpt c;
     memset(&c, 0, sizeof c);
@@ -795,14 +795,27 @@ static int cmd_mkckpt(void)
 
 int main(int argc, char **argv)
 {
-    blas_setup(argc, argv);
     log_init("npid-evald");
+    /* endpoint defaults follow NPID_PORT_BASE like the launcher's (bankd base, events base + 2) */
+    static char bank_def[32], events_def[32];
+    if (cfg_endpoint_default("npid-evald", 0, bank_def, sizeof bank_def) != 0 ||
+        cfg_endpoint_default("npid-evald", 2, events_def, sizeof events_def) != 0)
+        return EXIT_USAGE;
+    cfg_set_default(opts, "bank", bank_def);
+    cfg_set_default(opts, "events", events_def);
+    /* parsing reorders argv; blas_setup may re-execute the process with the original one.
+     * It logs, so it runs after parsing: --help and usage errors print nothing else. */
+    char **argv0 = calloc((size_t)argc + 1, sizeof *argv0);
+    if (!argv0)
+        npid_fatal("out of memory");
+    memcpy(argv0, argv, (size_t)argc * sizeof *argv0);
     int npos = 0;
     int rc = cfg_parse("npid-evald", usage, opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;
     if (rc != CFG_OK)
         return EXIT_USAGE;
+    blas_setup(argc, argv0);
     int lvl = log_level_parse(o.log_level);
     if (lvl < 0) {
         fprintf(stderr, "npid-evald: --log-level %s: expected debug, info, warn or error\n", o.log_level);

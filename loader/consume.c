@@ -45,7 +45,7 @@ int loader_consume_main(int argc, char **argv)
     struct cfg_opt opts[] = {
         { "data", "NPID_DATA", CFG_STR, &data, NULL, 0, 0, "dataset root (for the manifest and labels)", 0 },
         { "split", NULL, CFG_STR, &split, "train", 0, 0, "split: train or test", 0 },
-        { "bind", "NPID_TASKS", CFG_STR, &bind, "tcp://127.0.0.1:5558", 0, 0, "task endpoint to bind", 0 },
+        { "bind", "NPID_TASKS", CFG_STR, &bind, "tcp://127.0.0.1:5558", 0, 0, "task endpoint to bind (default port: NPID_PORT_BASE + 1)", 0 },
         { "allow-remote", "NPID_ALLOW_REMOTE", CFG_BOOL, &allow_remote, "0", 0, 0,
           "allow binding a non-loopback address", 0 },
         { "epochs", NULL, CFG_U64, &epochs, "1", 1, 1000000, "epochs to run", 0 },
@@ -79,6 +79,10 @@ int loader_consume_main(int argc, char **argv)
         { 0 }
     };
     int npos;
+    char ep_def[32];
+    if (cfg_endpoint_default("npid-loader consume", 1, ep_def, sizeof ep_def) != 0)
+        return EXIT_USAGE;
+    cfg_set_default(opts, "bind", ep_def);
     int rc = cfg_parse("npid-loader consume", "--data DIR [options]", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;

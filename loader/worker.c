@@ -293,7 +293,7 @@ int loader_worker_main(int argc, char **argv)
           "dataset root (ImageFolder tree or CIFAR-10 binary directory)", 0 },
         { "split", NULL, CFG_STR, &split, "train", 0, 0, "split to serve: train or test", 0 },
         { "tasks", "NPID_TASKS", CFG_STR, &endpoint, "tcp://127.0.0.1:5558", 0, 0,
-          "the trainer's task endpoint to connect to", 0 },
+          "the trainer's task endpoint to connect to (default port: NPID_PORT_BASE + 1)", 0 },
         { "capacity", NULL, CFG_U64, &capacity, "2", 1, 64,
           "tasks to hold at once (one running, the rest queued)", 0 },
         { "heartbeat-ms", NULL, CFG_U64, &hb_ms, "500", 10, 60000,
@@ -309,6 +309,10 @@ int loader_worker_main(int argc, char **argv)
         { 0 }
     };
     int npos;
+    char ep_def[32];
+    if (cfg_endpoint_default("npid-loader", 1, ep_def, sizeof ep_def) != 0)
+        return EXIT_USAGE;
+    cfg_set_default(opts, "tasks", ep_def);
     int rc = cfg_parse("npid-loader", "[run] [options]", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;

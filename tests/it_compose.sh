@@ -15,5 +15,7 @@ echo "$out" | grep -q "replicas: 4" || fail "LOADERS=4 does not set the loader r
 [ "$(echo "$out" | grep -c 'healthcheck:')" -ge 2 ] || fail "healthchecks missing"
 echo "$out" | grep -q "npid-bankd" && echo "$out" | grep -q "ping" || fail "bankd healthcheck should ping it"
 echo "$out" | grep -q "stop_grace_period" || fail "no graceful stop period"
+# a second `up` after stop continues the run: the trainer resumes when RUN_DIR holds a checkpoint
+echo "$out" | grep -A1 -- "- --resume" | grep -q -- "- auto" || fail "the trainer is not given --resume auto"
 grep -q "^FROM debian:12" Dockerfile || fail "the image should be Debian 12"
-echo "it_compose: compose.yaml valid; 4 services, LOADERS scales the loaders, healthchecks, graceful stop"
+echo "it_compose: compose.yaml valid; 4 services, LOADERS scales the loaders, healthchecks, graceful stop, resume auto"

@@ -2,7 +2,8 @@
 # The launcher (scripts/npid run, what `make run` calls) with real processes: a short run
 # leaves the run directory (metrics, checkpoint, bank snapshots, eval results, plots, the
 # retrieval grid); a loader SIGKILLed mid-run is restarted; SIGTERM stops everything cleanly
-# with a checkpoint and no process left behind (the launcher handles SIGINT, Ctrl-C, the same
+# with a checkpoint and no process left behind, and the same command again continues the run
+# (the launcher handles SIGINT, Ctrl-C, the same
 # way, but a background job of a non-interactive shell cannot receive SIGINT); a failing run
 # exits non-zero.
 set -u
@@ -38,8 +39,8 @@ fi
 grep -q "npid: epoch 3/3  kNN top-1 bank [0-9.]*%  recomputed [0-9.]*%" "$tmp/r1.log" || fail "run 1: no line for the last epoch with both kNN figures"
 left_behind && fail "run 1: processes left behind"
 
-# 2. SIGTERM mid-run: a clean stop with a checkpoint
-bash "$npid" run --data "$tmp/data" --epochs 50 --model resnet20 --run-dir "$tmp/r2" -- $small \
+# 2. SIGTERM mid-run: a clean stop with a checkpoint; the same command again continues the run
+bash "$npid" run --data "$tmp/data" --epochs 4 --model resnet20 --run-dir "$tmp/r2" -- $small \
     >"$tmp/r2.log" 2>&1 &
 launcher=$!
 pids="$pids $launcher"
@@ -50,6 +51,13 @@ kill -0 "$launcher" 2>/dev/null && fail "run 2: the launcher did not stop within
 grep -q '"reason":"signal"' "$tmp/r2/metrics.jsonl" || fail "run 2: no checkpoint on SIGTERM"
 sleep 1
 left_behind && fail "run 2: processes left behind"
+bash "$npid" run --data "$tmp/data" --epochs 4 --model resnet20 --run-dir "$tmp/r2" -- $small \
+    >"$tmp/r2b.log" 2>&1 || fail "run 2, the same command again: launcher exit $?"
+grep -q "holds a checkpoint: continuing that run" "$tmp/r2b.log" || fail "run 2 again: the launcher did not continue the run"
+grep -q "resume auto: .* holds a checkpoint; continuing" "$tmp/r2/logs/trainer.log" || fail "run 2 again: the trainer did not resume"
+grep -q '"type":"end".*"reason":"done"' "$tmp/r2/metrics.jsonl" || grep -q "npid: epoch 4/4" "$tmp/r2b.log" ||
+    fail "run 2 again: the run did not finish its 4 epochs"
+left_behind && fail "run 2 again: processes left behind"
 
 # 3. a failing run exits non-zero
 bash "$npid" run --data "$tmp/data" --epochs 2 --model resnet20 --run-dir "$tmp/r3" -- $small --nce-t 0.0001 \

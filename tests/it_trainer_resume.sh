@@ -3,8 +3,10 @@
 #   A  uninterrupted;
 #   B  stopped cleanly by --max-steps in the middle of an epoch, then --resume;
 #   C  SIGKILLed after a periodic checkpoint (bankd has moved on since), then --resume, which
-#      must roll bankd back to the snapshot paired with the checkpoint.
-# B and C must end with the same weights, BN statistics, optimiser momentum, Z and step as A,
+#      must roll bankd back to the snapshot paired with the checkpoint;
+#   D  --resume auto on an empty run directory (a fresh run), SIGTERMed mid-run, then the same
+#      command again, which must continue from the checkpoint the SIGTERM wrote.
+# B, C and D must end with the same weights, BN statistics, optimiser momentum, Z and step as A,
 # bit for bit.
 set -u
 name=it_trainer_resume
@@ -67,7 +69,22 @@ grep -q "restoring snapshot" "$tmp/trainerC.log" || fail "run C: the resume did 
 ! grep -h "exactly-once violated" "$tmp/trainerB.log" "$tmp/trainerC.log" ||
     fail "a resumed epoch's accounting missed the steps before the checkpoint"
 
-$py - "$tmp/A/checkpoints/trainer.ckpt" "$tmp/B/checkpoints/trainer.ckpt" "$tmp/C/checkpoints/trainer.ckpt" <<'PY' || fail "resumed runs differ from the uninterrupted one"
+# D: the same command twice, a SIGTERM between
+new_bankd D
+start_bg trainerD "$bin/npid-trainer" $common --run-dir "$tmp/D" --resume auto --metrics-every 1
+trainerD=$last_pid
+wait_for 200 step_at_least "$tmp/D/metrics.jsonl" 10 || fail "run D did not reach step 10"
+kill -TERM "$trainerD"
+wait "$trainerD" 2>/dev/null
+grep -q "resume auto: no checkpoint in" "$tmp/trainerD.log" || fail "run D: --resume auto on an empty directory did not start fresh"
+d_step=$(od -An -t u8 -j 24 -N 8 "$tmp/D/checkpoints/trainer.ckpt" | tr -d ' ')
+[ "${d_step:-0}" -ge 10 ] && [ "$d_step" -lt 30 ] || fail "run D: the SIGTERM checkpoint is at step ${d_step:-none}, not mid-run"
+run_trainer trainerD2 --run-dir "$tmp/D" --resume auto || fail "run D (same command again)"
+grep -q "resume auto: .* holds a checkpoint; continuing" "$tmp/trainerD2.log" &&
+    grep -q "resume: step $d_step," "$tmp/trainerD2.log" || fail "run D: the second start did not resume from step $d_step"
+echo "it_trainer_resume: run D stopped by SIGTERM at step $d_step, continued by --resume auto" >&2
+
+$py - "$tmp/A/checkpoints/trainer.ckpt" "$tmp/B/checkpoints/trainer.ckpt" "$tmp/C/checkpoints/trainer.ckpt" "$tmp/D/checkpoints/trainer.ckpt" <<'PY' || fail "resumed runs differ from the uninterrupted one"
 import struct, sys
 def load(p):
     b = open(p, "rb").read()
@@ -77,10 +94,10 @@ def load(p):
     npar, nbuf, nmom = struct.unpack_from("<QQQ", b, 96)
     floats = 4 * (npar + nbuf + nmom)
     return dict(step=step, epoch=epoch, z=z, body=b[len(b) - floats:], n=(npar, nbuf, nmom))
-A, B, C = (load(p) for p in sys.argv[1:4])
-for name, X in (("B (max-steps + resume)", B), ("C (SIGKILL + resume)", C)):
+A, B, C, D = (load(p) for p in sys.argv[1:5])
+for name, X in (("B (max-steps + resume)", B), ("C (SIGKILL + resume)", C), ("D (SIGTERM + resume auto)", D)):
     for k in ("step", "epoch", "z", "n"):
         assert X[k] == A[k], "%s: %s %r != %r" % (name, k, X[k], A[k])
     assert X["body"] == A["body"], "%s: weights/BN/momentum differ from the uninterrupted run" % name
-print("it_trainer_resume: B and C equal A bit for bit at step %d (%d parameters)" % (A["step"], A["n"][0]))
+print("it_trainer_resume: B, C and D equal A bit for bit at step %d (%d parameters)" % (A["step"], A["n"][0]))
 PY

@@ -1,8 +1,11 @@
 /* npid-trainer configuration table and presets: see config.h. */
 #include "trainer/config.h"
 #include "common/log.h"
+#include "common/nn/net.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -14,7 +17,7 @@ static struct trainer_cfg tc_store;
 static struct cfg_opt trainer_opts[] = {
     OPT("data", "NPID_DATA", CFG_STR, data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary) [required]"),
     OPT("run-dir", "NPID_RUN_DIR", CFG_STR, run_dir, "runs/latest", 0, 0, "run directory: checkpoints, metrics.jsonl"),
-    OPT("preset", "NPID_PRESET", CFG_STR, preset, "cifar", 0, 0, "reference | cifar | imagenet (sets the defaults below)"),
+    OPT("preset", "NPID_PRESET", CFG_STR, preset, "cifar", 0, 0, "reference | cifar | imagenet (sets the defaults shown)"),
     OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet20"),
     OPT("low-dim", NULL, CFG_INT, low_dim, "128", 1, 4096, "feature dimension d"),
     OPT("nce-k", NULL, CFG_INT, nce_k, "4096", 0, 1000000, "negatives m per step (0: full non-parametric softmax)"),
@@ -39,17 +42,18 @@ static struct cfg_opt trainer_opts[] = {
     OPT("warmup", NULL, CFG_DOUBLE, warmup, "0", 0, 1000, "linear warm-up, in epochs (fractions allowed)"),
     OPT("batch", NULL, CFG_INT, batch, "128", 1, 65536, "batch size"),
     OPT("drop-last", NULL, CFG_BOOL, drop_last, "false", 0, 0, "drop the last partial batch of an epoch"),
-    OPT("epochs", "NPID_EPOCHS", CFG_INT, epochs, "200", 1, 100000, "epochs to train"),
+    OPT("epochs", "NPID_EPOCHS", CFG_INT, epochs, "200", 0, 100000, "epochs to train; 0: from the data, the fewest that show the network 500,000 images, within 20..200 (docs/recipes.md)"),
     OPT("max-steps", NULL, CFG_INT, max_steps, "0", 0, 2000000000, "stop after this many steps in total (0: no limit)"),
     OPT("aug", NULL, CFG_STR, aug, "cifar", 0, 0, "augmentation preset: cifar | imagenet | none"),
-    OPT("size", NULL, CFG_INT, size, "32", 8, 1024, "training image size (square)"),
+    OPT("size", NULL, CFG_INT, size, "32", 0, 1024, "training and evaluation image size (square); 0: from the data, the median short side of 200 images' headers rounded down to a multiple of 16 within 32..128 (docs/recipes.md)"),
+    OPT("stem", NULL, CFG_STR, stem, "cifar", 0, 0, "cifar (3x3 stride 1) | s2 (3x3 stride 2) | s4 (s2 and the first stage at stride 2) | auto (the stride bringing the feature maps nearest 32 px)"),
     OPT("seed", "NPID_SEED", CFG_U64, seed, "0", 0, 0, "seed for weights, epoch plans, augmentation, negatives"),
-    OPT("bank", "NPID_BANK", CFG_STR, bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint"),
-    OPT("tasks", "NPID_TASKS", CFG_STR, tasks_ep, "tcp://127.0.0.1:5558", 0, 0, "endpoint loaders connect to"),
-    OPT("events", "NPID_EVENTS", CFG_STR, events_ep, "tcp://127.0.0.1:5559", 0, 0, "PUB endpoint for metrics and checkpoint events"),
+    OPT("bank", "NPID_BANK", CFG_STR, bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint (default port: NPID_PORT_BASE)"),
+    OPT("tasks", "NPID_TASKS", CFG_STR, tasks_ep, "tcp://127.0.0.1:5558", 0, 0, "endpoint loaders connect to (default port: NPID_PORT_BASE + 1)"),
+    OPT("events", "NPID_EVENTS", CFG_STR, events_ep, "tcp://127.0.0.1:5559", 0, 0, "PUB endpoint for metrics and checkpoint events (default port: NPID_PORT_BASE + 2)"),
     OPT("allow-remote", NULL, CFG_BOOL, allow_remote, "false", 0, 0, "allow binding non-loopback addresses"),
     OPT("run", "NPID_RUN", CFG_STR, run_name, NULL, 0, 0, "run name (default: basename of --run-dir)"),
-    OPT("resume", NULL, CFG_BOOL, resume, "false", 0, 0, "continue from the run directory's last checkpoint"),
+    OPT("resume", "NPID_RESUME", CFG_AUTO, resume, "false", 0, 0, "true (bare --resume): continue from the run directory's last checkpoint; auto: continue when the run directory holds one, start fresh otherwise"),
     OPT("init-only", NULL, CFG_BOOL, init_only, "false", 0, 0, "initialise (and warm-start the bank), checkpoint, exit: the untrained baseline"),
     OPT("ckpt-every", NULL, CFG_INT, ckpt_every, "0", 0, 2000000000, "checkpoint every N steps (0: epoch ends and SIGTERM only)"),
     OPT("metrics-every", NULL, CFG_INT, metrics_every, "10", 1, 1000000, "publish metrics every N steps"),
@@ -72,14 +76,16 @@ static const struct preset_entry trainer_presets[] = {
     { "reference", "lr", "0.03" }, { "reference", "wd", "5e-4" }, { "reference", "batch", "128" },
     { "reference", "epochs", "200" }, { "reference", "lr-schedule", "step" },
     { "reference", "lr-steps", "120,160" }, { "reference", "aug", "cifar" }, { "reference", "size", "32" },
+    { "reference", "stem", "cifar" },
     { "reference", "warmup", "0" }, { "reference", "center-init", "false" },
     { "reference", "init", "torch" },
     /* CPU default: see docs/recipes.md for the measurements behind each value */
     { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "0" }, { "cifar", "nce-t", "0.5" },
     { "cifar", "nce-m", "0.5" }, { "cifar", "z-mode", "ema" }, { "cifar", "bank-init", "warm" },
     { "cifar", "center-init", "true" }, { "cifar", "lr", "0.1" }, { "cifar", "wd", "5e-4" },
-    { "cifar", "batch", "128" }, { "cifar", "epochs", "20" }, { "cifar", "lr-schedule", "cosine" },
-    { "cifar", "warmup", "0" }, { "cifar", "aug", "cifar" }, { "cifar", "size", "32" },
+    { "cifar", "batch", "128" }, { "cifar", "epochs", "0" }, { "cifar", "lr-schedule", "cosine" },
+    { "cifar", "warmup", "0" }, { "cifar", "aug", "cifar" }, { "cifar", "size", "0" },
+    { "cifar", "stem", "auto" },
     { "cifar", "init", "he" },
     /* the reference ImageNet recipe (main.py) */
     { "imagenet", "model", "resnet18" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
@@ -87,6 +93,7 @@ static const struct preset_entry trainer_presets[] = {
     { "imagenet", "lr", "0.03" }, { "imagenet", "wd", "1e-4" }, { "imagenet", "batch", "256" },
     { "imagenet", "epochs", "200" }, { "imagenet", "lr-schedule", "step" },
     { "imagenet", "lr-steps", "120,160" }, { "imagenet", "aug", "imagenet" }, { "imagenet", "size", "224" },
+    { "imagenet", "stem", "auto" },
     { "imagenet", "warmup", "0" }, { "imagenet", "center-init", "false" },
     { "imagenet", "init", "he-out" },
     { NULL, NULL, NULL },
@@ -100,6 +107,29 @@ static int one_of(const char *v, const char *const *set)
     return 0;
 }
 
+/* The preset in force: the last --preset flag before "--", else NPID_PRESET, else the
+ * table's default; NULL when a --preset flag has no value. */
+static const char *preset_in_force(int argc, char **argv)
+{
+    const char *p = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--preset")) {
+            if (i + 1 >= argc)
+                return NULL;
+            p = argv[++i];
+        } else if (!strncmp(argv[i], "--preset=", 9)) {
+            p = argv[i] + 9;
+        }
+    }
+    if (!p)
+        p = getenv("NPID_PRESET");
+    if (!p || !*p)
+        p = cfg_find(trainer_opts, "preset")->def;
+    return p;
+}
+
 int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
 {
     static const char *const presets[] = { "reference", "cifar", "imagenet", NULL };
@@ -110,26 +140,40 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     static const char *const scheds[] = { "step", "cosine", NULL };
     static const char *const augs[] = { "cifar", "imagenet", "none", NULL };
     static const char *const losses[] = { "auto", "nce", "infonce", "softmax", NULL };
+    static const char *const stems[] = { "auto", "cifar", "s2", "s4", NULL };
+    static char eps[3][32];
+    static char usage[160];
+    static const char *const ep_names[3] = { "bank", "tasks", "events" };
+    for (int i = 0; i < 3; i++) {
+        if (cfg_endpoint_default("npid-trainer", i, eps[i], sizeof eps[i]) != 0)
+            return CFG_USAGE;
+        NPID_CHECK(cfg_set_default(trainer_opts, ep_names[i], eps[i]) == 0);
+    }
+    /* the preset's values become the table's defaults, so --help shows what runs */
+    const char *preset = preset_in_force(argc, argv);
+    if (preset && !one_of(preset, presets)) {
+        fprintf(stderr, "npid-trainer: --preset %s: expected reference, cifar or imagenet\n", preset);
+        return CFG_USAGE;
+    }
+    if (preset)
+        for (const struct preset_entry *p = trainer_presets; p->preset; p++)
+            if (strcmp(p->preset, preset) == 0)
+                NPID_CHECK(cfg_set_default(trainer_opts, p->name, p->value) == 0);
+    snprintf(usage, sizeof usage, "--data ROOT [options]\n\ndefaults of preset %s; "
+             "--preset reference|cifar|imagenet changes them", preset ? preset : "cifar");
     int npos = 0;
-    int rc = cfg_parse("npid-trainer", "--data ROOT [options]", trainer_opts, argc, argv, &npos);
+    int rc = cfg_parse("npid-trainer", usage, trainer_opts, argc, argv, &npos);
     if (rc != CFG_OK)
         return rc;
     if (npos > 0) {
         fprintf(stderr, "npid-trainer: unexpected argument '%s' (try --help)\n", argv[1]);
         return CFG_USAGE;
     }
-    if (!one_of(tc_store.preset, presets)) {
-        fprintf(stderr, "npid-trainer: --preset %s: expected reference, cifar or imagenet\n", tc_store.preset);
-        return CFG_USAGE;
-    }
-    for (const struct preset_entry *p = trainer_presets; p->preset; p++)
-        if (strcmp(p->preset, tc_store.preset) == 0)
-            NPID_CHECK(cfg_apply_default(trainer_opts, p->name, p->value) == 0);
     const struct { const char *flag; const char *value; const char *const *set; } enums[] = {
         { "model", tc_store.model, models }, { "z-mode", tc_store.z_mode, zmodes },
         { "bank-init", tc_store.bank_init, inits }, { "lr-schedule", tc_store.lr_schedule, scheds },
         { "aug", tc_store.aug, augs }, { "init", tc_store.init, winits },
-        { "loss", tc_store.loss, losses },
+        { "loss", tc_store.loss, losses }, { "stem", tc_store.stem, stems },
     };
     for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
         if (!one_of(enums[i].value, enums[i].set)) {
@@ -167,6 +211,10 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
                         "bank row): drop it or use --views 1\n");
         return CFG_USAGE;
     }
+    if (tc_store.size != 0 && tc_store.size < 8) {
+        fprintf(stderr, "npid-trainer: --size %d: expected 0 (from the data) or 8..1024\n", tc_store.size);
+        return CFG_USAGE;
+    }
     if (!tc_store.data || !*tc_store.data) {
         fprintf(stderr, "npid-trainer: --data ROOT is required (or NPID_DATA)\n");
         return CFG_USAGE;
@@ -174,6 +222,45 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
 
     *c = tc_store;
     return CFG_OK;
+}
+
+int trainer_epochs_rule(size_t n)
+{
+    if (n == 0)
+        return 20;
+    size_t e = (TRAINER_IMAGES_SEEN + n - 1) / n;
+    return e < 20 ? 20 : e > 200 ? 200 : (int)e;
+}
+
+int trainer_size_rule(uint32_t native)
+{
+    if (native < 40)
+        return 32;
+    uint32_t s = native > 128 ? 128 : native;
+    return (int)(s / 16 * 16);
+}
+
+int trainer_stem_rule(int size)
+{
+    /* the stride in 1, 2, 4 whose feature maps are nearest 32 px on a log scale (ties: the
+       smaller stride, the finer maps) */
+    int best = NET_STEM_CIFAR;
+    double best_d = 1e9;
+    for (int st = NET_STEM_CIFAR; st <= NET_STEM_S4; st++) {
+        double d = fabs(log((double)size / net_stem_stride(st) / 32.0));
+        if (d < best_d - 1e-9) {
+            best_d = d;
+            best = st;
+        }
+    }
+    return best;
+}
+
+void trainer_cfg_set_input(struct trainer_cfg *c, int size, const char *stem, int epochs)
+{
+    tc_store.size = c->size = size;
+    tc_store.stem = c->stem = stem;
+    tc_store.epochs = c->epochs = epochs;
 }
 
 void trainer_cfg_log(void)
@@ -219,6 +306,12 @@ int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap)
         case CFG_BOOL:
             w = snprintf(buf + n, cap - n, "%s\"%s\":%s", sep, o->name, *(int *)o->dst ? "true" : "false");
             break;
+        case CFG_AUTO: {
+            int v = *(int *)o->dst;
+            w = snprintf(buf + n, cap - n, "%s\"%s\":%s", sep, o->name,
+                         v == CFG_AUTO_VALUE ? "\"auto\"" : v ? "true" : "false");
+            break;
+        }
         case CFG_INT:
             w = snprintf(buf + n, cap - n, "%s\"%s\":%d", sep, o->name, *(int *)o->dst);
             break;

@@ -17,6 +17,7 @@ struct trainer_cfg {
     const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *init, *objective_name;
     const char *run_name;
     const char *loss;      /* after parsing: nce, infonce or softmax (auto resolved) */
+    const char *stem;      /* cifar | s2 | s4, or auto until trainer_cfg_set_input */
     int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;
@@ -32,5 +33,16 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv);
  * writes at most cap bytes; returns the length or -1 when it does not fit. */
 int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap);
 void trainer_cfg_log(void);
+
+/* The rules from the data (docs/recipes.md, "Resolution" and "Epochs"): the size for images
+ * whose median short side is native (32 for 0, an unknown size), the stem for a size, and
+ * the epochs for n training images (TRAINER_IMAGES_SEEN images, within 20..200 epochs). */
+#define TRAINER_IMAGES_SEEN 500000
+int trainer_size_rule(uint32_t native);
+int trainer_stem_rule(int size);
+int trainer_epochs_rule(size_t n);
+/* Records the size, stem and epochs in force (after the rules) in c and in what
+ * trainer_cfg_json reports. */
+void trainer_cfg_set_input(struct trainer_cfg *c, int size, const char *stem, int epochs);
 
 #endif

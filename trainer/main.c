@@ -1,4 +1,5 @@
 /* npid-trainer: trains the encoder. See trainer/train.h and docs/architecture.md. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/blas.h"
@@ -11,15 +12,23 @@
 int main(int argc, char **argv)
 {
     log_init("npid-trainer");
-    blas_setup(argc, argv); /* may re-execute the process: before argv is parsed */
-    if (argc >= 2 && strcmp(argv[1], "_step") == 0)
+    if (argc >= 2 && strcmp(argv[1], "_step") == 0) {
+        blas_setup(argc, argv);
         return trainer_step_main(argc - 1, argv + 1);
+    }
+    /* parsing reorders argv; blas_setup may re-execute the process with the original one.
+     * It logs, so it runs after parsing: --help and usage errors print nothing else. */
+    char **argv0 = calloc((size_t)argc + 1, sizeof *argv0);
+    if (!argv0)
+        npid_fatal("out of memory");
+    memcpy(argv0, argv, (size_t)argc * sizeof *argv0);
     struct trainer_cfg cfg;
     int rc = trainer_cfg_parse(&cfg, argc, argv);
     if (rc == CFG_HELP)
         return EXIT_OK;
     if (rc != CFG_OK)
         return EXIT_USAGE;
+    blas_setup(argc, argv0);
     if (cfg.threads > 0)
         blas_set_threads(cfg.threads);
     if (sig_install() != 0)

@@ -561,6 +561,45 @@ static const char *path_base(const char *p)
     return s ? s + 1 : p;
 }
 
+/* --size 0, --stem auto and --epochs 0: the rules of docs/recipes.md ("Resolution",
+ * "Epochs") on the dataset, logged with the reason; given values are kept. */
+static int trainer_pick_input(struct trainer *t)
+{
+    int size = t->cfg.size;
+    char why[256] = "";
+    if (size == 0) {
+        uint32_t sh, lo;
+        size_t bad, got = dataset_probe_sides(t->ds, 200, &sh, &lo, &bad);
+        if (got == 0) {
+            log_error("--size 0: none of %zu sampled images has a readable header; give --size",
+                      bad);
+            return -1;
+        }
+        size = trainer_size_rule(sh);
+        snprintf(why, sizeof why, "the median image of %zu sampled is %ux%u (short side %u%s)", got,
+                 lo, sh, sh, sh < 40 ? ": 32 px" : sh > 128 ? ", capped at 128" : ", to a multiple of 16");
+    } else {
+        snprintf(why, sizeof why, "--size %d given", size);
+    }
+    const char *stem = t->cfg.stem;
+    int st = net_stem_parse(stem), auto_stem = st < 0;
+    if (auto_stem) {
+        st = trainer_stem_rule(size);
+        stem = net_stem_name(st);
+    }
+    int epochs = t->cfg.epochs;
+    if (epochs == 0) {
+        epochs = trainer_epochs_rule(t->n);
+        log_info("epochs: %d, the fewest that show the network %d images (%zu training images; "
+                 "within 20..200)", epochs, TRAINER_IMAGES_SEEN, t->n);
+    }
+    trainer_cfg_set_input(&t->cfg, size, stem, epochs);
+    int maps = (size + net_stem_stride(st) - 1) / net_stem_stride(st);
+    log_info("input: %d px, stem %s (%dx%d feature maps): %s; %s", size, stem, maps, maps, why,
+             auto_stem ? "the stem's stride brings the maps nearest 32 px" : "--stem given");
+    return 0;
+}
+
 struct trainer *trainer_new(const struct trainer_cfg *cfg)
 {
     struct trainer *t = calloc(1, sizeof *t);
@@ -575,10 +614,6 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         snprintf(t->run, sizeof t->run, "%s", path_base(cfg->run_dir));
     /* a stable client id: the same run keeps its bankd request cache across restarts */
     snprintf(t->cid, sizeof t->cid, "trainer:%s", t->run);
-    if (trainer_cfg_json(cfg, t->config_json, sizeof t->config_json) < 0) {
-        log_error("configuration too long to record");
-        goto fail;
-    }
     if (!strcmp(cfg->aug, "imagenet")) {
         const float m[3] = { 0.485f, 0.456f, 0.406f }, s[3] = { 0.229f, 0.224f, 0.225f };
         for (int c = 0; c < 3; c++) { t->mean[c] = m[c]; t->stdinv[c] = 1.0f / s[c]; }
@@ -608,6 +643,15 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     log_info("dataset: %s: %zu training images in %zu classes (%zu other files skipped), manifest %.12s",
              cfg->data, t->n, dataset_num_classes(t->ds), dataset_skipped(t->ds), dataset_manifest(t->ds));
 
+    if (trainer_pick_input(t) != 0)
+        goto fail;
+    cfg = &t->cfg;
+    t->size = cfg->size;
+    if (trainer_cfg_json(cfg, t->config_json, sizeof t->config_json) < 0) {
+        log_error("configuration too long to record");
+        goto fail;
+    }
+
     t->mode = cfg->nce_k == 0 ? DRAW_SOFTMAX : DRAW_SHARED;
     t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
     t->infonce = strcmp(cfg->loss, "infonce") == 0; /* config.c: nce_k > 0 then */
@@ -615,7 +659,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
 
     /* network, optimiser, objective */
     struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch * cfg->views, cfg->seed,
-                          net_init_parse(cfg->init) };
+                          net_init_parse(cfg->init), net_stem_parse(cfg->stem) };
     t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
     if (!t->net)
         goto fail;
@@ -713,7 +757,18 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         goto fail;
     log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
 
-    if (cfg->resume) {
+    int resume = cfg->resume == 1;
+    if (cfg->resume == CFG_AUTO_VALUE) {
+        /* auto: resume exactly when a checkpoint (or its .prev) is there to resume from */
+        char prev[sizeof t->ckpt_path + 8];
+        snprintf(prev, sizeof prev, "%s.prev", t->ckpt_path);
+        resume = access(t->ckpt_path, F_OK) == 0 || access(prev, F_OK) == 0;
+        if (resume)
+            log_info("resume auto: %s holds a checkpoint; continuing the run", cfg->run_dir);
+        else
+            log_info("resume auto: no checkpoint in %s; starting a fresh run", cfg->run_dir);
+    }
+    if (resume) {
         if (trainer_restore(t) != 0)
             goto fail;
     } else if (!created && bstep != 0) {

@@ -27,6 +27,7 @@ struct net {
     struct net_config cfg;
     char model[32];
     int nblocks, feat_c;
+    int h0, w0;                /* the stem's output size */
     struct conv stem;
     struct bn stem_bn;
     struct block blocks[NET_MAX_BLOCKS];
@@ -51,7 +52,7 @@ struct net {
     size_t n_params, n_buffers, n_acts, n_scalars;
     double flops;
     int last_B, last_train;
-    char desc[192];
+    char desc[256];
 };
 
 struct net_preset {
@@ -78,10 +79,13 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     size_t smin = 0, amax = 0;
     n->flops = 0.0;
     n->xin = nn_carve(&L->acts, (size_t)3 * B * H * W);
-    conv_layout(&n->stem, 3, p->stem, 3, 1, 1, L);
+    int ss = n->cfg.stem == NET_STEM_CIFAR ? 1 : 2;
+    conv_layout(&n->stem, 3, p->stem, 3, ss, 1, L);
     bn_layout(&n->stem_bn, p->stem, L);
     n->flops += conv_flops(&n->stem, H, W);
     smin = conv_scratch_min(&n->stem, H, W);
+    H = n->h0 = conv_out_dim(H, 3, ss, 1);
+    W = n->w0 = conv_out_dim(W, 3, ss, 1);
     amax = (size_t)p->stem * B * H * W;
     n->z0 = nn_carve(&L->acts, amax);
     n->a0 = nn_carve(&L->acts, amax);
@@ -89,7 +93,8 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     for (int s = 0; s < p->nstage; s++) {
         for (int d = 0; d < p->depth[s]; d++) {
             struct block *k = &n->blocks[nb++];
-            block_init(k, cin, p->widths[s], d == 0 ? p->strides[s] : 1, H, W, B, L);
+            int st = d > 0 ? 1 : p->strides[s] * (s == 0 && n->cfg.stem == NET_STEM_S4 ? 2 : 1);
+            block_init(k, cin, p->widths[s], st, H, W, B, L);
             n->flops += conv_flops(&k->c1, H, W) + conv_flops(&k->c2, k->Ho, k->Wo);
             if (k->has_sc) n->flops += conv_flops(&k->cs, H, W);
             if (block_scratch_min(k) > smin) smin = block_scratch_min(k);
@@ -148,6 +153,24 @@ static size_t net_count_scalars(const struct net *n)
     return s + (size_t)n->fc.in * n->fc.out + n->fc.out;
 }
 
+int net_stem_parse(const char *name)
+{
+    static const char *const names[] = { "cifar", "s2", "s4" };
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
+const char *net_stem_name(int stem)
+{
+    return stem == NET_STEM_S2 ? "s2" : stem == NET_STEM_S4 ? "s4" : "cifar";
+}
+
+int net_stem_stride(int stem)
+{
+    return stem == NET_STEM_S2 ? 2 : stem == NET_STEM_S4 ? 4 : 1;
+}
+
 int net_init_parse(const char *name)
 {
     if (strcmp(name, "he") == 0) return NET_INIT_HE;
@@ -193,6 +216,10 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     }
     if (nt > 64) nt = 64;
     if (nt > cfg->max_batch) nt = cfg->max_batch > 0 ? cfg->max_batch : 1;
+    if (cfg->stem < NET_STEM_CIFAR || cfg->stem > NET_STEM_S4) {
+        log_error("net: unknown stem %d", cfg->stem);
+        return NULL;
+    }
     if (cfg->low_dim < 1 || cfg->low_dim > 65536 || cfg->in_h < 8 || cfg->in_w < 8
         || cfg->in_h > 4096 || cfg->in_w > 4096 || cfg->max_batch < 1
         || cfg->max_batch > 65536) {
@@ -237,9 +264,11 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     n->n_scalars = net_count_scalars(n);
     net_init_weights(n);
     snprintf(n->desc, sizeof(n->desc),
-             "%s: %zu params, input 3x%dx%d, low_dim %d, max_batch %d, %.3f GFLOP/img fwd, "
-             "%.0f MB activations, %d threads",
-             n->model, n->n_scalars, cfg->in_h, cfg->in_w, cfg->low_dim, cfg->max_batch,
+             "%s: %zu params, input 3x%dx%d, stem %s (maps %dx%d), low_dim %d, max_batch %d, "
+             "%.3f GFLOP/img fwd, %.0f MB activations, %d threads",
+             n->model, n->n_scalars, cfg->in_h, cfg->in_w, net_stem_name(cfg->stem),
+             n->blocks[0].Ho, n->blocks[0].Wo,
+             cfg->low_dim, cfg->max_batch,
              n->flops / 1e9, n->n_acts * 4.0 / 1e6, nt);
     return n;
 }
@@ -290,7 +319,7 @@ static void net_forward_job(void *arg, int tid)
             memcpy(n->xin + ((size_t)ch * B + b) * hw, n->x_in + ((size_t)b * 3 + ch) * hw,
                    sizeof(float) * hw);
     conv_forward_ctx(&n->stem, n->xin, H, W, n->z0, &c);
-    bn_forward_ctx(&n->stem_bn, n->z0, NULL, n->a0, hw, train, 1, &c);
+    bn_forward_ctx(&n->stem_bn, n->z0, NULL, n->a0, (size_t)n->h0 * n->w0, train, 1, &c);
     const float *cur = n->a0;
     for (int i = 0; i < n->nblocks; i++) {
         block_forward(&n->blocks[i], cur, train, &c);
@@ -358,7 +387,7 @@ static void net_backward_job(void *arg, int tid)
         dy = dx;
         dx = t;
     }
-    bn_backward_ctx(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)H * W, &c);
+    bn_backward_ctx(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)n->h0 * n->w0, &c);
     conv_backward_ctx(&n->stem, n->xin, dy, H, W, NULL, 0, &c);
     if (n->nt == 1) return;
     /* sum the per-thread weight gradients into the net's block, each thread a range */

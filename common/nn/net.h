@@ -32,7 +32,23 @@ struct net_config {
     int max_batch;       /* activations and scratch are sized for this */
     uint64_t seed;       /* weight initialisation, deterministic */
     int init;            /* enum net_init: how convolution weights are drawn */
+    int stem;            /* enum net_stem: the first convolution's stride (0: CIFAR's) */
 };
+
+/* The stem, the layers before the first residual stage (docs/recipes.md, "Resolution"):
+ *   NET_STEM_CIFAR  3x3 convolution, stride 1: the feature maps keep the input size
+ *   NET_STEM_S2     3x3 convolution, stride 2: maps of half the input size, so a 64 px
+ *                   input costs what a 32 px one costs with the CIFAR stem
+ *   NET_STEM_S4     3x3 convolution, stride 2, and the first stage at stride 2 (its first
+ *                   block then has a projection shortcut): maps of a quarter of the input */
+enum net_stem { NET_STEM_CIFAR = 0, NET_STEM_S2 = 1, NET_STEM_S4 = 2 };
+
+/* The enum for "cifar" | "s2" | "s4"; -1 for anything else. */
+int net_stem_parse(const char *name);
+/* The name of a stem enum ("cifar" for anything unknown). */
+const char *net_stem_name(int stem);
+/* The total stride of a stem: 1, 2 or 4. */
+int net_stem_stride(int stem);
 
 /* Convolution weight initialisation (the BN layers start at gamma 1, beta 0, and the output
  * Linear layer as torch.nn.Linear: weight and bias U(-1/sqrt(in), 1/sqrt(in)), in every case).
