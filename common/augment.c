@@ -97,6 +97,92 @@ int augment_preset(const char *name, int train, uint32_t size, enum augment_layo
     return 0;
 }
 
+/* A float from s to end (exclusive) that fills it exactly; 0 or -1. */
+static int parse_float_span(const char *s, const char *end, float *out)
+{
+    char buf[32];
+    size_t n = (size_t)(end - s);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    char *e = NULL;
+    double v = strtod(buf, &e);
+    if (e != buf + n || !isfinite(v))
+        return -1;
+    *out = (float)v;
+    return 0;
+}
+
+int augment_override(struct augment_params *p, const char *spec, char *err, size_t err_len)
+{
+    const char *s = spec ? spec : "";
+    while (*s) {
+        const char *end = strchr(s, ',');
+        if (!end)
+            end = s + strlen(s);
+        const char *eq = memchr(s, '=', (size_t)(end - s));
+        int klen = (int)((eq ? eq : end) - s);
+        if (!eq) {
+            err_set(err, err_len, "augmentation '%.*s': expected key=value", klen, s);
+            return -1;
+        }
+        const char *v = eq + 1;
+        int bad = 0;
+        if (klen == 4 && strncmp(s, "crop", 4) == 0) {
+            const char *dash = memchr(v, '-', (size_t)(end - v));
+            bad = !dash || parse_float_span(v, dash, &p->scale_min) ||
+                  parse_float_span(dash + 1, end, &p->scale_max);
+        } else if (klen == 6 && strncmp(s, "jitter", 6) == 0) {
+            float f[4];
+            const char *q = v;
+            int n = 0;
+            for (;;) {
+                const char *sl = memchr(q, '/', (size_t)(end - q));
+                if (n == 4 || parse_float_span(q, sl ? sl : end, &f[n++]) != 0) {
+                    bad = 1;
+                    break;
+                }
+                if (!sl)
+                    break;
+                q = sl + 1;
+            }
+            bad = bad || (n != 1 && n != 4);
+            if (!bad) {
+                p->brightness = f[0];
+                p->contrast = n == 4 ? f[1] : f[0];
+                p->saturation = n == 4 ? f[2] : f[0];
+                p->hue = n == 4 ? f[3] : f[0];
+            }
+        } else if (klen == 4 && strncmp(s, "gray", 4) == 0) {
+            bad = parse_float_span(v, end, &p->gray_p);
+        } else if (klen == 4 && strncmp(s, "flip", 4) == 0) {
+            bad = !(end - v == 1 && (*v == '0' || *v == '1'));
+            if (!bad)
+                p->flip = *v == '1';
+        } else {
+            err_set(err, err_len, "augmentation '%.*s': unknown key '%.*s' (crop, jitter, gray, flip)",
+                    (int)(end - s), s, klen, s);
+            return -1;
+        }
+        if (bad) {
+            err_set(err, err_len, "augmentation '%.*s': malformed value", (int)(end - s), s);
+            return -1;
+        }
+        if (*end && !end[1]) {
+            err_set(err, err_len, "augmentation '%s': expected key=value after the last ','", spec);
+            return -1;
+        }
+        s = *end ? end + 1 : end;
+    }
+    char why[160];
+    if (augment_params_check(p, why, sizeof why) != 0) {
+        err_set(err, err_len, "augmentation '%s': %s", spec, why);
+        return -1;
+    }
+    return 0;
+}
+
 int augment_params_check(const struct augment_params *p, char *err, size_t err_len)
 {
     if (p->size < 1 || p->size > 4096) {

@@ -59,6 +59,18 @@ struct augment_params {
  * "none" (train and test: plain resize to size). Returns 0, or -1 for an unknown name. */
 int augment_preset(const char *name, int train, uint32_t size, enum augment_layout layout,
                    struct augment_params *p);
+/* Overrides train-transform fields of p from spec, comma-separated key=value pairs applied in
+ * order (the trainer's --crop-scale, --jitter, --gray and --flip; docs/protocol.md, "aug"):
+ *   crop=MIN-MAX    RandomResizedCrop area fraction range (e.g. 0.08-1)
+ *   jitter=S        ColorJitter brightness = contrast = saturation = hue = S
+ *   jitter=B/C/S/H  each separately (e.g. 0.4/0.4/0.4/0.1)
+ *   gray=P          RandomGrayscale probability
+ *   flip=0|1        RandomHorizontalFlip(0.5) off or on
+ * An empty spec changes nothing. Returns 0, or -1 with a one-line reason naming the pair (an
+ * unknown key, a malformed or out-of-range value; the result is checked with
+ * augment_params_check), p then unspecified. */
+int augment_override(struct augment_params *p, const char *spec, char *err, size_t err_len);
+
 /* Checks ranges (size, probabilities in [0,1], 0 < scale_min <= scale_max <= 1,
  * 0 < ratio_min <= ratio_max, jitter in [0,1) except hue in [0,0.5]). 0 or -1 with reason. */
 int augment_params_check(const struct augment_params *p, char *err, size_t err_len);

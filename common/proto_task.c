@@ -158,6 +158,15 @@ enum task_msg_type proto_task_decode(const void *buf, size_t len, union task_msg
         NEED(get_layout(&m, &k->layout), "layout", "\"chw\" or \"hwc\"");
         if (get_views(&m, &k->views) != 0)
             return fail_msg(err, err_len, "field 'views' must be in 1..%u", TASK_MAX_VIEWS);
+        k->aug.p = "";
+        k->aug.len = 0;
+        int arc = get_str(&m, "aug", &k->aug);
+        if (arc == MP_MISSING) {
+            k->aug.p = "";
+            k->aug.len = 0;
+        } else if (arc != MP_OK || k->aug.len > TASK_MAX_AUG) {
+            return fail_msg(err, err_len, "field 'aug' must be a str of at most %u bytes", TASK_MAX_AUG);
+        }
         break;
     }
     case TASK_MSG_BATCH: {
@@ -257,9 +266,10 @@ int proto_task_encode_refuse(msgpack_packer *pk, const struct task_refuse *r)
 
 int proto_task_encode_task(msgpack_packer *pk, const struct task_task *t)
 {
-    int views = t->views > 1;
-    return hdr(pk, 9 + (size_t)views, "task") ||
-           (views && mp_pack_kv_u64(pk, "views", t->views)) || mp_pack_kv_u64(pk, "run", t->run) ||
+    int views = t->views > 1, aug = t->aug.len > 0;
+    return hdr(pk, 9 + (size_t)views + (size_t)aug, "task") ||
+           (views && mp_pack_kv_u64(pk, "views", t->views)) ||
+           (aug && mp_pack_kv_strn(pk, "aug", t->aug.p, t->aug.len)) || mp_pack_kv_u64(pk, "run", t->run) ||
            mp_pack_kv_u64(pk, "epoch", t->epoch) || mp_pack_kv_u64(pk, "step", t->step) ||
            mp_pack_kv_bin(pk, "idx", t->idx, (size_t)t->count * 4) ||
            mp_pack_kv_u64(pk, "seed", t->seed) ||

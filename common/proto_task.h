@@ -30,6 +30,8 @@
 #define TASK_MAX_SIZE 4096u
 /* Most augmented views of each image per task (docs/protocol.md, "views"). */
 #define TASK_MAX_VIEWS 2u
+/* Longest "aug" override of a task (augment_override's spec). */
+#define TASK_MAX_AUG 255u
 /* Error codes of "refuse" and "fail". */
 #define TASK_EMISMATCH "EMISMATCH"  /* manifest differs */
 #define TASK_EVERSION "EVERSION"    /* protocol version differs */
@@ -88,6 +90,8 @@ struct task_task {
     enum augment_layout layout;
     uint32_t views;            /* augmented views per image, 1..TASK_MAX_VIEWS (decoder: 1 when
                                   absent; encoder: 0 means 1, and 1 is not sent) */
+    struct task_str aug;       /* augment_override spec applied to the preset; empty: none
+                                  (decoder: empty when absent; encoder: not sent when empty) */
 };
 
 struct task_batch {

@@ -76,6 +76,7 @@ struct taskq {
     char endpoint[256];
     char manifest[65];
     char preset[32];
+    char aug[TASK_MAX_AUG + 1];
     char run_name[64];
     struct taskq_opts o;
     uint64_t run;
@@ -311,6 +312,7 @@ static int issue_one(struct taskq *tq, struct tq_slot *s, struct tq_loader *l)
         .run = tq->run, .epoch = p->epoch, .step = step, .idx = p->perm + off, .count = count,
         .seed = p->seed, .preset = { tq->preset, strlen(tq->preset) }, .train = tq->o.train,
         .size = tq->o.size, .layout = tq->o.layout, .views = tq->o.views,
+        .aug = { tq->aug, strlen(tq->aug) },
     };
     msgpack_packer pk;
     msgpack_sbuffer_clear(&tq->sb);
@@ -673,6 +675,13 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
         err_set(err, err_len, "unknown augmentation preset '%s' (cifar, imagenet, none)", preset);
         return NULL;
     }
+    const char *aug = o->aug ? o->aug : "";
+    if (strlen(aug) > TASK_MAX_AUG) {
+        err_set(err, err_len, "augmentation override longer than %u bytes", TASK_MAX_AUG);
+        return NULL;
+    }
+    if (augment_override(&ap, aug, err, err_len) != 0)
+        return NULL;
     struct taskq *tq = calloc(1, sizeof *tq);
     if (!tq) {
         err_set(err, err_len, "out of memory");
@@ -680,6 +689,8 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
     }
     tq->o = *o;
     snprintf(tq->preset, sizeof tq->preset, "%s", preset);
+    snprintf(tq->aug, sizeof tq->aug, "%s", aug);
+    tq->o.aug = tq->aug;
     snprintf(tq->run_name, sizeof tq->run_name, "%s", o->run ? o->run : "");
     tq->o.preset = tq->preset;
     tq->o.run = tq->run_name;

@@ -66,6 +66,8 @@ struct taskq_opts {
                                  reference trains on it) */
     const char *preset;       /* augmentation preset sent with tasks ("cifar", "imagenet",
                                  "none"), default "cifar" */
+    const char *aug;          /* augment_override spec applied to the preset in the loaders
+                                 (e.g. "crop=0.08-1,flip=1"), default "" (the preset as is) */
     int train;                /* 1 train transform (default), 0 test transform */
     uint32_t size;            /* output side in pixels, default 32 */
     enum augment_layout layout; /* default AUGMENT_CHW */

@@ -71,9 +71,13 @@ static int ensure_aug(struct batcher *b, const struct batch_job *job, char *err,
         err_set(err, err_len, "EINVAL: unknown augmentation preset '%s'", job->preset);
         return -1;
     }
+    char why[300];
+    if (job->train && augment_override(&p, job->aug, why, sizeof why) != 0) {
+        err_set(err, err_len, "EINVAL: %s", why);
+        return -1;
+    }
     if (b->aug && strcmp(b->ap_preset, job->preset) == 0 && memcmp(&p, &b->ap, sizeof p) == 0)
         return 0;
-    char why[200];
     if (augment_params_check(&p, why, sizeof why)) {
         err_set(err, err_len, "EINVAL: %s", why);
         return -1;

@@ -35,6 +35,7 @@ struct batch_job {
     const uint32_t *idx;      /* count indices (aligned copy) */
     uint32_t count;
     const char *preset;       /* augment_preset name */
+    const char *aug;          /* augment_override spec on the preset; NULL or "": none */
     int train;
     uint32_t size;
     enum augment_layout layout;

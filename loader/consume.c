@@ -37,7 +37,7 @@ static void sleep_ms(uint64_t ms)
 
 int loader_consume_main(int argc, char **argv)
 {
-    const char *data, *split, *bind, *preset, *layout_s, *level;
+    const char *data, *split, *bind, *preset, *aug, *layout_s, *level;
     uint64_t epochs, batch, seed, size, window, deadline_ms, loader_timeout_ms, max_attempts,
         images, first_step, step_ms, wait_loaders, views;
     double timeout_s;
@@ -56,6 +56,7 @@ int loader_consume_main(int argc, char **argv)
           "start the first epoch at this step (resume)", 0 },
         { "seed", NULL, CFG_U64, &seed, "1", 0, 0, "plan and augmentation seed", 0 },
         { "preset", NULL, CFG_STR, &preset, "cifar", 0, 0, "augmentation preset: cifar, imagenet, none", 0 },
+        { "aug", NULL, CFG_STR, &aug, "", 0, 0, "override of the preset's train transform, e.g. crop=0.08-1,jitter=0.4/0.4/0.4/0.1,gray=0.2,flip=1", 0 },
         { "train", NULL, CFG_BOOL, &train, "1", 0, 0, "train transform (--no-train: test transform)", 0 },
         { "size", NULL, CFG_U64, &size, "32", 1, 4096, "output side", 0 },
         { "views", NULL, CFG_U64, &views, "1", 1, TASK_MAX_VIEWS, "augmented views per image", 0 },
@@ -135,6 +136,7 @@ int loader_consume_main(int argc, char **argv)
     o.max_attempts = (uint32_t)max_attempts;
     o.drop_last = drop_last;
     o.preset = preset;
+    o.aug = aug;
     o.train = train;
     o.size = (uint32_t)size;
     o.layout = layout;

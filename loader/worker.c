@@ -36,6 +36,7 @@ struct queued_task {
     uint64_t seed;
     uint32_t views;
     char preset[32];
+    char aug[TASK_MAX_AUG + 1];
     int train;
     enum augment_layout layout;
 };
@@ -178,6 +179,7 @@ static void on_message(struct worker *w, const void *buf, size_t len)
         q->layout = u.task.layout;
         snprintf(q->preset, sizeof q->preset, "%.*s",
                  (int)(u.task.preset.len < 31 ? u.task.preset.len : 31), u.task.preset.p);
+        snprintf(q->aug, sizeof q->aug, "%.*s", (int)u.task.aug.len, u.task.aug.p);
         w->q_len++;
         break;
     }
@@ -249,7 +251,7 @@ static void run_task(struct worker *w, const struct queued_task *q)
         return;
     }
     struct batch_job job = {
-        .idx = q->idx, .count = q->count, .preset = q->preset, .train = q->train,
+        .idx = q->idx, .count = q->count, .preset = q->preset, .aug = q->aug, .train = q->train,
         .size = q->size, .layout = q->layout, .seed = q->seed, .epoch = q->epoch,
         .views = q->views, .tick = tick, .tick_ctx = w,
     };

@@ -352,6 +352,40 @@ START_TEST(test_determinism_and_presets)
 }
 END_TEST
 
+/* augment_override: each key, the order of application, and the errors. */
+START_TEST(test_override)
+{
+    struct augment_params p;
+    char err[256];
+    ck_assert_int_eq(augment_preset("cifar", 1, 32, AUGMENT_CHW, &p), 0);
+    ck_assert_int_eq(augment_override(&p, "", err, sizeof err), 0);
+    ck_assert(p.scale_min == 0.2f && p.flip == 0 && p.gray_p == 0.2f);
+    ck_assert_int_eq(augment_override(&p, "crop=0.08-1,flip=1,gray=0.1,jitter=0.4/0.3/0.2/0.1",
+                                      err, sizeof err), 0);
+    ck_assert(p.scale_min == 0.08f && p.scale_max == 1.0f && p.flip == 1 && p.gray_p == 0.1f);
+    ck_assert(p.brightness == 0.4f && p.contrast == 0.3f && p.saturation == 0.2f && p.hue == 0.1f);
+    ck_assert_int_eq(augment_override(&p, "jitter=0,flip=0,jitter=0.25", err, sizeof err), 0);
+    ck_assert(p.brightness == 0.25f && p.contrast == 0.25f && p.saturation == 0.25f &&
+              p.hue == 0.25f && p.flip == 0);
+    static const struct { const char *spec, *msg; } bad[] = {
+        { "blur=0.5", "unknown key 'blur'" }, { "crop", "expected key=value" },
+        { "crop=0.5", "malformed" },          { "crop=0.5-0.2", "crop scale range" },
+        { "crop=0-1", "crop scale range" },   { "gray=1.5", "probabilit" },
+        { "gray=x", "malformed" },            { "flip=2", "malformed" },
+        { "jitter=0.4/0.4", "malformed" },    { "jitter=0.1/0.1/0.1/0.1/0.1", "malformed" },
+        { "jitter=1.0", "colour jitter" },    { "jitter=0.4/0.4/0.4/0.6", "colour jitter" },
+        { "gray=0.1,", "expected key=value" },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        ck_assert_int_eq(augment_preset("cifar", 1, 32, AUGMENT_CHW, &p), 0);
+        err[0] = 0;
+        ck_assert_msg(augment_override(&p, bad[k].spec, err, sizeof err) == -1, "'%s' accepted",
+                      bad[k].spec);
+        ck_assert_msg(strstr(err, bad[k].msg) != NULL, "'%s': %s", bad[k].spec, err);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("augment");
@@ -363,6 +397,7 @@ int main(void)
     tcase_add_test(tc, test_crop_distribution);
     tcase_add_test(tc, test_jitter_gray_flip_distribution);
     tcase_add_test(tc, test_determinism_and_presets);
+    tcase_add_test(tc, test_override);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -26,6 +26,7 @@ static int ep_counter;
 struct held_task {
     struct task_task t;
     uint32_t idx[64];
+    char aug[TASK_MAX_AUG + 1];
 };
 
 struct peer {
@@ -97,6 +98,8 @@ static void peer_poll(struct peer *p)
             memcpy(h->idx, u.task.idx, (size_t)u.task.count * 4);
             h->t.idx = h->idx;
             h->t.preset.p = NULL; /* points into the frame */
+            snprintf(h->aug, sizeof h->aug, "%.*s", (int)u.task.aug.len, u.task.aug.p);
+            h->t.aug.p = h->aug;
         } else if (t == TASK_MSG_REFUSE) {
             p->refused = 1;
             snprintf(p->refuse_code, sizeof p->refuse_code, "%.*s", (int)u.refuse.code.len,
@@ -500,7 +503,43 @@ START_TEST(test_failures)
     o.preset = "bogus";
     ck_assert_ptr_null(taskq_new("inproc://y", MAN, &o, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "preset"));
+    o.preset = "cifar";
+    o.aug = "blur=1";
+    ck_assert_ptr_null(taskq_new("inproc://y", MAN, &o, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "unknown key 'blur'"));
     taskq_destroy(&tq);
+}
+END_TEST
+
+/* The augmentation override travels with every task; none is sent when it is empty. */
+START_TEST(test_aug_override)
+{
+    for (int k = 0; k < 2; k++) {
+        char ep[128], err[256];
+        next_ep(ep, sizeof ep);
+        struct taskq_opts o;
+        taskq_opts_default(&o);
+        o.size = 4;
+        o.aug = k ? "crop=0.08-1,flip=1" : "";
+        struct taskq *tq = taskq_new(ep, MAN, &o, err, sizeof err);
+        ck_assert_msg(tq != NULL, "%s", err);
+        struct peer *a = peer_new(ep);
+        peer_hello(a, MAN, 2);
+        uint32_t perm[10];
+        fill_perm(perm, 10, 3);
+        ck_assert_int_eq(taskq_plan(tq, 0, perm, 10, 5, 0, 2), 2);
+        struct taskq_batch bt;
+        uint64_t end = clock_now_ns() + 5000000000ull;
+        while (a->n < 2 && clock_now_ns() < end) {
+            ck_assert_int_ge(taskq_next(tq, 5, &bt), 0);
+            peer_poll(a);
+        }
+        ck_assert_int_eq(a->n, 2);
+        for (int i = 0; i < 2; i++)
+            ck_assert_str_eq(a->q[i].aug, k ? "crop=0.08-1,flip=1" : "");
+        peer_free(a);
+        taskq_destroy(&tq);
+    }
 }
 END_TEST
 
@@ -510,6 +549,7 @@ int main(void)
     TCase *tc = tcase_create("taskq");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_in_order_two_peers);
+    tcase_add_test(tc, test_aug_override);
     tcase_add_test(tc, test_deadline_duplicates_and_loss);
     tcase_add_test(tc, test_refusals_and_malformed);
     tcase_add_test(tc, test_plans);

@@ -45,6 +45,14 @@ for how in flag env; do
     line nce-t | grep -q "\[default 0.1\]" || fail "reference ($how): $(line nce-t)"
     line center-init | grep -q "\[default false\]" || fail "reference ($how): $(line center-init)"
 done
+# the augmentation flags: one value each, checked before anything starts
+for bad in "--crop-scale 0.5|malformed value" "--crop-scale 0.5-0.1|crop scale range" \
+           "--flip yes|expected true or false" "--jitter 1.5|colour jitter" "--gray 2|grayscale probability" \
+           "--crop-scale 0.1-1,flip=1|without ',' or '='"; do
+    args=${bad%%|*}; msg=${bad#*|}
+    run 2 "$bin/npid-trainer" --data "$tmp" $args
+    grep -q -- "$msg" "$tmp/err" || fail "trainer $args: $(cat "$tmp/err")"
+done
 run 2 "$bin/npid-trainer" --preset bogus --help
 grep -q "expected reference, cifar or imagenet" "$tmp/err" || fail "--preset bogus: $(cat "$tmp/err")"
 

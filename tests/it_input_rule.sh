@@ -56,8 +56,10 @@ PY
 # overrides, on the same data and loader
 init b64 "$tmp/d64" --stem cifar
 expect_input b64 64 cifar
-init c64 "$tmp/d64" --size 48
+init c64 "$tmp/d64" --size 48 --crop-scale 0.08-1 --flip true --jitter 0.4/0.4/0.4/0.1
 expect_input c64 48 s2
+grep -q "augmentation (cifar preset, overridden by crop=0.08-1,jitter=0.4/0.4/0.4/0.1,flip=1): crop 0.08-1, jitter 0.4/0.4/0.4/0.1, gray 0.2, flip on" "$tmp/c64.log" ||
+    fail "c64: the augmentation flags are not in force: $(grep 'augmentation' "$tmp/c64.log")"
 grep -q -- "--size 48 given" "$tmp/c64.log" || fail "c64: the log does not say the size was given"
 
 kill_tree 9 $loader_pid

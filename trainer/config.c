@@ -1,5 +1,6 @@
 /* npid-trainer configuration table and presets: see config.h. */
 #include "trainer/config.h"
+#include "common/augment.h"
 #include "common/log.h"
 #include "common/nn/net.h"
 
@@ -45,6 +46,10 @@ static struct cfg_opt trainer_opts[] = {
     OPT("epochs", "NPID_EPOCHS", CFG_INT, epochs, "200", 0, 100000, "epochs to train; 0: from the data, the fewest that show the network 500,000 images, within 20..200 (docs/recipes.md)"),
     OPT("max-steps", NULL, CFG_INT, max_steps, "0", 0, 2000000000, "stop after this many steps in total (0: no limit)"),
     OPT("aug", NULL, CFG_STR, aug, "cifar", 0, 0, "augmentation preset: cifar | imagenet | none"),
+    OPT("crop-scale", NULL, CFG_STR, crop_scale, "", 0, 0, "RandomResizedCrop area range MIN-MAX, e.g. 0.08-1 (empty: the --aug preset's, 0.2-1)"),
+    OPT("jitter", NULL, CFG_STR, jitter, "", 0, 0, "ColorJitter strength S (brightness, contrast, saturation, hue) or B/C/S/H, e.g. 0.4/0.4/0.4/0.1; 0: none (empty: the preset's, 0.4)"),
+    OPT("gray", NULL, CFG_STR, gray, "", 0, 0, "RandomGrayscale probability (empty: the preset's, 0.2)"),
+    OPT("flip", NULL, CFG_STR, flip, "", 0, 0, "RandomHorizontalFlip: true | false (empty: the preset's; cifar false, imagenet true)"),
     OPT("size", NULL, CFG_INT, size, "32", 0, 1024, "training and evaluation image size (square); 0: from the data, the median short side of 200 images' headers rounded down to a multiple of 16 within 32..128 (docs/recipes.md)"),
     OPT("stem", NULL, CFG_STR, stem, "cifar", 0, 0, "cifar (3x3 stride 1) | s2 (3x3 stride 2) | s4 (s2 and the first stage at stride 2) | auto (the stride bringing the feature maps nearest 32 px)"),
     OPT("seed", "NPID_SEED", CFG_U64, seed, "0", 0, 0, "seed for weights, epoch plans, augmentation, negatives"),
@@ -211,6 +216,36 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
                         "bank row): drop it or use --views 1\n");
         return CFG_USAGE;
     }
+    /* the augmentation flags as one augment_override spec, checked on the preset */
+    static char aug_spec[256];
+    aug_spec[0] = 0;
+    const struct { const char *key, *value; } ov[] = {
+        { "crop", tc_store.crop_scale }, { "jitter", tc_store.jitter }, { "gray", tc_store.gray },
+        { "flip", !strcmp(tc_store.flip, "true") ? "1" : !strcmp(tc_store.flip, "false") ? "0" : tc_store.flip },
+    };
+    static const char *const ov_flag[] = { "crop-scale", "jitter", "gray", "flip" };
+    for (size_t i = 0; i < sizeof ov / sizeof ov[0]; i++) {
+        if (!*ov[i].value)
+            continue;
+        if (strpbrk(ov[i].value, ",=")) {
+            fprintf(stderr, "npid-trainer: --%s %s: one value, without ',' or '='\n", ov_flag[i], ov[i].value);
+            return CFG_USAGE;
+        }
+        size_t n = strlen(aug_spec);
+        snprintf(aug_spec + n, sizeof aug_spec - n, "%s%s=%s", n ? "," : "", ov[i].key, ov[i].value);
+    }
+    if (*tc_store.flip && strcmp(tc_store.flip, "true") && strcmp(tc_store.flip, "false")) {
+        fprintf(stderr, "npid-trainer: --flip %s: expected true or false\n", tc_store.flip);
+        return CFG_USAGE;
+    }
+    struct augment_params ap;
+    char why[320];
+    NPID_CHECK(augment_preset(tc_store.aug, 1, 32, AUGMENT_CHW, &ap) == 0);
+    if (augment_override(&ap, aug_spec, why, sizeof why) != 0) {
+        fprintf(stderr, "npid-trainer: %s (flags --crop-scale, --jitter, --gray, --flip)\n", why);
+        return CFG_USAGE;
+    }
+    tc_store.aug_spec = aug_spec;
     if (tc_store.size != 0 && tc_store.size < 8) {
         fprintf(stderr, "npid-trainer: --size %d: expected 0 (from the data) or 8..1024\n", tc_store.size);
         return CFG_USAGE;

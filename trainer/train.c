@@ -740,6 +740,17 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     to.deadline_ms = (uint32_t)(cfg->task_deadline * 1000);
     to.drop_last = cfg->drop_last;
     to.preset = cfg->aug;
+    to.aug = cfg->aug_spec;
+    {
+        struct augment_params ap;
+        char why[320];
+        if (augment_preset(cfg->aug, 1, (uint32_t)cfg->size, AUGMENT_CHW, &ap) == 0 &&
+            augment_override(&ap, cfg->aug_spec, why, sizeof why) == 0)
+            log_info("augmentation (%s preset%s%s): crop %g-%g, jitter %g/%g/%g/%g, gray %g, flip %s",
+                     cfg->aug, *cfg->aug_spec ? ", overridden by " : "", cfg->aug_spec, ap.scale_min,
+                     ap.scale_max, ap.brightness, ap.contrast, ap.saturation, ap.hue, ap.gray_p,
+                     ap.flip ? "on" : "off");
+    }
     to.train = 1;
     to.size = (uint32_t)cfg->size;
     to.layout = AUGMENT_CHW;
