@@ -1,8 +1,8 @@
-/* The input rules of docs/recipes.md ("Resolution"): the training size from the images'
- * median short side, the stem from the size and the epochs from the number of images
- * (trainer/config.h), on a table of the
- * resolutions users bring, and the dataset header probe they read (common/dataset.h) on
- * real JPEG files of mixed sizes, a corrupt one among them. */
+/* The rules of docs/recipes.md ("Resolution, stem and epochs from the data"), in
+ * trainer/config.h: the training size from the images' median short side, the stem from the
+ * size and the epochs from the number of images, on a table of the resolutions users bring;
+ * and the dataset header probe they read (common/dataset.h) on real JPEG files of mixed
+ * sizes, a corrupt one among them. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>

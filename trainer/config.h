@@ -36,9 +36,10 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv);
 int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap);
 void trainer_cfg_log(void);
 
-/* The rules from the data (docs/recipes.md, "Resolution" and "Epochs"): the size for images
- * whose median short side is native (32 for 0, an unknown size), the stem for a size, and
- * the epochs for n training images (TRAINER_IMAGES_SEEN images, within 20..200 epochs). */
+/* The rules from the data (docs/recipes.md, "Resolution, stem and epochs from the data"):
+ * the size for images whose median short side is native (32 for 0, an unknown size), the
+ * stem for a size, and the epochs for n training images (TRAINER_IMAGES_SEEN images, within
+ * 20..200 epochs). */
 #define TRAINER_IMAGES_SEEN 500000
 int trainer_size_rule(uint32_t native);
 int trainer_stem_rule(int size);

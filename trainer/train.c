@@ -561,8 +561,8 @@ static const char *path_base(const char *p)
     return s ? s + 1 : p;
 }
 
-/* --size 0, --stem auto and --epochs 0: the rules of docs/recipes.md ("Resolution",
- * "Epochs") on the dataset, logged with the reason; given values are kept. */
+/* --size 0, --stem auto and --epochs 0: the rules of docs/recipes.md
+ * ("Resolution, stem and epochs from the data") on the dataset, logged with the reason; given values are kept. */
 static int trainer_pick_input(struct trainer *t)
 {
     int size = t->cfg.size;

@@ -35,7 +35,8 @@ struct net_config {
     int stem;            /* enum net_stem: the first convolution's stride (0: CIFAR's) */
 };
 
-/* The stem, the layers before the first residual stage (docs/recipes.md, "Resolution"):
+/* The stem, the layers before the first residual stage (docs/recipes.md,
+ * "Resolution, stem and epochs from the data"):
  *   NET_STEM_CIFAR  3x3 convolution, stride 1: the feature maps keep the input size
  *   NET_STEM_S2     3x3 convolution, stride 2: maps of half the input size, so a 64 px
  *                   input costs what a 32 px one costs with the CIFAR stem
