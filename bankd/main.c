@@ -45,10 +45,9 @@ int main(int argc, char **argv)
     log_init("npid-bankd");
     if (argc > 1 && !strcmp(argv[1], "ping"))
         return ping_main(argc - 1, argv + 1);
-    char ep_def[32];
-    if (cfg_endpoint_default("npid-bankd", 0, ep_def, sizeof ep_def) != 0)
+    static char ep_def[32];
+    if (cfg_endpoint_default(opts, "bind", 0, "npid-bankd", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
-    cfg_set_default(opts, "bind", ep_def);
     int npos;
     int rc = cfg_parse("npid-bankd", "[options]\n       npid-bankd ping [--bank EP] [--timeout "
                        "SECONDS]   (see npid-bankd ping --help)", opts, argc, argv, &npos);

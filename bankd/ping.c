@@ -114,10 +114,9 @@ int ping_main(int argc, char **argv)
           "seconds to wait for the answer (connecting included)", 0 },
         { 0 }
     };
-    char ep_def[32];
-    if (cfg_endpoint_default("npid-bankd ping", 0, ep_def, sizeof ep_def) != 0)
+    static char ep_def[32];
+    if (cfg_endpoint_default(opts, "bank", 0, "npid-bankd ping", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
-    cfg_set_default(opts, "bank", ep_def);
     int npos;
     int rc = cfg_parse("npid-bankd ping", "[--bank EP] [--timeout SECONDS]\n"
                        "Sends info to npid-bankd and prints its reply as one JSON line; exit 0 "

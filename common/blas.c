@@ -45,6 +45,15 @@ int blas_threads(void)
     return openblas_get_num_threads();
 }
 
+char **blas_argv_copy(int argc, char **argv)
+{
+    char **copy = calloc((size_t)argc + 1, sizeof *copy);
+    if (!copy)
+        npid_fatal("out of memory");
+    memcpy(copy, argv, (size_t)argc * sizeof *copy);
+    return copy;
+}
+
 void blas_setup(int argc, char **argv)
 {
     (void)argc;

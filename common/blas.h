@@ -11,6 +11,10 @@
 #define NPID_BLAS_H
 
 void blas_setup(int argc, char **argv);
+/* A copy of argv (argc + 1 pointers, NULL-terminated; the strings are shared) for a process
+ * that parses its flags before blas_setup: parsing rewrites argv, and a re-exec needs the
+ * original. Parsing first keeps --help and usage errors free of blas_setup's log line. */
+char **blas_argv_copy(int argc, char **argv);
 /* The kernel OpenBLAS uses, e.g. "Haswell", "SkylakeX", "Prescott". */
 const char *blas_corename(void);
 /* Sets the number of OpenBLAS threads (n >= 1). */

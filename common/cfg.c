@@ -159,7 +159,8 @@ int cfg_set_default(struct cfg_opt *opts, const char *name, const char *text)
     return 0;
 }
 
-int cfg_endpoint_default(const char *prog, int off, char *buf, size_t cap)
+int cfg_endpoint_default(struct cfg_opt *opts, const char *name, int off, const char *prog,
+                         char *buf, size_t cap)
 {
     const char *env = getenv("NPID_PORT_BASE");
     long base = 5557;
@@ -173,7 +174,7 @@ int cfg_endpoint_default(const char *prog, int off, char *buf, size_t cap)
         }
     }
     snprintf(buf, cap, "tcp://127.0.0.1:%ld", base + off);
-    return 0;
+    return cfg_set_default(opts, name, buf);
 }
 
 void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, void *stream)

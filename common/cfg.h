@@ -54,11 +54,13 @@ int cfg_apply_default(struct cfg_opt *opts, const char *name, const char *text);
 /* Replaces an option's default text before cfg_parse (presets, port bases); the text must
  * outlive the table. Returns 0, or -1 when the name is unknown. */
 int cfg_set_default(struct cfg_opt *opts, const char *name, const char *text);
-/* The default endpoint of the service at offset off (0 bankd, 1 tasks, 2 events, 3 evald
- * results): tcp://127.0.0.1:(NPID_PORT_BASE + off), base 5557 when NPID_PORT_BASE is unset or
- * empty. Writes it to buf (cap >= 32). Returns 0, or -1 with a message on stderr (prefixed
- * with prog) when NPID_PORT_BASE is not a number in [1, 65532]: a usage error. */
-int cfg_endpoint_default(const char *prog, int off, char *buf, size_t cap);
+/* Makes option name's default the endpoint of the service at offset off (0 bankd, 1 tasks,
+ * 2 events, 3 evald results): tcp://127.0.0.1:(NPID_PORT_BASE + off), base 5557 when
+ * NPID_PORT_BASE is unset or empty. The text is written to buf (cap >= 32), which must outlive
+ * the table. Returns 0, or -1 with a message on stderr (prefixed with prog) when
+ * NPID_PORT_BASE is not a number in [1, 65532] (a usage error) or name is unknown. */
+int cfg_endpoint_default(struct cfg_opt *opts, const char *name, int off, const char *prog,
+                         char *buf, size_t cap);
 /* Finds an option by name (NULL when absent). */
 struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name);
 

@@ -798,17 +798,10 @@ int main(int argc, char **argv)
     log_init("npid-evald");
     /* endpoint defaults follow NPID_PORT_BASE like the launcher's (bankd base, events base + 2) */
     static char bank_def[32], events_def[32];
-    if (cfg_endpoint_default("npid-evald", 0, bank_def, sizeof bank_def) != 0 ||
-        cfg_endpoint_default("npid-evald", 2, events_def, sizeof events_def) != 0)
+    if (cfg_endpoint_default(opts, "bank", 0, "npid-evald", bank_def, sizeof bank_def) != 0 ||
+        cfg_endpoint_default(opts, "events", 2, "npid-evald", events_def, sizeof events_def) != 0)
         return EXIT_USAGE;
-    cfg_set_default(opts, "bank", bank_def);
-    cfg_set_default(opts, "events", events_def);
-    /* parsing reorders argv; blas_setup may re-execute the process with the original one.
-     * It logs, so it runs after parsing: --help and usage errors print nothing else. */
-    char **argv0 = calloc((size_t)argc + 1, sizeof *argv0);
-    if (!argv0)
-        npid_fatal("out of memory");
-    memcpy(argv0, argv, (size_t)argc * sizeof *argv0);
+    char **argv0 = blas_argv_copy(argc, argv); /* blas_setup after parsing (common/blas.h) */
     int npos = 0;
     int rc = cfg_parse("npid-evald", usage, opts, argc, argv, &npos);
     if (rc == CFG_HELP)

@@ -80,10 +80,9 @@ int loader_consume_main(int argc, char **argv)
         { 0 }
     };
     int npos;
-    char ep_def[32];
-    if (cfg_endpoint_default("npid-loader consume", 1, ep_def, sizeof ep_def) != 0)
+    static char ep_def[32];
+    if (cfg_endpoint_default(opts, "bind", 1, "npid-loader consume", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
-    cfg_set_default(opts, "bind", ep_def);
     int rc = cfg_parse("npid-loader consume", "--data DIR [options]", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;

@@ -311,10 +311,9 @@ int loader_worker_main(int argc, char **argv)
         { 0 }
     };
     int npos;
-    char ep_def[32];
-    if (cfg_endpoint_default("npid-loader", 1, ep_def, sizeof ep_def) != 0)
+    static char ep_def[32];
+    if (cfg_endpoint_default(opts, "tasks", 1, "npid-loader", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
-    cfg_set_default(opts, "tasks", ep_def);
     int rc = cfg_parse("npid-loader", "[run] [options]", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;

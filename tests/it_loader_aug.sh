@@ -6,33 +6,12 @@
 # about half the images (two views then agree for about half of them); an empty override is
 # the preset; a bad override is refused before any task is sent.
 set -u
-bin=${NPID_BIN:?NPID_BIN not set}
-tmp=$(mktemp -d /tmp/npid-it-aug.XXXXXX)
-pids=""
-cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail() { echo "it_loader_aug: FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f" >&2; tail -n 5 "$f" >&2; done; exit 1; }
-field() { sed -n "s/.*\"$2\": \"\{0,1\}\([^,\"}]*\).*/\1/p" "$1"; }
+name=it_loader_aug
+. "$(dirname "$0")/lib_consume.sh"
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 10 --test-per-class 0 --log-level warn \
     >/dev/null || fail "synth failed"
-# run NAME ARGS...: one consume run fed by one loader; its JSON in $tmp/NAME.json
-run() {
-    n=$1; shift
-    ep="ipc://$tmp/$n.sock"
-    "$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 1 --batch 25 --seed 7 \
-        --timeout-s 60 "$@" >"$tmp/$n.json" 2>"$tmp/$n.log" &
-    c=$!; pids="$pids $c"
-    "$bin/npid-loader" --data "$tmp/data" --tasks "$ep" --log-level warn 2>"$tmp/$n-loader.log" &
-    pids="$pids $!"
-    wait "$c" || fail "$n: consume failed: $(cat "$tmp/$n.json")"
-    grep -q '"ok": true' "$tmp/$n.json" || fail "$n: not ok: $(cat "$tmp/$n.json")"
-}
+run() { r=$1; shift; consume_run "$r" 1 "$@"; }
 ident="crop=1-1,jitter=0,gray=0"
 run test --no-train
 run ident --aug "$ident"

@@ -5,18 +5,8 @@
 # checksum must equal that of an undisturbed single-loader run (augmentation depends only on
 # (seed, epoch, index), not on which loader ran it).
 set -u
-bin=${NPID_BIN:?NPID_BIN not set}
-tmp=$(mktemp -d /tmp/npid-it-sigkill.XXXXXX)
-pids=""
-cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail() { echo "it_loader_sigkill: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f" >&2; tail -n 5 "$f" >&2; done; exit 1; }
-field() { sed -n "s/.*\"$2\": \"\{0,1\}\([^,\"}]*\).*/\1/p" "$1"; }
+name=it_loader_sigkill
+. "$(dirname "$0")/lib_consume.sh"
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 200 --test-per-class 0 --log-level warn \
     >/dev/null || fail "synth failed"

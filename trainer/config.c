@@ -150,9 +150,8 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     static char usage[160];
     static const char *const ep_names[3] = { "bank", "tasks", "events" };
     for (int i = 0; i < 3; i++) {
-        if (cfg_endpoint_default("npid-trainer", i, eps[i], sizeof eps[i]) != 0)
+        if (cfg_endpoint_default(trainer_opts, ep_names[i], i, "npid-trainer", eps[i], sizeof eps[i]) != 0)
             return CFG_USAGE;
-        NPID_CHECK(cfg_set_default(trainer_opts, ep_names[i], eps[i]) == 0);
     }
     /* the preset's values become the table's defaults, so --help shows what runs */
     const char *preset = preset_in_force(argc, argv);

@@ -16,12 +16,7 @@ int main(int argc, char **argv)
         blas_setup(argc, argv);
         return trainer_step_main(argc - 1, argv + 1);
     }
-    /* parsing reorders argv; blas_setup may re-execute the process with the original one.
-     * It logs, so it runs after parsing: --help and usage errors print nothing else. */
-    char **argv0 = calloc((size_t)argc + 1, sizeof *argv0);
-    if (!argv0)
-        npid_fatal("out of memory");
-    memcpy(argv0, argv, (size_t)argc * sizeof *argv0);
+    char **argv0 = blas_argv_copy(argc, argv); /* blas_setup after parsing (common/blas.h) */
     struct trainer_cfg cfg;
     int rc = trainer_cfg_parse(&cfg, argc, argv);
     if (rc == CFG_HELP)
