@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/cpu.h"
 #include "common/log.h"
 
 #define BLAS_MARKER "NPID_BLAS_REEXEC"
@@ -54,9 +55,23 @@ char **blas_argv_copy(int argc, char **argv)
     return copy;
 }
 
+/* Logs the kernel level the hand-written kernels run (see cpu.h). */
+static void blas_log_isa(void)
+{
+    enum cpu_isa d = cpu_isa_detected(), in_force = cpu_isa();
+    if (in_force == d)
+        log_info("kernels: %s (the CPU's best)", cpu_isa_name(in_force));
+    else
+        log_info("kernels: %s (NPID_ISA=%s; the CPU has %s)", cpu_isa_name(in_force),
+                 getenv("NPID_ISA"), cpu_isa_name(d));
+}
+
 void blas_setup(int argc, char **argv)
 {
     (void)argc;
+    const char *isa = getenv("NPID_ISA");
+    if (isa && cpu_isa_parse(isa) < 0)
+        npid_fatal("NPID_ISA=%s is not a kernel level (base, avx2 or avx512)", isa);
     const char *core = blas_corename();
     const char *user = getenv("OPENBLAS_CORETYPE");
     __builtin_cpu_init();
@@ -67,6 +82,7 @@ void blas_setup(int argc, char **argv)
             && strcasecmp(user, "Cooperlake") != 0)
             log_warn("blas: this CPU has AVX-512; OPENBLAS_CORETYPE=SkylakeX runs sgemm about "
                      "twice as fast as %s", user);
+        blas_log_isa();
         return;
     }
     const char *want = blas_pick_coretype(core, __builtin_cpu_supports("avx512f"),
@@ -79,6 +95,7 @@ void blas_setup(int argc, char **argv)
             execv("/proc/self/exe", argv);
         log_warn("blas: re-exec failed; continuing with the slow %s kernel", core);
         unsetenv(BLAS_MARKER);
+        blas_log_isa();
         return;
     }
     if (want)
@@ -87,4 +104,5 @@ void blas_setup(int argc, char **argv)
     else
         log_info("blas: OpenBLAS kernel %s, %d threads", core, blas_threads());
     unsetenv(BLAS_MARKER);
+    blas_log_isa();
 }

@@ -11,6 +11,7 @@
  * by the sgemm. */
 #include "evald/knn.h"
 
+#include "common/cpu.h"
 #include "common/log.h"
 
 #include <cblas.h>
@@ -20,9 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
 
 /* Tile: KNN_QB queries x KNN_NB bank rows of similarities per worker. */
 #ifndef KNN_QB
@@ -165,7 +164,7 @@ static void knn_sort(uint64_t *a, size_t n)
     }
 }
 
-#if defined(__AVX512F__)
+CPU_BEGIN_AVX512
 /* knn_select with vectorised partitions: each round moves the keys larger than a median-of-3
  * pivot to tmp (n + 8 keys) and the others down in place, then joins the two runs, narrowing
  * to the side that holds kth; small or degenerate ranges finish in knn_select. */
@@ -205,33 +204,28 @@ static void knn_select_vec(uint64_t *a, size_t n, size_t kth, uint64_t *tmp)
     }
     knn_select(a + lo, hi - lo, kth - lo);
 }
-#endif
+CPU_END
 
 /* Keeps the k best of cnt > k keys (tmp: cap + 8 keys of scratch); returns k and sets *thr
  * to the k-th best similarity. */
 static size_t knn_compact(uint64_t *a, size_t cnt, size_t k, float *thr, uint64_t *tmp)
 {
-#if defined(__AVX512F__)
-    knn_select_vec(a, cnt, k - 1, tmp);
-#else
-    (void)tmp;
-    knn_select(a, cnt, k - 1);
-#endif
+    if (cpu_isa() >= CPU_ISA_AVX512)
+        knn_select_vec(a, cnt, k - 1, tmp);
+    else
+        knn_select(a, cnt, k - 1);
     *thr = knn_key_sim(a[k - 1]);
     return k;
 }
 
-/* Scans one row of similarities s (nb) for query qi; bank row numbers start at base. */
-static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, uint32_t base,
-                         uint64_t *tmp)
+CPU_BEGIN_AVX512
+/* knn_scan_row's whole chunks of 16: similarities s[0, nb & ~15) against the threshold *thr,
+ * candidates appended to ck (cap keys, *cnt held). Returns the similarities it scanned. */
+static size_t knn_scan_vec(uint64_t *ck, size_t cap, size_t k, size_t *cnt_io, float *thr_io,
+                           const float *s, size_t nb, uint32_t base, uint64_t *tmp)
 {
-    size_t cap = kn->cap, k = kn->k;
-    uint64_t *ck = kn->ckey + qi * cap;
-    size_t cnt = kn->ccnt[qi];
-    float thr = kn->thr[qi];
-    size_t cnt0 = cnt;
-    size_t j = 0;
-#if defined(__AVX512F__)
+    size_t cnt = *cnt_io, j = 0;
+    float thr = *thr_io;
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
     __m512 t = _mm512_set1_ps(thr);
@@ -264,7 +258,24 @@ static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, u
         _mm512_storeu_si512(ck + cnt, _mm512_maskz_compress_epi64(m1, k1));
         cnt += (size_t)__builtin_popcount(m1);
     }
-#endif
+    *cnt_io = cnt;
+    *thr_io = thr;
+    return j;
+}
+CPU_END
+
+/* Scans one row of similarities s (nb) for query qi; bank row numbers start at base. */
+static void knn_scan_row(struct knn *kn, size_t qi, const float *s, size_t nb, uint32_t base,
+                         uint64_t *tmp)
+{
+    size_t cap = kn->cap, k = kn->k;
+    uint64_t *ck = kn->ckey + qi * cap;
+    size_t cnt = kn->ccnt[qi];
+    float thr = kn->thr[qi];
+    size_t cnt0 = cnt;
+    size_t j = 0;
+    if (cpu_isa() >= CPU_ISA_AVX512)
+        j = knn_scan_vec(ck, cap, k, &cnt, &thr, s, nb, base, tmp);
     for (; j < nb; j++) {
         if (!(s[j] > thr))
             continue;

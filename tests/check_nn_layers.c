@@ -2,12 +2,16 @@
  * im2col+sgemm; forward, weight and input gradients, whole batch and thread slices) against
  * nested loops, and finite-difference gradient checks of conv, BN (train; plain, fused ReLU,
  * residual join), ReLU, add, average pool, linear, L2 norm and whole BasicBlocks; BN eval
- * mode and running statistics. Loss for every check: L = sum(y * R), R fixed random. */
+ * mode and running statistics; the BN and masked-add kernels of every kernel level the CPU
+ * has (common/cpu.h) against plain loops. Loss for every check: L = sum(y * R), R fixed
+ * random. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/nn/act.h"
 #include "common/nn/block.h"
 #include "common/nn/net.h"
@@ -399,6 +403,95 @@ START_TEST(test_bn_modes)
 }
 END_TEST
 
+/* ---- kernel levels ---- */
+
+/* The BN kernels (train forward plain, with ReLU and with the residual join; backward) and
+ * the masked add at kernel level _i (common/cpu.h) against plain double loops, over a size
+ * that is not a whole number of 16-float vectors. A level this CPU lacks is reported and
+ * not run (tests/it_isa_levels.sh runs the whole suite at each lower level). */
+START_TEST(test_levels_vs_plain)
+{
+    enum cpu_isa want = (enum cpu_isa)_i;
+    if (cpu_isa_set(want) != want) {
+        fprintf(stderr, "check_nn_layers: this CPU has no %s kernels; that level not run\n",
+                cpu_isa_name(want));
+        cpu_isa_set(cpu_isa_detected());
+        return;
+    }
+    enum { C = 3, B = 3, HW = 39 }; /* 117 floats per channel: 7 vectors and a tail of 5 */
+    const size_t N = (size_t)B * HW, n = (size_t)C * N;
+    struct bn b;
+    bn_alloc(&b, C);
+    for (int c = 0; c < C; c++) {
+        b.gamma[c] = 0.5f + 0.7f * (float)c;
+        b.beta[c] = 0.3f - 0.4f * (float)c;
+    }
+    float *x = nn_alloc(n), *res = nn_alloc(n), *y = nn_alloc(n), *dy = nn_alloc(n);
+    float *dx = nn_alloc(n);
+    fill_normal(x, n, 2.0, 31);
+    for (size_t i = 0; i < n; i++) x[i] += 1.5f; /* a mean away from the running mean */
+    fill_normal(res, n, 1.0, 32);
+    fill_normal(dy, n, 1.0, 33);
+    for (int mode = BN_PLAIN; mode <= BN_JOIN; mode++) {
+        if (mode == BN_JOIN)
+            bn_forward_join(&b, x, res, y, N, 1);
+        else
+            bn_forward(&b, x, y, N, 1, mode == BN_RELU);
+        bn_backward(&b, x, mode == BN_PLAIN ? NULL : y, dy, dx, N);
+        for (int c = 0; c < C; c++) {
+            const float *xc = x + c * N, *rc = res + c * N;
+            double m = 0, v = 0, sg = 0, sgx = 0;
+            for (size_t i = 0; i < N; i++) m += xc[i];
+            m /= (double)N;
+            for (size_t i = 0; i < N; i++) v += (xc[i] - m) * (xc[i] - m);
+            double is = 1.0 / sqrt(v / (double)N + BN_EPS);
+            double ref[N], g[N];
+            for (size_t i = 0; i < N; i++) {
+                double e = (xc[i] - m) * is * b.gamma[c] + b.beta[c];
+                if (mode == BN_JOIN) e += rc[i];
+                if (mode != BN_PLAIN && e < 0) e = 0;
+                ref[i] = e;
+                g[i] = mode != BN_PLAIN && e <= 0 ? 0.0 : dy[c * N + i];
+                sg += g[i];
+                sgx += g[i] * (xc[i] - m) * is;
+            }
+            for (size_t i = 0; i < N; i++) {
+                double d = b.gamma[c] * is
+                           * (g[i] - sg / (double)N - (xc[i] - m) * is * sgx / (double)N);
+                ck_assert_msg(fabs(y[c * N + i] - ref[i]) < 1e-4 * (1 + fabs(ref[i])),
+                              "%s mode %d ch %d y[%zu] %g vs %g", cpu_isa_name(want), mode, c,
+                              i, y[c * N + i], ref[i]);
+                ck_assert_msg(fabs(dx[c * N + i] - d) < 1e-4 * (1 + fabs(d)),
+                              "%s mode %d ch %d dx[%zu] %g vs %g", cpu_isa_name(want), mode, c,
+                              i, dx[c * N + i], d);
+            }
+            ck_assert_msg(fabs(b.dbeta[c] - sg) < 1e-3 * (1 + fabs(sg)) &&
+                              fabs(b.dgamma[c] - sgx) < 1e-3 * (1 + fabs(sgx)),
+                          "%s mode %d ch %d dbeta %g vs %g dgamma %g vs %g", cpu_isa_name(want),
+                          mode, c, b.dbeta[c], sg, b.dgamma[c], sgx);
+        }
+    }
+    /* masked add: dx += dy where y > 0, images [1, 3) of 3 */
+    struct nn_ctx ctx = nn_ctx_single(B, NULL, 0, NULL);
+    ctx.b0 = 1;
+    for (size_t i = 0; i < n; i++) dx[i] = (float)i * 0.01f;
+    add_masked_ctx(dx, dy, x, C, HW, &ctx);
+    for (size_t i = 0; i < n; i++) {
+        int mine = i % N >= (size_t)HW;
+        double e = (float)i * 0.01f + (mine && x[i] > 0.0f ? dy[i] : 0.0f);
+        ck_assert_msg(fabs(dx[i] - e) < 1e-5, "%s masked add at %zu: %g vs %g",
+                      cpu_isa_name(want), i, dx[i], e);
+    }
+    nn_free(x);
+    nn_free(res);
+    nn_free(y);
+    nn_free(dy);
+    nn_free(dx);
+    bn_free(&b);
+    cpu_isa_set(cpu_isa_detected());
+}
+END_TEST
+
 /* ---- relu, add, pool, linear, l2norm ---- */
 
 struct ew_ctx {
@@ -596,6 +689,7 @@ static Suite *nn_layers_suite(void)
     tcase_add_loop_test(tc, test_conv_same_vs_naive, 0, N_SAME_CASES);
     tcase_add_loop_test(tc, test_bn_grad, BN_PLAIN, BN_JOIN + 1);
     tcase_add_test(tc, test_bn_modes);
+    tcase_add_loop_test(tc, test_levels_vs_plain, CPU_ISA_BASE, CPU_ISA_AVX512 + 1);
     tcase_add_test(tc, test_elementwise_grads);
     tcase_add_test(tc, test_block_projection_grad);
     tcase_add_test(tc, test_block_identity_grad);

@@ -3,14 +3,18 @@
 
 #include <math.h>
 
+#include "common/cpu.h"
 #include "common/nn/team.h"
 #include "common/nn/vec.h"
 
 /* float lanes are flushed into double every BN_FLUSH vectors */
 #define BN_FLUSH 256
 
+/* The four per-channel kernels are compiled once per kernel level and chosen at run time
+ * (CPU_VARIANTS, common/cpu.h). */
+
 /* sum(x - k) and sum((x - k)^2) over n floats */
-static void bn_sums(const float *x, size_t n, float k, double *s, double *ss)
+CPU_INLINE void bn_sums_body(const float *x, size_t n, float k, double *s, double *ss)
 {
     double ds = 0.0, dss = 0.0;
     v16f vk = v16_set1(k);
@@ -33,10 +37,12 @@ static void bn_sums(const float *x, size_t n, float k, double *s, double *ss)
     *s = ds;
     *ss = dss;
 }
+CPU_VARIANTS(bn_sums, (const float *x, size_t n, float k, double *s, double *ss),
+             (x, n, k, s, ss))
 
 /* sum(g) and sum(g * (x - mean)) with g = dy, or dy masked by y > 0 */
-static void bn_grad_sums(const float *x, const float *y, const float *dy, size_t n, float mean,
-                         double *sg, double *sgx)
+CPU_INLINE void bn_grad_sums_body(const float *x, const float *y, const float *dy, size_t n,
+                                  float mean, double *sg, double *sgx)
 {
     double ds = 0.0, dsx = 0.0;
     v16f vm = v16_set1(mean);
@@ -60,6 +66,60 @@ static void bn_grad_sums(const float *x, const float *y, const float *dy, size_t
     *sg = ds;
     *sgx = dsx;
 }
+CPU_VARIANTS(bn_grad_sums,
+             (const float *x, const float *y, const float *dy, size_t n, float mean, double *sg,
+              double *sgx),
+             (x, y, dy, n, mean, sg, sgx))
+
+/* y = x * a + s, plus r and through ReLU when r is given, through ReLU alone when relu */
+CPU_INLINE void bn_apply_body(const float *xc, const float *rc, float *yc, size_t n, float a,
+                              float s, int relu)
+{
+    v16f va = v16_set1(a), vs = v16_set1(s);
+    size_t i = 0;
+    if (rc) {
+        for (; i + 16 <= n; i += 16)
+            v16_store(yc + i, v16_relu(v16_load(xc + i) * va + vs + v16_load(rc + i)));
+        for (; i < n; i++) {
+            float v = xc[i] * a + s + rc[i];
+            yc[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else if (relu) {
+        for (; i + 16 <= n; i += 16)
+            v16_store(yc + i, v16_relu(v16_load(xc + i) * va + vs));
+        for (; i < n; i++) {
+            float v = xc[i] * a + s;
+            yc[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) v16_store(yc + i, v16_load(xc + i) * va + vs);
+        for (; i < n; i++) yc[i] = xc[i] * a + s;
+    }
+}
+CPU_VARIANTS(bn_apply,
+             (const float *xc, const float *rc, float *yc, size_t n, float a, float s, int relu),
+             (xc, rc, yc, n, a, s, relu))
+
+/* dx = k * (g - mb - (x - mean) * mg), g = dy, or dy masked by y > 0 when y is given */
+CPU_INLINE void bn_dx_body(const float *xc, const float *yc, const float *dyc, float *dxc,
+                           size_t n, float k, float mb, float mg, float mean)
+{
+    v16f vk = v16_set1(k), vmb = v16_set1(mb), vmg = v16_set1(mg), vmean = v16_set1(mean);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v16f g = v16_load(dyc + i);
+        if (yc) g = v16_mask_pos(g, v16_load(yc + i));
+        v16_store(dxc + i, vk * (g - vmb - (v16_load(xc + i) - vmean) * vmg));
+    }
+    for (; i < n; i++) {
+        float g = yc && yc[i] <= 0.0f ? 0.0f : dyc[i];
+        dxc[i] = k * (g - mb - (xc[i] - mean) * mg);
+    }
+}
+CPU_VARIANTS(bn_dx,
+             (const float *xc, const float *yc, const float *dyc, float *dxc, size_t n, float k,
+              float mb, float mg, float mean),
+             (xc, yc, dyc, dxc, n, k, mb, mg, mean))
 
 /* Sums (s, ss) of every thread for C channels: returns pointers to the team's totals in
  * out (2, C) (computed identically by every thread, in thread order). */
@@ -121,27 +181,7 @@ void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, si
         const float *xc = x + (size_t)ch * N + off;
         const float *rc = res ? res + (size_t)ch * N + off : NULL;
         float *yc = y + (size_t)ch * N + off;
-        float a = scale[ch], s = shift[ch];
-        v16f va = v16_set1(a), vs = v16_set1(s);
-        size_t i = 0;
-        if (rc) {
-            for (; i + 16 <= n; i += 16)
-                v16_store(yc + i, v16_relu(v16_load(xc + i) * va + vs + v16_load(rc + i)));
-            for (; i < n; i++) {
-                float v = xc[i] * a + s + rc[i];
-                yc[i] = v > 0.0f ? v : 0.0f;
-            }
-        } else if (relu) {
-            for (; i + 16 <= n; i += 16)
-                v16_store(yc + i, v16_relu(v16_load(xc + i) * va + vs));
-            for (; i < n; i++) {
-                float v = xc[i] * a + s;
-                yc[i] = v > 0.0f ? v : 0.0f;
-            }
-        } else {
-            for (; i + 16 <= n; i += 16) v16_store(yc + i, v16_load(xc + i) * va + vs);
-            for (; i < n; i++) yc[i] = xc[i] * a + s;
-        }
+        bn_apply(xc, rc, yc, n, scale[ch], shift[ch], relu);
     }
 }
 
@@ -171,17 +211,7 @@ void bn_backward_ctx(struct bn *b, const float *x, const float *y, const float *
         size_t o = (size_t)ch * N + off;
         const float *xc = x + o, *dyc = dy + o, *yc = y ? y + o : NULL;
         float *dxc = dx + o;
-        v16f vk = v16_set1(k), vmb = v16_set1(mb), vmg = v16_set1(mg), vmean = v16_set1(mean);
-        size_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            v16f g = v16_load(dyc + i);
-            if (yc) g = v16_mask_pos(g, v16_load(yc + i));
-            v16_store(dxc + i, vk * (g - vmb - (v16_load(xc + i) - vmean) * vmg));
-        }
-        for (; i < n; i++) {
-            float g = yc && yc[i] <= 0.0f ? 0.0f : dyc[i];
-            dxc[i] = k * (g - mb - (xc[i] - mean) * mg);
-        }
+        bn_dx(xc, yc, dyc, dxc, n, k, mb, mg, mean);
     }
 }
 

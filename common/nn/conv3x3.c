@@ -1,9 +1,11 @@
 /* Direct 3x3 pad-1 convolution kernels, stride 1 and 2 (see conv3x3.h). */
 #include "common/nn/conv3x3.h"
 
+#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/log.h"
 #include "common/nn/conv.h"
 
@@ -73,14 +75,15 @@ size_t conv3x3_scratch(const struct conv *c, int H, int W)
     return m > dw ? m : dw;
 }
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-
 int conv3x3_available(const struct conv *c, int H, int W)
 {
+    if (cpu_isa() < CPU_ISA_AVX512) return 0;
     if (c->R != 3 || c->S != 3 || c->pad != 1) return 0;
     return c->stride == 1 || (c->stride == 2 && H % 2 == 0 && W % 2 == 0);
 }
+
+/* Everything below runs only where conv3x3_available() said 1. */
+CPU_BEGIN_AVX512
 
 /* p rounded up to 64 bytes (the scratch counts 16 floats for it) */
 static float *conv3x3_align(float *p)
@@ -572,30 +575,4 @@ void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dou
     }
 }
 
-#else
-
-int conv3x3_available(const struct conv *c, int H, int W)
-{
-    (void)c, (void)H, (void)W;
-    return 0;
-}
-
-void conv3x3_forward(const struct conv *c, int transposed, const float *in, int B, int H, int W,
-                     int b0, int b1, float *out, int accumulate, float *scratch,
-                     size_t scratch_floats)
-{
-    (void)c, (void)transposed, (void)in, (void)B, (void)H, (void)W, (void)b0, (void)b1;
-    (void)out, (void)accumulate, (void)scratch, (void)scratch_floats;
-    NPID_CHECK(!"conv3x3_forward without AVX-512F");
-}
-
-void conv3x3_weight_grad(const struct conv *c, const float *in, const float *dout, int B, int H,
-                         int W, int b0, int b1, float *dw, float *scratch,
-                         size_t scratch_floats)
-{
-    (void)c, (void)in, (void)dout, (void)B, (void)H, (void)W, (void)b0, (void)b1, (void)dw;
-    (void)scratch, (void)scratch_floats;
-    NPID_CHECK(!"conv3x3_weight_grad without AVX-512F");
-}
-
-#endif
+CPU_END

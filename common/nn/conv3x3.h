@@ -19,15 +19,15 @@
  *                 block 2 (stride 1) or 3 (stride 2) output channels x 9 taps over aligned
  *                 loads (a tap one column over is the neighbouring chunks shifted by a lane),
  *                 reduced once per tile of up to 4096 positions
- * Built only where the compiler targets AVX-512F (conv3x3_available() says 0 otherwise, and
- * conv.c keeps im2col + sgemm). */
+ * Compiled for AVX-512 whatever -march says (common/cpu.h) and run only on a CPU that has it:
+ * conv3x3_available() says 0 elsewhere, and conv.c keeps im2col + sgemm. */
 #ifndef NPID_NN_CONV3X3_H
 #define NPID_NN_CONV3X3_H
 #include <stddef.h>
 
 struct conv;
 
-/* 1 when this build has the kernels and c is 3x3 pad 1, stride 1, or stride 2 on an even
+/* 1 when the CPU runs AVX-512 (cpu_isa()) and c is 3x3 pad 1, stride 1, or stride 2 on an even
  * H x W input. */
 int conv3x3_available(const struct conv *c, int H, int W);
 

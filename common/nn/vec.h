@@ -1,6 +1,7 @@
-/* 16-float vectors through GCC's vector extension: AVX-512 registers with -march=native on
- * this machine, split into narrower operations elsewhere. Loads and stores go through
- * memcpy, so no alignment is assumed. Used by the element-wise kernels (bn.c, act.c). */
+/* 16-float vectors through GCC's vector extension: one AVX-512 register in a function
+ * compiled for AVX-512 (common/cpu.h), split into narrower operations elsewhere. Loads and
+ * stores go through memcpy, so no alignment is assumed. Used by the element-wise kernels
+ * (bn.c, act.c), each compiled once per kernel level. */
 #ifndef NPID_NN_VEC_H
 #define NPID_NN_VEC_H
 #include <string.h>
