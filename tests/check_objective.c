@@ -202,9 +202,10 @@ START_TEST(test_infonce_equals_softmax)
 }
 END_TEST
 
-/* Two-view InfoNCE: rows i and B + i are views of image i, each the other's positive. The
- * loss against a direct double computation; dL/df by finite differences, so the gradient
- * through a feature's role as its partner's positive is checked too. */
+/* Two-view InfoNCE: rows i and B + i are views of image i, each the other's positive, the bank
+ * rows and the batch's other rows the negatives. The loss against a direct double
+ * computation; dL/df by finite differences, so the gradient through a feature's roles as its
+ * partner's positive and as the other rows' negative is checked too. */
 struct views_ctx {
     struct objective *o;
     float f[2 * B_ * D_], neg[M_ * D_], df[2 * B_ * D_];
@@ -231,6 +232,8 @@ START_TEST(test_infonce_views_grad)
         const float *q = c->f + k * D_, *pos = c->f + ((k + B_) % (2 * B_)) * D_;
         double s0 = dot_d(q, pos, D_) / tau, z = exp(s0);
         for (int j = 0; j < M_; j++) z += exp(dot_d(q, c->neg + j * D_, D_) / tau);
+        for (int l = 0; l < 2 * B_; l++) /* the batch's other images */
+            if (l != k && l != (k + B_) % (2 * B_)) z += exp(dot_d(q, c->f + l * D_, D_) / tau);
         ref += log(z) - s0;
     }
     ref /= 2 * B_;

@@ -23,7 +23,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("low-dim", NULL, CFG_INT, low_dim, "128", 1, 4096, "feature dimension d"),
     OPT("nce-k", NULL, CFG_INT, nce_k, "4096", 0, 1000000, "negatives m per step (0: full non-parametric softmax)"),
     OPT("loss", "NPID_LOSS", CFG_STR, loss, "auto", 0, 0, "auto (nce when nce-k > 0, else softmax) | nce | infonce (own row vs nce-k drawn rows) | softmax (all n rows; nce-k 0)"),
-    OPT("views", NULL, CFG_INT, views, "1", 1, 2, "augmented views of each image per step (2: each view's InfoNCE positive is the other view; needs --loss infonce)"),
+    OPT("views", NULL, CFG_INT, views, "1", 1, 2, "augmented views of each image per step (2: each view's InfoNCE positive is the other view, its negatives the m bank rows and the batch's other images; needs --loss infonce)"),
     OPT("nce-t", NULL, CFG_DOUBLE, nce_t, "0.1", 1e-4, 10, "temperature tau"),
     OPT("nce-m", NULL, CFG_DOUBLE, nce_m, "0.5", 0, 0.9999, "bank momentum (weight on the old row)"),
     OPT("nce-z", NULL, CFG_DOUBLE, nce_z, "0", 0, 0, "fixed normaliser Z (0: estimate on the first step)"),

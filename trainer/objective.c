@@ -27,7 +27,7 @@ struct objective {
     struct objective_config cfg;
     float *scores;   /* (max_batch, m) or (max_batch, n) for softmax */
     float *s0;       /* (max_batch) positive scores, then their gradients */
-    float *pos2;     /* (max_batch, d) two-view positives: the other view's features */
+    float *gram;     /* (max_batch, max_batch) two-view scores of the batch against itself */
     size_t scores_floats;
     double z, z_est;
     int z_set;
@@ -57,12 +57,12 @@ struct objective *objective_new(const struct objective_config *cfg)
     o->scores_floats = mb * cols;
     o->scores = malloc(sizeof(float) * o->scores_floats);
     o->s0 = malloc(sizeof(float) * mb);
-    o->pos2 = malloc(sizeof(float) * mb * (size_t)cfg->dim);
+    o->gram = malloc(sizeof(float) * mb * mb);
     o->acc = malloc(sizeof(float) * nt * mb * (size_t)cfg->dim);
     o->mx = malloc(sizeof(float) * nt * mb);
     o->sum = malloc(sizeof(double) * nt * mb);
     o->w = malloc(sizeof(double) * nt);
-    if (!o->scores || !o->s0 || !o->pos2 || !o->acc || !o->mx || !o->sum || !o->w) {
+    if (!o->scores || !o->s0 || !o->gram || !o->acc || !o->mx || !o->sum || !o->w) {
         log_error("objective: cannot allocate %zu scores", o->scores_floats);
         objective_destroy(&o);
         return NULL;
@@ -75,7 +75,7 @@ void objective_destroy(struct objective **op)
     if (!op || !*op) return;
     free((*op)->scores);
     free((*op)->s0);
-    free((*op)->pos2);
+    free((*op)->gram);
     free((*op)->acc);
     free((*op)->mx);
     free((*op)->sum);
@@ -294,24 +294,47 @@ static double infonce_shared_impl(struct objective *o, const float *f, const flo
     return loss + objective_prox(o, f, pos, B, df);
 }
 
-/* Two views: rows k and partner(k) = (k + B) mod 2B are each other's positive, so f_k gets
- * the gradient of its own term (as query) and of its partner's (as that term's positive). */
+/* Two views: rows k and partner(k) = (k + B) mod 2B are each other's positive; the negatives
+ * of row k are the m bank rows and the other 2B - 2 rows of the batch (self excluded). With
+ * S = f neg^T / tau and G = f f^T / tau, P the softmax of row k over [G_k (no self), S_k]:
+ * dL/df = (A + A^T) f + C neg, A_kl = (P_kl - [l = partner(k)]) / (tau 2B), A_kk = 0,
+ * C_kj = P_kj / (tau 2B) (each feature is a query, and a key of the other rows). */
 static double infonce_views_impl(struct objective *o, const float *f, const float *neg, int B,
                                  float *df)
 {
-    /* f (2B,d) neg (m,d) df (2B,d) pos2 (2B,d) */
-    NPID_CHECK(B >= 1 && 2 * B <= o->cfg.max_batch);
-    int d = o->cfg.dim, n2 = 2 * B;
-    size_t half = (size_t)B * (size_t)d;
-    memcpy(o->pos2, f + half, half * sizeof(float));
-    memcpy(o->pos2 + half, f, half * sizeof(float));
-    double loss = infonce_core(o, f, o->pos2, neg, n2, df);
+    /* f (2B,d) neg (m,d) df (2B,d) S (2B,m) G (2B,2B) */
+    NPID_CHECK(B >= 1 && 2 * B <= o->cfg.max_batch && o->cfg.m >= 1);
+    int d = o->cfg.dim, m = (int)o->cfg.m, n2 = 2 * B;
+    float *S = o->scores, *G = o->gram;
+    float inv_tau = (float)(1.0 / o->cfg.tau);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n2, m, d, inv_tau, f, d, neg, d, 0.0f,
+                S, m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n2, n2, d, inv_tau, f, d, f, d, 0.0f,
+                G, n2);
+    double loss = 0.0;
     for (int k = 0; k < n2; k++) {
+        float *s = S + (size_t)k * m, *g = G + (size_t)k * n2;
         int p = (k + B) % n2;
-        float g = o->s0[k];
-        for (int j = 0; j < d; j++) df[(size_t)p * d + j] += g * f[(size_t)k * d + j];
+        float s0 = g[p];
+        g[k] = -INFINITY; /* v16_exp clamps: exp(-inf) is below 1e-37, then set to 0 */
+        float mx = row_max(s, m), mg = row_max(g, n2);
+        mx = mg > mx ? mg : mx;
+        double z = row_exp(s, m, mx) + row_exp(g, n2, mx) - (double)g[k];
+        g[k] = 0.0f;
+        loss += log(z) + mx - s0;
+        float c = (float)(inv_tau / (z * n2));
+        for (int j = 0; j < m; j++) s[j] *= c;
+        for (int l = 0; l < n2; l++) g[l] *= c;
+        g[p] -= inv_tau / (float)n2;
     }
-    return loss;
+    /* df = C neg + A f + A^T f */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n2, d, m, 1.0f, S, m, neg, d, 0.0f,
+                df, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n2, d, n2, 1.0f, G, n2, f, d, 1.0f,
+                df, d);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n2, d, n2, 1.0f, G, n2, f, d, 1.0f,
+                df, d);
+    return loss / n2;
 }
 
 /* Thread tid's share of the softmax: bank rows [n tid/nt, n (tid+1)/nt) in blocks, with a

@@ -20,8 +20,9 @@
  *   loss = mean_i -log( exp(s_i0) / (exp(s_i0) + sum_j exp(s_ij)) )   (log-sum-exp)
  * With B = 1, pos the bank row idx_0 and neg every other bank row, it is the full softmax.
  * Two views (objective_infonce_views): rows i and B + i are two augmentations of image i; each
- * row's positive is the other view's feature (gradients flow into both), the negatives are the
- * shared m rows; the loss is the mean of the 2B terms.
+ * row's positive is the other view's feature (gradients flow into both), its negatives are the
+ * shared m rows and the other 2B - 2 rows of the batch (the current features of the other
+ * images, as SimCLR's); the loss is the mean of the 2B terms.
  *
  * Proximal term (prox_lambda > 0): loss += lambda * mean_i ||f_i - pos_i||^2 and
  * df_i += 2 lambda (f_i - pos_i) / B. For the softmax, pos_i is bank row idx_i. */
