@@ -239,7 +239,16 @@ void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, 
         return;
     }
     const float *f = net_forward(m->net, m->x, 1, 0);
-    memcpy(out, f, (size_t)m->low_dim * sizeof *out);
+    memcpy(out, m->pool ? net_pooled(m->net) : f, (size_t)m->low_dim * sizeof *out);
+}
+
+int feat_use_pool(struct feat_model *m)
+{
+    if (!m->net)
+        return -1;
+    m->pool = 1;
+    m->low_dim = net_pool_dim(m->net);
+    return 0;
 }
 
 int feat_dataset(struct feat_model *m, const struct dataset *ds, size_t first, size_t count,
@@ -271,6 +280,8 @@ int feat_dataset(struct feat_model *m, const struct dataset *ds, size_t first, s
             continue;
         }
         const float *f = net_forward(m->net, m->x, nb, 0);
+        if (m->pool)
+            f = net_pooled(m->net);
         memcpy(out + s * (size_t)m->low_dim, f, (size_t)nb * m->low_dim * sizeof *out);
     }
     return 0;

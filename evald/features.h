@@ -21,7 +21,8 @@ struct feat_model {
     struct augment *aug;       /* test transform, CHW output */
     struct jpeg_dec *dec;
     float mean[3], std[3];
-    int size, low_dim, batch;
+    int size, low_dim, batch;  /* low_dim: the output dimension (the pool's with feat_use_pool) */
+    int pool;                  /* outputs are the pooled features, not the embedding */
     uint32_t min_side;         /* smallest side the decoder may downscale to */
     uint64_t step, epoch;
     char model[32], aug_name[32], run[128];
@@ -35,6 +36,10 @@ struct feat_model {
  * one-line reason in err. On success free with feat_model_deinit. */
 int feat_model_init(struct feat_model *m, const char *path, int batch, char *err, size_t err_len);
 void feat_model_deinit(struct feat_model *m);
+/* From now on feat_dataset and feat_rgb output the average-pooled features before the head
+ * (net_pool_dim values, not normalised) and m->low_dim is that dimension. Not for the pixels
+ * model (-1 there, 0 otherwise). */
+int feat_use_pool(struct feat_model *m);
 
 /* The raw-pixel "model" (no network): features are the test-transformed size x size image,
  * normalised with the CIFAR mean/std as the trainer's input, flattened (3 size^2 values,

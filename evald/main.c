@@ -6,6 +6,7 @@
  *   npid-evald --once --pixels --data ROOT     (the raw-pixel baseline, against recomputed)
  *   npid-evald embed --data ROOT (--checkpoint P --split train|test | --bank EP) --format F --out O
  *   npid-evald neighbours --checkpoint P --data ROOT [--grid out.jpg] IMAGE|test:N|train:N ...
+ *   npid-evald linear --checkpoint P --data ROOT [--layer embed|pool] [--lambda L]
  *
  * Results are JSON lines on stdout (one per evaluation and "against"), the same maps are
  * published as "eval" events on --pub. Attached, evald subscribes to the trainer's
@@ -27,9 +28,11 @@
 #include "evald/features.h"
 #include "evald/grid.h"
 #include "evald/knn.h"
+#include "evald/linear.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +40,56 @@
 
 static struct {
     const char *data, *bank_ep, *events_ep, *pub_ep, *checkpoint, *against, *format, *out;
-    const char *split, *grid, *log_level, *model, *aug;
+    const char *split, *grid, *log_level, *model, *aug, *layer, *k_list;
     int once, pixels, allow_remote, batch, threads, top, max_evals, exit_on_end, cell, low_dim, size;
-    int every, queries;
-    uint64_t k, limit, bank_chunk, train_limit, seed, step;
-    double sigma, bank_timeout;
+    int every, queries, max_iter;
+    uint64_t limit, bank_chunk, train_limit, seed, step;
+    double sigma, bank_timeout, lambda, tol;
 } o;
+
+/* --k parsed: ascending, distinct */
+#define MAX_KS 16
+static size_t ks[MAX_KS], n_ks;
+
+/* Parses --k ("200" or "10,20,100,200") into ks. 0, or -1 with the reason on stderr. */
+static int parse_ks(const char *s)
+{
+    n_ks = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 100000 || (*end && *end != ',') || *p == '-') {
+            fprintf(stderr, "npid-evald: --k %s: expected numbers in 1..100000 separated by commas\n", s);
+            return -1;
+        }
+        if (n_ks == MAX_KS) {
+            fprintf(stderr, "npid-evald: --k %s: at most %d values\n", s, MAX_KS);
+            return -1;
+        }
+        size_t i = n_ks++;
+        while (i > 0 && ks[i - 1] > v) {
+            ks[i] = ks[i - 1];
+            i--;
+        }
+        ks[i] = (size_t)v;
+        if (i > 0 && ks[i - 1] == v) {
+            fprintf(stderr, "npid-evald: --k %s: %llu given twice\n", s, v);
+            return -1;
+        }
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p) {
+            fprintf(stderr, "npid-evald: --k %s: expected numbers in 1..100000 separated by commas\n", s);
+            return -1;
+        }
+    }
+    if (n_ks == 0) {
+        fprintf(stderr, "npid-evald: --k is empty\n");
+        return -1;
+    }
+    return 0;
+}
 
 static struct cfg_opt opts[] = {
     { "data", "NPID_DATA", CFG_STR, &o.data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary)", 0 },
@@ -54,7 +101,7 @@ static struct cfg_opt opts[] = {
     { "pub", "NPID_EVALD_PUB", CFG_STR, &o.pub_ep, "", 0, 0, "PUB endpoint for eval results (empty: none)", 0 },
     { "allow-remote", NULL, CFG_BOOL, &o.allow_remote, "false", 0, 0, "allow binding --pub to a non-loopback address", 0 },
     { "against", NULL, CFG_STR, &o.against, "bank", 0, 0, "bank | recomputed | both (neighbours: recomputed unless given)", 0 },
-    { "k", NULL, CFG_U64, &o.k, "200", 1, 100000, "neighbours that vote", 0 },
+    { "k", NULL, CFG_STR, &o.k_list, "200", 0, 0, "neighbours that vote; a list (10,20,100,200) reports each k from one neighbour search", 0 },
     { "sigma", NULL, CFG_DOUBLE, &o.sigma, "0.1", 1e-4, 100, "vote weight exp(s / sigma)", 0 },
     { "batch", NULL, CFG_INT, &o.batch, "100", 1, 4096, "images per forward", 0 },
     { "limit", NULL, CFG_U64, &o.limit, "0", 0, 0, "use only the first N query (test) images (0: all)", 0 },
@@ -71,6 +118,10 @@ static struct cfg_opt opts[] = {
     { "queries", NULL, CFG_INT, &o.queries, "8", 1, 1000, "neighbours: without IMAGE arguments, N test images spread over the split", 0 },
     { "top", NULL, CFG_INT, &o.top, "10", 1, 100, "neighbours: how many per query", 0 },
     { "cell", NULL, CFG_INT, &o.cell, "64", 8, 512, "neighbours: grid cell size in pixels", 0 },
+    { "layer", NULL, CFG_STR, &o.layer, "pool", 0, 0, "linear: embed (the normalised low-dim output) | pool (the pooled features before the head)", 0 },
+    { "lambda", NULL, CFG_DOUBLE, &o.lambda, "0", 0, 1e6, "linear: L2 weight on the standardised features (0: chosen on a held-out 20 % of the train split)", 0 },
+    { "max-iter", NULL, CFG_INT, &o.max_iter, "1000", 1, 1000000, "linear: L-BFGS iterations per fit at most", 0 },
+    { "tol", NULL, CFG_DOUBLE, &o.tol, "1e-4", 1e-12, 1, "linear: stop when every gradient entry is below this", 0 },
     { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
     { "low-dim", NULL, CFG_INT, &o.low_dim, "128", 1, 4096, "mkckpt: feature dimension", 0 },
     { "size", NULL, CFG_INT, &o.size, "32", 8, 1024, "mkckpt and --pixels: image size", 0 },
@@ -83,12 +134,13 @@ static struct cfg_opt opts[] = {
 };
 
 static const char usage[] =
-    "[attach|embed|neighbours] [options] [IMAGE|test:N|train:N ...]\n\n"
+    "[attach|embed|neighbours|linear] [options] [IMAGE|test:N|train:N ...]\n\n"
     "  npid-evald --data ROOT [--checkpoint P]         attach to --events; evaluate each new checkpoint\n"
     "  npid-evald --once --checkpoint P --data ROOT    evaluate one checkpoint and exit\n"
     "  npid-evald embed --data ROOT --checkpoint P --split train|test --format npy --out FILE\n"
     "  npid-evald embed --data ROOT --bank EP --format tsv --out DIR   (the bank's rows)\n"
     "  npid-evald neighbours --checkpoint P --data ROOT --grid out.jpg IMAGE...\n"
+    "  npid-evald linear --checkpoint P --data ROOT [--layer embed|pool]   logistic regression probe\n"
     "  npid-evald mkckpt --out P [--model M --low-dim D --size S --aug A --seed N --step N]\n"
     "      (a checkpoint of an untrained network, for smoke tests)\n"
     "Results: one JSON line per evaluation on stdout (and as \"eval\" events on --pub).";
@@ -290,7 +342,7 @@ static int evald_eval(struct evald *ev, const char *path)
         if (!both && strcmp(o.against, against) != 0)
             continue;
         double t1 = clock_seconds();
-        struct knn *kn = knn_new(q, ev->nq, (size_t)m.low_dim, (size_t)o.k);
+        struct knn *kn = knn_new(q, ev->nq, (size_t)m.low_dim, ks[n_ks - 1]);
         if (!kn) {
             log_error("kNN: %s", strerror(errno));
             goto out;
@@ -298,17 +350,17 @@ static int evald_eval(struct evald *ev, const char *path)
         uint64_t bank_step = 0;
         int arc = pass == 0 ? evald_add_bank(ev, kn, (size_t)m.low_dim, &bank_step)
                             : evald_add_recomputed(ev, &m, kn);
-        struct knn_result *r = NULL;
-        if (arc == 0) {
+        /* one neighbour search, a vote (and a result line) per --k value, ascending */
+        for (size_t i = 0; arc == 0 && i < n_ks; i++) {
             uint64_t n_bank = knn_rows_seen(kn);
-            r = knn_classify(kn, ev->train_labels, ev->n_train, ev->test_labels, ev->nclass, 0,
-                             o.sigma);
+            struct knn_result *r = knn_classify(kn, ev->train_labels, ev->n_train,
+                                                ev->test_labels, ev->nclass, ks[i], o.sigma);
             if (r)
                 evald_emit(ev, &m, path, against, r, bank_step, n_bank, tq + clock_seconds() - t1);
             else
                 log_error("kNN classification failed: %s", strerror(errno));
+            knn_result_destroy(&r);
         }
-        knn_result_destroy(&r);
         knn_destroy(&kn);
         if (arc != 0 || sig_stop)
             goto out;
@@ -758,6 +810,152 @@ out:
 }
 
 /* Writes a checkpoint of an untrained (seeded) network in the trainer's format. */
+/* linear: multinomial logistic regression on frozen features of the train split (test
+ * transform), scored on the test split; one JSON line ("linear" event). */
+static int cmd_linear(struct evald *ev)
+{
+    char err[1024];
+    size_t C = ev->nclass;
+    if (C < 2) {
+        log_error("%s: the train split has %zu class%s; a linear probe needs at least two",
+                  o.data, C, C == 1 ? "" : "es");
+        return EXIT_FAIL;
+    }
+    size_t n = ev->n_train;
+    if (o.train_limit && o.train_limit < n)
+        n = (size_t)o.train_limit;
+    size_t *per = calloc(C, sizeof *per);
+    if (!per)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < n; i++)
+        per[ev->train_labels[i]]++;
+    size_t present = 0;
+    for (size_t c = 0; c < C; c++)
+        present += per[c] > 0;
+    for (size_t i = 0; i < ev->nq; i++)
+        if (per[ev->test_labels[i]] == 0) {
+            log_error("%s: test images of class \"%s\" have no training image among the %zu used; "
+                      "a linear probe cannot predict a class it never saw", o.data,
+                      dataset_class_name(ev->train, ev->test_labels[i]), n);
+            free(per);
+            return EXIT_FAIL;
+        }
+    free(per);
+    if (present < 2) {
+        log_error("%s: the %zu training images used are all of one class; a linear probe needs "
+                  "at least two", o.data, n);
+        return EXIT_FAIL;
+    }
+    struct feat_model m;
+    double t0 = clock_seconds();
+    if ((o.pixels ? feat_pixels_init(&m, o.size, o.batch, err, sizeof err)
+                  : feat_model_init(&m, o.checkpoint, o.batch, err, sizeof err)) != 0) {
+        log_error("%s", err);
+        return EXIT_FAIL;
+    }
+    int pool = strcmp(o.layer, "pool") == 0;
+    if (pool && !o.pixels)
+        feat_use_pool(&m);
+    int ret = EXIT_FAIL, d = m.low_dim;
+    struct linear_model lm = { 0 };
+    float *Xtr = malloc(n * (size_t)d * sizeof *Xtr);
+    float *Xte = malloc((ev->nq ? ev->nq : 1) * (size_t)d * sizeof *Xte);
+    double *pc = calloc(C, sizeof *pc);
+    if (!Xtr || !Xte || !pc) {
+        log_error("linear: %zu x %d features: out of memory", n + ev->nq, d);
+        goto out;
+    }
+    log_info("linear: %s, %s features (%d), %zu train and %zu test images, %zu classes",
+             o.pixels ? "raw pixels" : o.checkpoint, o.pixels ? "pixel" : o.layer, d, n, ev->nq, C);
+    if (feat_dataset(&m, ev->train, 0, n, Xtr) != 0 || feat_dataset(&m, ev->test, 0, ev->nq, Xte) != 0)
+        goto out;
+    double t_feat = clock_seconds() - t0;
+    struct linear_selection sel = { 0 };
+    struct linear_fit_info info = { 0 };
+    int rc;
+    if (o.lambda > 0) {
+        sel.lambda = o.lambda;
+        rc = linear_fit(&lm, Xtr, ev->train_labels, n, d, (int)C, o.lambda, o.max_iter, o.tol, &info);
+    } else {
+        rc = linear_select(&lm, Xtr, ev->train_labels, n, d, (int)C, o.seed, o.max_iter, o.tol,
+                           &sel, &info);
+        if (rc != 0 && errno == EINVAL)
+            log_error("linear: %zu training images are too few to hold out a fifth for choosing "
+                      "lambda; give --lambda", n);
+    }
+    if (rc != 0) {
+        if (errno != EINVAL || o.lambda > 0)
+            log_error("linear: fit failed: %s", strerror(errno));
+        goto out;
+    }
+    double top1, top5;
+    if (linear_accuracy(&lm, Xte, ev->test_labels, ev->nq, &top1, &top5, pc) != 0)
+        goto out;
+    double secs = clock_seconds() - t0;
+    msgpack_packer *pk = event_begin(ev->pub, "linear", 20);
+    mp_pack_kv_u64(pk, "step", m.step);
+    mp_pack_kv_u64(pk, "epoch", m.epoch);
+    mp_pack_kv_str(pk, "checkpoint", o.pixels ? "pixels" : o.checkpoint);
+    mp_pack_kv_str(pk, "train_run", m.run);
+    mp_pack_kv_str(pk, "model", m.model);
+    mp_pack_kv_str(pk, "layer", o.pixels ? "pixels" : o.layer);
+    mp_pack_kv_u64(pk, "dim", (uint64_t)d);
+    mp_pack_kv_double(pk, "lambda", sel.lambda);
+    mp_pack_kv_str(pk, "lambda_from", o.lambda > 0 ? "flag" : "held-out");
+    mp_pack_key(pk, "val_top1");
+    if (o.lambda > 0) {
+        msgpack_pack_nil(pk);
+    } else {
+        msgpack_pack_map(pk, LINEAR_GRID);
+        for (int i = 0; i < LINEAR_GRID; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "%g", linear_grid(i));
+            mp_pack_kv_double(pk, key, sel.val_top1[i]);
+        }
+    }
+    mp_pack_kv_double(pk, "top1", top1);
+    mp_pack_kv_double(pk, "top5", top5);
+    mp_pack_kv_u64(pk, "n_train", n);
+    mp_pack_kv_u64(pk, "n_query", ev->nq);
+    mp_pack_kv_u64(pk, "iters", (uint64_t)info.iters);
+    mp_pack_key(pk, "converged");
+    if (info.converged)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    mp_pack_kv_u64(pk, "bad_images", m.bad_images);
+    mp_pack_kv_double(pk, "seconds_features", t_feat);
+    mp_pack_kv_double(pk, "seconds", secs);
+    mp_pack_key(pk, "per_class");
+    msgpack_pack_map(pk, C);
+    for (size_t c = 0; c < C; c++) {
+        mp_pack_key(pk, dataset_class_name(ev->train, c));
+        if (isnan(pc[c]))
+            msgpack_pack_nil(pk);
+        else
+            msgpack_pack_double(pk, pc[c]);
+    }
+    if (event_end(ev->pub) != 0)
+        log_warn("linear event not published");
+    if (event_json_line(ev->pub, stdout) != 0) {
+        log_error("cannot write the result to stdout: %s", strerror(errno));
+        goto out;
+    }
+    if (!info.converged)
+        log_warn("linear: L-BFGS stopped after %d iterations with the largest gradient entry %.3g "
+                 "(--tol %g); raise --max-iter", info.iters, info.grad_max, o.tol);
+    log_info("linear: top1 %.2f%% top5 %.2f%% (lambda %g, %d iterations, features %.1f s, total %.1f s)",
+             100 * top1, 100 * top5, sel.lambda, info.iters, t_feat, secs);
+    ret = EXIT_OK;
+out:
+    linear_model_free(&lm);
+    free(Xtr);
+    free(Xte);
+    free(pc);
+    feat_model_deinit(&m);
+    return ret;
+}
+
 static int cmd_mkckpt(void)
 {
     if (!o.out || strcmp(o.out, "-") == 0) {
@@ -809,6 +1007,8 @@ int main(int argc, char **argv)
     if (rc != CFG_OK)
         return EXIT_USAGE;
     blas_setup(argc, argv0);
+    if (parse_ks(o.k_list) != 0)
+        return EXIT_USAGE;
     int lvl = log_level_parse(o.log_level);
     if (lvl < 0) {
         fprintf(stderr, "npid-evald: --log-level %s: expected debug, info, warn or error\n", o.log_level);
@@ -818,8 +1018,8 @@ int main(int argc, char **argv)
     const char *cmd = npos >= 1 ? argv[1] : "attach";
     int first = npos >= 1 ? 2 : 1;
     if (strcmp(cmd, "attach") && strcmp(cmd, "embed") && strcmp(cmd, "neighbours") &&
-        strcmp(cmd, "neighbors") && strcmp(cmd, "mkckpt")) {
-        fprintf(stderr, "npid-evald: unknown command \"%s\" (attach, embed, neighbours, mkckpt)\n", cmd);
+        strcmp(cmd, "neighbors") && strcmp(cmd, "mkckpt") && strcmp(cmd, "linear")) {
+        fprintf(stderr, "npid-evald: unknown command \"%s\" (attach, embed, neighbours, linear, mkckpt)\n", cmd);
         return EXIT_USAGE;
     }
     if (strcmp(cmd, "mkckpt") == 0)
@@ -836,7 +1036,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "npid-evald: --against must be bank, recomputed or both\n");
         return EXIT_USAGE;
     }
-    if (o.pixels) {
+    int is_linear = strcmp(cmd, "linear") == 0;
+    if (is_linear) {
+        if (!o.checkpoint == !o.pixels) {
+            fprintf(stderr, "npid-evald linear: give --checkpoint PATH or --pixels (not both)\n");
+            return EXIT_USAGE;
+        }
+        if (strcmp(o.layer, "embed") && strcmp(o.layer, "pool")) {
+            fprintf(stderr, "npid-evald linear: --layer %s: expected embed or pool\n", o.layer);
+            return EXIT_USAGE;
+        }
+    } else if (o.pixels) {
         if (strcmp(cmd, "attach") || !o.once || o.checkpoint) {
             fprintf(stderr, "npid-evald: --pixels goes with --once and without --checkpoint\n");
             return EXIT_USAGE;
@@ -868,7 +1078,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct evald ev;
-    if (evald_open(&ev, is_attach || is_nb) != 0) {
+    if (evald_open(&ev, is_attach || is_nb || is_linear) != 0) {
         evald_close(&ev);
         return EXIT_FAIL;
     }
@@ -882,6 +1092,9 @@ int main(int argc, char **argv)
         ret = o.once ? (evald_eval(&ev, o.checkpoint) == 0 ? EXIT_OK : EXIT_FAIL) : cmd_attach(&ev);
     } else if (is_nb) {
         ret = cmd_neighbours(&ev, npos - 1, argv + first);
+    } else if (is_linear) {
+        ev.pub = event_pub_new(o.pub_ep, "evald", o.allow_remote);
+        ret = ev.pub ? cmd_linear(&ev) : EXIT_FAIL;
     } else {
         ret = cmd_embed(&ev);
     }

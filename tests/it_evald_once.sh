@@ -191,5 +191,27 @@ acc = float((votes.argmax(1) == yq).mean())
 assert abs(acc - r["top1"]) <= 1.0 / len(xq) + 1e-9, (acc, r["top1"])
 print("it_evald_once: pixels top-1 %.3f (NumPy %.3f)" % (r["top1"], acc), file=sys.stderr)
 EOF
+# --k list: one neighbour search, one line per k (ascending), each equal to a run with that k alone
+$T "$ev" --once --checkpoint "$tmp/c.ckpt" --data "$tmp/data" --against recomputed --k 200,10,20,100 \
+    >"$tmp/ks.jsonl" 2>"$tmp/err" || fail "--k 200,10,20,100"
+for k in 10 100; do
+    $T "$ev" --once --checkpoint "$tmp/c.ckpt" --data "$tmp/data" --against recomputed --k $k \
+        >"$tmp/k$k.jsonl" 2>"$tmp/err" || fail "--k $k"
+done
+$py - "$tmp" <<'EOF' || fail "--k list differs from single-k runs"
+import json, sys
+t = sys.argv[1]
+rows = [json.loads(l) for l in open(t + "/ks.jsonl")]
+assert [r["k"] for r in rows] == [10, 20, 100, 200], [r["k"] for r in rows]
+for k in (10, 100):
+    one = json.loads(open(f"{t}/k{k}.jsonl").read())
+    r = rows[[10, 20, 100, 200].index(k)]
+    for key in ("top1", "top5", "nn1", "per_class", "confusion"):
+        assert r[key] == one[key], (k, key, r[key], one[key])
+EOF
+for bad in 0 10,10 10,,20 x -5; do
+    $T "$ev" --once --checkpoint "$tmp/c.ckpt" --data "$tmp/data" --k "$bad" 2>"$tmp/err"
+    [ $? -eq 2 ] && grep -q -- "--k" "$tmp/err" || fail "--k $bad should be a usage error"
+done
 echo "it_evald_once: ok" >&2
 exit 0

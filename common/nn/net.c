@@ -422,5 +422,7 @@ struct nn_team *net_team(struct net *n) { return n->team; }
 
 /* Pre-normalisation outputs u (B, low_dim) of the last forward (f = u / ||u||). */
 const float *net_output_raw(const struct net *n) { return n->u; }
+const float *net_pooled(const struct net *n) { return n->pooled; }
+int net_pool_dim(const struct net *n) { return n->feat_c; }
 /* The final Linear layer's bias (low_dim), inside the parameter block. */
 float *net_fc_bias(struct net *n) { return n->fc.b; }

@@ -108,5 +108,9 @@ int net_low_dim(const struct net *n);
 const float *net_output_raw(const struct net *n);
 float *net_fc_bias(struct net *n);
 int net_max_batch(const struct net *n);
+/* The globally average-pooled features (B, net_pool_dim) of the last forward: the input of
+ * the final Linear layer (512 for resnet18, 64 for resnet20), valid until the next forward. */
+const float *net_pooled(const struct net *n);
+int net_pool_dim(const struct net *n);
 
 #endif
