@@ -121,7 +121,7 @@ static struct cfg_opt opts[] = {
     { "layer", NULL, CFG_STR, &o.layer, "pool", 0, 0, "linear: embed (the normalised low-dim output) | pool (the pooled features before the head)", 0 },
     { "lambda", NULL, CFG_DOUBLE, &o.lambda, "0", 0, 1e6, "linear: L2 weight on the standardised features (0: chosen on a held-out 20 % of the train split)", 0 },
     { "max-iter", NULL, CFG_INT, &o.max_iter, "1000", 1, 1000000, "linear: L-BFGS iterations per fit at most", 0 },
-    { "tol", NULL, CFG_DOUBLE, &o.tol, "1e-4", 1e-12, 1, "linear: stop when every gradient entry is below this", 0 },
+    { "tol", NULL, CFG_DOUBLE, &o.tol, "1e-6", 1e-12, 1, "linear: stop when every entry of the gradient of the mean objective is below this", 0 },
     { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
     { "low-dim", NULL, CFG_INT, &o.low_dim, "128", 1, 4096, "mkckpt: feature dimension", 0 },
     { "size", NULL, CFG_INT, &o.size, "32", 8, 1024, "mkckpt and --pixels: image size", 0 },
