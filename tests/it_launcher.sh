@@ -37,6 +37,9 @@ if command -v gnuplot >/dev/null; then
     [ -s "$tmp/r1/plots/loss.png" ] && [ -s "$tmp/r1/plots/knn.png" ] || fail "run 1: plots missing"
 fi
 grep -q "npid: epoch 3/3  kNN top-1 bank [0-9.]*%  recomputed [0-9.]*%" "$tmp/r1.log" || fail "run 1: no line for the last epoch with both kNN figures"
+grep -q '"type":"linear".*"layer":"pool"' "$tmp/r1/eval/linear.jsonl" || fail "run 1: no linear probe result"
+grep -q "npid: linear top-1 [0-9.]*% top-5 [0-9.]*% (lambda [0-9.e-]*); kNN top-1 (recomputed, k 200) [0-9.]*%" "$tmp/r1.log" ||
+    fail "run 1: the linear probe is not printed next to kNN"
 left_behind && fail "run 1: processes left behind"
 
 # 2. SIGTERM mid-run: a clean stop with a checkpoint; the same command again continues the run
