@@ -81,6 +81,27 @@ static double lr_eval(struct lr_work *k, const double *x, double *g)
     return loss * inv_n + 0.5 * k->lambda * reg;
 }
 
+double linear_objective(const float *Z, const uint32_t *y, size_t n, int d, int C, double lambda,
+                        const double *w, double *g)
+{
+    size_t D = (size_t)d;
+    struct lr_work k = { .Z = Z, .y = y, .n = n, .d = d, .C = C, .lambda = lambda };
+    k.S = malloc(n * (size_t)C * sizeof *k.S);
+    k.Wf = malloc((size_t)C * D * sizeof *k.Wf);
+    k.Gf = malloc((size_t)C * D * sizeof *k.Gf);
+    k.e = malloc((size_t)C * sizeof *k.e);
+    double f = NAN;
+    if (k.S && k.Wf && k.Gf && k.e)
+        f = lr_eval(&k, w, g);
+    else
+        errno = ENOMEM;
+    free(k.S);
+    free(k.Wf);
+    free(k.Gf);
+    free(k.e);
+    return f;
+}
+
 static double dot(const double *a, const double *b, size_t n)
 {
     double s = 0.0;

@@ -42,6 +42,12 @@ int linear_accuracy(const struct linear_model *m, const float *X, const uint32_t
 
 void linear_model_free(struct linear_model *m);
 
+/* The objective f and its gradient g (C * d + C entries, laid out as m->w) at w, on rows Z
+ * (n, d) that are already standardised (what linear_fit minimises; for gradient checks).
+ * Returns f, or NaN with errno ENOMEM. */
+double linear_objective(const float *Z, const uint32_t *y, size_t n, int d, int C, double lambda,
+                        const double *w, double *g);
+
 /* The lambda grid searched by linear_select, strongest first: 1e-1 down to 1e-6 in half
  * decades (11 values). */
 #define LINEAR_GRID 11
