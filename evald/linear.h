@@ -48,9 +48,9 @@ void linear_model_free(struct linear_model *m);
 double linear_objective(const float *Z, const uint32_t *y, size_t n, int d, int C, double lambda,
                         const double *w, double *g);
 
-/* The lambda grid searched by linear_select, strongest first: 1e-1 down to 1e-6 in half
- * decades (11 values). */
-#define LINEAR_GRID 11
+/* The lambda grid searched by linear_select, strongest first: 1e-1 down to 1e-8 in half
+ * decades (15 values). */
+#define LINEAR_GRID 15
 double linear_grid(int i);
 
 struct linear_selection {

@@ -119,7 +119,7 @@ static struct cfg_opt opts[] = {
     { "top", NULL, CFG_INT, &o.top, "10", 1, 100, "neighbours: how many per query", 0 },
     { "cell", NULL, CFG_INT, &o.cell, "64", 8, 512, "neighbours: grid cell size in pixels", 0 },
     { "layer", NULL, CFG_STR, &o.layer, "pool", 0, 0, "linear: embed (the normalised low-dim output) | pool (the pooled features before the head)", 0 },
-    { "lambda", NULL, CFG_DOUBLE, &o.lambda, "0", 0, 1e6, "linear: L2 weight on the standardised features (0: chosen on a held-out 20 % of the train split)", 0 },
+    { "lambda", NULL, CFG_DOUBLE, &o.lambda, "0", 0, 1e6, "linear: L2 weight on the standardised features (0: chosen from 1e-1..1e-8 on a held-out 20 % of the train split)", 0 },
     { "max-iter", NULL, CFG_INT, &o.max_iter, "1000", 1, 1000000, "linear: L-BFGS iterations per fit at most", 0 },
     { "tol", NULL, CFG_DOUBLE, &o.tol, "1e-6", 1e-12, 1, "linear: stop when every entry of the gradient of the mean objective is below this", 0 },
     { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
@@ -941,6 +941,10 @@ static int cmd_linear(struct evald *ev)
         log_error("cannot write the result to stdout: %s", strerror(errno));
         goto out;
     }
+    if (o.lambda == 0 && (sel.lambda == linear_grid(0) || sel.lambda == linear_grid(LINEAR_GRID - 1)))
+        log_warn("linear: the held-out choice is lambda %g, the end of the grid (%g..%g): the best "
+                 "may lie beyond it; try --lambda", sel.lambda, linear_grid(0),
+                 linear_grid(LINEAR_GRID - 1));
     if (!info.converged)
         log_warn("linear: L-BFGS stopped after %d iterations with the largest gradient entry %.3g "
                  "(--tol %g); raise --max-iter", info.iters, info.grad_max, o.tol);

@@ -151,7 +151,7 @@ START_TEST(test_separable_and_select)
     for (size_t c = 0; c < C; c++)
         ck_assert(pc[c] > 0.95);
     ck_assert_double_eq(linear_grid(0), 0.1);
-    ck_assert_double_eq_tol(linear_grid(LINEAR_GRID - 1), 1e-6, 1e-18);
+    ck_assert_double_eq_tol(linear_grid(LINEAR_GRID - 1), 1e-8, 1e-20);
     linear_model_free(&m);
     free(x), free(y);
 }

@@ -72,7 +72,7 @@ import json, sys
 r = json.loads(open(sys.argv[1]).read())
 assert r["layer"] == "pool" and r["dim"] == 64 and r["lambda_from"] == "held-out", r
 v = r["val_top1"]
-assert len(v) == 11, v
+assert len(v) == 15, v
 best = max(v.values())
 assert abs(v[f"{r['lambda']:g}"] - best) < 1e-12, (r["lambda"], v)
 assert 0.0 <= r["top1"] <= r["top5"] <= 1.0, r
