@@ -126,7 +126,7 @@ static struct cfg_opt opts[] = {
     { "low-dim", NULL, CFG_INT, &o.low_dim, "128", 1, 4096, "mkckpt: feature dimension", 0 },
     { "size", NULL, CFG_INT, &o.size, "32", 8, 1024, "mkckpt and --pixels: image size", 0 },
     { "aug", NULL, CFG_STR, &o.aug, "cifar", 0, 0, "mkckpt: augmentation preset (sets the test transform)", 0 },
-    { "seed", NULL, CFG_U64, &o.seed, "0", 0, 0, "mkckpt: weight seed", 0 },
+    { "seed", NULL, CFG_U64, &o.seed, "0", 0, 0, "mkckpt: weight seed; linear: which train images are held out for choosing lambda", 0 },
     { "step", NULL, CFG_U64, &o.step, "0", 0, 0, "mkckpt: step recorded in the checkpoint", 0 },
     { "threads", "NPID_THREADS", CFG_INT, &o.threads, "0", 0, 256, "OpenBLAS threads (0: library default)", 0 },
     { "log-level", "NPID_LOG_LEVEL", CFG_STR, &o.log_level, "info", 0, 0, "debug, info, warn or error", 0 },
