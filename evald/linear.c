@@ -2,6 +2,7 @@
 #include "evald/linear.h"
 
 #include "common/clock.h"
+#include "common/sig.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -135,6 +136,11 @@ static int lbfgs(struct lr_work *k, double *x, int max_iter, double tol,
     double f = lr_eval(k, x, g);
     int evals = 1, it = 0, converged = 0;
     for (; it < max_iter; it++) {
+        if (sig_stop) { /* SIGTERM / SIGINT: give up the fit */
+            free(buf);
+            errno = EINTR;
+            return -1;
+        }
         if (max_abs(g, N) < tol) {
             converged = 1;
             break;

@@ -27,7 +27,8 @@ struct linear_fit_info {
 /* Fits on X (n, d) with labels y in 0..C-1 (C >= 2). m->w is the starting point when
  * m->d == d and m->C == C (a warm start, e.g. the previous lambda of a path), else zeros.
  * The standardisation is recomputed from X. Returns 0, or -1 with errno (ENOMEM; EINVAL
- * for n == 0, C < 2, a label >= C or a non-finite feature). */
+ * for n == 0, C < 2, a label >= C or a non-finite feature; EINTR when sig_stop is set between
+ * iterations, common/sig.h). */
 int linear_fit(struct linear_model *m, const float *X, const uint32_t *y, size_t n, int d, int C,
                double lambda, int max_iter, double tol, struct linear_fit_info *info);
 

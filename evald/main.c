@@ -884,7 +884,9 @@ static int cmd_linear(struct evald *ev)
                       "lambda; give --lambda", n);
     }
     if (rc != 0) {
-        if (errno != EINVAL || o.lambda > 0)
+        if (errno == EINTR)
+            log_error("linear: stopped by a signal during the fit; no result");
+        else if (errno != EINVAL || o.lambda > 0)
             log_error("linear: fit failed: %s", strerror(errno));
         goto out;
     }

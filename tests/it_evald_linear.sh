@@ -4,7 +4,8 @@
 # StandardScaler features with C = 1 / (lambda n) must score within 0.5 points of npid's
 # test top-1 at the same lambda, and agree on at least 98 % of the test predictions. Also: the
 # held-out choice of lambda, the pooled layer, the raw-pixel probe, and the error paths (a
-# single-class train split, test classes the used train images lack, bad flags).
+# single-class train split, test classes the used train images lack, bad flags) and SIGTERM
+# during a fit.
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 ev=$bin/npid-evald
@@ -82,6 +83,18 @@ EOF
 $T "$ev" linear --data "$tmp/data" --pixels --size 16 --lambda 0.1 >"$tmp/px.jsonl" 2>"$tmp/err" ||
     fail "linear --pixels"
 grep -q '"layer":"pixels","dim":768' "$tmp/px.jsonl" || fail "pixel probe: $(cat "$tmp/px.jsonl")"
+
+# SIGTERM during a long fit: it stops at the next iteration with a reason, no result line
+NPID_LOG_LEVEL=info $T "$ev" linear --data "$tmp/data" --pixels --size 32 --lambda 1e-9 --tol 1e-12 \
+    --max-iter 1000000 >"$tmp/term.jsonl" 2>"$tmp/term.log" &
+lp=$!
+i=0
+until grep -q "pixel features" "$tmp/term.log" 2>/dev/null || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 1
+kill -TERM $lp
+wait $lp; rc=$?
+[ $rc -eq 1 ] && grep -q "stopped by a signal during the fit" "$tmp/term.log" && [ ! -s "$tmp/term.jsonl" ] ||
+    fail "SIGTERM during the fit: exit $rc, $(tail -1 "$tmp/term.log")"
 
 # errors: each a clear one-line reason
 $T "$ev" linear --data "$tmp/data" --checkpoint "$tmp/c.ckpt" --layer fc 2>"$tmp/e1"
