@@ -31,14 +31,20 @@ START_TEST(test_rules)
         ck_assert_msg(st == t[i].stem, "size %d: stem %s, expected %s", s, net_stem_name(st),
                       net_stem_name(t[i].stem));
     }
-    /* epochs: 500,000 images seen, within 20..200 */
-    ck_assert_int_eq(trainer_epochs_rule(50000), 20);   /* CIFAR-10 */
-    ck_assert_int_eq(trainer_epochs_rule(1281167), 20); /* ImageNet */
-    ck_assert_int_eq(trainer_epochs_rule(5000), 100);
-    ck_assert_int_eq(trainer_epochs_rule(9469), 53);
-    ck_assert_int_eq(trainer_epochs_rule(2000), 200);
-    ck_assert_int_eq(trainer_epochs_rule(120), 200);
-    ck_assert_int_eq(trainer_epochs_rule(0), 20);
+    /* epochs, one view: 500,000 images seen, within 20..200 */
+    ck_assert_int_eq(trainer_epochs_rule(50000, 1), 20);   /* CIFAR-10 */
+    ck_assert_int_eq(trainer_epochs_rule(1281167, 1), 20); /* ImageNet */
+    ck_assert_int_eq(trainer_epochs_rule(5000, 1), 100);
+    ck_assert_int_eq(trainer_epochs_rule(9469, 1), 53);
+    ck_assert_int_eq(trainer_epochs_rule(2000, 1), 200);
+    ck_assert_int_eq(trainer_epochs_rule(120, 1), 200);
+    ck_assert_int_eq(trainer_epochs_rule(0, 1), 20);
+    /* two views: 500,000 views, within 10..100 epochs (20..200 views of each image) */
+    ck_assert_int_eq(trainer_epochs_rule(50000, 2), 10);   /* CIFAR-10 */
+    ck_assert_int_eq(trainer_epochs_rule(5000, 2), 50);    /* tinyimagenet10 */
+    ck_assert_int_eq(trainer_epochs_rule(9469, 2), 27);
+    ck_assert_int_eq(trainer_epochs_rule(120, 2), 100);
+    ck_assert_int_eq(trainer_epochs_rule(0, 2), 10);
     /* given sizes outside the data rule */
     ck_assert_int_eq(trainer_stem_rule(16), NET_STEM_CIFAR);
     ck_assert_int_eq(trainer_stem_rule(45), NET_STEM_CIFAR); /* 45/32 < 32/22.5 */

@@ -4,7 +4,8 @@
 # records both, and npid-evald rebuilds that network and transform from it: the warm bank
 # (the trainer's features) equals evald's recomputed features row for row. 32 px images keep
 # the CIFAR stem, 160 px ones train at 128 px with s4; --size and --stem override the rules.
-# The epochs follow the number of images (120 here: the 200-epoch cap).
+# The epochs follow the number of images and views (120 here: the caps, 100 epochs with the
+# default two views, 200 with one).
 set -u
 name=it_input_rule
 . "$(dirname "$0")/lib_trainer.sh"
@@ -35,9 +36,9 @@ loader_pid=$last_pid
 init a64 "$tmp/d64"
 expect_input a64 64 s2
 grep -q "median image of [0-9]* sampled is 64x64" "$tmp/a64.log" || fail "a64: the log does not say why"
-grep -q "epochs: 200, the fewest that show the network 500000 images (120 training images" "$tmp/a64.log" ||
+grep -q "epochs: 100, the fewest that show the network 500000 views (120 training images, 2 views" "$tmp/a64.log" ||
     fail "a64: the epochs do not follow the data: $(grep 'epochs' "$tmp/a64.log" | head -2)"
-grep -a -q '"epochs":200,' "$tmp/a64/checkpoints/trainer.ckpt" || fail "a64: the checkpoint does not record 200 epochs"
+grep -a -q '"epochs":100,' "$tmp/a64/checkpoints/trainer.ckpt" || fail "a64: the checkpoint does not record 100 epochs"
 
 # evald builds the same network and test transform from the checkpoint alone
 "$bin/npid-evald" embed --data "$tmp/d64" --checkpoint "$tmp/a64/checkpoints/trainer.ckpt" --split train \
@@ -54,8 +55,10 @@ sys.exit(0 if cos.min() >= 0.99 else 1)
 PY
 
 # overrides, on the same data and loader
-init b64 "$tmp/d64" --stem cifar
+init b64 "$tmp/d64" --stem cifar --nce-k 0
 expect_input b64 64 cifar
+grep -q "epochs: 200, the fewest that show the network 500000 views (120 training images, 1 view " "$tmp/b64.log" ||
+    fail "b64 (one view): the epochs do not follow the data: $(grep 'epochs' "$tmp/b64.log" | head -2)"
 init c64 "$tmp/d64" --size 48 --crop-scale 0.08-1 --flip true --jitter 0.4/0.4/0.4/0.1
 expect_input c64 48 s2
 grep -q "augmentation (cifar preset, overridden by crop=0.08-1,jitter=0.4/0.4/0.4/0.1,flip=1): crop 0.08-1, jitter 0.4/0.4/0.4/0.1, gray 0.2, flip on" "$tmp/c64.log" ||

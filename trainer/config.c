@@ -43,7 +43,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("warmup", NULL, CFG_DOUBLE, warmup, "0", 0, 1000, "linear warm-up, in epochs (fractions allowed)"),
     OPT("batch", NULL, CFG_INT, batch, "128", 1, 65536, "batch size"),
     OPT("drop-last", NULL, CFG_BOOL, drop_last, "false", 0, 0, "drop the last partial batch of an epoch"),
-    OPT("epochs", "NPID_EPOCHS", CFG_INT, epochs, "200", 0, 100000, "epochs to train; 0: from the data, the fewest that show the network 500,000 images, within 20..200 (docs/recipes.md)"),
+    OPT("epochs", "NPID_EPOCHS", CFG_INT, epochs, "200", 0, 100000, "epochs to train; 0: from the data, the fewest that show the network 500,000 views, within 20..200 views of each image (docs/recipes.md)"),
     OPT("max-steps", NULL, CFG_INT, max_steps, "0", 0, 2000000000, "stop after this many steps in total (0: no limit)"),
     OPT("aug", NULL, CFG_STR, aug, "cifar", 0, 0, "augmentation preset: cifar | imagenet | none"),
     OPT("crop-scale", NULL, CFG_STR, crop_scale, "", 0, 0, "RandomResizedCrop area range MIN-MAX, e.g. 0.08-1 (empty: the --aug preset's, 0.2-1)"),
@@ -85,7 +85,9 @@ static const struct preset_entry trainer_presets[] = {
     { "reference", "warmup", "0" }, { "reference", "center-init", "false" },
     { "reference", "init", "torch" },
     /* CPU default: see docs/recipes.md for the measurements behind each value */
-    { "cifar", "model", "resnet20" }, { "cifar", "nce-k", "0" }, { "cifar", "nce-t", "0.5" },
+    { "cifar", "model", "resnet20" }, { "cifar", "loss", "infonce" }, { "cifar", "views", "2" },
+    { "cifar", "nce-k", "1" }, { "cifar", "nce-t", "0.2" }, { "cifar", "flip", "true" },
+    { "cifar", "crop-scale", "0.08-1" }, { "cifar", "jitter", "0.4/0.4/0.4/0.1" },
     { "cifar", "nce-m", "0.5" }, { "cifar", "z-mode", "ema" }, { "cifar", "bank-init", "warm" },
     { "cifar", "center-init", "true" }, { "cifar", "lr", "0.1" }, { "cifar", "wd", "5e-4" },
     { "cifar", "batch", "128" }, { "cifar", "epochs", "0" }, { "cifar", "lr-schedule", "cosine" },
@@ -188,9 +190,21 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
             return CFG_USAGE;
         }
     }
-    /* --loss: auto is what the preset's nce-k selects; softmax replaces a preset's nce-k by 0 */
     struct cfg_opt *k_opt = cfg_find(trainer_opts, "nce-k");
-    NPID_CHECK(k_opt);
+    struct cfg_opt *loss_opt = cfg_find(trainer_opts, "loss");
+    struct cfg_opt *views_opt = cfg_find(trainer_opts, "views");
+    NPID_CHECK(k_opt && loss_opt && views_opt);
+    /* A preset's objective (loss, views, nce-k) applies as a whole: naming --loss or --nce-k
+       selects that objective with one view (unless --views is given too), the loss auto and
+       m = 4096 where the flags leave them open. */
+    if ((loss_opt->set_by || k_opt->set_by) && views_opt->set_by == 0 && tc_store.views > 1) {
+        tc_store.views = 1;
+        if (!loss_opt->set_by)
+            tc_store.loss = "auto";
+        if (!k_opt->set_by && strcmp(tc_store.loss, "softmax") != 0)
+            tc_store.nce_k = 4096;
+    }
+    /* --loss: auto is what nce-k selects; softmax replaces a preset's nce-k by 0 */
     if (strcmp(tc_store.loss, "auto") == 0) {
         tc_store.loss = tc_store.nce_k > 0 ? "nce" : "softmax";
     } else if (strcmp(tc_store.loss, "softmax") == 0) {
@@ -258,12 +272,13 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     return CFG_OK;
 }
 
-int trainer_epochs_rule(size_t n)
+int trainer_epochs_rule(size_t n, int views)
 {
+    size_t v = views > 1 ? (size_t)views : 1, lo = 20 / v, hi = 200 / v;
     if (n == 0)
-        return 20;
-    size_t e = (TRAINER_IMAGES_SEEN + n - 1) / n;
-    return e < 20 ? 20 : e > 200 ? 200 : (int)e;
+        return (int)lo;
+    size_t e = (TRAINER_IMAGES_SEEN + n * v - 1) / (n * v);
+    return (int)(e < lo ? lo : e > hi ? hi : e);
 }
 
 int trainer_size_rule(uint32_t native)

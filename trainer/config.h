@@ -38,12 +38,12 @@ void trainer_cfg_log(void);
 
 /* The rules from the data (docs/recipes.md, "Resolution, stem and epochs from the data"):
  * the size for images whose median short side is native (32 for 0, an unknown size), the
- * stem for a size, and the epochs for n training images (TRAINER_IMAGES_SEEN images, within
- * 20..200 epochs). */
+ * stem for a size, and the epochs for n training images seen views times per epoch (the
+ * fewest that show TRAINER_IMAGES_SEEN views, within 20..200 views of each image). */
 #define TRAINER_IMAGES_SEEN 500000
 int trainer_size_rule(uint32_t native);
 int trainer_stem_rule(int size);
-int trainer_epochs_rule(size_t n);
+int trainer_epochs_rule(size_t n, int views);
 /* Records the size, stem and epochs in force (after the rules) in c and in what
  * trainer_cfg_json reports. */
 void trainer_cfg_set_input(struct trainer_cfg *c, int size, const char *stem, int epochs);

@@ -589,9 +589,11 @@ static int trainer_pick_input(struct trainer *t)
     }
     int epochs = t->cfg.epochs;
     if (epochs == 0) {
-        epochs = trainer_epochs_rule(t->n);
-        log_info("epochs: %d, the fewest that show the network %d images (%zu training images; "
-                 "within 20..200)", epochs, TRAINER_IMAGES_SEEN, t->n);
+        int v = t->cfg.views;
+        epochs = trainer_epochs_rule(t->n, v);
+        log_info("epochs: %d, the fewest that show the network %d views (%zu training images, "
+                 "%d view%s each an epoch; within %d..%d epochs)", epochs, TRAINER_IMAGES_SEEN,
+                 t->n, v, v > 1 ? "s" : "", trainer_epochs_rule(0, v), 200 / (v > 1 ? v : 1));
     }
     trainer_cfg_set_input(&t->cfg, size, stem, epochs);
     int maps = (size + net_stem_stride(st) - 1) / net_stem_stride(st);
