@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/durable.h"
 
@@ -101,47 +102,70 @@ static float *dup_floats(const unsigned char *p, size_t n)
     return f;
 }
 
+/* Opens path (a regular file only) and checks its header against the file's size before
+ * anything is allocated: fd and the whole file in *buf, or -1 with a reason in err. */
+static int ckpt_read(const char *path, unsigned char **buf, size_t *len, char *err, size_t errlen)
+{
+    uint64_t size;
+    unsigned char h[CKPT_HDR];
+    int fd = file_open_regular(path, &size);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
+        return -1;
+    }
+    *buf = NULL;
+    if (size < CKPT_HDR) {
+        snprintf(err, errlen, "%s: truncated (%llu bytes, header needs %d)", path,
+                 (unsigned long long)size, CKPT_HDR);
+    } else if (file_pread_full(fd, h, CKPT_HDR, 0) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    } else if (memcmp(h, CKPT_MAGIC, 8) != 0) {
+        snprintf(err, errlen, "%s: not a checkpoint (bad magic)", path);
+    } else if (get_u32(h + 8) != CKPT_VERSION) {
+        snprintf(err, errlen, "%s: unsupported format version %u (expected %u)", path,
+                 get_u32(h + 8), CKPT_VERSION);
+    } else if (get_u64(h + 16) != size) {
+        snprintf(err, errlen, "%s: %s (header says %llu bytes, file has %llu)", path,
+                 get_u64(h + 16) > size ? "truncated" : "trailing bytes",
+                 (unsigned long long)get_u64(h + 16), (unsigned long long)size);
+    } else if (get_u64(h + 96) > CKPT_MAX_BYTES / 4 || get_u64(h + 104) > CKPT_MAX_BYTES / 4 ||
+               get_u64(h + 112) > CKPT_MAX_BYTES / 4 ||
+               CKPT_HDR + (uint64_t)get_u32(h + 120) + get_u32(h + 124) +
+                       4 * (get_u64(h + 96) + get_u64(h + 104) + get_u64(h + 112)) != size) {
+        snprintf(err, errlen, "%s: inconsistent section sizes", path);
+    } else if (size > CKPT_MAX_BYTES) {
+        snprintf(err, errlen, "%s: %llu bytes, larger than any checkpoint (%llu)", path,
+                 (unsigned long long)size, (unsigned long long)CKPT_MAX_BYTES);
+    } else if (!(*buf = malloc(size))) {
+        snprintf(err, errlen, "%s: out of memory (%llu bytes)", path, (unsigned long long)size);
+    } else if (file_pread_full(fd, *buf, size, 0) != 0) {
+        snprintf(err, errlen, "%s: %s", path, errno == ENODATA ? "shrank while read" : strerror(errno));
+    } else {
+        close(fd);
+        *len = size;
+        return 0;
+    }
+    free(*buf);
+    *buf = NULL;
+    close(fd);
+    return -1;
+}
+
 int ckpt_load(const char *path, struct ckpt *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof(*c));
-    void *buf = NULL;
+    unsigned char *buf = NULL;
     size_t len = 0;
-    if (file_read_all(path, (size_t)CKPT_MAX_BYTES, &buf, &len) < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (ckpt_read(path, &buf, &len, err, errlen) != 0)
         return -1;
-    }
     const unsigned char *p = buf;
-    if (len < CKPT_HDR) {
-        snprintf(err, errlen, "%s: truncated (%zu bytes, header needs %d)", path, len, CKPT_HDR);
-        goto fail;
-    }
-    if (memcmp(p, CKPT_MAGIC, 8) != 0) {
-        snprintf(err, errlen, "%s: not a checkpoint (bad magic)", path);
-        goto fail;
-    }
-    if (get_u32(p + 8) != CKPT_VERSION) {
-        snprintf(err, errlen, "%s: unsupported format version %u (expected %u)", path,
-                 get_u32(p + 8), CKPT_VERSION);
-        goto fail;
-    }
-    uint64_t total = get_u64(p + 16);
-    if (total != len) {
-        snprintf(err, errlen, "%s: %s (header says %llu bytes, file has %zu)", path,
-                 total > len ? "truncated" : "trailing bytes", (unsigned long long)total, len);
-        goto fail;
-    }
     uint32_t crc = crc32c(0, p + 16, len - 16);
     if (crc != get_u32(p + 12)) {
         snprintf(err, errlen, "%s: bad checksum (corrupt)", path);
         goto fail;
     }
     uint64_t np = get_u64(p + 96), nb = get_u64(p + 104), nm = get_u64(p + 112);
-    uint64_t cl = get_u32(p + 120), bl = get_u32(p + 124);
-    if (np > CKPT_MAX_BYTES / 4 || nb > CKPT_MAX_BYTES / 4 || nm > CKPT_MAX_BYTES / 4
-        || CKPT_HDR + cl + bl + 4 * (np + nb + nm) != len) {
-        snprintf(err, errlen, "%s: inconsistent section sizes", path);
-        goto fail;
-    }
+    uint64_t cl = get_u32(p + 120), bl = get_u32(p + 124); /* checked by ckpt_read */
     c->step = get_u64(p + 24);
     c->epoch = get_u64(p + 32);
     c->epoch_pos = get_u64(p + 40);

@@ -79,7 +79,11 @@ int durable_open(struct durable_file *f, const char *path)
     }
     snprintf(f->path, sizeof f->path, "%s", path);
     snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path);
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* a file or link left at the temporary name (a crashed writer, or planted) is removed,
+       never written through: the new one must be created here (O_EXCL), not followed */
+    if (unlink(f->tmp) != 0 && errno != ENOENT)
+        return -1;
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     return f->fd < 0 ? -1 : 0;
 }
 
@@ -184,43 +188,60 @@ int durable_write(const char *path, const void *buf, size_t len)
     return durable_commit(&f);
 }
 
+int file_open_regular(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int bad = fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (bad) {
+        close(fd);
+        errno = bad;
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+int file_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = ENODATA;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
 int file_read_all(const char *path, size_t max_len, void **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint64_t size;
+    int fd = file_open_regular(path, &size);
     if (fd < 0)
         return -1;
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        goto fail_fd;
-    if ((uint64_t)st.st_size > max_len) {
+    char *p = NULL;
+    if (size > max_len)
         errno = EFBIG;
-        goto fail_fd;
+    else if ((p = malloc(size ? size : 1)) && file_pread_full(fd, p, size, 0) == 0) {
+        close(fd);
+        *buf = p;
+        *len = size;
+        return 0;
     }
-    size_t want = (size_t)st.st_size;
-    char *p = malloc(want ? want : 1);
-    if (!p)
-        goto fail_fd;
-    size_t got = 0;
-    while (got < want) {
-        ssize_t n = read(fd, p + got, want - got);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            free(p);
-            goto fail_fd;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    *buf = p;
-    *len = got;
-    return 0;
-fail_fd:;
     int saved = errno;
+    free(p);
     close(fd);
     errno = saved;
     return -1;

@@ -26,6 +26,9 @@ struct durable_file {
     char tmp[PATH_MAX + 8];
 };
 
+/* Creates PATH.tmp for writing: whatever is at that name (a crashed writer's file, a link) is
+ * unlinked first, and the new file is created there (O_EXCL | O_NOFOLLOW), never opened
+ * through a link; commit renames it over PATH, which replaces a link at PATH too. */
 int durable_open(struct durable_file *f, const char *path);
 int durable_append(struct durable_file *f, const void *buf, size_t len);
 /* Writes at an absolute offset without touching crc/len (for headers written last). */
@@ -36,8 +39,15 @@ void durable_abort(struct durable_file *f);
 /* Whole-file convenience: writes buf durably to path. */
 int durable_write(const char *path, const void *buf, size_t len);
 
-/* Reads a whole file of at most max_len bytes into a malloc'd buffer (caller frees).
- * Returns 0, or -1 with errno (EFBIG when larger than max_len). */
+/* Opens path read-only if it is a regular file: a FIFO or device never blocks the open
+ * (O_NONBLOCK) and is refused after fstat. Returns the descriptor with *size its length, or
+ * -1 with errno (EINVAL: not a regular file). */
+int file_open_regular(const char *path, uint64_t *size);
+/* Reads exactly len bytes at offset off: 0, or -1 with errno (ENODATA: the file ended). */
+int file_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* Reads a whole regular file (file_open_regular) of at most max_len bytes into a malloc'd
+ * buffer (caller frees). Returns 0, or -1 with errno (EFBIG when larger than max_len, EINVAL
+ * when not a regular file, ENODATA when it shrank while read). */
 int file_read_all(const char *path, size_t max_len, void **buf, size_t *len);
 
 /* Creates a directory and its parents (mode 0755); 0 when it exists already. */

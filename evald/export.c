@@ -92,9 +92,18 @@ static int export_file_open(struct export_file *ef, const char *path)
     }
     memcpy(ef->path, path, n + 1);
     snprintf(ef->tmp, sizeof ef->tmp, "%s.tmp", path);
-    ef->f = fopen(ef->tmp, "wb");
-    if (!ef->f)
+    /* created at the temporary name, never written through a link or file left there */
+    if (unlink(ef->tmp) != 0 && errno != ENOENT)
         return -1;
+    int fd = open(ef->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    ef->f = fdopen(fd, "wb");
+    if (!ef->f) {
+        close(fd);
+        unlink(ef->tmp);
+        return -1;
+    }
     ef->owned = 1;
     return 0;
 }

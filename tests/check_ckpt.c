@@ -1,5 +1,7 @@
 /* Unit tests for checkpoint files (common/ckpt.h): bit-exact round trip, detection of
- * truncation, corruption, bad magic and version, and the fallback to PATH.prev. */
+ * truncation, corruption, bad magic and version, and the fallback to PATH.prev; hostile
+ * paths: a FIFO, a directory and a 2 GiB sparse file are refused without blocking or
+ * reading them, and a link planted at the temporary name is never written through. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -7,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/ckpt.h"
@@ -145,6 +149,85 @@ START_TEST(test_corrupt_detected)
 }
 END_TEST
 
+static long maxrss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+START_TEST(test_hostile_paths)
+{
+    struct ckpt b;
+    char err[512], p2[PATH_MAX + 32];
+    /* a FIFO with no writer: open must not block (the test would time out) */
+    snprintf(p2, sizeof(p2), "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(p2, 0600), 0);
+    ck_assert_int_eq(ckpt_load(p2, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+    ck_assert_int_eq(ckpt_load(dir, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+    /* 2 GiB sparse: zeros (bad magic), then a header whose size matches the file but whose
+       sections do not: refused from the header, nothing near 2 GiB allocated */
+    snprintf(p2, sizeof(p2), "%s/sparse", dir);
+    int fd = open(p2, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    const uint64_t big = (uint64_t)2 << 30;
+    ck_assert_int_eq(ftruncate(fd, (off_t)big), 0);
+    long rss0 = maxrss_kb();
+    ck_assert_int_eq(ckpt_load(p2, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "magic") != NULL, "%s", err);
+    unsigned char h[128] = { 0 };
+    memcpy(h, "NPIDCKPT", 8);
+    uint32_t ver = CKPT_VERSION;
+    memcpy(h + 8, &ver, 4);
+    memcpy(h + 16, &big, 8);
+    ck_assert_int_eq(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    close(fd);
+    ck_assert_int_eq(ckpt_load(p2, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "inconsistent section sizes") != NULL, "%s", err);
+    ck_assert_msg(maxrss_kb() - rss0 < 64 * 1024, "RSS grew by %ld kB", maxrss_kb() - rss0);
+}
+END_TEST
+
+START_TEST(test_no_write_through_links)
+{
+    struct ckpt a, b;
+    char err[256], victim[PATH_MAX + 32], tmp[PATH_MAX + 32];
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(victim, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(victim, tmp), 0);
+    make_ckpt(&a, 11, 50);
+    ck_assert_int_eq(ckpt_save(path, &a), 0);
+    f = fopen(victim, "r");
+    char got[32] = { 0 };
+    ck_assert_ptr_nonnull(fgets(got, sizeof got, f));
+    fclose(f);
+    ck_assert_str_eq(got, "precious");
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_msg(S_ISREG(st.st_mode), "the checkpoint is not a regular file");
+    ck_assert_int_eq(ckpt_load(path, &b, err, sizeof(err)), 0);
+    assert_same(&a, &b);
+    ckpt_free(&b);
+    /* a link at the final name is replaced, its target untouched */
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(symlink(victim, path), 0);
+    ck_assert_int_eq(ckpt_save(path, &a), 0);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    f = fopen(victim, "r");
+    ck_assert_ptr_nonnull(fgets(got, sizeof got, f));
+    fclose(f);
+    ck_assert_str_eq(got, "precious");
+    ckpt_free(&a);
+}
+END_TEST
+
 START_TEST(test_latest_falls_back)
 {
     struct ckpt a, a2, b;
@@ -184,6 +267,8 @@ static Suite *ckpt_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_corrupt_detected);
     tcase_add_test(tc, test_latest_falls_back);
+    tcase_add_test(tc, test_hostile_paths);
+    tcase_add_test(tc, test_no_write_through_links);
     suite_add_tcase(s, tc);
     return s;
 }

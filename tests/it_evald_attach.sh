@@ -1,7 +1,8 @@
 #!/bin/sh
 # npid-evald attached to a run's event stream. A Python publisher (pyzmq + msgpack) plays the
 # trainer's PUB socket with the documented event maps: malformed events of several kinds, a
-# checkpoint that does not exist, then three real checkpoints in quick succession while evald
+# checkpoint path that is a FIFO (must not block evald), a 2 GiB sparse file (refused from its
+# header, not read), one that does not exist, then three real checkpoints in quick succession while evald
 # is busy (it must evaluate the first and the newest and skip the middle one), then "end".
 # evald's own "eval" events are received on its --pub socket. A second evald is stopped with
 # SIGTERM in the middle of an evaluation and must exit cleanly at once.
@@ -34,6 +35,7 @@ for s in 1 2 3 4; do
         fail "mkckpt $s"
 done
 
+mkfifo "$tmp/fifo.ckpt" && truncate -s 2G "$tmp/sparse.ckpt" || fail "fifo / sparse file"
 # the stand-in trainer: publishes, and listens to evald's results
 cat >"$tmp/trainer.py" <<'EOF'
 import sys, time, msgpack, zmq
@@ -59,6 +61,10 @@ p.send(b"checkpoint")                                        # one frame only
 p.send_multipart([b"checkpoint", b"\xc1\x00garbage"])        # not msgpack
 p.send_multipart(ev("checkpoint", step=1, path=d + "/c1.ckpt")[:1] + [msgpack.packb({"v": 2, "type": "checkpoint", "seq": 99, "run": "it", "time": 0})])
 p.send_multipart(ev("checkpoint", step=7))                   # no path
+p.send_multipart(ev("checkpoint", step=5, path=d + "/fifo.ckpt"))   # a FIFO: must not block
+time.sleep(0.5)
+p.send_multipart(ev("checkpoint", step=6, path=d + "/sparse.ckpt")) # 2 GiB of holes: not read
+time.sleep(0.5)
 p.send_multipart(ev("checkpoint", step=8, path=d + "/missing.ckpt"))
 p.send_multipart(ev("metrics", step=9, loss=1.0))            # not a checkpoint: ignored
 time.sleep(1.0)                       # evald tries the missing one before the next arrives
@@ -97,6 +103,8 @@ n=$(grep -c "malformed" "$tmp/err")
 grep -q "one frame" "$tmp/err" || fail "single-frame event not reported"
 grep -q "unsupported event version" "$tmp/err" || fail "wrong-version event not reported"
 grep -q "missing.ckpt" "$tmp/err" || fail "missing checkpoint not reported"
+grep -q "fifo.ckpt: not a regular file" "$tmp/err" || fail "FIFO checkpoint not refused: $(grep fifo "$tmp/err")"
+grep -q "sparse.ckpt: not a checkpoint" "$tmp/err" || fail "sparse checkpoint not refused: $(grep sparse "$tmp/err")"
 grep -q "missed" "$tmp/err" && fail "a gap in seq reported where there was none"
 grep -q "4 malformed events" "$tmp/err" || fail "detach summary"
 

@@ -2,6 +2,7 @@
 #include "trainer/train.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -802,8 +803,12 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         }
         log_info("bank: local mirror of %zu rows read in %.2f s", t->n, now_s() - t0);
     }
-    t->metrics = fopen(t->metrics_path, "a");
+    /* an append log: opened where it is, never through a link planted at its name */
+    int mfd = open(t->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    t->metrics = mfd < 0 ? NULL : fdopen(mfd, "a");
     if (!t->metrics) {
+        if (mfd >= 0)
+            close(mfd);
         log_error("cannot open %s: %s", t->metrics_path, strerror(errno));
         goto fail;
     }
