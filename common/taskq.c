@@ -31,6 +31,7 @@
 #define MAX_ID 255
 #define DRAIN_MAX 4096
 #define POLL_SLICE_MS 50
+#define SLOT_HOLDERS 16       /* loaders a slot remembers having been issued to */
 
 enum slot_state { SLOT_EMPTY = 0, SLOT_ISSUED, SLOT_DONE };
 
@@ -39,9 +40,17 @@ struct tq_loader {
     size_t id_len;
     char name[64];
     uint32_t capacity, held;
+    uint32_t strikes;         /* deadlines missed since its last valid batch */
     uint64_t last_seen_ns;
     uint64_t gen;             /* registration number; 0 = never */
     int alive;
+};
+
+/* A loader a slot was issued to; outstanding while its credit is still taken by the task. */
+struct tq_holder {
+    size_t loader;
+    uint64_t gen;
+    int outstanding;
 };
 
 struct tq_slot {
@@ -50,6 +59,9 @@ struct tq_slot {
     uint32_t attempts;
     size_t loader;            /* while ISSUED: index into loaders, with loader_gen */
     uint64_t loader_gen;
+    struct tq_holder holders[SLOT_HOLDERS]; /* every issue of this seq (a ring past 16) */
+    uint32_t n_holders;       /* issues recorded, up to SLOT_HOLDERS */
+    uint32_t holder_next;     /* ring position of the next record */
     uint64_t issued_ns;
     zmq_msg_t msg;
     int has_msg;
@@ -96,6 +108,7 @@ struct taskq {
     int fatal;
     char err[512];
     uint64_t log_budget;      /* warnings about malformed frames still to log */
+    uint64_t last_valid_ns;   /* when the last valid batch was accepted */
 };
 
 void taskq_opts_default(struct taskq_opts *o)
@@ -136,8 +149,37 @@ static struct tq_slot *slot_of(struct taskq *tq, uint64_t seq)
     return s->seq == seq ? s : NULL;
 }
 
-static void slot_clear(struct tq_slot *s, uint64_t seq)
+static struct tq_loader *loader_by_gen(struct taskq *tq, size_t idx, uint64_t gen);
+
+/* Gives back the credit a holder's task took (the task was answered, expired or is no longer
+ * needed); its later answer, if any, is then only accepted or dropped. */
+static void holder_release(struct taskq *tq, struct tq_holder *h)
 {
+    if (!h->outstanding)
+        return;
+    h->outstanding = 0;
+    struct tq_loader *l = loader_by_gen(tq, h->loader, h->gen);
+    if (l && l->held > 0)
+        l->held--;
+}
+
+/* The record of l among s's holders, or NULL: l was never issued s's task. */
+static struct tq_holder *holder_of(struct tq_slot *s, const struct taskq *tq,
+                                   const struct tq_loader *l)
+{
+    size_t idx = (size_t)(l - tq->loaders);
+    for (uint32_t i = 0; i < s->n_holders; i++)
+        if (s->holders[i].loader == idx && s->holders[i].gen == l->gen)
+            return &s->holders[i];
+    return NULL;
+}
+
+static void slot_clear(struct taskq *tq, struct tq_slot *s, uint64_t seq)
+{
+    for (uint32_t i = 0; i < s->n_holders; i++)
+        holder_release(tq, &s->holders[i]);
+    s->n_holders = 0;
+    s->holder_next = 0;
     if (s->has_msg) {
         zmq_msg_close(&s->msg);
         s->has_msg = 0;
@@ -153,7 +195,7 @@ static void slot_clear(struct tq_slot *s, uint64_t seq)
 static void slots_reset(struct taskq *tq)
 {
     for (uint64_t q = tq->next_seq; q < tq->next_seq + tq->o.window; q++)
-        slot_clear(&tq->slots[q % tq->o.window], q);
+        slot_clear(tq, &tq->slots[q % tq->o.window], q);
 }
 
 static void release_cur(struct taskq *tq)
@@ -161,7 +203,7 @@ static void release_cur(struct taskq *tq)
     if (!tq->cur)
         return;
     /* the delivered slot now belongs to seq + window */
-    slot_clear(tq->cur, tq->cur->seq + tq->o.window);
+    slot_clear(tq, tq->cur, tq->cur->seq + tq->o.window);
     tq->cur = NULL;
 }
 
@@ -269,6 +311,9 @@ static void loader_lost(struct taskq *tq, struct tq_loader *l, const char *why)
             s->state = SLOT_EMPTY;
             back++;
         }
+        struct tq_holder *h = holder_of(s, tq, l);
+        if (h)
+            h->outstanding = 0; /* held is reset below */
     }
     l->alive = 0;
     l->held = 0;
@@ -333,12 +378,50 @@ static int issue_one(struct taskq *tq, struct tq_slot *s, struct tq_loader *l)
     s->loader = (size_t)(l - tq->loaders);
     s->loader_gen = l->gen;
     s->issued_ns = now;
+    struct tq_holder *h = &s->holders[s->holder_next];
+    if (s->n_holders == SLOT_HOLDERS)
+        holder_release(tq, h); /* the ring's oldest record makes room */
+    *h = (struct tq_holder){ s->loader, l->gen, 1 };
+    s->holder_next = (s->holder_next + 1) % SLOT_HOLDERS;
+    s->n_holders += s->n_holders < SLOT_HOLDERS;
     l->held++;
     tq->st.issued++;
     return 0;
 }
 
-/* Issues EMPTY slots of the window, lowest seq first, to the loader with the most credit. */
+/* Free credit of l for s: a loader that missed deadlines since its last valid batch (a
+ * silent or stalled one) is allowed one task at a time, as a probe. */
+static uint32_t loader_credit(const struct tq_loader *l)
+{
+    uint32_t cap = l->strikes ? 1 : l->capacity;
+    return l->alive && l->held < cap ? cap - l->held : 0;
+}
+
+/* The loader to issue s to: fewest strikes first, then one that was not issued s before,
+ * then the most free credit; NULL when no loader has credit. */
+static struct tq_loader *pick_loader(struct taskq *tq, struct tq_slot *s)
+{
+    struct tq_loader *best = NULL;
+    int best_seen = 0;
+    for (size_t i = 0; i < tq->n_loaders; i++) {
+        struct tq_loader *l = &tq->loaders[i];
+        uint32_t c = loader_credit(l);
+        if (!c)
+            continue;
+        int seen = holder_of(s, tq, l) != NULL;
+        if (!best || l->strikes < best->strikes ||
+            (l->strikes == best->strikes &&
+             (seen < best_seen || (seen == best_seen && c > loader_credit(best))))) {
+            best = l;
+            best_seen = seen;
+        }
+    }
+    return best;
+}
+
+/* Issues EMPTY slots of the window, lowest seq first (pick_loader chooses where). A step
+ * fails the run after max_attempts issues only if no valid batch at all arrived since its
+ * last issue: while any loader delivers, a step is retried. */
 static int issue(struct taskq *tq)
 {
     uint64_t end = tq->next_seq + tq->o.window;
@@ -349,21 +432,14 @@ static int issue(struct taskq *tq)
         NPID_CHECK(s != NULL);
         if (s->state != SLOT_EMPTY)
             continue;
-        if (s->attempts >= tq->o.max_attempts) {
+        if (s->attempts >= tq->o.max_attempts && tq->last_valid_ns <= s->issued_ns) {
             struct tq_plan *p = plan_of_seq(tq, q);
             return fatal(tq, "epoch %u step %u was issued %u times without a valid batch",
                          p ? p->epoch : 0, p ? p->first_step + (uint32_t)(q - p->base) : 0,
                          s->attempts);
         }
         for (;;) {
-            struct tq_loader *best = NULL;
-            for (size_t i = 0; i < tq->n_loaders; i++) {
-                struct tq_loader *l = &tq->loaders[i];
-                if (!l->alive || l->held >= l->capacity)
-                    continue;
-                if (!best || l->capacity - l->held > best->capacity - best->held)
-                    best = l;
-            }
+            struct tq_loader *best = pick_loader(tq, s);
             if (!best)
                 return 0; /* no credit anywhere */
             int rc = issue_one(tq, s, best);
@@ -444,8 +520,6 @@ static void on_hello(struct taskq *tq, const uint8_t *id, size_t id_len,
 static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_batch *b,
                     zmq_msg_t *m)
 {
-    if (l && l->held > 0)
-        l->held--;
     if (b->run != tq->run) {
         tq->st.stale++;
         return 0;
@@ -465,6 +539,19 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
         tq->st.stale++;
         return 0;
     }
+    char why[160];
+    /* only a loader the task was issued to may answer it */
+    struct tq_holder *h = l ? holder_of(s, tq, l) : NULL;
+    if (!h) {
+        tq->st.foreign++;
+        snprintf(why, sizeof why, "a batch for epoch %u step %u, which was not issued to it",
+                 b->epoch, b->step);
+        log_malformed(tq, l ? l->name : "an unregistered peer", why);
+        return 0;
+    }
+    holder_release(tq, h);
+    if (s->state == SLOT_ISSUED && s->loader == h->loader && s->loader_gen == h->gen)
+        s->state = SLOT_EMPTY; /* answered: if invalid, re-issued at once below */
     if (s->state == SLOT_DONE) {
         tq->st.duplicates++;
         return 0;
@@ -472,7 +559,6 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
     size_t off;
     uint32_t count;
     plan_step_range(p, b->step, &off, &count);
-    char why[160];
     if (b->count != count) {
         snprintf(why, sizeof why, "epoch %u step %u: %u images, expected %u", b->epoch,
                  b->step, b->count, count);
@@ -511,6 +597,8 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
     b = &s->b;
     s->state = SLOT_DONE;
     s->received_ns = clock_now_ns();
+    tq->last_valid_ns = s->received_ns;
+    l->strikes = 0;
     uint32_t nbad = 0;
     for (uint32_t i = 0; i < count; i++)
         nbad += b->bad[i] != 0;
@@ -526,8 +614,32 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
     }
     return 1;
 reject:
-    log_malformed(tq, l ? l->name : "an unknown loader", why);
+    l->strikes++; /* its answers are not trusted with more than a probe's credit */
+    log_malformed(tq, l->name, why);
     return 0;
+}
+
+/* A loader's "this task can never succeed": fatal, but only from a loader the task is
+ * outstanding at (anyone else, or an answer after the deadline, is dropped and counted). */
+static void on_fail(struct taskq *tq, struct tq_loader *l, const struct task_fail *f)
+{
+    struct tq_plan *p = f->run == tq->run ? plan_of_epoch(tq, f->epoch) : NULL;
+    if (!p || f->step < p->first_step || f->step >= p->total_steps) {
+        tq->st.stale++;
+        return;
+    }
+    struct tq_slot *s = slot_of(tq, p->base + (f->step - p->first_step));
+    struct tq_holder *h = s && l ? holder_of(s, tq, l) : NULL;
+    if (!h || !h->outstanding) {
+        char why[160];
+        tq->st.foreign++;
+        snprintf(why, sizeof why, "a fail for epoch %u step %u, which it does not hold",
+                 f->epoch, f->step);
+        log_malformed(tq, l ? l->name : "an unregistered peer", why);
+        return;
+    }
+    fatal(tq, "loader %s cannot run epoch %u step %u: %.*s: %.*s", l->name, f->epoch, f->step,
+          (int)f->code.len, f->code.p, (int)(f->msg.len > 300 ? 300 : f->msg.len), f->msg.p);
 }
 
 static void on_frame(struct taskq *tq, const uint8_t *id, size_t id_len, zmq_msg_t *m)
@@ -545,15 +657,10 @@ static void on_frame(struct taskq *tq, const uint8_t *id, size_t id_len, zmq_msg
         on_hello(tq, id, id_len, &u.hello);
         break;
     case TASK_MSG_BATCH:
-        on_batch(tq, l && l->alive ? l : NULL, &u.batch, m);
+        on_batch(tq, l, &u.batch, m);
         break;
     case TASK_MSG_FAIL:
-        if (u.fail.run == tq->run && plan_of_epoch(tq, u.fail.epoch))
-            fatal(tq, "loader %s cannot run epoch %u step %u: %.*s: %.*s", who, u.fail.epoch,
-                  u.fail.step, (int)u.fail.code.len, u.fail.code.p,
-                  (int)(u.fail.msg.len > 300 ? 300 : u.fail.msg.len), u.fail.msg.p);
-        else
-            tq->st.stale++;
+        on_fail(tq, l, &u.fail);
         break;
     case TASK_MSG_NONE:
         if (strncmp(why, "EVERSION", 8) == 0) {
@@ -619,8 +726,11 @@ static void check_liveness(struct taskq *tq)
         struct tq_slot *s = &tq->slots[i];
         if (s->state == SLOT_ISSUED && now - s->issued_ns > dl) {
             struct tq_loader *l = loader_by_gen(tq, s->loader, s->loader_gen);
-            if (l && l->held > 0)
-                l->held--;
+            struct tq_holder *h = l ? holder_of(s, tq, l) : NULL;
+            if (h)
+                holder_release(tq, h);
+            if (l)
+                l->strikes++;
             s->state = SLOT_EMPTY;
             tq->st.deadline_expired++;
             log_warn("task %llu missed its %u ms deadline; re-issuing",

@@ -9,8 +9,12 @@
  *  - keeps at most `window` steps in flight (issued to a loader, or received and waiting in
  *    the reorder buffer), lowest steps first, so memory is bounded by window batches;
  *  - re-issues a task when its deadline passes, when its loader stops sending heartbeats, or
- *    when a send to its loader fails; the first batch received for an (epoch, step) wins and
- *    later copies are dropped and counted as duplicates;
+ *    when a send to its loader fails, preferring loaders without strikes (missed deadlines,
+ *    invalid batches) and ones not tried for it; a loader with strikes holds one task at most;
+ *  - accepts a batch or a fail only from a loader the task was issued to (others are counted
+ *    as foreign and dropped); the first valid batch for an (epoch, step) wins and later
+ *    copies are dropped and counted as duplicates; a step fails the run after max_attempts
+ *    issues only when no valid batch at all arrived since its last issue;
  *  - refuses loaders whose manifest differs from the trainer's (the loader is told why and
  *    exits; the refusal is counted and logged once per loader);
  *  - validates every frame (malformed frames are counted and dropped, never trusted);
@@ -86,6 +90,8 @@ struct taskq_stats {
     uint64_t delivered;       /* batches returned by taskq_next */
     uint64_t duplicates;      /* batches for an (epoch, step) already received */
     uint64_t stale;           /* batches from another run or for steps no longer planned */
+    uint64_t foreign;         /* batches and fails from a peer the task was not issued to
+                                 (dropped; never trained on, never fatal) */
     uint64_t rejected;        /* batches that did not match their task (wrong indices,
                                  sizes) or malformed frames */
     uint64_t bad_images;      /* images the loaders could not decode and substituted */

@@ -291,6 +291,17 @@ START_TEST(test_deadline_duplicates_and_loss)
     ck_assert_uint_ge(st.reissued, 2);       /* the slow one's and the dead one's */
     ck_assert_uint_ge(st.deadline_expired, 1);
     ck_assert_uint_ge(st.duplicates, 9);
+    /* the dead loader is dropped at its heartbeat timeout, which may come after the last
+       step now that re-issues avoid the silent loader */
+    for (int k = 0; k < 100 && st.loaders_lost == 0; k++) {
+        if (clock_now_ns() - slow->last_hello > 100000000ull)
+            peer_hello(slow, MAN, 1);
+        if (clock_now_ns() - dup->last_hello > 100000000ull)
+            peer_hello(dup, MAN, 2);
+        ck_assert_int_eq(taskq_service(tq), 0);
+        usleep(20000);
+        taskq_get_stats(tq, &st);
+    }
     ck_assert_uint_eq(st.loaders_lost, 1);
     peer_free(slow);
     peer_free(dup);
@@ -511,6 +522,134 @@ START_TEST(test_failures)
 }
 END_TEST
 
+static void peer_fail(struct peer *p, const struct task_task *t)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    struct task_fail f = { t->run, t->epoch, t->step, { "ERANGE", 6 }, { "forged", 6 } };
+    ck_assert_int_eq(proto_task_encode_fail(&pk, &f), 0);
+    send_sb(p, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Only the loader a task was issued to may answer it: another registered loader's batch or
+ * fail for it, and an unregistered peer's, are dropped and counted; the run goes on. */
+START_TEST(test_only_holders_answer)
+{
+    char ep[128];
+    struct taskq *tq = new_tq(ep, 2, 30000, 3000, 0);
+    struct peer *a = peer_new(ep), *f = peer_new(ep), *stranger = peer_new(ep);
+    peer_hello(a, MAN, 1);
+    peer_hello(f, MAN, 1);
+    uint32_t perm[8];
+    fill_perm(perm, 8, 3);
+    ck_assert_int_eq(taskq_plan(tq, 0, perm, 8, 4, 0, 1), 2);
+    struct taskq_batch bt;
+    for (int k = 0; k < 200 && (a->n == 0 || f->n == 0); k++) {
+        ck_assert_int_ge(taskq_next(tq, 5, &bt), 0);
+        peer_poll(a);
+        peer_poll(f);
+    }
+    ck_assert_int_eq(a->n, 1);
+    ck_assert_int_eq(f->n, 1);
+    peer_answer(f, &a->q[0].t, 0);        /* f answers a's task */
+    peer_fail(f, &a->q[0].t);             /* and fails it */
+    peer_answer(stranger, &a->q[0].t, 0); /* a peer that never said hello */
+    peer_fail(stranger, &a->q[0].t);
+    struct taskq_stats st = { 0 };
+    for (int k = 0; k < 200 && st.foreign < 4; k++) {
+        ck_assert_int_ge(taskq_next(tq, 5, &bt), 0);
+        taskq_get_stats(tq, &st);
+    }
+    ck_assert_uint_eq(st.foreign, 4);
+    ck_assert_uint_eq(st.delivered, 0);
+    peer_answer(a, &a->q[0].t, 0);
+    peer_answer(f, &f->q[0].t, 0);
+    uint32_t got = 0;
+    for (int k = 0; k < 400 && got < 2; k++) {
+        int rc = taskq_next(tq, 5, &bt);
+        ck_assert_msg(rc >= 0, "%s", taskq_error(tq));
+        if (rc == TASKQ_BATCH) {
+            ck_assert_uint_eq(bt.step, got++);
+            check_batch(&bt, perm, 4);
+        }
+    }
+    ck_assert_uint_eq(got, 2);
+    /* the holder's own fail still stops the run */
+    ck_assert_int_eq(taskq_plan(tq, 1, perm, 8, 4, 0, 1), 2);
+    a->n = f->n = 0;
+    int rc = 0;
+    for (int k = 0; k < 400 && rc >= 0; k++) {
+        rc = taskq_next(tq, 5, &bt);
+        peer_poll(a);
+        if (a->n) {
+            peer_fail(a, &a->q[0].t);
+            peer_pop(a, 0);
+        }
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_ptr_nonnull(strstr(taskq_error(tq), "ERANGE: forged"));
+    peer_free(a);
+    peer_free(f);
+    peer_free(stranger);
+    taskq_destroy(&tq);
+}
+END_TEST
+
+/* A silent loader (heartbeats, never answers) with the most credit does not stall or fail
+ * the run while a healthy one delivers: after a missed deadline it gets one task at a time
+ * and re-issues prefer the loader that delivers. */
+START_TEST(test_silent_loader)
+{
+    char ep[128];
+    struct taskq *tq = new_tq(ep, 8, 150, 3000, 0);
+    struct peer *silent = peer_new(ep), *ok = peer_new(ep);
+    peer_hello(silent, MAN, 8);
+    peer_hello(ok, MAN, 1);
+    uint32_t perm[160];
+    fill_perm(perm, 160, 7);
+    ck_assert_int_eq(taskq_plan(tq, 0, perm, 160, 4, 0, 1), 40);
+    struct taskq_batch bt;
+    uint32_t expect = 0;
+    int silent_tasks = 0;
+    uint64_t end = clock_now_ns() + 60000000000ull;
+    for (;;) {
+        ck_assert_msg(clock_now_ns() < end, "stuck at step %u", expect);
+        int rc = taskq_next(tq, 5, &bt);
+        ck_assert_msg(rc >= 0, "%s", taskq_error(tq));
+        if (rc == TASKQ_EPOCH_END)
+            break;
+        if (rc == TASKQ_BATCH) {
+            ck_assert_uint_eq(bt.step, expect++);
+            check_batch(&bt, perm, 4);
+        }
+        if (clock_now_ns() - silent->last_hello > 100000000ull)
+            peer_hello(silent, MAN, 8);
+        if (clock_now_ns() - ok->last_hello > 100000000ull)
+            peer_hello(ok, MAN, 1);
+        peer_poll(silent);
+        silent_tasks += silent->n;
+        silent->n = 0;
+        peer_poll(ok);
+        while (ok->n) {
+            peer_answer(ok, &ok->q[0].t, 0);
+            peer_pop(ok, 0);
+        }
+    }
+    ck_assert_uint_eq(expect, 40);
+    struct taskq_stats st;
+    taskq_get_stats(tq, &st);
+    /* its first 8, then one probe per missed deadline at most */
+    ck_assert_int_le(silent_tasks, 8 + (int)st.deadline_expired);
+    ck_assert_uint_le(st.deadline_expired, 8 + 40 / 2);
+    peer_free(silent);
+    peer_free(ok);
+    taskq_destroy(&tq);
+}
+END_TEST
+
 /* The augmentation override travels with every task; none is sent when it is empty. */
 START_TEST(test_aug_override)
 {
@@ -554,6 +693,8 @@ int main(void)
     tcase_add_test(tc, test_refusals_and_malformed);
     tcase_add_test(tc, test_plans);
     tcase_add_test(tc, test_failures);
+    tcase_add_test(tc, test_only_holders_answer);
+    tcase_add_test(tc, test_silent_loader);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
