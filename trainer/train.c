@@ -33,6 +33,10 @@ enum draw_mode { DRAW_SHARED = 0, DRAW_SOFTMAX = 1 };
 /* bankd writes the snapshots paired with checkpoints to DIR/bank-trainer.snap (and .prev,
    matching trainer.ckpt and its .prev); --keep-epochs adds bank-epoch-NNN.snap. */
 #define TRAINER_SNAPSHOT "trainer"
+/* the snapshot name while checkpoints fail: retries never rotate away the bank snapshot that
+   pairs with the last good checkpoint (bankd keeps two per name) */
+#define TRAINER_SNAPSHOT_RETRY "trainer-retry"
+#define FINAL_RETRY_S 10.0
 
 
 /* Per-stage time accumulated over a metrics window, seconds. */
@@ -51,6 +55,8 @@ struct trainer {
     char ckpt_path[4096 + 64];
     char metrics_path[4096 + 64];
     char config_json[8192];
+    uint64_t ckpt_failures;   /* checkpoints failed since the last good one */
+    uint64_t ckpt_good_step;  /* step of the last good checkpoint (0: none yet) */
 
     struct dataset *ds;
     size_t n;
@@ -244,9 +250,11 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
     double t0 = now_s();
     char snap[4096] = "";
     uint64_t snap_step = 0;
-    if (bankc_snapshot_named(t->bank, TRAINER_SNAPSHOT, snap, sizeof snap, &snap_step) != 0) {
+    const char *name = t->ckpt_failures ? TRAINER_SNAPSHOT_RETRY : TRAINER_SNAPSHOT;
+    if (bankc_snapshot_named(t->bank, name, snap, sizeof snap, &snap_step) != 0) {
         log_error("checkpoint (%s): bank snapshot failed: %s; no checkpoint written", why,
                   bankc_error(t->bank));
+        t->ckpt_failures++;
         return -1;
     }
     struct ckpt c;
@@ -267,8 +275,14 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
     c.bank_path = snap;
     if (ckpt_save(t->ckpt_path, &c) != 0) {
         log_error("checkpoint (%s): cannot write %s: %s", why, t->ckpt_path, strerror(errno));
+        t->ckpt_failures++;
         return -1;
     }
+    if (t->ckpt_failures)
+        log_warn("checkpoint (%s): written again after %" PRIu64 " failed attempt%s (bank "
+                 "snapshot %s)", why, t->ckpt_failures, t->ckpt_failures > 1 ? "s" : "", name);
+    t->ckpt_failures = 0;
+    t->ckpt_good_step = t->step;
     char hex[65] = "";
     if (sha256_file_hex(t->ckpt_path, hex) != 0)
         snprintf(hex, sizeof hex, "unknown");
@@ -315,6 +329,22 @@ static int trainer_keep_epoch(struct trainer *t, uint32_t epoch)
 
 /* Restores weights, optimiser, Z and position from the run directory's checkpoint, and the
  * paired bank snapshot. */
+/* The bankd snapshot name in a recorded snapshot path (".../bank-NAME.snap"), or the
+ * trainer's default when the path does not have that form. */
+static const char *snapshot_name_of(const char *path)
+{
+    static char name[80];
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (strncmp(b, "bank-", 5) != 0 || n <= 10 || n - 10 >= sizeof name ||
+        strcmp(b + n - 5, ".snap") != 0)
+        return TRAINER_SNAPSHOT;
+    memcpy(name, b + 5, n - 10);
+    name[n - 10] = 0;
+    return name;
+}
+
 static int trainer_restore(struct trainer *t)
 {
     struct ckpt c;
@@ -340,6 +370,7 @@ static int trainer_restore(struct trainer *t)
     if (c.z > 0)
         objective_set_z(t->obj, c.z);
     t->step = c.step;
+    t->ckpt_good_step = c.step;
     t->epoch = (uint32_t)c.epoch;
     t->epoch_step = (uint32_t)c.epoch_pos;
     uint64_t have = 0;
@@ -352,7 +383,7 @@ static int trainer_restore(struct trainer *t)
     if (have != c.bank_step) {
         log_info("resume: bankd is at update %" PRIu64 ", the checkpoint pairs with %" PRIu64
                  ": restoring snapshot %s", have, c.bank_step, c.bank_path);
-        if (bankc_restore(t->bank, TRAINER_SNAPSHOT, c.bank_step, &have) != 0) {
+        if (bankc_restore(t->bank, snapshot_name_of(c.bank_path), c.bank_step, &have) != 0) {
             log_error("resume: bank restore failed: %s", bankc_error(t->bank));
             goto done;
         }
@@ -1050,6 +1081,24 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     return 0;
 }
 
+/* The last epoch's checkpoint failed: nothing after it would save the run, so wait for the
+ * disk and retry every FINAL_RETRY_S seconds until it is written (0) or a signal gives up
+ * (-1). Loaders and bankd keep their connections meanwhile. */
+static int trainer_final_checkpoint(struct trainer *t)
+{
+    while (!sig_stop) {
+        log_warn("CHECKPOINT FAILED at the end of training: retrying every %.0f s until it is "
+                 "written (free space in %s and the bank directory; SIGTERM gives up, the last "
+                 "good checkpoint is step %" PRIu64 ")", FINAL_RETRY_S, t->cfg.run_dir,
+                 t->ckpt_good_step);
+        for (double w0 = now_s(); now_s() - w0 < FINAL_RETRY_S && !sig_stop;)
+            taskq_service(t->tq), usleep(100000);
+        if (!sig_stop && trainer_checkpoint(t, "epoch") == 0)
+            return 0;
+    }
+    return -1;
+}
+
 int trainer_run(struct trainer *t)
 {
     int status = EXIT_OK;
@@ -1148,12 +1197,21 @@ int trainer_run(struct trainer *t)
             t->epoch++;
             t->epoch_step = 0;
             epoch_start = now_s();
-            if (trainer_checkpoint(t, "epoch") != 0) {
+            int last = t->epoch >= (uint32_t)t->cfg.epochs;
+            int saved = trainer_checkpoint(t, "epoch") == 0 ||
+                        (last && trainer_final_checkpoint(t) == 0);
+            if (!saved && last) {
                 status = EXIT_FAIL;
                 end_reason = "checkpoint failed";
                 break;
             }
-            if (t->cfg.keep_epochs && trainer_keep_epoch(t, done_epoch) != 0)
+            if (!saved)
+                log_warn("CHECKPOINT FAILED at the end of epoch %u (%" PRIu64 " in a row): "
+                         "training continues and tries again at every epoch end; a crash now "
+                         "resumes from step %" PRIu64 " (free space in %s and the bank "
+                         "directory)", done_epoch, t->ckpt_failures, t->ckpt_good_step,
+                         t->cfg.run_dir);
+            if (saved && t->cfg.keep_epochs && trainer_keep_epoch(t, done_epoch) != 0)
                 log_warn("--keep-epochs: could not keep epoch %u's checkpoint pair", done_epoch);
             if (t->epoch >= (uint32_t)t->cfg.epochs)
                 break;
