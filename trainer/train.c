@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -221,9 +222,18 @@ static void mirror_update(struct trainer *t, const uint32_t *idx, uint32_t count
     }
 }
 
+/* bankd refuses subnormal values (docs/protocol.md); they carry nothing: zeros instead */
+static void flush_subnormal(float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(v[i]) < FLT_MIN)
+            v[i] = 0.0f;
+}
+
 static int bank_send_update(struct trainer *t, const uint32_t *idx, uint32_t count)
 {
     uint64_t step = 0;
+    flush_subnormal(t->feat, (size_t)count * (size_t)t->dim);
     if (bankc_update(t->bank, idx, t->feat, count, (float)t->cfg.nce_m, &step) != 0) {
         log_error("bank: update failed: %s", bankc_error(t->bank));
         return -1;
@@ -509,9 +519,11 @@ static int trainer_warm_start(struct trainer *t)
         uint32_t count;
         const uint32_t *idx = plan_step(&order, s, &count);
         test_loader_fill(&l, t, idx, count);
-        const float *f = net_forward(t->net, t->x, (int)count, 0);
+        size_t nf = (size_t)count * (size_t)t->dim;
+        memcpy(t->feat, net_forward(t->net, t->x, (int)count, 0), nf * sizeof(float));
+        flush_subnormal(t->feat, nf);
         uint64_t step;
-        if (bankc_set(t->bank, idx, f, count, &step) != 0) {
+        if (bankc_set(t->bank, idx, t->feat, count, &step) != 0) {
             log_error("warm start: bank set failed: %s", bankc_error(t->bank));
             goto done;
         }
