@@ -9,6 +9,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,37 @@ struct bank *bank_new_empty(uint64_t rows, size_t dim)
     return b;
 }
 
+/* One row of a uniform bank: coordinates (2 rng_float - 1) s, drawn again while the norm
+ * is below BANK_MIN_NORM. */
+static void bank_draw_uniform(float *v, size_t dim, float s, struct rng *r)
+{
+    double ss;
+    do {
+        ss = 0;
+        for (size_t j = 0; j < dim; j++) {
+            v[j] = (2.0f * rng_float(r) - 1.0f) * s;
+            ss += (double)v[j] * v[j];
+        }
+    } while (!(sqrt(ss) >= BANK_MIN_NORM));
+}
+
+/* One row of a unit bank: normal coordinates (drawn again while the norm is below
+ * BANK_MIN_NORM), then normalised. */
+static void bank_draw_unit(float *v, size_t dim, struct rng *r)
+{
+    double ss;
+    do {
+        ss = 0;
+        for (size_t j = 0; j < dim; j++) {
+            v[j] = (float)rng_normal(r);
+            ss += (double)v[j] * v[j];
+        }
+    } while (!(sqrt(ss) >= BANK_MIN_NORM));
+    float inv = (float)(1.0 / sqrt(ss));
+    for (size_t j = 0; j < dim; j++)
+        v[j] *= inv;
+}
+
 struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_mode mode)
 {
     struct bank *b = bank_new_empty(rows, dim);
@@ -49,25 +81,18 @@ struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_m
     float s = 1.0f / sqrtf((float)dim / 3.0f);
     for (uint64_t i = 0; i < rows; i++) {
         struct rng r = rng_derive(seed, BANK_STREAM_INIT, i);
-        float *v = b->v + i * dim;
-        if (mode == BANK_INIT_UNIT) {
-            double ss;
-            do {
-                ss = 0;
-                for (size_t j = 0; j < dim; j++) {
-                    v[j] = (float)rng_normal(&r);
-                    ss += (double)v[j] * v[j];
-                }
-            } while (ss == 0);
-            float inv = (float)(1.0 / sqrt(ss));
-            for (size_t j = 0; j < dim; j++)
-                v[j] *= inv;
-        } else {
-            for (size_t j = 0; j < dim; j++)
-                v[j] = (2.0f * rng_float(&r) - 1.0f) * s;
-        }
+        if (mode == BANK_INIT_UNIT)
+            bank_draw_unit(b->v + i * dim, dim, &r);
+        else
+            bank_draw_uniform(b->v + i * dim, dim, s, &r);
     }
     return b;
+}
+
+uint64_t bank_bytes(uint64_t rows, uint64_t dim)
+{
+    return (uint64_t)sizeof(struct bank) +
+           rows * (dim * sizeof(float) + sizeof(uint64_t) + sizeof(uint32_t));
 }
 
 void bank_destroy(struct bank **bp)
@@ -196,6 +221,29 @@ int bank_rows(const struct bank *b, const void *want_idx, size_t k, const void *
     return 0;
 }
 
+/* Checks one feature row (dim f32, unaligned): finite, not subnormal, norm >= BANK_MIN_NORM.
+ * 0, or -1 with EINVAL naming row i (bank index r). */
+static int bank_check_feat(const char *f, size_t dim, size_t i, uint32_t r, struct bank_err *e)
+{
+    double ss = 0;
+    for (size_t j = 0; j < dim; j++) {
+        float x;
+        memcpy(&x, f + 4 * j, 4);
+        int k = fpclassify(x);
+        if (k == FP_NAN || k == FP_INFINITE)
+            return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has a non-finite value",
+                                i, r);
+        if (k == FP_SUBNORMAL)
+            return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has a subnormal value",
+                                i, r);
+        ss += (double)x * x;
+    }
+    if (!(sqrt(ss) >= BANK_MIN_NORM))
+        return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has zero norm (%.3g < %g)", i,
+                            r, sqrt(ss), BANK_MIN_NORM);
+    return 0;
+}
+
 /* Checks indices and features of a write request; 0 or -1 with e. */
 static int bank_check_write(const struct bank *b, const void *idx, size_t n, const void *feat,
                             size_t nfeat, struct bank_err *e)
@@ -210,22 +258,14 @@ static int bank_check_write(const struct bank *b, const void *idx, size_t n, con
         if (r >= b->rows)
             return bank_err_set(e, BANK_ERANGE, "idx[%zu] = %u out of range (rows %llu)", i, r,
                                 (unsigned long long)b->rows);
-        double ss = 0;
-        for (size_t j = 0; j < dim; j++) {
-            float x;
-            memcpy(&x, f + 4 * (i * dim + j), 4);
-            if (!isfinite(x))
-                return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has a non-finite value",
-                                    i, r);
-            ss += (double)x * x;
-        }
-        if (ss == 0)
-            return bank_err_set(e, BANK_EINVAL, "feat row %zu (idx %u) has zero norm", i, r);
+        if (bank_check_feat(f + 4 * i * dim, dim, i, r, e) != 0)
+            return -1;
     }
     return 0;
 }
 
-/* Writes row r = normalize(a v + c f) (a = 0 for set); a zero mix falls back to f. */
+/* Writes row r = normalize(a v + c f) (a = 0 for set); a mix with norm below BANK_MIN_NORM
+ * falls back to f (checked by bank_check_feat). Results below FLT_MIN are stored as 0. */
 static void bank_write_row(struct bank *b, uint32_t r, const char *f, float a, float c)
 {
     size_t dim = b->dim;
@@ -239,16 +279,18 @@ static void bank_write_row(struct bank *b, uint32_t r, const char *f, float a, f
         x[j] = a * v[j] + c * fj;
         ss += (double)x[j] * x[j];
     }
-    if (ss == 0 || !isfinite(ss)) {
+    if (!(sqrt(ss) >= BANK_MIN_NORM) || !isfinite(ss)) {
         ss = 0;
         for (size_t j = 0; j < dim; j++) {
             memcpy(&x[j], f + 4 * j, 4);
             ss += (double)x[j] * x[j];
         }
     }
-    float inv = (float)(1.0 / sqrt(ss));
-    for (size_t j = 0; j < dim; j++)
-        v[j] = x[j] * inv;
+    double inv = 1.0 / sqrt(ss); /* in double: a huge norm's inverse is subnormal in float */
+    for (size_t j = 0; j < dim; j++) {
+        float y = (float)(x[j] * inv);
+        v[j] = fabsf(y) < FLT_MIN ? 0.0f : y;
+    }
     b->last_write[r] = b->step;
     b->writes_row[r]++;
     b->writes++;

@@ -4,7 +4,9 @@
  * step counts applied write requests (update or set), each +1 whatever its batch size.
  * Writes are all-or-nothing: every index and every feature of a request is checked before
  * any row changes. Within one request rows are written in order, so a repeated index sees
- * the result of its earlier occurrence.
+ * the result of its earlier occurrence. A feature row is accepted when every value is finite
+ * and not subnormal and its L2 norm is at least BANK_MIN_NORM; stored rows never hold
+ * subnormal values (results below FLT_MIN are stored as 0).
  *
  * Feature and index arguments may be unaligned (they point into wire frames): the bank
  * reads them with memcpy. */
@@ -16,6 +18,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Smallest L2 norm of a feature row (and of a row bank_new draws): anything smaller is
+ * "zero norm", with no direction worth normalising. */
+#define BANK_MIN_NORM 1e-20
 
 struct bank {
     uint64_t rows;
@@ -39,9 +45,13 @@ struct bank {
 };
 
 /* Allocates rows x dim and fills it per mode from seed: BANK_INIT_UNIFORM each coordinate
- * uniform in [-s, s], s = 1/sqrt(dim/3); BANK_INIT_UNIT random unit vectors. NULL on
- * failure (errno ENOMEM). */
+ * uniform in [-s, s], s = 1/sqrt(dim/3); BANK_INIT_UNIT random unit vectors. A row whose
+ * norm comes out below BANK_MIN_NORM (possible only for a tiny dim) is drawn again from its
+ * stream. NULL on failure (errno ENOMEM). */
 struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_mode mode);
+/* Bytes a rows x dim bank holds (struct, rows, per-row bookkeeping), for refusing a bank
+ * before allocating it; no overflow for rows < 2^32 and dim <= BANK_MAX_DIM. */
+uint64_t bank_bytes(uint64_t rows, uint64_t dim);
 /* An uninitialised bank of this shape, for loading a snapshot into. */
 struct bank *bank_new_empty(uint64_t rows, size_t dim);
 void bank_destroy(struct bank **b);
@@ -65,10 +75,10 @@ int bank_rows(const struct bank *b, const void *want_idx, size_t k, const void *
               size_t npos, void *neg_idx, void *neg, void *pos, struct bank_err *e);
 
 /* v_i <- normalize(m v_i + (1 - m) f_i) for the n rows idx (u32), feat (n, dim) f32.
- * Features must be finite with non-zero norm, indices < rows, nfeat == n x dim; otherwise
- * nothing is applied and -1 is returned with e filled (ERANGE / EINVAL). When the mixed
- * vector has zero norm (f exactly opposite to v with matching length) the row becomes
- * normalize(f). On success step advances by 1. */
+ * Features must be finite and not subnormal with norm >= BANK_MIN_NORM, indices < rows,
+ * nfeat == n x dim; otherwise nothing is applied and -1 is returned with e filled (ERANGE /
+ * EINVAL). When the mixed vector's norm is below BANK_MIN_NORM (f exactly opposite to v
+ * with matching length) the row becomes normalize(f). On success step advances by 1. */
 int bank_update(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
                 float momentum, struct bank_err *e);
 /* v_i <- normalize(f_i); same checks and step rule as bank_update. */

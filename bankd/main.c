@@ -11,13 +11,32 @@
 #include "common/sig.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Physical memory in bytes (0 when unknown). */
+static uint64_t phys_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
+/* Sets --max-bytes' default to a quarter of physical memory (unbounded when unknown). */
+static void max_bytes_default(struct cfg_opt *opts)
+{
+    static char def[24];
+    uint64_t ram = phys_bytes();
+    snprintf(def, sizeof def, "%llu", ram ? (unsigned long long)(ram / 4 > 4096 ? ram / 4 : 4096)
+                                          : (unsigned long long)1e19);
+    cfg_set_default(opts, "max-bytes", def);
+}
 
 int main(int argc, char **argv)
 {
     const char *bind, *dir, *init_mode, *level;
     double every;
-    uint64_t rows, dim, seed, max_frame;
+    uint64_t rows, dim, seed, max_frame, max_bytes;
     int allow_remote, cache_clients;
     struct cfg_opt opts[] = {
         { "bind", "NPID_BANKD_BIND", CFG_STR, &bind, "tcp://127.0.0.1:5557", 0, 0,
@@ -36,6 +55,9 @@ int main(int argc, char **argv)
           "initialisation of that bank: uniform (reference) or unit", 0 },
         { "max-frame", "NPID_MAX_FRAME", CFG_U64, &max_frame, "67108864", 1024, 4294967295.0,
           "largest request or reply frame, bytes (larger requests drop the connection)", 0 },
+        { "max-bytes", "NPID_BANK_MAX_BYTES", CFG_U64, &max_bytes, "0", 4096, 1.8e19,
+          "largest bank init or --rows/--dim may create, bytes (rows x (4 dim + 12) plus a "
+          "few hundred; default: a quarter of physical memory); a larger init gets ENOMEM", 0 },
         { "cache-clients", NULL, CFG_INT, &cache_clients, "256", 0, 65536,
           "clients whose last reply is kept for retries", 0 },
         { "log-level", "NPID_LOG_LEVEL", CFG_STR, &level, "info", 0, 0,
@@ -48,6 +70,7 @@ int main(int argc, char **argv)
     static char ep_def[32];
     if (cfg_endpoint_default(opts, "bind", 0, "npid-bankd", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
+    max_bytes_default(opts);
     int npos;
     int rc = cfg_parse("npid-bankd", "[options]\n       npid-bankd ping [--bank EP] [--timeout "
                        "SECONDS]   (see npid-bankd ping --help)", opts, argc, argv, &npos);
@@ -84,8 +107,10 @@ int main(int argc, char **argv)
     /* a file size limit makes writes fail with EFBIG (reported) instead of killing us */
     signal(SIGXFSZ, SIG_IGN);
 
+    if (phys_bytes() && max_bytes > phys_bytes())
+        log_warn("--max-bytes exceeds physical memory: a bank that large may get bankd killed");
     struct server_cfg sc = { bind, allow_remote, dir, every, rows, dim, seed, mode, max_frame,
-                             cache_clients };
+                             max_bytes, cache_clients };
     struct server *s = server_new(&sc);
     if (!s) {
         msg_ctx_term();

@@ -27,6 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Request bytes (ids, names) and ids the bank holds go into messages and log lines only
+ * through ESC: printable ASCII as is, other bytes as \xNN (proto_bank_escape). ESC_ID is
+ * the room for one id in a message (struct bank_err's msg holds two). */
+enum { ESC_ID = 96 };
+#define ESC(buf, p, len) proto_bank_escape(buf, sizeof buf, p, len)
+
 struct cache_entry {
     char cid[65];
     uint64_t seq;
@@ -370,61 +376,83 @@ static void encode_err(struct server *s, const struct bank_rep_hdr *rh, const st
 
 /* ---- ops ----------------------------------------------------------------------------------- */
 
+/* init against a bank of the same shape: succeeds unless the request's run or manifest
+ * contradicts a non-empty one the bank holds (EMISMATCH); adopts those the bank lacks. */
+static int op_init_existing(struct server *s, const struct bank_init_req *q, struct bank_err *e)
+{
+    struct bank *b = s->bank;
+    char have[ESC_ID], want[ESC_ID];
+    if (q->manifest && b->has_manifest &&
+        (strlen(b->manifest) != q->manifest_len ||
+         memcmp(b->manifest, q->manifest, q->manifest_len)))
+        return bank_err_set(e, BANK_EMISMATCH, "bank holds manifest %s, init names %s",
+                            ESC(have, b->manifest, strlen(b->manifest)),
+                            ESC(want, q->manifest, q->manifest_len));
+    if (q->run && q->run_len && b->run[0] &&
+        (strlen(b->run) != q->run_len || memcmp(b->run, q->run, q->run_len)))
+        return bank_err_set(e, BANK_EMISMATCH, "bank belongs to run %s, init names %s",
+                            ESC(have, b->run, strlen(b->run)), ESC(want, q->run, q->run_len));
+    int adopt_run = q->run && q->run_len && !b->run[0];
+    int adopt_man = q->manifest && !b->has_manifest;
+    if (adopt_run || adopt_man) {
+        if (bank_set_ids(b, adopt_run ? q->run : b->run, adopt_run ? q->run_len : strlen(b->run),
+                         adopt_man ? q->manifest : (b->has_manifest ? b->manifest : NULL),
+                         adopt_man ? q->manifest_len : strlen(b->manifest)) != 0)
+            return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
+        s->snap_stale = 1;
+    }
+    return 0;
+}
+
+/* init creating the bank (none held). Its size was checked against --max-bytes. */
+static int op_init_create(struct server *s, const struct bank_init_req *q, struct bank_err *e)
+{
+    if (q->run_len > 255 || q->manifest_len > 255)
+        return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
+    double t0 = clock_seconds();
+    struct bank *b = bank_new(q->rows, (size_t)q->dim, q->seed, q->mode);
+    if (!b)
+        return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %llu x %llu bank",
+                            (unsigned long long)q->rows, (unsigned long long)q->dim);
+    bank_set_ids(b, q->run, q->run_len, q->manifest, q->manifest_len);
+    s->bank = b;
+    s->snap_valid = 0;
+    char run[ESC_ID], man[ESC_ID];
+    log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s) in %.2f s",
+             (unsigned long long)b->rows, b->dim, q->mode == BANK_INIT_UNIT ? "unit" : "uniform",
+             (unsigned long long)q->seed, ESC(run, b->run, strlen(b->run)),
+             b->has_manifest ? ESC(man, b->manifest, strlen(b->manifest)) : "none",
+             clock_seconds() - t0);
+    return 0;
+}
+
+/* init: an existing bank of the same shape is kept; otherwise a bank larger than
+ * --max-bytes is ENOMEM (before anything is allocated, whatever bank is held), another
+ * shape than the bank held EMISMATCH, and with no bank one is created. */
 static int op_init(struct server *s, const struct bank_init_req *q, const struct bank_rep_hdr *rh,
                    struct bank_err *e)
 {
     struct bank_init_rep r = { q->rows, q->dim, 0, 0 };
     struct bank *b = s->bank;
-    if (b) {
-        if (b->rows != q->rows || b->dim != q->dim)
+    if (b && b->rows == q->rows && b->dim == q->dim) {
+        if (op_init_existing(s, q, e) != 0)
+            return -1;
+        r.step = b->step;
+    } else {
+        uint64_t need = bank_bytes(q->rows, q->dim);
+        if (need > s->cfg.max_bytes)
+            return bank_err_set(e, BANK_ENOMEM, "a %llu x %llu bank needs %llu bytes, more than "
+                                "--max-bytes %llu%s", (unsigned long long)q->rows,
+                                (unsigned long long)q->dim, (unsigned long long)need,
+                                (unsigned long long)s->cfg.max_bytes,
+                                b ? "; the bank held is unchanged" : "");
+        if (b)
             return bank_err_set(e, BANK_EMISMATCH, "bank is %llu x %zu, init asks %llu x %llu",
                                 (unsigned long long)b->rows, b->dim,
                                 (unsigned long long)q->rows, (unsigned long long)q->dim);
-        if (q->manifest && b->has_manifest &&
-            (strlen(b->manifest) != q->manifest_len ||
-             memcmp(b->manifest, q->manifest, q->manifest_len)))
-            return bank_err_set(e, BANK_EMISMATCH, "bank holds manifest %s, init names %.*s",
-                                b->manifest, (int)(q->manifest_len > 80 ? 80 : q->manifest_len),
-                                q->manifest);
-        if (q->run && q->run_len && b->run[0] &&
-            (strlen(b->run) != q->run_len || memcmp(b->run, q->run, q->run_len)))
-            return bank_err_set(e, BANK_EMISMATCH, "bank belongs to run %s, init names %.*s",
-                                b->run, (int)(q->run_len > 80 ? 80 : q->run_len), q->run);
-        /* adopt identifiers the bank lacks (a bank created from flags) */
-        int adopt_run = q->run && q->run_len && !b->run[0];
-        int adopt_man = q->manifest && !b->has_manifest;
-        if (adopt_run || adopt_man) {
-            if (bank_set_ids(b, adopt_run ? q->run : b->run, adopt_run ? q->run_len : strlen(b->run),
-                             adopt_man ? q->manifest : (b->has_manifest ? b->manifest : NULL),
-                             adopt_man ? q->manifest_len : strlen(b->manifest)) != 0)
-                return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
-            s->snap_stale = 1;
-        }
-        r.step = b->step;
-    } else {
-        if (q->run_len > 255 || q->manifest_len > 255)
-            return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
-        /* refuse what cannot fit in RAM rather than be killed by the OOM killer while
-         * initialising it: rows (4 dim + 12 bytes of bookkeeping) within 90 % of memory */
-        uint64_t need = q->rows * (4 * q->dim + 12);
-        uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
-        if (need > ram / 10 * 9)
-            return bank_err_set(e, BANK_ENOMEM, "a %llu x %llu bank needs %.1f GB; this machine "
-                                "has %.1f GB", (unsigned long long)q->rows,
-                                (unsigned long long)q->dim, (double)need / 1e9, (double)ram / 1e9);
-        double t0 = clock_seconds();
-        b = bank_new(q->rows, (size_t)q->dim, q->seed, q->mode);
-        if (!b)
-            return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %llu x %llu bank",
-                                (unsigned long long)q->rows, (unsigned long long)q->dim);
-        bank_set_ids(b, q->run, q->run_len, q->manifest, q->manifest_len);
-        s->bank = b;
-        s->snap_valid = 0;
+        if (op_init_create(s, q, e) != 0)
+            return -1;
         r.created = 1;
-        log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s) in %.2f s",
-                 (unsigned long long)b->rows, b->dim,
-                 q->mode == BANK_INIT_UNIT ? "unit" : "uniform", (unsigned long long)q->seed,
-                 b->run, b->has_manifest ? b->manifest : "none", clock_seconds() - t0);
     }
     msgpack_sbuffer_clear(&s->sb);
     proto_bank_encode_init_rep(&s->pk, rh, &r);
@@ -631,8 +659,9 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
     nb->extra_len = 0;
     s->snap_stale = 1; /* bank.snap does not hold this bank */
     s->stat_snap_step = nb->step;
+    char run[ESC_ID];
     log_info("restored %s: step %llu (was %llu), run '%s'", file, want,
-             (unsigned long long)old_step, nb->run);
+             (unsigned long long)old_step, ESC(run, nb->run, strlen(nb->run)));
     struct bank_step_rep r = { nb->step };
     msgpack_sbuffer_clear(&s->sb);
     proto_bank_encode_step_rep(&s->pk, rh, &r);
@@ -687,8 +716,10 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
         ce = cache_find(s, q.h.cid, q.h.cid_len, 1);
         if (ce && ce->seq == q.h.seq && ce->crc == crc && ce->has_reply) {
             s->cache_hits++;
+            char cid[PROTO_BANK_ESCAPED(sizeof ce->cid)];
             log_debug("retry of %s seq %llu from %s answered from the cache",
-                      proto_bank_op_name(q.h.op), (unsigned long long)q.h.seq, ce->cid);
+                      proto_bank_op_name(q.h.op), (unsigned long long)q.h.seq,
+                      ESC(cid, ce->cid, strlen(ce->cid)));
             zmq_msg_init(&out);
             zmq_msg_copy(&out, &ce->reply);
             server_send(s, id, delim, &out);
@@ -781,6 +812,28 @@ done:
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+/* Creates the bank --rows/--dim ask for, within --max-bytes; 0, or -1 (reason logged). */
+static int server_bank_from_flags(struct server *s, const struct server_cfg *cfg)
+{
+    uint64_t need = bank_bytes(cfg->rows, cfg->dim);
+    if (need > cfg->max_bytes) {
+        log_error("a %llu x %llu bank needs %llu bytes, more than --max-bytes %llu; raise "
+                  "--max-bytes or ask for a smaller bank", (unsigned long long)cfg->rows,
+                  (unsigned long long)cfg->dim, (unsigned long long)need,
+                  (unsigned long long)cfg->max_bytes);
+        return -1;
+    }
+    s->bank = bank_new(cfg->rows, (size_t)cfg->dim, cfg->seed, cfg->mode);
+    if (!s->bank) {
+        log_error("cannot allocate a %llu x %llu bank", (unsigned long long)cfg->rows,
+                  (unsigned long long)cfg->dim);
+        return -1;
+    }
+    log_info("bank created from flags: %llu x %llu, seed %llu", (unsigned long long)cfg->rows,
+             (unsigned long long)cfg->dim, (unsigned long long)cfg->seed);
+    return 0;
+}
+
 struct server *server_new(const struct server_cfg *cfg)
 {
     struct server *s = calloc(1, sizeof *s);
@@ -812,9 +865,11 @@ struct server *server_new(const struct server_cfg *cfg)
             s->snap_step = s->bank->step;
             s->snap_valid = 1;
             s->stat_snap_step = s->bank->step;
+            char run[ESC_ID];
             log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s'", path,
                      (unsigned long long)s->bank->rows, s->bank->dim,
-                     (unsigned long long)s->bank->step, s->bank->run);
+                     (unsigned long long)s->bank->step,
+                     ESC(run, s->bank->run, strlen(s->bank->run)));
             cache_load(s, s->bank);
         } else if (found) {
             log_error("no usable snapshot in %s; starting without a bank", s->dir);
@@ -829,16 +884,8 @@ struct server *server_new(const struct server_cfg *cfg)
                   (unsigned long long)cfg->rows, (unsigned long long)cfg->dim);
         goto fail_server;
     }
-    if (!s->bank && cfg->rows && cfg->dim) {
-        s->bank = bank_new(cfg->rows, (size_t)cfg->dim, cfg->seed, cfg->mode);
-        if (!s->bank) {
-            log_error("cannot allocate a %llu x %llu bank", (unsigned long long)cfg->rows,
-                      (unsigned long long)cfg->dim);
-            goto fail_server;
-        }
-        log_info("bank created from flags: %llu x %llu, seed %llu", (unsigned long long)cfg->rows,
-                 (unsigned long long)cfg->dim, (unsigned long long)cfg->seed);
-    }
+    if (!s->bank && cfg->rows && cfg->dim && server_bank_from_flags(s, cfg) != 0)
+        goto fail_server;
     struct msg_opts o = MSG_OPTS_DEFAULT;
     o.maxmsgsize = (int64_t)cfg->max_frame;
     o.sndhwm = 100;

@@ -20,6 +20,7 @@ struct server_cfg {
     uint64_t rows, dim, seed;  /* create a bank at start when rows and dim are set */
     enum bank_init_mode mode;
     uint64_t max_frame;        /* bytes, for requests and replies */
+    uint64_t max_bytes;        /* largest bank (bank_bytes) init or rows/dim may create */
     int cache_clients;         /* reply-cache entries (clients remembered) */
 };
 

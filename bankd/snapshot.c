@@ -294,7 +294,8 @@ struct snap_cand {
     int named;                /* bank-<name>.snap[.prev] */
 };
 
-/* Classifies a file name: 0 bank.snap[.prev] or bank-<name>.snap[.prev] (c filled), -1 other. */
+/* Classifies a file name: 0 bank.snap[.prev] or bank-<name>.snap[.prev] (c filled), -2 a
+ * bank-*.snap[.prev] whose name is not valid (proto_bank_name_ok), -1 other. */
 static int snap_classify(const char *fname, struct snap_cand *c)
 {
     size_t len = strlen(fname);
@@ -308,8 +309,9 @@ static int snap_classify(const char *fname, struct snap_cand *c)
     }
     if (len == strlen(SNAPSHOT_NAME) && !memcmp(fname, SNAPSHOT_NAME, len))
         return 0;
-    if (len > 10 && !memcmp(fname, "bank-", 5) && !memcmp(fname + len - 5, ".snap", 5) &&
-        proto_bank_name_ok(fname + 5, len - 10)) {
+    if (len > 10 && !memcmp(fname, "bank-", 5) && !memcmp(fname + len - 5, ".snap", 5)) {
+        if (!proto_bank_name_ok(fname + 5, len - 10))
+            return -2;
         c->named = 1;
         return 0;
     }
@@ -346,7 +348,14 @@ struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_
     struct dirent *de;
     while ((de = readdir(dh))) {
         struct snap_cand c;
-        if (snap_classify(de->d_name, &c) != 0)
+        int kind = snap_classify(de->d_name, &c);
+        if (kind == -2) {
+            char shown[PROTO_BANK_ESCAPED(64)];
+            log_warn("ignoring %s/%s: not a valid snapshot name ([A-Za-z0-9_-], first a letter "
+                     "or digit)", dir, proto_bank_escape(shown, sizeof shown, de->d_name,
+                                                         strlen(de->d_name)));
+        }
+        if (kind != 0)
             continue;
         if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, c.name) >= sizeof file)
             continue;

@@ -8,11 +8,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -82,63 +83,137 @@ void msg_close(void **s)
     }
 }
 
+/* Splits a tcp:// endpoint: host (brackets of an IPv6 literal removed) into host, *rest at
+ * what follows it (":port"; for the connect-only "tcp://source;dest" form, the source
+ * part's). 0, or -1 when ep is not tcp:// or the host does not fit. */
+static int msg_tcp_split(const char *ep, char *host, size_t cap, const char **rest)
+{
+    if (!ep || strncmp(ep, "tcp://", 6) != 0)
+        return -1;
+    const char *h = ep + 6, *end;
+    const char *semi = strchr(h, ';');
+    size_t n;
+    if (h[0] == '[') {
+        const char *close = strchr(h, ']');
+        if (!close)
+            return -1;
+        n = (size_t)(close - h - 1);
+        h++;
+        end = close + 1;
+    } else {
+        const char *colon = strrchr(h, ':');
+        if (!colon || (semi && colon > semi))
+            colon = semi ? semi : h + strlen(h);
+        n = (size_t)(colon - h);
+        end = colon;
+    }
+    if (n >= cap)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = 0;
+    *rest = end;
+    return 0;
+}
+
+static int msg_addr_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* Resolves host (an address literal or a name, through getaddrinfo) for a loopback bind:
+ * 1 when it resolves and every address is loopback, with the address to bind written to
+ * numeric (may be NULL): the first IPv4 one, else the first IPv6 one (*v6 set); 0
+ * otherwise (a non-loopback address among them, "*", an interface name, no such host). */
+static int msg_host_loopback(const char *host, char *numeric, size_t cap, int *v6)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (!host[0] || getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return 0;
+    const struct addrinfo *pick = NULL;
+    int ok = 1;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (!msg_addr_loopback(ai->ai_addr))
+            ok = 0;
+        else if (!pick || (pick->ai_family != AF_INET && ai->ai_family == AF_INET))
+            pick = ai;
+    }
+    if (ok && pick && numeric &&
+        getnameinfo(pick->ai_addr, pick->ai_addrlen, numeric, (socklen_t)cap, NULL, 0,
+                    NI_NUMERICHOST) != 0)
+        ok = 0;
+    if (ok && v6)
+        *v6 = pick->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return ok;
+}
+
 int msg_endpoint_is_local(const char *ep)
 {
     if (!ep)
         return 0;
     if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
         return 1;
-    if (strncmp(ep, "tcp://", 6) != 0)
-        return 0;
-    const char *host = ep + 6;
-    const char *semi = strchr(host, ';'); /* "tcp://source;dest" form: check the local part */
-    char buf[256];
-    size_t n;
-    if (host[0] == '[') {
-        const char *close = strchr(host, ']');
-        if (!close)
-            return 0;
-        n = (size_t)(close - host - 1);
-        if (n >= sizeof buf)
-            return 0;
-        memcpy(buf, host + 1, n);
-    } else {
-        const char *colon = strrchr(host, ':');
-        if (!colon || (semi && colon > semi))
-            colon = semi ? semi : host + strlen(host);
-        n = (size_t)(colon - host);
-        if (n >= sizeof buf)
-            return 0;
-        memcpy(buf, host, n);
+    char host[256];
+    const char *rest;
+    return msg_tcp_split(ep, host, sizeof host, &rest) == 0 &&
+           msg_host_loopback(host, NULL, 0, NULL);
+}
+
+/* zmq_bind with ZMQ_IPV6 set when the address is IPv6; failures logged with ep. */
+static int msg_bind_as(void *s, const char *ep, const char *as, int v6)
+{
+    int one = 1;
+    if (v6 && zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof one) != 0) {
+        int saved = errno;
+        log_error("cannot enable IPv6 to bind %s: %s", ep, zmq_strerror(saved));
+        errno = saved;
+        return -1;
     }
-    buf[n] = 0;
-    if (!strcasecmp(buf, "localhost"))
-        return 1;
-    unsigned char a[16];
-    if (inet_pton(AF_INET, buf, a) == 1)
-        return a[0] == 127;
-    if (inet_pton(AF_INET6, buf, a) == 1) {
-        static const unsigned char lo6[16] = { [15] = 1 };
-        return memcmp(a, lo6, 16) == 0;
+    if (zmq_bind(s, as) != 0) {
+        int saved = errno;
+        if (strcmp(ep, as))
+            log_error("cannot bind %s (as %s): %s", ep, as, zmq_strerror(saved));
+        else
+            log_error("cannot bind %s: %s", ep, zmq_strerror(saved));
+        errno = saved;
+        return -1;
     }
     return 0;
 }
 
 int msg_bind(void *s, const char *ep, int allow_remote)
 {
+    char host[256], num[INET6_ADDRSTRLEN + 8], as[sizeof num + 300];
+    const char *rest;
+    int v6 = 0;
+    if (msg_tcp_split(ep, host, sizeof host, &rest) == 0) {
+        if (msg_host_loopback(host, num, sizeof num, &v6)) {
+            /* libzmq binds only address literals and interface names: bind the address */
+            if ((size_t)snprintf(as, sizeof as, "tcp://%s%s%s%s", v6 ? "[" : "", num,
+                                 v6 ? "]" : "", rest) >= sizeof as) {
+                errno = EINVAL;
+                return -1;
+            }
+            return msg_bind_as(s, ep, as, v6);
+        }
+        v6 = strchr(host, ':') != NULL; /* an IPv6 literal (with allow_remote) */
+    }
     if (!allow_remote && !msg_endpoint_is_local(ep)) {
         log_error("refusing to bind %s: not a loopback or ipc endpoint (pass --allow-remote to "
                   "expose it)", ep);
         errno = EPERM;
         return -1;
     }
-    if (zmq_bind(s, ep) != 0) {
-        int saved = errno;
-        log_error("cannot bind %s: %s", ep, zmq_strerror(saved));
-        errno = saved;
-        return -1;
-    }
-    return 0;
+    return msg_bind_as(s, ep, ep, v6);
 }
 
 int msg_connect(void *s, const char *ep)

@@ -51,11 +51,15 @@ void *msg_socket(int type, const struct msg_opts *o);
 /* Closes *s (linger as configured) and sets it NULL; accepts NULL. */
 void msg_close(void **s);
 
-/* 1 when the endpoint is ipc://, inproc://, or tcp:// on 127.0.0.0/8, ::1 or "localhost";
- * 0 otherwise (including wildcard "*" and interface names). */
+/* 1 when the endpoint is ipc://, inproc://, or tcp:// whose host is a loopback address
+ * (127.0.0.0/8, ::1) or a name (such as "localhost") all of whose addresses (getaddrinfo)
+ * are loopback; 0 otherwise (including wildcard "*", interface names, unknown names). */
 int msg_endpoint_is_local(const char *ep);
 /* Binds s. Non-local endpoints are refused (errno EPERM, reason logged) unless
- * allow_remote. Returns 0 or -1 (errno set; ZeroMQ failures are logged with the endpoint). */
+ * allow_remote. A loopback tcp:// host is bound as its address (libzmq binds no host
+ * names): a name's first IPv4 address, else its first IPv6 one; IPv6 addresses get
+ * ZMQ_IPV6 set on s. Returns 0 or -1 (errno set; ZeroMQ failures are logged with the
+ * endpoint). */
 int msg_bind(void *s, const char *ep, int allow_remote);
 int msg_connect(void *s, const char *ep);
 

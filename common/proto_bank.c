@@ -122,15 +122,71 @@ static int opt_bin4(const struct mp_map *m, const char *key, const void **p, siz
     return 0;
 }
 
+static int name_char_ok(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+}
+
 int proto_bank_name_ok(const char *name, size_t len)
 {
-    if (!name || len == 0 || len > BANK_SNAP_NAME_MAX)
+    if (!name || len == 0 || len > BANK_SNAP_NAME_MAX || name[0] == '_' || name[0] == '-')
         return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
+    for (size_t i = 0; i < len; i++)
+        if (!name_char_ok(name[i]))
             return 0;
+    return 1;
+}
+
+char *proto_bank_escape(char *out, size_t cap, const void *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = s;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = p[i];
+        int plain = c >= 0x20 && c < 0x7f;
+        if (n + (plain ? 1 : 4) >= cap)
+            break;
+        if (plain) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
+    }
+    out[n] = 0;
+    return out;
+}
+
+/* 1 when s (len bytes) is well-formed UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF) without NUL bytes. */
+static int utf8_ok(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned c = p[i];
+        size_t n = c < 0x80 ? 0 : c >= 0xc2 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 :
+                   c >= 0xf0 && c < 0xf5 ? 3 : 9;
+        if (c == 0 || n == 9 || n > len - i - 1)
+            return 0;
+        unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+        else if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+        for (size_t k = 1; k <= n; k++) {
+            unsigned b = p[i + k];
+            if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf))
+                return 0;
+        }
+        i += n + 1;
     }
     return 1;
 }
@@ -147,6 +203,8 @@ static int decode_init(const struct mp_map *m, struct bank_init_req *r, struct b
         opt_str(m, "manifest", &r->manifest, &r->manifest_len, 1, e) ||
         opt_str(m, "init", &mode, &mode_len, 0, e))
         return -1;
+    if (!utf8_ok(r->run, r->run_len) || !utf8_ok(r->manifest, r->manifest_len))
+        return bank_err_set(e, BANK_EINVAL, "run and manifest must be UTF-8 without NUL bytes");
     if (r->rows == 0 || r->rows > UINT32_MAX)
         return bank_err_set(e, BANK_ERANGE, "rows must be in 1..%u", UINT32_MAX);
     if (r->dim == 0 || r->dim > BANK_MAX_DIM)
@@ -197,8 +255,8 @@ static int decode_name(const struct mp_map *m, const char **name, size_t *len, i
     if ((required ? need_str(m, "name", name, len, e) : opt_str(m, "name", name, len, 0, e)) != 0)
         return -1;
     if (*name && !proto_bank_name_ok(*name, *len))
-        return bank_err_set(e, BANK_EINVAL, "name must be 1..%d characters of [A-Za-z0-9_.-]",
-                            BANK_SNAP_NAME_MAX);
+        return bank_err_set(e, BANK_EINVAL, "name must be 1..%d characters of [A-Za-z0-9_-] "
+                            "starting with a letter or digit", BANK_SNAP_NAME_MAX);
     return 0;
 }
 
@@ -262,12 +320,9 @@ int proto_bank_decode_req(const void *buf, size_t len, struct bank_req *req, str
     case BANK_OP_NONE:
         break;
     }
-    char shown[40];
-    size_t n = op_len < sizeof shown - 1 ? op_len : sizeof shown - 1;
-    for (size_t i = 0; i < n; i++)
-        shown[i] = (op[i] >= 0x20 && op[i] < 0x7f) ? op[i] : '?';
-    shown[n] = 0;
-    return bank_err_set(e, BANK_EINVAL, "unknown op '%s'", shown);
+    char shown[PROTO_BANK_ESCAPED(32)];
+    return bank_err_set(e, BANK_EINVAL, "unknown op '%s'",
+                        proto_bank_escape(shown, sizeof shown, op, op_len));
 }
 
 /* v, op, [cid], [seq] plus nfields more pairs. */
@@ -373,11 +428,15 @@ static int enc_rep_hdr(msgpack_packer *pk, const struct bank_rep_hdr *h, int ok,
     return h->has_seq ? mp_pack_kv_u64(pk, "seq", h->seq) : 0;
 }
 
+/* "msg" is escaped once more (printable ASCII is unchanged): whatever a message quotes, the
+ * reply's str is valid UTF-8 for strict decoders. */
 int proto_bank_encode_err_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
                               const struct bank_err *e)
 {
+    char msg[PROTO_BANK_ESCAPED(sizeof e->msg)];
+    proto_bank_escape(msg, sizeof msg, e->msg, strnlen(e->msg, sizeof e->msg));
     return enc_rep_hdr(pk, h, 0, 2) || mp_pack_kv_str(pk, "err", e->code) ||
-           mp_pack_kv_str(pk, "msg", e->msg) ? -1 : 0;
+           mp_pack_kv_str(pk, "msg", msg) ? -1 : 0;
 }
 
 int proto_bank_encode_init_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,

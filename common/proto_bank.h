@@ -39,13 +39,14 @@ const char *proto_bank_op_name(enum bank_op op);
 /* Error codes carried in "err". */
 #define BANK_EPROTO    "EPROTO"    /* malformed frame, wrong field types */
 #define BANK_EVERSION  "EVERSION"  /* "v" is not 1 */
-#define BANK_EINVAL    "EINVAL"    /* unknown op, bad values (non-finite, zero norm, bad bin length) */
+#define BANK_EINVAL    "EINVAL"    /* unknown op, bad values (non-finite, subnormal, zero norm,
+                                      bad bin length, bad snapshot name) */
 #define BANK_ERANGE    "ERANGE"    /* index or size out of range */
 #define BANK_ENOBANK   "ENOBANK"   /* no bank yet: send init */
 #define BANK_EMISMATCH "EMISMATCH" /* init with another shape, run or manifest */
 #define BANK_ENOSPC    "ENOSPC"    /* snapshot could not be written: disk full */
 #define BANK_EIO       "EIO"       /* snapshot could not be written: other error */
-#define BANK_ENOMEM    "ENOMEM"    /* the bank could not be allocated */
+#define BANK_ENOMEM    "ENOMEM"    /* the bank exceeds --max-bytes or could not be allocated */
 #define BANK_ENOSNAP   "ENOSNAP"   /* restore: no valid snapshot of that name holds that step */
 #define BANK_EBUSY     "EBUSY"     /* client side: a request is outstanding */
 #define BANK_ETIMEDOUT "ETIMEDOUT" /* client side: no reply after all retries */
@@ -88,7 +89,8 @@ enum bank_init_mode { BANK_INIT_UNIFORM = 0, BANK_INIT_UNIT = 1 };
 
 /* init: rows > 0, dim > 0 (<= BANK_MAX_DIM); seed, run (default ""), manifest (default nil),
  * "init": "uniform" (each coordinate uniform in [-s, s], s = 1/sqrt(dim/3); the reference)
- * or "unit" (random unit vectors). */
+ * or "unit" (random unit vectors). run and manifest must be valid UTF-8 without NUL bytes
+ * (EINVAL): they are stored in the bank and echoed by info. */
 #define BANK_MAX_DIM 65536u
 struct bank_init_req {
     uint64_t rows, dim, seed;
@@ -128,11 +130,20 @@ struct bank_get_req {
     uint64_t start, count;
 };
 
-/* Snapshot names: 1..BANK_SNAP_NAME_MAX characters of [A-Za-z0-9_.-] (the file is
- * DIR/bank-<name>.snap). */
+/* Snapshot names: 1..BANK_SNAP_NAME_MAX characters of [A-Za-z0-9_-], the first a letter or
+ * a digit (the file is DIR/bank-<name>.snap; no name is "." or "..", starts like an option
+ * or holds a dot that would make file names ambiguous). */
 #define BANK_SNAP_NAME_MAX 64
 /* 1 when name (len bytes) is a valid snapshot name. */
 int proto_bank_name_ok(const char *name, size_t len);
+
+/* Writes len bytes of untrusted s (a name, an id, an op from a request) to out as text that
+ * is valid UTF-8 and safe in a log line: printable ASCII (0x20..0x7e) as is, every other
+ * byte as \xNN. Always NUL-terminates (cap > 0); when out is too small the text ends at the
+ * last whole character that fits. Returns out, for use as a printf argument. */
+char *proto_bank_escape(char *out, size_t cap, const void *s, size_t len);
+/* Room for the escape of n bytes, NUL included. */
+#define PROTO_BANK_ESCAPED(n) (4 * (n) + 1)
 
 /* snapshot: name NULL (absent): the daemon's own DIR/bank.snap; else DIR/bank-<name>.snap. */
 struct bank_snapshot_req {

@@ -1,7 +1,8 @@
 /* Tests for the memory bank and npid-bankd.
  *
  * "bank": bankd/bank.c against a plain-C reference (initialisation, update, set, sample,
- * all-or-nothing rejection, statistics) and snapshot files (bit-exact round trip,
+ * all-or-nothing rejection of hostile values: NaN, +-Inf, subnormal, zero and tiny norms;
+ * no zero-norm row from init, statistics) and snapshot files (bit-exact round trip,
  * corruption detection, fallback to the previous file, a write failing on a file size limit).
  * "daemon": a real npid-bankd ($NPID_BIN/npid-bankd) on an ipc:// endpoint: malformed frames,
  * idempotent retries, the bankc client end to end, SIGKILL and restart, corrupt newest
@@ -11,6 +12,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -194,6 +196,108 @@ START_TEST(test_bank_rejects_all_or_nothing)
     for (size_t j = 0; j < dim; j++)
         ck_assert(isfinite(b->v[dim + j]));
     free(before);
+    bank_destroy(&b);
+}
+END_TEST
+
+/* 1 when every value of the bank is finite and none is subnormal. */
+static int bank_values_ok(const struct bank *b)
+{
+    for (size_t i = 0; i < b->rows * b->dim; i++)
+        if (!isfinite(b->v[i]) || fpclassify(b->v[i]) == FP_SUBNORMAL)
+            return 0;
+    return 1;
+}
+
+/* Hostile values: subnormal, NaN, +-Inf, -0.0 everywhere, norm 1e-30 or just below
+ * BANK_MIN_NORM, in the last row of a request, refused by set and update with nothing
+ * written; a norm just above the bound, huge values and a tiny coordinate next to a huge
+ * one are accepted and leave unit rows without subnormal values. */
+START_TEST(test_bank_rejects_hostile_values)
+{
+    size_t rows = 16, dim = 8, n = 3;
+    struct bank *b = bank_new(rows, dim, 4, BANK_INIT_UNIFORM);
+    float *before = malloc(rows * dim * 4), feat[24], bad[24];
+    memcpy(before, b->v, rows * dim * 4);
+    fill_normal(feat, n * dim, 5);
+    uint32_t idx[3] = { 2, 9, 15 };
+    struct bank_err e;
+    enum { SUBNORMAL_ONE, SUBNORMAL_ALL, NAN_ONE, INF_ONE, NINF_ONE, NEG_ZERO, TINY, BELOW, KINDS };
+    for (int kind = 0; kind < KINDS; kind++) {
+        memcpy(bad, feat, sizeof bad);
+        float *last = bad + (n - 1) * dim;
+        for (size_t j = 0; j < dim; j++) {
+            switch (kind) {
+            case SUBNORMAL_ONE: if (j == 3) last[j] = 1e-40f; break;
+            case SUBNORMAL_ALL: last[j] = FLT_MIN / 4; break;
+            case NAN_ONE: if (j == 1) last[j] = NAN; break;
+            case INF_ONE: if (j == 7) last[j] = INFINITY; break;
+            case NINF_ONE: if (j == 0) last[j] = -INFINITY; break;
+            case NEG_ZERO: last[j] = -0.0f; break;
+            case TINY: last[j] = j == 5 ? 1e-30f : 0.0f; break;                 /* norm 1e-30 */
+            case BELOW: last[j] = (float)(BANK_MIN_NORM / 2 / sqrt((double)dim)); break;
+            }
+        }
+        ck_assert(fpclassify(1e-40f) == FP_SUBNORMAL && fpclassify(FLT_MIN / 4) == FP_SUBNORMAL);
+        ck_assert_msg(bank_set(b, idx, n, bad, n * dim, &e) == -1, "set accepted kind %d", kind);
+        ck_assert_str_eq(e.code, BANK_EINVAL);
+        ck_assert_ptr_nonnull(strstr(e.msg, "feat row 2"));
+        ck_assert_msg(bank_update(b, idx, n, bad, n * dim, 0.5f, &e) == -1, "update kind %d",
+                      kind);
+        ck_assert_str_eq(e.code, BANK_EINVAL);
+        ck_assert(!memcmp(before, b->v, rows * dim * 4));
+        ck_assert_uint_eq(b->step, 0);
+        ck_assert_uint_eq(b->writes, 0);
+    }
+    /* just above the bound: accepted, stored as a unit vector */
+    for (size_t j = 0; j < dim; j++)
+        bad[j] = (float)(BANK_MIN_NORM * 2 / sqrt((double)dim));
+    ck_assert_int_eq(bank_set(b, idx, 1, bad, dim, &e), 0);
+    /* a tiny coordinate beside a huge one: its normalised value underflows, stored as 0 */
+    for (size_t j = 0; j < dim; j++)
+        bad[dim + j] = j == 0 ? 3e38f : (j == 1 ? 1e-30f : 2e-38f);
+    ck_assert_int_eq(bank_set(b, idx + 1, 1, bad + dim, dim, &e), 0);
+    ck_assert(b->v[9 * dim + 1] == 0.0f);
+    /* huge everywhere: the inverse norm is below FLT_MIN, computed in double */
+    for (size_t j = 0; j < dim; j++)
+        bad[2 * dim + j] = (j & 1 ? -3e38f : 3e38f);
+    ck_assert_int_eq(bank_update(b, idx + 2, 1, bad + 2 * dim, dim, 0.0f, &e), 0);
+    ck_assert(bank_values_ok(b));
+    for (int r = 0; r < 3; r++) {
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++)
+            ss += (double)b->v[idx[r] * dim + j] * b->v[idx[r] * dim + j];
+        ck_assert_msg(fabs(ss - 1) < 1e-6, "row %u has squared norm %g", idx[r], ss);
+    }
+    free(before);
+    bank_destroy(&b);
+}
+END_TEST
+
+/* The rows init makes have norm >= BANK_MIN_NORM: with dim 1 a uniform row is exactly 0
+ * when its draw is 0.5, and is then drawn again from its stream. */
+START_TEST(test_bank_init_no_zero_rows)
+{
+    uint64_t seed = 0, row = 0;
+    int found = 0;
+    for (uint64_t i = 0; i < (1ull << 27) && !found; i++) {
+        struct rng r = rng_derive(i >> 20, 1, i & 0xfffff);
+        if (rng_float(&r) == 0.5f) {
+            seed = i >> 20;
+            row = i & 0xfffff;
+            found = 1;
+        }
+    }
+    ck_assert_msg(found, "no draw of exactly 0.5 found");
+    struct bank *b = bank_new(row + 1, 1, seed, BANK_INIT_UNIFORM);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_msg(fabsf(b->v[row]) >= BANK_MIN_NORM, "row %llu of seed %llu is %g",
+                  (unsigned long long)row, (unsigned long long)seed, b->v[row]);
+    struct rng r = rng_derive(seed, 1, row);
+    rng_float(&r);
+    /* the next draw of its stream */
+    ck_assert(b->v[row] == (2.0f * rng_float(&r) - 1.0f) * (1.0f / sqrtf(1.0f / 3.0f)));
+    ck_assert(bank_values_ok(b));
     bank_destroy(&b);
 }
 END_TEST
@@ -1153,6 +1257,8 @@ START_TEST(test_daemon_startup_order)
     junk->step = 100;
     ck_assert_int_eq(snapshot_write_as(junk, dir, "bank.snap.abandoned", NULL, 0), 0);
     ck_assert_int_eq(snapshot_write_as(junk, dir, "bank-c d.snap", NULL, 0), 0);
+    ck_assert_int_eq(snapshot_write_as(junk, dir, "bank-c.d.snap", NULL, 0), 0); /* a dot */
+    ck_assert_int_eq(snapshot_write_as(junk, dir, "bank-..snap", NULL, 0), 0);
     ck_assert_int_eq(snapshot_write_as(junk, dir, "bank-e.snap.tmp", NULL, 0), 0);
     ck_assert_int_eq(snapshot_write_as(junk, dir, "other.snap", NULL, 0), 0);
     bank_destroy(&junk);
@@ -1188,6 +1294,8 @@ START_TEST(test_daemon_startup_order)
         bankc_destroy(&c);
         ck_assert_int_eq(daemon_stop(&d, SIGKILL), 128 + SIGKILL);
     }
+    ck_assert(log_contains(&d, "bank-c.d.snap: not a valid snapshot name"));
+    ck_assert(log_contains(&d, "bank-..snap: not a valid snapshot name"));
     for (int i = 1; i <= 7; i++)
         free(at[i]);
 }
@@ -1494,6 +1602,8 @@ int main(void)
     tcase_add_test(tb, test_bank_init);
     tcase_add_test(tb, test_bank_update_vs_reference);
     tcase_add_test(tb, test_bank_rejects_all_or_nothing);
+    tcase_add_test(tb, test_bank_rejects_hostile_values);
+    tcase_add_test(tb, test_bank_init_no_zero_rows);
     tcase_add_test(tb, test_bank_sample);
     tcase_add_test(tb, test_bank_stats);
     tcase_add_test(tb, test_snapshot_roundtrip_and_corruption);

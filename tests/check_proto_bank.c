@@ -119,12 +119,12 @@ START_TEST(test_requests_roundtrip)
     ck_assert(!q.u.sample.has_neg_idx && q.u.sample.neg_idx == NULL);
 
     /* named snapshot, unnamed snapshot through the named encoder, restore */
-    struct bank_snapshot_req sn = { "epoch-3_b.1", 11 };
+    struct bank_snapshot_req sn = { "epoch-3_b_1", 11 };
     msgpack_sbuffer_clear(&b.sb);
     ck_assert_int_eq(proto_bank_encode_snapshot_named_req(&b.pk, &hdr, &sn), 0);
     decode_ok(&b, &q);
     check_hdr(&q, BANK_OP_SNAPSHOT);
-    ck_assert(q.u.snapshot.name_len == 11 && !memcmp(q.u.snapshot.name, "epoch-3_b.1", 11));
+    ck_assert(q.u.snapshot.name_len == 11 && !memcmp(q.u.snapshot.name, "epoch-3_b_1", 11));
     struct bank_snapshot_req unnamed = { NULL, 0 };
     msgpack_sbuffer_clear(&b.sb);
     ck_assert_int_eq(proto_bank_encode_snapshot_named_req(&b.pk, &hdr, &unnamed), 0);
@@ -140,15 +140,19 @@ START_TEST(test_requests_roundtrip)
     ck_assert(q.u.restore.step == 1ull << 35);
     ck_assert_str_eq(proto_bank_op_name(BANK_OP_RESTORE), "restore");
 
-    /* names: the allowed alphabet and lengths */
+    /* names: [A-Za-z0-9_-]{1,64}, starting with a letter or digit */
     char name65[66];
     memset(name65, 'a', 65);
     ck_assert(proto_bank_name_ok(name65, 64));
     ck_assert(!proto_bank_name_ok(name65, 65));
     ck_assert(!proto_bank_name_ok(name65, 0));
-    ck_assert(proto_bank_name_ok("A-z_0.9", 7));
-    ck_assert(!proto_bank_name_ok("a/b", 3));
-    ck_assert(!proto_bank_name_ok("a b", 3));
+    static const char *const good[] = { "A-z_09", "9", "a", "epoch-001", "Z_-" };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(proto_bank_name_ok(good[i], strlen(good[i])), "'%s' refused", good[i]);
+    static const char *const bad[] = { ".", "..", "...", ".a", "-a", "_a", "a.b", "a.", "a/b",
+                                       "a b", "\xff\xfe", "a\xc3\xa9", "a:b", "a\\b", "~a" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!proto_bank_name_ok(bad[i], strlen(bad[i])), "'%s' accepted", bad[i]);
     ck_assert(!proto_bank_name_ok("a\0b", 3));
 
     /* no cid, no seq */
@@ -440,6 +444,75 @@ START_TEST(test_malformed_requests)
 }
 END_TEST
 
+/* Request bytes quoted in messages come out as printable ASCII with \xNN escapes. */
+START_TEST(test_escape)
+{
+    char out[64];
+    ck_assert_str_eq(proto_bank_escape(out, sizeof out, "a\xff\n\\b\x7f ", 7),
+                     "a\\xff\\x0a\\b\\x7f ");
+    ck_assert_str_eq(proto_bank_escape(out, sizeof out, "x\0y", 3), "x\\x00y");
+    ck_assert_str_eq(proto_bank_escape(out, sizeof out, NULL, 0), "");
+    /* too small: ends at the last whole character */
+    ck_assert_str_eq(proto_bank_escape(out, 6, "ab\xff" "cd", 5), "ab");
+    ck_assert_str_eq(proto_bank_escape(out, 7, "ab\xff" "cd", 5), "ab\\xff");
+    ck_assert_str_eq(proto_bank_escape(out, 1, "ab", 2), "");
+}
+END_TEST
+
+/* A bin of raw bytes posing as a str: header for len < 32 */
+static size_t put_fixstr(unsigned char *p, const char *s, size_t len)
+{
+    p[0] = (unsigned char)(0xa0 | len);
+    memcpy(p + 1, s, len);
+    return 1 + len;
+}
+
+/* Hostile strings: an op that is not UTF-8 is quoted escaped; init's run and manifest must
+ * be UTF-8 without NUL; an error reply's msg is ASCII whatever the message holds. */
+START_TEST(test_hostile_strings)
+{
+    unsigned char m[256];
+    struct bank_req q;
+    struct bank_err e;
+    size_t n = RAW(m, 3, KV_V1 KV_SEQ "\xa2op\xa2\xff\xfe");
+    ck_assert_int_eq(proto_bank_decode_req(m, n, &q, &e), -1);
+    ck_assert_str_eq(e.code, BANK_EINVAL);
+    ck_assert_msg(strstr(e.msg, "'\\xff\\xfe'"), "msg: %s", e.msg);
+    static const struct { const char *s; size_t len; int ok; } ids[] = {
+        { "run-1", 5, 1 }, { "\xc3\xa9t\xc3\xa9", 5, 1 }, { "\xf0\x9f\x98\x80", 4, 1 },
+        { "", 0, 1 }, { "\xff\xfe", 2, 0 }, { "a\0b", 3, 0 }, { "\xc3", 1, 0 },
+        { "\xc0\xaf", 2, 0 }, { "\xed\xa0\x80", 3, 0 }, { "\xf4\x90\x80\x80", 4, 0 },
+        { "\xe2\x82", 2, 0 }, { "\x80", 1, 0 },
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        for (int field = 0; field < 2; field++) {
+            unsigned char *p = m;
+            static const char head[] = "\x85\xa1v\x01\xa2op\xa4init\xa4rows\x05\xa3" "dim\x04";
+            memcpy(p, head, sizeof head - 1);
+            p += sizeof head - 1;
+            p += put_fixstr(p, field ? "manifest" : "run", field ? 8 : 3);
+            p += put_fixstr(p, ids[i].s, ids[i].len);
+            int rc = proto_bank_decode_req(m, (size_t)(p - m), &q, &e);
+            ck_assert_msg(rc == (ids[i].ok ? 0 : -1), "id %zu field %d: rc %d (%s)", i, field,
+                          rc, e.msg);
+            if (!ids[i].ok)
+                ck_assert_str_eq(e.code, BANK_EINVAL);
+        }
+    }
+    /* a message holding any byte is sent escaped */
+    struct buf b;
+    buf_init(&b);
+    struct bank_err raw;
+    struct bank_rep_hdr rh = { 1, 1 };
+    bank_err_set(&raw, BANK_EMISMATCH, "names %s and %s", "\xc3\xa9", "\xff\n");
+    ck_assert_int_eq(proto_bank_encode_err_rep(&b.pk, &rh, &raw), 0);
+    union bank_rep_u r;
+    ck_assert_int_eq(proto_bank_decode_rep(b.sb.data, b.sb.size, BANK_OP_INIT, &r, &e), -1);
+    ck_assert_str_eq(e.msg, "names \\xc3\\xa9 and \\xff\\x0a");
+    msgpack_sbuffer_destroy(&b.sb);
+}
+END_TEST
+
 START_TEST(test_malformed_replies)
 {
     union bank_rep_u r;
@@ -465,6 +538,8 @@ int main(void)
     tcase_add_test(tc, test_replies_roundtrip);
     tcase_add_test(tc, test_malformed_requests);
     tcase_add_test(tc, test_malformed_replies);
+    tcase_add_test(tc, test_escape);
+    tcase_add_test(tc, test_hostile_strings);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
