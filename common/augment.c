@@ -6,7 +6,9 @@
  * point, horizontal pass first into an 8-bit intermediate, then vertical, each sum rounded
  * by adding 2^21 and clamped. The colour operations follow Pillow's Blend.c (float32,
  * truncation), Convert.c (L24 luma, rgb2hsv/hsv2rgb) and torchvision 0.14's functional_pil.
- * The floating-point expressions deliberately keep Pillow's mix of float and double. */
+ * The floating-point expressions deliberately keep Pillow's mix of float and double.
+ * The Gaussian blur follows torchvision's tensor gaussian_blur (functional_tensor.py): a
+ * float32 kernel, reflect padding, float32 convolution, round half to even. */
 #include "common/augment.h"
 
 #include <math.h>
@@ -25,7 +27,8 @@ struct scratch {
     double *kd;             /* double coefficients while computing */
     uint8_t *tmp;           /* horizontal-pass intermediate */
     int32_t *acc;           /* vertical-pass accumulators, one output row */
-    size_t kx_cap, ky_cap, bx_cap, by_cap, kd_cap, tmp_cap, acc_cap;
+    float *bf;              /* blur: kernel, padded row, horizontal pass, accumulators */
+    size_t kx_cap, ky_cap, bx_cap, by_cap, kd_cap, tmp_cap, acc_cap, bf_cap;
 };
 
 struct augment {
@@ -59,7 +62,15 @@ static void scratch_free(struct scratch *s)
     free(s->kd);
     free(s->tmp);
     free(s->acc);
+    free(s->bf);
     memset(s, 0, sizeof *s);
+}
+
+/* Floats of blur scratch for a w x h image and ksize taps: the kernel, one padded row, the
+ * horizontal pass (h x w x 3) and one row of vertical accumulators. */
+static size_t blur_scratch_floats(uint32_t w, uint32_t h, uint32_t ksize)
+{
+    return ksize + ((size_t)w + ksize) * 3 + (size_t)w * h * 3 + (size_t)w * 3;
 }
 
 /* ---- params ------------------------------------------------------------------------------ */
@@ -160,8 +171,11 @@ int augment_override(struct augment_params *p, const char *spec, char *err, size
             bad = !(end - v == 1 && (*v == '0' || *v == '1'));
             if (!bad)
                 p->flip = *v == '1';
+        } else if (klen == 4 && strncmp(s, "blur", 4) == 0) {
+            bad = parse_float_span(v, end, &p->blur_p);
         } else {
-            err_set(err, err_len, "augmentation '%.*s': unknown key '%.*s' (crop, jitter, gray, flip)",
+            err_set(err, err_len,
+                    "augmentation '%.*s': unknown key '%.*s' (crop, jitter, gray, flip, blur)",
                     (int)(end - s), s, klen, s);
             return -1;
         }
@@ -220,6 +234,10 @@ int augment_params_check(const struct augment_params *p, char *err, size_t err_l
         err_set(err, err_len, "grayscale probability %g not in [0,1]", p->gray_p);
         return -1;
     }
+    if (!(p->blur_p >= 0 && p->blur_p <= 1)) {
+        err_set(err, err_len, "blur probability %g not in [0,1]", p->blur_p);
+        return -1;
+    }
     return 0;
 }
 
@@ -242,11 +260,21 @@ struct augment *augment_new(const struct augment_params *p)
         return NULL;
     a->p = *p;
     a->img = malloc((size_t)p->size * p->size * 3);
-    if (!a->img) {
-        free(a);
-        return NULL;
+    if (!a->img)
+        goto free_a;
+    if (p->train && p->blur_p > 0) {
+        size_t n = blur_scratch_floats(p->size, p->size, augment_blur_ksize(p->size));
+        a->s.bf = malloc(n * sizeof(float));
+        if (!a->s.bf)
+            goto free_img;
+        a->s.bf_cap = n;
     }
     return a;
+free_img:
+    free(a->img);
+free_a:
+    free(a);
+    return NULL;
 }
 
 void augment_destroy(struct augment **ap)
@@ -684,6 +712,95 @@ void augment_flip(uint8_t *rgb, uint32_t w, uint32_t h)
     }
 }
 
+/* ---- Gaussian blur (torchvision's gaussian_blur on a uint8 tensor) ------------------------ */
+
+uint32_t augment_blur_ksize(uint32_t size)
+{
+    return 2 * (size / 20) + 1 < 3 ? 3 : 2 * (size / 20) + 1;
+}
+
+/* torch.nn.functional.pad(mode="reflect") index for i in [-pad, n + pad): the mirror about
+ * the first and last pixel (not repeating them), applied again while out of range (torch
+ * refuses pad >= n; only then is the division reached). */
+static inline int64_t reflect_index(int64_t i, int64_t n)
+{
+    if (i >= 0 && i < n)
+        return i;
+    if (i < 0 && -i < n)
+        return -i;
+    if (i >= n && i < 2 * n - 1)
+        return 2 * (n - 1) - i;
+    if (n == 1)
+        return 0;
+    int64_t period = 2 * (n - 1);
+    i %= period;
+    if (i < 0)
+        i += period;
+    return i < n ? i : period - i;
+}
+
+void augment_blur(struct augment *a, uint8_t *rgb, uint32_t w, uint32_t h, uint32_t ksize,
+                  float sigma)
+{
+    /* rgb (h, w, 3) in place; kernel (ksize) */
+    NPID_CHECK(w >= 1 && h >= 1 && ksize % 2 == 1 && ksize <= 1023 && sigma > 0);
+    struct scratch tmp = { 0 };
+    struct scratch *s = a ? &a->s : &tmp;
+    grow((void **)&s->bf, &s->bf_cap, blur_scratch_floats(w, h, ksize), sizeof(float));
+    int64_t r = ksize / 2;
+    size_t row = (size_t)w * 3;
+    float *k = s->bf, *pad = k + ksize, *hb = pad + ((size_t)w + ksize) * 3,
+          *acc = hb + row * h;
+    /* _get_gaussian_kernel1d: linspace(-half, half) (exact: integers), pdf in float32 */
+    float half = (float)(ksize - 1) * 0.5f, sum = 0;
+    for (uint32_t t = 0; t < ksize; t++) {
+        float x = ((float)t - half) / sigma;
+        k[t] = expf(-0.5f * (x * x));
+        sum += k[t];
+    }
+    for (uint32_t t = 0; t < ksize; t++)
+        k[t] /= sum;
+    /* across: each row reflect-padded by r pixels, then taps outer, the row inner */
+    for (uint32_t y = 0; y < h; y++) {
+        const uint8_t *in = rgb + (size_t)y * row;
+        for (size_t j = 0; j < row; j++)
+            pad[(size_t)r * 3 + j] = in[j];
+        for (int64_t x = 1; x <= r; x++)
+            for (int c = 0; c < 3; c++) {
+                pad[(size_t)(r - x) * 3 + c] = in[reflect_index(-x, w) * 3 + c];
+                pad[(size_t)(r + w - 1 + x) * 3 + c] = in[reflect_index(w - 1 + x, w) * 3 + c];
+            }
+        float *out = hb + (size_t)y * row;
+        for (size_t j = 0; j < row; j++)
+            out[j] = 0;
+        for (uint32_t t = 0; t < ksize; t++) {
+            const float *pp = pad + (size_t)t * 3;
+            float kt = k[t];
+            for (size_t j = 0; j < row; j++)
+                out[j] += kt * pp[j];
+        }
+    }
+    /* down: rows reflected by index, the same kernel; then round half to even (torch.round,
+     * nearbyintf in the default rounding mode) and clamp */
+    for (uint32_t y = 0; y < h; y++) {
+        for (size_t j = 0; j < row; j++)
+            acc[j] = 0;
+        for (uint32_t t = 0; t < ksize; t++) {
+            const float *pp = hb + (size_t)reflect_index((int64_t)y + t - r, h) * row;
+            float kt = k[t];
+            for (size_t j = 0; j < row; j++)
+                acc[j] += kt * pp[j];
+        }
+        uint8_t *out = rgb + (size_t)y * row;
+        for (size_t j = 0; j < row; j++) {
+            float v = nearbyintf(acc[j]);
+            out[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+    if (!a)
+        scratch_free(&tmp);
+}
+
 void augment_hwc_to_chw(const uint8_t *hwc, size_t n, uint8_t *chw)
 {
     uint8_t *r = chw, *g = chw + n, *b = chw + 2 * n;
@@ -808,6 +925,13 @@ void augment_apply(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h
         if (p->flip && rng_double(r) < 0.5) {
             augment_flip(img, S, S);
             d->flip = 1;
+        }
+        /* RandomApply([GaussianBlur]): applied when a uniform draw falls below blur_p, then
+         * GaussianBlur.get_params draws sigma (torch draws it in float32) */
+        if (p->blur_p > 0 && rng_double(r) < p->blur_p) {
+            d->blur_sigma = (float)uniform(r, 0.1, 2.0);
+            augment_blur(a, img, S, S, augment_blur_ksize(S), d->blur_sigma);
+            d->blur = 1;
         }
     }
     if (p->layout == AUGMENT_CHW)

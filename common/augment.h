@@ -16,7 +16,14 @@
  *     (uint8)(hue * 255) modulo 256;
  *   RandomGrayscale(gray_p): L = (19595 R + 38470 G + 7471 B + 32768) >> 16 (PIL's
  *     0.299/0.587/0.114) replicated to three channels;
- *   RandomHorizontalFlip(0.5) when flip is set.
+ *   RandomHorizontalFlip(0.5) when flip is set;
+ *   RandomApply([GaussianBlur(k, sigma=(0.1, 2.0))], blur_p) (SimCLR, MoCo v2): with
+ *     probability blur_p a Gaussian blur of sigma uniform in [0.1, 2.0] and kernel side
+ *     k = augment_blur_ksize(size), with torchvision's tensor gaussian_blur semantics
+ *     (augment_blur); drawn and applied last (SimCLR's and MoCo v2's order is crop, flip,
+ *     jitter, gray, blur: the flip, a spatial operation, commutes with the colour ones), so
+ *     the other operations' draws and results do not depend on blur_p, and with blur_p = 0
+ *     nothing is drawn for it.
  *   gray_first puts RandomGrayscale before ColorJitter (the reference's ImageNet order).
  * Test transform (train = 0): when test_resize > 0, resize so the shorter side is
  *   test_resize (the longer side int(test_resize * long / short), PIL bilinear), then a centre
@@ -49,30 +56,35 @@ struct augment_params {
     float gray_p;                   /* RandomGrayscale probability */
     int gray_first;                 /* grayscale before colour jitter (ImageNet reference) */
     int flip;                       /* RandomHorizontalFlip(0.5) */
+    float blur_p;                   /* RandomApply(GaussianBlur) probability; 0 (off) in
+                                     * every preset */
     uint32_t test_resize;           /* test transform: shorter side before centre crop; 0 none */
     enum augment_layout layout;
 };
 
 /* Fills p with a preset: "cifar" (size 32 unless size > 0; RandomResizedCrop scale 0.2-1,
- * ColorJitter 0.4 x4, RandomGrayscale 0.2, no flip; test: identity), "imagenet" (size 224
- * unless size > 0; same with gray_first and flip; test: resize 256/224*size, centre crop) or
- * "none" (train and test: plain resize to size). Returns 0, or -1 for an unknown name. */
+ * ColorJitter 0.4 x4, RandomGrayscale 0.2, no flip, no blur; test: identity), "imagenet"
+ * (size 224 unless size > 0; same with gray_first and flip; test: resize 256/224*size, centre
+ * crop) or "none" (train and test: plain resize to size). Returns 0, or -1 for an unknown name. */
 int augment_preset(const char *name, int train, uint32_t size, enum augment_layout layout,
                    struct augment_params *p);
 /* Overrides train-transform fields of p from spec, comma-separated key=value pairs applied in
- * order (the trainer's --crop-scale, --jitter, --gray and --flip; docs/protocol.md, "aug"):
+ * order (the trainer's --crop-scale, --jitter, --gray, --flip and --blur; docs/protocol.md,
+ * "aug"):
  *   crop=MIN-MAX    RandomResizedCrop area fraction range (e.g. 0.08-1)
  *   jitter=S        ColorJitter brightness = contrast = saturation = hue = S
  *   jitter=B/C/S/H  each separately (e.g. 0.4/0.4/0.4/0.1)
  *   gray=P          RandomGrayscale probability
  *   flip=0|1        RandomHorizontalFlip(0.5) off or on
+ *   blur=P          RandomApply(GaussianBlur) probability (0: off)
  * An empty spec changes nothing. Returns 0, or -1 with a one-line reason naming the pair (an
  * unknown key, a malformed or out-of-range value; the result is checked with
  * augment_params_check), p then unspecified. */
 int augment_override(struct augment_params *p, const char *spec, char *err, size_t err_len);
 
-/* Checks ranges (size, probabilities in [0,1], 0 < scale_min <= scale_max <= 1,
- * 0 < ratio_min <= ratio_max, jitter in [0,1) except hue in [0,0.5]). 0 or -1 with reason. */
+/* Checks ranges (size, probabilities gray_p and blur_p in [0,1], 0 < scale_min <= scale_max
+ * <= 1, 0 < ratio_min <= ratio_max, jitter in [0,1) except hue in [0,0.5]). 0 or -1 with
+ * reason. */
 int augment_params_check(const struct augment_params *p, char *err, size_t err_len);
 
 /* The smallest source side worth decoding for these params: a decoder may downscale (e.g.
@@ -90,6 +102,8 @@ struct augment_draw {
     uint8_t order[4];               /* jitter order: 0 brightness, 1 contrast, 2 saturation, 3 hue */
     int gray;                       /* grayscale applied */
     int flip;                       /* flip applied */
+    int blur;                       /* blur applied */
+    float blur_sigma;               /* its sigma (0 when not applied) */
 };
 
 struct augment;
@@ -128,6 +142,21 @@ void augment_hue(uint8_t *rgb, size_t n, float shift);
 void augment_grayscale(uint8_t *rgb, size_t n);
 /* Mirrors each row of a w x h packed RGB image in place. */
 void augment_flip(uint8_t *rgb, uint32_t w, uint32_t h);
+/* GaussianBlur's kernel side for a size x size output: the odd number nearest size / 10
+ * (ties, size a multiple of 20, go up), at least 3; that is 2 floor(size / 20) + 1, SimCLR's
+ * rule (radius = (size // 10) // 2): 3 up to 39 px, 5 at 40-59, 7 at 64, 9 at 96, 23 at 224. */
+uint32_t augment_blur_ksize(uint32_t size);
+/* Gaussian blur of a w x h packed RGB image in place, torchvision's tensor gaussian_blur
+ * (what F.gaussian_blur does to a PIL image too): the 1-D kernel exp(-x^2 / (2 sigma^2)) at
+ * x = -(ksize-1)/2 .. (ksize-1)/2, normalised to sum 1, in float32 as torchvision builds it;
+ * the same kernel across and down (separable; torchvision convolves once with the float32
+ * outer product of the two, which differs only in float rounding); "reflect" padding of ksize / 2 (the edge
+ * pixel is not repeated: index -1 reads 1); float32 sums; each result rounded half to even
+ * and clamped to 0..255. Where torchvision needs ksize / 2 < side, indices here reflect
+ * repeatedly (a 1-pixel side keeps its value). ksize odd, 1..1023; sigma > 0. Uses scratch
+ * from a (sized by augment_new for the params' own blur; NULL: allocates temporarily). */
+void augment_blur(struct augment *a, uint8_t *rgb, uint32_t w, uint32_t h, uint32_t ksize,
+                  float sigma);
 /* Packed RGB (HWC) to planar (CHW), n pixels. */
 void augment_hwc_to_chw(const uint8_t *hwc, size_t n, uint8_t *chw);
 

@@ -150,6 +150,16 @@ static int pixop_one(int argc, char **argv, long w, long h, uint8_t *img, uint8_
         augment_grayscale(img, n);
     } else if (strcmp(op, "flip") == 0 && argc == 1) {
         augment_flip(img, (uint32_t)w, (uint32_t)h);
+    } else if (strcmp(op, "blur") == 0 && argc == 3) {
+        char *e = NULL;
+        long k = strtol(argv[1], &e, 10);
+        double sigma = strtod(argv[2], NULL);
+        if (*e || k < 1 || k > 1023 || k % 2 == 0 || !(sigma > 0 && sigma < 1e6)) {
+            fprintf(stderr, "npid-loader _pixop: blur: expected an odd kernel side 1..1023 and "
+                            "sigma > 0\n");
+            return -1;
+        }
+        augment_blur(NULL, img, (uint32_t)w, (uint32_t)h, (uint32_t)k, (float)sigma);
     } else if (strcmp(op, "test") == 0 && argc == 3) {
         struct augment_params p;
         if (augment_preset(argv[1], 0, (uint32_t)strtoul(argv[2], NULL, 10), AUGMENT_HWC, &p)) {
@@ -182,6 +192,7 @@ static int pixop_one(int argc, char **argv, long w, long h, uint8_t *img, uint8_
  * answered on stdout by the resulting bytes (their size follows from the request). Ops:
  *   resize X Y CW CH DW DH   crop box resized (Pillow bilinear) to DW x DH
  *   brightness|contrast|saturation F, hue SHIFT, grayscale, flip
+ *   blur K SIGMA             Gaussian blur, K x K kernel (odd), standard deviation SIGMA
  *   test PRESET SIZE         the preset's test transform (HWC)
  * Ends at end of input (exit 0) or at the first bad request (exit 2). */
 int loader_pixop_main(int argc, char **argv)

@@ -1,7 +1,8 @@
 /* Augmentations: the deterministic pieces against plain reference loops (crop + bilinear
- * resize, grayscale, flip, layout), known-answer colour cases, and the random draws'
- * distributions over thousands of samples (crop area and aspect, jitter factors and order,
- * grayscale and flip rates). Exactness against Pillow itself is tests/it_loader_pil.sh. */
+ * resize, Gaussian blur, grayscale, flip, layout), known-answer colour cases, and the random
+ * draws' distributions over thousands of samples (crop area and aspect, jitter factors and
+ * order, grayscale, flip and blur rates, blur sigma). Exactness against Pillow and
+ * torchvision themselves is tests/it_loader_pil.sh. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -125,6 +126,131 @@ START_TEST(test_resize_matches_reference)
     }
     augment_destroy(&a);
     ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* Plain reference for augment_blur: the 2-D kernel (outer product of the normalised 1-D
+ * Gaussian) in double precision, a reflect-padded copy of the image (pad < side), direct 2-D
+ * convolution, round half to even, clamp. */
+static void ref_blur(const uint8_t *src, int w, int h, int k, double sigma, uint8_t *dst)
+{
+    int r = k / 2, pw = w + 2 * r, ph = h + 2 * r;
+    double *k1 = malloc(sizeof(double) * k), *k2 = malloc(sizeof(double) * k * k), sum = 0;
+    double *pad = malloc(sizeof(double) * pw * ph * 3);
+    for (int i = 0; i < k; i++) {
+        double x = i - (k - 1) / 2.0;
+        k1[i] = exp(-x * x / (2 * sigma * sigma));
+        sum += k1[i];
+    }
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++)
+            k2[i * k + j] = k1[i] / sum * (k1[j] / sum);
+    for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++) {
+            int sy = y - r, sx = x - r;
+            sy = sy < 0 ? -sy : sy >= h ? 2 * (h - 1) - sy : sy;
+            sx = sx < 0 ? -sx : sx >= w ? 2 * (w - 1) - sx : sx;
+            for (int c = 0; c < 3; c++)
+                pad[((size_t)y * pw + x) * 3 + c] = src[((size_t)sy * w + sx) * 3 + c];
+        }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                double acc = 0;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        acc += k2[i * k + j] * pad[((size_t)(y + i) * pw + x + j) * 3 + c];
+                double v = nearbyint(acc);
+                dst[((size_t)y * w + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    free(k1);
+    free(k2);
+    free(pad);
+}
+
+/* A smooth image (gradients and a ripple, plus noise of +-noise levels): where blur results
+ * sit between levels as in photographs, not only the averages of white noise. */
+static uint8_t *smooth_image(uint32_t w, uint32_t h, int noise, uint64_t seed)
+{
+    uint8_t *p = malloc((size_t)w * h * 3);
+    struct rng r;
+    rng_seed(&r, seed);
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                double v = c == 0 ? 255.0 * x / w : c == 1 ? 255.0 * y / h
+                                                           : 127.5 + 127.5 * sin(0.7 * x + 0.4 * y);
+                v += (double)rng_below(&r, 2 * (uint64_t)noise + 1) - noise;
+                p[((size_t)y * w + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    return p;
+}
+
+/* augment_blur against ref_blur on random images, kernel sides and sigmas (the endpoints
+ * 0.1 and 2 included). The float32 separable blur and the double 2-D reference agree after
+ * rounding except where the exact value lies within float error (~1e-5 of a level) of a
+ * half level: those bytes differ by 1 and are rare (29 of 2.47 million here, 1.2e-5; the
+ * bound is 1e-4). Every other byte is exact. */
+START_TEST(test_blur_matches_reference)
+{
+    struct rng r;
+    rng_seed(&r, 15);
+    struct augment_params p;
+    augment_preset("cifar", 1, 64, AUGMENT_HWC, &p);
+    p.blur_p = 1;
+    struct augment *a = augment_new(&p);
+    ck_assert_ptr_nonnull(a);
+    size_t bytes = 0, off = 0;
+    for (int t = 0; t < 400; t++) {
+        uint32_t k = t % 4 == 0 ? augment_blur_ksize(8 + (uint32_t)rng_below(&r, 230))
+                                : 1 + 2 * (uint32_t)rng_below(&r, 12);
+        uint32_t lo = k / 2 + 1;
+        uint32_t w = lo + (uint32_t)rng_below(&r, 80), h = lo + (uint32_t)rng_below(&r, 80);
+        float sigma = t % 10 == 0 ? 0.1f : t % 10 == 1 ? 2.0f
+                                          : (float)(0.1 + 1.9 * rng_double(&r));
+        uint8_t *src = t % 2 ? random_image(w, h, (uint64_t)t)
+                             : smooth_image(w, h, t % 4 ? 3 : 0, (uint64_t)t);
+        size_t n = (size_t)w * h * 3;
+        uint8_t *got = malloc(n), *want = malloc(n);
+        memcpy(got, src, n);
+        augment_blur(t % 3 ? a : NULL, got, w, h, k, sigma);
+        ref_blur(src, (int)w, (int)h, (int)k, sigma, want);
+        for (size_t i = 0; i < n; i++) {
+            int dv = abs((int)got[i] - (int)want[i]);
+            ck_assert_msg(dv <= 1, "case %d: %ux%u k %u sigma %g: byte %zu is %u, reference %u",
+                          t, w, h, k, sigma, i, got[i], want[i]);
+            off += dv;
+        }
+        bytes += n;
+        if (sigma == 0.1f) /* neighbours weigh exp(-50): the identity */
+            ck_assert_msg(memcmp(got, src, n) == 0, "case %d: sigma 0.1 is not the identity", t);
+        free(got);
+        free(want);
+        free(src);
+    }
+    ck_assert_msg(off * 10000 < bytes, "%zu of %zu bytes off by one (more than 1e-4)", off, bytes);
+    /* a constant image stays constant (the kernel sums to 1 within float error); a 1-pixel
+     * side keeps its value whatever the kernel (reflection maps every tap to it) */
+    uint8_t flat[20 * 9 * 3], one[3] = { 7, 130, 255 };
+    memset(flat, 255, sizeof flat);
+    augment_blur(a, flat, 20, 9, 7, 2.0f);
+    for (size_t i = 0; i < sizeof flat; i++)
+        ck_assert_uint_eq(flat[i], 255);
+    augment_blur(a, one, 1, 1, 23, 2.0f);
+    ck_assert(one[0] == 7 && one[1] == 130 && one[2] == 255);
+    /* a 1 x 6 column blurs down as three equal columns do (across, they average to
+     * themselves), and its rows reflect as usual */
+    uint8_t *col = random_image(1, 6, 77), wide[3 * 6 * 3], want[3 * 6 * 3];
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 3; x++)
+            memcpy(wide + (y * 3 + x) * 3, col + y * 3, 3);
+    augment_blur(a, col, 1, 6, 3, 1.3f);
+    ref_blur(wide, 3, 6, 3, 1.3f, want);
+    for (int y = 0; y < 6; y++)
+        for (int c = 0; c < 3; c++)
+            ck_assert(abs((int)col[y * 3 + c] - (int)want[y * 9 + c]) <= 1);
+    free(col);
+    augment_destroy(&a);
 }
 END_TEST
 
@@ -296,6 +422,94 @@ START_TEST(test_jitter_gray_flip_distribution)
 }
 END_TEST
 
+/* blur=P: P = 0 draws nothing and changes nothing; P = 1 always blurs, after the other
+ * operations and with their draws unchanged (the output is augment_blur of the P = 0 output,
+ * kernel side from augment_blur_ksize); sigma is uniform on [0.1, 2]; P = 0.5 blurs half. */
+START_TEST(test_blur_draws)
+{
+    ck_assert_uint_eq(augment_blur_ksize(1), 3);
+    ck_assert_uint_eq(augment_blur_ksize(32), 3);
+    ck_assert_uint_eq(augment_blur_ksize(39), 3);
+    ck_assert_uint_eq(augment_blur_ksize(40), 5);
+    ck_assert_uint_eq(augment_blur_ksize(64), 7);
+    ck_assert_uint_eq(augment_blur_ksize(96), 9);
+    ck_assert_uint_eq(augment_blur_ksize(224), 23);
+    for (uint32_t s = 1; s < 1000; s++) { /* the odd number nearest s / 10, ties up, >= 3 */
+        uint32_t k = augment_blur_ksize(s);
+        ck_assert(k % 2 == 1 && k >= 3);
+        ck_assert(k == 3 || fabs(k - s / 10.0) <= 1.0);
+        ck_assert(fabs(k - s / 10.0) < 1.0 || k > s / 10.0);
+    }
+    static const struct { const char *preset; uint32_t size; enum augment_layout layout; } cfg[] = {
+        { "cifar", 32, AUGMENT_HWC }, { "imagenet", 64, AUGMENT_CHW },
+    };
+    for (size_t c = 0; c < 2; c++) {
+        struct augment_params p0, p1, ph, pz;
+        char err[256];
+        augment_preset(cfg[c].preset, 1, cfg[c].size, cfg[c].layout, &p0);
+        pz = p1 = ph = p0;
+        ck_assert_int_eq(augment_override(&pz, "blur=0", err, sizeof err), 0);
+        ck_assert_int_eq(augment_override(&p1, "blur=1", err, sizeof err), 0);
+        ck_assert_int_eq(augment_override(&ph, "blur=0.5", err, sizeof err), 0);
+        ck_assert(p0.blur_p == 0 && memcmp(&pz, &p0, sizeof p0) == 0);
+        struct augment *a0 = augment_new(&p0), *a1 = augment_new(&p1), *ah = augment_new(&ph);
+        ck_assert(a0 && a1 && ah);
+        uint32_t S = cfg[c].size, k = augment_blur_ksize(S);
+        size_t n = (size_t)S * S * 3;
+        uint8_t *src = smooth_image(90, 70, 10, 4), *o0 = malloc(n), *o1 = malloc(n),
+                *oh = malloc(n), *hwc = malloc(n), *chw = malloc(n);
+        const int N = 3000;
+        int halves = 0;
+        double sum = 0, mn = 9, mx = 0;
+        for (int i = 0; i < N; i++) {
+            struct augment_draw d0, d1, dh;
+            augment_apply_seeded(a0, src, 90, 70, 3, 1, (uint64_t)i, o0, &d0);
+            augment_apply_seeded(a1, src, 90, 70, 3, 1, (uint64_t)i, o1, &d1);
+            augment_apply_seeded(ah, src, 90, 70, 3, 1, (uint64_t)i, oh, &dh);
+            ck_assert(d0.blur == 0 && d0.blur_sigma == 0 && d1.blur == 1);
+            float sigma = d1.blur_sigma;
+            ck_assert(sigma >= 0.1f && sigma <= 2.0f);
+            sum += sigma;
+            mn = fmin(mn, sigma);
+            mx = fmax(mx, sigma);
+            d1.blur = 0;
+            d1.blur_sigma = 0;
+            ck_assert_msg(memcmp(&d0, &d1, sizeof d0) == 0, "image %d: blur=1 changed other draws",
+                          i);
+            /* o1 is the blur of o0 (both in the params' layout) */
+            if (cfg[c].layout == AUGMENT_CHW)
+                for (size_t j = 0; j < n / 3; j++)
+                    for (int ch = 0; ch < 3; ch++)
+                        hwc[3 * j + ch] = o0[ch * (n / 3) + j];
+            else
+                memcpy(hwc, o0, n);
+            augment_blur(NULL, hwc, S, S, k, sigma);
+            if (cfg[c].layout == AUGMENT_CHW) {
+                augment_hwc_to_chw(hwc, n / 3, chw);
+                ck_assert_msg(memcmp(chw, o1, n) == 0, "image %d: blur=1 is not blur(blur=0)", i);
+            } else {
+                ck_assert_msg(memcmp(hwc, o1, n) == 0, "image %d: blur=1 is not blur(blur=0)", i);
+            }
+            halves += dh.blur;
+            ck_assert(dh.blur || memcmp(oh, o0, n) == 0);
+        }
+        double mean = sum / N;
+        ck_assert_msg(fabs(mean - 1.05) < 0.04, "sigma mean %f", mean);
+        ck_assert_msg(mn < 0.11 && mx > 1.99, "sigma range [%f, %f]", mn, mx);
+        ck_assert_msg(abs(halves - N / 2) < N / 20, "blur=0.5 blurred %d of %d", halves, N);
+        free(src);
+        free(o0);
+        free(o1);
+        free(oh);
+        free(hwc);
+        free(chw);
+        augment_destroy(&a0);
+        augment_destroy(&a1);
+        augment_destroy(&ah);
+    }
+}
+END_TEST
+
 START_TEST(test_determinism_and_presets)
 {
     struct augment_params p;
@@ -367,14 +581,21 @@ START_TEST(test_override)
     ck_assert_int_eq(augment_override(&p, "jitter=0,flip=0,jitter=0.25", err, sizeof err), 0);
     ck_assert(p.brightness == 0.25f && p.contrast == 0.25f && p.saturation == 0.25f &&
               p.hue == 0.25f && p.flip == 0);
+    ck_assert(p.blur_p == 0);
+    ck_assert_int_eq(augment_override(&p, "blur=0.5,gray=0", err, sizeof err), 0);
+    ck_assert(p.blur_p == 0.5f && p.gray_p == 0);
     static const struct { const char *spec, *msg; } bad[] = {
-        { "blur=0.5", "unknown key 'blur'" }, { "crop", "expected key=value" },
+        { "solarize=0.5", "unknown key 'solarize'" }, { "crop", "expected key=value" },
         { "crop=0.5", "malformed" },          { "crop=0.5-0.2", "crop scale range" },
         { "crop=0-1", "crop scale range" },   { "gray=1.5", "probabilit" },
         { "gray=x", "malformed" },            { "flip=2", "malformed" },
         { "jitter=0.4/0.4", "malformed" },    { "jitter=0.1/0.1/0.1/0.1/0.1", "malformed" },
         { "jitter=1.0", "colour jitter" },    { "jitter=0.4/0.4/0.4/0.6", "colour jitter" },
         { "gray=0.1,", "expected key=value" },
+        { "blur=-0.1", "blur probability -0.1 not in [0,1]" },
+        { "blur=1.5", "blur probability 1.5 not in [0,1]" },
+        { "blur=x", "malformed" },            { "blur=", "malformed" },
+        { "blur=nan", "malformed" },          { "blur=0.5x", "malformed" },
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         ck_assert_int_eq(augment_preset("cifar", 1, 32, AUGMENT_CHW, &p), 0);
@@ -396,6 +617,8 @@ int main(void)
     tcase_add_test(tc, test_colour_known_answers);
     tcase_add_test(tc, test_crop_distribution);
     tcase_add_test(tc, test_jitter_gray_flip_distribution);
+    tcase_add_test(tc, test_blur_matches_reference);
+    tcase_add_test(tc, test_blur_draws);
     tcase_add_test(tc, test_determinism_and_presets);
     tcase_add_test(tc, test_override);
     suite_add_tcase(s, tc);

@@ -515,9 +515,9 @@ START_TEST(test_failures)
     ck_assert_ptr_null(taskq_new("inproc://y", MAN, &o, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "preset"));
     o.preset = "cifar";
-    o.aug = "blur=1";
+    o.aug = "solarize=1";
     ck_assert_ptr_null(taskq_new("inproc://y", MAN, &o, err, sizeof err));
-    ck_assert_ptr_nonnull(strstr(err, "unknown key 'blur'"));
+    ck_assert_ptr_nonnull(strstr(err, "unknown key 'solarize'"));
     taskq_destroy(&tq);
 }
 END_TEST

@@ -2,7 +2,11 @@
 # Pixel-exactness against Pillow/torchvision (Debian's python3-pil and python3-torchvision):
 # crop + bilinear resize, brightness, contrast, saturation, hue, grayscale, flip and the
 # ImageNet test transform, on hundreds of random images and parameters, through the
-# `npid-loader _pixop` hook. Skips when /usr/bin/python3 lacks PIL or torchvision.
+# `npid-loader _pixop` hook. Then the Gaussian blur against torchvision's gaussian_blur
+# (float32 in both, summed in different orders, so a byte may round the other way): at 16,
+# 32, 64 and 96 px with SimCLR's kernel side and on odd shapes, sigma in [0.1, 2] with both
+# ends; every byte within 1 level and the mean difference below 0.05 (measured: see the
+# last line). Skips when /usr/bin/python3 lacks PIL or torchvision.
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 /usr/bin/python3 -c "import PIL, numpy, torchvision" 2>/dev/null || {
@@ -10,6 +14,7 @@ bin=${NPID_BIN:?NPID_BIN not set}
 NPID_LOADER="$bin/npid-loader" exec /usr/bin/python3 - <<'PY'
 import os, subprocess, sys
 import numpy as np
+import torch
 from PIL import Image
 import torchvision.transforms as T
 import torchvision.transforms.functional as F
@@ -62,11 +67,48 @@ for t in range(150):
         if got.shape != want.shape or not np.array_equal(got, want):
             bad.append("%s %dx%d %s: %d bytes differ" % (op, w, h, args,
                        -1 if got.shape != want.shape else int((got != want).sum())))
+
+# Gaussian blur: torchvision's F.gaussian_blur on the PIL image (it blurs the uint8 tensor
+# in float32 and rounds). Sigma as torch draws it (float32), sent exactly.
+torch.set_num_threads(1)
+blur_cases, blur_bytes, blur_sum, blur_max, blur_off, blur_bad = 0, 0, 0, 0, 0, []
+shapes = [(s, s) for s in (16, 32, 64, 96) for _ in range(12)]
+shapes += [(int(rng.integers(2, 50)), int(rng.integers(2, 50))) for _ in range(24)]
+for t, (w, h) in enumerate(shapes):
+    if w == h:
+        k = max(3, (w // 10) // 2 * 2 + 1)  # SimCLR: radius = (size // 10) // 2
+    else:
+        k = 2 * int(rng.integers(0, (min(w, h) - 1) // 2 + 1)) + 1  # k // 2 < the shorter side
+    sigma = float(np.float32(0.1 if t % 6 == 0 else 2.0 if t % 6 == 1 else rng.uniform(0.1, 2.0)))
+    if t % 2:
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    else:
+        yy, xx = np.mgrid[0:h, 0:w]
+        arr = np.stack([xx * 255 // w, yy * 255 // h, 127 + 127 * np.sin(0.7 * xx + 0.4 * yy)], -1)
+        arr = np.clip(arr + rng.integers(-5, 6, arr.shape), 0, 255).astype(np.uint8)
+    want = np.asarray(F.gaussian_blur(Image.fromarray(arr, "RGB"), [k, k], [sigma, sigma])).reshape(-1)
+    got = run("blur", arr, want.size, k, "%.9g" % sigma)
+    d = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    blur_cases += 1
+    blur_bytes += d.size
+    blur_sum += int(d.sum())
+    blur_off += int((d > 0).sum())
+    blur_max = max(blur_max, int(d.max()))
+    if d.max() > 1:
+        blur_bad.append("blur %dx%d k %d sigma %.9g: max difference %d" % (w, h, k, sigma, d.max()))
 proc.stdin.close()
 if proc.wait() != 0:
     sys.exit("it_loader_pil: _pixop exited with status %d" % proc.returncode)
 if bad:
     print("it_loader_pil: %d of %d cases differ from Pillow:\n  %s" % (len(bad), cases, "\n  ".join(bad[:10])), file=sys.stderr)
     sys.exit(1)
+blur_mean = blur_sum / blur_bytes
+blur_fig = ("%d blur cases, %d bytes: %d off by one, max difference %d, mean %.2g"
+            % (blur_cases, blur_bytes, blur_off, blur_max, blur_mean))
+if blur_bad or blur_mean >= 0.05:
+    print("it_loader_pil: Gaussian blur differs from torchvision's gaussian_blur (%s):\n  %s"
+          % (blur_fig, "\n  ".join(blur_bad[:10])), file=sys.stderr)
+    sys.exit(1)
 print("it_loader_pil: ok: %d cases pixel-identical to Pillow/torchvision" % cases, file=sys.stderr)
+print("it_loader_pil: ok: %s against torchvision's gaussian_blur" % blur_fig, file=sys.stderr)
 PY

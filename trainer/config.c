@@ -50,6 +50,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("jitter", NULL, CFG_STR, jitter, "", 0, 0, "ColorJitter strength S (brightness, contrast, saturation, hue) or B/C/S/H, e.g. 0.4/0.4/0.4/0.1; 0: none (empty: the preset's, 0.4)"),
     OPT("gray", NULL, CFG_STR, gray, "", 0, 0, "RandomGrayscale probability (empty: the preset's, 0.2)"),
     OPT("flip", NULL, CFG_STR, flip, "", 0, 0, "RandomHorizontalFlip: true | false (empty: the preset's; cifar false, imagenet true)"),
+    OPT("blur", NULL, CFG_STR, blur, "", 0, 0, "probability P of a Gaussian blur after the flip, jitter and grayscale (SimCLR, MoCo v2): sigma uniform in [0.1, 2], kernel side the odd number nearest 10% of --size, at least 3 (SimCLR's rule: 3 at 32 px, 7 at 64, 23 at 224), reflect padding, torchvision's GaussianBlur (empty: the preset's, 0 = off)"),
     OPT("size", NULL, CFG_INT, size, "32", 0, 1024, "training and evaluation image size (square); 0: from the data, the median short side of 200 images' headers rounded down to a multiple of 16 within 32..128 (docs/recipes.md)"),
     OPT("stem", NULL, CFG_STR, stem, "cifar", 0, 0, "cifar (3x3 stride 1) | s2 (3x3 stride 2) | s4 (s2 and the first stage at stride 2) | auto (the stride bringing the feature maps nearest 32 px)"),
     OPT("seed", "NPID_SEED", CFG_U64, seed, "0", 0, 0, "seed for weights, epoch plans, augmentation, negatives"),
@@ -235,8 +236,9 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     const struct { const char *key, *value; } ov[] = {
         { "crop", tc_store.crop_scale }, { "jitter", tc_store.jitter }, { "gray", tc_store.gray },
         { "flip", !strcmp(tc_store.flip, "true") ? "1" : !strcmp(tc_store.flip, "false") ? "0" : tc_store.flip },
+        { "blur", tc_store.blur },
     };
-    static const char *const ov_flag[] = { "crop-scale", "jitter", "gray", "flip" };
+    static const char *const ov_flag[] = { "crop-scale", "jitter", "gray", "flip", "blur" };
     for (size_t i = 0; i < sizeof ov / sizeof ov[0]; i++) {
         if (!*ov[i].value)
             continue;
@@ -255,7 +257,7 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     char why[320];
     NPID_CHECK(augment_preset(tc_store.aug, 1, 32, AUGMENT_CHW, &ap) == 0);
     if (augment_override(&ap, aug_spec, why, sizeof why) != 0) {
-        fprintf(stderr, "npid-trainer: %s (flags --crop-scale, --jitter, --gray, --flip)\n", why);
+        fprintf(stderr, "npid-trainer: %s (flags --crop-scale, --jitter, --gray, --flip, --blur)\n", why);
         return CFG_USAGE;
     }
     tc_store.aug_spec = aug_spec;
