@@ -19,7 +19,7 @@ DESTDIR ?=
 CC      ?= cc
 ARCH    ?= -march=native
 OPT     ?= -O2
-PKGS    := libzmq msgpack openblas libjpeg
+PKGS    := libzmq msgpack openblas libjpeg libpng libwebp
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/image.h"
 #include "common/log.h"
 #include "common/sha256.h"
 
@@ -73,10 +74,18 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int has_jpeg_ext(const char *name)
+/* The names indexed as images. Only the name is looked at here (indexing opens no file); the
+ * decoder goes by the bytes, so a PNG named .jpg still decodes. */
+static int has_image_ext(const char *name)
 {
+    static const char *const ext[] = { ".jpg", ".jpeg", ".png", ".webp" };
     const char *dot = strrchr(name, '.');
-    return dot && (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0);
+    if (!dot)
+        return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (strcasecmp(dot, ext[i]) == 0)
+            return 1;
+    return 0;
 }
 
 /* ---- growing arrays -------------------------------------------------------------------- */
@@ -208,7 +217,7 @@ static int walk(struct dataset *ds, const char *dir, const char *rel, int depth,
             }
             if (walk(ds, path, sub, depth + 1, fl, err, err_len))
                 goto out;
-        } else if (S_ISREG(st.st_mode) && has_jpeg_ext(nm)) {
+        } else if (S_ISREG(st.st_mode) && has_image_ext(nm)) {
             if (file_list_add(fl, sub, (uint64_t)st.st_size)) {
                 err_set(err, err_len, "out of memory indexing %s", dir);
                 goto out;
@@ -342,7 +351,8 @@ static int open_imagefolder(struct dataset *ds, const char *split_dir, const cha
         }
     }
     if (ds->n == 0) {
-        err_set(err, err_len, "no images (.jpg/.jpeg) under %s (%zu other files skipped)",
+        err_set(err, err_len,
+                "no images (.jpg/.jpeg/.png/.webp) under %s (%zu other files skipped)",
                 split_dir, ds->skipped);
         goto out;
     }
@@ -710,7 +720,7 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
     }
     close(fd);
     char why[256];
-    if (jpeg_dec_decode(dec, buf, len, min_side, img, why, sizeof why)) {
+    if (image_decode(dec, buf, len, min_side, img, why, sizeof why)) {
         err_set(err, err_len, "%s: %s", rel, why);
         return -1;
     }
@@ -761,7 +771,8 @@ size_t dataset_probe_sides(const struct dataset *ds, size_t max_sample, uint32_t
         *short_side = *long_side = 32;
         return k;
     }
-    /* a JPEG's frame header follows its APPn segments, at most 64 KiB each in practice */
+    /* a JPEG's frame header follows its APPn segments, at most 64 KiB each in practice; PNG's
+     * IHDR and WebP's first chunk header sit in the first 30 bytes */
     enum { HEAD = 512 * 1024 };
     uint8_t *head = malloc(HEAD);
     uint32_t *s = malloc(2 * k * sizeof *s);
@@ -782,7 +793,7 @@ size_t dataset_probe_sides(const struct dataset *ds, size_t max_sample, uint32_t
         uint32_t w, h;
         int comps;
         char err[160];
-        if (len <= 0 || jpeg_probe(head, (size_t)len, &w, &h, &comps, err, sizeof err) != 0) {
+        if (len <= 0 || image_probe(head, (size_t)len, &w, &h, &comps, err, sizeof err) != 0) {
             (*bad)++;
             continue;
         }

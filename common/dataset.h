@@ -3,8 +3,9 @@
  * Two layouts are recognised under a root directory:
  *  - ImageFolder: ROOT/train/<class>/...  and  ROOT/test/<class>/... (or ROOT/val/<class>/...).
  *    Classes are the sub-directories of the split, sorted bytewise by name (label = position).
- *    Images are the files with a .jpg/.jpeg extension (any case) found under a class
- *    directory (recursively), sorted bytewise by their path relative to the class directory.
+ *    Images are the files with a .jpg/.jpeg/.png/.webp extension (any case) found under a
+ *    class directory (recursively), sorted bytewise by their path relative to the class
+ *    directory; formats may be mixed, and decoding goes by the bytes (common/image.h).
  *    Other files (and names starting with '.') are skipped and counted (dataset_skipped).
  *    For the test split, the class list is taken from train/ when train/ exists, so labels
  *    agree between splits; a test class unknown to train/ is an error.
@@ -64,20 +65,21 @@ size_t dataset_num_classes(const struct dataset *ds);
 const char *dataset_class_name(const struct dataset *ds, size_t c);
 /* Manifest hash: 64 lowercase hex digits, NUL-terminated; lives as long as ds. */
 const char *dataset_manifest(const struct dataset *ds);
-/* Files skipped while indexing (not .jpg/.jpeg, hidden, or not regular files). */
+/* Files skipped while indexing (not .jpg/.jpeg/.png/.webp, hidden, or not regular files). */
 size_t dataset_skipped(const struct dataset *ds);
 
 /* Reads and decodes image i to packed RGB (HWC, 3 bytes per pixel) in out, which holds
  * out_cap bytes. *w and *h receive the dimensions (also on the "buffer too small" failure, so
  * the caller can grow the buffer to w*h*3 and retry). Allocates temporary memory per call;
  * the loader's hot path uses dataset_decode instead. Returns 0, or -1 with a one-line reason
- * naming the path in err (I/O error, corrupt or unsupported JPEG, limits exceeded, buffer too
- * small). */
+ * naming the path in err (I/O error, corrupt or unsupported image, limits exceeded, buffer
+ * too small). */
 int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t out_cap,
                      uint32_t *w, uint32_t *h, char *err, size_t err_len);
 
-/* Reads and decodes image i with a reusable decoder (no allocation once dec's buffers have
- * grown to the largest image). min_side > 0 lets the decoder downscale in the DCT domain by
+/* Reads and decodes image i (JPEG, PNG or WebP, by content: image_decode) with a reusable
+ * decoder (no allocation once dec's buffers have grown to the largest image; libpng's small
+ * per-file state aside). min_side > 0 lets the decoder downscale a JPEG in the DCT domain by
  * 1/2, 1/4 or 1/8 as long as both output sides stay >= min_side (0: full resolution).
  * On 0, img points into dec's buffer and is valid until the next call with dec.
  * Returns 0, or -1 with a one-line reason naming the path in err. */

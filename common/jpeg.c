@@ -44,6 +44,16 @@ void jpeg_limits_default(struct jpeg_limits *l)
     l->max_file_bytes = (size_t)64 << 20;
 }
 
+int jpeg_limits_check(const struct jpeg_limits *l, uint32_t w, uint32_t h, char *err,
+                      size_t err_len)
+{
+    if (w > l->max_width || h > l->max_height || (uint64_t)w * h > l->max_pixels) {
+        err_set(err, err_len, "dimensions %ux%u exceed the limit (%ux%u, %llu pixels)", w, h,
+                l->max_width, l->max_height, (unsigned long long)l->max_pixels);
+        return -1;
+    }
+    return 0;
+}
 
 static void on_error_exit(j_common_ptr cinfo)
 {
@@ -258,23 +268,36 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
         jpeg_abort_decompress(ci);
         return -1;
     }
+    /* libjpeg keeps DQT tables from one image to the next (for abbreviated datastreams), so
+     * a file without its own would decode with the previous file's, and the result would
+     * depend on the order of decoding. A zero DC quantizer marks a table this file has not
+     * (re)defined; DQT never stores 0 there in a valid file. */
+    for (int q = 0; q < NUM_QUANT_TBLS; q++)
+        if (ci->quant_tbl_ptrs[q])
+            ci->quant_tbl_ptrs[q]->quantval[0] = 0;
     jpeg_mem_src(ci, p, (unsigned long)len);
     if (jpeg_read_header(ci, TRUE) != JPEG_HEADER_OK) {
         err_set(err, err_len, "invalid JPEG: no image in file");
         jpeg_abort_decompress(ci);
         return -1;
     }
+    /* the first scan's tables must be defined by now (a DQT may still come before a later
+     * scan that first uses another component); libjpeg's own wording */
+    for (int k = 0; k < ci->comps_in_scan; k++) {
+        int q = ci->cur_comp_info[k]->quant_tbl_no;
+        if (q >= 0 && q < NUM_QUANT_TBLS && ci->quant_tbl_ptrs[q] &&
+            ci->quant_tbl_ptrs[q]->quantval[0] == 0) {
+            err_set(err, err_len, "invalid JPEG: Quantization table 0x%02x was not defined", q);
+            goto fail;
+        }
+    }
     uint32_t sw = ci->image_width, sh = ci->image_height;
     if (sw == 0 || sh == 0) {
         err_set(err, err_len, "invalid JPEG: dimensions %ux%u", sw, sh);
         goto fail;
     }
-    if (sw > d->lim.max_width || sh > d->lim.max_height ||
-        (uint64_t)sw * sh > d->lim.max_pixels) {
-        err_set(err, err_len, "dimensions %ux%u exceed the limit (%ux%u, %llu pixels)", sw, sh,
-                d->lim.max_width, d->lim.max_height, (unsigned long long)d->lim.max_pixels);
+    if (jpeg_limits_check(&d->lim, sw, sh, err, err_len))
         goto fail;
-    }
     if (ci->data_precision != 8) {
         err_set(err, err_len, "unsupported JPEG: %d-bit samples", ci->data_precision);
         goto fail;

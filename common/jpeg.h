@@ -17,7 +17,10 @@
  *
  * A struct jpeg_dec keeps its libjpeg state and buffers between calls, so decoding many
  * images allocates nothing once its buffers have grown to the largest image seen. A decoder
- * is used by one thread at a time. */
+ * is used by one thread at a time. It is also the decoder state of common/image.h, which
+ * tells JPEG, PNG and WebP apart by their bytes: PNG and WebP decode into the same buffers
+ * under the same limits (max_scans aside). Code that reads image files calls image_decode;
+ * jpeg_dec_decode accepts JPEG only. */
 #ifndef NPID_JPEG_H
 #define NPID_JPEG_H
 
@@ -28,11 +31,15 @@ struct jpeg_limits {
     uint32_t max_width;     /* default 16384 */
     uint32_t max_height;    /* default 16384 */
     uint64_t max_pixels;    /* width * height of the decoded output, default 64 Mpx */
-    uint32_t max_scans;     /* progressive scans, default 64 (baseline files have 1 per component) */
+    uint32_t max_scans;     /* JPEG progressive scans, default 64 (baseline: 1 per component) */
     size_t max_file_bytes;  /* default 64 MiB (used by dataset readers) */
 };
 
 void jpeg_limits_default(struct jpeg_limits *l);
+/* 0 when a w x h image fits l (width, height and pixel count), else -1 with the reason
+ * ("dimensions WxH exceed the limit (...)"). Used by every decoder of common/image.h. */
+int jpeg_limits_check(const struct jpeg_limits *l, uint32_t w, uint32_t h, char *err,
+                      size_t err_len);
 
 /* A decoded image: packed RGB, HWC, stride w*3. */
 struct jpeg_image {

@@ -21,6 +21,7 @@
 #include "common/dataset.h"
 #include "common/durable.h"
 #include "common/event.h"
+#include "common/image.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/sig.h"
@@ -558,7 +559,7 @@ static int evald_load_query(struct evald *ev, struct feat_model *m, const char *
             log_error("%s: %s", s, strerror(errno));
             return -1;
         }
-        int rc = jpeg_dec_decode(m->dec, buf, len, 0, &img, err, sizeof err);
+        int rc = image_decode(m->dec, buf, len, 0, &img, err, sizeof err);
         free(buf);
         if (rc != 0) {
             log_error("%s: %s", s, err);

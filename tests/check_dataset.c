@@ -75,7 +75,7 @@ START_TEST(test_imagefolder_order_labels_skips)
     put_jpeg("train/C/z.jpeg", 8, 8, 6);
     put("train/a/notes.txt", "hello", 5);
     put("train/a/.hidden.jpg", "x", 1);
-    put("train/b/pic.png", "\x89PNG", 4);
+    put("train/b/pic.gif", "GIF89a", 6);
     put("train/stray.jpg", "x", 1);
     put_jpeg("test/a/t1.jpg", 8, 8, 7);
     put_jpeg("test/C/t2.jpg", 8, 8, 8);

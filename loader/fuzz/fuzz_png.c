@@ -1,0 +1,43 @@
+/* libFuzzer target: PNG through the image front-end (image_decode, libpng underneath) and the
+ * augmentation of whatever it accepts. Built and run by `make fuzz` (mk/loader.mk), seeded
+ * with the PNG bad-image fixtures. The first 8 bytes are forced to the PNG signature, so
+ * every input reaches libpng rather than the unknown-format rejection; everything after them
+ * (IHDR, CRCs, zlib data, chunk lengths) is the fuzzer's. Limits are small so rejection paths
+ * are explored quickly; the decoder must never crash, leak, longjmp out or run unbounded. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/augment.h"
+#include "common/image.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct jpeg_dec *dec;
+    static struct augment *aug;
+    static uint8_t out[32 * 32 * 3];
+    if (!dec) {
+        struct jpeg_limits lim;
+        jpeg_limits_default(&lim);
+        lim.max_width = lim.max_height = 2048;
+        lim.max_pixels = 1u << 20;
+        dec = jpeg_dec_new(&lim);
+        struct augment_params p;
+        augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
+        aug = augment_new(&p);
+        if (!dec || !aug)
+            abort();
+    }
+    uint8_t *buf = malloc(size > 8 ? size : 8);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    memcpy(buf, "\x89PNG\r\n\x1a\n", size < 8 ? size : 8);
+    struct jpeg_image img;
+    char err[256];
+    if (image_decode(dec, buf, size, 0, &img, err, sizeof err) == 0)
+        augment_apply_seeded(aug, img.pix, img.w, img.h, 1, 2, size, out, NULL);
+    free(buf);
+    return 0;
+}

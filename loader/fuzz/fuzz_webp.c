@@ -1,0 +1,45 @@
+/* libFuzzer target: WebP through the image front-end (image_decode, libwebp underneath) and
+ * the augmentation of whatever it accepts. Built and run by `make fuzz` (mk/loader.mk),
+ * seeded with the WebP bad-image fixtures. "RIFF" and "WEBP" are forced at offsets 0 and 8,
+ * so every input reaches the WebP path; the RIFF size, the chunks and the VP8/VP8L bitstreams
+ * are the fuzzer's. Limits are small so rejection paths are explored quickly; the decoder
+ * must never crash, leak or run unbounded. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/augment.h"
+#include "common/image.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct jpeg_dec *dec;
+    static struct augment *aug;
+    static uint8_t out[32 * 32 * 3];
+    if (!dec) {
+        struct jpeg_limits lim;
+        jpeg_limits_default(&lim);
+        lim.max_width = lim.max_height = 2048;
+        lim.max_pixels = 1u << 20;
+        dec = jpeg_dec_new(&lim);
+        struct augment_params p;
+        augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
+        aug = augment_new(&p);
+        if (!dec || !aug)
+            abort();
+    }
+    uint8_t *buf = malloc(size > 12 ? size : 12);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    memcpy(buf, "RIFF", size < 4 ? size : 4);
+    if (size >= 12)
+        memcpy(buf + 8, "WEBP", 4);
+    struct jpeg_image img;
+    char err[256];
+    if (image_decode(dec, buf, size, 0, &img, err, sizeof err) == 0)
+        augment_apply_seeded(aug, img.pix, img.w, img.h, 1, 2, size, out, NULL);
+    free(buf);
+    return 0;
+}
