@@ -8,8 +8,8 @@
  * objective is below 1e-6 (evald's default --tol), sklearn's at its default tol 1e-4 on its
  * objective, which is 1 / lambda times ours (so at lambda 1e-4 its test is the stricter, 1e-8
  * in our units); each line carries both test top-1 figures so "equal accuracy" is visible.
- * A second figure times the held-out choice of lambda (linear_select: 11 fits on 80 %, one
- * on all), which has no peer here.
+ * A second figure times the held-out choice of lambda (linear_select: LINEAR_GRID = 15 fits on
+ * 80 %, one on all), which has no peer here.
  *
  * Environment: NPID_BENCH_LINEAR_N / _D override the sizes; NPID_BENCH_PEER=0 skips the peer. */
 #include "common/blas.h"

@@ -6,7 +6,9 @@
  * (b not penalised): scikit-learn's LogisticRegression(multi_class="multinomial") on the same
  * standardised features with C = 1 / (lambda n). It is strictly convex for lambda > 0 and is
  * minimised with L-BFGS (10 pairs, Armijo backtracking) until the largest gradient entry is
- * below tol or max_iter iterations; logits and gradients are OpenBLAS sgemm calls, the
+ * below tol or max_iter iterations. Each evaluation is one blocked pass over the rows on
+ * OpenBLAS's thread count (blas_threads(), evald's --threads), logits in double, weight
+ * gradient sums in float (linear.c); its result does not depend on the thread count. The
  * optimiser state is double. */
 #ifndef NPID_EVALD_LINEAR_H
 #define NPID_EVALD_LINEAR_H
@@ -44,8 +46,8 @@ int linear_accuracy(const struct linear_model *m, const float *X, const uint32_t
 void linear_model_free(struct linear_model *m);
 
 /* The objective f and its gradient g (C * d + C entries, laid out as m->w) at w, on rows Z
- * (n, d) that are already standardised (what linear_fit minimises; for gradient checks).
- * Returns f, or NaN with errno ENOMEM. */
+ * (n, d) that are already standardised (what linear_fit minimises, by the same code; for
+ * gradient checks). Returns f, or NaN with errno ENOMEM. */
 double linear_objective(const float *Z, const uint32_t *y, size_t n, int d, int C, double lambda,
                         const double *w, double *g);
 
