@@ -128,6 +128,21 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The r-th (from 0) value not in the sorted, distinct s[0..n): r plus the count of j with
+ * s[j] - j <= r (s[j] - j counts the values below s[j] that are not in s, non-decreasing). */
+static uint32_t complement_nth(const uint32_t *s, size_t n, uint32_t r)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s[mid] - (uint32_t)mid <= r)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return r + (uint32_t)lo;
+}
+
 static int sorted_has(const uint32_t *s, size_t n, uint32_t x)
 {
     size_t lo = 0, hi = n;
@@ -196,12 +211,19 @@ int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int 
             return bank_err_set(e, BANK_ERANGE, "exclude_pos leaves no row to sample");
     }
     char *ni = neg_idx;
-    /* draw all indices first, then gather */
+    /* draw all indices first, then gather; with at most half the rows excluded, rejection
+       (at most 2 draws per index expected), else straight from the complement, so the work
+       is bounded by k log(npos) however few rows remain */
+    int direct = nex > b->rows / 2;
     for (size_t j = 0; j < k; j++) {
         uint32_t r;
-        do
-            r = (uint32_t)rng_below(&b->sample_rng, b->rows);
-        while (nex && sorted_has(b->scratch_pos, nex, r));
+        if (direct) {
+            r = complement_nth(b->scratch_pos, nex, (uint32_t)rng_below(&b->sample_rng, b->rows - nex));
+        } else {
+            do
+                r = (uint32_t)rng_below(&b->sample_rng, b->rows);
+            while (nex && sorted_has(b->scratch_pos, nex, r));
+        }
         memcpy(ni + 4 * j, &r, 4);
     }
     bank_gather(b, neg_idx, k, neg);

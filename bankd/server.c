@@ -487,6 +487,10 @@ static int op_sample(struct server *s, const struct bank_sample_req *q,
                             (unsigned long long)s->cfg.max_frame);
     size_t k = (size_t)q->k, dim = b->dim;
     size_t size = proto_bank_sample_rep_size(rh, b->step, k, q->npos, dim);
+    if (size > s->cfg.max_frame) /* the exact reply, neg_idx and envelope included */
+        return bank_err_set(e, BANK_ERANGE, "reply for k=%llu, B=%zu is %zu bytes, over "
+                            "--max-frame %llu", (unsigned long long)q->k, q->npos, size,
+                            (unsigned long long)s->cfg.max_frame);
     if (zmq_msg_init_size(out, size) != 0)
         return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %zu-byte reply", size);
     struct mp_fixbuf fb;

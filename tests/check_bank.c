@@ -331,8 +331,48 @@ START_TEST(test_bank_sample)
     uint32_t badpos[1] = { 10 };
     ck_assert_int_eq(bank_sample(b, 5, badpos, 1, 0, ni, nv, pv, &e), -1);
     ck_assert_str_eq(e.code, BANK_ERANGE);
+    /* more than half excluded: drawn from the complement, uniformly */
+    uint32_t six[6] = { 8, 1, 3, 4, 6, 0 };
+    float pv6[6 * 4];
+    ck_assert_int_eq(bank_sample(b, k, six, 6, 1, ni, nv, pv6, &e), 0);
+    memset(count, 0, sizeof count);
+    for (size_t j = 0; j < k; j++)
+        count[ni[j]]++;
+    for (size_t i = 0; i < rows; i++) {
+        int kept = i == 2 || i == 5 || i == 7 || i == 9; /* expected 25000, sd ~137 */
+        ck_assert_msg(kept ? count[i] > 24300 && count[i] < 25700 : count[i] == 0,
+                      "row %zu drawn %zu times", i, count[i]);
+    }
     free(ni);
     free(nv);
+    bank_destroy(&b);
+}
+END_TEST
+
+/* All rows but two excluded and the largest k: bounded work (this took 39 s with rejection
+ * sampling, stalling bankd for every client), every draw one of the two. */
+START_TEST(test_bank_sample_exclude_nearly_all)
+{
+    size_t rows = 2000, dim = 4, k = 131071;
+    struct bank *b = bank_new(rows, dim, 5, BANK_INIT_UNIFORM);
+    uint32_t *ni = malloc(4 * k), *pos = malloc(4 * rows);
+    float *nv = malloc(4 * k * dim), *pv = malloc(4 * rows * dim);
+    size_t np = 0;
+    for (uint32_t i = 0; i < rows; i++)
+        if (i != 7 && i != 1500)
+            pos[np++] = i;
+    struct bank_err e;
+    ck_assert_int_eq(bank_sample(b, k, pos, np, 1, ni, nv, pv, &e), 0);
+    size_t a = 0;
+    for (size_t j = 0; j < k; j++) {
+        ck_assert(ni[j] == 7 || ni[j] == 1500);
+        a += ni[j] == 7;
+    }
+    ck_assert_msg(a > k / 2 - 2000 && a < k / 2 + 2000, "row 7 drawn %zu of %zu", a, k);
+    free(ni);
+    free(pos);
+    free(nv);
+    free(pv);
     bank_destroy(&b);
 }
 END_TEST
@@ -1605,6 +1645,7 @@ int main(void)
     tcase_add_test(tb, test_bank_rejects_hostile_values);
     tcase_add_test(tb, test_bank_init_no_zero_rows);
     tcase_add_test(tb, test_bank_sample);
+    tcase_add_test(tb, test_bank_sample_exclude_nearly_all);
     tcase_add_test(tb, test_bank_stats);
     tcase_add_test(tb, test_snapshot_roundtrip_and_corruption);
     tcase_add_test(tb, test_snapshot_write_fails_cleanly);

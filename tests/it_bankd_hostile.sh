@@ -8,7 +8,8 @@
 # - --max-bytes: an init of a bank larger than it gets ENOMEM, with no bank and with one
 #   (which keeps serving); --help documents the flag and its default, a quarter of RAM;
 # - request bytes in error messages and log lines are escaped (\xNN): an op, a cid, a run and
-#   a manifest that are not ASCII; the log file is valid UTF-8.
+#   a manifest that are not ASCII; the log file is valid UTF-8;
+# - no sample reply is larger than --max-frame (its neg_idx counted): ERANGE instead.
 set -u
 bin=${NPID_BIN:-build}
 py=/usr/bin/python3
@@ -112,6 +113,22 @@ def max_bytes():
     assert rep["ok"] and len(rep["neg"]) == 8 * 16 * 4, rep
     err(call("init", rows=1001, dim=16), "EMISMATCH", "init of another (small) shape")
 
+def frame():
+    """bankd runs with --max-frame 65536: no reply may be larger, neg_idx counted."""
+    rep = call("init", rows=1000, dim=16, seed=3)
+    assert rep["ok"], rep
+    # 1000 rows of 64 bytes fit in 65536 without their indices, not with them
+    global seq
+    seq += 1
+    s.send(msgpack.packb(dict(v=1, op="sample", cid="hostile", seq=seq, k=1000, pos=b"")))
+    assert s.poll(10000), "no reply to the large sample"
+    raw = s.recv()
+    rep = msgpack.unpackb(raw, raw=False)
+    assert len(raw) <= 65536, "a %d-byte reply over --max-frame 65536: %r" % (len(raw), rep.get("ok"))
+    err(rep, "ERANGE", "sample over --max-frame")
+    rep = call("sample", k=900, pos=b"")
+    assert rep["ok"] and len(rep["neg"]) == 900 * 64, rep
+
 def values():
     """The bad row is the last of three: nothing is written, the step does not move."""
     ensure_bank()
@@ -190,6 +207,10 @@ PY
 start maxb --max-bytes 2000000
 timeout 60 $py "$tmp/client.py" "ipc://$tmp/maxb.sock" "$tmp" max_bytes || failed="$failed max_bytes"
 stop maxb
+
+start frame --max-frame 65536
+timeout 60 $py "$tmp/client.py" "ipc://$tmp/frame.sock" "$tmp" frame || failed="$failed frame"
+stop frame
 
 mkdir "$tmp/snap"
 start main --dir "$tmp/snap" --log-level debug
