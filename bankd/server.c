@@ -609,9 +609,9 @@ static void server_abandon_newer(struct server *s, uint64_t step)
 static int op_restore(struct server *s, const struct bank_restore_req *q,
                       const struct bank_rep_hdr *rh, struct bank_err *e)
 {
+    /* without a bank, the snapshot's shape is adopted: a client resuming on a restarted
+       bankd restores before anything else, and a restore that fails leaves no bank */
     struct bank *b = s->bank;
-    if (!b)
-        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
     if (!s->dir[0])
         return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
     unsigned long long want = (unsigned long long)q->step;
@@ -631,11 +631,16 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
             snprintf(what, sizeof what, "%s", why);
         } else if (info.step != q->step) {
             snprintf(what, sizeof what, "step %llu", (unsigned long long)info.step);
-        } else if (info.rows != b->rows || info.dim != b->dim) {
+        } else if (b && (info.rows != b->rows || info.dim != b->dim)) {
             return bank_err_set(e, BANK_EMISMATCH, "%s holds a %llu x %llu bank, bankd holds "
                                 "%llu x %zu", base, (unsigned long long)info.rows,
                                 (unsigned long long)info.dim, (unsigned long long)b->rows, b->dim);
-        } else if (info.has_manifest && b->has_manifest && strcmp(info.manifest, b->manifest)) {
+        } else if (!b && bank_bytes(info.rows, info.dim) > s->cfg.max_bytes) {
+            return bank_err_set(e, BANK_ENOMEM, "%s holds a %llu x %llu bank, more than "
+                                "--max-bytes %llu", base, (unsigned long long)info.rows,
+                                (unsigned long long)info.dim,
+                                (unsigned long long)s->cfg.max_bytes);
+        } else if (b && info.has_manifest && b->has_manifest && strcmp(info.manifest, b->manifest)) {
             return bank_err_set(e, BANK_EMISMATCH, "%s has manifest %.64s, the bank %.64s", base,
                                 info.manifest, b->manifest);
         } else if (!(nb = snapshot_read(file, &why))) {
@@ -655,7 +660,7 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
                             (int)q->name_len, q->name, want, seen);
     server_snapshot_reap(s, 1); /* no writer of bank.snap runs while it is renamed */
     server_abandon_newer(s, q->step);
-    uint64_t old_step = b->step;
+    uint64_t old_step = b ? b->step : 0;
     bank_destroy(&s->bank);
     s->bank = nb;
     free(nb->extra); /* the cache is cleared below: replies of another timeline */

@@ -385,14 +385,21 @@ static int trainer_restore(struct trainer *t)
     t->epoch_step = (uint32_t)c.epoch_pos;
     uint64_t have = 0;
     struct bankc_info info;
+    int nobank = 0;
     if (bankc_info(t->bank, &info) != 0) {
-        log_error("resume: bank info failed: %s", bankc_error(t->bank));
-        goto done;
+        nobank = strcmp(bankc_error_code(t->bank), "ENOBANK") == 0;
+        if (!nobank) {
+            log_error("resume: bank info failed: %s", bankc_error(t->bank));
+            goto done;
+        }
     }
-    have = info.step;
-    if (have != c.bank_step) {
-        log_info("resume: bankd is at update %" PRIu64 ", the checkpoint pairs with %" PRIu64
-                 ": restoring snapshot %s", have, c.bank_step, c.bank_path);
+    have = nobank ? 0 : info.step;
+    if (nobank || have != c.bank_step) {
+        if (nobank)
+            log_info("resume: bankd holds no bank; restoring snapshot %s", c.bank_path);
+        else
+            log_info("resume: bankd is at update %" PRIu64 ", the checkpoint pairs with %" PRIu64
+                     ": restoring snapshot %s", have, c.bank_step, c.bank_path);
         if (bankc_restore(t->bank, snapshot_name_of(c.bank_path), c.bank_step, &have) != 0) {
             log_error("resume: bank restore failed: %s", bankc_error(t->bank));
             goto done;
@@ -768,16 +775,35 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         goto fail;
     }
     bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
+    int resume = cfg->resume == 1;
+    if (cfg->resume == CFG_AUTO_VALUE) {
+        /* auto: resume exactly when a checkpoint (or its .prev) is there to resume from */
+        char prev[sizeof t->ckpt_path + 8];
+        snprintf(prev, sizeof prev, "%s.prev", t->ckpt_path);
+        resume = access(t->ckpt_path, F_OK) == 0 || access(prev, F_OK) == 0;
+        if (resume)
+            log_info("resume auto: %s holds a checkpoint; continuing the run", cfg->run_dir);
+        else
+            log_info("resume auto: no checkpoint in %s; starting a fresh run", cfg->run_dir);
+    }
     int created = 0;
     uint64_t bstep = 0;
+    /* resuming on a bankd without a bank: the restore creates it from the snapshot (so a
+       resume that fails leaves bankd as it was), and init only checks it afterwards */
+    struct bankc_info binfo;
+    int defer_init = resume && bankc_info(t->bank, &binfo) != 0 &&
+                     strcmp(bankc_error_code(t->bank), "ENOBANK") == 0;
     log_info("bank: connecting to %s (%zu x %d)", cfg->bank_ep, t->n, cfg->low_dim);
-    if (bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run, dataset_manifest(t->ds),
+    if (!defer_init && bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run, dataset_manifest(t->ds),
                    &created, &bstep) != 0) {
         log_error("bank: init failed: %s", bankc_error(t->bank));
         goto fail;
     }
     t->bank_step = bstep;
-    log_info("bank: %s, at update %" PRIu64, created ? "created" : "exists", bstep);
+    if (defer_init)
+        log_info("bank: bankd holds none; the resume restores it from the checkpoint's snapshot");
+    else
+        log_info("bank: %s, at update %" PRIu64, created ? "created" : "exists", bstep);
 
     /* loaders and events */
     struct taskq_opts to;
@@ -814,20 +840,14 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         goto fail;
     log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
 
-    int resume = cfg->resume == 1;
-    if (cfg->resume == CFG_AUTO_VALUE) {
-        /* auto: resume exactly when a checkpoint (or its .prev) is there to resume from */
-        char prev[sizeof t->ckpt_path + 8];
-        snprintf(prev, sizeof prev, "%s.prev", t->ckpt_path);
-        resume = access(t->ckpt_path, F_OK) == 0 || access(prev, F_OK) == 0;
-        if (resume)
-            log_info("resume auto: %s holds a checkpoint; continuing the run", cfg->run_dir);
-        else
-            log_info("resume auto: no checkpoint in %s; starting a fresh run", cfg->run_dir);
-    }
     if (resume) {
         if (trainer_restore(t) != 0)
             goto fail;
+        if (defer_init && bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run,
+                                     dataset_manifest(t->ds), &created, &bstep) != 0) {
+            log_error("bank: the restored bank does not fit this run: %s", bankc_error(t->bank));
+            goto fail;
+        }
     } else if (!created && bstep != 0) {
         log_error("bank: bankd already holds this run's bank at update %" PRIu64 "; pass --resume to "
                   "continue the run, or start bankd with an empty --dir for a new one", bstep);
