@@ -1,6 +1,8 @@
 #!/bin/sh
 # A trainer told to stop (SIGTERM) while bankd is gone does not wait for bankd forever: after
-# --stop-timeout seconds without an answer it exits 1 saying its last checkpoint stands (the
+# --stop-timeout seconds without an answer it exits 1 saying its last checkpoint stands, and
+# keeps its weights in trainer.unpaired.ckpt (no bank snapshot pairs with them; evald reads
+# them) (the
 # trainer otherwise retries bank requests until bankd is back, which is right while training
 # and wrong while stopping: `docker compose stop`, a test's cleanup).
 set -u
@@ -25,6 +27,19 @@ kill -0 "$trainer" 2>/dev/null && fail "the trainer still runs 30 s after SIGTER
 wait "$trainer"; rc=$?
 secs=$(( $(date +%s) - start ))
 [ $rc -eq 1 ] || fail "exit $rc, expected 1 (stopped without its last checkpoint)"
-grep -q 'stopping without a checkpoint\|checkpoint.*failed\|bank.*failed' "$tmp/trainer.log" ||
+grep -q 'stopping without a paired checkpoint\|checkpoint.*failed\|bank.*failed' "$tmp/trainer.log" ||
     fail "no reason logged"
+# the weights are kept all the same, marked as paired with no bank snapshot
+u=$tmp/run/checkpoints/trainer.unpaired.ckpt
+[ -f "$u" ] || fail "no trainer.unpaired.ckpt: $(grep -m1 'weights of step\|cannot keep' "$tmp/trainer.log")"
+$py - "$u" <<'PY' || fail "the unpaired checkpoint"
+import struct, sys
+h = open(sys.argv[1], "rb").read(128)
+assert h[:8] == b"NPIDCKPT", h[:8]
+step, = struct.unpack_from("<Q", h, 24)
+bank_path_len, = struct.unpack_from("<I", h, 124)
+assert step >= 5 and bank_path_len == 0, (step, bank_path_len)
+PY
+"$bin/npid-evald" embed --data "$tmp/data" --checkpoint "$u" --split test --format npy \
+    --out "$tmp/u.npy" >/dev/null 2>"$tmp/evald.log" || fail "npid-evald cannot read the unpaired checkpoint"
 echo "$name: stopped in ${secs} s with bankd gone (exit 1): $(grep -m1 'stopping without\|failed' "$tmp/trainer.log" | cut -c1-160)"

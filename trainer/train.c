@@ -255,6 +255,47 @@ static int bank_send_update(struct trainer *t, const uint32_t *idx, uint32_t cou
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
+/* The training state as a checkpoint (pointers into t), paired with bank snapshot snap at
+ * snap_step; snap "" marks weights that no snapshot pairs with. */
+static void ckpt_fill(struct trainer *t, struct ckpt *c, char *snap, uint64_t snap_step)
+{
+    memset(c, 0, sizeof *c);
+    c->config = t->config_json;
+    c->step = t->step;
+    c->epoch = t->epoch;
+    c->epoch_pos = t->epoch_step; /* in steps: batches of this epoch done */
+    c->z = objective_z(t->obj);
+    rng_seed(&c->rng, t->cfg.seed); /* every draw derives from (seed, stream, step) */
+    c->params = net_params(t->net);
+    c->n_params = net_param_count(t->net);
+    c->buffers = net_buffers(t->net);
+    c->n_buffers = net_buffer_count(t->net);
+    c->momentum = t->opt->buf;
+    c->n_momentum = net_param_count(t->net);
+    c->bank_step = snap_step;
+    c->bank_path = snap;
+}
+
+/* A stop that cannot pair the weights with a bank snapshot (bankd gone, or a second signal
+ * inside a bank update) still keeps them: RUN_DIR/checkpoints/trainer.unpaired.ckpt, with
+ * no bank snapshot recorded. The paired checkpoint (what --resume uses) is left as it is;
+ * npid-evald evaluates either. */
+static void trainer_save_unpaired(struct trainer *t)
+{
+    char path[sizeof t->ckpt_path + 16], none[1] = "";
+    snprintf(path, sizeof path, "%s/checkpoints/trainer.unpaired.ckpt", t->cfg.run_dir);
+    struct ckpt c;
+    ckpt_fill(t, &c, none, 0);
+    if (ckpt_save(path, &c) != 0)
+        log_error("cannot keep the weights of step %" PRIu64 " in %s: %s", t->step, path,
+                  strerror(errno));
+    else
+        log_warn("weights of step %" PRIu64 " kept in %s without a paired bank snapshot "
+                 "(evaluate them with npid-evald; --resume continues from the last paired "
+                 "checkpoint, %s step %" PRIu64 ")", t->step, path,
+                 t->ckpt_good_step ? "at" : "if any, at", t->ckpt_good_step);
+}
+
 static int trainer_checkpoint(struct trainer *t, const char *why)
 {
     double t0 = now_s();
@@ -268,21 +309,7 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
         return -1;
     }
     struct ckpt c;
-    memset(&c, 0, sizeof c);
-    c.config = t->config_json;
-    c.step = t->step;
-    c.epoch = t->epoch;
-    c.epoch_pos = t->epoch_step; /* in steps: batches of this epoch done */
-    c.z = objective_z(t->obj);
-    rng_seed(&c.rng, t->cfg.seed); /* every draw derives from (seed, stream, step) */
-    c.params = net_params(t->net);
-    c.n_params = net_param_count(t->net);
-    c.buffers = net_buffers(t->net);
-    c.n_buffers = net_buffer_count(t->net);
-    c.momentum = t->opt->buf;
-    c.n_momentum = net_param_count(t->net);
-    c.bank_step = snap_step;
-    c.bank_path = snap;
+    ckpt_fill(t, &c, snap, snap_step);
     if (ckpt_save(t->ckpt_path, &c) != 0) {
         log_error("checkpoint (%s): cannot write %s: %s", why, t->ckpt_path, strerror(errno));
         t->ckpt_failures++;
@@ -1182,16 +1209,19 @@ int trainer_run(struct trainer *t)
                 int collected = bank_collect_sample(t);
                 sig_stop = 1;
                 if (collected != 0) {
-                    log_error("stopping without a checkpoint: bankd did not answer within "
+                    log_error("stopping without a paired checkpoint: bankd did not answer within "
                               "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
+                    trainer_save_unpaired(t);
                     status = EXIT_FAIL;
                     end_reason = "signal";
                     break;
                 }
             }
             sig_stop = 0; /* let the checkpoint's requests through */
-            if (trainer_checkpoint(t, "signal") != 0)
+            if (trainer_checkpoint(t, "signal") != 0) {
+                trainer_save_unpaired(t);
                 status = EXIT_FAIL;
+            }
             sig_stop = 1;
             end_reason = "signal";
             break;
@@ -1262,6 +1292,8 @@ int trainer_run(struct trainer *t)
         if (src != 0) {
             status = EXIT_FAIL;
             end_reason = src == -2 ? "non-finite loss" : "bank failure";
+            if (src != -2 && sig_stop)
+                trainer_save_unpaired(t); /* a signal inside the step's bank update */
             break;
         }
         if (t->step % (uint64_t)t->cfg.metrics_every == 0)
