@@ -7,6 +7,7 @@
 #include "bankd/bank.h"
 
 #include "common/log.h"
+#include "common/sha256.h"
 
 #include <errno.h>
 #include <float.h>
@@ -120,6 +121,40 @@ int bank_set_ids(struct bank *b, const char *run, size_t run_len, const char *ma
     memcpy(b->manifest, manifest ? manifest : "", manifest ? manifest_len : 0);
     b->manifest[manifest ? manifest_len : 0] = 0;
     return 0;
+}
+
+/* SHA-256 of a token. */
+static void token_digest(const void *token, size_t len, unsigned char out[32])
+{
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, token, len);
+    sha256_final(&h, out);
+    memset(&h, 0, sizeof h);
+}
+
+void bank_set_token(struct bank *b, const void *token, size_t len)
+{
+    token_digest(token, len, b->token_hash);
+    b->has_token = 1;
+}
+
+int bank_token_matches(const unsigned char hash[32], const void *token, size_t len)
+{
+    if (!token)
+        return 0;
+    unsigned char d[32];
+    token_digest(token, len, d);
+    volatile unsigned char diff = 0;
+    for (int i = 0; i < 32; i++)
+        diff |= (unsigned char)(d[i] ^ hash[i]);
+    memset(d, 0, sizeof d);
+    return diff == 0;
+}
+
+int bank_token_ok(const struct bank *b, const void *token, size_t len)
+{
+    return !b->has_token || bank_token_matches(b->token_hash, token, len);
 }
 
 static int cmp_u32(const void *a, const void *b)

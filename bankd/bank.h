@@ -39,6 +39,8 @@ struct bank {
     struct rng sample_rng; /* negatives; derived from seed */
     uint32_t *scratch_pos; /* sorted positives for exclude_pos, grown on demand */
     size_t scratch_cap;
+    int has_token;         /* writes need the token whose SHA-256 is token_hash */
+    unsigned char token_hash[32];
     unsigned char *extra;  /* opaque bytes stored with the bank in snapshots (bankd keeps
                               its reply cache there); malloc'ed, freed with the bank */
     size_t extra_len;
@@ -60,6 +62,16 @@ void bank_destroy(struct bank **b);
  * (-1). */
 int bank_set_ids(struct bank *b, const char *run, size_t run_len, const char *manifest,
                  size_t manifest_len);
+
+/* Makes the token (len bytes, BANK_TOKEN_MIN..BANK_TOKEN_MAX) the bank's: only its SHA-256
+ * is kept. */
+void bank_set_token(struct bank *b, const void *token, size_t len);
+/* 1 when a write carrying token (NULL: none) may change b: b has no token, or the token's
+ * SHA-256 equals b's (compared in constant time). */
+int bank_token_ok(const struct bank *b, const void *token, size_t len);
+/* 1 when token (NULL: none) hashes to hash; the comparison takes the same time wherever the
+ * digests differ. */
+int bank_token_matches(const unsigned char hash[32], const void *token, size_t len);
 
 /* Writes n k-sample negatives: neg_idx (k,) u32 and their rows neg (k, dim), and the rows of
  * the npos positives pos_idx into pos (npos, dim). Output pointers may be unaligned. With

@@ -141,7 +141,8 @@ int ping_main(int argc, char **argv)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     /* no cid: a ping is read-only and never deduplicated */
-    struct bank_hdr h = { BANK_OP_INFO, NULL, 0, msg_client_next_seq(c), 1 };
+    struct bank_hdr h = { BANK_OP_INFO, NULL, 0, msg_client_next_seq(c), 1,
+                          NULL, 0 };
     const void *rep;
     size_t rep_len;
     if (proto_bank_encode_info_req(&pk, &h) != 0 ||

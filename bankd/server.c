@@ -5,7 +5,12 @@
  * cache keeps, per client id, the (seq, CRC-32C of the request) of its last request and, for
  * writing ops (init, update, set, snapshot, restore), a reference to the reply: a request matching
  * both is answered from the cache and never applied twice. Read-only ops are re-executed on
- * a retry (their replies can be megabytes and repeating them changes nothing). */
+ * a retry (their replies can be megabytes and repeating them changes nothing).
+ *
+ * Write tokens: a bank with a token (bank.h) refuses every writing op that does not carry it
+ * with EPERM before anything else is looked at, and such a refusal touches nothing, not even
+ * the reply cache. Refusals are logged once per client id (again after DENIED_REPEAT_S) and at
+ * most one line a second; the token is never logged. */
 #include "bankd/server.h"
 
 #include "bankd/bank.h"
@@ -32,6 +37,17 @@
  * the room for one id in a message (struct bank_err's msg holds two). */
 enum { ESC_ID = 96 };
 #define ESC(buf, p, len) proto_bank_escape(buf, sizeof buf, p, len)
+
+/* A client whose refused write was logged (the rate limit of server_denied). */
+struct denied_entry {
+    char cid[65];
+    double t;                  /* clock_seconds() of the logged line; 0: free */
+};
+enum { DENIED_CLIENTS = 64 };
+#define DENIED_REPEAT_S 600.0  /* a client's refusals are logged again after this long */
+#define DENIED_GAP_S 1.0       /* at most one refusal line per second */
+#define EPERM_MSG "this bank takes writes only with its run's token (the trainer that " \
+                  "created it keeps it in RUN_DIR/bank.token)"
 
 struct cache_entry {
     char cid[65];
@@ -64,6 +80,10 @@ struct server {
     int ncache;
     uint64_t lru;
     uint64_t requests, errors, cache_hits;
+    struct denied_entry denied[DENIED_CLIENTS];
+    int denied_next;           /* ring slot for the next new client */
+    double denied_line_t;      /* clock_seconds() of the last refusal line */
+    uint64_t denied_total, denied_quiet; /* refusals since start, of them not logged */
 };
 
 /* ---- snapshots ----------------------------------------------------------------------------- */
@@ -377,8 +397,10 @@ static void encode_err(struct server *s, const struct bank_rep_hdr *rh, const st
 /* ---- ops ----------------------------------------------------------------------------------- */
 
 /* init against a bank of the same shape: succeeds unless the request's run or manifest
- * contradicts a non-empty one the bank holds (EMISMATCH); adopts those the bank lacks. */
-static int op_init_existing(struct server *s, const struct bank_init_req *q, struct bank_err *e)
+ * contradicts a non-empty one the bank holds (EMISMATCH); adopts those the bank lacks, and
+ * the request's token when the bank has none (the caller checked a token the bank has). */
+static int op_init_existing(struct server *s, const struct bank_hdr *h,
+                            const struct bank_init_req *q, struct bank_err *e)
 {
     struct bank *b = s->bank;
     char have[ESC_ID], want[ESC_ID];
@@ -401,11 +423,18 @@ static int op_init_existing(struct server *s, const struct bank_init_req *q, str
             return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
         s->snap_stale = 1;
     }
+    if (h->token && !b->has_token) {
+        bank_set_token(b, h->token, h->token_len);
+        s->snap_stale = 1;
+        log_info("the bank adopted the write token of init (it had none): writes need it now");
+    }
     return 0;
 }
 
-/* init creating the bank (none held). Its size was checked against --max-bytes. */
-static int op_init_create(struct server *s, const struct bank_init_req *q, struct bank_err *e)
+/* init creating the bank (none held), with the request's token if any. Its size was
+ * checked against --max-bytes. */
+static int op_init_create(struct server *s, const struct bank_hdr *h,
+                          const struct bank_init_req *q, struct bank_err *e)
 {
     if (q->run_len > 255 || q->manifest_len > 255)
         return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
@@ -415,27 +444,30 @@ static int op_init_create(struct server *s, const struct bank_init_req *q, struc
         return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %llu x %llu bank",
                             (unsigned long long)q->rows, (unsigned long long)q->dim);
     bank_set_ids(b, q->run, q->run_len, q->manifest, q->manifest_len);
+    if (h->token)
+        bank_set_token(b, h->token, h->token_len);
     s->bank = b;
     s->snap_valid = 0;
     char run[ESC_ID], man[ESC_ID];
-    log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s) in %.2f s",
-             (unsigned long long)b->rows, b->dim, q->mode == BANK_INIT_UNIT ? "unit" : "uniform",
-             (unsigned long long)q->seed, ESC(run, b->run, strlen(b->run)),
+    log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s, %s) in "
+             "%.2f s", (unsigned long long)b->rows, b->dim,
+             q->mode == BANK_INIT_UNIT ? "unit" : "uniform", (unsigned long long)q->seed,
+             ESC(run, b->run, strlen(b->run)),
              b->has_manifest ? ESC(man, b->manifest, strlen(b->manifest)) : "none",
-             clock_seconds() - t0);
+             b->has_token ? "writes need its token" : "no write token", clock_seconds() - t0);
     return 0;
 }
 
 /* init: an existing bank of the same shape is kept; otherwise a bank larger than
  * --max-bytes is ENOMEM (before anything is allocated, whatever bank is held), another
  * shape than the bank held EMISMATCH, and with no bank one is created. */
-static int op_init(struct server *s, const struct bank_init_req *q, const struct bank_rep_hdr *rh,
-                   struct bank_err *e)
+static int op_init(struct server *s, const struct bank_hdr *h, const struct bank_init_req *q,
+                   const struct bank_rep_hdr *rh, struct bank_err *e)
 {
     struct bank_init_rep r = { q->rows, q->dim, 0, 0 };
     struct bank *b = s->bank;
     if (b && b->rows == q->rows && b->dim == q->dim) {
-        if (op_init_existing(s, q, e) != 0)
+        if (op_init_existing(s, h, q, e) != 0)
             return -1;
         r.step = b->step;
     } else {
@@ -450,7 +482,7 @@ static int op_init(struct server *s, const struct bank_init_req *q, const struct
             return bank_err_set(e, BANK_EMISMATCH, "bank is %llu x %zu, init asks %llu x %llu",
                                 (unsigned long long)b->rows, b->dim,
                                 (unsigned long long)q->rows, (unsigned long long)q->dim);
-        if (op_init_create(s, q, e) != 0)
+        if (op_init_create(s, h, q, e) != 0)
             return -1;
         r.created = 1;
     }
@@ -466,7 +498,7 @@ static int op_info(struct server *s, const struct bank_rep_hdr *rh, struct bank_
         return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
     struct bank_info_rep r = { b->rows, b->dim, b->step, b->run, strlen(b->run),
                                b->has_manifest ? b->manifest : NULL,
-                               b->has_manifest ? strlen(b->manifest) : 0 };
+                               b->has_manifest ? strlen(b->manifest) : 0, b->has_token };
     msgpack_sbuffer_clear(&s->sb);
     proto_bank_encode_info_rep(&s->pk, rh, &r);
     return 0;
@@ -606,7 +638,9 @@ static void server_abandon_newer(struct server *s, uint64_t step)
         log_warn("cannot fsync %s: %s", s->dir, strerror(errno));
 }
 
-static int op_restore(struct server *s, const struct bank_restore_req *q,
+/* restore: the caller checked the token of the bank held; a file with a token also needs
+ * that one (EPERM), and a file without one adopts the request's. */
+static int op_restore(struct server *s, const struct bank_hdr *h, const struct bank_restore_req *q,
                       const struct bank_rep_hdr *rh, struct bank_err *e)
 {
     /* without a bank, the snapshot's shape is adopted: a client resuming on a restarted
@@ -631,6 +665,8 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
             snprintf(what, sizeof what, "%s", why);
         } else if (info.step != q->step) {
             snprintf(what, sizeof what, "step %llu", (unsigned long long)info.step);
+        } else if (info.has_token && !bank_token_matches(info.token_hash, h->token, h->token_len)) {
+            return bank_err_set(e, BANK_EPERM, "%s: " EPERM_MSG, base);
         } else if (b && (info.rows != b->rows || info.dim != b->dim)) {
             return bank_err_set(e, BANK_EMISMATCH, "%s holds a %llu x %llu bank, bankd holds "
                                 "%llu x %zu", base, (unsigned long long)info.rows,
@@ -666,11 +702,14 @@ static int op_restore(struct server *s, const struct bank_restore_req *q,
     free(nb->extra); /* the cache is cleared below: replies of another timeline */
     nb->extra = NULL;
     nb->extra_len = 0;
+    if (!nb->has_token && h->token)
+        bank_set_token(nb, h->token, h->token_len);
     s->snap_stale = 1; /* bank.snap does not hold this bank */
     s->stat_snap_step = nb->step;
     char run[ESC_ID];
-    log_info("restored %s: step %llu (was %llu), run '%s'", file, want,
-             (unsigned long long)old_step, ESC(run, nb->run, strlen(nb->run)));
+    log_info("restored %s: step %llu (was %llu), run '%s', %s", file, want,
+             (unsigned long long)old_step, ESC(run, nb->run, strlen(nb->run)),
+             nb->has_token ? "writes need its token" : "no write token");
     struct bank_step_rep r = { nb->step };
     msgpack_sbuffer_clear(&s->sb);
     proto_bank_encode_step_rep(&s->pk, rh, &r);
@@ -699,6 +738,46 @@ static int op_writes_state(enum bank_op op)
            op == BANK_OP_SNAPSHOT || op == BANK_OP_RESTORE;
 }
 
+/* Logs a refused write (EPERM) once per client id and at most one line per DENIED_GAP_S;
+ * the rest are counted and the count shown in the next line. Never shows the token. */
+static void server_denied(struct server *s, const struct bank_hdr *h)
+{
+    double now = clock_seconds();
+    size_t len = h->cid ? h->cid_len : 0;
+    if (len > sizeof s->denied[0].cid - 1)
+        len = sizeof s->denied[0].cid - 1; /* longer ids count by their first 64 bytes */
+    s->denied_total++;
+    struct denied_entry *slot = NULL;
+    for (int i = 0; i < DENIED_CLIENTS; i++) {
+        struct denied_entry *d = &s->denied[i];
+        if (d->t > 0 && strlen(d->cid) == len && !memcmp(d->cid, h->cid, len)) {
+            if (now - d->t < DENIED_REPEAT_S) {
+                s->denied_quiet++;
+                return;
+            }
+            slot = d;
+        }
+    }
+    if (s->denied_line_t > 0 && now - s->denied_line_t < DENIED_GAP_S) {
+        s->denied_quiet++;
+        return;
+    }
+    if (!slot) {
+        slot = &s->denied[s->denied_next];
+        s->denied_next = (s->denied_next + 1) % DENIED_CLIENTS;
+    }
+    memcpy(slot->cid, h->cid ? h->cid : "", len);
+    slot->cid[len] = 0;
+    slot->t = now;
+    s->denied_line_t = now;
+    char cid[PROTO_BANK_ESCAPED(64)];
+    log_warn("refused %s from client '%s' (%s token): this bank takes writes only with its "
+             "run's token; %llu refused since start, %llu of them not logged",
+             proto_bank_op_name(h->op), h->cid ? ESC(cid, slot->cid, len) : "(no cid)",
+             h->token ? "wrong" : "no", (unsigned long long)s->denied_total,
+             (unsigned long long)s->denied_quiet);
+}
+
 /* Handles one request body from client id. */
 static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void *body,
                           size_t len)
@@ -718,11 +797,19 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
     }
     rh.seq = q.h.seq;
     rh.has_seq = q.h.has_seq;
+    if (op_writes_state(q.h.op) && s->bank && !bank_token_ok(s->bank, q.h.token, q.h.token_len)) {
+        bank_err_set(&e, BANK_EPERM, EPERM_MSG);
+        server_denied(s, &q.h);
+        encode_err(s, &rh, &e);
+        goto reply;
+    }
+    /* the entry is looked up here and created only once the request is not refused */
     struct cache_entry *ce = NULL;
     uint32_t crc = 0;
-    if (q.h.cid && q.h.has_seq) {
+    int cacheable = q.h.cid && q.h.has_seq;
+    if (cacheable) {
         crc = crc32c(0, body, len);
-        ce = cache_find(s, q.h.cid, q.h.cid_len, 1);
+        ce = cache_find(s, q.h.cid, q.h.cid_len, 0);
         if (ce && ce->seq == q.h.seq && ce->crc == crc && ce->has_reply) {
             s->cache_hits++;
             char cid[PROTO_BANK_ESCAPED(sizeof ce->cid)];
@@ -737,7 +824,7 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
     }
     int rc;
     switch (q.h.op) {
-    case BANK_OP_INIT: rc = op_init(s, &q.u.init, &rh, &e); break;
+    case BANK_OP_INIT: rc = op_init(s, &q.h, &q.u.init, &rh, &e); break;
     case BANK_OP_INFO: rc = op_info(s, &rh, &e); break;
     case BANK_OP_SAMPLE: rc = op_sample(s, &q.u.sample, &rh, &out, &e); have_out = rc == 0; break;
     case BANK_OP_GET: rc = op_get(s, &q.u.get, &rh, &out, &e); have_out = rc == 0; break;
@@ -746,16 +833,23 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
     case BANK_OP_SNAPSHOT: rc = op_snapshot(s, &q.u.snapshot, &rh, &e); break;
     case BANK_OP_STATS: rc = op_stats(s, &rh, &e); break;
     case BANK_OP_RESTORE:
-        rc = op_restore(s, &q.u.restore, &rh, &e);
+        rc = op_restore(s, &q.h, &q.u.restore, &rh, &e);
         if (rc == 0)
             cache_clear(s, ce); /* replies of the replaced bank's timeline */
         break;
     default: rc = bank_err_set(&e, BANK_EINVAL, "unknown op"); break;
     }
+    if (rc != 0 && !strcmp(e.code, BANK_EPERM)) { /* restore of another run's snapshot */
+        server_denied(s, &q.h);
+        encode_err(s, &rh, &e);
+        goto reply;
+    }
     if (rc != 0) {
         log_debug("%s failed: %s %s", proto_bank_op_name(q.h.op), e.code, e.msg);
         encode_err(s, &rh, &e);
     }
+    if (cacheable)
+        ce = cache_find(s, q.h.cid, q.h.cid_len, 1);
     if (ce) {
         zmq_msg_close(&ce->reply);
         zmq_msg_init(&ce->reply);
@@ -875,10 +969,11 @@ struct server *server_new(const struct server_cfg *cfg)
             s->snap_valid = 1;
             s->stat_snap_step = s->bank->step;
             char run[ESC_ID];
-            log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s'", path,
+            log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s', %s", path,
                      (unsigned long long)s->bank->rows, s->bank->dim,
                      (unsigned long long)s->bank->step,
-                     ESC(run, s->bank->run, strlen(s->bank->run)));
+                     ESC(run, s->bank->run, strlen(s->bank->run)),
+                     s->bank->has_token ? "writes need its token" : "no write token");
             cache_load(s, s->bank);
         } else if (found) {
             log_error("no usable snapshot in %s; starting without a bank", s->dir);

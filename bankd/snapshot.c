@@ -17,6 +17,10 @@
 #define SNAP_MAGIC "NPIDBANK"
 #define SNAP_HDR 64   /* fixed header of version 1 */
 #define SNAP_HDR2 72  /* of version 2: + u64 extra_len */
+#define SNAP_HDR3 104 /* of version 3: + the token's SHA-256 */
+#define SNAP_FLAG_MANIFEST 1u
+#define SNAP_FLAG_UNIT 2u
+#define SNAP_FLAG_TOKEN 4u
 #define SNAP_CHUNK ((size_t)8 << 20)
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -60,8 +64,8 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
         errno = EFBIG;
         return -1;
     }
-    unsigned char hdr[SNAP_HDR2 + sizeof b->run + sizeof b->manifest];
-    size_t hlen = SNAP_HDR2 + run_len + man_len;
+    unsigned char hdr[SNAP_HDR3 + sizeof b->run + sizeof b->manifest];
+    size_t hlen = SNAP_HDR3 + run_len + man_len;
     memset(hdr, 0, sizeof hdr);
     memcpy(hdr, SNAP_MAGIC, 8);
     put32(hdr + 8, SNAPSHOT_VERSION);
@@ -71,14 +75,18 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
     put64(hdr + 32, b->step);
     put64(hdr + 40, b->writes);
     put64(hdr + 48, b->seed);
-    put32(hdr + 56, (b->has_manifest ? 1u : 0u) | (b->mode == BANK_INIT_UNIT ? 2u : 0u));
+    put32(hdr + 56, (b->has_manifest ? SNAP_FLAG_MANIFEST : 0u) |
+                    (b->mode == BANK_INIT_UNIT ? SNAP_FLAG_UNIT : 0u) |
+                    (b->has_token ? SNAP_FLAG_TOKEN : 0u));
     hdr[60] = (unsigned char)run_len;
     hdr[61] = (unsigned char)(run_len >> 8);
     hdr[62] = (unsigned char)man_len;
     hdr[63] = (unsigned char)(man_len >> 8);
     put64(hdr + 64, b->extra_len);
-    memcpy(hdr + SNAP_HDR2, b->run, run_len);
-    memcpy(hdr + SNAP_HDR2 + run_len, b->manifest, man_len);
+    if (b->has_token)
+        memcpy(hdr + SNAP_HDR2, b->token_hash, 32);
+    memcpy(hdr + SNAP_HDR3, b->run, run_len);
+    memcpy(hdr + SNAP_HDR3 + run_len, b->manifest, man_len);
     struct durable_file f;
     if (durable_open(&f, file) != 0)
         return -1;
@@ -152,7 +160,7 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         *why = "cannot stat";
         goto fail_fd;
     }
-    unsigned char hdr[SNAP_HDR2 + 512 + 8];
+    unsigned char hdr[SNAP_HDR3 + 512 + 8];
     if (read_full(fd, hdr, SNAP_HDR, &short_read) != 0) {
         *why = short_read ? "truncated header" : "read error";
         goto fail_fd;
@@ -162,11 +170,12 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         goto fail_fd;
     }
     uint32_t version = get32(hdr + 8);
-    if (version != 1 && version != SNAPSHOT_VERSION) {
+    if (version < 1 || version > SNAPSHOT_VERSION) {
         *why = "unsupported snapshot version";
         goto fail_fd;
     }
-    uint32_t hlen = get32(hdr + 12), fixed = version >= 2 ? SNAP_HDR2 : SNAP_HDR;
+    uint32_t hlen = get32(hdr + 12);
+    uint32_t fixed = version >= 3 ? SNAP_HDR3 : version == 2 ? SNAP_HDR2 : SNAP_HDR;
     uint64_t rows = get64(hdr + 16), dim = get64(hdr + 24);
     uint16_t run_len = get16(hdr + 60), man_len = get16(hdr + 62);
     if (run_len > 255 || man_len > 255 || hlen != fixed + (uint32_t)run_len + man_len) {
@@ -205,10 +214,14 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
     info->step = get64(hdr + 32);
     info->writes = get64(hdr + 40);
     info->seed = get64(hdr + 48);
-    info->unit = (flags & 2) != 0;
+    info->unit = (flags & SNAP_FLAG_UNIT) != 0;
     info->version = version;
     info->extra_len = extra_len;
-    info->has_manifest = (flags & 1) != 0;
+    info->has_manifest = (flags & SNAP_FLAG_MANIFEST) != 0;
+    /* versions 1 and 2 had no token: a stray bit 2 there means nothing */
+    info->has_token = version >= 3 && (flags & SNAP_FLAG_TOKEN) != 0;
+    if (info->has_token)
+        memcpy(info->token_hash, hdr + SNAP_HDR2, 32);
     memcpy(info->run, hdr + fixed, run_len);
     if (info->has_manifest)
         memcpy(info->manifest, hdr + fixed + run_len, man_len);
@@ -249,6 +262,8 @@ struct bank *snapshot_read(const char *path, const char **why)
     b->mode = info.unit ? BANK_INIT_UNIT : BANK_INIT_UNIFORM;
     bank_set_ids(b, info.run, strlen(info.run), info.has_manifest ? info.manifest : NULL,
                  strlen(info.manifest));
+    b->has_token = info.has_token;
+    memcpy(b->token_hash, info.token_hash, 32);
     uint32_t pcrc = 0;
     if (read_crc(fd, b->v, (size_t)rows * dim * 4, &pcrc, &short_read) != 0 ||
         read_crc(fd, b->last_write, (size_t)rows * 8, &pcrc, &short_read) != 0 ||

@@ -1,10 +1,12 @@
 /* Bank snapshot files (docs/protocol.md, "Snapshot file").
  *
  * Layout, little-endian:
- *   fixed header (72 bytes; 64 in version 1): magic "NPIDBANK", u32 version (2; 1 is read
- *     too), u32 header_len (72 + run_len + manifest_len), u64 rows, u64 dim, u64 step,
- *     u64 writes, u64 seed, u32 flags (bit 0: has manifest, bit 1: unit init), u16 run_len,
- *     u16 manifest_len, u64 extra_len (version 2 only)
+ *   fixed header (104 bytes; 72 in version 2, 64 in version 1): magic "NPIDBANK", u32
+ *     version (3; 1 and 2 are read too), u32 header_len (104 + run_len + manifest_len),
+ *     u64 rows, u64 dim, u64 step, u64 writes, u64 seed, u32 flags (bit 0: has manifest,
+ *     bit 1: unit init, bit 2: has a write token), u16 run_len, u16 manifest_len, u64
+ *     extra_len (version >= 2), 32 bytes SHA-256 of the write token (version 3; zero
+ *     without one: the token itself is never stored)
  *   run bytes, manifest bytes (not NUL-terminated; at most 255 each)
  *   u32 payload_crc: CRC-32C of the payload
  *   u32 header_crc: CRC-32C of the header_len header bytes followed by payload_crc
@@ -22,7 +24,7 @@
 #include <stddef.h>
 
 #define SNAPSHOT_NAME "bank.snap"
-#define SNAPSHOT_VERSION 2
+#define SNAPSHOT_VERSION 3
 /* Largest extra section accepted. */
 #define SNAPSHOT_EXTRA_MAX ((size_t)64 << 20)
 
@@ -43,6 +45,8 @@ struct snapshot_info {
     int has_manifest;
     uint32_t version;         /* file format version */
     uint64_t extra_len;       /* bytes of the extra section (0 in version 1) */
+    int has_token;            /* writes need a token (never in versions 1 and 2) */
+    unsigned char token_hash[32];
 };
 
 /* Reads and checks one file's header only (magic, version, lengths, header checksum, file
@@ -51,7 +55,8 @@ struct snapshot_info {
 int snapshot_peek(const char *path, struct snapshot_info *info, const char **why);
 
 /* Reads and verifies one file (magic, version, sizes, both checksums). Returns the bank
- * (extra filled from a version 2 file, NULL and 0 from version 1), or
+ * (extra filled from a version >= 2 file, NULL and 0 from version 1; the token hash from a
+ * version 3 file that has one), or
  * NULL with *why (static text) set; errno ENOENT when the file does not exist. */
 struct bank *snapshot_read(const char *path, const char **why);
 

@@ -4,10 +4,16 @@
 #include "common/msg.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define BANKC_GET_CHUNK_BYTES ((size_t)4 << 20)
 
@@ -23,6 +29,8 @@ struct bankc {
     int sample_given;         /* the negatives were given (bankc_rows_send) */
     uint32_t *given;          /* (sample_k,) the given negatives, to check the echo */
     size_t given_cap;
+    char token[BANK_TOKEN_MAX];  /* sent with writes when token_len > 0 */
+    size_t token_len;
     char code[16];
     char err[300];
 };
@@ -68,6 +76,7 @@ void bankc_destroy(struct bankc **cp)
     msg_client_destroy(&c->mc);
     msgpack_sbuffer_destroy(&c->sb);
     free(c->given);
+    memset(c->token, 0, sizeof c->token);
     free(c);
     *cp = NULL;
 }
@@ -88,8 +97,36 @@ static struct bank_hdr bankc_hdr(struct bankc *c)
 {
     msgpack_sbuffer_clear(&c->sb);
     const char *cid = msg_client_cid(c->mc);
-    struct bank_hdr h = { BANK_OP_NONE, cid, strlen(cid), msg_client_next_seq(c->mc), 1 };
+    struct bank_hdr h = { BANK_OP_NONE, cid, strlen(cid), msg_client_next_seq(c->mc), 1,
+                          NULL, 0 };
     return h;
+}
+
+/* The same for a writing request: with the token when one is set. */
+static struct bank_hdr bankc_write_hdr(struct bankc *c)
+{
+    struct bank_hdr h = bankc_hdr(c);
+    if (c->token_len) {
+        h.token = c->token;
+        h.token_len = c->token_len;
+    }
+    return h;
+}
+
+int bankc_set_token(struct bankc *c, const char *token)
+{
+    if (!token) {
+        memset(c->token, 0, sizeof c->token);
+        c->token_len = 0;
+        return 0;
+    }
+    size_t len = strlen(token);
+    if (len < BANK_TOKEN_MIN || len > BANK_TOKEN_MAX)
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "a token is %d..%d bytes", BANK_TOKEN_MIN,
+                          BANK_TOKEN_MAX);
+    memcpy(c->token, token, len);
+    c->token_len = len;
+    return 0;
 }
 
 static int bankc_send(struct bankc *c, int enc_rc)
@@ -136,7 +173,7 @@ static int bankc_call(struct bankc *c, int enc_rc, enum bank_op op, union bank_r
 int bankc_init(struct bankc *c, uint64_t rows, uint64_t dim, uint64_t seed, const char *run,
                const char *manifest, int *created, uint64_t *step)
 {
-    struct bank_hdr h = bankc_hdr(c);
+    struct bank_hdr h = bankc_write_hdr(c);
     struct bank_init_req q = { rows, dim, seed, run, run ? strlen(run) : 0, manifest,
                                manifest ? strlen(manifest) : 0, c->mode };
     union bank_rep_u r;
@@ -164,6 +201,7 @@ int bankc_info(struct bankc *c, struct bankc_info *out)
         out->step = r.info.step;
         if (r.info.run)
             snprintf(out->run, sizeof out->run, "%.*s", (int)r.info.run_len, r.info.run);
+        out->has_token = r.info.has_token;
         if (r.info.manifest) {
             out->has_manifest = 1;
             snprintf(out->manifest, sizeof out->manifest, "%.*s", (int)r.info.manifest_len,
@@ -270,7 +308,7 @@ static int bankc_write_rows(struct bankc *c, enum bank_op op, const uint32_t *id
                           proto_bank_op_name(op));
     if (bankc_need_dim(c) != 0)
         return -1;
-    struct bank_hdr h = bankc_hdr(c);
+    struct bank_hdr h = bankc_write_hdr(c);
     struct bank_update_req q = { idx, B, feat, B * (size_t)c->dim, momentum };
     int enc = op == BANK_OP_SET ? proto_bank_encode_set_req(&c->pk, &h, &q)
                                 : proto_bank_encode_update_req(&c->pk, &h, &q);
@@ -329,7 +367,7 @@ int bankc_snapshot_named(struct bankc *c, const char *name, char *path, size_t p
     if (name && !proto_bank_name_ok(name, strlen(name)))
         return bankc_fail(c, EINVAL, BANK_EINVAL, "snapshot name '%.80s' is not 1..%d characters "
                           "of [A-Za-z0-9_.-]", name, BANK_SNAP_NAME_MAX);
-    struct bank_hdr h = bankc_hdr(c);
+    struct bank_hdr h = bankc_write_hdr(c);
     struct bank_snapshot_req q = { name, name ? strlen(name) : 0 };
     union bank_rep_u r;
     if (bankc_call(c, proto_bank_encode_snapshot_named_req(&c->pk, &h, &q), BANK_OP_SNAPSHOT,
@@ -347,7 +385,7 @@ int bankc_restore(struct bankc *c, const char *name, uint64_t step, uint64_t *st
     if (!name || !proto_bank_name_ok(name, strlen(name)))
         return bankc_fail(c, EINVAL, BANK_EINVAL, "snapshot name '%.80s' is not 1..%d characters "
                           "of [A-Za-z0-9_.-]", name ? name : "(null)", BANK_SNAP_NAME_MAX);
-    struct bank_hdr h = bankc_hdr(c);
+    struct bank_hdr h = bankc_write_hdr(c);
     struct bank_restore_req q = { name, strlen(name), step };
     union bank_rep_u r;
     if (bankc_call(c, proto_bank_encode_restore_req(&c->pk, &h, &q), BANK_OP_RESTORE, &r) != 0)
@@ -365,4 +403,169 @@ int bankc_stats(struct bankc *c, struct bank_stats_rep *out)
         return -1;
     *out = r.stats;
     return 0;
+}
+
+/* ---- the run's token file ------------------------------------------------------------------ */
+
+static int token_err(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int token_err(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Reads an existing token file; 0, 1 when it does not exist, or -1 (err filled). */
+static int token_read(const char *path, char token[BANKC_TOKEN_HEX + 1], char *err, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 1;
+        if (errno == ELOOP)
+            return token_err(err, cap, "%s is a symbolic link; the run's bank token must be a "
+                             "regular file (remove the link)", path);
+        return token_err(err, cap, "cannot open %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    char buf[BANKC_TOKEN_HEX + 2];
+    ssize_t n = -1;
+    int rc = -1;
+    if (fstat(fd, &st) != 0) {
+        token_err(err, cap, "cannot stat %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        token_err(err, cap, "%s is not a regular file", path);
+        goto done;
+    }
+    if (st.st_uid != geteuid()) {
+        token_err(err, cap, "%s belongs to uid %u, not to this user (uid %u): someone else "
+                  "could know the bank token; remove it", path, (unsigned)st.st_uid,
+                  (unsigned)geteuid());
+        goto done;
+    }
+    if (st.st_mode & 077) {
+        token_err(err, cap, "%s has mode %04o: the bank token must be readable by its owner "
+                  "only (chmod 600 it)", path, (unsigned)(st.st_mode & 07777));
+        goto done;
+    }
+    do
+        n = read(fd, buf, sizeof buf);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        token_err(err, cap, "cannot read %s: %s", path, strerror(errno));
+        goto done;
+    }
+    int ok = n == BANKC_TOKEN_HEX + 1 && buf[BANKC_TOKEN_HEX] == '\n';
+    for (int i = 0; ok && i < BANKC_TOKEN_HEX; i++)
+        ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
+    if (!ok) {
+        token_err(err, cap, "%s does not hold a bank token (%d lowercase hex digits and a "
+                  "newline)", path, BANKC_TOKEN_HEX);
+        goto done;
+    }
+    memcpy(token, buf, BANKC_TOKEN_HEX);
+    token[BANKC_TOKEN_HEX] = 0;
+    rc = 0;
+done:
+    memset(buf, 0, sizeof buf);
+    close(fd);
+    return rc;
+}
+
+/* Writes a new token to a temp file and links it to path. 0 (created), 1 (path appeared
+ * meanwhile: read it), or -1 (err filled). */
+static int token_create(const char *path, char *err, size_t cap)
+{
+    unsigned char raw[BANKC_TOKEN_HEX / 2];
+    char text[BANKC_TOKEN_HEX + 1], tmp[PATH_MAX];
+    static const char hex[] = "0123456789abcdef";
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return token_err(err, cap, "getrandom failed: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) {
+        text[2 * i] = hex[raw[i] >> 4];
+        text[2 * i + 1] = hex[raw[i] & 15];
+    }
+    text[BANKC_TOKEN_HEX] = '\n';
+    memset(raw, 0, sizeof raw);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+        return token_err(err, cap, "%s: path too long", path);
+    unlink(tmp); /* a crashed earlier process of this pid's, or a planted link */
+    int rc = -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        token_err(err, cap, "cannot create %s: %s", tmp, strerror(errno));
+        goto wipe;
+    }
+    ssize_t n;
+    do
+        n = write(fd, text, sizeof text);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof text || fsync(fd) != 0) {
+        token_err(err, cap, "cannot write %s: %s", tmp, n < 0 || n == (ssize_t)sizeof text ?
+                  strerror(errno) : "short write");
+        close(fd);
+        goto unlink_tmp;
+    }
+    if (close(fd) != 0) {
+        token_err(err, cap, "cannot write %s: %s", tmp, strerror(errno));
+        goto unlink_tmp;
+    }
+    /* link never replaces: a token that appeared meanwhile (another trainer) wins */
+    if (link(tmp, path) != 0) {
+        if (errno == EEXIST)
+            rc = 1;
+        else
+            token_err(err, cap, "cannot create %s: %s", path, strerror(errno));
+        goto unlink_tmp;
+    }
+    rc = 0;
+unlink_tmp:
+    unlink(tmp);
+    if (rc == 0) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", path);
+        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd); /* best effort: the token is re-created only with a new bank */
+            close(dfd);
+        }
+    }
+wipe:
+    memset(text, 0, sizeof text);
+    return rc;
+}
+
+int bankc_token_file(const char *path, char token[BANKC_TOKEN_HEX + 1], int *created, char *err,
+                     size_t err_cap)
+{
+    if (created)
+        *created = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = token_read(path, token, err, err_cap);
+        if (rc <= 0)
+            return rc;
+        rc = token_create(path, err, err_cap);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            if (created)
+                *created = 1;
+            rc = token_read(path, token, err, err_cap);
+            return rc == 0 ? 0 : rc < 0 ? -1 : token_err(err, err_cap, "%s vanished", path);
+        }
+    }
+    return token_err(err, err_cap, "%s: cannot read or create the bank token", path);
 }

@@ -11,8 +11,9 @@
  *
  * Every call returns 0, or -1 with errno set: ETIMEDOUT (no reply after all retries), EBUSY
  * (a sample is outstanding), EINTR (sig_stop), EPROTO (the server answered with an error or
- * an unreadable reply; bankc_error_code gives the code, e.g. "EMISMATCH"), EINVAL (bad
- * arguments). bankc_error gives a one-line reason for the last failure. */
+ * an unreadable reply; bankc_error_code gives the code, e.g. "EMISMATCH", or "EPERM" for a
+ * write to a bank whose token this client does not send), EINVAL (bad arguments).
+ * bankc_error gives a one-line reason for the last failure. */
 #ifndef NPID_BANKC_H
 #define NPID_BANKC_H
 
@@ -41,6 +42,28 @@ uint64_t bankc_dim(const struct bankc *c);
 /* The underlying request client (for its counters). */
 struct msg_client *bankc_msg_client(struct bankc *c);
 
+/* ---- write token (docs/protocol.md, "token") -------------------------------------------- */
+
+/* Hex digits of a run's token: 32 random bytes. */
+#define BANKC_TOKEN_HEX 64
+
+/* Sends token (BANK_TOKEN_MIN..BANK_TOKEN_MAX bytes; copied) in every writing request from
+ * now on: init, update, set, snapshot, restore. The init that creates a bank makes it the
+ * bank's token; later writes without it get EPERM. NULL: send none. 0, or -1 with EINVAL
+ * (bad length). */
+int bankc_set_token(struct bankc *c, const char *token);
+
+/* The run's token file (RUN_DIR/bank.token): reads it, or creates it when there is none
+ * (32 bytes from getrandom as BANKC_TOKEN_HEX lowercase hex digits and a newline, mode 0600,
+ * written to a temp file made with O_CREAT | O_EXCL | O_NOFOLLOW, fsynced, then linked into
+ * place, so the name never holds a partial token and two trainers racing agree on one).
+ * An existing file must be a regular file (not a link) owned by this user, with no group or
+ * other permission bits, holding exactly that text. token receives the hex digits
+ * (NUL-terminated); *created (may be NULL) is 1 when this call made the file. Returns 0, or
+ * -1 with a one-line reason in err (never quoting the file's content). */
+int bankc_token_file(const char *path, char token[BANKC_TOKEN_HEX + 1], int *created, char *err,
+                     size_t err_cap);
+
 /* Initialisation mode used by bankc_init (default BANK_INIT_UNIFORM). */
 void bankc_set_init_mode(struct bankc *c, enum bank_init_mode mode);
 /* Creates the bank (rows x dim, seeded), or accepts the existing identical one. run and
@@ -55,6 +78,7 @@ struct bankc_info {
     char run[128];
     char manifest[128];
     int has_manifest;
+    int has_token;            /* the bank takes writes only with its token */
 };
 int bankc_info(struct bankc *c, struct bankc_info *out);
 

@@ -64,6 +64,18 @@ static int need_bool(const struct mp_map *m, const char *key, int *out, struct b
     return rc == MP_OK ? 0 : field_err(e, key, rc, "bool");
 }
 
+/* A bool, or absent giving 0. */
+static int opt_bool(const struct mp_map *m, const char *key, int *out, struct bank_err *e)
+{
+    *out = 0;
+    int rc = mp_get_bool(m, key, out);
+    if (rc == MP_MISSING) {
+        *out = 0;
+        return 0;
+    }
+    return rc == MP_OK ? 0 : field_err(e, key, rc, "bool");
+}
+
 /* A str, or (nullable) nil/absent giving NULL. */
 static int opt_str(const struct mp_map *m, const char *key, const char **p, size_t *len,
                    int nullable, struct bank_err *e)
@@ -296,8 +308,13 @@ int proto_bank_decode_req(const void *buf, size_t len, struct bank_req *req, str
     const char *op;
     size_t op_len;
     if (need_str(&m, "op", &op, &op_len, e) ||
-        opt_str(&m, "cid", &req->h.cid, &req->h.cid_len, 0, e))
+        opt_str(&m, "cid", &req->h.cid, &req->h.cid_len, 0, e) ||
+        opt_str(&m, "token", &req->h.token, &req->h.token_len, 0, e))
         return -1;
+    /* the message never quotes the token */
+    if (req->h.token && (req->h.token_len < BANK_TOKEN_MIN || req->h.token_len > BANK_TOKEN_MAX))
+        return bank_err_set(e, BANK_EINVAL, "token must be %d..%d bytes", BANK_TOKEN_MIN,
+                            BANK_TOKEN_MAX);
     for (size_t i = 1; i < OP_COUNT; i++)
         if (strlen(op_names[i]) == op_len && !memcmp(op_names[i], op, op_len))
             req->h.op = (enum bank_op)i;
@@ -325,17 +342,19 @@ int proto_bank_decode_req(const void *buf, size_t len, struct bank_req *req, str
                         proto_bank_escape(shown, sizeof shown, op, op_len));
 }
 
-/* v, op, [cid], [seq] plus nfields more pairs. */
+/* v, op, [cid], [seq], [token] plus nfields more pairs. */
 static int enc_req_hdr(msgpack_packer *pk, const struct bank_hdr *h, enum bank_op op,
                        size_t nfields)
 {
-    size_t n = 2 + (h->cid ? 1 : 0) + (h->has_seq ? 1 : 0) + nfields;
+    size_t n = 2 + (h->cid ? 1 : 0) + (h->has_seq ? 1 : 0) + (h->token ? 1 : 0) + nfields;
     if (msgpack_pack_map(pk, n) || mp_pack_kv_u64(pk, "v", BANK_PROTO_VERSION) ||
         mp_pack_kv_str(pk, "op", proto_bank_op_name(op)))
         return -1;
     if (h->cid && mp_pack_kv_strn(pk, "cid", h->cid, h->cid_len))
         return -1;
     if (h->has_seq && mp_pack_kv_u64(pk, "seq", h->seq))
+        return -1;
+    if (h->token && mp_pack_kv_strn(pk, "token", h->token, h->token_len))
         return -1;
     return 0;
 }
@@ -450,10 +469,11 @@ int proto_bank_encode_init_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
 int proto_bank_encode_info_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
                                const struct bank_info_rep *r)
 {
-    return enc_rep_hdr(pk, h, 1, 5) || mp_pack_kv_u64(pk, "rows", r->rows) ||
+    return enc_rep_hdr(pk, h, 1, 6) || mp_pack_kv_u64(pk, "rows", r->rows) ||
            mp_pack_kv_u64(pk, "dim", r->dim) || mp_pack_kv_u64(pk, "step", r->step) ||
            mp_pack_kv_strn(pk, "run", r->run ? r->run : "", r->run ? r->run_len : 0) ||
-           mp_pack_kv_strn(pk, "manifest", r->manifest, r->manifest_len) ? -1 : 0;
+           mp_pack_kv_strn(pk, "manifest", r->manifest, r->manifest_len) ||
+           mp_pack_kv_bool(pk, "has_token", r->has_token) ? -1 : 0;
 }
 
 int proto_bank_encode_step_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
@@ -625,7 +645,8 @@ int proto_bank_decode_rep(const void *buf, size_t len, enum bank_op op, union ba
         return need_u64(&m, "rows", &r->info.rows, e) || need_u64(&m, "dim", &r->info.dim, e) ||
                need_u64(&m, "step", &r->info.step, e) ||
                opt_str(&m, "run", &r->info.run, &r->info.run_len, 1, e) ||
-               opt_str(&m, "manifest", &r->info.manifest, &r->info.manifest_len, 1, e) ? -1 : 0;
+               opt_str(&m, "manifest", &r->info.manifest, &r->info.manifest_len, 1, e) ||
+               opt_bool(&m, "has_token", &r->info.has_token, e) ? -1 : 0;
     case BANK_OP_SAMPLE: {
         struct bank_sample_rep *s = &r->sample;
         return opt_u64(&m, "step", &s->step, 0, e) ||

@@ -48,6 +48,7 @@ const char *proto_bank_op_name(enum bank_op op);
 #define BANK_EIO       "EIO"       /* snapshot could not be written: other error */
 #define BANK_ENOMEM    "ENOMEM"    /* the bank exceeds --max-bytes or could not be allocated */
 #define BANK_ENOSNAP   "ENOSNAP"   /* restore: no valid snapshot of that name holds that step */
+#define BANK_EPERM     "EPERM"     /* a write without the bank's token (or with another) */
 #define BANK_EBUSY     "EBUSY"     /* client side: a request is outstanding */
 #define BANK_ETIMEDOUT "ETIMEDOUT" /* client side: no reply after all retries */
 
@@ -76,13 +77,23 @@ static inline float proto_bank_f32(const void *p, size_t i)
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
-/* Fields common to every request. cid points into the frame (not NUL-terminated). */
+/* Write token: "token" str of BANK_TOKEN_MIN..BANK_TOKEN_MAX bytes (a shorter or longer one
+ * is EINVAL). A bank created by an init with a token takes the writing ops (init of the
+ * existing bank, update, set, snapshot, restore) only with the same token (else EPERM);
+ * readers need none. The codec carries the token in the header of any request; encoders
+ * write it when h->token is set. Never log or echo it. */
+#define BANK_TOKEN_MIN 16
+#define BANK_TOKEN_MAX 256
+
+/* Fields common to every request. cid and token point into the frame (not NUL-terminated). */
 struct bank_hdr {
     enum bank_op op;
     const char *cid;
     size_t cid_len;
     uint64_t seq;
     int has_seq;
+    const char *token;        /* NULL: absent */
+    size_t token_len;
 };
 
 enum bank_init_mode { BANK_INIT_UNIFORM = 0, BANK_INIT_UNIT = 1 };
@@ -90,7 +101,8 @@ enum bank_init_mode { BANK_INIT_UNIFORM = 0, BANK_INIT_UNIT = 1 };
 /* init: rows > 0, dim > 0 (<= BANK_MAX_DIM); seed, run (default ""), manifest (default nil),
  * "init": "uniform" (each coordinate uniform in [-s, s], s = 1/sqrt(dim/3); the reference)
  * or "unit" (random unit vectors). run and manifest must be valid UTF-8 without NUL bytes
- * (EINVAL): they are stored in the bank and echoed by info. */
+ * (EINVAL): they are stored in the bank and echoed by info. The header's token, if any,
+ * becomes the token of the bank this init creates (or of a held bank that has none). */
 #define BANK_MAX_DIM 65536u
 struct bank_init_req {
     uint64_t rows, dim, seed;
@@ -214,6 +226,7 @@ struct bank_info_rep {
     size_t run_len;
     const char *manifest;     /* NULL: nil */
     size_t manifest_len;
+    int has_token;            /* writes need the bank's token (absent in older replies: 0) */
 };
 
 /* sample reply: neg_idx u32 x k, neg f32 k x dim, pos f32 B x dim; step at sampling time. */

@@ -7,7 +7,9 @@
  * "daemon": a real npid-bankd ($NPID_BIN/npid-bankd) on an ipc:// endpoint: malformed frames,
  * idempotent retries, the bankc client end to end, SIGKILL and restart, corrupt newest
  * snapshot, snapshots failing on a full "disk" while serving continues, sample with given
- * negatives, named snapshots and restore, the startup choice among snapshot files.
+ * negatives, named snapshots and restore, the startup choice among snapshot files, write
+ * tokens (EPERM without one, the reply cache untouched by a refusal, adoption, restore).
+ * The run's token file (bankc_token_file) is checked in "bank".
  * ping's JSON rendering is checked here too; its exit codes in tests/it_bankd_ping.sh. */
 #include <check.h>
 #include <errno.h>
@@ -481,6 +483,37 @@ static void assert_banks_equal(const struct bank *a, const struct bank *b)
     ck_assert_str_eq(a->run, b->run);
     ck_assert_int_eq(a->has_manifest, b->has_manifest);
     ck_assert_str_eq(a->manifest, b->manifest);
+    ck_assert_int_eq(a->has_token, b->has_token);
+    ck_assert(!a->has_token || !memcmp(a->token_hash, b->token_hash, 32));
+}
+
+/* Rewrites the current-version snapshot src as a version 1 (64-byte fixed header, no extra
+ * section) or version 2 (72 bytes, no token hash) file at dst. The bank must have no extra
+ * section (version 1) and no token: those versions cannot say so. */
+static void snapshot_downgrade(const char *src, const char *dst, uint32_t ver)
+{
+    void *raw;
+    size_t rawlen;
+    ck_assert_int_eq(file_read_all(src, 1 << 24, &raw, &rawlen), 0);
+    unsigned char *v3 = raw;
+    uint32_t hlen3, flags, cur;
+    memcpy(&cur, v3 + 8, 4);
+    ck_assert_uint_eq(cur, 3);
+    memcpy(&hlen3, v3 + 12, 4);
+    memcpy(&flags, v3 + 56, 4);
+    ck_assert_uint_eq(flags & 4, 0);
+    size_t fixed = ver == 1 ? 64 : 72, drop = 104 - fixed;
+    uint32_t hlen = hlen3 - (uint32_t)drop, hcrc;
+    unsigned char *old = malloc(rawlen - drop);
+    memcpy(old, v3, fixed);                             /* the fixed header both share */
+    memcpy(old + 8, &ver, 4);
+    memcpy(old + 12, &hlen, 4);
+    memcpy(old + fixed, v3 + 104, rawlen - 104);        /* run, manifest, crcs, payload */
+    hcrc = crc32c(crc32c(0, old, hlen), old + hlen, 4);
+    memcpy(old + hlen + 4, &hcrc, 4);
+    ck_assert_int_eq(durable_write(dst, old, rawlen - drop), 0);
+    free(old);
+    free(raw);
 }
 
 static void flip_byte(const char *path, off_t off)
@@ -527,32 +560,55 @@ START_TEST(test_snapshot_roundtrip_and_corruption)
     b->extra_len = 0;
     unlink(prev);
 
-    /* version 1 files (64-byte fixed header, no extra section) still load */
+    /* version 1 (64-byte fixed header, no extra section) and version 2 files (72 bytes, no
+     * token hash) still load, as banks without a token */
     ck_assert_int_eq(snapshot_write(b, dir, path, sizeof path), 0);
-    void *raw;
-    size_t rawlen;
-    ck_assert_int_eq(file_read_all(path, 1 << 24, &raw, &rawlen), 0);
-    unsigned char *v2 = raw;
-    uint32_t hlen2, hlen1, ver1 = 1, hcrc;
-    memcpy(&hlen2, v2 + 12, 4);
-    hlen1 = hlen2 - 8;
-    unsigned char *v1 = malloc(rawlen - 8);
-    memcpy(v1, v2, 64);                                   /* fixed v1 header */
-    memcpy(v1 + 8, &ver1, 4);
-    memcpy(v1 + 12, &hlen1, 4);
-    memcpy(v1 + 64, v2 + 72, rawlen - 72);                /* run, manifest, crcs, payload */
-    hcrc = crc32c(crc32c(0, v1, hlen1), v1 + hlen1, 4);
-    memcpy(v1 + hlen1 + 4, &hcrc, 4);
-    snprintf(prev, sizeof prev, "%s/v1.snap", dir);
-    ck_assert_int_eq(durable_write(prev, v1, rawlen - 8), 0);
+    for (uint32_t ver = 1; ver <= 2; ver++) {
+        snprintf(prev, sizeof prev, "%s/v%u.snap", dir, ver);
+        snapshot_downgrade(path, prev, ver);
+        struct snapshot_info info;
+        ck_assert_int_eq(snapshot_peek(prev, &info, &why), 0);
+        ck_assert(info.version == ver && !info.has_token);
+        r = snapshot_read(prev, &why);
+        ck_assert_msg(r != NULL, "version %u read failed: %s", ver, why);
+        assert_banks_equal(b, r);
+        ck_assert_uint_eq(r->extra_len, 0);
+        ck_assert_int_eq(r->has_token, 0);
+        bank_destroy(&r);
+        unlink(prev);
+    }
+
+    /* a token's hash round trips (the token itself is nowhere in the file) and a bank read
+     * back takes that token only */
+    static const char tok[] = "5f2b8a9c0d1e2f30415263748596a7b8c9dae0f102132435465768798a9bacbd";
+    static const char other[] = "5f2b8a9c0d1e2f30415263748596a7b8c9dae0f102132435465768798a9bacbe";
+    bank_set_token(b, tok, 64);
+    ck_assert(bank_token_ok(b, tok, 64) && !bank_token_ok(b, other, 64) &&
+              !bank_token_ok(b, NULL, 0) && !bank_token_ok(b, tok, 63));
+    ck_assert_int_eq(snapshot_write_as(b, dir, "bank-tok.snap", prev, sizeof prev), 0);
+    {
+        struct snapshot_info info;
+        ck_assert_int_eq(snapshot_peek(prev, &info, &why), 0);
+        ck_assert(info.version == SNAPSHOT_VERSION && info.has_token);
+        ck_assert(!memcmp(info.token_hash, b->token_hash, 32));
+        void *raw;
+        size_t rawlen;
+        ck_assert_int_eq(file_read_all(prev, 1 << 24, &raw, &rawlen), 0);
+        ck_assert_ptr_null(memmem(raw, rawlen, tok, 16));
+        free(raw);
+    }
     r = snapshot_read(prev, &why);
-    ck_assert_msg(r != NULL, "version 1 read failed: %s", why);
+    ck_assert_msg(r != NULL, "read failed: %s", why);
     assert_banks_equal(b, r);
-    ck_assert_uint_eq(r->extra_len, 0);
+    ck_assert(bank_token_ok(r, tok, 64) && !bank_token_ok(r, other, 64) &&
+              !bank_token_ok(r, NULL, 0));
     bank_destroy(&r);
+    flip_byte(prev, 72 + 5); /* inside the hash: the header checksum catches it */
+    ck_assert_ptr_null(snapshot_read(prev, &why));
+    ck_assert_str_eq(why, "header checksum mismatch");
     unlink(prev);
-    free(v1);
-    free(raw);
+    b->has_token = 0;
+    memset(b->token_hash, 0, 32);
 
     /* second snapshot: the first becomes .prev */
     struct bank_err e;
@@ -840,7 +896,7 @@ static void encode_update(msgpack_sbuffer *sb, const char *cid, uint64_t seq, co
     msgpack_packer pk;
     msgpack_sbuffer_clear(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    struct bank_hdr h = { BANK_OP_UPDATE, cid, strlen(cid), seq, 1 };
+    struct bank_hdr h = { BANK_OP_UPDATE, cid, strlen(cid), seq, 1, NULL, 0 };
     struct bank_update_req q = { idx, n, feat, n * dim, 0.5 };
     ck_assert_int_eq(proto_bank_encode_update_req(&pk, &h, &q), 0);
 }
@@ -1109,7 +1165,7 @@ static void encode_restore(msgpack_sbuffer *sb, const char *cid, uint64_t seq, c
     msgpack_packer pk;
     msgpack_sbuffer_clear(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    struct bank_hdr h = { BANK_OP_RESTORE, cid, strlen(cid), seq, 1 };
+    struct bank_hdr h = { BANK_OP_RESTORE, cid, strlen(cid), seq, 1, NULL, 0 };
     struct bank_restore_req q = { name, strlen(name), step };
     ck_assert_int_eq(proto_bank_encode_restore_req(&pk, &h, &q), 0);
 }
@@ -1536,7 +1592,7 @@ START_TEST(test_daemon_killed_mid_snapshot)
     ck_assert_int_eq(bankc_update(c, &i7, feat, 1, 0.5f, NULL), 0);
     ck_assert_int_eq(bankc_get(c, 0, rows, s2), 0);
     /* ask for a 77 MB snapshot and kill bankd while it writes */
-    struct bank_hdr h = { BANK_OP_SNAPSHOT, NULL, 0, 0, 0 };
+    struct bank_hdr h = { BANK_OP_SNAPSHOT, NULL, 0, 0, 0, NULL, 0 };
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -1629,6 +1685,271 @@ START_TEST(test_daemon_disk_full)
 }
 END_TEST
 
+/* Encodes an update carrying token (may be NULL) into sb. */
+static void encode_update_tok(msgpack_sbuffer *sb, const char *cid, uint64_t seq,
+                              const char *token, const uint32_t *idx, size_t n,
+                              const float *feat, size_t dim)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    struct bank_hdr h = { BANK_OP_UPDATE, cid, strlen(cid), seq, 1, token,
+                          token ? strlen(token) : 0 };
+    struct bank_update_req q = { idx, n, feat, n * dim, 0.5 };
+    ck_assert_int_eq(proto_bank_encode_update_req(&pk, &h, &q), 0);
+}
+
+/* Expects a bankc call to have failed with EPERM. */
+#define EXPECT_EPERM(c, call)                                                                   \
+    do {                                                                                        \
+        ck_assert_int_eq((call), -1);                                                           \
+        ck_assert_msg(!strcmp(bankc_error_code(c), BANK_EPERM), "want EPERM, got %s",          \
+                      bankc_error(c));                                                          \
+    } while (0)
+
+static int log_count(const struct daemon *d, const char *needle)
+{
+    void *buf;
+    size_t len;
+    if (file_read_all(d->log, 1 << 24, &buf, &len) != 0)
+        return 0;
+    char *s = realloc(buf, len + 1);
+    s[len] = 0;
+    int n = 0;
+    for (char *p = s; (p = strstr(p, needle)); p++)
+        n++;
+    free(s);
+    return n;
+}
+
+/* Write tokens in the daemon: a bank created with one refuses writes without it (EPERM,
+ * nothing changed, not even the refused client's reply cache entry), serves readers; the
+ * refusals are logged once per client, never with the token; a bank from --rows/--dim
+ * adopts the token of the first init that brings one; a snapshot's token binds a restore. */
+START_TEST(test_daemon_token)
+{
+    static const char tok[] = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    static const char bad[] = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f1";
+    char dir[512]; /* tmpdir_new's buffer is reused below */
+    snprintf(dir, sizeof dir, "%s", tmpdir_new("token"));
+    struct daemon d;
+    daemon_start(&d, dir, NULL);
+    size_t rows = 200, dim = 8;
+    struct bankc *own = bankc_new(d.ep, "owner", 3000, 1);
+    struct bankc *intr = bankc_new(d.ep, "intruder", 3000, 1);
+    ck_assert_int_eq(bankc_set_token(own, "short"), -1);
+    ck_assert_int_eq(bankc_set_token(own, tok), 0);
+    int created = 0;
+    ck_assert_int_eq(bankc_init(own, rows, dim, 1, "run-t", "mf", &created, NULL), 0);
+    ck_assert(created);
+    struct bankc_info info;
+    ck_assert_int_eq(bankc_info(intr, &info), 0);
+    ck_assert(info.has_token && info.rows == rows);
+
+    float feat[4 * 8], *before = malloc(4 * rows * dim), *after = malloc(4 * rows * dim);
+    uint32_t idx[4] = { 1, 2, 3, 199 };
+    fill_normal(feat, 4 * dim, 9);
+    uint64_t step = 0;
+    ck_assert_int_eq(bankc_update(own, idx, feat, 4, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 1);
+    ck_assert_int_eq(bankc_get(intr, 0, rows, before), 0);
+
+    /* without a token and with a wrong one: every writing op refused */
+    for (int k = 0; k < 2; k++) {
+        if (k)
+            ck_assert_int_eq(bankc_set_token(intr, bad), 0);
+        EXPECT_EPERM(intr, bankc_update(intr, idx, feat, 4, 0.5f, NULL));
+        EXPECT_EPERM(intr, bankc_set(intr, idx, feat, 4, NULL));
+        EXPECT_EPERM(intr, bankc_snapshot(intr, NULL, 0, NULL));
+        EXPECT_EPERM(intr, bankc_snapshot_named(intr, "x", NULL, 0, NULL));
+        EXPECT_EPERM(intr, bankc_restore(intr, "x", 0, NULL));
+        EXPECT_EPERM(intr, bankc_init(intr, rows, dim, 1, "run-t", "mf", NULL, NULL));
+        EXPECT_EPERM(intr, bankc_init(intr, rows + 1, dim, 1, NULL, NULL, NULL, NULL));
+    }
+    /* readers need none */
+    uint32_t ni[4], pos[1] = { 5 };
+    float neg[4 * 8], prow[8];
+    struct bank_stats_rep st;
+    ck_assert_int_eq(bankc_sample(intr, 4, pos, 1, 0, ni, neg, prow, NULL), 0);
+    ck_assert_int_eq(bankc_stats(intr, &st), 0);
+    ck_assert_uint_eq(st.step, 1);
+    ck_assert_int_eq(bankc_get(intr, 0, rows, after), 0);
+    ck_assert(!memcmp(before, after, 4 * rows * dim));
+    char snapfile[1100];
+    snprintf(snapfile, sizeof snapfile, "%s/bank-x.snap", dir);
+    ck_assert_int_ne(access(snapfile, F_OK), 0);
+
+    /* a refused request with the owner's cid and seq leaves the owner's cache entry alone:
+     * the owner's retry is still answered from the cache, not applied again */
+    void *s = raw_socket(&d);
+    msgpack_sbuffer sb, sb2;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_init(&sb2);
+    encode_update_tok(&sb, "owner-raw", 50, tok, idx, 4, feat, dim);
+    raw_send(s, &sb);
+    ck_assert_uint_eq(reply_step(s), 2);
+    encode_update_tok(&sb2, "owner-raw", 51, NULL, idx, 4, feat, dim);
+    raw_send(s, &sb2);
+    expect_err_reply(s, BANK_EPERM);
+    raw_send(s, &sb);
+    ck_assert_uint_eq(reply_step(s), 2);
+    ck_assert_int_eq(bankc_stats(intr, &st), 0);
+    ck_assert_uint_eq(st.step, 2);
+    ck_assert_uint_eq(st.cache_hits, 1);
+
+    /* logged once per client, never the token */
+    ck_assert_int_eq(log_count(&d, "warn: refused "), 1 + (log_count(&d, "'owner-raw'") > 0));
+    ck_assert_int_eq(log_count(&d, "'intruder'"), 1);
+    ck_assert_int_eq(log_count(&d, tok + 40), 0);
+    ck_assert_int_eq(log_count(&d, bad + 40), 0);
+
+    /* the requirement survives a restart from the final snapshot */
+    ck_assert_int_eq(bankc_snapshot_named(own, "ck", NULL, 0, &step), 0);
+    ck_assert_uint_eq(step, 2);
+    bankc_destroy(&own);
+    bankc_destroy(&intr);
+    msg_close(&s);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+    daemon_start(&d, dir, NULL);
+    own = bankc_new(d.ep, "owner", 3000, 1);
+    intr = bankc_new(d.ep, "intruder", 3000, 1);
+    ck_assert_int_eq(bankc_info(intr, &info), 0);
+    ck_assert(info.has_token && info.step == 2);
+    EXPECT_EPERM(intr, bankc_update(intr, idx, feat, 4, 0.5f, NULL));
+    ck_assert_int_eq(bankc_set_token(own, tok), 0);
+    ck_assert_int_eq(bankc_update(own, idx, feat, 4, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 3);
+    bankc_destroy(&own);
+    bankc_destroy(&intr);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+
+    /* a bank made from --rows/--dim has no token: writes without one work, and the first
+     * init with one claims it; its snapshot's token then binds a restore */
+    char dir2[512];
+    snprintf(dir2, sizeof dir2, "%s", tmpdir_new("token-adopt"));
+    char dst[1100];
+    snprintf(dst, sizeof dst, "%s/bank-ck.snap", dir2);
+    void *raw;
+    size_t rawlen;
+    snprintf(snapfile, sizeof snapfile, "%s/bank-ck.snap", dir);
+    ck_assert_int_eq(file_read_all(snapfile, 1 << 24, &raw, &rawlen), 0);
+    ck_assert_int_eq(durable_write(dst, raw, rawlen), 0);
+    free(raw);
+    const char *flags[] = { "--rows", "200", "--dim", "8", NULL };
+    /* the copied bank-ck.snap would be loaded at start: hide it until the bank exists */
+    char hidden[1100];
+    snprintf(hidden, sizeof hidden, "%s/hidden", dir2);
+    ck_assert_int_eq(rename(dst, hidden), 0);
+    daemon_start(&d, dir2, flags);
+    ck_assert_int_eq(rename(hidden, dst), 0);
+    struct bankc *anon = bankc_new(d.ep, NULL, 3000, 1);
+    ck_assert_int_eq(bankc_info(anon, &info), 0);
+    ck_assert(!info.has_token);
+    ck_assert_int_eq(bankc_set(anon, idx, feat, 4, &step), 0);
+    ck_assert_uint_eq(step, 1);
+    EXPECT_EPERM(anon, bankc_restore(anon, "ck", 2, NULL)); /* the file has the token */
+    ck_assert_int_eq(bankc_info(anon, &info), 0);
+    ck_assert(info.step == 1 && !info.has_token);
+    own = bankc_new(d.ep, "owner2", 3000, 1);
+    ck_assert_int_eq(bankc_set_token(own, bad), 0);
+    ck_assert_int_eq(bankc_init(own, rows, dim, 1, NULL, NULL, &created, &step), 0);
+    ck_assert(!created && step == 1);
+    ck_assert_int_eq(bankc_info(anon, &info), 0);
+    ck_assert(info.has_token);
+    EXPECT_EPERM(anon, bankc_set(anon, idx, feat, 4, NULL));
+    /* bad now holds the bank; bank-ck.snap wants tok: no single token fits both */
+    EXPECT_EPERM(own, bankc_restore(own, "ck", 2, NULL));
+    ck_assert_int_eq(bankc_set_token(own, tok), 0);
+    EXPECT_EPERM(own, bankc_set(own, idx, feat, 4, NULL));
+    bankc_destroy(&own);
+    bankc_destroy(&anon);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+
+    /* a bankd without a bank: the restore needs the snapshot's token, and the restored bank
+     * keeps requiring it */
+    const char *dir3 = tmpdir_new("token-restore");
+    snprintf(dst, sizeof dst, "%s/bank-ck.snap", dir3);
+    ck_assert_int_eq(file_read_all(snapfile, 1 << 24, &raw, &rawlen), 0);
+    snprintf(hidden, sizeof hidden, "%s/hidden", dir3);
+    ck_assert_int_eq(durable_write(hidden, raw, rawlen), 0);
+    free(raw);
+    daemon_start(&d, dir3, NULL);
+    ck_assert_int_eq(rename(hidden, dst), 0);
+    anon = bankc_new(d.ep, NULL, 3000, 1);
+    EXPECT_EPERM(anon, bankc_restore(anon, "ck", 2, NULL));
+    ck_assert_int_ne(bankc_info(anon, &info), 0);
+    ck_assert_str_eq(bankc_error_code(anon), BANK_ENOBANK);
+    own = bankc_new(d.ep, "owner", 3000, 1);
+    ck_assert_int_eq(bankc_set_token(own, tok), 0);
+    ck_assert_int_eq(bankc_restore(own, "ck", 2, &step), 0);
+    ck_assert_uint_eq(step, 2);
+    EXPECT_EPERM(anon, bankc_update(anon, idx, feat, 4, 0.5f, NULL));
+    ck_assert_int_eq(bankc_update(own, idx, feat, 4, 0.5f, &step), 0);
+    ck_assert_uint_eq(step, 3);
+    bankc_destroy(&own);
+    bankc_destroy(&anon);
+    ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&sb2);
+    free(before);
+    free(after);
+}
+END_TEST
+
+/* The run's token file: created 0600 with 64 hex digits, read back unchanged; a link, a
+ * file others may read, one of another shape are refused, never quoting the content. */
+START_TEST(test_token_file)
+{
+    const char *dir = tmpdir_new("tokfile");
+    char path[1100], token[BANKC_TOKEN_HEX + 1], again[BANKC_TOKEN_HEX + 1], err[512];
+    snprintf(path, sizeof path, "%s/bank.token", dir);
+    int created = 0;
+    ck_assert_msg(bankc_token_file(path, token, &created, err, sizeof err) == 0, "%s", err);
+    ck_assert(created && strlen(token) == BANKC_TOKEN_HEX);
+    for (int i = 0; i < BANKC_TOKEN_HEX; i++)
+        ck_assert(strchr("0123456789abcdef", token[i]));
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600 && st.st_size == 65);
+    ck_assert_int_eq(bankc_token_file(path, again, &created, err, sizeof err), 0);
+    ck_assert(!created && !strcmp(token, again));
+    /* another file, another token */
+    char path2[1100];
+    snprintf(path2, sizeof path2, "%s/other.token", dir);
+    ck_assert_int_eq(bankc_token_file(path2, again, &created, err, sizeof err), 0);
+    ck_assert(created && strcmp(token, again));
+    /* no temp file is left */
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    /* readable by others */
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(bankc_token_file(path, again, NULL, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "chmod 600"));
+    ck_assert_ptr_null(strstr(err, token));
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    /* a link at the name (even to the right file) */
+    char link_path[1100];
+    snprintf(link_path, sizeof link_path, "%s/link.token", dir);
+    ck_assert_int_eq(symlink(path, link_path), 0);
+    ck_assert_int_eq(bankc_token_file(link_path, again, NULL, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "symbolic link"));
+    /* a dangling link is not followed to create a file */
+    char dangling[1100], target[1100];
+    snprintf(dangling, sizeof dangling, "%s/dangling.token", dir);
+    snprintf(target, sizeof target, "%s/target", dir);
+    ck_assert_int_eq(symlink(target, dangling), 0);
+    ck_assert_int_eq(bankc_token_file(dangling, again, NULL, err, sizeof err), -1);
+    ck_assert_int_ne(access(target, F_OK), 0);
+    /* malformed content */
+    ck_assert_int_eq(durable_write(path2, "secret-not-hex\n", 15), 0);
+    ck_assert_int_eq(chmod(path2, 0600), 0);
+    ck_assert_int_eq(bankc_token_file(path2, again, NULL, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "does not hold a bank token"));
+    ck_assert_ptr_null(strstr(err, "secret"));
+}
+END_TEST
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "%s/npid-check-bank-XXXXXX",
@@ -1650,6 +1971,7 @@ int main(void)
     tcase_add_test(tb, test_snapshot_roundtrip_and_corruption);
     tcase_add_test(tb, test_snapshot_write_fails_cleanly);
     tcase_add_test(tb, test_ping_json);
+    tcase_add_test(tb, test_token_file);
     suite_add_tcase(s, tb);
     TCase *td = tcase_create("daemon");
     tcase_set_timeout(td, 60);
@@ -1665,6 +1987,7 @@ int main(void)
     tcase_add_test(td, test_daemon_rows);
     tcase_add_test(td, test_daemon_restore);
     tcase_add_test(td, test_daemon_startup_order);
+    tcase_add_test(td, test_daemon_token);
     suite_add_tcase(s, td);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

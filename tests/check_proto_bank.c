@@ -18,7 +18,8 @@ static void buf_init(struct buf *b)
     msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
 }
 
-static const struct bank_hdr hdr = { BANK_OP_NONE, "client-7", 8, 123456789012ull, 1 };
+static const struct bank_hdr hdr = { BANK_OP_NONE, "client-7", 8, 123456789012ull, 1,
+                                      NULL, 0 };
 
 static void check_hdr(const struct bank_req *q, enum bank_op op)
 {
@@ -156,7 +157,7 @@ START_TEST(test_requests_roundtrip)
     ck_assert(!proto_bank_name_ok("a\0b", 3));
 
     /* no cid, no seq */
-    struct bank_hdr bare = { BANK_OP_NONE, NULL, 0, 0, 0 };
+    struct bank_hdr bare = { BANK_OP_NONE, NULL, 0, 0, 0, NULL, 0 };
     msgpack_sbuffer_clear(&b.sb);
     ck_assert_int_eq(proto_bank_encode_info_req(&b.pk, &bare), 0);
     decode_ok(&b, &q);
@@ -185,12 +186,27 @@ START_TEST(test_replies_roundtrip)
     decode_rep_ok(&b, BANK_OP_INIT, &r);
     ck_assert(r.init.rows == 50000 && r.init.dim == 128 && r.init.step == 9 && r.init.created);
 
-    struct bank_info_rep nr = { 5, 3, 2, "run", 3, NULL, 0 };
+    struct bank_info_rep nr = { 5, 3, 2, "run", 3, NULL, 0, 0 };
     msgpack_sbuffer_clear(&b.sb);
     ck_assert_int_eq(proto_bank_encode_info_rep(&b.pk, &rh, &nr), 0);
     decode_rep_ok(&b, BANK_OP_INFO, &r);
     ck_assert(r.info.rows == 5 && r.info.dim == 3 && r.info.step == 2 && r.info.run_len == 3);
     ck_assert_ptr_null(r.info.manifest);
+    ck_assert_int_eq(r.info.has_token, 0);
+    nr.has_token = 1;
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_info_rep(&b.pk, &rh, &nr), 0);
+    decode_rep_ok(&b, BANK_OP_INFO, &r);
+    ck_assert_int_eq(r.info.has_token, 1);
+    /* an info reply of an older bankd (no has_token) reads as a bank without a token */
+    {
+        unsigned char old[64];
+        static const char lit[] = "\x86\xa1v\x01\xa2ok\xc3\xa4rows\x05\xa3" "dim\x03\xa4step\x02"
+                                  "\xa3run\xa0";
+        memcpy(old, lit, sizeof lit - 1);
+        ck_assert_int_eq(proto_bank_decode_rep(old, sizeof lit - 1, BANK_OP_INFO, &r, &e), 0);
+        ck_assert(r.info.rows == 5 && r.info.has_token == 0);
+    }
 
     struct bank_step_rep st = { 31 };
     msgpack_sbuffer_clear(&b.sb);
@@ -444,6 +460,71 @@ START_TEST(test_malformed_requests)
 }
 END_TEST
 
+/* The write token: carried by every encoder when the header has one, decoded for any op,
+ * 16..256 bytes (else EINVAL, the message never quoting it), a str (else EPROTO). */
+START_TEST(test_token)
+{
+    static const char tok[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    struct bank_hdr h = { BANK_OP_NONE, "trainer:r", 9, 77, 1, tok, 64 };
+    struct buf b;
+    struct bank_req q;
+    buf_init(&b);
+    uint32_t idx[1] = { 3 };
+    float feat[2] = { 1, 0 };
+    struct bank_init_req in = { 10, 2, 1, "r", 1, NULL, 0, BANK_INIT_UNIFORM };
+    struct bank_update_req up = { idx, 1, feat, 2, 0.5 };
+    struct bank_snapshot_req sn = { "ck", 2 };
+    struct bank_restore_req rs = { "ck", 2, 4 };
+    for (int k = 0; k < 6; k++) {
+        msgpack_sbuffer_clear(&b.sb);
+        int rc = k == 0 ? proto_bank_encode_init_req(&b.pk, &h, &in)
+               : k == 1 ? proto_bank_encode_update_req(&b.pk, &h, &up)
+               : k == 2 ? proto_bank_encode_set_req(&b.pk, &h, &up)
+               : k == 3 ? proto_bank_encode_snapshot_named_req(&b.pk, &h, &sn)
+               : k == 4 ? proto_bank_encode_restore_req(&b.pk, &h, &rs)
+                        : proto_bank_encode_info_req(&b.pk, &h);
+        ck_assert_int_eq(rc, 0);
+        decode_ok(&b, &q);
+        ck_assert_uint_eq(q.h.token_len, 64);
+        ck_assert(!memcmp(q.h.token, tok, 64));
+        ck_assert(q.h.has_seq && q.h.seq == 77);
+    }
+    ck_assert(q.h.op == BANK_OP_INFO);
+    /* without a token in the header none is sent */
+    struct bank_hdr none = { BANK_OP_NONE, "x", 1, 1, 1, NULL, 0 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_update_req(&b.pk, &none, &up), 0);
+    decode_ok(&b, &q);
+    ck_assert_ptr_null(q.h.token);
+    /* bounds: 16 and 256 bytes decode, 15 and 257 do not, and the message does not quote it */
+    static char longtok[258];
+    memset(longtok, 'k', sizeof longtok - 1);
+    size_t lens[] = { 16, 256, 15, 257, 0 };
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        struct bank_hdr t = { BANK_OP_NONE, NULL, 0, 0, 0, longtok, lens[i] };
+        msgpack_sbuffer_clear(&b.sb);
+        ck_assert_int_eq(proto_bank_encode_set_req(&b.pk, &t, &up), 0);
+        struct bank_err e;
+        int rc = proto_bank_decode_req(b.sb.data, b.sb.size, &q, &e);
+        if (lens[i] >= BANK_TOKEN_MIN && lens[i] <= BANK_TOKEN_MAX) {
+            ck_assert_int_eq(rc, 0);
+            ck_assert_uint_eq(q.h.token_len, lens[i]);
+        } else {
+            ck_assert_int_eq(rc, -1);
+            ck_assert_str_eq(e.code, BANK_EINVAL);
+            ck_assert_ptr_null(strstr(e.msg, "kkkk"));
+        }
+    }
+    /* not a str */
+    unsigned char m[64];
+    size_t n = RAW(m, 3, KV_V1 "\xa2op\xa4info" "\xa5token\xc4\x10" "0123456789abcdef");
+    expect_err(m, n, BANK_EPROTO, 0);
+    n = RAW(m, 3, KV_V1 "\xa2op\xa4info" "\xa5token\x07");
+    expect_err(m, n, BANK_EPROTO, 0);
+    msgpack_sbuffer_destroy(&b.sb);
+}
+END_TEST
+
 /* Request bytes quoted in messages come out as printable ASCII with \xNN escapes. */
 START_TEST(test_escape)
 {
@@ -540,6 +621,7 @@ int main(void)
     tcase_add_test(tc, test_malformed_replies);
     tcase_add_test(tc, test_escape);
     tcase_add_test(tc, test_hostile_strings);
+    tcase_add_test(tc, test_token);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -802,6 +802,22 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         goto fail;
     }
     bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
+    {
+        /* the run's write token: the bank this run creates (or claims) takes writes only with
+           it, so no other client can overwrite rows or roll the bank back; kept across
+           --resume in RUN_DIR/bank.token */
+        char tok_path[4200], tok[BANKC_TOKEN_HEX + 1], terr[4400];
+        int tok_new = 0;
+        snprintf(tok_path, sizeof tok_path, "%s/bank.token", cfg->run_dir);
+        if (bankc_token_file(tok_path, tok, &tok_new, terr, sizeof terr) != 0) {
+            log_error("bank: %s", terr);
+            goto fail;
+        }
+        int trc = bankc_set_token(t->bank, tok);
+        memset(tok, 0, sizeof tok);
+        NPID_CHECK(trc == 0);
+        log_info("bank: write token %s %s", tok_new ? "created in" : "read from", tok_path);
+    }
     int resume = cfg->resume == 1;
     if (cfg->resume == CFG_AUTO_VALUE) {
         /* auto: resume exactly when a checkpoint (or its .prev) is there to resume from */
