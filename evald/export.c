@@ -22,11 +22,14 @@ struct export_file {
 
 struct export {
     enum export_format fmt;
-    uint64_t rows, written;
+    uint64_t rows, written;      /* rows: EXPORT_ROWS_OPEN until export_finish when open */
     size_t dim;
     int finished;
+    int open_rows;               /* the count was not given to export_new */
     struct export_file out;      /* the data (npy, fvecs, jsonl, tsv vectors) */
     struct export_file meta;     /* tsv metadata only */
+    struct export_file paths;    /* export_add_paths: one path per row */
+    FILE *spool;                 /* npy with an open count: the rows until the header is known */
     unsigned char *buf;          /* (4 + 4 * dim) bytes: one binary row */
 };
 
@@ -174,10 +177,35 @@ static int export_npy_header(struct export *ex)
     return export_write(ex->out.f, head, 10 + hlen);
 }
 
+/* An unlinked read-write file in $TMPDIR (default /tmp): nothing is left behind whatever
+ * happens to the process. NULL with errno. */
+static FILE *export_spool_new(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    if (!dir || !*dir)
+        dir = "/tmp";
+    if (snprintf(tmpl, sizeof tmpl, "%s/npid-export-XXXXXX", dir) >= (int)sizeof tmpl)
+        return errno = ENAMETOOLONG, NULL;
+    int fd = mkostemp(tmpl, O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    unlink(tmpl);
+    FILE *f = fdopen(fd, "w+b");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 static int export_start(struct export *ex)
 {
     switch (ex->fmt) {
     case EXPORT_NPY:
+        if (ex->open_rows) /* the header states the count: written by export_finish */
+            return (ex->spool = export_spool_new()) ? 0 : -1;
         return export_npy_header(ex);
     case EXPORT_TSV: {
         static const char head[] = "index\tlabel\tclass\tpath\n";
@@ -199,6 +227,7 @@ static struct export *export_alloc(enum export_format fmt, uint64_t rows, size_t
         return NULL;
     ex->fmt = fmt;
     ex->rows = rows;
+    ex->open_rows = rows == EXPORT_ROWS_OPEN;
     ex->dim = dim;
     ex->buf = malloc(4 + 4 * dim);
     if (!ex->buf) {
@@ -339,7 +368,7 @@ static int export_row_tsv(struct export *ex, uint64_t index, const float *v, uin
 int export_row(struct export *ex, uint64_t index, const float *v, uint32_t label,
                const char *class_name, const char *path)
 {
-    if (ex->finished || ex->written >= ex->rows) {
+    if (ex->finished || (!ex->open_rows && ex->written >= ex->rows)) {
         errno = ERANGE;
         return -1;
     }
@@ -349,7 +378,7 @@ int export_row(struct export *ex, uint64_t index, const float *v, uint32_t label
     case EXPORT_NPY:
         for (size_t j = 0; j < ex->dim; j++)
             put_f32(ex->buf + 4 * j, v[j]);
-        rc = export_write(ex->out.f, ex->buf, 4 * ex->dim);
+        rc = export_write(ex->spool ? ex->spool : ex->out.f, ex->buf, 4 * ex->dim);
         break;
     case EXPORT_FVECS:
         put_le32(ex->buf, (uint32_t)ex->dim);
@@ -364,8 +393,12 @@ int export_row(struct export *ex, uint64_t index, const float *v, uint32_t label
         rc = export_row_tsv(ex, index, v, label, class_name, path);
         break;
     }
+    if (rc == 0 && ex->paths.f && (fputs(path ? path : "", ex->paths.f) == EOF ||
+                                   fputc('\n', ex->paths.f) == EOF))
+        rc = -1;
     /* stdio buffers: a failed fprintf/fputc shows up in the error flag */
-    if (rc == 0 && (ferror(ex->out.f) || (ex->meta.f && ferror(ex->meta.f)))) {
+    if (rc == 0 && (ferror(ex->out.f) || (ex->meta.f && ferror(ex->meta.f)) ||
+                    (ex->paths.f && ferror(ex->paths.f)) || (ex->spool && ferror(ex->spool)))) {
         if (!errno)
             errno = EIO;
         rc = -1;
@@ -373,6 +406,62 @@ int export_row(struct export *ex, uint64_t index, const float *v, uint32_t label
     if (rc == 0)
         ex->written++;
     return rc;
+}
+
+int export_error(struct export *ex, uint64_t index, const char *path, const char *reason)
+{
+    if (ex->finished) {
+        errno = ERANGE;
+        return -1;
+    }
+    if (ex->fmt != EXPORT_JSONL)
+        return 0;
+    FILE *f = ex->out.f;
+    errno = 0;
+    fprintf(f, "{\"index\":%" PRIu64 ",\"label\":null,\"path\":\"", index);
+    if ((path && export_json_str(f, path) != 0) || fputs("\",\"error\":\"", f) == EOF ||
+        (reason && export_json_str(f, reason) != 0) || fputs("\"}\n", f) == EOF || ferror(f)) {
+        if (!errno)
+            errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+int export_add_paths(struct export *ex, const char *path)
+{
+    if (ex->finished || ex->written > 0 || ex->paths.f || !path || !*path) {
+        errno = EINVAL;
+        return -1;
+    }
+    return export_file_open(&ex->paths, path);
+}
+
+/* npy with an open count: the header for the rows written, then the spooled rows. */
+static int export_npy_unspool(struct export *ex)
+{
+    ex->rows = ex->written;
+    if (export_npy_header(ex) != 0)
+        return -1;
+    errno = 0;
+    if (fflush(ex->spool) != 0 || fseek(ex->spool, 0, SEEK_SET) != 0) {
+        if (!errno)
+            errno = EIO;
+        return -1;
+    }
+    unsigned char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, ex->spool)) > 0)
+        if (export_write(ex->out.f, chunk, n) != 0)
+            return -1;
+    if (ferror(ex->spool)) {
+        if (!errno)
+            errno = EIO;
+        return -1;
+    }
+    fclose(ex->spool);
+    ex->spool = NULL;
+    return 0;
 }
 
 uint64_t export_rows_written(const struct export *ex)
@@ -384,11 +473,14 @@ int export_finish(struct export *ex)
 {
     if (ex->finished)
         return 0;
-    if (ex->written != ex->rows) {
+    if (!ex->open_rows && ex->written != ex->rows) {
         errno = EPROTO;
         return -1;
     }
-    if (export_file_commit(&ex->out) != 0 || export_file_commit(&ex->meta) != 0)
+    if (ex->spool && export_npy_unspool(ex) != 0)
+        return -1;
+    if (export_file_commit(&ex->out) != 0 || export_file_commit(&ex->meta) != 0 ||
+        export_file_commit(&ex->paths) != 0)
         return -1;
     ex->finished = 1;
     return 0;
@@ -401,6 +493,9 @@ void export_destroy(struct export **pex)
     struct export *ex = *pex;
     export_file_abort(&ex->out);
     export_file_abort(&ex->meta);
+    export_file_abort(&ex->paths);
+    if (ex->spool)
+        fclose(ex->spool);
     free(ex->buf);
     free(ex);
     *pex = NULL;

@@ -14,7 +14,12 @@
  * Output to a path is written to PATH.tmp (OUT/NAME.tmp for tsv) and renamed into place by
  * export_finish, so an interrupted or failed export never leaves a file that looks complete.
  * Output to a stream (stdout) is written directly; tsv needs a directory. Write errors
- * (ENOSPC, EPIPE, ...) are reported by the call that sees them, with errno set. */
+ * (ENOSPC, EPIPE, ...) are reported by the call that sees them, with errno set.
+ *
+ * The row count may be left open (EXPORT_ROWS_OPEN) when the rows come from a stream of
+ * unknown length (`embed --files`): npy rows then go to an unlinked spool file in $TMPDIR
+ * (default /tmp) and are copied after the header, which needs the count, by export_finish;
+ * the other formats have no count to state and are written directly. */
 #ifndef NPID_EVALD_EXPORT_H
 #define NPID_EVALD_EXPORT_H
 #include <stddef.h>
@@ -29,6 +34,9 @@ const char *export_format_name(enum export_format f);
 
 /* Unknown label in the per-row metadata. */
 #define EXPORT_NO_LABEL UINT32_MAX
+
+/* rows of export_new when the count is known only at export_finish */
+#define EXPORT_ROWS_OPEN UINT64_MAX
 
 struct export;
 
@@ -46,11 +54,25 @@ struct export *export_new_stream(enum export_format fmt, FILE *stream, uint64_t 
 int export_row(struct export *ex, uint64_t index, const float *v, uint32_t label,
                const char *class_name, const char *path);
 
+/* An input that has no row (an unreadable image, say): jsonl writes the line
+ * {"index":i,"label":null,"path":"...","error":"reason"} in the row's place; the other formats
+ * have nowhere to put it and write nothing. Not a row: export_rows_written does not count it.
+ * Returns 0, or -1 with errno (the write error). */
+int export_error(struct export *ex, uint64_t index, const char *path, const char *reason);
+
+/* Also writes the path of every row, one per line in row order, to the file at `path` (temp
+ * name and rename at export_finish like the data). Call before the first row. For readers of
+ * npy and fvecs, which carry no metadata; a path holding a line break would split its line
+ * (callers that take paths from lines never have one). Returns 0, or -1 with errno (EINVAL:
+ * rows written already or paths requested twice; or the open's). */
+int export_add_paths(struct export *ex, const char *path);
+
 /* Rows written so far. */
 uint64_t export_rows_written(const struct export *ex);
 
-/* Flushes, checks that exactly the declared rows were written (else -1, errno EPROTO), and
- * for path outputs fsyncs and renames the temp files into place. Returns 0 or -1 with errno. */
+/* Flushes, checks that exactly the declared rows were written (else -1, errno EPROTO; any
+ * number with EXPORT_ROWS_OPEN, whose npy header and spooled rows are written now), and for
+ * path outputs fsyncs and renames the temp files into place. Returns 0 or -1 with errno. */
 int export_finish(struct export *ex);
 
 /* Frees; an unfinished path export's temp files are removed. Accepts NULL and sets *ex NULL. */

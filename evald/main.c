@@ -5,7 +5,9 @@
  *   npid-evald --once --checkpoint PATH --data ROOT [--against bank|recomputed|both]
  *   npid-evald --once --pixels --data ROOT     (the raw-pixel baseline, against recomputed)
  *   npid-evald embed --data ROOT (--checkpoint P --split train|test | --bank EP) --format F --out O
+ *   npid-evald embed --checkpoint P --files LIST|- --format F --out O    (images named on a list)
  *   npid-evald neighbours --checkpoint P --data ROOT [--grid out.jpg] IMAGE|test:N|train:N ...
+ *   npid-evald neighbours --checkpoint P --data ROOT [--bank EP] --files LIST|-
  *   npid-evald linear --checkpoint P --data ROOT [--layer embed|pool] [--lambda L]
  *
  * Results are JSON lines on stdout (one per evaluation and "against"), the same maps are
@@ -27,6 +29,7 @@
 #include "common/sig.h"
 #include "evald/export.h"
 #include "evald/features.h"
+#include "evald/files.h"
 #include "evald/grid.h"
 #include "evald/knn.h"
 #include "evald/linear.h"
@@ -46,7 +49,11 @@ static struct {
     int every, queries, max_iter;
     uint64_t limit, bank_chunk, train_limit, seed, step;
     double sigma, bank_timeout, lambda, tol;
+    const char *files, *paths_out;  /* embed / neighbours --files (evald/files.h) */
 } o;
+
+/* --layout, --train-splits, --list, --test-list, --labels (common/dataset.h) */
+static struct dataset_opts eval_dso;
 
 /* --k parsed: ascending, distinct */
 #define MAX_KS 16
@@ -93,7 +100,8 @@ static int parse_ks(const char *s)
 }
 
 static struct cfg_opt opts[] = {
-    { "data", "NPID_DATA", CFG_STR, &o.data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary)", 0 },
+    { "data", "NPID_DATA", CFG_STR, &o.data, NULL, 0, 0, "dataset root (ImageFolder or flat tree, binary directory; or a file list)", 0 },
+    DATASET_CFG_OPTS(&eval_dso),
     { "checkpoint", "NPID_CHECKPOINT", CFG_STR, &o.checkpoint, NULL, 0, 0, "trainer checkpoint (with --once; attached: evaluated first)", 0 },
     { "once", NULL, CFG_BOOL, &o.once, "false", 0, 0, "evaluate --checkpoint once and exit", 0 },
     { "pixels", NULL, CFG_BOOL, &o.pixels, "false", 0, 0, "with --once, instead of a checkpoint: kNN on raw pixels (test transform, CIFAR mean/std, L2-normalised; --size), the baseline a network must beat", 0 },
@@ -115,6 +123,8 @@ static struct cfg_opt opts[] = {
     { "format", NULL, CFG_STR, &o.format, "npy", 0, 0, "embed: npy | fvecs | jsonl | tsv", 0 },
     { "out", NULL, CFG_STR, &o.out, "-", 0, 0, "embed: output file, directory (tsv) or - for stdout", 0 },
     { "split", NULL, CFG_STR, &o.split, "train", 0, 0, "embed: train | test", 0 },
+    { "files", NULL, CFG_STR, &o.files, NULL, 0, 0, "embed, neighbours: the images named in this file (- for stdin), one path per line, instead of a split; embed needs no --data", 0 },
+    { "paths-out", NULL, CFG_STR, &o.paths_out, NULL, 0, 0, "embed --files: the paths of the rows written, one per line, to this file (default with npy or fvecs to a file: OUT.paths)", 0 },
     { "grid", NULL, CFG_STR, &o.grid, NULL, 0, 0, "neighbours: write a retrieval grid JPEG here", 0 },
     { "queries", NULL, CFG_INT, &o.queries, "8", 1, 1000, "neighbours: without IMAGE arguments, N test images spread over the split", 0 },
     { "top", NULL, CFG_INT, &o.top, "10", 1, 100, "neighbours: how many per query", 0 },
@@ -141,6 +151,8 @@ static const char usage[] =
     "  npid-evald embed --data ROOT --checkpoint P --split train|test --format npy --out FILE\n"
     "  npid-evald embed --data ROOT --bank EP --format tsv --out DIR   (the bank's rows)\n"
     "  npid-evald neighbours --checkpoint P --data ROOT --grid out.jpg IMAGE...\n"
+    "  find photos -name '*.jpg' | npid-evald embed --checkpoint P --files - --format jsonl\n"
+    "  npid-evald neighbours --checkpoint P --data ROOT --files LIST   (nearest train images of each)\n"
     "  npid-evald linear --checkpoint P --data ROOT [--layer embed|pool]   logistic regression probe\n"
     "  npid-evald mkckpt --out P [--model M --low-dim D --size S --aug A --seed N --step N]\n"
     "      (a checkpoint of an untrained network, for smoke tests)\n"
@@ -157,33 +169,54 @@ struct evald {
     uint64_t evals;
 };
 
-static int evald_open(struct evald *ev, int need_test)
+/* What evald_open opens: the test split (required, or when there is one), and whether the
+ * evaluation needs labels (kNN, linear: then n_train is the labelled train images, the first
+ * dataset_labelled rows of the bank; otherwise every train image). */
+enum { EV_TEST = 1, EV_TEST_IF_ANY = 2, EV_LABELS = 4 };
+
+static int evald_open(struct evald *ev, int need)
 {
     char err[DATASET_ERR_LEN];
     memset(ev, 0, sizeof *ev);
-    ev->train = dataset_open(o.data, "train", err, sizeof err);
+    ev->train = dataset_open_opts(o.data, "train", &eval_dso, err, sizeof err);
     if (!ev->train) {
         log_error("%s", err);
         return -1;
     }
-    ev->n_train = dataset_count(ev->train);
+    log_info("train split: %s", dataset_describe(ev->train));
+    /* the labelled images come first (common/dataset.h): kNN and linear use rows
+       [0, labelled), the unlabelled ones are never neighbours */
+    ev->n_train = need & EV_LABELS ? dataset_labelled(ev->train) : dataset_count(ev->train);
+    if ((need & EV_LABELS) && ev->n_train == 0) {
+        log_error("%s: no labels to evaluate with: the train split is unlabelled (%s); kNN and "
+                  "linear need labelled train images (class folders, a labelled --list, or "
+                  "--train-splits train,unlabeled with class folders in train/)",
+                  dataset_root(ev->train), dataset_describe(ev->train));
+        return -1;
+    }
     ev->nclass = dataset_num_classes(ev->train);
-    ev->train_labels = malloc(ev->n_train * sizeof *ev->train_labels);
+    ev->train_labels = malloc((ev->n_train ? ev->n_train : 1) * sizeof *ev->train_labels);
     if (!ev->train_labels)
         return -1;
     for (size_t i = 0; i < ev->n_train; i++)
         ev->train_labels[i] = dataset_label(ev->train, i);
-    if (!need_test)
+    if (!(need & (EV_TEST | EV_TEST_IF_ANY)) ||
+        ((need & EV_TEST_IF_ANY) && !dataset_split_exists(o.data, "test", &eval_dso)))
         return 0;
-    ev->test = dataset_open(o.data, "test", err, sizeof err);
+    ev->test = dataset_open_opts(o.data, "test", &eval_dso, err, sizeof err);
     if (!ev->test) {
         log_error("%s", err);
         return -1;
     }
-    ev->nq = dataset_count(ev->test);
+    ev->nq = need & EV_LABELS ? dataset_labelled(ev->test) : dataset_count(ev->test);
+    if ((need & EV_LABELS) && ev->nq == 0) {
+        log_error("%s: no labels to evaluate with: the test split is unlabelled (%s)",
+                  dataset_root(ev->test), dataset_describe(ev->test));
+        return -1;
+    }
     if (o.limit && o.limit < ev->nq)
         ev->nq = (size_t)o.limit;
-    ev->test_labels = malloc(ev->nq * sizeof *ev->test_labels);
+    ev->test_labels = malloc((ev->nq ? ev->nq : 1) * sizeof *ev->test_labels);
     if (!ev->test_labels)
         return -1;
     for (size_t i = 0; i < ev->nq; i++)
@@ -222,9 +255,10 @@ static int evald_add_bank(struct evald *ev, struct knn *kn, size_t dim, uint64_t
         log_error("bank %s: info failed: %s", o.bank_ep, bankc_error(bc));
         return -1;
     }
-    if (info.rows != ev->n_train || info.dim != dim) {
+    if (info.rows != dataset_count(ev->train) || info.dim != dim) {
         log_error("bank %s holds %" PRIu64 " x %" PRIu64 ", but the train split has %zu images "
-                  "and the network %zu dimensions", o.bank_ep, info.rows, info.dim, ev->n_train, dim);
+                  "and the network %zu dimensions", o.bank_ep, info.rows, info.dim,
+                  dataset_count(ev->train), dim);
         return -1;
     }
     if (info.has_manifest && strcmp(info.manifest, dataset_manifest(ev->train)) != 0) {
@@ -532,14 +566,19 @@ static int evald_image_ref(struct evald *ev, const char *s, struct dataset **ds,
     return 1;
 }
 
-/* Loads a query image (file or dataset reference) as RGB; malloc'd into *rgb. */
-static int evald_load_query(struct evald *ev, struct feat_model *m, const char *s, uint8_t **rgb,
-                            uint32_t *w, uint32_t *h, uint32_t *label)
+/* Loads a query image (file or dataset reference; with as_file always a file) as RGB,
+ * malloc'd into *rgb, decoded as feat_dataset decodes. On -1 the reason (logged) is also
+ * copied to why when given. */
+static int evald_load_query(struct evald *ev, struct feat_model *m, const char *s, int as_file,
+                            uint8_t **rgb, uint32_t *w, uint32_t *h, uint32_t *label, char *why,
+                            size_t why_len)
 {
     char err[DATASET_ERR_LEN];
     struct dataset *ds = NULL;
     size_t idx = 0;
-    int ref = evald_image_ref(ev, s, &ds, &idx);
+    int ref = as_file ? 0 : evald_image_ref(ev, s, &ds, &idx);
+    if (why && why_len)
+        snprintf(why, why_len, "out of memory");
     struct jpeg_image img;
     *label = EXPORT_NO_LABEL;
     if (ref < 0) {
@@ -549,22 +588,16 @@ static int evald_load_query(struct evald *ev, struct feat_model *m, const char *
     if (ref == 1) {
         if (dataset_decode(ds, idx, m->dec, 0, &img, err, sizeof err) != 0) {
             log_error("%s", err);
+            if (why && why_len)
+                snprintf(why, why_len, "%s", err);
             return -1;
         }
         *label = dataset_label(ds, idx);
-    } else {
-        void *buf;
-        size_t len;
-        if (file_read_all(s, 64u << 20, &buf, &len) != 0) {
-            log_error("%s: %s", s, strerror(errno));
-            return -1;
-        }
-        int rc = image_decode(m->dec, buf, len, 0, &img, err, sizeof err);
-        free(buf);
-        if (rc != 0) {
-            log_error("%s: %s", s, err);
-            return -1;
-        }
+    } else if (files_decode(m, s, &img, err, sizeof err) != 0) {
+        log_error("%s: %s", s, err);
+        if (why && why_len)
+            snprintf(why, why_len, "%s", err);
+        return -1;
     }
     *rgb = malloc((size_t)img.w * img.h * 3);
     if (!*rgb)
@@ -589,11 +622,30 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs);
+static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs, int as_files);
 
 static int cmd_neighbours(struct evald *ev, int nimg, char **imgs)
 {
     char **auto_imgs = NULL;
+    if (o.files) {
+        char err[1024];
+        struct files_list fl;
+        if (nimg > 0) {
+            fprintf(stderr, "npid-evald neighbours: images as arguments or --files, not both\n");
+            return EXIT_USAGE;
+        }
+        if (files_list_read(&fl, o.files, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return EXIT_FAIL;
+        }
+        int ret = EXIT_FAIL;
+        if (fl.n == 0 || fl.n > 0x7fffffff)
+            log_error("neighbours: --files %s holds %zu paths", o.files, fl.n);
+        else
+            ret = cmd_neighbours_run(ev, (int)fl.n, fl.paths, 1);
+        files_list_deinit(&fl);
+        return ret;
+    }
     if (nimg < 1) {
         /* --queries N test images, evenly spread (a class-sorted split gives mixed classes) */
         size_t nt = dataset_count(ev->test), nqr = (size_t)o.queries < nt ? (size_t)o.queries : nt;
@@ -606,14 +658,16 @@ static int cmd_neighbours(struct evald *ev, int nimg, char **imgs)
         nimg = (int)nqr;
         imgs = auto_imgs;
     }
-    int ret = cmd_neighbours_run(ev, nimg, imgs);
+    int ret = cmd_neighbours_run(ev, nimg, imgs, 0);
     for (int i = 0; auto_imgs && i < nimg; i++)
         free(auto_imgs[i]);
     free(auto_imgs);
     return ret;
 }
 
-static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs)
+/* as_files (--files): every query is a file path, and one that cannot be read gets a line
+ * {"query":path,"error":reason} while the others are searched; EXIT_FAIL only when all fail. */
+static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs, int as_files)
 {
     char err[1024];
     struct feat_model m;
@@ -639,28 +693,50 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs)
     uint32_t *ql = calloc((size_t)nimg, sizeof *ql);
     uint32_t *idx = malloc(top * sizeof *idx);
     float *sim = malloc(top * sizeof *sim);
+    char **bad = calloc((size_t)nimg, sizeof *bad); /* (nimg) --files: why query i failed */
     struct knn *kn = NULL;
     struct grid *g = NULL;
-    if (!q || !rgb || !qw || !qh || !ql || !idx || !sim)
+    int nok = 0;
+    if (!q || !rgb || !qw || !qh || !ql || !idx || !sim || !bad)
         goto out;
     for (int i = 0; i < nimg; i++) {
-        if (evald_load_query(ev, &m, imgs[i], &rgb[i], &qw[i], &qh[i], &ql[i]) != 0)
-            goto out;
+        char why[512];
+        if (evald_load_query(ev, &m, imgs[i], as_files, &rgb[i], &qw[i], &qh[i], &ql[i], why,
+                             sizeof why) != 0) {
+            if (!as_files || !(bad[i] = strdup(why)))
+                goto out;
+            memset(q + (size_t)i * d, 0, d * sizeof *q); /* searched, never printed */
+            continue;
+        }
+        nok++;
         feat_rgb(&m, rgb[i], qw[i], qh[i], q + (size_t)i * d);
+        if (!o.grid) { /* only the grid needs the pixels: a long --files list stays small */
+            free(rgb[i]);
+            rgb[i] = NULL;
+        }
     }
     kn = knn_new(q, (size_t)nimg, d, top);
     if (!kn)
         goto out;
     uint64_t bank_step = 0;
-    int brc = strcmp(o.against, "bank") == 0 ? evald_add_bank(ev, kn, d, &bank_step)
-                                              : evald_add_recomputed(ev, &m, kn);
+    int brc = nok == 0 ? 0 /* nothing to search for */
+              : strcmp(o.against, "bank") == 0 ? evald_add_bank(ev, kn, d, &bank_step)
+                                                : evald_add_recomputed(ev, &m, kn);
     if (brc != 0)
         goto out;
-    if (o.grid && !(g = grid_new((size_t)nimg, top + 1, (size_t)o.cell, 4))) {
+    if (o.grid && nok && !(g = grid_new((size_t)nimg, top + 1, (size_t)o.cell, 4))) {
         log_error("grid: %s", strerror(errno));
         goto out;
     }
     for (int i = 0; i < nimg; i++) {
+        if (bad[i]) {
+            fputs("{\"query\":", stdout);
+            json_str(stdout, imgs[i]);
+            fputs(",\"error\":", stdout);
+            json_str(stdout, bad[i]);
+            fputs("}\n", stdout);
+            continue;
+        }
         size_t n = knn_neighbours(kn, (size_t)i, idx, sim);
         fputs("{\"query\":", stdout);
         json_str(stdout, imgs[i]);
@@ -683,7 +759,7 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs)
                 uint32_t w = 0, h = 0, lab2;
                 char ref[64];
                 snprintf(ref, sizeof ref, "train:%" PRIu32, idx[j]);
-                if (evald_load_query(ev, &m, ref, &pix, &w, &h, &lab2) == 0) {
+                if (evald_load_query(ev, &m, ref, 0, &pix, &w, &h, &lab2, NULL, 0) == 0) {
                     grid_put(g, (size_t)i, j + 1, pix, w, h);
                     if (ql[i] != EXPORT_NO_LABEL)
                         grid_mark_match(g, (size_t)i, j + 1, lab2 == ql[i]);
@@ -695,6 +771,10 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs)
     }
     if (fflush(stdout) != 0) {
         log_error("stdout: %s", strerror(errno));
+        goto out;
+    }
+    if (nok == 0) {
+        log_error("neighbours: none of the %d images could be read", nimg);
         goto out;
     }
     if (g && grid_write_jpeg(g, o.grid, 90, err, sizeof err) != 0) {
@@ -709,22 +789,69 @@ out:
     knn_destroy(&kn);
     for (int i = 0; rgb && i < nimg; i++)
         free(rgb[i]);
-    free(rgb), free(q), free(qw), free(qh), free(ql), free(idx), free(sim);
+    for (int i = 0; bad && i < nimg; i++)
+        free(bad[i]);
+    free(rgb), free(q), free(qw), free(qh), free(ql), free(idx), free(sim), free(bad);
+    feat_model_deinit(&m);
+    return ret;
+}
+
+/* embed's --format and --out checked together: the format, or -1 after a usage message. */
+static int embed_format(void)
+{
+    int fmt = export_format_parse(o.format);
+    if (fmt < 0) {
+        fprintf(stderr, "npid-evald embed: unknown --format %s (npy, fvecs, jsonl, tsv)\n", o.format);
+        return -1;
+    }
+    if (fmt == EXPORT_TSV && strcmp(o.out, "-") == 0) {
+        fprintf(stderr, "npid-evald embed: --format tsv writes a directory: give --out DIR\n");
+        return -1;
+    }
+    return fmt;
+}
+
+/* embed --files: the images of a list, no dataset (evald/files.h). Runs before any dataset
+ * is opened, so it does its own start-up (threads, signals, config log). */
+static int cmd_embed_files(void)
+{
+    int fmt = embed_format();
+    if (fmt < 0)
+        return EXIT_USAGE;
+    if (!o.checkpoint) {
+        fprintf(stderr, "npid-evald embed --files: give --checkpoint P (the bank only holds dataset images)\n");
+        return EXIT_USAGE;
+    }
+    /* npy and fvecs carry no paths: a file output gets its row -> path list beside it */
+    char paths[4096];
+    const char *po = o.paths_out;
+    if (!po && strcmp(o.out, "-") != 0 && (fmt == EXPORT_NPY || fmt == EXPORT_FVECS)) {
+        if (snprintf(paths, sizeof paths, "%s.paths", o.out) >= (int)sizeof paths) {
+            fprintf(stderr, "npid-evald embed: --out %s: path too long\n", o.out);
+            return EXIT_USAGE;
+        }
+        po = paths;
+    }
+    if (o.threads > 0)
+        blas_set_threads(o.threads);
+    sig_install();
+    cfg_log(opts);
+    char err[1024];
+    struct feat_model m;
+    if (feat_model_init(&m, o.checkpoint, 1, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return EXIT_FAIL;
+    }
+    int ret = files_embed(&m, o.files, (enum export_format)fmt, o.out, po);
     feat_model_deinit(&m);
     return ret;
 }
 
 static int cmd_embed(struct evald *ev)
 {
-    int fmt = export_format_parse(o.format);
-    if (fmt < 0) {
-        fprintf(stderr, "npid-evald embed: unknown --format %s (npy, fvecs, jsonl, tsv)\n", o.format);
+    int fmt = embed_format();
+    if (fmt < 0)
         return EXIT_USAGE;
-    }
-    if (fmt == EXPORT_TSV && strcmp(o.out, "-") == 0) {
-        fprintf(stderr, "npid-evald embed: --format tsv writes a directory: give --out DIR\n");
-        return EXIT_USAGE;
-    }
     int from_bank = o.checkpoint == NULL;
     if (!from_bank && strcmp(o.split, "train") != 0 && strcmp(o.split, "test") != 0) {
         fprintf(stderr, "npid-evald embed: --split must be train or test\n");
@@ -755,7 +882,7 @@ static int cmd_embed(struct evald *ev)
             return EXIT_FAIL;
         }
         if (strcmp(o.split, "test") == 0) {
-            ds = dataset_open(o.data, "test", err, sizeof err);
+            ds = dataset_open_opts(o.data, "test", &eval_dso, err, sizeof err);
             if (!ds) {
                 log_error("%s", err);
                 feat_model_deinit(&m);
@@ -1035,8 +1162,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "npid-evald: unexpected argument \"%s\"\n", argv[2]);
         return EXIT_USAGE;
     }
-    if (!o.data) {
+    if (strcmp(cmd, "embed") == 0 && o.files)
+        return cmd_embed_files(); /* named images: no dataset */
+    if (!o.data && !eval_dso.list) {
         fprintf(stderr, "npid-evald: --data ROOT is required\n");
+        return EXIT_USAGE;
+    }
+    char dso_err[DATASET_ERR_LEN];
+    if (dataset_opts_check(&eval_dso, dso_err, sizeof dso_err) != 0) {
+        fprintf(stderr, "npid-evald: %s\n", dso_err);
         return EXIT_USAGE;
     }
     if (strcmp(o.against, "bank") && strcmp(o.against, "recomputed") && strcmp(o.against, "both")) {
@@ -1078,14 +1212,23 @@ int main(int argc, char **argv)
 
     int is_attach = strcmp(cmd, "attach") == 0;
     int is_nb = !strcmp(cmd, "neighbours") || !strcmp(cmd, "neighbors");
+    /* the bank's rows are stale; retrieval shows the network, unless --bank EP names a bank */
     if (is_nb && cfg_find(opts, "against")->set_by == 0)
-        o.against = "recomputed"; /* the bank's rows are stale; retrieval shows the network */
+        o.against = cfg_find(opts, "bank")->set_by == 2 ? "bank" : "recomputed";
+    if (is_nb && strcmp(o.split, "train") != 0) {
+        fprintf(stderr, "npid-evald neighbours: --split %s: neighbours are train images (the bank's "
+                "rows or their recomputed features)\n", o.split);
+        return EXIT_USAGE;
+    }
     if (is_nb && !strcmp(o.against, "both")) {
         fprintf(stderr, "npid-evald neighbours: --against bank or recomputed\n");
         return EXIT_USAGE;
     }
     struct evald ev;
-    if (evald_open(&ev, is_attach || is_nb || is_linear) != 0) {
+    /* neighbours of named images need no test split; --queries takes test images */
+    int need = is_attach || is_linear ? EV_TEST | EV_LABELS
+             : is_nb && !o.files ? (npos >= 2 ? EV_TEST_IF_ANY : EV_TEST) : 0;
+    if (evald_open(&ev, need) != 0) {
         evald_close(&ev);
         return EXIT_FAIL;
     }

@@ -290,10 +290,12 @@ int loader_worker_main(int argc, char **argv)
     const char *data, *split, *endpoint, *level, *name_opt;
     uint64_t capacity, hb_ms, max_tasks;
     int dct;
+    struct dataset_opts dso = { 0 };
     struct cfg_opt opts[] = {
         { "data", "NPID_DATA", CFG_STR, &data, NULL, 0, 0,
-          "dataset root (ImageFolder tree or CIFAR-10 binary directory)", 0 },
+          "dataset root (ImageFolder or flat tree, binary directory; or a file list)", 0 },
         { "split", NULL, CFG_STR, &split, "train", 0, 0, "split to serve: train or test", 0 },
+        DATASET_CFG_OPTS(&dso),
         { "tasks", "NPID_TASKS", CFG_STR, &endpoint, "tcp://127.0.0.1:5558", 0, 0,
           "the trainer's task endpoint to connect to (default port: NPID_PORT_BASE + 1)", 0 },
         { "capacity", NULL, CFG_U64, &capacity, "2", 1, 64,
@@ -329,8 +331,13 @@ int loader_worker_main(int argc, char **argv)
         return EXIT_USAGE;
     }
     log_set_level(lvl);
-    if (!data || !*data) {
+    if ((!data || !*data) && !dso.list) {
         fprintf(stderr, "npid-loader: --data DIR (or NPID_DATA) is required\n");
+        return EXIT_USAGE;
+    }
+    char err[DATASET_ERR_LEN];
+    if (dataset_opts_check(&dso, err, sizeof err) != 0) {
+        fprintf(stderr, "npid-loader: %s\n", err);
         return EXIT_USAGE;
     }
     cfg_log(opts);
@@ -340,15 +347,15 @@ int loader_worker_main(int argc, char **argv)
     struct worker w;
     memset(&w, 0, sizeof w);
     int status = EXIT_FAIL;
-    char err[DATASET_ERR_LEN];
-    w.ds = dataset_open(data, split, err, sizeof err);
+    w.ds = dataset_open_opts(data, split, &dso, err, sizeof err);
     if (!w.ds) {
         log_error("%s", err);
         return EXIT_FAIL;
     }
     log_info("dataset %s (%s): %zu images, %zu classes, manifest %.16s..., %zu files skipped",
-             data, dataset_split(w.ds), dataset_count(w.ds), dataset_num_classes(w.ds),
-             dataset_manifest(w.ds), dataset_skipped(w.ds));
+             dataset_root(w.ds), dataset_split(w.ds), dataset_count(w.ds),
+             dataset_num_classes(w.ds), dataset_manifest(w.ds), dataset_skipped(w.ds));
+    log_info("layout: %s", dataset_describe(w.ds));
     w.bat = batcher_new(w.ds, dct);
     if (!w.bat) {
         log_error("out of memory");

@@ -1,7 +1,7 @@
 /* Unit tests for evald's output writers: the embedding export (evald/export.h), every format
  * written and read back (the .npy and the JSON lines also by /usr/bin/python3 with NumPy /
- * json when present), atomic path outputs, row-count and write errors; and the retrieval
- * grid JPEG (evald/grid.h), decoded back. */
+ * json when present), atomic path outputs, row-count and write errors, an open row count
+ * (embed --files); and the retrieval grid JPEG (evald/grid.h), decoded back. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -332,6 +332,116 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* The count left open (embed --files): npy identical byte for byte to a declared count, to a
+ * path and to a stream, its spool unlinked in $TMPDIR; error lines in jsonl only; the paths
+ * companion; an unfinished export leaves nothing. */
+START_TEST(test_open_rows)
+{
+    const size_t n = 5, d = 3;
+    float *x = rand_rows(n, d, 4);
+    char ref[512], path[512], plist[512], tmp[600];
+    snprintf(ref, sizeof ref, "%s/ref.npy", tmpdir);
+    snprintf(path, sizeof path, "%s/open.npy", tmpdir);
+    snprintf(plist, sizeof plist, "%s/open.npy.paths", tmpdir);
+    struct export *ex = export_new(EXPORT_NPY, ref, n, d);
+    ck_assert_int_eq(write_all(ex, x, n, d), 0);
+    ck_assert_int_eq(export_finish(ex), 0);
+    export_destroy(&ex);
+    void *want, *got;
+    size_t want_len, got_len;
+    ck_assert_int_eq(file_read_all(ref, 1 << 20, &want, &want_len), 0);
+
+    /* the spool goes to $TMPDIR, unlinked at once: only the outputs' temp files appear */
+    char spooldir[600], cmd[1400];
+    snprintf(spooldir, sizeof spooldir, "%s/spool", tmpdir);
+    ck_assert_int_eq(mkdir(spooldir, 0755), 0);
+    const char *old_tmpdir = getenv("TMPDIR");
+    char *saved = old_tmpdir ? strdup(old_tmpdir) : NULL;
+    setenv("TMPDIR", spooldir, 1);
+    ex = export_new(EXPORT_NPY, path, EXPORT_ROWS_OPEN, d);
+    ck_assert_ptr_nonnull(ex);
+    ck_assert_int_eq(export_add_paths(ex, plist), 0);
+    ck_assert_int_eq(export_add_paths(ex, plist), -1); /* twice */
+    ck_assert_int_eq(export_error(ex, 7, "bad.jpg", "no"), 0); /* nowhere to put it: nothing */
+    ck_assert_int_eq(write_all(ex, x, n, d), 0);
+    ck_assert_int_eq(export_add_paths(ex, plist), -1); /* after rows */
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", spooldir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_int_ne(access(plist, F_OK), 0);
+    ck_assert_int_eq(export_finish(ex), 0);
+    ck_assert_uint_eq(export_rows_written(ex), n);
+    export_destroy(&ex);
+    ck_assert_int_eq(file_read_all(path, 1 << 20, &got, &got_len), 0);
+    ck_assert_uint_eq(got_len, want_len);
+    ck_assert_mem_eq(got, want, want_len);
+    free(got);
+    ck_assert_int_eq(file_read_all(plist, 1 << 20, &got, &got_len), 0);
+    const char *lines = "train/cat/0001.jpg\ntrain/\"odd\\name\".jpg\ntrain/tab\there\nnl.jpg\n"
+                        "train/cat/0001.jpg\ntrain/\"odd\\name\".jpg\n";
+    ck_assert_uint_eq(got_len, strlen(lines));
+    ck_assert_mem_eq(got, lines, got_len);
+    free(got);
+
+    /* to a stream: the same bytes */
+    char spath[512];
+    snprintf(spath, sizeof spath, "%s/stream.npy", tmpdir);
+    FILE *f = fopen(spath, "wb");
+    ck_assert_ptr_nonnull(f);
+    ex = export_new_stream(EXPORT_NPY, f, EXPORT_ROWS_OPEN, d);
+    ck_assert_ptr_nonnull(ex);
+    ck_assert_int_eq(write_all(ex, x, n, d), 0);
+    ck_assert_int_eq(ftell(f), 0); /* nothing before the count is known */
+    ck_assert_int_eq(export_finish(ex), 0);
+    export_destroy(&ex);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(file_read_all(spath, 1 << 20, &got, &got_len), 0);
+    ck_assert_uint_eq(got_len, want_len);
+    ck_assert_mem_eq(got, want, want_len);
+    free(got);
+    free(want);
+
+    /* unfinished: no file at either final name, no temp files */
+    snprintf(path, sizeof path, "%s/gone.fvecs", tmpdir);
+    snprintf(plist, sizeof plist, "%s/gone.paths", tmpdir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", plist);
+    ex = export_new(EXPORT_FVECS, path, EXPORT_ROWS_OPEN, d);
+    ck_assert_int_eq(export_add_paths(ex, plist), 0);
+    ck_assert_int_eq(write_all(ex, x, 2, d), 0);
+    ck_assert_int_eq(access(tmp, F_OK), 0);
+    export_destroy(&ex);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_int_ne(access(plist, F_OK), 0);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", spooldir);
+    ck_assert_int_eq(system(cmd), 0);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+
+    /* jsonl: an error line in the row's place, escaped like the rows */
+    snprintf(path, sizeof path, "%s/open.jsonl", tmpdir);
+    ex = export_new(EXPORT_JSONL, path, EXPORT_ROWS_OPEN, 1);
+    float one = 0.5f;
+    ck_assert_int_eq(export_row(ex, 0, &one, EXPORT_NO_LABEL, NULL, "a.jpg"), 0);
+    ck_assert_int_eq(export_error(ex, 1, "b\"\n.jpg", "corrupt \\ data"), 0);
+    ck_assert_int_eq(export_finish(ex), 0);
+    ck_assert_int_eq(export_error(ex, 2, "c.jpg", "late"), -1);
+    export_destroy(&ex);
+    ck_assert_int_eq(file_read_all(path, 1 << 20, &got, &got_len), 0);
+    const char *want_j = "{\"index\":0,\"label\":null,\"path\":\"a.jpg\",\"v\":[0.5]}\n"
+                         "{\"index\":1,\"label\":null,\"path\":\"b\\\"\\u000a.jpg\",\"error\":\"corrupt \\\\ data\"}\n";
+    ck_assert_uint_eq(got_len, strlen(want_j));
+    ck_assert_mem_eq(got, want_j, got_len);
+    free(got);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_grid)
 {
     /* 2 rows: a query and 3 neighbours, 32x32 images upscaled to 64 px cells, gap 4 */
@@ -427,6 +537,7 @@ int main(void)
     tcase_add_test(tc, test_jsonl);
     tcase_add_test(tc, test_tsv);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_open_rows);
     tcase_add_test(tc, test_grid);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -16,7 +16,12 @@ static struct trainer_cfg tc_store;
     { name, env, type, &tc_store.field, def, lo, hi, help, 0 }
 
 static struct cfg_opt trainer_opts[] = {
-    OPT("data", "NPID_DATA", CFG_STR, data, NULL, 0, 0, "dataset root (ImageFolder or CIFAR-10 binary) [required]"),
+    OPT("data", "NPID_DATA", CFG_STR, data, NULL, 0, 0, "dataset root (ImageFolder or flat tree, binary directory; or a file list) [required]"),
+    OPT("layout", "NPID_LAYOUT", CFG_STR, dso.layout, "auto", 0, 0, DATASET_HELP_LAYOUT),
+    OPT("train-splits", "NPID_TRAIN_SPLITS", CFG_STR, dso.train_splits, "train", 0, 0, DATASET_HELP_TRAIN_SPLITS),
+    OPT("list", "NPID_LIST", CFG_STR, dso.list, NULL, 0, 0, DATASET_HELP_LIST),
+    OPT("test-list", "NPID_TEST_LIST", CFG_STR, dso.test_list, NULL, 0, 0, DATASET_HELP_TEST_LIST),
+    OPT("labels", "NPID_LABELS", CFG_STR, dso.labels, "fine", 0, 0, DATASET_HELP_LABELS),
     OPT("run-dir", "NPID_RUN_DIR", CFG_STR, run_dir, "runs/latest", 0, 0, "run directory: checkpoints, metrics.jsonl"),
     OPT("preset", "NPID_PRESET", CFG_STR, preset, "cifar", 0, 0, "reference | cifar | imagenet (sets the defaults shown)"),
     OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet20"),

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common/cfg.h"
+#include "common/dataset.h"
 
 struct trainer_cfg {
     const char *data, *run_dir, *preset, *model, *aug;
@@ -27,6 +28,7 @@ struct trainer_cfg {
     double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
     double task_deadline, bank_timeout, stop_timeout;
     uint64_t seed;
+    struct dataset_opts dso; /* --layout, --train-splits, --list, --test-list, --labels */
 };
 
 /* Parses argv into c; returns CFG_OK, CFG_HELP or CFG_USAGE (message printed). */

@@ -714,14 +714,17 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
 
     /* dataset */
     char err[DATASET_ERR_LEN];
-    t->ds = dataset_open(cfg->data, "train", err, sizeof err);
+    t->ds = dataset_open_opts(cfg->data, "train", &cfg->dso, err, sizeof err);
     if (!t->ds) {
         log_error("dataset: %s", err);
         goto fail;
     }
     t->n = dataset_count(t->ds);
     log_info("dataset: %s: %zu training images in %zu classes (%zu other files skipped), manifest %.12s",
-             cfg->data, t->n, dataset_num_classes(t->ds), dataset_skipped(t->ds), dataset_manifest(t->ds));
+             dataset_root(t->ds), t->n, dataset_num_classes(t->ds), dataset_skipped(t->ds), dataset_manifest(t->ds));
+    /* the layout, and when nothing is labelled the trainer still trains: NPID needs no labels */
+    log_info("dataset layout: %s%s", dataset_describe(t->ds),
+             dataset_labelled(t->ds) == 0 ? "; no labels: training unlabelled (kNN and linear evaluation need labels)" : "");
 
     if (trainer_pick_input(t) != 0)
         goto fail;
