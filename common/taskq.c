@@ -57,9 +57,8 @@ struct tq_slot {
     uint64_t seq;
     enum slot_state state;
     uint32_t attempts;
-    size_t loader;            /* while ISSUED: index into loaders, with loader_gen */
-    uint64_t loader_gen;
-    struct tq_holder holders[SLOT_HOLDERS]; /* every issue of this seq (a ring past 16) */
+    struct tq_holder holders[SLOT_HOLDERS]; /* every issue of this seq (a ring past 16); while
+                                               ISSUED, slot_holder() is the current one */
     uint32_t n_holders;       /* issues recorded, up to SLOT_HOLDERS */
     uint32_t holder_next;     /* ring position of the next record */
     uint64_t issued_ns;
@@ -172,6 +171,12 @@ static struct tq_holder *holder_of(struct tq_slot *s, const struct taskq *tq,
         if (s->holders[i].loader == idx && s->holders[i].gen == l->gen)
             return &s->holders[i];
     return NULL;
+}
+
+/* The holder of the latest issue of s (its current one while s is ISSUED); NULL if none. */
+static struct tq_holder *slot_holder(struct tq_slot *s)
+{
+    return s->n_holders ? &s->holders[(s->holder_next + SLOT_HOLDERS - 1) % SLOT_HOLDERS] : NULL;
 }
 
 static void slot_clear(struct taskq *tq, struct tq_slot *s, uint64_t seq)
@@ -307,7 +312,8 @@ static void loader_lost(struct taskq *tq, struct tq_loader *l, const char *why)
     uint32_t back = 0;
     for (uint32_t i = 0; i < tq->o.window; i++) {
         struct tq_slot *s = &tq->slots[i];
-        if (s->state == SLOT_ISSUED && s->loader == idx && s->loader_gen == l->gen) {
+        struct tq_holder *cur = slot_holder(s);
+        if (s->state == SLOT_ISSUED && cur->loader == idx && cur->gen == l->gen) {
             s->state = SLOT_EMPTY;
             back++;
         }
@@ -375,13 +381,11 @@ static int issue_one(struct taskq *tq, struct tq_slot *s, struct tq_loader *l)
         tq->st.reissued++;
     s->attempts++;
     s->state = SLOT_ISSUED;
-    s->loader = (size_t)(l - tq->loaders);
-    s->loader_gen = l->gen;
     s->issued_ns = now;
     struct tq_holder *h = &s->holders[s->holder_next];
     if (s->n_holders == SLOT_HOLDERS)
         holder_release(tq, h); /* the ring's oldest record makes room */
-    *h = (struct tq_holder){ s->loader, l->gen, 1 };
+    *h = (struct tq_holder){ (size_t)(l - tq->loaders), l->gen, 1 };
     s->holder_next = (s->holder_next + 1) % SLOT_HOLDERS;
     s->n_holders += s->n_holders < SLOT_HOLDERS;
     l->held++;
@@ -550,7 +554,7 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
         return 0;
     }
     holder_release(tq, h);
-    if (s->state == SLOT_ISSUED && s->loader == h->loader && s->loader_gen == h->gen)
+    if (s->state == SLOT_ISSUED && slot_holder(s) == h)
         s->state = SLOT_EMPTY; /* answered: if invalid, re-issued at once below */
     if (s->state == SLOT_DONE) {
         tq->st.duplicates++;
@@ -725,10 +729,9 @@ static void check_liveness(struct taskq *tq)
     for (uint32_t i = 0; i < tq->o.window; i++) {
         struct tq_slot *s = &tq->slots[i];
         if (s->state == SLOT_ISSUED && now - s->issued_ns > dl) {
-            struct tq_loader *l = loader_by_gen(tq, s->loader, s->loader_gen);
-            struct tq_holder *h = l ? holder_of(s, tq, l) : NULL;
-            if (h)
-                holder_release(tq, h);
+            struct tq_holder *h = slot_holder(s);
+            struct tq_loader *l = loader_by_gen(tq, h->loader, h->gen);
+            holder_release(tq, h);
             if (l)
                 l->strikes++;
             s->state = SLOT_EMPTY;
