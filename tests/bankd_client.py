@@ -13,16 +13,20 @@ ROWS, DIM = 1000, 16
 
 
 class Bank:
-    def __init__(self, endpoint):
+    """One client id; with token, every request carries it (docs/protocol.md, "Write token")."""
+    def __init__(self, endpoint, cid=None, token=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
-        self.cid = "py-%d" % int(time.time() * 1e6)
+        self.cid = cid or "py-%d" % int(time.time() * 1e6)
+        self.token = token
         self.seq = int(time.time() * 1e6)
 
     def call(self, op, **fields):
         self.seq += 1
         req = {"v": 1, "op": op, "cid": self.cid, "seq": self.seq}
+        if self.token is not None:
+            req["token"] = self.token
         req.update(fields)
         self.sock.send(msgpack.packb(req, use_bin_type=True))
         if not self.sock.poll(5000):

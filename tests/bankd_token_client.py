@@ -11,42 +11,13 @@ Usage: bankd_token_client.py ENDPOINT SNAPDIR PHASE TOKEN
 Exit 0 when every check passed."""
 import os
 import sys
-import time
 
-import msgpack
 import numpy as np
-import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bankd_client import Bank, check  # noqa: E402  (the shared client)
 
 ROWS, DIM = 300, 8
-
-
-class Bank:
-    def __init__(self, endpoint, cid, token=None):
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
-        self.cid = cid
-        self.token = token
-        self.seq = int(time.time() * 1e6)
-
-    def call(self, op, **fields):
-        self.seq += 1
-        req = {"v": 1, "op": op, "cid": self.cid, "seq": self.seq}
-        if self.token is not None:
-            req["token"] = self.token
-        req.update(fields)
-        self.sock.send(msgpack.packb(req, use_bin_type=True))
-        if not self.sock.poll(5000):
-            raise RuntimeError("no reply to %s" % op)
-        rep = msgpack.unpackb(self.sock.recv(), raw=False)
-        assert rep["v"] == 1 and rep["seq"] == self.seq, rep
-        return rep
-
-
-def check(cond, what):
-    if not cond:
-        print("FAIL: " + what, file=sys.stderr)
-        sys.exit(1)
 
 
 def rows(b):
