@@ -14,33 +14,9 @@
 #include "common/image.h"
 #include "common/jpeg.h"
 
-#define MKBAD_NO_MAIN
-#include "fixtures/bad-images/mkbad.c"
+#define FIXTURE_SUITE "jpeg"
+#include "check_fixtures.h"
 
-static char tmpdir[256];
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/npid-check-jpeg.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    ck_assert_int_eq(mkbad_write_all(tmpdir), 0);
-}
-
-static void teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static void *load(const char *name, size_t *len)
-{
-    char path[512];
-    void *buf = NULL;
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    ck_assert_msg(file_read_all(path, 1 << 24, &buf, len) == 0, "cannot read %s", path);
-    return buf;
-}
 
 START_TEST(test_fixtures)
 {
