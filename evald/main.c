@@ -998,6 +998,10 @@ static int cmd_linear(struct evald *ev)
     if (feat_dataset(&m, ev->train, 0, n, Xtr) != 0 || feat_dataset(&m, ev->test, 0, ev->nq, Xte) != 0)
         goto out;
     double t_feat = clock_seconds() - t0;
+    if (o.lambda > 0)
+        log_info("linear: features in %.1f s; fitting at lambda %g", t_feat, o.lambda);
+    else
+        log_info("linear: features in %.1f s; choosing lambda on a held-out fifth of train", t_feat);
     struct linear_selection sel = { 0 };
     struct linear_fit_info info = { 0 };
     int rc;
