@@ -632,6 +632,15 @@ int proto_bank_decode_rep(const void *buf, size_t len, enum bank_op op, union ba
             return -1;
         if (mp_get_str(&m, "msg", &msg, &msg_len) != MP_OK)
             msg = "", msg_len = 0;
+        /* a code is 1..15 of [A-Z0-9_] (BANK_E*): anything else, an embedded NUL included,
+         * is not a bankd error but a malformed reply */
+        int code_ok = code_len > 0 && code_len < sizeof e->code;
+        for (size_t i = 0; code_ok && i < code_len; i++)
+            code_ok = (code[i] >= 'A' && code[i] <= 'Z') || (code[i] >= '0' && code[i] <= '9') ||
+                      code[i] == '_';
+        if (!code_ok)
+            return bank_err_set(e, BANK_EPROTO, "reply has a malformed error code (%zu bytes)",
+                                code_len);
         snprintf(e->code, sizeof e->code, "%.*s", (int)code_len, code);
         snprintf(e->msg, sizeof e->msg, "%.*s", (int)msg_len, msg);
         return -1;

@@ -223,6 +223,24 @@ START_TEST(test_replies_roundtrip)
     ck_assert_int_eq(proto_bank_encode_err_rep(&b.pk, &rh, &enosnap), 0);
     ck_assert_int_eq(proto_bank_decode_rep(b.sb.data, b.sb.size, BANK_OP_RESTORE, &r, &e), -1);
     ck_assert_str_eq(e.code, "ENOSNAP");
+    /* an error code that is empty, cut by a NUL, lower-case or too long is a malformed reply */
+    {
+        static const char *bad[] = { "", "E\0X", "enosnap", "EXXXXXXXXXXXXXXXX" };
+        static const size_t bad_len[] = { 0, 3, 7, 17 };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            unsigned char f[64];
+            size_t n = 0;
+            memcpy(f, "\x84\xa1v\x01\xa2ok\xc2\xa3" "err", 12);
+            n = 12;
+            f[n++] = (unsigned char)(0xa0 | bad_len[i]);
+            memcpy(f + n, bad[i], bad_len[i]);
+            n += bad_len[i];
+            memcpy(f + n, "\xa3msg\xa1m", 6);
+            n += 6;
+            ck_assert_int_eq(proto_bank_decode_rep(f, n, BANK_OP_RESTORE, &r, &e), -1);
+            ck_assert_str_eq(e.code, BANK_EPROTO);
+        }
+    }
 
     struct bank_snapshot_rep sn = { "/x/bank.snap", 12, 31 };
     msgpack_sbuffer_clear(&b.sb);
