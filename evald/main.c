@@ -1145,6 +1145,7 @@ int main(int argc, char **argv)
     if (rc != CFG_OK)
         return EXIT_USAGE;
     blas_setup(argc, argv0);
+    free(argv0); /* blas_setup re-execs or returns: the copy is done with */
     if (parse_ks(o.k_list) != 0)
         return EXIT_USAGE;
     int lvl = log_level_parse(o.log_level);

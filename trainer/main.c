@@ -24,6 +24,7 @@ int main(int argc, char **argv)
     if (rc != CFG_OK)
         return EXIT_USAGE;
     blas_setup(argc, argv0);
+    free(argv0); /* blas_setup re-execs or returns: the copy is done with */
     if (cfg.threads > 0)
         blas_set_threads(cfg.threads);
     if (sig_install() != 0)
