@@ -748,9 +748,13 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs, int as_fi
             grid_put(g, (size_t)i, 0, rgb[i], qw[i], qh[i]);
         for (size_t j = 0; j < n; j++) {
             uint32_t lab = dataset_label(ev->train, idx[j]);
-            printf("%s{\"index\":%" PRIu32 ",\"sim\":%.6f,\"label\":%" PRIu32 ",\"class\":", j ? "," : "",
-                   idx[j], (double)sim[j], lab);
-            json_str(stdout, dataset_class_name(ev->train, lab));
+            printf("%s{\"index\":%" PRIu32 ",\"sim\":%.6f", j ? "," : "", idx[j], (double)sim[j]);
+            if (lab == DATASET_NO_LABEL) { /* an unlabelled training image */
+                fputs(",\"label\":null,\"class\":null", stdout);
+            } else {
+                printf(",\"label\":%" PRIu32 ",\"class\":", lab);
+                json_str(stdout, dataset_class_name(ev->train, lab));
+            }
             fputs(",\"path\":", stdout);
             json_str(stdout, dataset_path(ev->train, idx[j]));
             fputc('}', stdout);

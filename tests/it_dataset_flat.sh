@@ -72,4 +72,18 @@ for cmd in "--once --against bank" "linear"; do
         fail "evald $cmd: $(cat "$tmp/ev.err")"
     [ -s "$tmp/ev.out" ] && fail "evald $cmd wrote a result"
 done
-echo "$name: 80 unlabelled images (top level and nested) trained $(grep -c '"type":"metrics"' "$tmp/run/metrics.jsonl") steps; evald refuses without labels"
+# neighbours of a file among the unlabelled training images: label and class are null
+q=$(find "$flat/more" -name '*.jpg' | head -1)
+echo "$q" >"$tmp/q.txt"
+timeout 60 "$bin/npid-evald" neighbours --checkpoint "$tmp/run/checkpoints/trainer.ckpt" \
+    --data "$flat" --files "$tmp/q.txt" --top 3 >"$tmp/nb.jsonl" 2>"$tmp/nb.err" ||
+    fail "neighbours --files on a flat set: $(cat "$tmp/nb.err")"
+/usr/bin/python3 - "$tmp/nb.jsonl" <<'PY' || fail "neighbours on a flat set: $(cat "$tmp/nb.jsonl")"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 1 and "label" not in rows[0], rows
+nb = rows[0]["neighbours"]
+assert len(nb) == 3 and all(n["label"] is None and n["class"] is None for n in nb), nb
+assert nb[0]["sim"] > 0.999, nb[0]  # the query is a training image: itself first
+PY
+echo "$name: 80 unlabelled images (top level and nested) trained $(grep -c '"type":"metrics"' "$tmp/run/metrics.jsonl") steps; evald refuses without labels; neighbours carry null labels"
