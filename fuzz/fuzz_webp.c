@@ -1,9 +1,9 @@
-/* libFuzzer target: PNG through the image front-end (image_decode, libpng underneath) and the
- * augmentation of whatever it accepts. Built and run by `make fuzz` (mk/loader.mk), seeded
- * with the PNG bad-image fixtures. The first 8 bytes are forced to the PNG signature, so
- * every input reaches libpng rather than the unknown-format rejection; everything after them
- * (IHDR, CRCs, zlib data, chunk lengths) is the fuzzer's. Limits are small so rejection paths
- * are explored quickly; the decoder must never crash, leak, longjmp out or run unbounded. */
+/* libFuzzer target: WebP through the image front-end (image_decode, libwebp underneath) and the
+ * augmentation of whatever it accepts. Built and run by `make fuzz` (and briefly by `make
+ * fuzz-ci`; mk/fuzz.mk), seeded with the WebP bad-image fixtures. "RIFF" and "WEBP" are forced
+ * at offsets 0 and 8, so every input reaches the WebP path; the RIFF size, the chunks and the
+ * VP8/VP8L bitstreams are the fuzzer's. Limits are small so rejection paths are explored
+ * quickly; the decoder must never crash, leak or run unbounded. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,11 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!dec || !aug)
             abort();
     }
-    uint8_t *buf = malloc(size > 8 ? size : 8);
+    uint8_t *buf = malloc(size > 12 ? size : 12);
     if (!buf)
         return 0;
     memcpy(buf, data, size);
-    memcpy(buf, "\x89PNG\r\n\x1a\n", size < 8 ? size : 8);
+    memcpy(buf, "RIFF", size < 4 ? size : 4);
+    if (size >= 12)
+        memcpy(buf + 8, "WEBP", 4);
     struct jpeg_image img;
     char err[256];
     if (image_decode(dec, buf, size, 0, &img, err, sizeof err) == 0)

@@ -1,5 +1,7 @@
 /* libFuzzer target: the loader <-> trainer frame decoder (frames are untrusted input on both
- * sides). Every decoded message is re-encoded and decoded again, which must succeed. */
+ * sides). Every decoded task is re-encoded and decoded again, which must succeed. Built and
+ * run by `make fuzz` and `make fuzz-ci` (mk/fuzz.mk), seeded with the frames of a real
+ * loader and trainer (fuzz/capture.sh). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* libFuzzer target: the JPEG decode wrapper (and the augmentation of whatever it accepts).
- * Built and run by `make fuzz` (mk/loader.mk). Limits are small so the fuzzer explores
- * rejection paths quickly; the decoder must never crash, leak or run unbounded. */
+ * Built and run by `make fuzz` (and briefly by `make fuzz-ci`; mk/fuzz.mk). Limits are small so
+ * the fuzzer explores rejection paths quickly; the decoder must never crash, leak or run
+ * unbounded. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
