@@ -15,23 +15,7 @@
 #include <stdlib.h>
 
 #include "common/event.h"
-
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "fuzz_event: %s:%d: check failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                               \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
-
-static const uint8_t *frame_lo, *frame_hi;
-
-static int in_frame(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    return b && b >= frame_lo && b <= frame_hi && n <= (size_t)(frame_hi - b);
-}
+#include "fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -10,26 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/augment.h"
 #include "common/image.h"
+#include "fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct jpeg_dec *dec;
     static struct augment *aug;
-    static uint8_t out[32 * 32 * 3];
-    if (!dec) {
-        struct jpeg_limits lim;
-        jpeg_limits_default(&lim);
-        lim.max_width = lim.max_height = 2048;
-        lim.max_pixels = 1u << 20;
-        dec = jpeg_dec_new(&lim);
-        struct augment_params p;
-        augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
-        aug = augment_new(&p);
-        if (!dec || !aug)
-            abort();
-    }
+    fuzz_image_setup(0, &dec, &aug);
     uint8_t *buf = malloc(size > 8 ? size : 8);
     if (!buf)
         return 0;
@@ -38,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct jpeg_image img;
     char err[256];
     if (image_decode(dec, buf, size, 0, &img, err, sizeof err) == 0)
-        augment_apply_seeded(aug, img.pix, img.w, img.h, 1, 2, size, out, NULL);
+        fuzz_image_augment(aug, &img, size);
     free(buf);
     return 0;
 }

@@ -21,27 +21,7 @@
 #include <string.h>
 
 #include "common/proto_bank.h"
-
-/* Aborts with the reason: libFuzzer prints it, then the stack and the input's file name. */
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "fuzz_proto_bank: %s:%d: check failed: %s\n", __FILE__,       \
-                    __LINE__, #cond);                                                     \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
-
-static const uint8_t *frame_lo, *frame_hi;
-
-/* 1 when [p, p + n) lies inside the frame being decoded (or n is 0 and p is NULL). */
-static int in_frame(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    if (!b)
-        return n == 0;
-    return b >= frame_lo && b <= frame_hi && n <= (size_t)(frame_hi - b);
-}
+#include "fuzz/fuzz_util.h"
 
 static int same_bytes(const void *a, size_t na, const void *b, size_t nb)
 {
