@@ -57,7 +57,8 @@ int main(int argc, char **argv)
           "largest request or reply frame, bytes (larger requests drop the connection)", 0 },
         { "max-bytes", "NPID_BANK_MAX_BYTES", CFG_U64, &max_bytes, "0", 4096, 1.8e19,
           "largest bank init or --rows/--dim may create, bytes (rows x (4 dim + 12) plus a "
-          "few hundred; default: a quarter of physical memory); a larger init gets ENOMEM", 0 },
+          "few hundred; default: a quarter of physical memory); a larger init gets ENOMEM, a "
+          "larger snapshot in --dir stops bankd at start", 0 },
         { "cache-clients", NULL, CFG_INT, &cache_clients, "256", 0, 65536,
           "clients whose last reply is kept for retries", 0 },
         { "log-level", "NPID_LOG_LEVEL", CFG_STR, &level, "info", 0, 0,

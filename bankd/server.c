@@ -963,7 +963,10 @@ struct server *server_new(const struct server_cfg *cfg)
         snprintf(s->dir, sizeof s->dir, "%s", cfg->dir);
         int found = 0;
         char path[PATH_MAX];
-        s->bank = snapshot_load_newest(s->dir, &found, path, sizeof path);
+        errno = 0;
+        s->bank = snapshot_load_newest(s->dir, cfg->max_bytes, &found, path, sizeof path);
+        if (!s->bank && errno == EFBIG)
+            goto fail_server; /* logged: a snapshot larger than --max-bytes */
         if (s->bank) {
             s->snap_step = s->bank->step;
             s->snap_valid = 1;

@@ -347,9 +347,11 @@ static int snap_cand_cmp(const void *pa, const void *pb)
     return strcmp(a->name, b->name);
 }
 
-struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_t path_cap)
+struct bank *snapshot_load_newest(const char *dir, uint64_t max_bytes, int *found, char *path,
+                                  size_t path_cap)
 {
     *found = 0;
+    int too_big = 0;
     DIR *dh = opendir(dir);
     if (!dh) {
         if (errno != ENOENT)
@@ -381,6 +383,15 @@ struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_
             log_error("snapshot %s unusable: %s", file, why);
             continue;
         }
+        if (max_bytes && bank_bytes(info.rows, info.dim) > max_bytes) {
+            log_error("snapshot %s holds a %llu x %llu bank (%llu bytes), more than --max-bytes "
+                      "%llu; raise --max-bytes to load it", file, (unsigned long long)info.rows,
+                      (unsigned long long)info.dim,
+                      (unsigned long long)bank_bytes(info.rows, info.dim),
+                      (unsigned long long)max_bytes);
+            too_big = 1;
+            continue;
+        }
         c.step = info.step;
         if (n == cap) {
             size_t ncap = cap ? 2 * cap : 8;
@@ -394,6 +405,8 @@ struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_
         }
         cand[n++] = c;
     }
+    if (too_big) /* never start beside a bank it could not hold, nor fall back past it */
+        goto done;
     if (n > 1)
         qsort(cand, n, sizeof *cand, snap_cand_cmp);
     for (size_t i = 0; i < n && !b; i++) {
@@ -415,5 +428,7 @@ struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_
 done:
     closedir(dh);
     free(cand);
+    if (too_big)
+        errno = EFBIG;
     return b;
 }

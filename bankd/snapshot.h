@@ -64,7 +64,10 @@ struct bank *snapshot_read(const char *path, const char **why);
  * and their .prev files: headers order them (at equal steps a file before its .prev and
  * bank.snap before named ones), each is then verified in full and a rejected one (logged
  * with its reason) falls back to the next. NULL when none is usable; *found set to 1 when
- * some such file existed. path (may be NULL) receives the file loaded. */
-struct bank *snapshot_load_newest(const char *dir, int *found, char *path, size_t path_cap);
+ * some such file existed. path (may be NULL) receives the file loaded. A file whose header
+ * holds a bank of more than max_bytes (bank_bytes; 0: no bound) is logged and loads nothing:
+ * NULL with errno EFBIG, before any payload is read. */
+struct bank *snapshot_load_newest(const char *dir, uint64_t max_bytes, int *found, char *path,
+                                  size_t path_cap);
 
 #endif

@@ -642,10 +642,18 @@ START_TEST(test_snapshot_roundtrip_and_corruption)
     /* the newest being bad, the previous one is loaded */
     int found = 0;
     char loaded[1100];
-    r = snapshot_load_newest(dir, &found, loaded, sizeof loaded);
+    r = snapshot_load_newest(dir, 0, &found, loaded, sizeof loaded);
     ck_assert_ptr_nonnull(r);
     ck_assert_str_eq(loaded, prev);
     ck_assert_uint_eq(r->step, b->step - 1);
+    bank_destroy(&r);
+    /* a bank larger than max_bytes loads nothing, and nothing older is tried instead */
+    errno = 0;
+    ck_assert_ptr_null(snapshot_load_newest(dir, bank_bytes(b->rows, b->dim) - 1, &found,
+                                            loaded, sizeof loaded));
+    ck_assert_int_eq(errno, EFBIG);
+    r = snapshot_load_newest(dir, bank_bytes(b->rows, b->dim), &found, loaded, sizeof loaded);
+    ck_assert_ptr_nonnull(r);
     bank_destroy(&r);
     /* not a snapshot at all */
     ck_assert_int_eq(durable_write(path, "hello", 5), 0);

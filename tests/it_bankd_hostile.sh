@@ -6,7 +6,8 @@
 # - set / update with a subnormal, NaN, +-Inf value, a -0.0 row or a row of norm 1e-30 get
 #   EINVAL and change nothing;
 # - --max-bytes: an init of a bank larger than it gets ENOMEM, with no bank and with one
-#   (which keeps serving); --help documents the flag and its default, a quarter of RAM;
+#   (which keeps serving); --help documents the flag and its default, a quarter of RAM; a
+#   snapshot larger than it stops bankd at start-up, before its payload is read;
 # - request bytes in error messages and log lines are escaped (\xNN): an op, a cid, a run and
 #   a manifest that are not ASCII; the log file is valid UTF-8;
 # - no sample reply is larger than --max-frame (its neg_idx counted): ERANGE instead.
@@ -222,5 +223,16 @@ import sys
 text = open(sys.argv[1], "rb").read().decode("utf-8")   # strict
 assert "from \\xff\\xfe answered from the cache" in text, "no escaped cid in the log"
 PY
+
+# a snapshot larger than --max-bytes: bankd refuses to start (exit 1, the file named) and
+# leaves the snapshots as they were
+ls "$tmp/snap"/*.snap >/dev/null 2>&1 || failed="$failed no-snapshot-after-main"
+sum0=$(cat "$tmp/snap"/* | cksum)
+timeout 30 "$bin/npid-bankd" --bind "ipc://$tmp/big.sock" --dir "$tmp/snap" --max-bytes 4096 \
+    2>"$tmp/big.log"
+st=$?
+[ $st -eq 1 ] && grep -q "snapshot .*bank.snap holds a .* bank (.* bytes), more than --max-bytes 4096" \
+    "$tmp/big.log" && [ "$(cat "$tmp/snap"/* | cksum)" = "$sum0" ] ||
+    { echo "it_bankd_hostile: snapshot over --max-bytes: exit $st: $(cat "$tmp/big.log")" >&2; failed="$failed max-bytes-snapshot"; }
 [ -z "$failed" ] || fail "failed:$failed"
 exit 0
