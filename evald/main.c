@@ -1005,7 +1005,8 @@ static int cmd_linear(struct evald *ev)
     if (o.lambda > 0)
         log_info("linear: features in %.1f s; fitting at lambda %g", t_feat, o.lambda);
     else
-        log_info("linear: features in %.1f s; choosing lambda on a held-out fifth of train", t_feat);
+        log_info("linear: features in %.1f s; choosing lambda on a held-out fifth of train",
+                 t_feat);
     struct linear_selection sel = { 0 };
     struct linear_fit_info info = { 0 };
     int rc;

@@ -35,7 +35,8 @@ static inline int in_frame(const void *p, size_t n)
 
 /* The image targets' decoder (small limits, so rejection paths are explored quickly; max_scans
  * 0 keeps the default) and a CIFAR augmenter to 32 x 32 for whatever decodes; made once. */
-static inline void fuzz_image_setup(unsigned max_scans, struct jpeg_dec **dec, struct augment **aug)
+static inline void fuzz_image_setup(unsigned max_scans, struct jpeg_dec **dec,
+                                    struct augment **aug)
 {
     if (*dec)
         return;
@@ -54,7 +55,8 @@ static inline void fuzz_image_setup(unsigned max_scans, struct jpeg_dec **dec, s
 }
 
 /* Augments a decoded image (seeded by the input's size) into a static 32 x 32 buffer. */
-static inline void fuzz_image_augment(struct augment *aug, const struct jpeg_image *img, size_t size)
+static inline void fuzz_image_augment(struct augment *aug, const struct jpeg_image *img,
+                                      size_t size)
 {
     static uint8_t out[32 * 32 * 3];
     augment_apply_seeded(aug, img->pix, img->w, img->h, 1, 2, size, out, NULL);
