@@ -5,7 +5,8 @@
 # with a checkpoint and no process left behind, and the same command again continues the run
 # (the launcher handles SIGINT, Ctrl-C, the same
 # way, but a background job of a non-interactive shell cannot receive SIGINT); a failing run
-# exits non-zero.
+# exits non-zero; on an unlabelled set the launcher says once that there is nothing to evaluate
+# with and neither restarts evald nor runs the final evaluation.
 set -u
 name=it_launcher
 . "$(dirname "$0")/lib_trainer.sh"
@@ -68,4 +69,17 @@ bash "$npid" run --data "$tmp/data" --epochs 2 --model resnet20 --run-dir "$tmp/
 rc=$?
 [ $rc -ne 0 ] || fail "run 3: a failing training run should make the launcher exit non-zero"
 left_behind && fail "run 3: processes left behind"
-echo "$name: run dir complete, dead loader restarted, SIGTERM checkpointed, failure exit $rc"
+
+# 4. an unlabelled (flat) set trains; evald's refusal is said once and not retried
+mkdir -p "$tmp/flat"
+for f in "$tmp"/data/train/*/*.jpg; do
+    c=$(basename "$(dirname "$f")"); mv "$f" "$tmp/flat/${c}_$(basename "$f")"
+done
+bash "$npid" run --data "$tmp/flat" --epochs 2 --model resnet20 --run-dir "$tmp/r4" -- $small \
+    >"$tmp/r4.log" 2>&1 || fail "run 4 (flat): launcher exit $?: $(cat "$tmp/r4.log")"
+[ "$(grep -c "has no labels: no kNN evaluation or linear probe" "$tmp/r4.log")" -eq 1 ] ||
+    fail "run 4 (flat): the missing labels not said once: $(cat "$tmp/r4.log")"
+grep -q "restarting\|failed" "$tmp/r4.log" && fail "run 4 (flat): $(cat "$tmp/r4.log")"
+[ -s "$tmp/r4/checkpoints/trainer.ckpt" ] || fail "run 4 (flat): no checkpoint"
+left_behind && fail "run 4: processes left behind"
+echo "$name: run dir complete, dead loader restarted, SIGTERM checkpointed, failure exit $rc, flat set without evaluation"
