@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/augment.h"
+#include "common/image.h"
 #include "common/jpeg.h"
 
 /* Aborts with the reason: libFuzzer prints it, then the stack and the input's file name. */
@@ -60,6 +62,26 @@ static inline void fuzz_image_augment(struct augment *aug, const struct jpeg_ima
 {
     static uint8_t out[32 * 32 * 3];
     augment_apply_seeded(aug, img->pix, img->w, img->h, 1, 2, size, out, NULL);
+}
+
+/* A writable copy of the input with room for at least min bytes (the rest zero), for targets
+ * that force a signature into it; NULL when out of memory. */
+static inline uint8_t *fuzz_copy(const uint8_t *data, size_t size, size_t min)
+{
+    uint8_t *buf = calloc(size > min ? size : min, 1);
+    if (buf && size)
+        memcpy(buf, data, size);
+    return buf;
+}
+
+/* Decodes size bytes through the image front-end (image_decode) and augments what it accepts. */
+static inline void fuzz_image_decode(struct jpeg_dec *dec, struct augment *aug, const uint8_t *buf,
+                                     size_t size)
+{
+    struct jpeg_image img;
+    char err[256];
+    if (image_decode(dec, buf, size, 0, &img, err, sizeof err) == 0)
+        fuzz_image_augment(aug, &img, size);
 }
 
 #endif

@@ -17,17 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct jpeg_dec *dec;
     static struct augment *aug;
     fuzz_image_setup(0, &dec, &aug);
-    uint8_t *buf = malloc(size > 12 ? size : 12);
+    uint8_t *buf = fuzz_copy(data, size, 12);
     if (!buf)
         return 0;
-    memcpy(buf, data, size);
     memcpy(buf, "RIFF", size < 4 ? size : 4);
     if (size >= 12)
         memcpy(buf + 8, "WEBP", 4);
-    struct jpeg_image img;
-    char err[256];
-    if (image_decode(dec, buf, size, 0, &img, err, sizeof err) == 0)
-        fuzz_image_augment(aug, &img, size);
+    fuzz_image_decode(dec, aug, buf, size);
     free(buf);
     return 0;
 }
