@@ -85,7 +85,10 @@ i=0; while kill -0 "$sc" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1
 kill -0 "$sc" 2>/dev/null && fail "Ctrl-C run: the launcher did not stop within 60 s of SIGINT"
 wait "$sc"
 grep -aq "npid: stopping: the trainer checkpoints first" "$tmp/ctrlc.log" || fail "Ctrl-C run: no stop message"
+grep -aq "npid: stopped: $tmp/c1 holds a checkpoint; the same command continues the run" "$tmp/ctrlc.log" ||
+    fail "Ctrl-C run: no word on how to continue"
 grep -q '"reason":"signal"' "$tmp/c1/metrics.jsonl" || fail "Ctrl-C run: no checkpoint on SIGINT"
+grep -a "scripts/npid: " "$tmp/ctrlc.log" && fail "Ctrl-C run: bash reported an error in the launcher"
 sleep 1
 left_behind && fail "Ctrl-C run: processes left behind"
 echo "$name: terminal lines + progress, pipe without CR, Ctrl-C stop clean"
