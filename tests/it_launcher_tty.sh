@@ -7,7 +7,9 @@
 #   2. under a pipe: the same per-epoch lines, no \r and no escape sequence at all;
 #      --no-baselines measures none;
 #   3. Ctrl-C (SIGINT to the launcher's process group on its terminal) stops the run cleanly:
-#      the trainer checkpoints, the launcher exits, no process is left.
+#      the trainer checkpoints, the launcher exits, no process is left;
+#   4. SIGHUP (the terminal closed) ends the launcher at once, and what it started still
+#      stops: the trainer checkpoints, no process is left.
 set -u
 name=it_launcher_tty
 . "$(dirname "$0")/lib_trainer.sh"
@@ -91,4 +93,18 @@ grep -q '"reason":"signal"' "$tmp/c1/metrics.jsonl" || fail "Ctrl-C run: no chec
 grep -a "scripts/npid: " "$tmp/ctrlc.log" && fail "Ctrl-C run: bash reported an error in the launcher"
 sleep 1
 left_behind && fail "Ctrl-C run: processes left behind"
-echo "$name: terminal lines + progress, pipe without CR, Ctrl-C stop clean"
+
+# 4. the terminal goes away
+script -qfc "exec bash '$npid' run --data '$tmp/data' --epochs 100 --model resnet20 --run-dir '$tmp/h1' -- $small" \
+    /dev/null >"$tmp/hup.log" 2>&1 </dev/null &
+sc=$!
+pids="$pids $sc"
+wait_for 60 step_at_least "$tmp/h1/metrics.jsonl" 3 || fail "SIGHUP run did not start training"
+launcher=$(pgrep -P "$sc" | head -1)
+[ -n "$launcher" ] || fail "SIGHUP run: no launcher under script"
+kill -HUP "$launcher"
+wait "$sc"
+nothing_left() { ! left_behind; }
+wait_for 60 nothing_left || fail "SIGHUP run: processes left behind after 60 s"
+grep -q '"reason":"signal"' "$tmp/h1/metrics.jsonl" || fail "SIGHUP run: no checkpoint"
+echo "$name: terminal lines + progress, pipe without CR, Ctrl-C stop clean, SIGHUP leaves nothing"
