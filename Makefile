@@ -20,6 +20,14 @@ CC      ?= cc
 ARCH    ?= -march=native
 OPT     ?= -O2
 PKGS    := libzmq msgpack openblas libjpeg libpng libwebp
+# what each program links (the architecture: bankd is messaging only, the loader decodes,
+# the trainer and evald run the network). Programs link with --no-as-needed, so these lists
+# are exactly what each binary needs at run time (tests/it_build_deps.sh checks it).
+# msgpack-c is used through its header-only packer (common/mp.h): compiled in, not linked.
+bankd_PKGS   := libzmq
+loader_PKGS  := libzmq libjpeg libpng libwebp
+trainer_PKGS := libzmq openblas libjpeg libpng libwebp
+evald_PKGS   := libzmq openblas libjpeg libpng libwebp
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
@@ -44,7 +52,8 @@ $$(BUILD)/lib$(1).a: $$($(1)_OBJ)
 	@mkdir -p $$(@D)
 	rm -f $$@ && ar rcs $$@ $$^
 $$(BUILD)/npid-$(1): $$(BUILD)/obj/$(1)/main.o $$(BUILD)/lib$(1).a $$(LIBNPID)
-	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS_ALL)
+	$$(CC) $$(ALL_CFLAGS) -Wl,--no-as-needed -o $$@ $$^ \
+		$$(shell pkg-config --libs $$($(1)_PKGS)) -lpthread -lm
 endef
 $(foreach p,$(PROGS),$(eval $(call prog_rules,$(p))))
 
