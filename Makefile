@@ -36,7 +36,8 @@ CHECK_LIBS := $(shell pkg-config --libs check)
 CFLAGS  ?= $(OPT) -g $(ARCH)
 # -Wno-psabi: below AVX-512, GCC notes every static inline helper taking a 64-byte vector
 # (common/nn/vec.h); those are inlined into per-level kernels (common/cpu.h), no real call.
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-psabi -MMD -MP -I. $(PKG_CFLAGS) $(CFLAGS) $(SAN)
+WARN       = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla -Wno-psabi
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -I. $(PKG_CFLAGS) $(CFLAGS) $(SAN)
 LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm
 
 PROGS      := loader trainer bankd evald

@@ -135,9 +135,9 @@ static void on_message(struct worker *w, const void *buf, size_t len)
                 /* swap whole entries so every idx buffer keeps exactly one owner */
                 struct queued_task *dst = &w->q[(w->q_head + kept) % QUEUE_MAX];
                 if (dst != q) {
-                    struct queued_task t = *dst;
+                    struct queued_task tmp = *dst;
                     *dst = *q;
-                    *q = t;
+                    *q = tmp;
                 }
                 kept++;
             }

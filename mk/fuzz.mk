@@ -45,7 +45,7 @@ $(FUZZ_DIR)/libnpid-fuzz.a: $(FUZZ_LIBOBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_DIR)/libnpid-fuzz.a
-	$(FUZZ_CC) $(FUZZ_FLAGS) -Wall -Wextra -fsanitize=fuzzer -MMD -MP -o $@ $< \
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(filter-out -Wno-psabi,$(WARN)) -fsanitize=fuzzer -MMD -MP -o $@ $< \
 	    $(FUZZ_DIR)/libnpid-fuzz.a $(PKG_LIBS) -lpthread -lm
 
 # the recording relay is an ordinary program (not instrumented)

@@ -295,6 +295,8 @@ static void bn_alloc(struct bn *b, int C)
     b->rvar = nn_alloc(C);
     b->mean = nn_alloc(C);
     b->invstd = nn_alloc(C);
+    b->part = NULL;
+    b->scratch = nn_alloc((size_t)BN_SCRATCH * C);
     bn_init_params(b);
 }
 
@@ -308,6 +310,7 @@ static void bn_free(struct bn *b)
     nn_free(b->rvar);
     nn_free(b->mean);
     nn_free(b->invstd);
+    nn_free(b->scratch);
 }
 
 START_TEST(test_bn_grad)
@@ -445,7 +448,7 @@ START_TEST(test_levels_vs_plain)
             m /= (double)N;
             for (size_t i = 0; i < N; i++) v += (xc[i] - m) * (xc[i] - m);
             double is = 1.0 / sqrt(v / (double)N + BN_EPS);
-            double ref[N], g[N];
+            double ref[B * HW], g[B * HW];
             for (size_t i = 0; i < N; i++) {
                 double e = (xc[i] - m) * is * b.gamma[c] + b.beta[c];
                 if (mode == BN_JOIN) e += rc[i];

@@ -1084,15 +1084,15 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
         double ps = 0, ns = 0;
         size_t nn = 0;
         for (uint32_t i = 0; i < count; i++) {
-            const float *f = t->feat + (size_t)i * (size_t)t->dim;
+            const float *fi = t->feat + (size_t)i * (size_t)t->dim;
             const float *p = own ? own + (size_t)i * (size_t)t->dim
                                  : t->mirror + (size_t)b->indices[i] * (size_t)t->dim;
             const float *q = t->mode == DRAW_SHARED ? t->neg + (size_t)(i % t->m) * (size_t)t->dim
                                                     : t->mirror + (size_t)((b->indices[i] + 1) % t->n) * (size_t)t->dim;
             double a = 0, c = 0;
             for (int k = 0; k < t->dim; k++) {
-                a += (double)f[k] * p[k];
-                c += (double)f[k] * q[k];
+                a += (double)fi[k] * p[k];
+                c += (double)fi[k] * q[k];
             }
             ps += a;
             ns += c;

@@ -33,6 +33,7 @@ void bn_layout(struct bn *b, int C, struct nn_layout *L)
         float *p = nn_carve(&L->acts, (size_t)4 * C * L->threads);
         b->part = (double *)(void *)p;
     }
+    b->scratch = nn_carve(&L->acts, (size_t)BN_SCRATCH * C * (L->threads > 1 ? L->threads : 1));
 }
 
 void conv_init_weights(struct conv *c, struct rng *r, int init)

@@ -147,10 +147,12 @@ void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, si
     int C = b->C;
     size_t N = (size_t)c->B * HW, off = (size_t)c->b0 * HW;
     size_t n = c->b1 > c->b0 ? (size_t)(c->b1 - c->b0) * HW : 0;
-    float scale[C], shift[C];
+    /* this thread's scratch: mine (2C doubles), tot (2C doubles), scale, shift, k (C each) */
+    float *sc = b->scratch + (size_t)c->tid * BN_SCRATCH * C;
+    double *mine = (double *)(void *)sc, *tot = mine + 2 * C;
+    float *scale = sc + 8 * C, *shift = scale + C;
     if (train) {
-        double mine[2 * C], tot[2 * C];
-        float k[C];
+        float *k = shift + C;
         for (int ch = 0; ch < C; ch++) {
             k[ch] = b->rmean[ch];
             bn_sums(x + (size_t)ch * N + off, n, k[ch], &mine[ch], &mine[C + ch]);
@@ -192,7 +194,8 @@ void bn_backward_ctx(struct bn *b, const float *x, const float *y, const float *
     int C = b->C;
     size_t N = (size_t)c->B * HW, off = (size_t)c->b0 * HW;
     size_t n = c->b1 > c->b0 ? (size_t)(c->b1 - c->b0) * HW : 0;
-    double mine[2 * C], tot[2 * C];
+    double *mine = (double *)(void *)(b->scratch + (size_t)c->tid * BN_SCRATCH * C);
+    double *tot = mine + 2 * C;
     for (int ch = 0; ch < C; ch++) {
         size_t o = (size_t)ch * N + off;
         bn_grad_sums(x + o, y ? y + o : NULL, dy + o, n, b->mean[ch], &mine[ch], &mine[C + ch]);

@@ -21,7 +21,9 @@ struct bn {
     float *rmean, *rvar;      /* buffers (C): running statistics */
     float *mean, *invstd;     /* (C) statistics of the last training forward */
     double *part;             /* (nt, 2, C) per-thread sums; NULL for one thread */
+    float *scratch;           /* (nt, BN_SCRATCH, C) per-thread working space (nt >= 1) */
 };
+#define BN_SCRATCH 12         /* floats per channel: 2 x (2 doubles) sums + 3 floats, aligned */
 
 #define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
