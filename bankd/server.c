@@ -1036,7 +1036,7 @@ int server_run(struct server *s)
             if (left * 1000 < timeout)
                 timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
         }
-        int rc = msg_wait(s->sock, ZMQ_POLLIN, timeout);
+        int rc = msg_wait(s->sock, ZMQ_POLLIN, timeout, &sig_stop);
         if (rc < 0) {
             if (errno == EINTR)
                 break;

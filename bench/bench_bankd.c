@@ -152,8 +152,8 @@ static int run_peer(const char *self, size_t pairs, struct lat_stats *st)
         for (int leg = 0; leg < 2; leg++) {
             zmq_msg_t m;
             zmq_msg_init(&m);
-            if (msg_send(s, req, leg ? req_big : req_small, 0, 10000) != 0 ||
-                msg_recv(s, &m, 10000) != 0) {
+            if (msg_send(s, req, leg ? req_big : req_small, 0, 10000, NULL) != 0 ||
+                msg_recv(s, &m, 10000, NULL) != 0) {
                 zmq_msg_close(&m);
                 fprintf(stderr, "bench_bankd: peer did not answer\n");
                 goto done;

@@ -81,6 +81,11 @@ void bankc_destroy(struct bankc **cp)
     *cp = NULL;
 }
 
+void bankc_set_stop(struct bankc *c, msg_stop *stop)
+{
+    msg_client_set_stop(c->mc, stop);
+}
+
 void bankc_limit_retries(struct bankc *c, int retries)
 {
     msg_client_limit_retries(c->mc, retries);

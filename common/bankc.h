@@ -10,13 +10,14 @@
  * info; the first call that needs it sends info when unknown).
  *
  * Every call returns 0, or -1 with errno set: ETIMEDOUT (no reply after all retries), EBUSY
- * (a sample is outstanding), EINTR (sig_stop), EPROTO (the server answered with an error or
+ * (a sample is outstanding), EINTR (the stop flag, bankc_set_stop), EPROTO (the server answered with an error or
  * an unreadable reply; bankc_error_code gives the code, e.g. "EMISMATCH", or "EPERM" for a
  * write to a bank whose token this client does not send), EINVAL (bad arguments).
  * bankc_error gives a one-line reason for the last failure. */
 #ifndef NPID_BANKC_H
 #define NPID_BANKC_H
 
+#include "common/msg.h"
 #include "common/proto_bank.h"
 
 #include <stddef.h>
@@ -32,6 +33,9 @@ void bankc_destroy(struct bankc **c);
 
 /* "CODE: message" for the last failure ("" if none). */
 const char *bankc_error(const struct bankc *c);
+/* The flag that interrupts waits for bankd (EINTR); NULL, the default, makes them wait out
+ * their retries (msg_client_set_stop). */
+void bankc_set_stop(struct bankc *c, msg_stop *stop);
 /* Lowers the retry budget of every later request, and of the outstanding one, to at most
  * retries resends (msg_client_limit_retries). */
 void bankc_limit_retries(struct bankc *c, int retries);

@@ -4,7 +4,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
-#include "common/sig.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -227,7 +226,7 @@ int msg_connect(void *s, const char *ep)
     return 0;
 }
 
-int msg_wait(void *s, short events, int timeout_ms)
+int msg_wait(void *s, short events, int timeout_ms, msg_stop *stop)
 {
     uint64_t deadline = timeout_ms < 0 ? 0 : clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
@@ -239,7 +238,7 @@ int msg_wait(void *s, short events, int timeout_ms)
             return 0;
         if (errno != EINTR)
             return -1;
-        if (sig_stop)
+        if (MSG_STOPPED(stop))
             return -1;
         if (timeout_ms >= 0) {
             uint64_t now = clock_now_ns();
@@ -250,16 +249,16 @@ int msg_wait(void *s, short events, int timeout_ms)
     }
 }
 
-int msg_send(void *s, const void *buf, size_t len, int flags, int timeout_ms)
+int msg_send(void *s, const void *buf, size_t len, int flags, int timeout_ms, msg_stop *stop)
 {
     for (;;) {
         if (zmq_send(s, buf, len, flags | ZMQ_DONTWAIT) >= 0)
             return 0;
         if (errno != EAGAIN && errno != EINTR)
             return -1;
-        if (errno == EINTR && sig_stop)
+        if (errno == EINTR && MSG_STOPPED(stop))
             return -1;
-        int rc = msg_wait(s, ZMQ_POLLOUT, timeout_ms);
+        int rc = msg_wait(s, ZMQ_POLLOUT, timeout_ms, stop);
         if (rc < 0)
             return -1;
         if (rc == 0) {
@@ -269,7 +268,7 @@ int msg_send(void *s, const void *buf, size_t len, int flags, int timeout_ms)
     }
 }
 
-int msg_recv(void *s, zmq_msg_t *m, int timeout_ms)
+int msg_recv(void *s, zmq_msg_t *m, int timeout_ms, msg_stop *stop)
 {
     uint64_t deadline = timeout_ms < 0 ? 0 : clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
@@ -277,7 +276,7 @@ int msg_recv(void *s, zmq_msg_t *m, int timeout_ms)
             return 0;
         if (errno != EAGAIN && errno != EINTR)
             return -1;
-        if (errno == EINTR && sig_stop)
+        if (errno == EINTR && MSG_STOPPED(stop))
             return -1;
         int left = -1;
         if (timeout_ms >= 0) {
@@ -288,7 +287,7 @@ int msg_recv(void *s, zmq_msg_t *m, int timeout_ms)
             }
             left = (int)((deadline - now + 999999) / 1000000);
         }
-        int rc = msg_wait(s, ZMQ_POLLIN, left);
+        int rc = msg_wait(s, ZMQ_POLLIN, left, stop);
         if (rc < 0)
             return -1;
         if (rc == 0) {
@@ -328,6 +327,7 @@ struct msg_client {
     zmq_msg_t req;         /* the outstanding request, kept for resending */
     zmq_msg_t reply;       /* the last reply handed out */
     uint64_t resends, discarded;
+    msg_stop *stop;        /* NULL: waits are not interruptible */
 };
 
 struct msg_client *msg_client_new(const char *endpoint, const char *cid, int timeout_ms,
@@ -397,6 +397,11 @@ int msg_client_busy(const struct msg_client *c)
     return c->busy;
 }
 
+void msg_client_set_stop(struct msg_client *c, msg_stop *stop)
+{
+    c->stop = stop;
+}
+
 void msg_client_limit_retries(struct msg_client *c, int retries)
 {
     if (retries < 0)
@@ -440,14 +445,15 @@ static int msg_client_transmit(struct msg_client *c)
         rc = zmq_msg_send(&m, c->sock, ZMQ_DONTWAIT);
         if (rc >= 0)
             break;
-        if (errno == EINTR && !sig_stop)
+        if (errno == EINTR && !MSG_STOPPED(c->stop))
             continue;
         if (errno != EAGAIN)
             break;
         uint64_t now = clock_now_ns();
         if (now >= c->deadline_ns)
             break;
-        int w = msg_wait(c->sock, ZMQ_POLLOUT, (int)((c->deadline_ns - now + 999999) / 1000000));
+        int w = msg_wait(c->sock, ZMQ_POLLOUT, (int)((c->deadline_ns - now + 999999) / 1000000),
+                         c->stop);
         if (w <= 0) {
             if (w == 0)
                 errno = EAGAIN;
@@ -509,14 +515,14 @@ int msg_client_recv(struct msg_client *c, const void **reply, size_t *len)
     for (;;) {
         uint64_t now = clock_now_ns();
         int wait_ms = c->deadline_ns > now ? (int)((c->deadline_ns - now + 999999) / 1000000) : 0;
-        int rc = msg_wait(c->sock, ZMQ_POLLIN, wait_ms);
+        int rc = msg_wait(c->sock, ZMQ_POLLIN, wait_ms, c->stop);
         if (rc < 0)
             return -1;
         if (rc > 0) {
             zmq_msg_close(&c->reply);
             zmq_msg_init(&c->reply);
             if (zmq_msg_recv(&c->reply, c->sock, ZMQ_DONTWAIT) < 0) {
-                if (errno == EAGAIN || (errno == EINTR && !sig_stop))
+                if (errno == EAGAIN || (errno == EINTR && !MSG_STOPPED(c->stop)))
                     continue;
                 return -1;
             }
@@ -536,7 +542,7 @@ int msg_client_recv(struct msg_client *c, const void **reply, size_t *len)
         }
         /* this attempt timed out; a stop signal taken outside the wait (no EINTR then) ends
            the retries here, so a stopping process never waits on a dead peer for ever */
-        if (sig_stop) {
+        if (MSG_STOPPED(c->stop)) {
             errno = EINTR;
             return -1;
         }

@@ -2,9 +2,11 @@
  * binding by default, send/receive with timeouts, and a request client with bounded retries.
  *
  * Every socket gets LINGER, SNDHWM/RCVHWM, MAXMSGSIZE and ZMTP heartbeats set explicitly
- * (struct msg_opts; MSG_OPTS_DEFAULT). Waiting functions poll with a timeout; a signal that
- * sets sig_stop (common/sig.h) makes them return -1 with errno EINTR, other EINTRs are
- * retried with the remaining time.
+ * (struct msg_opts; MSG_OPTS_DEFAULT). Waiting functions poll with a timeout and take a stop
+ * flag (msg_stop; a request client holds one): a signal that interrupts the wait while the
+ * flag is set makes them return -1 with errno EINTR; other EINTRs, and every EINTR when the
+ * flag is NULL, are retried with the remaining time. The library reads no process global:
+ * a program passes its signal flag (common/sig.h's &sig_stop) where its waits should end.
  *
  * Request client (struct msg_client): a DEALER socket connected to one ROUTER server. The
  * caller encodes each request as one msgpack map carrying "cid" (msg_client_cid) and "seq"
@@ -21,9 +23,14 @@
 #ifndef NPID_MSG_H
 #define NPID_MSG_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <zmq.h>
+
+/* A stop flag, set asynchronously (by a signal handler); NULL: not interruptible. */
+typedef const volatile sig_atomic_t msg_stop;
+#define MSG_STOPPED(stop) ((stop) != NULL && *(stop) != 0)
 
 struct msg_opts {
     int linger_ms;            /* ZMQ_LINGER: pending messages kept this long at close */
@@ -64,14 +71,14 @@ int msg_bind(void *s, const char *ep, int allow_remote);
 int msg_connect(void *s, const char *ep);
 
 /* Waits up to timeout_ms (-1: forever) for events (ZMQ_POLLIN / ZMQ_POLLOUT) on s.
- * Returns 1 ready, 0 timed out, -1 error (EINTR when sig_stop is set). */
-int msg_wait(void *s, short events, int timeout_ms);
+ * Returns 1 ready, 0 timed out, -1 error (EINTR when stop is set). */
+int msg_wait(void *s, short events, int timeout_ms, msg_stop *stop);
 /* Sends one frame (flags: 0 or ZMQ_SNDMORE), waiting up to timeout_ms for room.
- * Returns 0, or -1 with errno (EAGAIN on timeout, EINTR on sig_stop). */
-int msg_send(void *s, const void *buf, size_t len, int flags, int timeout_ms);
+ * Returns 0, or -1 with errno (EAGAIN on timeout, EINTR on stop). */
+int msg_send(void *s, const void *buf, size_t len, int flags, int timeout_ms, msg_stop *stop);
 /* Receives one frame into m (initialised by the caller with zmq_msg_init), waiting up to
- * timeout_ms. Returns 0, or -1 with errno (EAGAIN on timeout, EINTR on sig_stop). */
-int msg_recv(void *s, zmq_msg_t *m, int timeout_ms);
+ * timeout_ms. Returns 0, or -1 with errno (EAGAIN on timeout, EINTR on stop). */
+int msg_recv(void *s, zmq_msg_t *m, int timeout_ms, msg_stop *stop);
 /* Discards any remaining parts of a multipart message. */
 void msg_drain_more(void *s);
 
@@ -97,7 +104,7 @@ int msg_client_send(struct msg_client *c, const void *req, size_t len);
 /* Waits for the reply to the outstanding request (resending per the retry policy).
  * On 0, *reply and *len give the reply frame, valid until the next send/recv/destroy.
  * -1 with errno: ETIMEDOUT (all attempts timed out; the request is abandoned), EINTR
- * (sig_stop, during the wait or set when an attempt times out: the request stays
+ * (the client's stop flag, during the wait or set when an attempt times out: the request stays
  * outstanding and recv may be called again), EPROTO never:
  * malformed replies are discarded like stale ones. */
 int msg_client_recv(struct msg_client *c, const void **reply, size_t *len);
@@ -106,6 +113,9 @@ int msg_client_call(struct msg_client *c, const void *req, size_t len, const voi
                     size_t *reply_len);
 /* 1 when a request is outstanding. */
 int msg_client_busy(const struct msg_client *c);
+/* The flag that interrupts this client's waits (msg_client_recv's EINTR); NULL (the default
+ * from msg_client_new) makes them uninterruptible: e.g. a stopping process's last requests. */
+void msg_client_set_stop(struct msg_client *c, msg_stop *stop);
 /* Lowers the retry budget to at most retries resends, for the outstanding request too (e.g.
  * a process that is stopping and must not wait for a server forever). */
 void msg_client_limit_retries(struct msg_client *c, int retries);

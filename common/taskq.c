@@ -26,7 +26,6 @@
 #include "common/msg.h"
 #include "common/proto_task.h"
 #include "common/rng.h"
-#include "common/sig.h"
 
 #define MAX_ID 255
 #define DRAIN_MAX 4096
@@ -126,6 +125,7 @@ void taskq_opts_default(struct taskq_opts *o)
     o->allow_remote = 0;
     o->max_frame = (uint64_t)256 << 20;
     o->run = "";
+    o->stop = NULL;
 }
 
 
@@ -983,7 +983,7 @@ int taskq_next(struct taskq *tq, int timeout_ms, struct taskq_batch *out)
             tq->next_seq++;
             return TASKQ_BATCH;
         }
-        if (sig_stop) {
+        if (MSG_STOPPED(tq->o.stop)) {
             tq->st.wait_ns += clock_now_ns() - t0;
             errno = EINTR;
             snprintf(tq->err, sizeof tq->err, "interrupted");

@@ -39,7 +39,7 @@
  *       for (;;) {
  *           int rc = taskq_next(tq, 1000, &b);
  *           if (rc == TASKQ_EPOCH_END) break;
- *           if (rc == TASKQ_TIMEOUT) { log "waiting for loaders" ; if (sig_stop) ...; continue; }
+ *           if (rc == TASKQ_TIMEOUT) { log "waiting for loaders" ; if (stopping) ...; continue; }
  *           if (rc < 0) fail(taskq_error(tq));
  *           train_step(b.pixels, b.count, b.indices, ...);   // valid until the next call
  *       }
@@ -57,6 +57,7 @@
 #include <stdint.h>
 
 #include "common/augment.h"
+#include "common/msg.h"
 
 struct taskq_opts {
     uint32_t window;          /* steps in flight (issued + waiting in order), default 8 */
@@ -80,6 +81,8 @@ struct taskq_opts {
     int allow_remote;         /* allow binding a non-loopback endpoint, default 0 */
     uint64_t max_frame;       /* largest inbound frame in bytes, default 256 MiB */
     const char *run;          /* run name carried in tasks (informational), default "" */
+    msg_stop *stop;           /* ends taskq_next's wait with EINTR when set (a signal flag),
+                                 default NULL (waits its timeout out) */
 };
 
 /* Statistics, cumulative since taskq_new. Times in nanoseconds. */
@@ -164,7 +167,7 @@ int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_
 /* Services the socket and waits up to timeout_ms (-1: forever, 0: poll) for the next
  * in-order batch. Returns TASKQ_BATCH, TASKQ_EPOCH_END, TASKQ_TIMEOUT, TASKQ_IDLE, or -1 on a
  * fatal error (taskq_error: a step failed max_attempts times, a loader rejected a task as
- * invalid, socket failure) or EINTR when sig_stop was set. */
+ * invalid, socket failure) or EINTR when the stop flag (taskq_opts.stop) was set. */
 int taskq_next(struct taskq *tq, int timeout_ms, struct taskq_batch *out);
 
 /* Services the socket without waiting and without returning a batch: receives what arrived,

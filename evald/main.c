@@ -240,6 +240,8 @@ static struct bankc *evald_bank(struct evald *ev)
         ev->bank = bankc_new(o.bank_ep, NULL, (int)(o.bank_timeout * 1000), 2);
         if (!ev->bank)
             log_error("bank %s: cannot create a client: %s", o.bank_ep, strerror(errno));
+        else
+            bankc_set_stop(ev->bank, &sig_stop);
     }
     return ev->bank;
 }
@@ -422,7 +424,7 @@ static int evald_poll_event(void *sub, int timeout_ms, struct pending *p, uint64
 {
     zmq_msg_t topic, body;
     zmq_msg_init(&topic);
-    if (msg_recv(sub, &topic, timeout_ms) != 0) {
+    if (msg_recv(sub, &topic, timeout_ms, &sig_stop) != 0) {
         zmq_msg_close(&topic);
         return errno == EINTR ? -1 : 0;
     }
@@ -435,7 +437,7 @@ static int evald_poll_event(void *sub, int timeout_ms, struct pending *p, uint64
         return 0;
     }
     zmq_msg_init(&body);
-    if (msg_recv(sub, &body, 1000) != 0) {
+    if (msg_recv(sub, &body, 1000, &sig_stop) != 0) {
         zmq_msg_close(&topic);
         zmq_msg_close(&body);
         return errno == EINTR ? -1 : 0;

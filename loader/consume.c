@@ -141,6 +141,7 @@ int loader_consume_main(int argc, char **argv)
     o.layout = layout;
     o.views = (uint32_t)views;
     o.allow_remote = allow_remote;
+    o.stop = &sig_stop;
     tq = taskq_new(bind, dataset_manifest(ds), &o, err, sizeof err);
     if (!tq) {
         log_error("%s", err);

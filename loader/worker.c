@@ -87,7 +87,7 @@ static int send_sbuf(struct worker *w, msgpack_sbuffer *sb, int timeout_ms)
             break;
         if (clock_now_ns() >= end || sig_stop)
             break;
-        (void)msg_wait(w->sock, ZMQ_POLLOUT, 50);
+        (void)msg_wait(w->sock, ZMQ_POLLOUT, 50, &sig_stop);
     }
     zmq_msg_close(&m);
     return -1;

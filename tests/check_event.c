@@ -32,13 +32,13 @@ START_TEST(test_event_roundtrip)
         mp_pack_kv_u64(pk, "step", 42);
         mp_pack_kv_double(pk, "loss", 9.5);
         ck_assert_int_eq(event_end(p), 0);
-        if (msg_recv(sub, &topic, 50) == 0)
+        if (msg_recv(sub, &topic, 50, NULL) == 0)
             got = 1;
     }
     ck_assert_int_eq(got, 1);
     ck_assert_uint_eq(zmq_msg_size(&topic), 7);
     ck_assert(memcmp(zmq_msg_data(&topic), "metrics", 7) == 0);
-    ck_assert_int_eq(msg_recv(sub, &body, 1000), 0);
+    ck_assert_int_eq(msg_recv(sub, &body, 1000, NULL), 0);
     struct event e;
     const char *why = NULL;
     ck_assert_int_eq(event_decode(zmq_msg_data(&body), zmq_msg_size(&body), &e, &why), 0);

@@ -3,11 +3,14 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/mp.h"
 #include "common/msg.h"
 #include "common/rng.h"
@@ -313,11 +316,85 @@ START_TEST(test_msg_endpoints)
     ck_assert_int_eq(msg_bind(s, "tcp://127.0.0.1:*", 0), 0);
     zmq_msg_t m;
     zmq_msg_init(&m);
-    ck_assert_int_eq(msg_recv(s, &m, 50), -1);
+    ck_assert_int_eq(msg_recv(s, &m, 50, NULL), -1);
     ck_assert_int_eq(errno, EAGAIN);
     zmq_msg_close(&m);
     msg_close(&s);
     ck_assert_ptr_null(s);
+}
+END_TEST
+
+static volatile sig_atomic_t alarm_flag;
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarm_flag = 1;
+}
+
+/* One SIGALRM 50 ms from now; its handler sets alarm_flag. */
+static void alarm_in_50ms(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    ck_assert_int_eq(sigaction(SIGALRM, &sa, NULL), 0);
+    alarm_flag = 0;
+    struct itimerval it = { { 0, 0 }, { 0, 50000 } };
+    ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+}
+
+/* Waits end early (EINTR) on a signal only when their stop flag is set by then; with no flag
+ * (NULL) the signal is retried and the wait runs its course, so does the client's. */
+START_TEST(test_msg_wait_stop_flag)
+{
+    void *s = msg_socket(ZMQ_ROUTER, NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(msg_bind(s, "tcp://127.0.0.1:*", 0), 0);
+    alarm_in_50ms();
+    uint64_t t0 = clock_now_ns();
+    errno = 0;
+    ck_assert_int_eq(msg_wait(s, ZMQ_POLLIN, 3000, &alarm_flag), -1);
+    ck_assert_int_eq(errno, EINTR);
+    ck_assert_msg(clock_now_ns() - t0 < 2000000000ull, "the flag did not end the wait early");
+
+    alarm_in_50ms();
+    t0 = clock_now_ns();
+    ck_assert_int_eq(msg_wait(s, ZMQ_POLLIN, 300, NULL), 0);
+    ck_assert_int_eq(alarm_flag, 1);
+    ck_assert_uint_ge(clock_now_ns() - t0, 299000000ull);
+
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    alarm_in_50ms();
+    errno = 0;
+    ck_assert_int_eq(msg_recv(s, &m, 3000, &alarm_flag), -1);
+    ck_assert_int_eq(errno, EINTR);
+    zmq_msg_close(&m);
+
+    /* a client to nobody: its stop flag ends the retries; without one they all run */
+    char ep[64];
+    size_t len = sizeof ep;
+    ck_assert_int_eq(zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+    msg_close(&s);
+    struct msg_client *c = msg_client_new(ep, NULL, 200, 5, NULL);
+    ck_assert_ptr_nonnull(c);
+    msg_client_set_stop(c, &alarm_flag);
+    alarm_in_50ms();
+    t0 = clock_now_ns();
+    const void *reply;
+    size_t rlen;
+    errno = 0;
+    ck_assert_int_eq(msg_client_call(c, "\x80", 1, &reply, &rlen), -1);
+    ck_assert_int_eq(errno, EINTR);
+    ck_assert_msg(clock_now_ns() - t0 < 1000000000ull, "the flag did not end the retries");
+    msg_client_cancel(c);
+    msg_client_set_stop(c, NULL);
+    msg_client_limit_retries(c, 1);
+    alarm_in_50ms();
+    errno = 0;
+    ck_assert_int_eq(msg_client_call(c, "\x80", 1, &reply, &rlen), -1);
+    ck_assert_int_eq(errno, ETIMEDOUT);
+    msg_client_destroy(&c);
 }
 END_TEST
 
@@ -361,7 +438,7 @@ static void *peer_main(void *arg)
         zmq_msg_t id, body;
         zmq_msg_init(&id);
         zmq_msg_init(&body);
-        if (msg_recv(s, &id, 5000) != 0 || msg_recv(s, &body, 1000) != 0)
+        if (msg_recv(s, &id, 5000, NULL) != 0 || msg_recv(s, &body, 1000, NULL) != 0)
             break;
         struct mp_map m;
         uint64_t seq = 0;
@@ -468,6 +545,7 @@ int main(void)
     TCase *tm = tcase_create("msg");
     tcase_set_timeout(tm, 30);
     tcase_add_test(tm, test_msg_endpoints);
+    tcase_add_test(tm, test_msg_wait_stop_flag);
     tcase_add_test(tm, test_msg_client_retries);
     suite_add_tcase(s, tm);
     SRunner *sr = srunner_create(s);

@@ -60,7 +60,7 @@ static void peer_free(struct peer *p)
 
 static void send_sb(struct peer *p, msgpack_sbuffer *sb)
 {
-    ck_assert_int_eq(msg_send(p->sock, sb->data, sb->size, 0, 1000), 0);
+    ck_assert_int_eq(msg_send(p->sock, sb->data, sb->size, 0, 1000, NULL), 0);
 }
 
 static void peer_hello(struct peer *p, const char *manifest, uint32_t cap)
@@ -316,7 +316,7 @@ START_TEST(test_refusals_and_malformed)
     struct peer *wrong = peer_new(ep), *junk = peer_new(ep), *good = peer_new(ep);
     peer_hello(wrong, OTHER, 2);
     /* garbage, wrong version, wrong types, unknown type, multipart */
-    ck_assert_int_eq(msg_send(junk->sock, "\xc1\xc1", 2, 0, 1000), 0);
+    ck_assert_int_eq(msg_send(junk->sock, "\xc1\xc1", 2, 0, 1000, NULL), 0);
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -324,20 +324,20 @@ START_TEST(test_refusals_and_malformed)
     msgpack_pack_map(&pk, 2);
     mp_pack_kv_u64(&pk, "v", 2);
     mp_pack_kv_str(&pk, "t", "hello");
-    ck_assert_int_eq(msg_send(junk->sock, sb.data, sb.size, 0, 1000), 0);
+    ck_assert_int_eq(msg_send(junk->sock, sb.data, sb.size, 0, 1000, NULL), 0);
     msgpack_sbuffer_clear(&sb);
     msgpack_pack_map(&pk, 3);
     mp_pack_kv_u64(&pk, "v", 1);
     mp_pack_kv_str(&pk, "t", "hello");
     mp_pack_kv_u64(&pk, "manifest", 5);
-    ck_assert_int_eq(msg_send(junk->sock, sb.data, sb.size, 0, 1000), 0);
+    ck_assert_int_eq(msg_send(junk->sock, sb.data, sb.size, 0, 1000, NULL), 0);
     msgpack_sbuffer_clear(&sb);
     msgpack_pack_map(&pk, 2);
     mp_pack_kv_u64(&pk, "v", 1);
     mp_pack_kv_str(&pk, "t", "nonsense");
-    ck_assert_int_eq(msg_send(junk->sock, sb.data, sb.size, 0, 1000), 0);
-    ck_assert_int_eq(msg_send(junk->sock, "a", 1, ZMQ_SNDMORE, 1000), 0);
-    ck_assert_int_eq(msg_send(junk->sock, "b", 1, 0, 1000), 0);
+    ck_assert_int_eq(msg_send(junk->sock, sb.data, sb.size, 0, 1000, NULL), 0);
+    ck_assert_int_eq(msg_send(junk->sock, "a", 1, ZMQ_SNDMORE, 1000, NULL), 0);
+    ck_assert_int_eq(msg_send(junk->sock, "b", 1, 0, 1000, NULL), 0);
     msgpack_sbuffer_destroy(&sb);
     peer_hello(good, MAN, 1);
     uint32_t perm[8];

@@ -192,9 +192,9 @@ static int bank_collect_sample(struct trainer *t)
         /* a stop signal: the sample is still outstanding; finish it (within --stop-timeout)
            so that this step completes and the stop checkpoint follows it */
         bank_limit_for_stop(t);
-        sig_stop = 0;
+        bankc_set_stop(t->bank, NULL);
         rc = bankc_sample_recv(t->bank, t->neg_idx, t->neg, t->pos, &step);
-        sig_stop = 1;
+        bankc_set_stop(t->bank, &sig_stop);
     }
     t->sample_pending = 0;
     if (rc != 0) {
@@ -804,6 +804,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         log_error("bank: cannot connect to %s: %s", cfg->bank_ep, strerror(errno));
         goto fail;
     }
+    bankc_set_stop(t->bank, &sig_stop); /* until the stop: then the last requests get out */
     bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
     {
         /* the run's write token: the bank this run creates (or claims) takes writes only with
@@ -875,6 +876,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     to.views = (uint32_t)cfg->views;
     to.allow_remote = cfg->allow_remote;
     to.run = t->run;
+    to.stop = &sig_stop;
     char terr[512];
     t->tq = taskq_new(cfg->tasks_ep, dataset_manifest(t->ds), &to, terr, sizeof terr);
     if (!t->tq) {
@@ -1222,12 +1224,10 @@ int trainer_run(struct trainer *t)
         if (sig_stop) {
             log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
             bank_limit_for_stop(t);
+            bankc_set_stop(t->bank, NULL); /* the stop's requests wait out their retries */
             if (t->sample_pending) {
                 /* finish the outstanding request so the bank connection is idle */
-                sig_stop = 0;
-                int collected = bank_collect_sample(t);
-                sig_stop = 1;
-                if (collected != 0) {
+                if (bank_collect_sample(t) != 0) {
                     log_error("stopping without a paired checkpoint: bankd did not answer within "
                               "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
                     trainer_save_unpaired(t);
@@ -1236,12 +1236,10 @@ int trainer_run(struct trainer *t)
                     break;
                 }
             }
-            sig_stop = 0; /* let the checkpoint's requests through */
             if (trainer_checkpoint(t, "signal") != 0) {
                 trainer_save_unpaired(t);
                 status = EXIT_FAIL;
             }
-            sig_stop = 1;
             end_reason = "signal";
             break;
         }
