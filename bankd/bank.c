@@ -321,33 +321,10 @@ static int bank_check_write(const struct bank *b, const void *idx, size_t n, con
     return 0;
 }
 
-/* Writes row r = normalize(a v + c f) (a = 0 for set); a mix with norm below BANK_MIN_NORM
- * falls back to f (checked by bank_check_feat). Results below FLT_MIN are stored as 0. */
+/* Writes row r by the bank's row rule (common/bankrow.h; f checked by bank_check_feat). */
 static void bank_write_row(struct bank *b, uint32_t r, const char *f, float a, float c)
 {
-    size_t dim = b->dim;
-    float *v = b->v + (size_t)r * dim;
-    float tmp[256];
-    float *x = dim <= 256 ? tmp : v; /* large dims mix in place */
-    double ss = 0;
-    for (size_t j = 0; j < dim; j++) {
-        float fj;
-        memcpy(&fj, f + 4 * j, 4);
-        x[j] = a * v[j] + c * fj;
-        ss += (double)x[j] * x[j];
-    }
-    if (!(sqrt(ss) >= BANK_MIN_NORM) || !isfinite(ss)) {
-        ss = 0;
-        for (size_t j = 0; j < dim; j++) {
-            memcpy(&x[j], f + 4 * j, 4);
-            ss += (double)x[j] * x[j];
-        }
-    }
-    double inv = 1.0 / sqrt(ss); /* in double: a huge norm's inverse is subnormal in float */
-    for (size_t j = 0; j < dim; j++) {
-        float y = (float)(x[j] * inv);
-        v[j] = fabsf(y) < FLT_MIN ? 0.0f : y;
-    }
+    bankrow_write(b->v + (size_t)r * b->dim, f, b->dim, a, c);
     b->last_write[r] = b->step;
     b->writes_row[r]++;
     b->writes++;

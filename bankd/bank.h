@@ -13,6 +13,7 @@
 #ifndef NPID_BANKD_BANK_H
 #define NPID_BANKD_BANK_H
 
+#include "common/bankrow.h"
 #include "common/proto_bank.h"
 #include "common/rng.h"
 
@@ -21,7 +22,7 @@
 
 /* Smallest L2 norm of a feature row (and of a row bank_new draws): anything smaller is
  * "zero norm", with no direction worth normalising. */
-#define BANK_MIN_NORM 1e-20
+#define BANK_MIN_NORM BANKROW_MIN_NORM
 
 struct bank {
     uint64_t rows;

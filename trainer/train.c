@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "common/augment.h"
-#include "common/bankc.h"
 #include "common/ckpt.h"
 #include "common/clock.h"
 #include "common/dataset.h"
@@ -26,6 +25,7 @@
 #include "common/sha256.h"
 #include "common/sig.h"
 #include "common/taskq.h"
+#include "trainer/bankview.h"
 #include "trainer/objective.h"
 #include "trainer/plan.h"
 
@@ -72,7 +72,8 @@ struct trainer {
     struct sgd *opt;
     struct objective *obj;
     struct lr_schedule sched;
-    struct bankc *bank;
+    struct bankview *bv;      /* the bank: client, negatives and positives, or the mirror */
+    struct bankc *bank;       /* bankview_client(bv): the control requests */
     struct taskq *tq;
     struct event_pub *ev;
     FILE *metrics;
@@ -84,17 +85,11 @@ struct trainer {
     float *x;                 /* (B, 3, S, S) normalised input */
     float *feat;              /* (B, d) this step's features (copied from the net) */
     float *df;                /* (B, d) */
-    uint32_t *neg_idx;        /* (m) */
-    float *neg;               /* (m, d) */
-    float *pos;               /* (B, d) */
-    float *mirror;            /* (n, d): local copy of the bank for the full softmax */
     uint8_t *seen;            /* (n) per-epoch delivery counts, for exactly-once accounting */
 
     /* position: the next step to run */
     uint64_t step;            /* global steps done */
     uint32_t epoch, epoch_step;
-    uint64_t bank_step;       /* bankd's update count as last reported */
-    int sample_pending;       /* a sample request is in flight for (epoch, epoch_step) */
 
     float mean[3], stdinv[3];
     struct stage_times win;
@@ -135,122 +130,12 @@ static int all_finite(const float *v, size_t n)
     return 1;
 }
 
-/* Draws the m negative indices of global step `step` (deterministic in (seed, step)); with
- * exclude, never one of the batch's own indices. */
-static void draw_negatives(const struct trainer *t, uint64_t step, const uint32_t *pos,
-                           uint32_t count, uint32_t *out)
-{
-    struct rng r = rng_derive(t->cfg.seed, 0x6e6567ull /* "neg" */, step);
-    for (size_t j = 0; j < t->m; j++) {
-        uint32_t v;
-        for (;;) {
-            v = (uint32_t)rng_below(&r, t->n);
-            if (!t->cfg.exclude_pos)
-                break;
-            int clash = 0;
-            for (uint32_t i = 0; i < count && !clash; i++)
-                clash = pos[i] == v;
-            if (!clash)
-                break;
-        }
-        out[j] = v;
-    }
-}
-
-/* Sends the sample request of the next step (t->epoch, t->epoch_step): negatives drawn here,
- * rows of negatives and positives read by bankd. */
+/* Sends the sample request of the next step (t->epoch, t->epoch_step). */
 static int bank_request_sample(struct trainer *t)
 {
-    if (t->mode != DRAW_SHARED || t->sample_pending)
-        return 0;
     uint32_t count;
     const uint32_t *idx = plan_step(&t->cur, t->epoch_step, &count);
-    draw_negatives(t, t->step, idx, count, t->neg_idx);
-    if (bankc_rows_send(t->bank, t->neg_idx, t->m, idx, count) != 0) {
-        log_error("bank: sample request failed: %s", bankc_error(t->bank));
-        return -1;
-    }
-    t->sample_pending = 1;
-    return 0;
-}
-
-/* From a stop signal on, each bank request waits at most --stop-timeout for bankd (while
- * training it waits for a restarted bankd as long as it takes). */
-static void bank_limit_for_stop(struct trainer *t)
-{
-    bankc_limit_retries(t->bank, (int)(t->cfg.stop_timeout / t->cfg.bank_timeout));
-}
-
-static int bank_collect_sample(struct trainer *t)
-{
-    if (t->mode != DRAW_SHARED)
-        return 0;
-    NPID_CHECK(t->sample_pending);
-    uint64_t step = 0;
-    int rc = bankc_sample_recv(t->bank, t->neg_idx, t->neg, t->pos, &step);
-    if (rc != 0 && errno == EINTR && sig_stop) {
-        /* a stop signal: the sample is still outstanding; finish it (within --stop-timeout)
-           so that this step completes and the stop checkpoint follows it */
-        bank_limit_for_stop(t);
-        bankc_set_stop(t->bank, NULL);
-        rc = bankc_sample_recv(t->bank, t->neg_idx, t->neg, t->pos, &step);
-        bankc_set_stop(t->bank, &sig_stop);
-    }
-    t->sample_pending = 0;
-    if (rc != 0) {
-        log_error("bank: sample failed: %s", bankc_error(t->bank));
-        return -1;
-    }
-    return 0;
-}
-
-/* Applies the same update as bankd to the local mirror (softmax mode). */
-static void mirror_update(struct trainer *t, const uint32_t *idx, uint32_t count)
-{
-    float mom = (float)t->cfg.nce_m;
-    for (uint32_t i = 0; i < count; i++) {
-        float *v = t->mirror + (size_t)idx[i] * (size_t)t->dim;
-        const float *f = t->feat + (size_t)i * (size_t)t->dim;
-        double norm = 0;
-        for (int k = 0; k < t->dim; k++) {
-            v[k] = mom * v[k] + (1.0f - mom) * f[k];
-            norm += (double)v[k] * v[k];
-        }
-        float inv = (float)(1.0 / sqrt(norm));
-        for (int k = 0; k < t->dim; k++)
-            v[k] *= inv;
-    }
-}
-
-/* bankd refuses subnormal values (docs/protocol.md); they carry nothing: zeros instead */
-static void flush_subnormal(float *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (fabsf(v[i]) < FLT_MIN)
-            v[i] = 0.0f;
-}
-
-static int bank_send_update(struct trainer *t, const uint32_t *idx, uint32_t count)
-{
-    uint64_t step = 0;
-    flush_subnormal(t->feat, (size_t)count * (size_t)t->dim);
-    if (bankc_update(t->bank, idx, t->feat, count, (float)t->cfg.nce_m, &step) != 0) {
-        log_error("bank: update failed: %s", bankc_error(t->bank));
-        return -1;
-    }
-    if (step < t->bank_step + 1)
-        log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 " (it restarted from an "
-                 "older snapshot: %" PRIu64 " updates lost, those rows are staler; continuing)",
-                 step, t->bank_step + 1, t->bank_step + 1 - step);
-    else if (step > t->bank_step + 1)
-        log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 ": %" PRIu64 " update(s) "
-                 "applied more than once or by another client (bankd restarted from a snapshot "
-                 "written after it applied a request whose reply was lost); continuing",
-                 step, t->bank_step + 1, step - (t->bank_step + 1));
-    t->bank_step = step;
-    if (t->mirror)
-        mirror_update(t, idx, count);
-    return 0;
+    return bankview_request(t->bv, t->step, idx, count);
 }
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
@@ -432,7 +317,7 @@ static int trainer_restore(struct trainer *t)
             goto done;
         }
     }
-    t->bank_step = have;
+    bankview_set_step(t->bv, have);
     log_info("resume: step %" PRIu64 ", epoch %u, step %u of the epoch, Z %.6g, bank update %" PRIu64,
              t->step, t->epoch, t->epoch_step, c.z, have);
     rc = 0;
@@ -555,13 +440,8 @@ static int trainer_warm_start(struct trainer *t)
         test_loader_fill(&l, t, idx, count);
         size_t nf = (size_t)count * (size_t)t->dim;
         memcpy(t->feat, net_forward(t->net, t->x, (int)count, 0), nf * sizeof(float));
-        flush_subnormal(t->feat, nf);
-        uint64_t step;
-        if (bankc_set(t->bank, idx, t->feat, count, &step) != 0) {
-            log_error("warm start: bank set failed: %s", bankc_error(t->bank));
+        if (bankview_set(t->bv, idx, t->feat, count) != 0)
             goto done;
-        }
-        t->bank_step = step; /* bankd counts set requests as updates */
         taskq_service(t->tq);
     }
     log_info("warm start: BN statistics recalibrated on %u images; bank filled with the untrained "
@@ -777,20 +657,9 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     t->x = malloc(V * B * 3 * (size_t)t->size * (size_t)t->size * sizeof(float));
     t->feat = malloc(V * B * d * sizeof(float));
     t->df = malloc(V * B * d * sizeof(float));
-    t->pos = malloc(B * d * sizeof(float));
     t->seen = calloc(t->n, 1);
-    if (!t->x || !t->feat || !t->df || !t->pos || !t->seen)
+    if (!t->x || !t->feat || !t->df || !t->seen)
         goto fail_oom;
-    if (t->mode == DRAW_SHARED) {
-        t->neg_idx = malloc(t->m * sizeof *t->neg_idx);
-        t->neg = malloc(t->m * d * sizeof(float));
-        if (!t->neg_idx || !t->neg)
-            goto fail_oom;
-    } else {
-        t->mirror = malloc(t->n * d * sizeof(float));
-        if (!t->mirror)
-            goto fail_oom;
-    }
     if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
         log_error("cannot plan %zu images in batches of %d (--drop-last leaves no step?)", t->n, cfg->batch);
         goto fail;
@@ -798,13 +667,16 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     t->steps_per_epoch = t->cur.steps;
 
     /* bank */
-    int timeout_ms = (int)(cfg->bank_timeout * 1000);
-    t->bank = bankc_new(cfg->bank_ep, t->cid, timeout_ms, 1000000);
-    if (!t->bank) {
-        log_error("bank: cannot connect to %s: %s", cfg->bank_ep, strerror(errno));
+    struct bankview_cfg bc = {
+        .endpoint = cfg->bank_ep, .cid = t->cid, .timeout_s = cfg->bank_timeout,
+        .stop_timeout_s = cfg->stop_timeout, .seed = cfg->seed, .exclude_pos = cfg->exclude_pos,
+        .n = t->n, .dim = t->dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
+        .max_batch = (uint32_t)cfg->batch, .momentum = (float)cfg->nce_m, .stop = &sig_stop,
+    };
+    t->bv = bankview_new(&bc);
+    if (!t->bv)
         goto fail;
-    }
-    bankc_set_stop(t->bank, &sig_stop); /* until the stop: then the last requests get out */
+    t->bank = bankview_client(t->bv);
     bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
     {
         /* the run's write token: the bank this run creates (or claims) takes writes only with
@@ -846,7 +718,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         log_error("bank: init failed: %s", bankc_error(t->bank));
         goto fail;
     }
-    t->bank_step = bstep;
+    bankview_set_step(t->bv, bstep);
     if (defer_init)
         log_info("bank: bankd holds none; the resume restores it from the checkpoint's snapshot");
     else
@@ -906,14 +778,8 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         if (!strcmp(cfg->bank_init, "warm") && trainer_warm_start(t) != 0)
             goto fail;
     }
-    if (t->mirror) {
-        double t0 = now_s();
-        if (bankc_get(t->bank, 0, t->n, t->mirror) != 0) {
-            log_error("bank: reading the bank for the softmax mirror failed: %s", bankc_error(t->bank));
-            goto fail;
-        }
-        log_info("bank: local mirror of %zu rows read in %.2f s", t->n, now_s() - t0);
-    }
+    if (bankview_load_mirror(t->bv) != 0)
+        goto fail;
     /* an append log: opened where it is, never through a link planted at its name */
     int mfd = open(t->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     t->metrics = mfd < 0 ? NULL : fdopen(mfd, "a");
@@ -940,7 +806,7 @@ void trainer_destroy(struct trainer **tp)
         fclose(t->metrics);
     event_pub_destroy(&t->ev);
     taskq_destroy(&t->tq);
-    bankc_destroy(&t->bank);
+    bankview_destroy(&t->bv);
     objective_destroy(&t->obj);
     sgd_destroy(&t->opt);
     net_destroy(&t->net);
@@ -949,11 +815,7 @@ void trainer_destroy(struct trainer **tp)
     free(t->x);
     free(t->feat);
     free(t->df);
-    free(t->pos);
     free(t->seen);
-    free(t->neg_idx);
-    free(t->neg);
-    free(t->mirror);
     free(t);
     *tp = NULL;
 }
@@ -1074,23 +936,25 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     double t1 = now_s();
     w->fwd += t1 - t0;
 
-    if (bank_collect_sample(t) != 0)
+    if (bankview_collect(t->bv) != 0)
         return -1;
     double t2 = now_s();
+    const float *neg = bankview_neg(t->bv), *pos = bankview_pos(t->bv);
+    const float *mirror = bankview_mirror(t->bv);
     w->bank += t2 - t1;
 
     /* alignment and uniformity, for the metrics: mean cosine of each feature with its own
        bank row and with the first few negatives */
     {
-        const float *own = t->mode == DRAW_SHARED ? t->pos : NULL;
+        const float *own = t->mode == DRAW_SHARED ? pos : NULL;
         double ps = 0, ns = 0;
         size_t nn = 0;
         for (uint32_t i = 0; i < count; i++) {
             const float *fi = t->feat + (size_t)i * (size_t)t->dim;
             const float *p = own ? own + (size_t)i * (size_t)t->dim
-                                 : t->mirror + (size_t)b->indices[i] * (size_t)t->dim;
-            const float *q = t->mode == DRAW_SHARED ? t->neg + (size_t)(i % t->m) * (size_t)t->dim
-                                                    : t->mirror + (size_t)((b->indices[i] + 1) % t->n) * (size_t)t->dim;
+                                 : mirror + (size_t)b->indices[i] * (size_t)t->dim;
+            const float *q = t->mode == DRAW_SHARED ? neg + (size_t)(i % t->m) * (size_t)t->dim
+                                                    : mirror + (size_t)((b->indices[i] + 1) % t->n) * (size_t)t->dim;
             double a = 0, c = 0;
             for (int k = 0; k < t->dim; k++) {
                 a += (double)fi[k] * p[k];
@@ -1106,13 +970,13 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
 
     double loss;
     if (t->views == 2)
-        loss = objective_infonce_views(t->obj, t->feat, t->neg, (int)count, t->df);
+        loss = objective_infonce_views(t->obj, t->feat, neg, (int)count, t->df);
     else if (t->mode == DRAW_SHARED && t->infonce)
-        loss = objective_infonce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
+        loss = objective_infonce_shared(t->obj, t->feat, pos, neg, (int)count, t->df);
     else if (t->mode == DRAW_SHARED)
-        loss = objective_nce_shared(t->obj, t->feat, t->pos, t->neg, (int)count, t->df);
+        loss = objective_nce_shared(t->obj, t->feat, pos, neg, (int)count, t->df);
     else
-        loss = objective_softmax(t->obj, t->feat, t->mirror, b->indices, (int)count, t->df);
+        loss = objective_softmax(t->obj, t->feat, mirror, b->indices, (int)count, t->df);
     double t3 = now_s();
     w->loss += t3 - t2;
     if (!isfinite(loss) || !all_finite(t->df, (size_t)rows * (size_t)t->dim)) {
@@ -1127,7 +991,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     if (t->views == 2)
         objective_views_mean(t->feat, (int)count, t->dim, t->feat);
     /* the bank update, then the next step's sample request on the same connection */
-    if (bank_send_update(t, b->indices, count) != 0)
+    if (bankview_update(t->bv, b->indices, t->feat, count) != 0)
         return -1;
     for (uint32_t i = 0; i < count; i++) {
         if (t->seen[b->indices[i]] < 255)
@@ -1223,11 +1087,10 @@ int trainer_run(struct trainer *t)
     for (;;) {
         if (sig_stop) {
             log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
-            bank_limit_for_stop(t);
-            bankc_set_stop(t->bank, NULL); /* the stop's requests wait out their retries */
-            if (t->sample_pending) {
+            bankview_stopping(t->bv); /* the stop's requests wait out their retries */
+            if (bankview_pending(t->bv)) {
                 /* finish the outstanding request so the bank connection is idle */
-                if (bank_collect_sample(t) != 0) {
+                if (bankview_collect(t->bv) != 0) {
                     log_error("stopping without a paired checkpoint: bankd did not answer within "
                               "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
                     trainer_save_unpaired(t);
@@ -1326,7 +1189,7 @@ int trainer_run(struct trainer *t)
             t->epoch_step < t->steps_per_epoch) {
             /* the next sample is in flight: collect it first so the bank connection is idle,
                then re-request it after the snapshot (same rows: no update in between) */
-            if (t->sample_pending && bank_collect_sample(t) != 0) {
+            if (bankview_pending(t->bv) && bankview_collect(t->bv) != 0) {
                 status = EXIT_FAIL;
                 break;
             }
