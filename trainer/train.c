@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +11,6 @@
 #include <unistd.h>
 
 #include "common/augment.h"
-#include "common/ckpt.h"
 #include "common/clock.h"
 #include "common/dataset.h"
 #include "common/durable.h"
@@ -21,22 +19,15 @@
 #include "common/nn/bn.h"
 #include "common/nn/net.h"
 #include "common/nn/sgd.h"
-#include "common/rng.h"
-#include "common/sha256.h"
 #include "common/sig.h"
 #include "common/taskq.h"
 #include "trainer/bankview.h"
+#include "trainer/ckptr.h"
 #include "trainer/objective.h"
 #include "trainer/plan.h"
 
 enum draw_mode { DRAW_SHARED = 0, DRAW_SOFTMAX = 1 };
 
-/* bankd writes the snapshots paired with checkpoints to DIR/bank-trainer.snap (and .prev,
-   matching trainer.ckpt and its .prev); --keep-epochs adds bank-epoch-NNN.snap. */
-#define TRAINER_SNAPSHOT "trainer"
-/* the snapshot name while checkpoints fail: retries never rotate away the bank snapshot that
-   pairs with the last good checkpoint (bankd keeps two per name) */
-#define TRAINER_SNAPSHOT_RETRY "trainer-retry"
 #define FINAL_RETRY_S 10.0
 
 
@@ -53,11 +44,8 @@ struct trainer {
     struct trainer_cfg cfg;
     char run[128];
     char cid[192];
-    char ckpt_path[4096 + 64];
     char metrics_path[4096 + 64];
     char config_json[8192];
-    uint64_t ckpt_failures;   /* checkpoints failed since the last good one */
-    uint64_t ckpt_good_step;  /* step of the last good checkpoint (0: none yet) */
 
     struct dataset *ds;
     size_t n;
@@ -74,6 +62,7 @@ struct trainer {
     struct lr_schedule sched;
     struct bankview *bv;      /* the bank: client, negatives and positives, or the mirror */
     struct bankc *bank;       /* bankview_client(bv): the control requests */
+    struct ckptr *ck;         /* checkpoints and the resume */
     struct taskq *tq;
     struct event_pub *ev;
     FILE *metrics;
@@ -140,190 +129,38 @@ static int bank_request_sample(struct trainer *t)
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
-/* The training state as a checkpoint (pointers into t), paired with bank snapshot snap at
- * snap_step; snap "" marks weights that no snapshot pairs with. */
-static void ckpt_fill(struct trainer *t, struct ckpt *c, char *snap, uint64_t snap_step)
+static struct ckptr_pos run_pos(const struct trainer *t)
 {
-    memset(c, 0, sizeof *c);
-    c->config = t->config_json;
-    c->step = t->step;
-    c->epoch = t->epoch;
-    c->epoch_pos = t->epoch_step; /* in steps: batches of this epoch done */
-    c->z = objective_z(t->obj);
-    rng_seed(&c->rng, t->cfg.seed); /* every draw derives from (seed, stream, step) */
-    c->params = net_params(t->net);
-    c->n_params = net_param_count(t->net);
-    c->buffers = net_buffers(t->net);
-    c->n_buffers = net_buffer_count(t->net);
-    c->momentum = t->opt->buf;
-    c->n_momentum = net_param_count(t->net);
-    c->bank_step = snap_step;
-    c->bank_path = snap;
+    struct ckptr_pos p = { t->step, t->epoch, t->epoch_step };
+    return p;
 }
 
-/* A stop that cannot pair the weights with a bank snapshot (bankd gone, or a second signal
- * inside a bank update) still keeps them: RUN_DIR/checkpoints/trainer.unpaired.ckpt, with
- * no bank snapshot recorded. The paired checkpoint (what --resume uses) is left as it is;
- * npid-evald evaluates either. */
-static void trainer_save_unpaired(struct trainer *t)
-{
-    char path[sizeof t->ckpt_path + 16], none[1] = "";
-    snprintf(path, sizeof path, "%s/checkpoints/trainer.unpaired.ckpt", t->cfg.run_dir);
-    struct ckpt c;
-    ckpt_fill(t, &c, none, 0);
-    if (ckpt_save(path, &c) != 0)
-        log_error("cannot keep the weights of step %" PRIu64 " in %s: %s", t->step, path,
-                  strerror(errno));
-    else
-        log_warn("weights of step %" PRIu64 " kept in %s without a paired bank snapshot "
-                 "(evaluate them with npid-evald; --resume continues from the last paired "
-                 "checkpoint, %s step %" PRIu64 ")", t->step, path,
-                 t->ckpt_good_step ? "at" : "if any, at", t->ckpt_good_step);
-}
-
+/* A paired checkpoint of the current position, announced (event + metrics.jsonl). */
 static int trainer_checkpoint(struct trainer *t, const char *why)
 {
-    double t0 = now_s();
-    char snap[4096] = "";
-    uint64_t snap_step = 0;
-    const char *name = t->ckpt_failures ? TRAINER_SNAPSHOT_RETRY : TRAINER_SNAPSHOT;
-    if (bankc_snapshot_named(t->bank, name, snap, sizeof snap, &snap_step) != 0) {
-        log_error("checkpoint (%s): bank snapshot failed: %s; no checkpoint written", why,
-                  bankc_error(t->bank));
-        t->ckpt_failures++;
+    struct ckptr_pos pos = run_pos(t);
+    struct ckptr_written w;
+    if (ckptr_save(t->ck, &pos, why, &w) != 0)
         return -1;
-    }
-    struct ckpt c;
-    ckpt_fill(t, &c, snap, snap_step);
-    if (ckpt_save(t->ckpt_path, &c) != 0) {
-        log_error("checkpoint (%s): cannot write %s: %s", why, t->ckpt_path, strerror(errno));
-        t->ckpt_failures++;
-        return -1;
-    }
-    if (t->ckpt_failures)
-        log_warn("checkpoint (%s): written again after %" PRIu64 " failed attempt%s (bank "
-                 "snapshot %s)", why, t->ckpt_failures, t->ckpt_failures > 1 ? "s" : "", name);
-    t->ckpt_failures = 0;
-    t->ckpt_good_step = t->step;
-    char hex[65] = "";
-    if (sha256_file_hex(t->ckpt_path, hex) != 0)
-        snprintf(hex, sizeof hex, "unknown");
     msgpack_packer *pk = event_begin(t->ev, "checkpoint", 8);
     mp_pack_kv_u64(pk, "step", t->step);
     mp_pack_kv_u64(pk, "epoch", t->epoch);
     mp_pack_kv_u64(pk, "epoch_step", t->epoch_step);
-    mp_pack_kv_str(pk, "path", t->ckpt_path);
-    mp_pack_kv_str(pk, "sha256", hex);
-    mp_pack_kv_u64(pk, "bank_step", snap_step);
-    mp_pack_kv_str(pk, "bank_snapshot", snap);
+    mp_pack_kv_str(pk, "path", ckptr_path(t->ck));
+    mp_pack_kv_str(pk, "sha256", w.sha256);
+    mp_pack_kv_u64(pk, "bank_step", w.snap_step);
+    mp_pack_kv_str(pk, "bank_snapshot", w.snap);
     mp_pack_kv_str(pk, "reason", why);
     event_end(t->ev);
     if (t->metrics)
         event_json_line(t->ev, t->metrics);
-    log_info("checkpoint (%s): step %" PRIu64 " epoch %u+%u, bank snapshot at update %" PRIu64
-             " (%s), %.2f s", why, t->step, t->epoch, t->epoch_step, snap_step, snap, now_s() - t0);
     return 0;
 }
 
-/* --keep-epochs: copies the checkpoint just written to checkpoints/epoch-NNN.ckpt and has
- * bankd write the bank to bank-epoch-NNN.snap, so every epoch can be evaluated afterwards. */
-static int trainer_keep_epoch(struct trainer *t, uint32_t epoch)
+static void trainer_save_unpaired(struct trainer *t)
 {
-    char name[32], dst[4096 + 64], snap[4096];
-    snprintf(name, sizeof name, "epoch-%03u", epoch);
-    snprintf(dst, sizeof dst, "%s/checkpoints/%s.ckpt", t->cfg.run_dir, name);
-    void *buf = NULL;
-    size_t len = 0;
-    if (file_read_all(t->ckpt_path, (size_t)1 << 34, &buf, &len) != 0)
-        return -1;
-    int rc = durable_write(dst, buf, len);
-    free(buf);
-    if (rc != 0)
-        return -1;
-    uint64_t step = 0;
-    if (bankc_snapshot_named(t->bank, name, snap, sizeof snap, &step) != 0) {
-        log_warn("--keep-epochs: bank snapshot failed: %s", bankc_error(t->bank));
-        return -1;
-    }
-    log_info("kept epoch %u: %s and %s", epoch, dst, snap);
-    return 0;
-}
-
-/* Restores weights, optimiser, Z and position from the run directory's checkpoint, and the
- * paired bank snapshot. */
-/* The bankd snapshot name in a recorded snapshot path (".../bank-NAME.snap"), or the
- * trainer's default when the path does not have that form. */
-static const char *snapshot_name_of(const char *path)
-{
-    static char name[80];
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
-    size_t n = strlen(b);
-    if (strncmp(b, "bank-", 5) != 0 || n <= 10 || n - 10 >= sizeof name ||
-        strcmp(b + n - 5, ".snap") != 0)
-        return TRAINER_SNAPSHOT;
-    memcpy(name, b + 5, n - 10);
-    name[n - 10] = 0;
-    return name;
-}
-
-static int trainer_restore(struct trainer *t)
-{
-    struct ckpt c;
-    char err[512];
-    int used = 0;
-    if (ckpt_load_latest(t->ckpt_path, &c, &used, err, sizeof err) != 0) {
-        log_error("resume: %s", err);
-        return -1;
-    }
-    int rc = -1;
-    if (used)
-        log_warn("resume: %s was unreadable (%s); using the previous checkpoint", t->ckpt_path, err);
-    if (c.n_params != net_param_count(t->net) || c.n_buffers != net_buffer_count(t->net) ||
-        c.n_momentum != c.n_params) {
-        log_error("resume: checkpoint %s holds %zu parameters / %zu buffers, the network has %zu / %zu "
-                  "(different --model or --low-dim?)", t->ckpt_path, c.n_params, c.n_buffers,
-                  net_param_count(t->net), net_buffer_count(t->net));
-        goto done;
-    }
-    memcpy(net_params(t->net), c.params, c.n_params * sizeof(float));
-    memcpy(net_buffers(t->net), c.buffers, c.n_buffers * sizeof(float));
-    memcpy(t->opt->buf, c.momentum, c.n_params * sizeof(float));
-    if (c.z > 0)
-        objective_set_z(t->obj, c.z);
-    t->step = c.step;
-    t->ckpt_good_step = c.step;
-    t->epoch = (uint32_t)c.epoch;
-    t->epoch_step = (uint32_t)c.epoch_pos;
-    uint64_t have = 0;
-    struct bankc_info info;
-    int nobank = 0;
-    if (bankc_info(t->bank, &info) != 0) {
-        nobank = strcmp(bankc_error_code(t->bank), "ENOBANK") == 0;
-        if (!nobank) {
-            log_error("resume: bank info failed: %s", bankc_error(t->bank));
-            goto done;
-        }
-    }
-    have = nobank ? 0 : info.step;
-    if (nobank || have != c.bank_step) {
-        if (nobank)
-            log_info("resume: bankd holds no bank; restoring snapshot %s", c.bank_path);
-        else
-            log_info("resume: bankd is at update %" PRIu64 ", the checkpoint pairs with %" PRIu64
-                     ": restoring snapshot %s", have, c.bank_step, c.bank_path);
-        if (bankc_restore(t->bank, snapshot_name_of(c.bank_path), c.bank_step, &have) != 0) {
-            log_error("resume: bank restore failed: %s", bankc_error(t->bank));
-            goto done;
-        }
-    }
-    bankview_set_step(t->bv, have);
-    log_info("resume: step %" PRIu64 ", epoch %u, step %u of the epoch, Z %.6g, bank update %" PRIu64,
-             t->step, t->epoch, t->epoch_step, c.z, have);
-    rc = 0;
-done:
-    ckpt_free(&c);
-    return rc;
+    struct ckptr_pos pos = run_pos(t);
+    ckptr_save_unpaired(t->ck, &pos);
 }
 
 /* ---- data-dependent start: warm bank, centred output ------------------------------------- */
@@ -589,7 +426,6 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         log_error("cannot create %s: %s", ckdir, strerror(errno));
         goto fail;
     }
-    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/trainer.ckpt", ckdir);
     snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.jsonl", cfg->run_dir);
 
     /* dataset */
@@ -677,6 +513,10 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     if (!t->bv)
         goto fail;
     t->bank = bankview_client(t->bv);
+    struct ckptr_parts cp = { t->net, t->opt, t->obj, t->bv, t->config_json, cfg->seed };
+    t->ck = ckptr_new(cfg->run_dir, &cp);
+    if (!t->ck)
+        goto fail_oom;
     bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
     {
         /* the run's write token: the bank this run creates (or claims) takes writes only with
@@ -697,9 +537,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     int resume = cfg->resume == 1;
     if (cfg->resume == CFG_AUTO_VALUE) {
         /* auto: resume exactly when a checkpoint (or its .prev) is there to resume from */
-        char prev[sizeof t->ckpt_path + 8];
-        snprintf(prev, sizeof prev, "%s.prev", t->ckpt_path);
-        resume = access(t->ckpt_path, F_OK) == 0 || access(prev, F_OK) == 0;
+        resume = ckptr_present(t->ck);
         if (resume)
             log_info("resume auto: %s holds a checkpoint; continuing the run", cfg->run_dir);
         else
@@ -761,8 +599,12 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
 
     if (resume) {
-        if (trainer_restore(t) != 0)
+        struct ckptr_pos pos;
+        if (ckptr_restore(t->ck, &pos) != 0)
             goto fail;
+        t->step = pos.step;
+        t->epoch = pos.epoch;
+        t->epoch_step = pos.epoch_step;
         if (defer_init && bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run,
                                      dataset_manifest(t->ds), &created, &bstep) != 0) {
             log_error("bank: the restored bank does not fit this run: %s", bankc_error(t->bank));
@@ -806,6 +648,7 @@ void trainer_destroy(struct trainer **tp)
         fclose(t->metrics);
     event_pub_destroy(&t->ev);
     taskq_destroy(&t->tq);
+    ckptr_destroy(&t->ck);
     bankview_destroy(&t->bv);
     objective_destroy(&t->obj);
     sgd_destroy(&t->opt);
@@ -982,7 +825,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     if (!isfinite(loss) || !all_finite(t->df, (size_t)rows * (size_t)t->dim)) {
         log_error("step %" PRIu64 " (epoch %u, step %u): the loss is %g: stopping; the last checkpoint "
                   "(before this step) is kept in %s. Try a lower --lr or --warmup.", t->step, t->epoch,
-                  t->epoch_step, loss, t->ckpt_path);
+                  t->epoch_step, loss, ckptr_path(t->ck));
         return -2;
     }
 
@@ -1034,7 +877,7 @@ static int trainer_final_checkpoint(struct trainer *t)
         log_warn("CHECKPOINT FAILED at the end of training: retrying every %.0f s until it is "
                  "written (free space in %s and the bank directory; SIGTERM gives up, the last "
                  "good checkpoint is step %" PRIu64 ")", FINAL_RETRY_S, t->cfg.run_dir,
-                 t->ckpt_good_step);
+                 ckptr_good_step(t->ck));
         for (double w0 = now_s(); now_s() - w0 < FINAL_RETRY_S && !sig_stop;)
             taskq_service(t->tq), usleep(100000);
         if (!sig_stop && trainer_checkpoint(t, "epoch") == 0)
@@ -1151,9 +994,9 @@ int trainer_run(struct trainer *t)
                 log_warn("CHECKPOINT FAILED at the end of epoch %u (%" PRIu64 " in a row): "
                          "training continues and tries again at every epoch end; a crash now "
                          "resumes from step %" PRIu64 " (free space in %s and the bank "
-                         "directory)", done_epoch, t->ckpt_failures, t->ckpt_good_step,
+                         "directory)", done_epoch, ckptr_failures(t->ck), ckptr_good_step(t->ck),
                          t->cfg.run_dir);
-            if (saved && t->cfg.keep_epochs && trainer_keep_epoch(t, done_epoch) != 0)
+            if (saved && t->cfg.keep_epochs && ckptr_keep_epoch(t->ck, done_epoch) != 0)
                 log_warn("--keep-epochs: could not keep epoch %u's checkpoint pair", done_epoch);
             if (t->epoch >= (uint32_t)t->cfg.epochs)
                 break;
