@@ -2,7 +2,6 @@
 #include "trainer/train.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +13,6 @@
 #include "common/clock.h"
 #include "common/dataset.h"
 #include "common/durable.h"
-#include "common/event.h"
 #include "common/log.h"
 #include "common/nn/bn.h"
 #include "common/nn/net.h"
@@ -23,6 +21,7 @@
 #include "common/taskq.h"
 #include "trainer/bankview.h"
 #include "trainer/ckptr.h"
+#include "trainer/metrics.h"
 #include "trainer/objective.h"
 #include "trainer/plan.h"
 
@@ -31,20 +30,10 @@ enum draw_mode { DRAW_SHARED = 0, DRAW_SOFTMAX = 1 };
 #define FINAL_RETRY_S 10.0
 
 
-/* Per-stage time accumulated over a metrics window, seconds. */
-struct stage_times {
-    double data, bank, fwd, loss, bwd, sgd;
-    double loss_sum;
-    double pos_sim, neg_sim;  /* sums of per-step mean cosines: feature vs own row, vs others */
-    uint32_t steps, images;
-    double start;
-};
-
 struct trainer {
     struct trainer_cfg cfg;
     char run[128];
     char cid[192];
-    char metrics_path[4096 + 64];
     char config_json[8192];
 
     struct dataset *ds;
@@ -64,8 +53,7 @@ struct trainer {
     struct bankc *bank;       /* bankview_client(bv): the control requests */
     struct ckptr *ck;         /* checkpoints and the resume */
     struct taskq *tq;
-    struct event_pub *ev;
-    FILE *metrics;
+    struct metrics *mx;       /* events and metrics.jsonl */
 
     struct plan cur;          /* this epoch's plan */
     uint32_t steps_per_epoch;
@@ -74,19 +62,13 @@ struct trainer {
     float *x;                 /* (B, 3, S, S) normalised input */
     float *feat;              /* (B, d) this step's features (copied from the net) */
     float *df;                /* (B, d) */
-    uint8_t *seen;            /* (n) per-epoch delivery counts, for exactly-once accounting */
 
     /* position: the next step to run */
     uint64_t step;            /* global steps done */
     uint32_t epoch, epoch_step;
 
     float mean[3], stdinv[3];
-    struct stage_times win;
     double run_start;
-    uint64_t epoch_images, epoch_dups, bad_images;
-    double last_loss;
-    double epoch_loss_sum;     /* losses of this epoch's steps run by this process */
-    uint64_t epoch_loss_n;
 };
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -135,6 +117,12 @@ static struct ckptr_pos run_pos(const struct trainer *t)
     return p;
 }
 
+static struct metrics_pos metrics_pos_of(const struct trainer *t)
+{
+    struct metrics_pos p = { t->step, t->epoch, t->epoch_step, t->steps_per_epoch };
+    return p;
+}
+
 /* A paired checkpoint of the current position, announced (event + metrics.jsonl). */
 static int trainer_checkpoint(struct trainer *t, const char *why)
 {
@@ -142,18 +130,8 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
     struct ckptr_written w;
     if (ckptr_save(t->ck, &pos, why, &w) != 0)
         return -1;
-    msgpack_packer *pk = event_begin(t->ev, "checkpoint", 8);
-    mp_pack_kv_u64(pk, "step", t->step);
-    mp_pack_kv_u64(pk, "epoch", t->epoch);
-    mp_pack_kv_u64(pk, "epoch_step", t->epoch_step);
-    mp_pack_kv_str(pk, "path", ckptr_path(t->ck));
-    mp_pack_kv_str(pk, "sha256", w.sha256);
-    mp_pack_kv_u64(pk, "bank_step", w.snap_step);
-    mp_pack_kv_str(pk, "bank_snapshot", w.snap);
-    mp_pack_kv_str(pk, "reason", why);
-    event_end(t->ev);
-    if (t->metrics)
-        event_json_line(t->ev, t->metrics);
+    struct metrics_pos mp = metrics_pos_of(t);
+    metrics_checkpoint(t->mx, &mp, ckptr_path(t->ck), &w, why);
     return 0;
 }
 
@@ -426,7 +404,6 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         log_error("cannot create %s: %s", ckdir, strerror(errno));
         goto fail;
     }
-    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.jsonl", cfg->run_dir);
 
     /* dataset */
     char err[DATASET_ERR_LEN];
@@ -493,8 +470,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     t->x = malloc(V * B * 3 * (size_t)t->size * (size_t)t->size * sizeof(float));
     t->feat = malloc(V * B * d * sizeof(float));
     t->df = malloc(V * B * d * sizeof(float));
-    t->seen = calloc(t->n, 1);
-    if (!t->x || !t->feat || !t->df || !t->seen)
+    if (!t->x || !t->feat || !t->df)
         goto fail_oom;
     if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
         log_error("cannot plan %zu images in batches of %d (--drop-last leaves no step?)", t->n, cfg->batch);
@@ -593,8 +569,8 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         log_error("tasks: %s", terr);
         goto fail;
     }
-    t->ev = event_pub_new(cfg->events_ep, t->run, cfg->allow_remote);
-    if (!t->ev)
+    t->mx = metrics_new(cfg->events_ep, t->run, cfg->allow_remote, t->n, cfg->progress);
+    if (!t->mx)
         goto fail;
     log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
 
@@ -622,15 +598,10 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     }
     if (bankview_load_mirror(t->bv) != 0)
         goto fail;
-    /* an append log: opened where it is, never through a link planted at its name */
-    int mfd = open(t->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    t->metrics = mfd < 0 ? NULL : fdopen(mfd, "a");
-    if (!t->metrics) {
-        if (mfd >= 0)
-            close(mfd);
-        log_error("cannot open %s: %s", t->metrics_path, strerror(errno));
+    char mpath[4096 + 32];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->run_dir);
+    if (metrics_open(t->mx, mpath) != 0)
         goto fail;
-    }
     return t;
 fail_oom:
     log_error("out of memory allocating training buffers");
@@ -644,9 +615,7 @@ void trainer_destroy(struct trainer **tp)
     if (!tp || !*tp)
         return;
     struct trainer *t = *tp;
-    if (t->metrics)
-        fclose(t->metrics);
-    event_pub_destroy(&t->ev);
+    metrics_destroy(&t->mx);
     taskq_destroy(&t->tq);
     ckptr_destroy(&t->ck);
     bankview_destroy(&t->bv);
@@ -658,7 +627,6 @@ void trainer_destroy(struct trainer **tp)
     free(t->x);
     free(t->feat);
     free(t->df);
-    free(t->seen);
     free(t);
     *tp = NULL;
 }
@@ -667,93 +635,25 @@ void trainer_destroy(struct trainer **tp)
 
 static void publish_metrics(struct trainer *t, double lr)
 {
-    struct stage_times *w = &t->win;
-    if (w->steps == 0)
-        return;
-    double el = now_s() - w->start;
     struct taskq_stats ts;
     taskq_get_stats(t->tq, &ts);
-    double per = 1000.0 / w->steps;
-    msgpack_packer *pk = event_begin(t->ev, "metrics", 20);
-    mp_pack_kv_u64(pk, "step", t->step);
-    mp_pack_kv_u64(pk, "epoch", t->epoch);
-    mp_pack_kv_u64(pk, "epoch_step", t->epoch_step);
-    mp_pack_kv_u64(pk, "steps_per_epoch", t->steps_per_epoch);
-    mp_pack_kv_double(pk, "loss", w->loss_sum / w->steps);
-    mp_pack_kv_double(pk, "pos_sim", w->pos_sim / w->steps);
-    mp_pack_kv_double(pk, "neg_sim", w->neg_sim / w->steps);
-    mp_pack_kv_double(pk, "lr", lr);
-    mp_pack_kv_double(pk, "z", objective_z(t->obj));
-    mp_pack_kv_double(pk, "z_est", objective_z_estimate(t->obj));
-    mp_pack_kv_double(pk, "img_s", el > 0 ? w->images / el : 0);
-    mp_pack_kv_double(pk, "ms_data", w->data * per);
-    mp_pack_kv_double(pk, "ms_bank", w->bank * per);
-    mp_pack_kv_double(pk, "ms_fwd", w->fwd * per);
-    mp_pack_kv_double(pk, "ms_loss", w->loss * per);
-    mp_pack_kv_double(pk, "ms_bwd", w->bwd * per);
-    mp_pack_kv_double(pk, "ms_sgd", w->sgd * per);
-    mp_pack_kv_u64(pk, "loaders", ts.loaders);
-    mp_pack_kv_u64(pk, "bad_images", ts.bad_images);
-    mp_pack_kv_u64(pk, "reissued", ts.reissued);
-    event_end(t->ev);
-    event_json_line(t->ev, t->metrics);
-    if (t->cfg.progress && isatty(STDERR_FILENO)) {
-        fprintf(stderr, "\r\033[Kepoch %u step %u/%u  loss %.4f  lr %.4g  %.0f img/s  wait: data %.0f%% bank %.0f%%  loaders %u",
-                t->epoch, t->epoch_step, t->steps_per_epoch, w->loss_sum / w->steps, lr,
-                el > 0 ? w->images / el : 0, el > 0 ? 100 * w->data / el : 0,
-                el > 0 ? 100 * w->bank / el : 0, ts.loaders);
-        fflush(stderr);
-    }
-    memset(w, 0, sizeof *w);
-    w->start = now_s();
+    struct metrics_pos p = metrics_pos_of(t);
+    metrics_publish(t->mx, &p, lr, objective_z(t->obj), objective_z_estimate(t->obj), &ts);
 }
 
 static void publish_epoch(struct trainer *t, uint32_t epoch, double secs)
 {
     struct taskq_stats ts;
     taskq_get_stats(t->tq, &ts);
-    size_t missing = 0, twice = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        missing += t->seen[i] == 0;
-        twice += t->seen[i] > 1;
-    }
+    struct metrics_pos p = metrics_pos_of(t);
     size_t expected = t->cfg.drop_last ? (size_t)t->steps_per_epoch * (size_t)t->cfg.batch : t->n;
-    msgpack_packer *pk = event_begin(t->ev, "epoch", 10);
-    mp_pack_kv_u64(pk, "epoch", epoch);
-    mp_pack_kv_u64(pk, "step", t->step);
-    mp_pack_kv_u64(pk, "images", t->epoch_images);
-    mp_pack_kv_u64(pk, "expected", expected);
-    mp_pack_kv_u64(pk, "twice", twice);
-    mp_pack_kv_u64(pk, "bad_images", ts.bad_images);
-    mp_pack_kv_u64(pk, "reissued", ts.reissued);
-    mp_pack_kv_double(pk, "loss", t->last_loss);
-    mp_pack_kv_double(pk, "loss_mean", t->epoch_loss_n ? t->epoch_loss_sum / (double)t->epoch_loss_n
-                                                       : t->last_loss);
-    mp_pack_kv_double(pk, "seconds", secs);
-    event_end(t->ev);
-    event_json_line(t->ev, t->metrics);
-    if (t->cfg.progress && isatty(STDERR_FILENO))
-        fputc('\n', stderr);
-    log_info("epoch %u done: %" PRIu64 " images trained (%zu expected, %zu never, %zu twice), %.1f s, "
-             "%" PRIu64 " tasks re-issued, %" PRIu64 " bad images", epoch, t->epoch_images, expected,
-             t->cfg.drop_last ? 0 : missing, twice, secs, ts.reissued, ts.bad_images);
-    if (!t->cfg.drop_last && (missing || twice))
-        log_error("epoch %u: exactly-once violated: %zu images never trained, %zu twice", epoch, missing, twice);
-    memset(t->seen, 0, t->n);
-    t->epoch_images = 0;
-    t->epoch_loss_sum = 0;
-    t->epoch_loss_n = 0;
+    metrics_epoch(t->mx, &p, epoch, secs, expected, t->cfg.drop_last, &ts);
 }
 
 static void publish_end(struct trainer *t, const char *status, const char *reason)
 {
-    msgpack_packer *pk = event_begin(t->ev, "end", 4);
-    mp_pack_kv_str(pk, "status", status);
-    mp_pack_kv_str(pk, "reason", reason);
-    mp_pack_kv_u64(pk, "step", t->step);
-    mp_pack_kv_u64(pk, "epoch", t->epoch);
-    event_end(t->ev);
-    event_json_line(t->ev, t->metrics);
+    struct metrics_pos p = metrics_pos_of(t);
+    metrics_end(t->mx, &p, status, reason);
 }
 
 /* Plans the current epoch and queues it from epoch_step (the loaders start on it at once;
@@ -770,7 +670,7 @@ static int plan_current_epoch(struct trainer *t)
 /* One training step on batch b (which must be step (t->epoch, t->epoch_step)). */
 static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
 {
-    struct stage_times *w = &t->win;
+    struct stage_times *w = metrics_window(t->mx);
     double t0 = now_s();
     uint32_t count = b->count, rows = count * (uint32_t)t->views; /* views: view 0, then 1 */
     pixels_normalise(t, b->pixels, rows, t->x);
@@ -836,15 +736,8 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     /* the bank update, then the next step's sample request on the same connection */
     if (bankview_update(t->bv, b->indices, t->feat, count) != 0)
         return -1;
-    for (uint32_t i = 0; i < count; i++) {
-        if (t->seen[b->indices[i]] < 255)
-            t->seen[b->indices[i]]++;
-    }
-    t->epoch_images += count;
+    metrics_trained(t->mx, b->indices, count, loss);
     t->step++;
-    t->last_loss = loss;
-    t->epoch_loss_sum += loss;
-    t->epoch_loss_n++;
     /* advance the position before requesting the next sample */
     t->epoch_step++;
     int more = 1;
@@ -914,17 +807,16 @@ int trainer_run(struct trainer *t)
     for (uint32_t s = 0; s < t->epoch_step; s++) {
         uint32_t c;
         const uint32_t *idx = plan_step(&t->cur, s, &c);
-        for (uint32_t i = 0; i < c; i++)
-            t->seen[idx[i]] = 1;
-        t->epoch_images += c;
+        metrics_delivered(t->mx, idx, c);
     }
     if (bank_request_sample(t) != 0)
         return EXIT_FAIL;
     log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, loss %s, views %d, m %zu, tau %g",
              net_describe(t->net), t->n, t->cfg.batch, t->steps_per_epoch, t->epoch, t->cfg.epochs - 1,
              t->cfg.loss, t->views, t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
-    memset(&t->win, 0, sizeof t->win);
-    t->win.start = now_s();
+    struct stage_times *win = metrics_window(t->mx);
+    memset(win, 0, sizeof *win);
+    win->start = now_s();
     double epoch_start = now_s();
     double last_wait_log = now_s();
     for (;;) {
@@ -953,7 +845,7 @@ int trainer_run(struct trainer *t)
         struct taskq_batch b;
         double w0 = now_s();
         int rc = taskq_next(t->tq, 1000, &b);
-        t->win.data += now_s() - w0;
+        win->data += now_s() - w0;
         if (rc == TASKQ_TIMEOUT) {
             if (now_s() - last_wait_log > 10) {
                 struct taskq_stats ts;
@@ -1009,8 +901,6 @@ int trainer_run(struct trainer *t)
         }
         NPID_CHECK(rc == TASKQ_BATCH);
         NPID_CHECK(b.epoch == t->epoch && b.step == t->epoch_step);
-        if (b.n_bad)
-            t->bad_images += b.n_bad;
         int src = train_step(t, &b, lr);
         if (src != 0) {
             status = EXIT_FAIL;
