@@ -64,18 +64,6 @@ int feat_json_num(const char *json, const char *key, double *out)
     return 0;
 }
 
-static void feat_norm_for(const char *aug, float mean[3], float std[3])
-{
-    static const float cifar_mean[3] = { 0.4914f, 0.4822f, 0.4465f };
-    static const float cifar_std[3] = { 0.2023f, 0.1994f, 0.2010f };
-    static const float inet_mean[3] = { 0.485f, 0.456f, 0.406f };
-    static const float inet_std[3] = { 0.229f, 0.224f, 0.225f };
-    /* as the trainer normalises: ImageNet statistics for the imagenet preset only */
-    int cifar = strcmp(aug, "imagenet") != 0;
-    memcpy(mean, cifar ? cifar_mean : inet_mean, sizeof cifar_mean);
-    memcpy(std, cifar ? cifar_std : inet_std, sizeof cifar_std);
-}
-
 int feat_model_init(struct feat_model *m, const char *path, int batch, char *err, size_t err_len)
 {
     struct ckpt c;
@@ -116,7 +104,7 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
     m->batch = batch;
     m->step = c.step;
     m->epoch = c.epoch;
-    feat_norm_for(m->aug_name, m->mean, m->std);
+    pixnorm_for(m->aug_name, &m->norm);
     /* checkpoints from before --stem have the CIFAR stem */
     char stem[16] = "cifar";
     if (feat_json_str(c.config, "stem", stem, sizeof stem) != 0)
@@ -174,7 +162,7 @@ int feat_pixels_init(struct feat_model *m, int size, int batch, char *err, size_
     m->size = size;
     m->low_dim = 3 * size * size;
     m->batch = batch;
-    feat_norm_for(m->aug_name, m->mean, m->std);
+    pixnorm_for(m->aug_name, &m->norm);
     struct augment_params ap;
     NPID_CHECK(augment_preset(m->aug_name, 0, (uint32_t)size, AUGMENT_CHW, &ap) == 0);
     m->min_side = (uint32_t)size;
@@ -223,12 +211,7 @@ static void feat_stage(struct feat_model *m, const uint8_t *rgb, uint32_t w, uin
 {
     augment_apply(m->aug, rgb, w, h, NULL, m->pix, NULL);
     size_t hw = (size_t)m->size * m->size;
-    float *x = m->x + (size_t)b * 3 * hw; /* (3, size, size) */
-    for (size_t c = 0; c < 3; c++) {
-        float sc = 1.0f / (255.0f * m->std[c]), off = m->mean[c] / m->std[c];
-        for (size_t i = 0; i < hw; i++)
-            x[c * hw + i] = (float)m->pix[c * hw + i] * sc - off;
-    }
+    pixnorm_apply(&m->norm, m->pix, 1, hw, m->x + (size_t)b * 3 * hw);
 }
 
 void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out)

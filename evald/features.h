@@ -15,12 +15,13 @@
 #include "common/dataset.h"
 #include "common/jpeg.h"
 #include "common/nn/net.h"
+#include "common/pixnorm.h"
 
 struct feat_model {
     struct net *net;
     struct augment *aug;       /* test transform, CHW output */
     struct jpeg_dec *dec;
-    float mean[3], std[3];
+    struct pixnorm norm;      /* the input normalisation (common/pixnorm.h) */
     int size, low_dim, batch;  /* low_dim: the output dimension (the pool's with feat_use_pool) */
     int pool;                  /* outputs are the pooled features, not the embedding */
     uint32_t min_side;         /* smallest side the decoder may downscale to */

@@ -1,6 +1,7 @@
 /* Unit tests for the common core: config table, RNG, durable files, CRC-32C, SHA-256. */
 #include <check.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,9 @@
 #include <unistd.h>
 
 #include "common/cfg.h"
+#include "common/bankrow.h"
 #include "common/durable.h"
+#include "common/pixnorm.h"
 #include "common/rng.h"
 #include "common/sha256.h"
 
@@ -180,6 +183,60 @@ START_TEST(test_durable)
 }
 END_TEST
 
+/* The input normalisation is (p / 255 - mean) / std with each preset's statistics. */
+START_TEST(test_pixnorm)
+{
+    static const double mean[2][3] = { { 0.4914, 0.4822, 0.4465 }, { 0.485, 0.456, 0.406 } };
+    static const double sd[2][3] = { { 0.2023, 0.1994, 0.2010 }, { 0.229, 0.224, 0.225 } };
+    const char *presets[3] = { "cifar", "imagenet", "none" };
+    uint8_t pix[2 * 3 * 256];
+    float x[2 * 3 * 256];
+    for (size_t i = 0; i < sizeof pix; i++)
+        pix[i] = (uint8_t)(i * 7 + i / 256);
+    for (int p = 0; p < 3; p++) {
+        struct pixnorm n;
+        pixnorm_for(presets[p], &n);
+        pixnorm_apply(&n, pix, 2, 256, x);
+        int k = p == 1;
+        for (size_t i = 0; i < sizeof pix; i++) {
+            size_t c = (i / 256) % 3;
+            double want = (pix[i] / 255.0 - mean[k][c]) / sd[k][c];
+            ck_assert_msg(fabs(x[i] - want) < 1e-5, "%s: pixel %zu: %g, want %g", presets[p], i,
+                          (double)x[i], want);
+        }
+    }
+}
+END_TEST
+
+/* The bank's row rule: normalise(a row + c f), a degenerate mix falls back to f, no
+ * subnormals stored, large rows mixed in place. */
+START_TEST(test_bankrow)
+{
+    float row[4] = { 1, 0, 0, 0 }, f[4] = { 0, 1, 0, 0 };
+    bankrow_write(row, f, 4, 0.5f, 0.5f);
+    ck_assert_float_eq_tol(row[0], (float)(1 / sqrt(2.0)), 1e-7f);
+    ck_assert_float_eq_tol(row[1], (float)(1 / sqrt(2.0)), 1e-7f);
+    float opp[4] = { -row[0], -row[1], 0, 0 };
+    bankrow_write(row, opp, 4, 0.5f, 0.5f); /* exactly opposite: the mix is zero */
+    for (int j = 0; j < 4; j++)
+        ck_assert_float_eq(row[j], opp[j]);
+    float tiny[4] = { 4, 4e-38f, 0, 0 }; /* normalised: 1e-38, below FLT_MIN */
+    bankrow_write(row, tiny, 4, 0.0f, 1.0f); /* set: the tiny component is 0, not subnormal */
+    ck_assert_float_eq(row[0], 1.0f);
+    ck_assert_float_eq(row[1], 0.0f);
+    float large[300], r300[300];
+    for (int j = 0; j < 300; j++) {
+        large[j] = (float)(j % 7) - 3.0f;
+        r300[j] = 1.0f;
+    }
+    bankrow_write(r300, large, 300, 0.5f, 0.5f);
+    double ss = 0;
+    for (int j = 0; j < 300; j++)
+        ss += (double)r300[j] * r300[j];
+    ck_assert_msg(fabs(ss - 1.0) < 1e-6, "norm^2 %g", ss);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("common");
@@ -189,6 +246,8 @@ int main(void)
     tcase_add_test(tc, test_rng);
     tcase_add_test(tc, test_crc_sha);
     tcase_add_test(tc, test_durable);
+    tcase_add_test(tc, test_pixnorm);
+    tcase_add_test(tc, test_bankrow);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -186,9 +186,9 @@ int bankview_update(struct bankview *bv, const uint32_t *idx, float *feat, uint3
                  "older snapshot: %" PRIu64 " updates lost, those rows are staler; continuing)",
                  step, want, want - step);
     else if (step > want)
-        log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 ": %" PRIu64 " update(s) "
-                 "applied more than once or by another client (bankd restarted from a snapshot "
-                 "written after it applied a request whose reply was lost); continuing",
+        log_warn("bank: bankd is at update %" PRIu64 ", expected %" PRIu64 ": %" PRIu64
+                 " update(s) applied more than once or by another client (bankd restarted from "
+                 "a snapshot written after it applied a request whose reply was lost); continuing",
                  step, want, step - want);
     bv->step = step;
     mirror_write(bv, idx, feat, count, bv->cfg.momentum, 1.0f - bv->cfg.momentum);
@@ -201,7 +201,8 @@ int bankview_load_mirror(struct bankview *bv)
         return 0;
     double t0 = clock_seconds();
     if (bankc_get(bv->bank, 0, bv->cfg.n, bv->mirror) != 0) {
-        log_error("bank: reading the bank for the softmax mirror failed: %s", bankc_error(bv->bank));
+        log_error("bank: reading the bank for the softmax mirror failed: %s",
+                  bankc_error(bv->bank));
         return -1;
     }
     log_info("bank: local mirror of %zu rows read in %.2f s", bv->cfg.n, clock_seconds() - t0);

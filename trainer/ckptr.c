@@ -233,8 +233,8 @@ int ckptr_restore(struct ckptr *k, struct ckptr_pos *pos)
     if (restore_bank(k, &c, &have) != 0)
         goto done;
     bankview_set_step(k->p.bv, have);
-    log_info("resume: step %" PRIu64 ", epoch %u, step %u of the epoch, Z %.6g, bank update %" PRIu64,
-             pos->step, pos->epoch, pos->epoch_step, c.z, have);
+    log_info("resume: step %" PRIu64 ", epoch %u, step %u of the epoch, Z %.6g, bank update "
+             "%" PRIu64, pos->step, pos->epoch, pos->epoch_step, c.z, have);
     rc = 0;
 done:
     ckpt_free(&c);

@@ -167,9 +167,9 @@ void metrics_epoch(struct metrics *m, const struct metrics_pos *pos, uint32_t ep
     send_event(m);
     if (m->progress && isatty(STDERR_FILENO))
         fputc('\n', stderr);
-    log_info("epoch %u done: %" PRIu64 " images trained (%zu expected, %zu never, %zu twice), %.1f s, "
-             "%" PRIu64 " tasks re-issued, %" PRIu64 " bad images", epoch, m->epoch_images, expected,
-             drop_last ? 0 : missing, twice, secs, ts->reissued, ts->bad_images);
+    log_info("epoch %u done: %" PRIu64 " images trained (%zu expected, %zu never, %zu twice), "
+             "%.1f s, %" PRIu64 " tasks re-issued, %" PRIu64 " bad images", epoch, m->epoch_images,
+             expected, drop_last ? 0 : missing, twice, secs, ts->reissued, ts->bad_images);
     if (!drop_last && (missing || twice))
         log_error("epoch %u: exactly-once violated: %zu images never trained, %zu twice", epoch,
                   missing, twice);

@@ -17,6 +17,7 @@
 #include "common/nn/bn.h"
 #include "common/nn/net.h"
 #include "common/nn/sgd.h"
+#include "common/pixnorm.h"
 #include "common/sig.h"
 #include "common/taskq.h"
 #include "trainer/bankview.h"
@@ -67,7 +68,7 @@ struct trainer {
     uint64_t step;            /* global steps done */
     uint32_t epoch, epoch_step;
 
-    float mean[3], stdinv[3];
+    struct pixnorm norm;      /* the input normalisation */
     double run_start;
 };
 
@@ -78,19 +79,10 @@ static double now_s(void)
     return clock_seconds();
 }
 
-/* Converts count images of uint8 CHW pixels to normalised float (x/255 - mean)/std. */
+/* Converts count images of uint8 CHW pixels to the network's normalised float input. */
 static void pixels_normalise(const struct trainer *t, const uint8_t *pix, uint32_t count, float *x)
 {
-    size_t plane = (size_t)t->size * (size_t)t->size;
-    for (uint32_t i = 0; i < count; i++) {
-        for (int c = 0; c < 3; c++) {
-            const uint8_t *src = pix + ((size_t)i * 3 + (size_t)c) * plane;
-            float *dst = x + ((size_t)i * 3 + (size_t)c) * plane;
-            float scale = t->stdinv[c] / 255.0f, shift = -t->mean[c] * t->stdinv[c];
-            for (size_t k = 0; k < plane; k++)
-                dst[k] = (float)src[k] * scale + shift;
-        }
-    }
+    pixnorm_apply(&t->norm, pix, count, (size_t)t->size * (size_t)t->size, x);
 }
 
 static int all_finite(const float *v, size_t n)
@@ -389,13 +381,7 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         snprintf(t->run, sizeof t->run, "%s", path_base(cfg->run_dir));
     /* a stable client id: the same run keeps its bankd request cache across restarts */
     snprintf(t->cid, sizeof t->cid, "trainer:%s", t->run);
-    if (!strcmp(cfg->aug, "imagenet")) {
-        const float m[3] = { 0.485f, 0.456f, 0.406f }, s[3] = { 0.229f, 0.224f, 0.225f };
-        for (int c = 0; c < 3; c++) { t->mean[c] = m[c]; t->stdinv[c] = 1.0f / s[c]; }
-    } else {
-        const float m[3] = { 0.4914f, 0.4822f, 0.4465f }, s[3] = { 0.2023f, 0.1994f, 0.2010f };
-        for (int c = 0; c < 3; c++) { t->mean[c] = m[c]; t->stdinv[c] = 1.0f / s[c]; }
-    }
+    pixnorm_for(cfg->aug, &t->norm);
 
     /* run directory */
     char ckdir[4096];
