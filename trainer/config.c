@@ -388,3 +388,43 @@ int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap)
     buf[n] = 0;
     return (int)n;
 }
+
+int trainer_cfg_schedule(const struct trainer_cfg *c, struct lr_schedule *s)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = !strcmp(c->lr_schedule, "cosine") ? LR_COSINE : LR_STEP;
+    s->base = c->lr;
+    s->epochs = c->epochs;
+    s->min = c->lr_min;
+    s->warmup = c->warmup;
+    s->gamma = 0.1;
+    if (s->kind == LR_STEP && lr_parse_milestones(s, c->lr_steps) != 0) {
+        log_error("--lr-steps %s: expected increasing epochs like 120,160", c->lr_steps);
+        return -1;
+    }
+    return 0;
+}
+
+void trainer_cfg_task_opts(const struct trainer_cfg *c, const char *run, struct taskq_opts *o)
+{
+    taskq_opts_default(o);
+    o->window = 8;
+    o->deadline_ms = (uint32_t)(c->task_deadline * 1000);
+    o->drop_last = c->drop_last;
+    o->preset = c->aug;
+    o->aug = c->aug_spec;
+    o->train = 1;
+    o->size = (uint32_t)c->size;
+    o->layout = AUGMENT_CHW;
+    o->views = (uint32_t)c->views;
+    o->allow_remote = c->allow_remote;
+    o->run = run;
+    struct augment_params ap;
+    char why[320];
+    if (augment_preset(c->aug, 1, (uint32_t)c->size, AUGMENT_CHW, &ap) == 0 &&
+        augment_override(&ap, c->aug_spec, why, sizeof why) == 0)
+        log_info("augmentation (%s preset%s%s): crop %g-%g, jitter %g/%g/%g/%g, gray %g, flip %s",
+                 c->aug, *c->aug_spec ? ", overridden by " : "", c->aug_spec, ap.scale_min,
+                 ap.scale_max, ap.brightness, ap.contrast, ap.saturation, ap.hue, ap.gray_p,
+                 ap.flip ? "on" : "off");
+}

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include "common/cfg.h"
 #include "common/dataset.h"
+#include "common/nn/sgd.h"
+#include "common/taskq.h"
 
 struct trainer_cfg {
     const char *data, *run_dir, *preset, *model, *aug;
@@ -49,5 +51,12 @@ int trainer_epochs_rule(size_t n, int views);
 /* Records the size, stem and epochs in force (after the rules) in c and in what
  * trainer_cfg_json reports. */
 void trainer_cfg_set_input(struct trainer_cfg *c, int size, const char *stem, int epochs);
+
+/* The learning-rate schedule of c (--lr, --lr-schedule, --lr-steps, --lr-min, --warmup,
+ * --epochs). 0, or -1 for bad --lr-steps (logged). */
+int trainer_cfg_schedule(const struct trainer_cfg *c, struct lr_schedule *s);
+/* What the loaders are asked for (augmentation, size, views, deadlines), logging the
+ * augmentation in force; run is the run's name carried in tasks. */
+void trainer_cfg_task_opts(const struct trainer_cfg *c, const char *run, struct taskq_opts *o);
 
 #endif

@@ -165,8 +165,8 @@ static const char *path_base(const char *p)
     return s ? s + 1 : p;
 }
 
-/* --size 0, --stem auto and --epochs 0: the rules of docs/recipes.md
- * ("Resolution, stem and epochs from the data") on the dataset, logged with the reason; given values are kept. */
+/* --size 0, --stem auto and --epochs 0: the rules of docs/recipes.md ("Resolution, stem and
+ * epochs from the data") on the dataset, logged with the reason; given values are kept. */
 static int trainer_pick_input(struct trainer *t)
 {
     int size = t->cfg.size;
@@ -181,7 +181,8 @@ static int trainer_pick_input(struct trainer *t)
         }
         size = trainer_size_rule(sh);
         snprintf(why, sizeof why, "the median image of %zu sampled is %ux%u (short side %u%s)", got,
-                 lo, sh, sh, sh < 40 ? ": 32 px" : sh > 128 ? ", capped at 128" : ", to a multiple of 16");
+                 lo, sh, sh,
+                 sh < 40 ? ": 32 px" : sh > 128 ? ", capped at 128" : ", to a multiple of 16");
     } else {
         snprintf(why, sizeof why, "--size %d given", size);
     }
@@ -206,6 +207,201 @@ static int trainer_pick_input(struct trainer *t)
     return 0;
 }
 
+/* The training set, and the input size and stem it implies (trainer_pick_input). */
+static int open_dataset(struct trainer *t)
+{
+    const struct trainer_cfg *cfg = &t->cfg;
+    char err[DATASET_ERR_LEN];
+    t->ds = dataset_open_opts(cfg->data, "train", &cfg->dso, err, sizeof err);
+    if (!t->ds) {
+        log_error("dataset: %s", err);
+        return -1;
+    }
+    t->n = dataset_count(t->ds);
+    log_info("dataset: %s: %zu training images in %zu classes (%zu other files skipped), "
+             "manifest %.12s", dataset_root(t->ds), t->n, dataset_num_classes(t->ds),
+             dataset_skipped(t->ds), dataset_manifest(t->ds));
+    /* the layout, and when nothing is labelled the trainer still trains: NPID needs no labels */
+    log_info("dataset layout: %s%s", dataset_describe(t->ds),
+             dataset_labelled(t->ds) == 0 ? "; no labels: training unlabelled (kNN and linear "
+                                            "evaluation need labels)" : "");
+    if (trainer_pick_input(t) != 0)
+        return -1;
+    t->size = t->cfg.size;
+    if (trainer_cfg_json(&t->cfg, t->config_json, sizeof t->config_json) < 0) {
+        log_error("configuration too long to record");
+        return -1;
+    }
+    return 0;
+}
+
+/* The network, the optimiser, the objective, the learning-rate schedule and the step's
+ * buffers. */
+static int build_model(struct trainer *t)
+{
+    const struct trainer_cfg *cfg = &t->cfg;
+    t->mode = cfg->nce_k == 0 ? DRAW_SOFTMAX : DRAW_SHARED;
+    t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
+    t->infonce = strcmp(cfg->loss, "infonce") == 0; /* config.c: nce_k > 0 then */
+    t->views = cfg->views; /* config.c: 2 only with infonce */
+    int rows = cfg->batch * cfg->views;
+    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, rows, cfg->seed,
+                             net_init_parse(cfg->init), net_stem_parse(cfg->stem) };
+    t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
+    if (!t->net)
+        return -1;
+    log_info("network: %s", net_describe(t->net));
+    t->opt = sgd_new(net_param_count(t->net), (float)cfg->momentum, (float)cfg->wd);
+    struct objective_config oc = {
+        .max_batch = rows, .dim = cfg->low_dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
+        .n = t->n, .tau = cfg->nce_t,
+        .z_mode = !strcmp(cfg->z_mode, "ema") ? OBJ_Z_EMA : OBJ_Z_FROZEN,
+        .z_momentum = cfg->z_momentum, .prox_lambda = cfg->prox_lambda,
+        .softmax = t->mode == DRAW_SOFTMAX, .team = net_team(t->net),
+    };
+    t->obj = objective_new(&oc);
+    if (!t->opt || !t->obj)
+        return -1;
+    if (cfg->nce_z > 0)
+        objective_set_z(t->obj, cfg->nce_z);
+    if (trainer_cfg_schedule(cfg, &t->sched) != 0)
+        return -1;
+    size_t px = (size_t)rows * 3 * (size_t)t->size * (size_t)t->size;
+    t->x = malloc(px * sizeof(float));
+    t->feat = malloc((size_t)rows * (size_t)t->dim * sizeof(float));
+    t->df = malloc((size_t)rows * (size_t)t->dim * sizeof(float));
+    if (!t->x || !t->feat || !t->df) {
+        log_error("out of memory allocating training buffers");
+        return -1;
+    }
+    if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
+        log_error("cannot plan %zu images in batches of %d (--drop-last leaves no step?)", t->n,
+                  cfg->batch);
+        return -1;
+    }
+    t->steps_per_epoch = t->cur.steps;
+    return 0;
+}
+
+/* The bank view with the run's write token, and the checkpoints that pair with its
+ * snapshots. */
+static int connect_bank(struct trainer *t)
+{
+    const struct trainer_cfg *cfg = &t->cfg;
+    struct bankview_cfg bc = {
+        .endpoint = cfg->bank_ep, .cid = t->cid, .timeout_s = cfg->bank_timeout,
+        .stop_timeout_s = cfg->stop_timeout, .seed = cfg->seed, .exclude_pos = cfg->exclude_pos,
+        .n = t->n, .dim = t->dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
+        .max_batch = (uint32_t)cfg->batch, .momentum = (float)cfg->nce_m, .stop = &sig_stop,
+    };
+    t->bv = bankview_new(&bc);
+    if (!t->bv)
+        return -1;
+    t->bank = bankview_client(t->bv);
+    struct ckptr_parts cp = { t->net, t->opt, t->obj, t->bv, t->config_json, cfg->seed };
+    t->ck = ckptr_new(cfg->run_dir, &cp);
+    if (!t->ck) {
+        log_error("out of memory");
+        return -1;
+    }
+    bankc_set_init_mode(t->bank,
+                        !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
+    /* the run's write token: the bank this run creates (or claims) takes writes only with it,
+       so no other client can overwrite rows or roll the bank back; kept across --resume in
+       RUN_DIR/bank.token */
+    char tok_path[4200], tok[BANKC_TOKEN_HEX + 1], terr[4400];
+    int tok_new = 0;
+    snprintf(tok_path, sizeof tok_path, "%s/bank.token", cfg->run_dir);
+    if (bankc_token_file(tok_path, tok, &tok_new, terr, sizeof terr) != 0) {
+        log_error("bank: %s", terr);
+        return -1;
+    }
+    int trc = bankc_set_token(t->bank, tok);
+    memset(tok, 0, sizeof tok);
+    NPID_CHECK(trc == 0);
+    log_info("bank: write token %s %s", tok_new ? "created in" : "read from", tok_path);
+    return 0;
+}
+
+/* bankd's bank for this run: created, or found. Resuming on a bankd without a bank defers
+ * (*deferred): the restore creates it from the snapshot (so a resume that fails leaves bankd
+ * as it was), and init only checks it afterwards. */
+static int init_bank(struct trainer *t, int resume, int *created, uint64_t *bstep, int *deferred)
+{
+    const struct trainer_cfg *cfg = &t->cfg;
+    struct bankc_info binfo;
+    *created = 0;
+    *bstep = 0;
+    *deferred = resume && bankc_info(t->bank, &binfo) != 0 &&
+                strcmp(bankc_error_code(t->bank), "ENOBANK") == 0;
+    log_info("bank: connecting to %s (%zu x %d)", cfg->bank_ep, t->n, cfg->low_dim);
+    if (*deferred) {
+        log_info("bank: bankd holds none; the resume restores it from the checkpoint's snapshot");
+        return 0;
+    }
+    if (bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run,
+                   dataset_manifest(t->ds), created, bstep) != 0) {
+        log_error("bank: init failed: %s", bankc_error(t->bank));
+        return -1;
+    }
+    bankview_set_step(t->bv, *bstep);
+    log_info("bank: %s, at update %" PRIu64, *created ? "created" : "exists", *bstep);
+    return 0;
+}
+
+/* The task queue the loaders connect to, and the event socket. */
+static int open_sockets(struct trainer *t)
+{
+    const struct trainer_cfg *cfg = &t->cfg;
+    struct taskq_opts to;
+    trainer_cfg_task_opts(cfg, t->run, &to);
+    to.stop = &sig_stop;
+    char terr[512];
+    t->tq = taskq_new(cfg->tasks_ep, dataset_manifest(t->ds), &to, terr, sizeof terr);
+    if (!t->tq) {
+        log_error("tasks: %s", terr);
+        return -1;
+    }
+    t->mx = metrics_new(cfg->events_ep, t->run, cfg->allow_remote, t->n, cfg->progress);
+    if (!t->mx)
+        return -1;
+    log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
+    return 0;
+}
+
+/* Where the run starts: the checkpoint's position (resume), or step 0 after the in-process
+ * start of a fresh run. */
+static int start_position(struct trainer *t, int resume, int created, uint64_t bstep,
+                          int deferred)
+{
+    const struct trainer_cfg *cfg = &t->cfg;
+    if (resume) {
+        struct ckptr_pos pos;
+        if (ckptr_restore(t->ck, &pos) != 0)
+            return -1;
+        t->step = pos.step;
+        t->epoch = pos.epoch;
+        t->epoch_step = pos.epoch_step;
+        if (deferred && bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run,
+                                   dataset_manifest(t->ds), &created, &bstep) != 0) {
+            log_error("bank: the restored bank does not fit this run: %s", bankc_error(t->bank));
+            return -1;
+        }
+        return 0;
+    }
+    if (!created && bstep != 0) {
+        log_error("bank: bankd already holds this run's bank at update %" PRIu64 "; pass --resume "
+                  "to continue the run, or start bankd with an empty --dir for a new one", bstep);
+        return -1;
+    }
+    struct warm_src ws = warm_src_of(t);
+    if (cfg->center_init && warm_center(&ws) != 0)
+        return -1;
+    if (!strcmp(cfg->bank_init, "warm") && warm_bank(&ws, t->bv) != 0)
+        return -1;
+    return 0;
+}
+
 struct trainer *trainer_new(const struct trainer_cfg *cfg)
 {
     struct trainer *t = calloc(1, sizeof *t);
@@ -221,216 +417,31 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     /* a stable client id: the same run keeps its bankd request cache across restarts */
     snprintf(t->cid, sizeof t->cid, "trainer:%s", t->run);
     pixnorm_for(cfg->aug, &t->norm);
-
-    /* run directory */
-    char ckdir[4096];
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", cfg->run_dir);
-    if (mkdir_p(ckdir) != 0) {
-        log_error("cannot create %s: %s", ckdir, strerror(errno));
+    char path[4096 + 32];
+    snprintf(path, sizeof path, "%s/checkpoints", cfg->run_dir);
+    if (mkdir_p(path) != 0) {
+        log_error("cannot create %s: %s", path, strerror(errno));
         goto fail;
     }
-
-    /* dataset */
-    char err[DATASET_ERR_LEN];
-    t->ds = dataset_open_opts(cfg->data, "train", &cfg->dso, err, sizeof err);
-    if (!t->ds) {
-        log_error("dataset: %s", err);
+    if (open_dataset(t) != 0 || build_model(t) != 0 || connect_bank(t) != 0)
         goto fail;
-    }
-    t->n = dataset_count(t->ds);
-    log_info("dataset: %s: %zu training images in %zu classes (%zu other files skipped), manifest %.12s",
-             dataset_root(t->ds), t->n, dataset_num_classes(t->ds), dataset_skipped(t->ds), dataset_manifest(t->ds));
-    /* the layout, and when nothing is labelled the trainer still trains: NPID needs no labels */
-    log_info("dataset layout: %s%s", dataset_describe(t->ds),
-             dataset_labelled(t->ds) == 0 ? "; no labels: training unlabelled (kNN and linear evaluation need labels)" : "");
-
-    if (trainer_pick_input(t) != 0)
-        goto fail;
-    cfg = &t->cfg;
-    t->size = cfg->size;
-    if (trainer_cfg_json(cfg, t->config_json, sizeof t->config_json) < 0) {
-        log_error("configuration too long to record");
-        goto fail;
-    }
-
-    t->mode = cfg->nce_k == 0 ? DRAW_SOFTMAX : DRAW_SHARED;
-    t->m = cfg->nce_k == 0 ? t->n : (size_t)cfg->nce_k;
-    t->infonce = strcmp(cfg->loss, "infonce") == 0; /* config.c: nce_k > 0 then */
-    t->views = cfg->views; /* config.c: 2 only with infonce */
-
-    /* network, optimiser, objective */
-    struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, cfg->batch * cfg->views, cfg->seed,
-                          net_init_parse(cfg->init), net_stem_parse(cfg->stem) };
-    t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
-    if (!t->net)
-        goto fail;
-    log_info("network: %s", net_describe(t->net));
-    t->opt = sgd_new(net_param_count(t->net), (float)cfg->momentum, (float)cfg->wd);
-    struct objective_config oc = {
-        .max_batch = cfg->batch * cfg->views, .dim = cfg->low_dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
-        .n = t->n, .tau = cfg->nce_t, .z_mode = !strcmp(cfg->z_mode, "ema") ? OBJ_Z_EMA : OBJ_Z_FROZEN,
-        .z_momentum = cfg->z_momentum, .prox_lambda = cfg->prox_lambda,
-        .softmax = t->mode == DRAW_SOFTMAX, .team = net_team(t->net),
-    };
-    t->obj = objective_new(&oc);
-    if (!t->opt || !t->obj)
-        goto fail;
-    if (cfg->nce_z > 0)
-        objective_set_z(t->obj, cfg->nce_z);
-
-    memset(&t->sched, 0, sizeof t->sched);
-    t->sched.kind = !strcmp(cfg->lr_schedule, "cosine") ? LR_COSINE : LR_STEP;
-    t->sched.base = cfg->lr;
-    t->sched.epochs = cfg->epochs;
-    t->sched.min = cfg->lr_min;
-    t->sched.warmup = cfg->warmup;
-    t->sched.gamma = 0.1;
-    if (t->sched.kind == LR_STEP && lr_parse_milestones(&t->sched, cfg->lr_steps) != 0) {
-        log_error("--lr-steps %s: expected increasing epochs like 120,160", cfg->lr_steps);
-        goto fail;
-    }
-
-    /* buffers */
-    size_t B = (size_t)cfg->batch, d = (size_t)cfg->low_dim, V = (size_t)cfg->views;
-    t->x = malloc(V * B * 3 * (size_t)t->size * (size_t)t->size * sizeof(float));
-    t->feat = malloc(V * B * d * sizeof(float));
-    t->df = malloc(V * B * d * sizeof(float));
-    if (!t->x || !t->feat || !t->df)
-        goto fail_oom;
-    if (plan_init(&t->cur, t->n, (uint32_t)cfg->batch, cfg->seed, cfg->drop_last) != 0) {
-        log_error("cannot plan %zu images in batches of %d (--drop-last leaves no step?)", t->n, cfg->batch);
-        goto fail;
-    }
-    t->steps_per_epoch = t->cur.steps;
-
-    /* bank */
-    struct bankview_cfg bc = {
-        .endpoint = cfg->bank_ep, .cid = t->cid, .timeout_s = cfg->bank_timeout,
-        .stop_timeout_s = cfg->stop_timeout, .seed = cfg->seed, .exclude_pos = cfg->exclude_pos,
-        .n = t->n, .dim = t->dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
-        .max_batch = (uint32_t)cfg->batch, .momentum = (float)cfg->nce_m, .stop = &sig_stop,
-    };
-    t->bv = bankview_new(&bc);
-    if (!t->bv)
-        goto fail;
-    t->bank = bankview_client(t->bv);
-    struct ckptr_parts cp = { t->net, t->opt, t->obj, t->bv, t->config_json, cfg->seed };
-    t->ck = ckptr_new(cfg->run_dir, &cp);
-    if (!t->ck)
-        goto fail_oom;
-    bankc_set_init_mode(t->bank, !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
-    {
-        /* the run's write token: the bank this run creates (or claims) takes writes only with
-           it, so no other client can overwrite rows or roll the bank back; kept across
-           --resume in RUN_DIR/bank.token */
-        char tok_path[4200], tok[BANKC_TOKEN_HEX + 1], terr[4400];
-        int tok_new = 0;
-        snprintf(tok_path, sizeof tok_path, "%s/bank.token", cfg->run_dir);
-        if (bankc_token_file(tok_path, tok, &tok_new, terr, sizeof terr) != 0) {
-            log_error("bank: %s", terr);
-            goto fail;
-        }
-        int trc = bankc_set_token(t->bank, tok);
-        memset(tok, 0, sizeof tok);
-        NPID_CHECK(trc == 0);
-        log_info("bank: write token %s %s", tok_new ? "created in" : "read from", tok_path);
-    }
-    int resume = cfg->resume == 1;
-    if (cfg->resume == CFG_AUTO_VALUE) {
+    int resume = t->cfg.resume == 1;
+    if (t->cfg.resume == CFG_AUTO_VALUE) {
         /* auto: resume exactly when a checkpoint (or its .prev) is there to resume from */
         resume = ckptr_present(t->ck);
-        if (resume)
-            log_info("resume auto: %s holds a checkpoint; continuing the run", cfg->run_dir);
-        else
-            log_info("resume auto: no checkpoint in %s; starting a fresh run", cfg->run_dir);
+        log_info(resume ? "resume auto: %s holds a checkpoint; continuing the run"
+                        : "resume auto: no checkpoint in %s; starting a fresh run", cfg->run_dir);
     }
-    int created = 0;
-    uint64_t bstep = 0;
-    /* resuming on a bankd without a bank: the restore creates it from the snapshot (so a
-       resume that fails leaves bankd as it was), and init only checks it afterwards */
-    struct bankc_info binfo;
-    int defer_init = resume && bankc_info(t->bank, &binfo) != 0 &&
-                     strcmp(bankc_error_code(t->bank), "ENOBANK") == 0;
-    log_info("bank: connecting to %s (%zu x %d)", cfg->bank_ep, t->n, cfg->low_dim);
-    if (!defer_init && bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run, dataset_manifest(t->ds),
-                   &created, &bstep) != 0) {
-        log_error("bank: init failed: %s", bankc_error(t->bank));
+    int created, deferred;
+    uint64_t bstep;
+    if (init_bank(t, resume, &created, &bstep, &deferred) != 0 || open_sockets(t) != 0 ||
+        start_position(t, resume, created, bstep, deferred) != 0 ||
+        bankview_load_mirror(t->bv) != 0)
         goto fail;
-    }
-    bankview_set_step(t->bv, bstep);
-    if (defer_init)
-        log_info("bank: bankd holds none; the resume restores it from the checkpoint's snapshot");
-    else
-        log_info("bank: %s, at update %" PRIu64, created ? "created" : "exists", bstep);
-
-    /* loaders and events */
-    struct taskq_opts to;
-    taskq_opts_default(&to);
-    to.window = 8;
-    to.deadline_ms = (uint32_t)(cfg->task_deadline * 1000);
-    to.drop_last = cfg->drop_last;
-    to.preset = cfg->aug;
-    to.aug = cfg->aug_spec;
-    {
-        struct augment_params ap;
-        char why[320];
-        if (augment_preset(cfg->aug, 1, (uint32_t)cfg->size, AUGMENT_CHW, &ap) == 0 &&
-            augment_override(&ap, cfg->aug_spec, why, sizeof why) == 0)
-            log_info("augmentation (%s preset%s%s): crop %g-%g, jitter %g/%g/%g/%g, gray %g, flip %s",
-                     cfg->aug, *cfg->aug_spec ? ", overridden by " : "", cfg->aug_spec, ap.scale_min,
-                     ap.scale_max, ap.brightness, ap.contrast, ap.saturation, ap.hue, ap.gray_p,
-                     ap.flip ? "on" : "off");
-    }
-    to.train = 1;
-    to.size = (uint32_t)cfg->size;
-    to.layout = AUGMENT_CHW;
-    to.views = (uint32_t)cfg->views;
-    to.allow_remote = cfg->allow_remote;
-    to.run = t->run;
-    to.stop = &sig_stop;
-    char terr[512];
-    t->tq = taskq_new(cfg->tasks_ep, dataset_manifest(t->ds), &to, terr, sizeof terr);
-    if (!t->tq) {
-        log_error("tasks: %s", terr);
-        goto fail;
-    }
-    t->mx = metrics_new(cfg->events_ep, t->run, cfg->allow_remote, t->n, cfg->progress);
-    if (!t->mx)
-        goto fail;
-    log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
-
-    if (resume) {
-        struct ckptr_pos pos;
-        if (ckptr_restore(t->ck, &pos) != 0)
-            goto fail;
-        t->step = pos.step;
-        t->epoch = pos.epoch;
-        t->epoch_step = pos.epoch_step;
-        if (defer_init && bankc_init(t->bank, t->n, (uint64_t)cfg->low_dim, cfg->seed, t->run,
-                                     dataset_manifest(t->ds), &created, &bstep) != 0) {
-            log_error("bank: the restored bank does not fit this run: %s", bankc_error(t->bank));
-            goto fail;
-        }
-    } else if (!created && bstep != 0) {
-        log_error("bank: bankd already holds this run's bank at update %" PRIu64 "; pass --resume to "
-                  "continue the run, or start bankd with an empty --dir for a new one", bstep);
-        goto fail;
-    } else {
-        struct warm_src ws = warm_src_of(t);
-        if (cfg->center_init && warm_center(&ws) != 0)
-            goto fail;
-        if (!strcmp(cfg->bank_init, "warm") && warm_bank(&ws, t->bv) != 0)
-            goto fail;
-    }
-    if (bankview_load_mirror(t->bv) != 0)
-        goto fail;
-    char mpath[4096 + 32];
-    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->run_dir);
-    if (metrics_open(t->mx, mpath) != 0)
+    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
+    if (metrics_open(t->mx, path) != 0)
         goto fail;
     return t;
-fail_oom:
-    log_error("out of memory allocating training buffers");
 fail:
     trainer_destroy(&t);
     return NULL;
@@ -457,7 +468,7 @@ void trainer_destroy(struct trainer **tp)
     *tp = NULL;
 }
 
-/* ---- the loop --------------------------------------------------------------------------------- */
+/* ---- the loop ------------------------------------------------------------------------------ */
 
 static void publish_metrics(struct trainer *t, double lr)
 {
@@ -493,6 +504,33 @@ static int plan_current_epoch(struct trainer *t)
     return 0;
 }
 
+/* Alignment and uniformity, for the metrics: the mean cosine of each of the step's features
+ * with its own bank row and with one other (a negative, or the next row of the mirror),
+ * added to the window. */
+static void window_cosines(const struct trainer *t, const uint32_t *idx, uint32_t count,
+                           struct stage_times *w)
+{
+    const float *neg = bankview_neg(t->bv), *pos = bankview_pos(t->bv);
+    const float *mirror = bankview_mirror(t->bv);
+    size_t d = (size_t)t->dim;
+    double ps = 0, ns = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const float *fi = t->feat + i * d;
+        const float *p = t->mode == DRAW_SHARED ? pos + i * d : mirror + idx[i] * d;
+        const float *q = t->mode == DRAW_SHARED ? neg + (i % t->m) * d
+                                                : mirror + ((idx[i] + 1) % t->n) * d;
+        double a = 0, c = 0;
+        for (size_t k = 0; k < d; k++) {
+            a += (double)fi[k] * p[k];
+            c += (double)fi[k] * q[k];
+        }
+        ps += a;
+        ns += c;
+    }
+    w->pos_sim += ps / (double)count;
+    w->neg_sim += ns / (double)count;
+}
+
 /* One training step on batch b (which must be step (t->epoch, t->epoch_step)). */
 static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
 {
@@ -512,31 +550,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     const float *mirror = bankview_mirror(t->bv);
     w->bank += t2 - t1;
 
-    /* alignment and uniformity, for the metrics: mean cosine of each feature with its own
-       bank row and with the first few negatives */
-    {
-        const float *own = t->mode == DRAW_SHARED ? pos : NULL;
-        double ps = 0, ns = 0;
-        size_t nn = 0;
-        for (uint32_t i = 0; i < count; i++) {
-            const float *fi = t->feat + (size_t)i * (size_t)t->dim;
-            const float *p = own ? own + (size_t)i * (size_t)t->dim
-                                 : mirror + (size_t)b->indices[i] * (size_t)t->dim;
-            const float *q = t->mode == DRAW_SHARED ? neg + (size_t)(i % t->m) * (size_t)t->dim
-                                                    : mirror + (size_t)((b->indices[i] + 1) % t->n) * (size_t)t->dim;
-            double a = 0, c = 0;
-            for (int k = 0; k < t->dim; k++) {
-                a += (double)fi[k] * p[k];
-                c += (double)fi[k] * q[k];
-            }
-            ps += a;
-            ns += c;
-            nn++;
-        }
-        w->pos_sim += ps / (double)nn;
-        w->neg_sim += ns / (double)nn;
-    }
-
+    window_cosines(t, b->indices, count, w);
     double loss;
     if (t->views == 2)
         loss = objective_infonce_views(t->obj, t->feat, neg, (int)count, t->df);
@@ -549,9 +563,9 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     double t3 = now_s();
     w->loss += t3 - t2;
     if (!isfinite(loss) || !all_finite(t->df, (size_t)rows * (size_t)t->dim)) {
-        log_error("step %" PRIu64 " (epoch %u, step %u): the loss is %g: stopping; the last checkpoint "
-                  "(before this step) is kept in %s. Try a lower --lr or --warmup.", t->step, t->epoch,
-                  t->epoch_step, loss, ckptr_path(t->ck));
+        log_error("step %" PRIu64 " (epoch %u, step %u): the loss is %g: stopping; the last "
+                  "checkpoint (before this step) is kept in %s. Try a lower --lr or --warmup.",
+                  t->step, t->epoch, t->epoch_step, loss, ckptr_path(t->ck));
         return -2;
     }
 
@@ -605,10 +619,164 @@ static int trainer_final_checkpoint(struct trainer *t)
     return -1;
 }
 
+/* What the run loop does after an event: go on, end well, or end failed. */
+enum next { GO_ON, END_OK, END_FAIL };
+
+/* The run's start: the current epoch planned (a resumed epoch's first steps counted as
+ * trained) and the first sample requested. END_OK when every epoch is already trained. */
+static enum next run_begin(struct trainer *t)
+{
+    if (t->epoch_step >= t->steps_per_epoch) { /* resumed exactly at an epoch end */
+        t->epoch++;
+        t->epoch_step = 0;
+    }
+    if (t->epoch >= (uint32_t)t->cfg.epochs) {
+        log_info("nothing to do: %d epochs already trained", t->cfg.epochs);
+        return END_OK;
+    }
+    if (plan_current_epoch(t) != 0) {
+        log_error("tasks: cannot plan epoch %u", t->epoch);
+        return END_FAIL;
+    }
+    for (uint32_t s = 0; s < t->epoch_step; s++) {
+        uint32_t c;
+        const uint32_t *idx = plan_step(&t->cur, s, &c);
+        metrics_delivered(t->mx, idx, c);
+    }
+    if (bank_request_sample(t) != 0)
+        return END_FAIL;
+    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, loss %s, "
+             "views %d, m %zu, tau %g", net_describe(t->net), t->n, t->cfg.batch,
+             t->steps_per_epoch, t->epoch, t->cfg.epochs - 1, t->cfg.loss, t->views,
+             t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
+    return GO_ON;
+}
+
+/* A stop signal: the sample in flight collected, then a paired checkpoint (or, failing
+ * that, the unpaired weights). */
+static enum next on_stop(struct trainer *t)
+{
+    log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
+    bankview_stopping(t->bv); /* the stop's requests wait out their retries */
+    if (bankview_pending(t->bv) && bankview_collect(t->bv) != 0) {
+        log_error("stopping without a paired checkpoint: bankd did not answer within "
+                  "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
+        trainer_save_unpaired(t);
+        return END_FAIL;
+    }
+    if (trainer_checkpoint(t, "signal") != 0) {
+        trainer_save_unpaired(t);
+        return END_FAIL;
+    }
+    return END_OK;
+}
+
+/* The end of the current epoch: its events and checkpoint, then the next epoch planned. */
+static enum next on_epoch_end(struct trainer *t, double lr, double secs, const char **reason)
+{
+    uint32_t done_epoch = t->epoch;
+    publish_metrics(t, lr);
+    publish_epoch(t, done_epoch, secs);
+    t->epoch++;
+    t->epoch_step = 0;
+    int last = t->epoch >= (uint32_t)t->cfg.epochs;
+    int saved = trainer_checkpoint(t, "epoch") == 0 || (last && trainer_final_checkpoint(t) == 0);
+    if (!saved && last) {
+        *reason = "checkpoint failed";
+        return END_FAIL;
+    }
+    if (!saved)
+        log_warn("CHECKPOINT FAILED at the end of epoch %u (%" PRIu64 " in a row): training "
+                 "continues and tries again at every epoch end; a crash now resumes from step "
+                 "%" PRIu64 " (free space in %s and the bank directory)", done_epoch,
+                 ckptr_failures(t->ck), ckptr_good_step(t->ck), t->cfg.run_dir);
+    if (saved && t->cfg.keep_epochs && ckptr_keep_epoch(t->ck, done_epoch) != 0)
+        log_warn("--keep-epochs: could not keep epoch %u's checkpoint pair", done_epoch);
+    if (last)
+        return END_OK;
+    if (plan_current_epoch(t) != 0 || bank_request_sample(t) != 0) {
+        *reason = "planning failed";
+        return END_FAIL;
+    }
+    return GO_ON;
+}
+
+/* After a trained step: metrics, --max-steps, the periodic checkpoint. */
+static enum next after_step(struct trainer *t, double lr, const char **reason)
+{
+    if (t->step % (uint64_t)t->cfg.metrics_every == 0)
+        publish_metrics(t, lr);
+    if (t->cfg.max_steps && t->step >= (uint64_t)t->cfg.max_steps) {
+        publish_metrics(t, lr);
+        *reason = "max-steps";
+        return trainer_checkpoint(t, "max-steps") == 0 ? END_OK : END_FAIL;
+    }
+    if (t->cfg.ckpt_every && t->step % (uint64_t)t->cfg.ckpt_every == 0 &&
+        t->epoch_step < t->steps_per_epoch) {
+        /* the next sample is in flight: collect it first so the bank connection is idle,
+           then re-request it after the snapshot (same rows: no update in between) */
+        if (bankview_pending(t->bv) && bankview_collect(t->bv) != 0)
+            return END_FAIL;
+        if (trainer_checkpoint(t, "periodic") != 0)
+            log_warn("periodic checkpoint failed; training continues");
+        if (bank_request_sample(t) != 0)
+            return END_FAIL;
+    }
+    return GO_ON;
+}
+
+/* One turn of the run loop: the next batch from the loaders, trained, or the epoch's end. */
+static enum next run_turn(struct trainer *t, double *epoch_start, double *last_wait_log,
+                          const char **reason)
+{
+    double lr = lr_at(&t->sched, (double)t->epoch + (double)t->epoch_step / t->steps_per_epoch);
+    struct taskq_batch b;
+    double w0 = now_s();
+    int rc = taskq_next(t->tq, 1000, &b);
+    metrics_window(t->mx)->data += now_s() - w0;
+    if (rc == TASKQ_TIMEOUT) {
+        if (now_s() - *last_wait_log > 10) {
+            struct taskq_stats ts;
+            taskq_get_stats(t->tq, &ts);
+            log_info("waiting for loaders (%u connected, %u tasks in flight); start one with: "
+                     "npid-loader --data %s --tasks %s", ts.loaders, ts.in_flight, t->cfg.data,
+                     taskq_endpoint(t->tq));
+            *last_wait_log = now_s();
+        }
+        return GO_ON;
+    }
+    if (rc < 0) {
+        if (sig_stop)
+            return GO_ON;
+        log_error("tasks: %s", taskq_error(t->tq));
+        *reason = "loader failure";
+        return END_FAIL;
+    }
+    if (rc == TASKQ_EPOCH_END || rc == TASKQ_IDLE) {
+        if (rc == TASKQ_EPOCH_END && b.epoch != t->epoch)
+            return GO_ON; /* the end of a plan we no longer follow */
+        double secs = now_s() - *epoch_start;
+        *epoch_start = now_s();
+        return on_epoch_end(t, lr, secs, reason);
+    }
+    NPID_CHECK(rc == TASKQ_BATCH);
+    NPID_CHECK(b.epoch == t->epoch && b.step == t->epoch_step);
+    int src = train_step(t, &b, lr);
+    if (src != 0) {
+        *reason = src == -2 ? "non-finite loss" : "bank failure";
+        if (src != -2 && sig_stop)
+            trainer_save_unpaired(t); /* a signal inside the step's bank update */
+        return END_FAIL;
+    }
+    enum next n = after_step(t, lr, reason);
+    if (n == GO_ON)
+        taskq_service(t->tq);
+    return n;
+}
+
 int trainer_run(struct trainer *t)
 {
-    int status = EXIT_OK;
-    const char *end_reason = "done";
+    const char *reason = "done";
     t->run_start = now_s();
     if (t->cfg.init_only) {
         /* the initialised, untrained network and its bank: a baseline to evaluate */
@@ -616,155 +784,30 @@ int trainer_run(struct trainer *t)
         publish_end(t, rc == 0 ? "ok" : "failed", "init-only");
         return rc == 0 ? EXIT_OK : EXIT_FAIL;
     }
-    if (t->epoch_step >= t->steps_per_epoch) { /* resumed exactly at an epoch end */
-        t->epoch++;
-        t->epoch_step = 0;
-    }
-    if (t->epoch >= (uint32_t)t->cfg.epochs) {
-        log_info("nothing to do: %d epochs already trained", t->cfg.epochs);
+    enum next n = run_begin(t);
+    if (n == END_FAIL)
+        return EXIT_FAIL;
+    if (n == END_OK) {
         publish_end(t, "ok", "done");
         return EXIT_OK;
     }
-    if (plan_current_epoch(t) != 0) {
-        log_error("tasks: cannot plan epoch %u", t->epoch);
-        return EXIT_FAIL;
-    }
-    /* resumed mid-epoch: the epoch's first steps were trained before the checkpoint */
-    for (uint32_t s = 0; s < t->epoch_step; s++) {
-        uint32_t c;
-        const uint32_t *idx = plan_step(&t->cur, s, &c);
-        metrics_delivered(t->mx, idx, c);
-    }
-    if (bank_request_sample(t) != 0)
-        return EXIT_FAIL;
-    log_info("training: %s, %zu images, batch %d, %u steps per epoch, epochs %u..%d, loss %s, views %d, m %zu, tau %g",
-             net_describe(t->net), t->n, t->cfg.batch, t->steps_per_epoch, t->epoch, t->cfg.epochs - 1,
-             t->cfg.loss, t->views, t->mode == DRAW_SHARED ? t->m : 0, t->cfg.nce_t);
     struct stage_times *win = metrics_window(t->mx);
     memset(win, 0, sizeof *win);
     win->start = now_s();
-    double epoch_start = now_s();
-    double last_wait_log = now_s();
-    for (;;) {
+    double epoch_start = now_s(), last_wait_log = now_s();
+    while (n == GO_ON) {
         if (sig_stop) {
-            log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
-            bankview_stopping(t->bv); /* the stop's requests wait out their retries */
-            if (bankview_pending(t->bv)) {
-                /* finish the outstanding request so the bank connection is idle */
-                if (bankview_collect(t->bv) != 0) {
-                    log_error("stopping without a paired checkpoint: bankd did not answer within "
-                              "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
-                    trainer_save_unpaired(t);
-                    status = EXIT_FAIL;
-                    end_reason = "signal";
-                    break;
-                }
-            }
-            if (trainer_checkpoint(t, "signal") != 0) {
-                trainer_save_unpaired(t);
-                status = EXIT_FAIL;
-            }
-            end_reason = "signal";
-            break;
+            n = on_stop(t);
+            reason = "signal";
+        } else {
+            n = run_turn(t, &epoch_start, &last_wait_log, &reason);
         }
-        double lr = lr_at(&t->sched, (double)t->epoch + (double)t->epoch_step / t->steps_per_epoch);
-        struct taskq_batch b;
-        double w0 = now_s();
-        int rc = taskq_next(t->tq, 1000, &b);
-        win->data += now_s() - w0;
-        if (rc == TASKQ_TIMEOUT) {
-            if (now_s() - last_wait_log > 10) {
-                struct taskq_stats ts;
-                taskq_get_stats(t->tq, &ts);
-                log_info("waiting for loaders (%u connected, %u tasks in flight); start one with: "
-                         "npid-loader --data %s --tasks %s", ts.loaders, ts.in_flight, t->cfg.data,
-                         taskq_endpoint(t->tq));
-                last_wait_log = now_s();
-            }
-            continue;
-        }
-        if (rc < 0) {
-            if (sig_stop)
-                continue;
-            log_error("tasks: %s", taskq_error(t->tq));
-            status = EXIT_FAIL;
-            end_reason = "loader failure";
-            break;
-        }
-        if (rc == TASKQ_EPOCH_END || rc == TASKQ_IDLE) {
-            if (rc == TASKQ_EPOCH_END && b.epoch != t->epoch)
-                continue; /* the end of a plan we no longer follow */
-            uint32_t done_epoch = t->epoch;
-            publish_metrics(t, lr);
-            publish_epoch(t, done_epoch, now_s() - epoch_start);
-            t->epoch++;
-            t->epoch_step = 0;
-            epoch_start = now_s();
-            int last = t->epoch >= (uint32_t)t->cfg.epochs;
-            int saved = trainer_checkpoint(t, "epoch") == 0 ||
-                        (last && trainer_final_checkpoint(t) == 0);
-            if (!saved && last) {
-                status = EXIT_FAIL;
-                end_reason = "checkpoint failed";
-                break;
-            }
-            if (!saved)
-                log_warn("CHECKPOINT FAILED at the end of epoch %u (%" PRIu64 " in a row): "
-                         "training continues and tries again at every epoch end; a crash now "
-                         "resumes from step %" PRIu64 " (free space in %s and the bank "
-                         "directory)", done_epoch, ckptr_failures(t->ck), ckptr_good_step(t->ck),
-                         t->cfg.run_dir);
-            if (saved && t->cfg.keep_epochs && ckptr_keep_epoch(t->ck, done_epoch) != 0)
-                log_warn("--keep-epochs: could not keep epoch %u's checkpoint pair", done_epoch);
-            if (t->epoch >= (uint32_t)t->cfg.epochs)
-                break;
-            if (plan_current_epoch(t) != 0 || bank_request_sample(t) != 0) {
-                status = EXIT_FAIL;
-                end_reason = "planning failed";
-                break;
-            }
-            continue;
-        }
-        NPID_CHECK(rc == TASKQ_BATCH);
-        NPID_CHECK(b.epoch == t->epoch && b.step == t->epoch_step);
-        int src = train_step(t, &b, lr);
-        if (src != 0) {
-            status = EXIT_FAIL;
-            end_reason = src == -2 ? "non-finite loss" : "bank failure";
-            if (src != -2 && sig_stop)
-                trainer_save_unpaired(t); /* a signal inside the step's bank update */
-            break;
-        }
-        if (t->step % (uint64_t)t->cfg.metrics_every == 0)
-            publish_metrics(t, lr);
-        if (t->cfg.max_steps && t->step >= (uint64_t)t->cfg.max_steps) {
-            publish_metrics(t, lr);
-            if (trainer_checkpoint(t, "max-steps") != 0)
-                status = EXIT_FAIL;
-            end_reason = "max-steps";
-            break;
-        }
-        if (t->cfg.ckpt_every && t->step % (uint64_t)t->cfg.ckpt_every == 0 &&
-            t->epoch_step < t->steps_per_epoch) {
-            /* the next sample is in flight: collect it first so the bank connection is idle,
-               then re-request it after the snapshot (same rows: no update in between) */
-            if (bankview_pending(t->bv) && bankview_collect(t->bv) != 0) {
-                status = EXIT_FAIL;
-                break;
-            }
-            if (trainer_checkpoint(t, "periodic") != 0)
-                log_warn("periodic checkpoint failed; training continues");
-            if (bank_request_sample(t) != 0) {
-                status = EXIT_FAIL;
-                break;
-            }
-        }
-        taskq_service(t->tq);
     }
+    int status = n == END_OK ? EXIT_OK : EXIT_FAIL;
     if (t->cfg.progress && isatty(STDERR_FILENO))
         fputc('\n', stderr);
-    publish_end(t, status == EXIT_OK ? "ok" : "failed", end_reason);
-    log_info("training %s after %" PRIu64 " steps (%s), %.1f s", status == EXIT_OK ? "ended" : "FAILED",
-             t->step, end_reason, now_s() - t->run_start);
+    publish_end(t, status == EXIT_OK ? "ok" : "failed", reason);
+    log_info("training %s after %" PRIu64 " steps (%s), %.1f s",
+             status == EXIT_OK ? "ended" : "FAILED", t->step, reason, now_s() - t->run_start);
     return status;
 }
