@@ -6,7 +6,9 @@
 # (the launcher handles SIGINT, Ctrl-C, the same
 # way, but a background job of a non-interactive shell cannot receive SIGINT); a failing run
 # exits non-zero; on an unlabelled set the launcher says once that there is nothing to evaluate
-# with and neither restarts evald nor runs the final evaluation.
+# with and neither restarts evald nor runs the final evaluation; the same set labelled by file
+# lists given among the trainer's flags (-- --list ... --test-list ...) trains and is
+# evaluated: the loaders and evald open the lists too.
 set -u
 name=it_launcher
 . "$(dirname "$0")/lib_trainer.sh"
@@ -82,4 +84,18 @@ bash "$npid" run --data "$tmp/flat" --epochs 2 --model resnet20 --run-dir "$tmp/
 grep -q "restarting\|failed" "$tmp/r4.log" && fail "run 4 (flat): $(cat "$tmp/r4.log")"
 [ -s "$tmp/r4/checkpoints/trainer.ckpt" ] || fail "run 4 (flat): no checkpoint"
 left_behind && fail "run 4: processes left behind"
-echo "$name: run dir complete, dead loader restarted, SIGTERM checkpointed, failure exit $rc, flat set without evaluation"
+
+# 5. the flat set labelled by file lists, passed as trainer flags
+for f in "$tmp"/flat/*.jpg; do
+    b=$(basename "$f"); printf '%s\t%s\n' "$b" "${b%%_*}"
+done >"$tmp/flat/train.tsv"
+(cd "$tmp/data" && for f in test/*/*.jpg; do printf '%s\t%s\n' "$f" "$(basename "$(dirname "$f")")"; done) \
+    >"$tmp/data/test.tsv"
+timeout -k 5 180 bash "$npid" run --data "$tmp/flat" --epochs 2 --model resnet20 --run-dir "$tmp/r5" \
+    -- $small --list "$tmp/flat/train.tsv" --test-list "$tmp/data/test.tsv" >"$tmp/r5.log" 2>&1 ||
+    fail "run 5 (lists): launcher exit $?: $(tail -5 "$tmp/r5.log"; tail -3 "$tmp/r5/logs/loader-1.log")"
+grep -q "has no labels" "$tmp/r5.log" && fail "run 5 (lists): the lists' labels were not seen"
+grep -q '"against":"recomputed"' "$tmp/r5/eval/final.jsonl" || fail "run 5 (lists): no final kNN"
+grep -q "npid: linear top-1" "$tmp/r5.log" || fail "run 5 (lists): no linear probe"
+left_behind && fail "run 5: processes left behind"
+echo "$name: run dir complete, dead loader restarted, SIGTERM checkpointed, failure exit $rc, flat set without evaluation, file lists to every process"

@@ -71,16 +71,22 @@ grep -aq "$esc" "$tmp/pipe.log" && fail "pipe run: an escape sequence was writte
 grep -aq "baseline" "$tmp/pipe.log" && fail "pipe run: --no-baselines still measured baselines"
 left_behind && fail "pipe run: processes left behind"
 
-# 3. Ctrl-C on the terminal. A background job of this shell starts with SIGINT ignored, which
-# bash could not trap; env --default-signal gives the launcher the disposition a terminal's
-# foreground job has.
-env --default-signal=INT script -qfc "exec bash '$npid' run --data '$tmp/data' --epochs 100 --model resnet20 --run-dir '$tmp/c1' -- $small" \
-    /dev/null >"$tmp/ctrlc.log" 2>&1 </dev/null &
-sc=$!
-pids="$pids $sc"
-wait_for 60 step_at_least "$tmp/c1/metrics.jsonl" 3 || fail "Ctrl-C run did not start training"
-launcher=$(pgrep -P "$sc" | head -1)
-[ -n "$launcher" ] || fail "Ctrl-C run: no launcher under script"
+# long_run WHAT DIR LOG: a 100-epoch run in a pseudo-terminal, in the background, until it
+# has trained 3 steps; sets $sc (script's pid) and $launcher. A background job of this shell
+# starts with SIGINT ignored, which bash could not trap; env --default-signal gives the
+# launcher the disposition a terminal's foreground job has.
+long_run() {
+    env --default-signal=INT script -qfc "exec bash '$npid' run --data '$tmp/data' --epochs 100 --model resnet20 --run-dir '$2' -- $small" \
+        /dev/null >"$3" 2>&1 </dev/null &
+    sc=$!
+    pids="$pids $sc"
+    wait_for 60 step_at_least "$2/metrics.jsonl" 3 || fail "$1 run did not start training"
+    launcher=$(pgrep -P "$sc" | head -1)
+    [ -n "$launcher" ] || fail "$1 run: no launcher under script"
+}
+
+# 3. Ctrl-C on the terminal
+long_run Ctrl-C "$tmp/c1" "$tmp/ctrlc.log"
 pgid=$(ps -o pgid= -p "$launcher" | tr -d ' ')
 kill -INT "-$pgid" || fail "Ctrl-C run: cannot signal process group $pgid"
 i=0; while kill -0 "$sc" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
@@ -95,13 +101,7 @@ sleep 1
 left_behind && fail "Ctrl-C run: processes left behind"
 
 # 4. the terminal goes away
-script -qfc "exec bash '$npid' run --data '$tmp/data' --epochs 100 --model resnet20 --run-dir '$tmp/h1' -- $small" \
-    /dev/null >"$tmp/hup.log" 2>&1 </dev/null &
-sc=$!
-pids="$pids $sc"
-wait_for 60 step_at_least "$tmp/h1/metrics.jsonl" 3 || fail "SIGHUP run did not start training"
-launcher=$(pgrep -P "$sc" | head -1)
-[ -n "$launcher" ] || fail "SIGHUP run: no launcher under script"
+long_run SIGHUP "$tmp/h1" "$tmp/hup.log"
 kill -HUP "$launcher"
 wait "$sc"
 nothing_left() { ! left_behind; }
