@@ -16,7 +16,7 @@ static struct trainer_cfg tc_store;
     { name, env, type, &tc_store.field, def, lo, hi, help, 0 }
 
 static struct cfg_opt trainer_opts[] = {
-    OPT("data", "NPID_DATA", CFG_STR, data, NULL, 0, 0, "dataset root (ImageFolder or flat tree, binary directory; or a file list) [required]"),
+    OPT("data", "NPID_DATA", CFG_STR, data, NULL, 0, 0, "dataset root (ImageFolder or flat tree, binary directory; or a file list) [required without --list]"),
     OPT("layout", "NPID_LAYOUT", CFG_STR, dso.layout, "auto", 0, 0, DATASET_HELP_LAYOUT),
     OPT("train-splits", "NPID_TRAIN_SPLITS", CFG_STR, dso.train_splits, "train", 0, 0, DATASET_HELP_TRAIN_SPLITS),
     OPT("list", "NPID_LIST", CFG_STR, dso.list, NULL, 0, 0, DATASET_HELP_LIST),
@@ -270,8 +270,8 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
         fprintf(stderr, "npid-trainer: --size %d: expected 0 (from the data) or 8..1024\n", tc_store.size);
         return CFG_USAGE;
     }
-    if (!tc_store.data || !*tc_store.data) {
-        fprintf(stderr, "npid-trainer: --data ROOT is required (or NPID_DATA)\n");
+    if ((!tc_store.data || !*tc_store.data) && !tc_store.dso.list) {
+        fprintf(stderr, "npid-trainer: --data ROOT (or NPID_DATA) or --list FILE is required\n");
         return CFG_USAGE;
     }
 

@@ -738,8 +738,10 @@ static enum next run_turn(struct trainer *t, double *epoch_start, double *last_w
         if (now_s() - *last_wait_log > 10) {
             struct taskq_stats ts;
             taskq_get_stats(t->tq, &ts);
+            int by_list = !t->cfg.data || !*t->cfg.data;
             log_info("waiting for loaders (%u connected, %u tasks in flight); start one with: "
-                     "npid-loader --data %s --tasks %s", ts.loaders, ts.in_flight, t->cfg.data,
+                     "npid-loader %s %s --tasks %s", ts.loaders, ts.in_flight,
+                     by_list ? "--list" : "--data", by_list ? t->cfg.dso.list : t->cfg.data,
                      taskq_endpoint(t->tq));
             *last_wait_log = now_s();
         }
