@@ -79,7 +79,7 @@ for f in "$tmp"/data/train/*/*.jpg; do
 done
 bash "$npid" run --data "$tmp/flat" --epochs 2 --model resnet20 --run-dir "$tmp/r4" -- $small \
     >"$tmp/r4.log" 2>&1 || fail "run 4 (flat): launcher exit $?: $(cat "$tmp/r4.log")"
-[ "$(grep -c "has no labels: no kNN evaluation or linear probe" "$tmp/r4.log")" -eq 1 ] ||
+[ "$(grep -c "has no labels: no kNN evaluation, linear probe or baselines" "$tmp/r4.log")" -eq 1 ] ||
     fail "run 4 (flat): the missing labels not said once: $(cat "$tmp/r4.log")"
 grep -q "restarting\|failed" "$tmp/r4.log" && fail "run 4 (flat): $(cat "$tmp/r4.log")"
 [ -s "$tmp/r4/checkpoints/trainer.ckpt" ] || fail "run 4 (flat): no checkpoint"
