@@ -114,7 +114,7 @@ static void bench_features(void)
     const char *models[] = { "resnet18", "resnet18-half", "resnet20" };
     const size_t counts[] = { 300, 500, 500 };
     for (size_t mi = 0; mi < 3; mi++) {
-        struct net_config nc = { models[mi], 128, 32, 32, 1, 1, NET_INIT_HE, NET_STEM_CIFAR };
+        struct net_config nc = { models[mi], 128, 32, 32, 1, 1, NET_INIT_HE, NET_STEM_CIFAR, 0 };
         struct net *n = net_new(&nc);
         if (!n)
             continue;

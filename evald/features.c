@@ -113,8 +113,15 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
         snprintf(err, err_len, "checkpoint %s: unknown stem \"%s\"", path, stem);
         goto fail;
     }
+    /* checkpoints from before --head have the single Linear */
+    double head = 0;
+    feat_json_num(c.config, "head", &head);
+    if (head < 0 || head > 8192) {
+        snprintf(err, err_len, "checkpoint %s: config head %g out of range", path, head);
+        goto fail;
+    }
     struct net_config nc = { m->model, m->low_dim, m->size, m->size, batch, 0, NET_INIT_HE,
-                             net_stem_parse(stem) };
+                             net_stem_parse(stem), (int)head };
     m->net = net_new(&nc);
     if (!m->net) {
         snprintf(err, err_len, "checkpoint %s: cannot build network %s (low-dim %d, %d px)", path,

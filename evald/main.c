@@ -1107,7 +1107,7 @@ static int cmd_mkckpt(void)
         fprintf(stderr, "npid-evald mkckpt: give --out PATH\n");
         return EXIT_USAGE;
     }
-    struct net_config nc = { o.model, o.low_dim, o.size, o.size, 1, o.seed, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config nc = { o.model, o.low_dim, o.size, o.size, 1, o.seed, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&nc);
     if (!n) {
         log_error("mkckpt: cannot build %s", o.model);

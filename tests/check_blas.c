@@ -33,7 +33,7 @@ static int child_main(int argc, char **argv)
     struct child_out o;
     memset(&o, 0, sizeof(o));
     snprintf(o.core, sizeof(o.core), "%s", blas_corename());
-    struct net_config cfg = { "resnet20", CH_D, 16, 16, CH_B, 11, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config cfg = { "resnet20", CH_D, 16, 16, CH_B, 11, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&cfg);
     if (!n) return 1;
     size_t nx = (size_t)CH_B * 3 * 16 * 16;

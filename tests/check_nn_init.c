@@ -15,7 +15,7 @@
 
 static void stem_stats(int init, double *maxabs, double *std)
 {
-    struct net_config cfg = { "resnet20", 8, 8, 8, 2, 7, init, NET_STEM_CIFAR };
+    struct net_config cfg = { "resnet20", 8, 8, 8, 2, 7, init, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     const float *w = net_params(n);
@@ -66,7 +66,7 @@ START_TEST(test_init_linear_same)
      * compare the bound instead: U(-1/sqrt(64), 1/sqrt(64)) */
     const int inits[] = { NET_INIT_HE, NET_INIT_TORCH, NET_INIT_HE_OUT };
     for (int k = 0; k < 3; k++) {
-        struct net_config cfg = { "resnet20", 8, 8, 8, 2, 7, inits[k], NET_STEM_CIFAR };
+        struct net_config cfg = { "resnet20", 8, 8, 8, 2, 7, inits[k], NET_STEM_CIFAR, 0 };
         struct net *n = net_new(&cfg);
         ck_assert_ptr_nonnull(n);
         float *bias = net_fc_bias(n);

@@ -28,7 +28,7 @@ START_TEST(test_net_grad)
 {
     /* resnet20 on 8x8 inputs: every layer kind, three stages, projection shortcuts; one
      * thread and a team of two */
-    struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net_ctx c = { net_new_threads(&cfg, _i + 1), NULL, NULL, 3, 6 };
     ck_assert_ptr_nonnull(c.n);
     size_t nx = (size_t)3 * 3 * 8 * 8;
@@ -53,13 +53,49 @@ START_TEST(test_net_grad)
 }
 END_TEST
 
+/* The two-layer head (Linear(H) -> ReLU -> Linear(d)): the whole-network gradient and, every
+ * one of them, the head's own parameters at the end of the block; its size in the count. */
+START_TEST(test_head_grad)
+{
+    struct net_config cfg = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE, NET_STEM_CIFAR, 10 };
+    struct net_config lin = cfg;
+    lin.head = 0;
+    struct net *l = net_new(&lin);
+    struct net_ctx c = { net_new_threads(&cfg, _i + 1), NULL, NULL, 3, 6 };
+    ck_assert_ptr_nonnull(c.n);
+    ck_assert_ptr_nonnull(l);
+    /* hidden (10, 64) + 10, fc (6, 10) + 6 in place of fc (6, 64) + 6 */
+    ck_assert_uint_eq(net_param_scalars(c.n), net_param_scalars(l) + 64 * 10 + 10 - 6 * 64
+                                                  + 6 * 10);
+    net_destroy(&l);
+    size_t nx = (size_t)3 * 3 * 8 * 8;
+    c.x = malloc(sizeof(float) * nx);
+    c.R = malloc(sizeof(float) * 18);
+    fill_normal(c.x, nx, 1.0, 53);
+    fill_normal(c.R, 18, 1.0, 54);
+    net_loss(&c);
+    net_backward(c.n, c.R);
+    size_t np = net_param_count(c.n), tail = 640 + 16 + 64 + 16; /* padded to 16 floats */
+    float *g = malloc(sizeof(float) * np);
+    memcpy(g, net_grads(c.n), sizeof(float) * np);
+    double e = gc_rel_error(net_loss, &c, net_params(c.n), g, np, 400, 1e-3f);
+    ck_assert_msg(e < 3e-2, "whole-net parameter gradient rel err %g", e);
+    e = gc_rel_error(net_loss, &c, net_params(c.n) + np - tail, g + np - tail, tail, tail, 1e-3f);
+    ck_assert_msg(e < 3e-2, "head parameter gradient rel err %g", e);
+    free(g);
+    free(c.x);
+    free(c.R);
+    net_destroy(&c.n);
+}
+END_TEST
+
 /* The strided stems: the whole-network gradient on 16x16 inputs (s2: 8x8 maps, s4: 4x4), and
  * their cost: a stride-s stem on an s*8 px input costs what the CIFAR stem costs on 8 px but
  * for its own first convolution (and, s4, the first block's projection shortcut). */
 START_TEST(test_stems)
 {
     int stem = _i == 0 ? NET_STEM_S2 : NET_STEM_S4, s = 8 * net_stem_stride(stem);
-    struct net_config cfg = { "resnet20", 6, s, s, 3, 5, NET_INIT_HE, stem };
+    struct net_config cfg = { "resnet20", 6, s, s, 3, 5, NET_INIT_HE, stem, 0 };
     struct net_ctx c = { net_new_threads(&cfg, 2), NULL, NULL, 3, 6 };
     ck_assert_ptr_nonnull(c.n);
     ck_assert_ptr_nonnull(strstr(net_describe(c.n), stem == NET_STEM_S2 ? "stem s2 (maps 8x8)"
@@ -78,7 +114,7 @@ START_TEST(test_stems)
        the CIFAR stem's included (a miswired stem or BN size gives errors near 1) */
     double e = gc_rel_error(net_loss, &c, net_params(c.n), g, np, 400, 1e-3f);
     ck_assert_msg(e < 6e-2, "stem %s: whole-net gradient rel err %g", net_stem_name(stem), e);
-    struct net_config small = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config small = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *ref = net_new_threads(&small, 1);
     ck_assert_ptr_nonnull(ref);
     double stem_fl = 2.0 * 3 * 16 * 9 * 8 * 8, f = net_flops_per_image(c.n);
@@ -112,7 +148,7 @@ START_TEST(test_threads_agree)
     float *feat[3], *grad[3], *buf[3];
     size_t np = 0, nbuf = 0;
     for (int t = 0; t < 3; t++) {
-        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4, NET_INIT_HE, NET_STEM_CIFAR };
+        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4, NET_INIT_HE, NET_STEM_CIFAR, 0 };
         struct net *n = net_new_threads(&cfg, t + 1);
         ck_assert_ptr_nonnull(n);
         ck_assert_int_eq(net_threads(n), t + 1);
@@ -151,7 +187,7 @@ END_TEST
 
 START_TEST(test_presets)
 {
-    struct net_config cfg = { "resnet18", 128, 32, 32, 2, 1, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config cfg = { "resnet18", 128, 32, 32, 2, 1, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     /* reference CIFAR ResNet18 (11,173,962 with a 10-way fc) with Linear(512, 128) */
@@ -183,7 +219,7 @@ START_TEST(test_input_sizes)
 {
     static const int sizes[] = { 32, 64, 96, 224 };
     int s = sizes[_i];
-    struct net_config cfg = { _i == 3 ? "resnet20" : "resnet18-half", 16, s, s, 2, 9, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config cfg = { _i == 3 ? "resnet20" : "resnet18-half", 16, s, s, 2, 9, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     size_t nx = (size_t)2 * 3 * s * s;
@@ -205,7 +241,7 @@ END_TEST
 
 START_TEST(test_train_eval)
 {
-    struct net_config cfg = { "resnet20", 8, 16, 16, 4, 3, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config cfg = { "resnet20", 8, 16, 16, 4, 3, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     size_t nx = (size_t)4 * 3 * 16 * 16;
@@ -274,7 +310,7 @@ END_TEST
 /* Three steps of a small training loop; returns the weights (caller frees). */
 static float *three_steps(uint64_t seed, size_t *np)
 {
-    struct net_config cfg = { "resnet20", 8, 16, 16, 4, seed, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config cfg = { "resnet20", 8, 16, 16, 4, seed, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);
     struct sgd *s = sgd_new(net_param_count(n), 0.9f, 5e-4f);
@@ -315,6 +351,7 @@ static Suite *nn_net_suite(void)
     TCase *tc = tcase_create("net");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_net_grad, 0, 2);
+    tcase_add_loop_test(tc, test_head_grad, 0, 2);
     tcase_add_loop_test(tc, test_stems, 0, 2);
     tcase_add_test(tc, test_threads_agree);
     tcase_add_test(tc, test_presets);

@@ -26,6 +26,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("preset", "NPID_PRESET", CFG_STR, preset, "cifar", 0, 0, "reference | cifar | imagenet (sets the defaults shown)"),
     OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet20"),
     OPT("low-dim", NULL, CFG_INT, low_dim, "128", 1, 4096, "feature dimension d"),
+    OPT("head", NULL, CFG_INT, head, "0", 0, 8192, "hidden width H of a two-layer head, pooled -> Linear(H) -> ReLU -> Linear(d) (SimCLR's projection head); 0: one Linear(d)"),
     OPT("nce-k", NULL, CFG_INT, nce_k, "4096", 0, 1000000, "negatives m per step (0: full non-parametric softmax)"),
     OPT("loss", "NPID_LOSS", CFG_STR, loss, "auto", 0, 0, "auto (nce when nce-k > 0, else softmax) | nce | infonce (own row vs nce-k drawn rows) | softmax (all n rows; nce-k 0)"),
     OPT("views", NULL, CFG_INT, views, "1", 1, 2, "augmented views of each image per step (2: each view's InfoNCE positive is the other view, its negatives the m bank rows and the batch's other images; needs --loss infonce)"),

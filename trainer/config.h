@@ -23,7 +23,7 @@ struct trainer_cfg {
     const char *stem;      /* cifar | s2 | s4, or auto until trainer_cfg_set_input */
     const char *crop_scale, *jitter, *gray, *flip, *blur; /* as given; "" means the preset's */
     const char *aug_spec;  /* after parsing: those flags as an augment_override spec */
-    int low_dim, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
+    int low_dim, head, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;
     int views;             /* augmented views per image per step: 1, or 2 (--loss infonce) */

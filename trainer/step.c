@@ -66,7 +66,7 @@ int trainer_step_main(int argc, char **argv)
         log_error("_step: %s: truncated inputs", argv[5]);
         goto out;
     }
-    struct net_config nc = { argv[2], dim, size, size, (int)B, 0, NET_INIT_HE, NET_STEM_CIFAR };
+    struct net_config nc = { argv[2], dim, size, size, (int)B, 0, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     net = net_new(&nc);
     if (!net)
         goto out;

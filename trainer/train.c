@@ -246,7 +246,7 @@ static int build_model(struct trainer *t)
     t->views = cfg->views; /* config.c: 2 only with infonce */
     int rows = cfg->batch * cfg->views;
     struct net_config nc = { cfg->model, cfg->low_dim, cfg->size, cfg->size, rows, cfg->seed,
-                             net_init_parse(cfg->init), net_stem_parse(cfg->stem) };
+                             net_init_parse(cfg->init), net_stem_parse(cfg->stem), cfg->head };
     t->net = cfg->threads > 0 ? net_new_threads(&nc, cfg->threads) : net_new(&nc);
     if (!t->net)
         return -1;

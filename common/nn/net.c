@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/nn/act.h"
 #include "common/nn/block.h"
 #include "common/nn/l2norm.h"
 #include "common/nn/linear.h"
@@ -32,10 +33,12 @@ struct net {
     struct bn stem_bn;
     struct block blocks[NET_MAX_BLOCKS];
     struct linear fc;
+    struct linear hid;         /* the head's hidden layer (hid.out == 0: none) */
     /* activations */
     float *xin;                /* (3, B, H, W) */
     float *z0, *a0;            /* (C0, B, H, W) */
     float *pooled, *dpooled;   /* (B, C) */
+    float *h, *dh;             /* (B, head): the hidden layer after its ReLU, and its gradient */
     float *u, *feat, *norms;   /* (B, d), (B, d), (B) */
     float *buf[4];             /* backward work, act_max floats each */
     float *scratch;            /* nt x scratch_floats */
@@ -106,13 +109,25 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     }
     n->nblocks = nb;
     n->feat_c = cin;
-    n->fc.in = cin;
+    int hd = n->cfg.head;
+    n->hid.in = cin;
+    n->hid.out = hd;
+    if (hd > 0) {
+        nn_carve_param(L, (size_t)cin * hd, &n->hid.w, &n->hid.dw);
+        nn_carve_param(L, (size_t)hd, &n->hid.b, &n->hid.db);
+        n->flops += 2.0 * cin * hd;
+    }
+    n->fc.in = hd > 0 ? hd : cin;
     n->fc.out = n->cfg.low_dim;
-    nn_carve_param(L, (size_t)cin * n->cfg.low_dim, &n->fc.w, &n->fc.dw);
+    nn_carve_param(L, (size_t)n->fc.in * n->cfg.low_dim, &n->fc.w, &n->fc.dw);
     nn_carve_param(L, (size_t)n->cfg.low_dim, &n->fc.b, &n->fc.db);
-    n->flops += 2.0 * cin * n->cfg.low_dim;
+    n->flops += 2.0 * n->fc.in * n->cfg.low_dim;
     n->pooled = nn_carve(&L->acts, (size_t)B * cin);
     n->dpooled = nn_carve(&L->acts, (size_t)B * cin);
+    if (hd > 0) {
+        n->h = nn_carve(&L->acts, (size_t)B * hd);
+        n->dh = nn_carve(&L->acts, (size_t)B * hd);
+    }
     n->u = nn_carve(&L->acts, (size_t)B * n->cfg.low_dim);
     n->feat = nn_carve(&L->acts, (size_t)B * n->cfg.low_dim);
     n->norms = nn_carve(&L->acts, (size_t)B);
@@ -150,6 +165,7 @@ static size_t net_count_scalars(const struct net *n)
         s += conv_weight_count(&k->c1) + conv_weight_count(&k->c2) + 4 * (size_t)k->cout;
         if (k->has_sc) s += conv_weight_count(&k->cs) + 2 * (size_t)k->cout;
     }
+    s += (size_t)n->hid.in * n->hid.out + n->hid.out;
     return s + (size_t)n->fc.in * n->fc.out + n->fc.out;
 }
 
@@ -179,6 +195,15 @@ int net_init_parse(const char *name)
     return -1;
 }
 
+/* torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias */
+static void linear_init_torch(struct linear *l, struct rng *r)
+{
+    float bound = 1.0f / sqrtf((float)l->in);
+    for (size_t i = 0; i < (size_t)l->in * l->out; i++)
+        l->w[i] = (2.0f * rng_float(r) - 1.0f) * bound;
+    for (int i = 0; i < l->out; i++) l->b[i] = (2.0f * rng_float(r) - 1.0f) * bound;
+}
+
 static void net_init_weights(struct net *n)
 {
     struct rng r;
@@ -186,11 +211,8 @@ static void net_init_weights(struct net *n)
     conv_init_weights(&n->stem, &r, n->cfg.init);
     bn_init_params(&n->stem_bn);
     for (int i = 0; i < n->nblocks; i++) block_init_weights(&n->blocks[i], &r, n->cfg.init);
-    /* torch.nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias */
-    float bound = 1.0f / sqrtf((float)n->fc.in);
-    for (size_t i = 0; i < (size_t)n->fc.in * n->fc.out; i++)
-        n->fc.w[i] = (2.0f * rng_float(&r) - 1.0f) * bound;
-    for (int i = 0; i < n->fc.out; i++) n->fc.b[i] = (2.0f * rng_float(&r) - 1.0f) * bound;
+    if (n->hid.out > 0) linear_init_torch(&n->hid, &r);
+    linear_init_torch(&n->fc, &r);
 }
 
 struct net *net_new(const struct net_config *cfg)
@@ -218,6 +240,10 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     if (nt > cfg->max_batch) nt = cfg->max_batch > 0 ? cfg->max_batch : 1;
     if (cfg->stem < NET_STEM_CIFAR || cfg->stem > NET_STEM_S4) {
         log_error("net: unknown stem %d", cfg->stem);
+        return NULL;
+    }
+    if (cfg->head < 0 || cfg->head > 65536) {
+        log_error("net: bad head width %d", cfg->head);
         return NULL;
     }
     if (cfg->low_dim < 1 || cfg->low_dim > 65536 || cfg->in_h < 8 || cfg->in_w < 8
@@ -263,12 +289,14 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     NPID_CHECK(L.params.used == n->n_params && L.acts.used == n->n_acts);
     n->n_scalars = net_count_scalars(n);
     net_init_weights(n);
+    char head[32] = "linear";
+    if (cfg->head > 0) snprintf(head, sizeof head, "mlp %d", cfg->head);
     snprintf(n->desc, sizeof(n->desc),
-             "%s: %zu params, input 3x%dx%d, stem %s (maps %dx%d), low_dim %d, max_batch %d, "
+             "%s: %zu params, input 3x%dx%d, stem %s (maps %dx%d), head %s, low_dim %d, "
+             "max_batch %d, "
              "%.3f GFLOP/img fwd, %.0f MB activations, %d threads",
              n->model, n->n_scalars, cfg->in_h, cfg->in_w, net_stem_name(cfg->stem),
-             n->blocks[0].Ho, n->blocks[0].Wo,
-             cfg->low_dim, cfg->max_batch,
+             n->blocks[0].Ho, n->blocks[0].Wo, head, cfg->low_dim, cfg->max_batch,
              n->flops / 1e9, n->n_acts * 4.0 / 1e6, nt);
     return n;
 }
@@ -329,7 +357,14 @@ static void net_forward_job(void *arg, int tid)
     int nb = c.b1 - c.b0, d = n->cfg.low_dim;
     if (nb <= 0) return;
     avgpool_forward_range(cur, n->feat_c, B, (size_t)last->Ho * last->Wo, c.b0, c.b1, n->pooled);
-    linear_forward(&n->fc, n->pooled + (size_t)c.b0 * n->feat_c, nb, n->u + (size_t)c.b0 * d);
+    const float *head_in = n->pooled + (size_t)c.b0 * n->feat_c;
+    if (n->hid.out > 0) {
+        float *h = n->h + (size_t)c.b0 * n->hid.out;
+        linear_forward(&n->hid, head_in, nb, h);
+        relu_forward(h, h, (size_t)nb * n->hid.out);
+        head_in = h;
+    }
+    linear_forward(&n->fc, head_in, nb, n->u + (size_t)c.b0 * d);
     l2norm_forward(n->u + (size_t)c.b0 * d, nb, d, n->feat + (size_t)c.b0 * d, n->norms + c.b0);
 }
 
@@ -363,21 +398,37 @@ static void net_backward_job(void *arg, int tid)
     int B = n->last_B, H = n->cfg.in_h, W = n->cfg.in_w, d = n->cfg.low_dim;
     struct nn_ctx c = net_ctx(n, tid, B);
     int nb = c.b1 - c.b0;
-    struct linear fc = n->fc;
+    struct linear fc = n->fc, hid = n->hid;
     fc.dw = nn_ctx_grad(&c, n->fc.dw);
     fc.db = nn_ctx_grad(&c, n->fc.db);
+    if (hid.out > 0) {
+        hid.dw = nn_ctx_grad(&c, n->hid.dw);
+        hid.db = nn_ctx_grad(&c, n->hid.db);
+    }
     const struct block *last = &n->blocks[n->nblocks - 1];
     float *dy = n->buf[0], *dx = n->buf[1];
     if (nb > 0) {
         size_t r = (size_t)c.b0 * d;
         l2norm_backward(n->feat + r, n->norms + c.b0, n->dfeat + r, nb, d, n->u + r);
-        linear_backward(&fc, n->pooled + (size_t)c.b0 * n->feat_c, n->u + r, nb,
-                        n->dpooled + (size_t)c.b0 * n->feat_c);
+        const float *pooled = n->pooled + (size_t)c.b0 * n->feat_c;
+        float *dpooled = n->dpooled + (size_t)c.b0 * n->feat_c;
+        if (hid.out > 0) {
+            size_t hr = (size_t)c.b0 * hid.out, hn = (size_t)nb * hid.out;
+            linear_backward(&fc, n->h + hr, n->u + r, nb, n->dh + hr);
+            relu_backward(n->h + hr, n->dh + hr, n->dh + hr, hn);
+            linear_backward(&hid, pooled, n->dh + hr, nb, dpooled);
+        } else {
+            linear_backward(&fc, pooled, n->u + r, nb, dpooled);
+        }
         avgpool_backward_range(n->dpooled, n->feat_c, B, (size_t)last->Ho * last->Wo, c.b0,
                                c.b1, dy);
     } else {
         memset(fc.dw, 0, sizeof(float) * (size_t)fc.in * fc.out);
         memset(fc.db, 0, sizeof(float) * (size_t)fc.out);
+        if (hid.out > 0) {
+            memset(hid.dw, 0, sizeof(float) * (size_t)hid.in * hid.out);
+            memset(hid.db, 0, sizeof(float) * (size_t)hid.out);
+        }
     }
     for (int i = n->nblocks - 1; i >= 0; i--) {
         struct block *k = &n->blocks[i];

@@ -18,7 +18,9 @@
  *
  * Parameter block order (what checkpoints store): stem conv, stem BN (gamma, beta), then per
  * block conv1, bn1, conv2, bn2, [shortcut conv, shortcut bn], then fc weight (low_dim, C),
- * fc bias. Each run is padded to a multiple of 16 floats; padding is zero in params and
+ * fc bias; with a two-layer head (net_config.head = H > 0: pooled -> Linear(H) -> ReLU ->
+ * Linear(low_dim), SimCLR's projection head) the hidden layer's weight (H, C) and bias come
+ * before them, and fc is (low_dim, H). Each run is padded to a multiple of 16 floats; padding is zero in params and
  * grads, so optimisers may treat the block as one flat vector. */
 #ifndef NPID_NN_NET_H
 #define NPID_NN_NET_H
@@ -33,6 +35,7 @@ struct net_config {
     uint64_t seed;       /* weight initialisation, deterministic */
     int init;            /* enum net_init: how convolution weights are drawn */
     int stem;            /* enum net_stem: the first convolution's stride (0: CIFAR's) */
+    int head;            /* hidden width of a two-layer head (0: the single Linear) */
 };
 
 /* The stem, the layers before the first residual stage (docs/recipes.md,
