@@ -135,6 +135,11 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
                  net_buffer_count(m->net));
         goto fail;
     }
+    m->config = strdup(c.config);
+    if (!m->config) {
+        snprintf(err, err_len, "out of memory reading the checkpoint's config");
+        goto fail;
+    }
     memcpy(net_params(m->net), c.params, c.n_params * sizeof *c.params);
     memcpy(net_buffers(m->net), c.buffers, c.n_buffers * sizeof *c.buffers);
     struct augment_params ap;
@@ -206,6 +211,9 @@ void feat_model_deinit(struct feat_model *m)
 {
     net_destroy(&m->net);
     augment_destroy(&m->aug);
+    augment_destroy(&m->train_aug);
+    free(m->config);
+    m->config = NULL;
     jpeg_dec_destroy(&m->dec);
     free(m->x);
     free(m->pix);
@@ -274,5 +282,128 @@ int feat_dataset(struct feat_model *m, const struct dataset *ds, size_t first, s
             f = net_pooled(m->net);
         memcpy(out + s * (size_t)m->low_dim, f, (size_t)nb * m->low_dim * sizeof *out);
     }
+    return 0;
+}
+
+/* The trainer's augmentation flags recorded in config (trainer/config.c: "crop-scale",
+ * "jitter", "gray", "flip" as true/false, "blur"; empty or absent: the preset's) as one
+ * augment_override spec into spec. NULL config: an empty spec. 0, or -1 when it does not fit. */
+static int feat_aug_spec(const char *config, char *spec, size_t cap)
+{
+    static const char *const key[][2] = {
+        { "crop-scale", "crop" }, { "jitter", "jitter" }, { "gray", "gray" },
+        { "flip", "flip" }, { "blur", "blur" },
+    };
+    size_t n = 0;
+    spec[0] = 0;
+    for (size_t k = 0; config && k < sizeof key / sizeof key[0]; k++) {
+        char v[64];
+        if (feat_json_str(config, key[k][0], v, sizeof v) != 0 || !v[0])
+            continue;
+        const char *val = !strcmp(v, "true") ? "1" : !strcmp(v, "false") ? "0" : v;
+        int w = snprintf(spec + n, cap - n, "%s%s=%s", n ? "," : "", key[k][1], val);
+        if (w < 0 || (size_t)w >= cap - n)
+            return -1;
+        n += (size_t)w;
+    }
+    return 0;
+}
+
+int feat_train_aug_init(struct feat_model *m, char *err, size_t err_len)
+{
+    char spec[320], why[320];
+    struct augment_params ap;
+    if (feat_aug_spec(m->config, spec, sizeof spec) != 0) {
+        snprintf(err, err_len, "checkpoint config: the augmentation flags are too long");
+        return -1;
+    }
+    if (augment_preset(m->aug_name, 1, (uint32_t)m->size, AUGMENT_CHW, &ap) != 0) {
+        snprintf(err, err_len, "unknown augmentation preset \"%s\"", m->aug_name);
+        return -1;
+    }
+    if (augment_override(&ap, spec, why, sizeof why) != 0) {
+        snprintf(err, err_len, "checkpoint's augmentation flags \"%s\": %s", spec, why);
+        return -1;
+    }
+    augment_destroy(&m->train_aug);
+    m->train_aug = augment_new(&ap);
+    if (!m->train_aug) {
+        snprintf(err, err_len, "out of memory building the train transform");
+        return -1;
+    }
+    m->train_min_side = augment_min_source_side(&ap);
+    return 0;
+}
+
+/* View `view` of dataset image `index` (train transform, seeded) into slot b of the batch. */
+static void feat_stage_view(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h,
+                            uint64_t seed, int view, size_t index, int b)
+{
+    augment_apply_seeded(m->train_aug, rgb, w, h, seed, (uint64_t)view, index, m->pix, NULL);
+    size_t hw = (size_t)m->size * m->size;
+    pixnorm_apply(&m->norm, m->pix, 1, hw, m->x + (size_t)b * 3 * hw);
+}
+
+/* Features of the ns staged slots added to out's rows: slot j to row row[j] (out (rows,
+ * low_dim)). */
+static void feat_flush(struct feat_model *m, int ns, const size_t *row, float *out)
+{
+    const float *f = m->x;
+    if (!m->net) {
+        feat_pixels_out(m, ns, m->x); /* in place: each value read before it is written */
+    } else {
+        f = net_forward(m->net, m->x, ns, 0);
+        if (m->pool)
+            f = net_pooled(m->net);
+    }
+    size_t d = (size_t)m->low_dim;
+    for (int j = 0; j < ns; j++) {
+        float *o = out + row[j] * d;
+        const float *x = f + (size_t)j * d;
+        for (size_t k = 0; k < d; k++)
+            o[k] += x[k];
+    }
+}
+
+int feat_dataset_views(struct feat_model *m, const struct dataset *ds, size_t first,
+                       size_t count, int views, uint64_t seed, float *out)
+{
+    NPID_CHECK(m->train_aug && views >= 1 && views <= FEAT_MAX_VIEWS);
+    char err[DATASET_ERR_LEN];
+    uint8_t grey[8 * 8 * 3];
+    memset(grey, 128, sizeof grey);
+    size_t d = (size_t)m->low_dim, *row = malloc((size_t)m->batch * sizeof *row);
+    if (!row) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(out, 0, count * d * sizeof *out);
+    int ns = 0; /* slots staged; the views of one image may span two forwards */
+    for (size_t s = 0; s < count; s++) {
+        if (sig_stop) {
+            free(row);
+            errno = EINTR;
+            return -1;
+        }
+        struct jpeg_image img;
+        if (dataset_decode(ds, first + s, m->dec, m->train_min_side, &img, err, sizeof err)) {
+            log_warn("%s; using a grey image", err);
+            m->bad_images++;
+            img = (struct jpeg_image){ .pix = grey, .w = 8, .h = 8 };
+        }
+        for (int v = 0; v < views; v++) {
+            feat_stage_view(m, img.pix, img.w, img.h, seed, v, first + s, ns);
+            row[ns++] = s;
+            if (ns == m->batch) {
+                feat_flush(m, ns, row, out);
+                ns = 0;
+            }
+        }
+    }
+    if (ns > 0)
+        feat_flush(m, ns, row, out);
+    for (size_t k = 0; k < count * d; k++)
+        out[k] /= (float)views;
+    free(row);
     return 0;
 }

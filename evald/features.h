@@ -1,11 +1,14 @@
 /* Features for evaluation: a trainer checkpoint turned into an eval-mode network, and images
- * turned into L2-normalised features with the test transform.
+ * turned into L2-normalised features with the test transform (or, for the linear probe's
+ * train features, averaged over views drawn with the checkpoint's train transform).
  *
  * The checkpoint's config JSON (trainer/config.c, trainer_cfg_json) gives the network
  * ("model", "low-dim") and the transform ("aug" preset, "size"); the normalisation is the
  * trainer's: ImageNet mean/std for the imagenet preset, the reference's CIFAR values otherwise.
  * Parameters and BN running statistics are copied from the checkpoint after checking that
- * their counts match the network built from the config. The forward runs with train = 0. */
+ * their counts match the network built from the config. The forward runs with train = 0. The
+ * train transform is the "aug" preset's at "size" with the trainer's --crop-scale, --jitter,
+ * --gray, --flip and --blur as the config records them (empty or absent: the preset's). */
 #ifndef NPID_EVALD_FEATURES_H
 #define NPID_EVALD_FEATURES_H
 #include <stddef.h>
@@ -20,11 +23,14 @@
 struct feat_model {
     struct net *net;
     struct augment *aug;       /* test transform, CHW output */
+    struct augment *train_aug; /* train transform, CHW output; NULL until feat_train_aug_init */
+    char *config;              /* the checkpoint's config JSON (owned; NULL for pixels) */
     struct jpeg_dec *dec;
     struct pixnorm norm;      /* the input normalisation (common/pixnorm.h) */
     int size, low_dim, batch;  /* low_dim: the output dimension (the pool's with feat_use_pool) */
     int pool;                  /* outputs are the pooled features, not the embedding */
     uint32_t min_side;         /* smallest side the decoder may downscale to */
+    uint32_t train_min_side;   /* the same for train_aug */
     uint64_t step, epoch;
     char model[32], aug_name[32], run[128];
     float *x;                  /* (batch, 3, size, size) normalised input */
@@ -52,6 +58,25 @@ int feat_pixels_init(struct feat_model *m, int size, int batch, char *err, size_
  * Returns 0, or -1 (sig_stop: errno EINTR). */
 int feat_dataset(struct feat_model *m, const struct dataset *ds, size_t first, size_t count,
                  float *out);
+
+/* Most views feat_dataset_views averages. */
+#define FEAT_MAX_VIEWS 64
+
+/* Builds m->train_aug: the checkpoint's train transform (see the file head); for the pixels
+ * model the cifar preset's at m->size, no overrides. Returns 0, or -1 with a one-line reason
+ * in err (an unknown preset, an override the checkpoint records that augment_override
+ * rejects, out of memory). */
+int feat_train_aug_init(struct feat_model *m, char *err, size_t err_len);
+
+/* feat_dataset, except that each image's feature is the mean of `views` (1..FEAT_MAX_VIEWS)
+ * features of views drawn with m->train_aug (feat_train_aug_init first): view v of dataset
+ * image i with rng_derive(seed, v, i), so the views drawn depend on neither the batch size
+ * nor the thread count. The mean is not renormalised (embeddings and pixel vectors are
+ * L2-normalised per view, their mean is at most 1 long). An image that cannot be decoded
+ * counts once in m->bad_images and its views are of mid grey. Returns 0, or -1 (sig_stop:
+ * errno EINTR; ENOMEM). */
+int feat_dataset_views(struct feat_model *m, const struct dataset *ds, size_t first,
+                       size_t count, int views, uint64_t seed, float *out);
 
 /* Features of one packed RGB image (w x h) into out (low_dim). */
 void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out);

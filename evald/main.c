@@ -9,6 +9,7 @@
  *   npid-evald neighbours --checkpoint P --data ROOT [--grid out.jpg] IMAGE|test:N|train:N ...
  *   npid-evald neighbours --checkpoint P --data ROOT [--bank EP] --files LIST|-
  *   npid-evald linear --checkpoint P --data ROOT [--layer embed|pool] [--lambda L]
+ *       [--train-views N]
  *
  * Results are JSON lines on stdout (one per evaluation and "against"), the same maps are
  * published as "eval" events on --pub. Attached, evald subscribes to the trainer's
@@ -46,7 +47,7 @@ static struct {
     const char *data, *bank_ep, *events_ep, *pub_ep, *checkpoint, *against, *format, *out;
     const char *split, *grid, *log_level, *model, *aug, *layer, *k_list;
     int once, pixels, allow_remote, batch, threads, top, max_evals, exit_on_end, cell, low_dim, size;
-    int every, queries, max_iter;
+    int every, queries, max_iter, train_views;
     uint64_t limit, bank_chunk, train_limit, seed, step;
     double sigma, bank_timeout, lambda, tol;
     const char *files, *paths_out;  /* embed / neighbours --files (evald/files.h) */
@@ -132,6 +133,11 @@ static struct cfg_opt opts[] = {
     { "layer", NULL, CFG_STR, &o.layer, "pool", 0, 0, "linear: embed (the normalised low-dim output) | pool (the pooled features before the head)", 0 },
     { "lambda", NULL, CFG_DOUBLE, &o.lambda, "0", 0, 1e6, "linear: L2 weight on the standardised features (0: chosen from 1e-1..1e-8 on a held-out 20 % of the train split)", 0 },
     { "max-iter", NULL, CFG_INT, &o.max_iter, "1000", 1, 1000000, "linear: L-BFGS iterations per fit at most", 0 },
+    { "train-views", NULL, CFG_INT, &o.train_views, "1", 1, FEAT_MAX_VIEWS,
+      "linear: each train image's feature is the mean of N views drawn with the checkpoint's "
+      "train augmentation (view v of image i seeded from --seed, v, i; N forwards per image); "
+      "with --layer embed the mean of the L2-normalised embeddings, not renormalised; --pixels: "
+      "the cifar preset's train transform; 1: one test-transform view", 0 },
     { "tol", NULL, CFG_DOUBLE, &o.tol, "1e-6", 1e-12, 1, "linear: stop when every entry of the gradient of the mean objective is below this", 0 },
     { "model", NULL, CFG_STR, &o.model, "resnet18", 0, 0, "mkckpt: network preset", 0 },
     { "low-dim", NULL, CFG_INT, &o.low_dim, "128", 1, 4096, "mkckpt: feature dimension", 0 },
@@ -943,9 +949,37 @@ out:
     return ret;
 }
 
+/* The probe's features: train rows 0..n-1 into Xtr (n, d), each the mean of --train-views
+ * views of the train transform, or with --train-views 1 one test-transform view; the test
+ * split into Xte (nq, d), one test-transform view. 0, or -1 (logged; a signal: EINTR). */
+static int cmd_linear_features(struct evald *ev, struct feat_model *m, size_t n, float *Xtr,
+                               float *Xte)
+{
+    char err[1024];
+    if (o.train_views == 1)
+        return feat_dataset(m, ev->train, 0, n, Xtr) != 0 ||
+               feat_dataset(m, ev->test, 0, ev->nq, Xte) != 0 ? -1 : 0;
+    if (feat_train_aug_init(m, err, sizeof err) != 0) {
+        log_error("linear: --train-views %d: %s", o.train_views, err);
+        return -1;
+    }
+    const struct augment_params *ap = augment_get_params(m->train_aug);
+    log_info("linear: train features the mean of %d views of the %s train transform: crop "
+             "%g-%g, jitter %g/%g/%g/%g, gray %g, flip %s, blur %g", o.train_views, m->aug_name,
+             ap->scale_min, ap->scale_max, ap->brightness, ap->contrast, ap->saturation, ap->hue,
+             ap->gray_p, ap->flip ? "on" : "off", ap->blur_p);
+    if (feat_dataset_views(m, ev->train, 0, n, o.train_views, o.seed, Xtr) != 0) {
+        if (errno != EINTR)
+            log_error("linear: train views: %s", strerror(errno));
+        return -1;
+    }
+    return feat_dataset(m, ev->test, 0, ev->nq, Xte);
+}
+
 /* Writes a checkpoint of an untrained (seeded) network in the trainer's format. */
 /* linear: multinomial logistic regression on frozen features of the train split (test
- * transform), scored on the test split; one JSON line ("linear" event). */
+ * transform, or the mean of --train-views train-transform views), scored on the test split;
+ * one JSON line ("linear" event). */
 static int cmd_linear(struct evald *ev)
 {
     char err[1024];
@@ -1001,7 +1035,7 @@ static int cmd_linear(struct evald *ev)
     }
     log_info("linear: %s, %s features (%d), %zu train and %zu test images, %zu classes",
              o.pixels ? "raw pixels" : o.checkpoint, o.pixels ? "pixel" : o.layer, d, n, ev->nq, C);
-    if (feat_dataset(&m, ev->train, 0, n, Xtr) != 0 || feat_dataset(&m, ev->test, 0, ev->nq, Xte) != 0)
+    if (cmd_linear_features(ev, &m, n, Xtr, Xte) != 0)
         goto out;
     double t_feat = clock_seconds() - t0;
     if (o.lambda > 0)
@@ -1033,7 +1067,7 @@ static int cmd_linear(struct evald *ev)
     if (linear_accuracy(&lm, Xte, ev->test_labels, ev->nq, &top1, &top5, pc) != 0)
         goto out;
     double secs = clock_seconds() - t0;
-    msgpack_packer *pk = event_begin(ev->pub, "linear", 20);
+    msgpack_packer *pk = event_begin(ev->pub, "linear", 21);
     mp_pack_kv_u64(pk, "step", m.step);
     mp_pack_kv_u64(pk, "epoch", m.epoch);
     mp_pack_kv_str(pk, "checkpoint", o.pixels ? "pixels" : o.checkpoint);
@@ -1041,6 +1075,7 @@ static int cmd_linear(struct evald *ev)
     mp_pack_kv_str(pk, "model", m.model);
     mp_pack_kv_str(pk, "layer", o.pixels ? "pixels" : o.layer);
     mp_pack_kv_u64(pk, "dim", (uint64_t)d);
+    mp_pack_kv_u64(pk, "train_views", (uint64_t)o.train_views);
     mp_pack_kv_double(pk, "lambda", sel.lambda);
     mp_pack_kv_str(pk, "lambda_from", o.lambda > 0 ? "flag" : "held-out");
     mp_pack_key(pk, "val_top1");

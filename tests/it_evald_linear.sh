@@ -3,9 +3,9 @@
 # labels, as JSON lines) fitted by sklearn's LogisticRegression (multinomial, L-BFGS) on
 # StandardScaler features with C = 1 / (lambda n) must score within 0.5 points of npid's
 # test top-1 at the same lambda, and agree on at least 98 % of the test predictions. Also: the
-# held-out choice of lambda, the pooled layer, the raw-pixel probe, and the error paths (a
-# single-class train split, test classes the used train images lack, bad flags) and SIGTERM
-# during a fit.
+# held-out choice of lambda, the pooled layer, train features averaged over augmented views
+# (--train-views), the raw-pixel probe, and the error paths (a single-class train split, test
+# classes the used train images lack, bad flags) and SIGTERM during a fit.
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 ev=$bin/npid-evald
@@ -79,10 +79,35 @@ assert abs(v[f"{r['lambda']:g}"] - best) < 1e-12, (r["lambda"], v)
 assert 0.0 <= r["top1"] <= r["top5"] <= 1.0, r
 EOF
 
-# the raw-pixel probe
+# --train-views 3: each train feature the mean of 3 train-transform views. Seeded per (view,
+# image), so a run with another batch size (7: an image's views span two forwards) and thread
+# count gives the same line; the held-out curve, computed on the averaged train features only,
+# differs from the one-view fit's (identical were the flag ignored).
+$T "$ev" linear --data "$tmp/data" --checkpoint "$tmp/c.ckpt" --train-views 3 \
+    >"$tmp/tv3.jsonl" 2>"$tmp/err" || fail "linear --train-views 3"
+$T "$ev" linear --data "$tmp/data" --checkpoint "$tmp/c.ckpt" --train-views 3 --batch 7 \
+    --threads 2 >"$tmp/tv3b.jsonl" 2>"$tmp/err" || fail "linear --train-views 3 --batch 7"
+$py - "$tmp/sel.jsonl" "$tmp/tv3.jsonl" "$tmp/tv3b.jsonl" <<'EOF' || fail "--train-views 3"
+import json, sys
+one, a, b = (json.loads(open(f).read()) for f in sys.argv[1:])
+assert one["train_views"] == 1 and a["train_views"] == 3, (one["train_views"], a["train_views"])
+def fields(r):
+    return {k: v for k, v in r.items() if k not in ("seq", "time", "seconds", "seconds_features")}
+assert fields(a) == fields(b), ("not deterministic", fields(a), fields(b))
+assert a["n_train"] == one["n_train"] and a["dim"] == one["dim"] == 64, (a, one)
+assert a["val_top1"] != one["val_top1"], ("same held-out curve as one test view", a["val_top1"])
+assert 0.0 <= a["top1"] <= a["top5"] <= 1.0, a
+EOF
+
+# the raw-pixel probe, also with 2 augmented views per train image
 $T "$ev" linear --data "$tmp/data" --pixels --size 16 --lambda 0.1 >"$tmp/px.jsonl" 2>"$tmp/err" ||
     fail "linear --pixels"
-grep -q '"layer":"pixels","dim":768' "$tmp/px.jsonl" || fail "pixel probe: $(cat "$tmp/px.jsonl")"
+grep -q '"layer":"pixels","dim":768,"train_views":1,' "$tmp/px.jsonl" ||
+    fail "pixel probe: $(cat "$tmp/px.jsonl")"
+$T "$ev" linear --data "$tmp/data" --pixels --size 16 --lambda 0.1 --train-views 2 \
+    >"$tmp/px2.jsonl" 2>"$tmp/err" || fail "linear --pixels --train-views 2"
+grep -q '"layer":"pixels","dim":768,"train_views":2,' "$tmp/px2.jsonl" ||
+    fail "pixel probe, 2 views: $(cat "$tmp/px2.jsonl")"
 
 # SIGTERM during a long fit: it stops at the next iteration with a reason, no result line. The
 # work after the features (16 fits of 3072-d pixels at tol 1e-12: the held-out lambda grid,
@@ -101,6 +126,12 @@ wait $lp; rc=$?
 # errors: each a clear one-line reason
 $T "$ev" linear --data "$tmp/data" --checkpoint "$tmp/c.ckpt" --layer fc 2>"$tmp/e1"
 [ $? -eq 2 ] && grep -q "expected embed or pool" "$tmp/e1" || fail "bad --layer: $(cat "$tmp/e1")"
+for nv in 0 65; do
+    $T "$ev" linear --data "$tmp/data" --checkpoint "$tmp/c.ckpt" --train-views $nv 2>"$tmp/e5"
+    [ $? -eq 2 ] && [ "$(wc -l <"$tmp/e5")" -eq 1 ] &&
+        grep -q -- "--train-views $nv: out of range \\[1, 64\\]" "$tmp/e5" ||
+        fail "--train-views $nv: $(cat "$tmp/e5")"
+done
 $T "$ev" linear --data "$tmp/data" 2>"$tmp/e2"
 [ $? -eq 2 ] && grep -q "give --checkpoint PATH or --pixels" "$tmp/e2" || fail "no model: $(cat "$tmp/e2")"
 $T "$ev" linear --data "$tmp/data" --checkpoint "$tmp/c.ckpt" --train-limit 100 2>"$tmp/e3"
