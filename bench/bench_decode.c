@@ -14,6 +14,7 @@
  * decoded the same pixels. One JSON line per format and size on stdout; progress on stderr.
  * The peer exiting 77 means Pillow is unavailable: the lines then have no peer or ratio.
  * Any other peer failure also leaves them without peer and makes the exit status 1.
+ * `bench_decode --files DIR` only writes the files (bench_loader times the loader on them).
  * Environment: NPID_ROOT (set by bench/run), NPID_CACHE (default ~/.cache/npid), TMPDIR,
  * NPID_BENCH_SECONDS (default 3). */
 #include <errno.h>
@@ -388,17 +389,10 @@ static int one_case(const char *root, const struct set *set, const char *ext, in
     return 0;
 }
 
-int main(void)
+/* Makes the two sets in tmp (tmp/32px, tmp/96px); ok[i] says whether set i has files. */
+static void sets_make(struct set sets[2], int ok[2], const char *root, const char *tmp,
+                      int *peer_failed)
 {
-    log_init("bench_decode");
-    const char *root = getenv("NPID_ROOT") ? getenv("NPID_ROOT") : ".";
-    const char *tmpdir = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s/npid-bench-decode.XXXXXX", tmpdir);
-    if (!mkdtemp(tmp)) {
-        log_error("mkdtemp %s: %s (set TMPDIR to a writable directory)", tmp, strerror(errno));
-        return 1;
-    }
     char cmd[2048], cifar[1024], tiny[1100];
     snprintf(cmd, sizeof cmd, "'%s/loader/cifar-cache.sh' 2>/dev/null", root);
     int have_cifar = run_capture(cmd, cifar, sizeof cifar) == 0;
@@ -410,17 +404,55 @@ int main(void)
                  getenv("HOME") ? getenv("HOME") : "/tmp");
     struct stat st;
     int have_tiny = stat(tiny, &st) == 0 && S_ISDIR(st.st_mode);
-    int peer_failed = 0, rc = 0;
-    struct set sets[2] = { { .size = 32, .n = 1000 }, { .size = 96, .n = 500 } };
-    int ok[2];
-    ok[0] = set_make(&sets[0], root, tmp, have_cifar ? cifar : NULL, "cifar10", &peer_failed) == 0;
+    sets[0] = (struct set){ .size = 32, .n = 1000 };
+    sets[1] = (struct set){ .size = 96, .n = 500 };
+    ok[0] = set_make(&sets[0], root, tmp, have_cifar ? cifar : NULL, "cifar10", peer_failed) == 0;
     ok[1] = set_make(&sets[1], root, tmp, have_tiny ? tiny : have_cifar ? cifar : NULL,
-                     have_tiny ? "tinyimagenet10" : "cifar10", &peer_failed) == 0;
+                     have_tiny ? "tinyimagenet10" : "cifar10", peer_failed) == 0;
+}
+
+/* bench_decode --files DIR: only makes the sets in DIR (an existing directory), for
+ * bench_loader to time the loader on the same files; prints one line per set,
+ * {"size": 32, "dir": "DIR/32px", "n": 1000, "source": "cifar10"}, and exits 1 unless both
+ * were made. A failing peer is logged and leaves that set synthetic. */
+static int files_only(const char *root, const char *dir)
+{
+    struct set sets[2];
+    int ok[2], peer_failed = 0;
+    sets_make(sets, ok, root, dir, &peer_failed);
+    for (int i = 0; i < 2; i++)
+        if (ok[i])
+            printf("{\"size\": %u, \"dir\": \"%s\", \"n\": %zu, \"source\": \"%s\"}\n",
+                   sets[i].size, sets[i].dir, sets[i].n, sets[i].source);
+    return ok[0] && ok[1] ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("bench_decode");
+    const char *root = getenv("NPID_ROOT") ? getenv("NPID_ROOT") : ".";
+    if (argc == 3 && !strcmp(argv[1], "--files"))
+        return files_only(root, argv[2]);
+    if (argc != 1) {
+        fprintf(stderr, "usage: bench_decode [--files DIR]\n");
+        return 2;
+    }
+    const char *tmpdir = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s/npid-bench-decode.XXXXXX", tmpdir);
+    if (!mkdtemp(tmp)) {
+        log_error("mkdtemp %s: %s (set TMPDIR to a writable directory)", tmp, strerror(errno));
+        return 1;
+    }
+    struct set sets[2];
+    int ok[2], peer_failed = 0, rc = 0;
+    sets_make(sets, ok, root, tmp, &peer_failed);
     static const char *const ext[2] = { "png", "webp" };
     for (int f = 0; f < 2; f++)
         for (int i = 0; i < 2; i++)
             if (!ok[i] || one_case(root, &sets[i], ext[f], &peer_failed))
                 rc = 1;
+    char cmd[1100];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)
         log_warn("could not remove %s", tmp);

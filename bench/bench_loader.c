@@ -1,15 +1,22 @@
 /* Loader benchmarks: decode + full augmentation images/s in one process at 32 px (CIFAR-10
  * JPEGs from ../shared/data, or synthetic JPEGs when absent), 96 px and 224 px (synthetic
- * JPEGs of 128 and 384 px), each against the PIL + torchvision peer on the same files in the
- * same invocation when /usr/bin/python3 has torchvision; then end-to-end throughput of 1 and
- * 2 npid-loader processes feeding `npid-loader consume` (the taskq stand-in trainer).
- * One JSON line per figure on stdout; progress on stderr.
+ * JPEGs of 128 and 384 px), then the same for PNG and lossy WebP at 32 px (cifar preset) and
+ * 96 px (imagenet preset) on the files bench_decode decodes (`bench_decode --files`: CIFAR-10
+ * and tinyimagenet10 re-encoded by Pillow, or synthetic), each against the PIL + torchvision
+ * peer on the same files in the same invocation when /usr/bin/python3 has torchvision; then
+ * end-to-end throughput of 1 and 2 npid-loader processes feeding `npid-loader consume` (the
+ * taskq stand-in trainer). Every per-process figure times the loader's own path: batcher_run
+ * (dataset_decode from the file, then augment) over batches of 128.
+ * One JSON line per figure on stdout; progress on stderr. A failing or missing peer leaves
+ * the lines without peer and ratio and does not change the exit status; exit 1 when the PNG
+ * and WebP files could not be made.
  * Environment: NPID_BIN, NPID_ROOT (set by bench/run), NPID_BENCH_SECONDS (default 3). */
 #include <errno.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +59,23 @@ static double json_num(const char *json, const char *key)
     snprintf(pat, sizeof pat, "\"%s\": ", key);
     const char *p = strstr(json, pat);
     return p ? atof(p + strlen(pat)) : -1;
+}
+
+/* The string value of key in json, copied to out (empty when absent). */
+static void json_str(const char *json, const char *key, char *out, size_t len)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": \"", key);
+    const char *p = strstr(json, pat);
+    out[0] = 0;
+    if (!p)
+        return;
+    p += strlen(pat);
+    size_t n = strcspn(p, "\"");
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, p, n);
+    out[n] = 0;
 }
 
 /* Decode + augment throughput of one process over the dataset's first n images. */
@@ -114,21 +138,20 @@ static double peer(const char *root, const struct dataset *ds, size_t n, const c
     return json_num(out, "img_per_s");
 }
 
-static void report(const char *cas, double v, double pv)
+/* One line; extra (NULL or ", \"key\": value, ...") goes before the closing brace. */
+static void report(const char *cas, double v, double pv, const char *extra)
 {
+    printf("{\"bench\": \"loader\", \"case\": \"%s\", \"metric\": \"img_per_s\", \"value\": "
+           "%.1f, \"unit\": \"img/s\"",
+           cas, v);
     if (pv > 0)
-        printf("{\"bench\": \"loader\", \"case\": \"%s\", \"metric\": \"img_per_s\", \"value\": "
-               "%.1f, \"unit\": \"img/s\", \"peer\": %.1f, \"ratio\": %.2f}\n",
-               cas, v, pv, v / pv);
-    else
-        printf("{\"bench\": \"loader\", \"case\": \"%s\", \"metric\": \"img_per_s\", \"value\": "
-               "%.1f, \"unit\": \"img/s\"}\n",
-               cas, v);
+        printf(", \"peer\": %.1f, \"ratio\": %.2f", pv, v / pv);
+    printf("%s}\n", extra ? extra : "");
     fflush(stdout);
 }
 
 static int one_case(const char *root, const char *data, const char *preset, uint32_t size,
-                    const char *label, const char *tmp)
+                    const char *label, const char *tmp, const char *extra)
 {
     char err[DATASET_ERR_LEN];
     struct dataset *ds = dataset_open(data, "train", err, sizeof err);
@@ -140,8 +163,71 @@ static int one_case(const char *root, const char *data, const char *preset, uint
     fprintf(stderr, "bench loader: %s: %zu images from %s\n", label, n, data);
     double v = measure(ds, preset, size, n);
     double pv = peer(root, ds, n < 2000 ? n : 2000, preset, size, tmp);
-    report(label, v, pv);
+    report(label, v, pv, extra);
     dataset_destroy(&ds);
+    return 0;
+}
+
+/* Writes list (one "NNNN.ext" per line, relative to the list's directory: a dataset of the
+ * set's files of one format). Returns 0 or -1. */
+static int write_list(const char *list, const char *ext, size_t n)
+{
+    FILE *f = fopen(list, "w");
+    if (!f)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%04zu.%s\n", i, ext);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The PNG and WebP cases: bench_decode --files writes its sets (32 and 96 px) into tmp/img,
+ * each format of each set is opened as a file-list dataset and timed by one_case with the
+ * preset the JPEG cases use at that size. Returns 0, or -1 when the files are missing. */
+static int png_webp_cases(const char *root, const char *bin, const char *tmp)
+{
+    char dir[600], cmd[2048];
+    snprintf(dir, sizeof dir, "%s/img", tmp);
+    if (mkdir(dir, 0700) != 0) {
+        log_error("mkdir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(cmd, sizeof cmd, "'%s/bench/bench_decode' --files '%s'", bin, dir);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        log_error("%s: %s", cmd, strerror(errno));
+        return -1;
+    }
+    char line[4096], sets[2][4096];
+    int k = 0;
+    while (fgets(line, sizeof line, p))
+        if (k < 2 && line[0] == '{')
+            snprintf(sets[k++], sizeof sets[0], "%s", line);
+    int st = pclose(p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || k != 2) {
+        log_error("%s failed (exit status %d): no PNG/WebP cases", cmd,
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return -1;
+    }
+    static const char *const ext[2] = { "png", "webp" };
+    for (int f = 0; f < 2; f++)
+        for (int i = 0; i < 2; i++) {
+            char sdir[1200], source[64], list[1300], cas[160], extra[256];
+            json_str(sets[i], "dir", sdir, sizeof sdir);
+            json_str(sets[i], "source", source, sizeof source);
+            uint32_t size = (uint32_t)json_num(sets[i], "size");
+            size_t n = (size_t)json_num(sets[i], "n");
+            snprintf(list, sizeof list, "%s/%s.list", sdir, ext[f]);
+            if (write_list(list, ext[f], n)) {
+                log_error("cannot write %s", list);
+                return -1;
+            }
+            snprintf(cas, sizeof cas, "decode+augment/%s-%s/%upx",
+                     !strcmp(source, "synthetic") ? "synth" : source, ext[f], size);
+            snprintf(extra, sizeof extra, ", \"preset\": \"%s\", \"source\": \"%s\", "
+                     "\"n_files\": %zu", size <= 32 ? "cifar" : "imagenet", source, n);
+            if (one_case(root, list, size <= 32 ? "cifar" : "imagenet", size, cas, tmp, extra))
+                return -1;
+        }
     return 0;
 }
 
@@ -204,20 +290,21 @@ int main(void)
              bin, d96, bin, d224);
     int have_syn = system(cmd) == 0;
     one_case(root, cifar, "cifar", 32, have_cifar ? "decode+augment/cifar10-jpeg/32px"
-                                                  : "decode+augment/synth/32px", tmp);
+                                                  : "decode+augment/synth/32px", tmp, NULL);
     if (have_syn) {
-        one_case(root, d96, "imagenet", 96, "decode+augment/synth128/96px", tmp);
-        one_case(root, d224, "imagenet", 224, "decode+augment/synth384/224px", tmp);
+        one_case(root, d96, "imagenet", 96, "decode+augment/synth128/96px", tmp, NULL);
+        one_case(root, d224, "imagenet", 224, "decode+augment/synth384/224px", tmp, NULL);
     }
+    int rc = png_webp_cases(root, bin, tmp) ? 1 : 0;
     for (int k = 1; k <= 2; k++) {
         fprintf(stderr, "bench loader: %d loader process(es) -> consume\n", k);
         double r = pipeline(bin, cifar, k, tmp);
         char cas[128];
         snprintf(cas, sizeof cas, "pipeline/%d-loader%s/32px", k, k > 1 ? "s" : "");
-        report(cas, r, -1);
+        report(cas, r, -1, NULL);
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)
         log_warn("could not remove %s", tmp);
-    return 0;
+    return rc;
 }

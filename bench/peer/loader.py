@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Peer for bench_loader: PIL + torchvision decode and augmentation of the same JPEG files,
-one process, the reference's transforms. Prints one JSON line: {"img_per_s": ..., "n": ...}.
+"""Peer for bench_loader: PIL + torchvision decode and augmentation of the same image files
+(JPEG, PNG or WebP), one process, the reference's transforms. Prints one JSON line:
+{"img_per_s": ..., "n": ...}.
 
 usage: loader.py --list FILE --preset cifar|imagenet --size S [--seconds T]
 FILE holds one image path per line; images are decoded with PIL (Image.open + convert RGB)
