@@ -1,15 +1,20 @@
 /* npid-bankd: the memory-bank daemon. Holds the n x d bank of L2-normalised features,
  * answers sample / update / get over a ROUTER socket (docs/protocol.md), and keeps durable
  * snapshots: periodically, on request, and on SIGTERM/SIGINT before exiting.
- * `npid-bankd ping` asks a running one for info (bankd/ping.h). */
+ * `npid-bankd ping` asks a running one for info (bankd/ping.h); `npid-bankd keygen` makes a
+ * CURVE key pair (bankd/keygen.h). With --curve-key and --curve-allow its socket is a CURVE
+ * server admitting only the allowed client keys (common/curve.h). */
+#include "bankd/keygen.h"
 #include "bankd/ping.h"
 #include "bankd/server.h"
 
 #include "common/cfg.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/sig.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,7 +39,7 @@ static void max_bytes_default(struct cfg_opt *opts)
 
 int main(int argc, char **argv)
 {
-    const char *bind, *dir, *init_mode, *level;
+    const char *bind, *dir, *init_mode, *level, *curve_key, *curve_allow;
     double every;
     uint64_t rows, dim, seed, max_frame, max_bytes;
     int allow_remote, cache_clients;
@@ -43,6 +48,12 @@ int main(int argc, char **argv)
           "endpoint to serve on (tcp://host:port or ipc://path; default port: NPID_PORT_BASE)", 0 },
         { "allow-remote", "NPID_ALLOW_REMOTE", CFG_BOOL, &allow_remote, "false", 0, 0,
           "allow binding a non-loopback address", 0 },
+        { "curve-key", "NPID_BANKD_CURVE_KEY", CFG_STR, &curve_key, "", 0, 0,
+          "bankd's CURVE key pair file (npid-bankd keygen; mode 0600): encrypt and "
+          "authenticate every connection (needs --curve-allow; empty: no CURVE)", 0 },
+        { "curve-allow", "NPID_BANKD_CURVE_ALLOW", CFG_STR, &curve_allow, "", 0, 0,
+          "with --curve-key: file of the client public keys admitted, one Z85 key per line "
+          "('#' comments; e.g. cat a.pub b.pub)", 0 },
         { "dir", "NPID_BANK_DIR", CFG_STR, &dir, "", 0, 0,
           "snapshot directory (empty: no snapshots)", 0 },
         { "snapshot-every", "NPID_BANK_SNAPSHOT_EVERY", CFG_DOUBLE, &every, "60", 0, 1e7,
@@ -68,13 +79,17 @@ int main(int argc, char **argv)
     log_init("npid-bankd");
     if (argc > 1 && !strcmp(argv[1], "ping"))
         return ping_main(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "keygen"))
+        return keygen_main(argc - 1, argv + 1);
     static char ep_def[32];
     if (cfg_endpoint_default(opts, "bind", 0, "npid-bankd", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
     max_bytes_default(opts);
     int npos;
     int rc = cfg_parse("npid-bankd", "[options]\n       npid-bankd ping [--bank EP] [--timeout "
-                       "SECONDS]   (see npid-bankd ping --help)", opts, argc, argv, &npos);
+                       "SECONDS]   (see npid-bankd ping --help)\n"
+                       "       npid-bankd keygen --out PREFIX   (CURVE key pair; see npid-bankd "
+                       "keygen --help)", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;
     if (rc != CFG_OK)
@@ -102,7 +117,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "npid-bankd: --rows and --dim go together\n");
         return EXIT_USAGE;
     }
+    if (!curve_key[0] != !curve_allow[0]) {
+        fprintf(stderr, "npid-bankd: --curve-key and --curve-allow go together (bankd's key "
+                "pair and the clients it admits)\n");
+        return EXIT_USAGE;
+    }
     cfg_log(opts);
+    /* CURVE: the ZAP handler runs before the socket binds, so no client is ever admitted
+       unchecked */
+    struct curve_sock cs;
+    struct curve_zap *zap = NULL;
+    if (curve_key[0]) {
+        char err[PATH_MAX + 300];
+        if (curve_sock_server(&cs, curve_key, "bankd", err, sizeof err) != 0)
+            npid_fatal("--curve-key: %s", err);
+        zap = curve_zap_new(msg_ctx(), curve_allow, err, sizeof err);
+        if (!zap) {
+            msg_ctx_term();
+            npid_fatal("--curve-allow: %s", err);
+        }
+        log_info("CURVE on: public key %s, %zu client keys allowed (%s)", cs.own.pub,
+                 curve_zap_allowed_keys(zap), curve_allow);
+    }
     if (sig_install() != 0)
         npid_fatal("cannot install signal handlers");
     /* a file size limit makes writes fail with EFBIG (reported) instead of killing us */
@@ -111,14 +147,16 @@ int main(int argc, char **argv)
     if (phys_bytes() && max_bytes > phys_bytes())
         log_warn("--max-bytes exceeds physical memory: a bank that large may get bankd killed");
     struct server_cfg sc = { bind, allow_remote, dir, every, rows, dim, seed, mode, max_frame,
-                             max_bytes, cache_clients };
+                             max_bytes, cache_clients, zap ? &cs : NULL };
     struct server *s = server_new(&sc);
     if (!s) {
+        curve_zap_destroy(&zap);
         msg_ctx_term();
         npid_fatal("cannot start (see above)");
     }
     rc = server_run(s);
     server_destroy(&s);
+    curve_zap_destroy(&zap);
     msg_ctx_term();
     return rc == 0 ? EXIT_OK : EXIT_FAIL;
 }

@@ -2,12 +2,14 @@
 #include "bankd/ping.h"
 
 #include "common/cfg.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/msg.h"
 #include "common/proto_bank.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,13 +107,18 @@ int ping_print_json(FILE *out, const void *buf, size_t len)
 
 int ping_main(int argc, char **argv)
 {
-    const char *ep;
+    const char *ep, *server_key, *curve_key;
     double timeout;
     struct cfg_opt opts[] = {
         { "bank", "NPID_BANK", CFG_STR, &ep, "tcp://127.0.0.1:5557", 0, 0,
           "endpoint of the npid-bankd to ask (default port: NPID_PORT_BASE)", 0 },
         { "timeout", NULL, CFG_DOUBLE, &timeout, "3", 0.001, 3600,
           "seconds to wait for the answer (connecting included)", 0 },
+        { "bank-server-key", "NPID_BANK_SERVER_KEY", CFG_STR, &server_key, "", 0, 0,
+          "public key file of a CURVE bankd (its .pub; needs --curve-key)", 0 },
+        { "curve-key", "NPID_CURVE_KEY", CFG_STR, &curve_key, "", 0, 0,
+          "this client's CURVE key pair file (npid-bankd keygen), its .pub in bankd's "
+          "--curve-allow", 0 },
         { 0 }
     };
     static char ep_def[32];
@@ -130,8 +137,18 @@ int ping_main(int argc, char **argv)
         return EXIT_USAGE;
     }
     int status = EXIT_FAIL;
+    struct curve_sock cs;
+    char cerr[PATH_MAX + 300];
+    int curve = curve_sock_client_flags(&cs, curve_key, server_key, "bank-server-key", cerr,
+                                        sizeof cerr);
+    if (curve < 0) {
+        fprintf(stderr, "npid-bankd ping: %s\n", cerr);
+        return curve == -2 ? EXIT_USAGE : EXIT_FAIL;
+    }
+    struct msg_opts mo = MSG_OPTS_DEFAULT;
+    mo.curve = curve ? &cs : NULL;
     int timeout_ms = (int)ceil(timeout * 1000);
-    struct msg_client *c = msg_client_new(ep, "ping", timeout_ms, 0, NULL);
+    struct msg_client *c = msg_client_new(ep, "ping", timeout_ms, 0, &mo);
     if (!c) {
         fprintf(stderr, "npid-bankd ping: cannot connect to %s: %s\n", ep, zmq_strerror(errno));
         goto done;
@@ -148,7 +165,8 @@ int ping_main(int argc, char **argv)
     if (proto_bank_encode_info_req(&pk, &h) != 0 ||
         msg_client_call(c, sb.data, sb.size, &rep, &rep_len) != 0) {
         if (errno == ETIMEDOUT)
-            fprintf(stderr, "npid-bankd ping: no answer from %s within %g s\n", ep, timeout);
+            fprintf(stderr, "npid-bankd ping: no answer from %s within %g s: no reply (if the "
+                    "server uses CURVE, check --bank-server-key/--curve-key)\n", ep, timeout);
         else
             fprintf(stderr, "npid-bankd ping: %s: %s\n", ep, zmq_strerror(errno));
     } else {

@@ -997,6 +997,7 @@ struct server *server_new(const struct server_cfg *cfg)
     o.maxmsgsize = (int64_t)cfg->max_frame;
     o.sndhwm = 100;
     o.rcvhwm = 100;
+    o.curve = cfg->curve;
     s->sock = msg_socket(ZMQ_ROUTER, &o);
     if (!s->sock) {
         log_error("cannot create the socket: %s", zmq_strerror(errno));

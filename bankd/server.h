@@ -8,6 +8,7 @@
 #ifndef NPID_BANKD_SERVER_H
 #define NPID_BANKD_SERVER_H
 
+#include "common/curve.h"
 #include "common/proto_bank.h"
 
 #include <stdint.h>
@@ -22,6 +23,8 @@ struct server_cfg {
     uint64_t max_frame;        /* bytes, for requests and replies */
     uint64_t max_bytes;        /* largest bank (bank_bytes) init or rows/dim may create */
     int cache_clients;         /* reply-cache entries (clients remembered) */
+    const struct curve_sock *curve; /* CURVE server options (common/curve.h; the process runs
+                                       a ZAP handler); NULL: none. Read by server_new only. */
 };
 
 struct server;

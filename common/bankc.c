@@ -53,12 +53,18 @@ static int bankc_fail(struct bankc *c, int err, const char *code, const char *fm
 
 struct bankc *bankc_new(const char *endpoint, const char *cid, int timeout_ms, int retries)
 {
+    return bankc_new_opts(endpoint, cid, timeout_ms, retries, NULL);
+}
+
+struct bankc *bankc_new_opts(const char *endpoint, const char *cid, int timeout_ms, int retries,
+                             const struct msg_opts *o)
+{
     struct bankc *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     msgpack_sbuffer_init(&c->sb);
     msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
-    c->mc = msg_client_new(endpoint, cid, timeout_ms, retries, NULL);
+    c->mc = msg_client_new(endpoint, cid, timeout_ms, retries, o);
     if (!c->mc) {
         int saved = errno;
         bankc_destroy(&c);
@@ -152,7 +158,8 @@ static int bankc_wait(struct bankc *c, enum bank_op op, union bank_rep_u *r)
     size_t len;
     if (msg_client_recv(c->mc, &buf, &len) != 0) {
         if (errno == ETIMEDOUT)
-            return bankc_fail(c, ETIMEDOUT, BANK_ETIMEDOUT, "no reply from bankd to %s",
+            return bankc_fail(c, ETIMEDOUT, BANK_ETIMEDOUT, "no reply from bankd to %s (if "
+                              "the server uses CURVE, check --bank-server-key/--curve-key)",
                               proto_bank_op_name(op));
         return bankc_fail(c, errno, "ERECV", "%s: %s", proto_bank_op_name(op), strerror(errno));
     }

@@ -9,7 +9,8 @@
  * allocated per call. Vectors are float32 rows of `dim` values (dim is learnt from init or
  * info; the first call that needs it sends info when unknown).
  *
- * Every call returns 0, or -1 with errno set: ETIMEDOUT (no reply after all retries), EBUSY
+ * Every call returns 0, or -1 with errno set: ETIMEDOUT (no reply after all retries: bankd
+ * down, or a CURVE bankd refusing this client's keys, which looks the same here), EBUSY
  * (a sample is outstanding), EINTR (the stop flag, bankc_set_stop), EPROTO (the server answered with an error or
  * an unreadable reply; bankc_error_code gives the code, e.g. "EMISMATCH", or "EPERM" for a
  * write to a bank whose token this client does not send), EINVAL (bad arguments).
@@ -29,6 +30,10 @@ struct bankc;
  * retry deduplication across a restart of the caller); timeout_ms per attempt, retries extra
  * attempts. NULL on failure (errno). */
 struct bankc *bankc_new(const char *endpoint, const char *cid, int timeout_ms, int retries);
+/* bankc_new with the request client's socket options o (msg_client_new; NULL: defaults), e.g.
+ * o->curve for a bankd that is a CURVE server. */
+struct bankc *bankc_new_opts(const char *endpoint, const char *cid, int timeout_ms, int retries,
+                             const struct msg_opts *o);
 void bankc_destroy(struct bankc **c);
 
 /* "CODE: message" for the last failure ("" if none). */

@@ -19,6 +19,12 @@ struct event_pub {
 
 struct event_pub *event_pub_new(const char *endpoint, const char *run, int allow_remote)
 {
+    return event_pub_new_curve(endpoint, run, allow_remote, NULL);
+}
+
+struct event_pub *event_pub_new_curve(const char *endpoint, const char *run, int allow_remote,
+                                      const struct curve_sock *curve)
+{
     struct event_pub *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
@@ -28,6 +34,7 @@ struct event_pub *event_pub_new(const char *endpoint, const char *run, int allow
     if (endpoint && *endpoint) {
         struct msg_opts o = MSG_OPTS_DEFAULT;
         o.sndhwm = 10000;
+        o.curve = curve;
         p->sock = msg_socket(ZMQ_PUB, &o);
         if (!p->sock || msg_bind(p->sock, endpoint, allow_remote) != 0) {
             log_error("events: cannot publish on %s: %s", endpoint, zmq_strerror(zmq_errno()));

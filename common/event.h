@@ -20,10 +20,15 @@
 #include "common/mp.h"
 
 struct event_pub;
+struct curve_sock;
 
 /* Binds a PUB socket at endpoint (NULL or "": no socket; events are still encoded, so
  * event_json_line works). NULL on failure (reason logged). */
 struct event_pub *event_pub_new(const char *endpoint, const char *run, int allow_remote);
+/* event_pub_new with CURVE server options for the PUB socket (common/curve.h: the process
+ * runs a ZAP handler; subscribers are the CURVE clients); curve NULL: none. */
+struct event_pub *event_pub_new_curve(const char *endpoint, const char *run, int allow_remote,
+                                      const struct curve_sock *curve);
 void event_pub_destroy(struct event_pub **p);
 /* Starts an event with nfields type-specific fields; returns the packer to pack them. */
 msgpack_packer *event_begin(struct event_pub *p, const char *type, uint32_t nfields);

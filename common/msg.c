@@ -2,6 +2,7 @@
 #include "common/msg.h"
 
 #include "common/clock.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/mp.h"
 
@@ -66,6 +67,8 @@ void *msg_socket(int type, const struct msg_opts *o)
             zmq_setsockopt(s, ZMQ_HEARTBEAT_TTL, &o->heartbeat_ttl_ms, sizeof(int)) != 0)
             goto fail_socket;
     }
+    if (o->curve && curve_sock_apply(s, o->curve) != 0)
+        goto fail_socket;
     return s;
 fail_socket:;
     int saved = errno;
@@ -212,6 +215,12 @@ int msg_bind(void *s, const char *ep, int allow_remote)
         errno = EPERM;
         return -1;
     }
+    int mech = ZMQ_NULL;
+    size_t mech_len = sizeof mech;
+    if (!msg_endpoint_is_local(ep) &&
+        (zmq_getsockopt(s, ZMQ_MECHANISM, &mech, &mech_len) != 0 || mech == ZMQ_NULL))
+        log_warn("%s: traffic is unencrypted and unauthenticated (--allow-remote without CURVE "
+                 "keys: any host that reaches it may connect; see docs/protocol.md)", ep);
     return msg_bind_as(s, ep, ep, v6);
 }
 

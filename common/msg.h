@@ -2,10 +2,12 @@
  * binding by default, send/receive with timeouts, and a request client with bounded retries.
  *
  * Every socket gets LINGER, SNDHWM/RCVHWM, MAXMSGSIZE and ZMTP heartbeats set explicitly
- * (struct msg_opts; MSG_OPTS_DEFAULT). Waiting functions poll with a timeout and take a stop
- * flag (msg_stop; a request client holds one): a signal that interrupts the wait while the
- * flag is set makes them return -1 with errno EINTR; other EINTRs, and every EINTR when the
- * flag is NULL, are retried with the remaining time. The library reads no process global:
+ * (struct msg_opts; MSG_OPTS_DEFAULT), and CURVE server or client options when
+ * msg_opts.curve is set (common/curve.h; a server process runs the ZAP handler). Waiting
+ * functions poll with a timeout and take a stop flag (msg_stop; a request client holds
+ * one): a signal that interrupts the wait while the flag is set makes them return -1 with
+ * errno EINTR; other EINTRs, and every EINTR when the flag is NULL, are retried with the
+ * remaining time. The library reads no process global:
  * a program passes its signal flag (common/sig.h's &sig_stop) where its waits should end.
  *
  * Request client (struct msg_client): a DEALER socket connected to one ROUTER server. The
@@ -32,6 +34,8 @@
 typedef const volatile sig_atomic_t msg_stop;
 #define MSG_STOPPED(stop) ((stop) != NULL && *(stop) != 0)
 
+struct curve_sock;
+
 struct msg_opts {
     int linger_ms;            /* ZMQ_LINGER: pending messages kept this long at close */
     int sndhwm, rcvhwm;       /* ZMQ_SNDHWM / ZMQ_RCVHWM, messages (0: unlimited) */
@@ -42,10 +46,13 @@ struct msg_opts {
     int heartbeat_ttl_ms;     /* ZMQ_HEARTBEAT_TTL */
     int immediate;            /* ZMQ_IMMEDIATE: queue only on completed connections */
     int sndbuf, rcvbuf;       /* ZMQ_SNDBUF / ZMQ_RCVBUF kernel buffers, bytes (0: OS default) */
+    const struct curve_sock *curve; /* CURVE server or client options (common/curve.h), applied
+                                       by msg_socket, so before bind or connect (read there
+                                       only). NULL: no security (ZMQ_NULL) */
 };
 
-/* linger 0, HWM 1000, 64 MiB frames, heartbeat every 1 s, peer dead after 5 s */
-#define MSG_OPTS_DEFAULT { 0, 1000, 1000, (int64_t)64 << 20, 1000, 5000, 5000, 0, 0, 0 }
+/* linger 0, HWM 1000, 64 MiB frames, heartbeat every 1 s, peer dead after 5 s, no CURVE */
+#define MSG_OPTS_DEFAULT { 0, 1000, 1000, (int64_t)64 << 20, 1000, 5000, 5000, 0, 0, 0, NULL }
 
 /* The process-wide context (created on first use; NULL on failure). */
 void *msg_ctx(void);
@@ -63,9 +70,10 @@ void msg_close(void **s);
  * are loopback; 0 otherwise (including wildcard "*", interface names, unknown names). */
 int msg_endpoint_is_local(const char *ep);
 /* Binds s. Non-local endpoints are refused (errno EPERM, reason logged) unless
- * allow_remote. A loopback tcp:// host is bound as its address (libzmq binds no host
- * names): a name's first IPv4 address, else its first IPv6 one; IPv6 addresses get
- * ZMQ_IPV6 set on s. Returns 0 or -1 (errno set; ZeroMQ failures are logged with the
+ * allow_remote; one allowed on a socket without CURVE (ZMQ_MECHANISM ZMQ_NULL) logs a
+ * warning that its traffic is unencrypted and unauthenticated. A loopback tcp:// host is
+ * bound as its address (libzmq binds no host names): a name's first IPv4 address, else its
+ * first IPv6 one; IPv6 addresses get ZMQ_IPV6 set on s. Returns 0 or -1 (errno set; ZeroMQ failures are logged with the
  * endpoint). */
 int msg_bind(void *s, const char *ep, int allow_remote);
 int msg_connect(void *s, const char *ep);

@@ -821,6 +821,7 @@ struct taskq *taskq_new(const char *endpoint, const char *manifest, const struct
     mo.maxmsgsize = (int64_t)o->max_frame;
     mo.rcvhwm = 10000;
     mo.sndhwm = 10000;
+    mo.curve = o->curve;
     tq->sock = msg_socket(ZMQ_ROUTER, &mo);
     if (!tq->sock) {
         err_set(err, err_len, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));

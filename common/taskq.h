@@ -79,6 +79,8 @@ struct taskq_opts {
     uint32_t views;           /* augmented views of every image, 1 (default) ..
                                  TASK_MAX_VIEWS; view 0 is the one-view image (loader/batch.h) */
     int allow_remote;         /* allow binding a non-loopback endpoint, default 0 */
+    const struct curve_sock *curve; /* CURVE server options (common/curve.h: the process runs
+                                 a ZAP handler), default NULL (no CURVE); read by taskq_new */
     uint64_t max_frame;       /* largest inbound frame in bytes, default 256 MiB */
     const char *run;          /* run name carried in tasks (informational), default "" */
     msg_stop *stop;           /* ends taskq_next's wait with EINTR when set (a signal flag),

@@ -21,6 +21,7 @@
 #include "common/ckpt.h"
 #include "common/cfg.h"
 #include "common/clock.h"
+#include "common/curve.h"
 #include "common/dataset.h"
 #include "common/durable.h"
 #include "common/event.h"
@@ -55,6 +56,10 @@ static struct {
 
 /* --layout, --train-splits, --list, --test-list, --labels (common/dataset.h) */
 static struct dataset_opts eval_dso;
+
+/* --curve-key with --bank-server-key, --events-server-key: CURVE client of a CURVE bankd, of a
+ * CURVE trainer's events (common/curve.h; "": none) */
+static const char *curve_key_path, *bank_server_key_path, *events_server_key_path;
 
 /* --k parsed: ascending, distinct */
 #define MAX_KS 16
@@ -118,6 +123,9 @@ static struct cfg_opt opts[] = {
     { "train-limit", NULL, CFG_U64, &o.train_limit, "0", 0, 0, "recomputed / neighbours: only the first N train images (0: all)", 0 },
     { "bank-chunk", NULL, CFG_U64, &o.bank_chunk, "8192", 1, 1 << 24, "bank rows per get request", 0 },
     { "bank-timeout", NULL, CFG_DOUBLE, &o.bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried", 0 },
+    { "curve-key", "NPID_CURVE_KEY", CFG_STR, &curve_key_path, "", 0, 0, "this client's CURVE key pair file (npid-bankd keygen; mode 0600): with --bank-server-key, talk to a CURVE bankd; with --events-server-key, subscribe to a CURVE trainer", 0 },
+    { "bank-server-key", "NPID_BANK_SERVER_KEY", CFG_STR, &bank_server_key_path, "", 0, 0, "public key file (.pub) of a CURVE bankd (--curve-key's .pub must be in its --curve-allow)", 0 },
+    { "events-server-key", "NPID_EVENTS_SERVER_KEY", CFG_STR, &events_server_key_path, "", 0, 0, "attached: public key file (.pub) of a CURVE trainer's --events (--curve-key's .pub must be in its --curve-allow)", 0 },
     { "max-evals", NULL, CFG_INT, &o.max_evals, "0", 0, 1000000, "attached: exit after N evaluations (0: no limit)", 0 },
     { "every", NULL, CFG_INT, &o.every, "1", 0, 1000000, "attached: evaluate every N-th checkpoint announced (0: none; --checkpoint still is)", 0 },
     { "exit-on-end", NULL, CFG_BOOL, &o.exit_on_end, "false", 0, 0, "attached: exit when the trainer publishes \"end\"", 0 },
@@ -243,7 +251,19 @@ static void evald_close(struct evald *ev)
 static struct bankc *evald_bank(struct evald *ev)
 {
     if (!ev->bank) {
-        ev->bank = bankc_new(o.bank_ep, NULL, (int)(o.bank_timeout * 1000), 2);
+        static struct curve_sock cs;
+        char cerr[4400];
+        /* --curve-key may be for the events only: CURVE to bankd with --bank-server-key */
+        int con = !bank_server_key_path[0] ? 0 :
+                  curve_sock_client_flags(&cs, curve_key_path, bank_server_key_path,
+                                          "bank-server-key", cerr, sizeof cerr);
+        if (con < 0) {
+            log_error("bank %s: %s", o.bank_ep, cerr);
+            return NULL;
+        }
+        struct msg_opts mo = MSG_OPTS_DEFAULT;
+        mo.curve = con ? &cs : NULL;
+        ev->bank = bankc_new_opts(o.bank_ep, NULL, (int)(o.bank_timeout * 1000), 2, &mo);
         if (!ev->bank)
             log_error("bank %s: cannot create a client: %s", o.bank_ep, strerror(errno));
         else
@@ -505,7 +525,18 @@ done:
 
 static int cmd_attach(struct evald *ev)
 {
-    void *sub = msg_socket(ZMQ_SUB, NULL);
+    struct curve_sock cs;
+    char cerr[4400];
+    int con = !events_server_key_path[0] ? 0 :
+              curve_sock_client_flags(&cs, curve_key_path, events_server_key_path,
+                                      "events-server-key", cerr, sizeof cerr);
+    if (con < 0) {
+        log_error("events %s: %s", o.events_ep, cerr);
+        return con == -2 ? EXIT_USAGE : EXIT_FAIL;
+    }
+    struct msg_opts mo = MSG_OPTS_DEFAULT;
+    mo.curve = con ? &cs : NULL;
+    void *sub = msg_socket(ZMQ_SUB, &mo);
     if (!sub || msg_connect(sub, o.events_ep) != 0) {
         log_error("events %s: cannot subscribe: %s", o.events_ep, strerror(errno));
         msg_close(&sub);

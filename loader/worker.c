@@ -19,6 +19,7 @@
 
 #include "common/cfg.h"
 #include "common/clock.h"
+#include "common/curve.h"
 #include "common/dataset.h"
 #include "common/log.h"
 #include "common/msg.h"
@@ -287,7 +288,7 @@ static void run_task(struct worker *w, const struct queued_task *q)
 
 int loader_worker_main(int argc, char **argv)
 {
-    const char *data, *split, *endpoint, *level, *name_opt;
+    const char *data, *split, *endpoint, *level, *name_opt, *server_key, *curve_key;
     uint64_t capacity, hb_ms, max_tasks;
     int dct;
     struct dataset_opts dso = { 0 };
@@ -298,6 +299,11 @@ int loader_worker_main(int argc, char **argv)
         DATASET_CFG_OPTS(&dso),
         { "tasks", "NPID_TASKS", CFG_STR, &endpoint, "tcp://127.0.0.1:5558", 0, 0,
           "the trainer's task endpoint to connect to (default port: NPID_PORT_BASE + 1)", 0 },
+        { "tasks-server-key", "NPID_TASKS_SERVER_KEY", CFG_STR, &server_key, "", 0, 0,
+          "public key file (.pub) of a CURVE trainer's --tasks (needs --curve-key)", 0 },
+        { "curve-key", "NPID_CURVE_KEY", CFG_STR, &curve_key, "", 0, 0,
+          "this loader's CURVE key pair file (npid-bankd keygen; mode 0600), its .pub in the "
+          "trainer's --curve-allow", 0 },
         { "capacity", NULL, CFG_U64, &capacity, "2", 1, 64,
           "tasks to hold at once (one running, the rest queued)", 0 },
         { "heartbeat-ms", NULL, CFG_U64, &hb_ms, "500", 10, 60000,
@@ -340,6 +346,13 @@ int loader_worker_main(int argc, char **argv)
         fprintf(stderr, "npid-loader: %s\n", err);
         return EXIT_USAGE;
     }
+    struct curve_sock cs;
+    int curve = curve_sock_client_flags(&cs, curve_key, server_key, "tasks-server-key", err,
+                                        sizeof err);
+    if (curve < 0) {
+        fprintf(stderr, "npid-loader: %s\n", err);
+        return curve == -2 ? EXIT_USAGE : EXIT_FAIL;
+    }
     cfg_log(opts);
     if (sig_install() != 0)
         npid_fatal("cannot install signal handlers");
@@ -377,6 +390,7 @@ int loader_worker_main(int argc, char **argv)
     mo.rcvhwm = 1000;
     mo.maxmsgsize = (int64_t)64 << 20;
     mo.linger_ms = 1000; /* flush the last batch on a clean exit */
+    mo.curve = curve ? &cs : NULL;
     w.sock = msg_socket(ZMQ_DEALER, &mo);
     if (!w.sock) {
         log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
@@ -394,7 +408,8 @@ int loader_worker_main(int argc, char **argv)
         log_error("cannot connect to %s: %s", endpoint, zmq_strerror(errno));
         goto out;
     }
-    log_info("loader %s connecting to %s (capacity %u)", w.name, endpoint, w.capacity);
+    log_info("loader %s connecting to %s (capacity %u%s)", w.name, endpoint, w.capacity,
+             curve ? ", CURVE" : "");
     send_hello(&w);
     uint64_t waited_since = clock_now_ns();
     int warned_wait = 0;
@@ -430,7 +445,8 @@ int loader_worker_main(int argc, char **argv)
         if (clock_now_ns() >= w.next_hello_ns)
             send_hello(&w);
         if (!w.welcomed && !warned_wait && clock_now_ns() - waited_since > 5000000000ull) {
-            log_info("no answer from a trainer at %s yet; still trying", endpoint);
+            log_info("no answer from a trainer at %s yet; still trying (if it uses CURVE, check "
+                     "--tasks-server-key/--curve-key)", endpoint);
             warned_wait = 1;
         }
         if (w.q_len > 0) {

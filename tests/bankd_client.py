@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """A bankd client written from docs/protocol.md alone (Debian python3-zmq, python3-msgpack,
 python3-numpy): init, info, sample, update, set, get, stats, error replies. Checks every
-reply against numpy. Usage: bankd_client.py ENDPOINT. Exit 0 when every check passed."""
+reply against numpy. Usage: bankd_client.py ENDPOINT [SERVER_PUB CLIENT_KEY]: with the two
+key files (docs/protocol.md, "Encryption and who may connect"), over CURVE. Exit 0 when every
+check passed."""
 import sys
 import time
 
@@ -12,11 +14,34 @@ import zmq
 ROWS, DIM = 1000, 16
 
 
+def key_lines(path):
+    """The lines of a key file that are not blank or comments ('#' first, and not a key: '#'
+    is a Z85 digit)."""
+    out = []
+    for line in open(path):
+        line = line.strip()
+        if not line or (line.startswith("#") and len(line) != 40):
+            continue
+        out.append(line)
+    return out
+
+
+def load_curve(server_pub, client_key):
+    """(server public, client public, client secret) Z85 keys from a .pub and a .key file."""
+    srv = key_lines(server_pub)
+    pair = dict(line.split(None, 1) for line in key_lines(client_key))
+    assert len(srv) == 1 and set(pair) == {"public", "secret"}, (srv, sorted(pair))
+    return srv[0].encode(), pair["public"].encode(), pair["secret"].encode()
+
+
 class Bank:
-    """One client id; with token, every request carries it (docs/protocol.md, "Write token")."""
-    def __init__(self, endpoint, cid=None, token=None):
+    """One client id; with token, every request carries it (docs/protocol.md, "Write token");
+    with curve (load_curve's triple), the socket is a CURVE client."""
+    def __init__(self, endpoint, cid=None, token=None, curve=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_serverkey, self.sock.curve_publickey, self.sock.curve_secretkey = curve
         self.sock.connect(endpoint)
         self.cid = cid or "py-%d" % int(time.time() * 1e6)
         self.token = token
@@ -48,7 +73,8 @@ def normalize(x):
 
 
 def main():
-    b = Bank(sys.argv[1])
+    curve = load_curve(sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None
+    b = Bank(sys.argv[1], curve=curve)
     rep = b.call("init", rows=ROWS, dim=DIM, seed=7, run="py", manifest="m-py")
     check(rep["ok"] and rep["rows"] == ROWS and rep["dim"] == DIM, "init: %r" % rep)
     rep = b.call("init", rows=ROWS, dim=DIM, seed=7, run="py", manifest="m-py")

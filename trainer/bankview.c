@@ -43,7 +43,9 @@ struct bankview *bankview_new(const struct bankview_cfg *c)
         if (!bv->mirror)
             goto oom;
     }
-    bv->bank = bankc_new(c->endpoint, c->cid, (int)(c->timeout_s * 1000), 1000000);
+    struct msg_opts mo = MSG_OPTS_DEFAULT;
+    mo.curve = c->curve;
+    bv->bank = bankc_new_opts(c->endpoint, c->cid, (int)(c->timeout_s * 1000), 1000000, &mo);
     if (!bv->bank) {
         log_error("bank: cannot connect to %s: %s", c->endpoint, strerror(errno));
         bankview_destroy(&bv);

@@ -32,6 +32,8 @@ struct bankview_cfg {
     uint32_t max_batch;       /* rows of a step */
     float momentum;           /* the row update's */
     msg_stop *stop;           /* interrupts waits (EINTR) until bankview_stopping; may be NULL */
+    const struct curve_sock *curve; /* CURVE client options for a CURVE bankd (NULL: none;
+                                       read by bankview_new only) */
 };
 
 struct bankview;

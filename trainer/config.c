@@ -64,6 +64,9 @@ static struct cfg_opt trainer_opts[] = {
     OPT("tasks", "NPID_TASKS", CFG_STR, tasks_ep, "tcp://127.0.0.1:5558", 0, 0, "endpoint loaders connect to (default port: NPID_PORT_BASE + 1)"),
     OPT("events", "NPID_EVENTS", CFG_STR, events_ep, "tcp://127.0.0.1:5559", 0, 0, "PUB endpoint for metrics and checkpoint events (default port: NPID_PORT_BASE + 2)"),
     OPT("allow-remote", NULL, CFG_BOOL, allow_remote, "false", 0, 0, "allow binding non-loopback addresses"),
+    OPT("curve-key", "NPID_CURVE_KEY", CFG_STR, curve_key, "", 0, 0, "this trainer's CURVE key pair file (npid-bankd keygen; mode 0600): with --bank-server-key, talk to a CURVE bankd; with --curve-allow, make --tasks and --events CURVE servers"),
+    OPT("bank-server-key", "NPID_BANK_SERVER_KEY", CFG_STR, bank_server_key, "", 0, 0, "public key file (.pub) of a CURVE bankd (--curve-key's .pub must be in its --curve-allow)"),
+    OPT("curve-allow", "NPID_CURVE_ALLOW", CFG_STR, curve_allow, "", 0, 0, "with --curve-key: file of the public keys admitted on --tasks and --events (loaders, evald), one Z85 key per line (e.g. cat a.pub b.pub)"),
     OPT("run", "NPID_RUN", CFG_STR, run_name, NULL, 0, 0, "run name (default: basename of --run-dir)"),
     OPT("resume", "NPID_RESUME", CFG_AUTO, resume, "false", 0, 0, "true (bare --resume): continue from the run directory's last checkpoint; auto: continue when the run directory holds one, start fresh otherwise"),
     OPT("init-only", NULL, CFG_BOOL, init_only, "false", 0, 0, "initialise (and warm-start the bank), checkpoint, exit: the untrained baseline"),
@@ -271,6 +274,11 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
         fprintf(stderr, "npid-trainer: --size %d: expected 0 (from the data) or 8..1024\n", tc_store.size);
         return CFG_USAGE;
     }
+    if (!tc_store.curve_key[0] != (!tc_store.bank_server_key[0] && !tc_store.curve_allow[0])) {
+        fprintf(stderr, "npid-trainer: --curve-key goes with --bank-server-key (bankd's public "
+                "key), --curve-allow (the loaders admitted on --tasks) or both\n");
+        return CFG_USAGE;
+    }
     if ((!tc_store.data || !*tc_store.data) && !tc_store.dso.list) {
         fprintf(stderr, "npid-trainer: --data ROOT (or NPID_DATA) or --list FILE is required\n");
         return CFG_USAGE;
@@ -420,6 +428,7 @@ void trainer_cfg_task_opts(const struct trainer_cfg *c, const char *run, struct 
     o->views = (uint32_t)c->views;
     o->allow_remote = c->allow_remote;
     o->run = run;
+    /* o->curve: set by the caller, which runs the ZAP handler (trainer/train.c) */
     struct augment_params ap;
     char why[320];
     if (augment_preset(c->aug, 1, (uint32_t)c->size, AUGMENT_CHW, &ap) == 0 &&

@@ -19,6 +19,8 @@ struct trainer_cfg {
     const char *bank_ep, *tasks_ep, *events_ep;
     const char *lr_schedule, *lr_steps, *z_mode, *bank_init, *init, *objective_name;
     const char *run_name;
+    const char *curve_key, *bank_server_key; /* CURVE: own key pair, bankd's public key ("") */
+    const char *curve_allow;                 /* CURVE: loaders admitted on --tasks ("") */
     const char *loss;      /* after parsing: nce, infonce or softmax (auto resolved) */
     const char *stem;      /* cifar | s2 | s4, or auto until trainer_cfg_set_input */
     const char *crop_scale, *jitter, *gray, *flip, *blur; /* as given; "" means the preset's */

@@ -26,8 +26,8 @@ struct metrics {
     uint64_t epoch_loss_n;
 };
 
-struct metrics *metrics_new(const char *events_ep, const char *run, int allow_remote, size_t n,
-                            int progress)
+struct metrics *metrics_new(const char *events_ep, const char *run, int allow_remote,
+                            const struct curve_sock *curve, size_t n, int progress)
 {
     struct metrics *m = calloc(1, sizeof *m);
     if (m)
@@ -39,7 +39,7 @@ struct metrics *metrics_new(const char *events_ep, const char *run, int allow_re
     }
     m->n = n;
     m->progress = progress;
-    m->ev = event_pub_new(events_ep, run, allow_remote);
+    m->ev = event_pub_new_curve(events_ep, run, allow_remote, curve);
     if (!m->ev) {
         metrics_destroy(&m);
         return NULL;

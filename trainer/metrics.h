@@ -28,11 +28,11 @@ struct metrics_pos {
 
 struct metrics;
 
-/* Binds the PUB socket (events_ep; non-loopback only with allow_remote) for a run of n
- * training images; progress: a live line on stderr when it is a terminal. NULL on failure
- * (logged). */
-struct metrics *metrics_new(const char *events_ep, const char *run, int allow_remote, size_t n,
-                            int progress);
+/* Binds the PUB socket (events_ep; non-loopback only with allow_remote; a CURVE server with
+ * curve, NULL: none, see event_pub_new_curve) for a run of n training images; progress: a
+ * live line on stderr when it is a terminal. NULL on failure (logged). */
+struct metrics *metrics_new(const char *events_ep, const char *run, int allow_remote,
+                            const struct curve_sock *curve, size_t n, int progress);
 /* Starts appending to path (opened without following a link planted at its name). Events
  * before this go to the socket only. 0 or -1 (logged). */
 int metrics_open(struct metrics *m, const char *path);

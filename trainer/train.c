@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "common/augment.h"
 #include "common/clock.h"
+#include "common/curve.h"
 #include "common/dataset.h"
 #include "common/durable.h"
 #include "common/log.h"
@@ -52,6 +54,11 @@ struct trainer {
     struct lr_schedule sched;
     struct bankview *bv;      /* the bank: client, negatives and positives, or the mirror */
     struct bankc *bank;       /* bankview_client(bv): the control requests */
+    struct curve_sock bank_curve; /* CURVE client options for bankd (when bank_curve_on) */
+    int bank_curve_on;
+    struct curve_sock tasks_curve; /* CURVE server options of the task socket (with zap) */
+    struct curve_sock events_curve; /* the same for the events PUB socket */
+    struct curve_zap *zap;    /* admits the loaders of --curve-allow; NULL: tasks in clear */
     struct ckptr *ck;         /* checkpoints and the resume */
     struct taskq *tq;
     struct metrics *mx;       /* events and metrics.jsonl */
@@ -288,11 +295,25 @@ static int build_model(struct trainer *t)
 static int connect_bank(struct trainer *t)
 {
     const struct trainer_cfg *cfg = &t->cfg;
+    char cerr[PATH_MAX + 300];
+    /* --curve-key alone may be for the task socket only (--curve-allow): no CURVE to bankd */
+    int con = !cfg->bank_server_key[0] ? 0 :
+              curve_sock_client_flags(&t->bank_curve, cfg->curve_key, cfg->bank_server_key,
+                                      "bank-server-key", cerr, sizeof cerr);
+    if (con < 0) {
+        log_error("bank: %s", cerr);
+        return -1;
+    }
+    t->bank_curve_on = con;
+    if (con)
+        log_info("bank: CURVE on (server key %s, this trainer's %s)", t->bank_curve.server_pub,
+                 t->bank_curve.own.pub);
     struct bankview_cfg bc = {
         .endpoint = cfg->bank_ep, .cid = t->cid, .timeout_s = cfg->bank_timeout,
         .stop_timeout_s = cfg->stop_timeout, .seed = cfg->seed, .exclude_pos = cfg->exclude_pos,
         .n = t->n, .dim = t->dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
         .max_batch = (uint32_t)cfg->batch, .momentum = (float)cfg->nce_m, .stop = &sig_stop,
+        .curve = t->bank_curve_on ? &t->bank_curve : NULL,
     };
     t->bv = bankview_new(&bc);
     if (!t->bv)
@@ -356,13 +377,31 @@ static int open_sockets(struct trainer *t)
     struct taskq_opts to;
     trainer_cfg_task_opts(cfg, t->run, &to);
     to.stop = &sig_stop;
-    char terr[512];
+    char terr[PATH_MAX + 300];
+    if (cfg->curve_allow[0]) {
+        /* the ZAP handler runs before the task socket binds: no loader is admitted unchecked */
+        if (curve_sock_server(&t->tasks_curve, cfg->curve_key, "tasks", terr, sizeof terr) != 0) {
+            log_error("tasks: --curve-key: %s", terr);
+            return -1;
+        }
+        t->zap = curve_zap_new(msg_ctx(), cfg->curve_allow, terr, sizeof terr);
+        if (!t->zap) {
+            log_error("tasks: --curve-allow: %s", terr);
+            return -1;
+        }
+        to.curve = &t->tasks_curve;
+        t->events_curve = t->tasks_curve;
+        t->events_curve.domain = "events";
+        log_info("tasks, events: CURVE on: public key %s, %zu client keys allowed (%s)",
+                 t->tasks_curve.own.pub, curve_zap_allowed_keys(t->zap), cfg->curve_allow);
+    }
     t->tq = taskq_new(cfg->tasks_ep, dataset_manifest(t->ds), &to, terr, sizeof terr);
     if (!t->tq) {
         log_error("tasks: %s", terr);
         return -1;
     }
-    t->mx = metrics_new(cfg->events_ep, t->run, cfg->allow_remote, t->n, cfg->progress);
+    t->mx = metrics_new(cfg->events_ep, t->run, cfg->allow_remote,
+                        t->zap ? &t->events_curve : NULL, t->n, cfg->progress);
     if (!t->mx)
         return -1;
     log_info("listening: tasks %s, events %s", taskq_endpoint(t->tq), cfg->events_ep);
@@ -454,6 +493,7 @@ void trainer_destroy(struct trainer **tp)
     struct trainer *t = *tp;
     metrics_destroy(&t->mx);
     taskq_destroy(&t->tq);
+    curve_zap_destroy(&t->zap);
     ckptr_destroy(&t->ck);
     bankview_destroy(&t->bv);
     objective_destroy(&t->obj);
