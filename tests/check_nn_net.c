@@ -201,6 +201,14 @@ START_TEST(test_presets)
     ck_assert_msg(net_param_scalars(n) > 2700000 && net_param_scalars(n) < 2900000, "%zu",
                   net_param_scalars(n));
     net_destroy(&n);
+    cfg.model = "resnet18-quarter";
+    n = net_new(&cfg);
+    ck_assert_ptr_nonnull(n);
+    ck_assert_msg(net_param_scalars(n) > 680000 && net_param_scalars(n) < 720000, "%zu",
+                  net_param_scalars(n));
+    gmac = net_flops_per_image(n) / 2e9;
+    ck_assert_msg(gmac > 0.035 && gmac < 0.045, "resnet18-quarter %g GMAC/img", gmac);
+    net_destroy(&n);
     cfg.model = "resnet20";
     n = net_new(&cfg);
     ck_assert_ptr_nonnull(n);

@@ -66,6 +66,7 @@ struct net_preset {
 static const struct net_preset net_presets[] = {
     { "resnet18", 64, 4, { 64, 128, 256, 512 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
     { "resnet18-half", 32, 4, { 32, 64, 128, 256 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
+    { "resnet18-quarter", 16, 4, { 16, 32, 64, 128 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
     { "resnet20", 16, 3, { 16, 32, 64 }, { 3, 3, 3 }, { 1, 2, 2 } },
 };
 
@@ -226,7 +227,7 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
         if (cfg->model && strcmp(cfg->model, net_presets[i].name) == 0) p = &net_presets[i];
     if (!p) {
-        log_error("net: unknown model '%s' (resnet18, resnet18-half, resnet20)",
+        log_error("net: unknown model '%s' (resnet18, resnet18-half, resnet18-quarter, resnet20)",
                   cfg->model ? cfg->model : "(null)");
         return NULL;
     }

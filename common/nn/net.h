@@ -5,6 +5,9 @@
  *   resnet18       widths 64/128/256/512, two blocks per stage, strides 1/2/2/2
  *                  (the reference's CIFAR ResNet18: 11.2 M parameters)
  *   resnet18-half  widths 32/64/128/256, same depth
+ *   resnet18-quarter widths 16/32/64/128, same depth: about resnet20's multiply-adds per
+ *                  image (0.04 G at 32 px) with 2.5 times its parameters and 128 pooled
+ *                  features
  *   resnet20       widths 16/32/64, three blocks per stage, strides 1/2/2 (projection
  *                  shortcuts, not the zero-padding "option A" of He et al.)
  * Any input size of at least 8x8 works (the pool is global). Everything is allocated in
@@ -28,7 +31,7 @@
 #include <stdint.h>
 
 struct net_config {
-    const char *model;   /* "resnet18" | "resnet18-half" | "resnet20" */
+    const char *model;   /* "resnet18" | "resnet18-half" | "resnet18-quarter" | "resnet20" */
     int low_dim;         /* feature dimension, e.g. 128 */
     int in_h, in_w;      /* input size, >= 8 */
     int max_batch;       /* activations and scratch are sized for this */
