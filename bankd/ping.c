@@ -3,6 +3,7 @@
 
 #include "common/cfg.h"
 #include "common/curve.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/msg.h"
@@ -14,95 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void json_str(FILE *out, const char *s, size_t len)
-{
-    fputc('"', out);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", out);
-        else if (c == '\t')
-            fputs("\\t", out);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
-
-static void json_value(FILE *out, const struct mp_obj *o)
-{
-    struct mp_iter it;
-    struct mp_obj el;
-    switch (o->type) {
-    case MP_NIL: fputs("null", out); break;
-    case MP_BOOL: fputs(o->v.b ? "true" : "false", out); break;
-    case MP_UINT: fprintf(out, "%llu", (unsigned long long)o->v.u); break;
-    case MP_INT: fprintf(out, "%lld", (long long)o->v.i); break;
-    case MP_FLOAT:
-        if (isfinite(o->v.f))
-            fprintf(out, "%.17g", o->v.f);
-        else
-            fputs("null", out);
-        break;
-    case MP_STR: json_str(out, o->ptr, o->len); break;
-    case MP_BIN: fprintf(out, "{\"bin\": %zu}", o->len); break;
-    case MP_EXT: fprintf(out, "{\"ext\": %d, \"len\": %zu}", (int)o->ext_type, o->len); break;
-    case MP_ARRAY:
-        fputc('[', out);
-        mp_iter_init(&it, o);
-        for (uint32_t i = 0; mp_iter_next(&it, &el); i++) {
-            if (i)
-                fputs(", ", out);
-            json_value(out, &el);
-        }
-        fputc(']', out);
-        break;
-    case MP_MAP:
-        fputc('{', out);
-        mp_iter_init(&it, o);
-        for (uint32_t i = 0; mp_iter_next(&it, &el); i++) {
-            if (i)
-                fputs(", ", out);
-            if (el.type == MP_STR) {
-                json_str(out, el.ptr, el.len);
-            } else {
-                /* JSON keys are strings: write the key's JSON text as one */
-                char *txt = NULL;
-                size_t tlen = 0;
-                FILE *m = open_memstream(&txt, &tlen);
-                if (m) {
-                    json_value(m, &el);
-                    fclose(m);
-                    json_str(out, txt, tlen);
-                    free(txt);
-                } else {
-                    fputs("\"?\"", out);
-                }
-            }
-            fputs(": ", out);
-            struct mp_obj val;
-            if (!mp_iter_next(&it, &val))
-                break;
-            json_value(out, &val);
-        }
-        fputc('}', out);
-        break;
-    }
-}
-
 int ping_print_json(FILE *out, const void *buf, size_t len)
 {
-    if (mp_validate(buf, len, MP_MAX_DEPTH, NULL) != 0)
+    if (json_write_mp(out, buf, len, JSON_SPACED | JSON_EXACT) != 0)
         return -1;
-    struct mp_obj o;
-    mp_obj_decode(buf, &o);
-    json_value(out, &o);
-    fputc('\n', out);
-    return 0;
+    return fputc('\n', out) == EOF ? -1 : 0;
 }
 
 int ping_main(int argc, char **argv)

@@ -1,6 +1,7 @@
 /* Events on a PUB socket: see event.h. */
 #include "common/event.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/msg.h"
 
@@ -134,80 +135,7 @@ int event_decode(const void *buf, size_t len, struct event *e, const char **why)
     return 0;
 }
 
-static int json_str(FILE *f, const char *s, size_t n)
-{
-    if (fputc('"', f) == EOF)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int rc;
-        if (c == '"' || c == '\\')
-            rc = fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            rc = fputs("\\n", f);
-        else if (c < 0x20 || c == 0x7f)
-            rc = fprintf(f, "\\u%04x", c);
-        else
-            rc = fputc(c, f);
-        if (rc < 0)
-            return -1;
-    }
-    return fputc('"', f) == EOF ? -1 : 0;
-}
-
-static int json_value(FILE *f, const struct mp_obj *o)
-{
-    switch (o->type) {
-    case MP_NIL: return fputs("null", f) < 0 ? -1 : 0;
-    case MP_BOOL: return fputs(o->v.b ? "true" : "false", f) < 0 ? -1 : 0;
-    case MP_UINT: return fprintf(f, "%llu", (unsigned long long)o->v.u) < 0 ? -1 : 0;
-    case MP_INT: return fprintf(f, "%lld", (long long)o->v.i) < 0 ? -1 : 0;
-    case MP_FLOAT:
-        if (!isfinite(o->v.f))
-            return fputs("null", f) < 0 ? -1 : 0;
-        return fprintf(f, "%.9g", o->v.f) < 0 ? -1 : 0;
-    case MP_STR: return json_str(f, o->ptr, o->len);
-    case MP_BIN:
-    case MP_EXT:
-        return fprintf(f, "{\"bin\":%zu}", o->len) < 0 ? -1 : 0;
-    case MP_ARRAY:
-    case MP_MAP: {
-        struct mp_iter it;
-        struct mp_obj k, v;
-        int is_map = o->type == MP_MAP;
-        if (mp_iter_init(&it, o) != 0 || fputc(is_map ? '{' : '[', f) == EOF)
-            return -1;
-        for (int first = 1; mp_iter_next(&it, &k); first = 0) {
-            if (!first && fputc(',', f) == EOF)
-                return -1;
-            if (is_map) {
-                if (!mp_iter_next(&it, &v))
-                    return -1;
-                if (k.type == MP_STR) {
-                    if (json_str(f, k.ptr, k.len) != 0)
-                        return -1;
-                } else {
-                    /* JSON keys are strings: render non-string keys as their JSON text */
-                    if (fputc('"', f) == EOF || (k.type == MP_UINT ? fprintf(f, "%llu", (unsigned long long)k.v.u) < 0 : fputs("?", f) < 0) || fputc('"', f) == EOF)
-                        return -1;
-                }
-                if (fputc(':', f) == EOF || json_value(f, &v) != 0)
-                    return -1;
-            } else if (json_value(f, &k) != 0) {
-                return -1;
-            }
-        }
-        return fputc(is_map ? '}' : ']', f) == EOF ? -1 : 0;
-    }
-    }
-    return -1;
-}
-
 int mp_write_json(FILE *f, const void *buf, size_t len)
 {
-    if (mp_validate(buf, len, MP_MAX_DEPTH, NULL) != 0)
-        return -1;
-    struct mp_obj o;
-    mp_obj_decode(buf, &o);
-    return json_value(f, &o);
+    return json_write_mp(f, buf, len, 0);
 }

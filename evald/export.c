@@ -2,6 +2,7 @@
 #include "evald/export.h"
 
 #include "common/durable.h"
+#include "common/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -299,23 +300,6 @@ fail:
     return NULL;
 }
 
-/* JSON string body: quotes, backslashes and control characters escaped; other bytes as is. */
-static int export_json_str(FILE *f, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int rc;
-        if (*p == '"' || *p == '\\')
-            rc = fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            rc = fprintf(f, "\\u%04x", *p);
-        else
-            rc = fputc(*p, f) == EOF ? -1 : 1;
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* TSV field: tabs, newlines and other control characters become spaces. */
 static int export_tsv_str(FILE *f, const char *s)
 {
@@ -333,12 +317,12 @@ static int export_row_jsonl(struct export *ex, uint64_t index, const float *v, u
         if (!isfinite(v[j]))
             return errno = EINVAL, -1;
     if (label == EXPORT_NO_LABEL)
-        fprintf(f, "{\"index\":%" PRIu64 ",\"label\":null,\"path\":\"", index);
+        fprintf(f, "{\"index\":%" PRIu64 ",\"label\":null,\"path\":", index);
     else
-        fprintf(f, "{\"index\":%" PRIu64 ",\"label\":%" PRIu32 ",\"path\":\"", index, label);
-    if (path && export_json_str(f, path) != 0)
+        fprintf(f, "{\"index\":%" PRIu64 ",\"label\":%" PRIu32 ",\"path\":", index, label);
+    if (json_write_cstr(f, path ? path : "") != 0)
         return -1;
-    fputs("\",\"v\":[", f);
+    fputs(",\"v\":[", f);
     for (size_t j = 0; j < ex->dim; j++)
         fprintf(f, j ? ",%.9g" : "%.9g", (double)v[j]);
     fputs("]}\n", f);
@@ -418,9 +402,9 @@ int export_error(struct export *ex, uint64_t index, const char *path, const char
         return 0;
     FILE *f = ex->out.f;
     errno = 0;
-    fprintf(f, "{\"index\":%" PRIu64 ",\"label\":null,\"path\":\"", index);
-    if ((path && export_json_str(f, path) != 0) || fputs("\",\"error\":\"", f) == EOF ||
-        (reason && export_json_str(f, reason) != 0) || fputs("\"}\n", f) == EOF || ferror(f)) {
+    fprintf(f, "{\"index\":%" PRIu64 ",\"label\":null,\"path\":", index);
+    if (json_write_cstr(f, path ? path : "") != 0 || fputs(",\"error\":", f) == EOF ||
+        json_write_cstr(f, reason ? reason : "") != 0 || fputs("}\n", f) == EOF || ferror(f)) {
         if (!errno)
             errno = EIO;
         return -1;

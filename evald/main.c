@@ -22,6 +22,7 @@
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/curve.h"
+#include "common/json.h"
 #include "common/dataset.h"
 #include "common/durable.h"
 #include "common/event.h"
@@ -647,20 +648,6 @@ static int evald_load_query(struct evald *ev, struct feat_model *m, const char *
     return 0;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs, int as_files);
 
 static int cmd_neighbours(struct evald *ev, int nimg, char **imgs)
@@ -770,15 +757,15 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs, int as_fi
     for (int i = 0; i < nimg; i++) {
         if (bad[i]) {
             fputs("{\"query\":", stdout);
-            json_str(stdout, imgs[i]);
+            json_write_cstr(stdout, imgs[i]);
             fputs(",\"error\":", stdout);
-            json_str(stdout, bad[i]);
+            json_write_cstr(stdout, bad[i]);
             fputs("}\n", stdout);
             continue;
         }
         size_t n = knn_neighbours(kn, (size_t)i, idx, sim);
         fputs("{\"query\":", stdout);
-        json_str(stdout, imgs[i]);
+        json_write_cstr(stdout, imgs[i]);
         if (ql[i] != EXPORT_NO_LABEL)
             printf(",\"label\":%" PRIu32, ql[i]);
         printf(",\"step\":%" PRIu64 ",\"against\":\"%s\",\"neighbours\":[", m.step,
@@ -792,10 +779,10 @@ static int cmd_neighbours_run(struct evald *ev, int nimg, char **imgs, int as_fi
                 fputs(",\"label\":null,\"class\":null", stdout);
             } else {
                 printf(",\"label\":%" PRIu32 ",\"class\":", lab);
-                json_str(stdout, dataset_class_name(ev->train, lab));
+                json_write_cstr(stdout, dataset_class_name(ev->train, lab));
             }
             fputs(",\"path\":", stdout);
-            json_str(stdout, dataset_path(ev->train, idx[j]));
+            json_write_cstr(stdout, dataset_path(ev->train, idx[j]));
             fputc('}', stdout);
             if (g) {
                 uint8_t *pix = NULL;

@@ -11,22 +11,8 @@
 #include "common/clock.h"
 #include "common/dataset.h"
 #include "common/jpeg.h"
+#include "common/json.h"
 #include "common/log.h"
-
-/* Prints s as a JSON string literal. */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
 
 /* The split being checked, for the skip lines. */
 struct check_ctx {
@@ -38,9 +24,9 @@ static void check_on_skip(void *ctx, const char *path, const char *why)
 {
     const struct check_ctx *c = ctx;
     printf("{\"split\": \"%s\", \"path\": ", c->split);
-    json_str(stdout, path);
+    json_write_cstr(stdout, path);
     printf(", \"skipped\": ");
-    json_str(stdout, why);
+    json_write_cstr(stdout, why);
     printf("}\n");
 }
 
@@ -78,9 +64,9 @@ static int check_split(const char *data, const char *split, struct dataset_opts 
         if (strncmp(err, path, pl) == 0 && err[pl] == ':')
             reason = err + pl + 2;
         printf("{\"split\": \"%s\", \"path\": ", split);
-        json_str(stdout, path);
+        json_write_cstr(stdout, path);
         printf(", \"reason\": ");
-        json_str(stdout, reason);
+        json_write_cstr(stdout, reason);
         printf("}\n");
     }
     double secs = (clock_now_ns() - t0) / 1e9;

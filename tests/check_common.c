@@ -11,6 +11,8 @@
 #include "common/cfg.h"
 #include "common/bankrow.h"
 #include "common/durable.h"
+#include "common/json.h"
+#include "common/mp.h"
 #include "common/pixnorm.h"
 #include "common/rng.h"
 #include "common/sha256.h"
@@ -237,6 +239,61 @@ START_TEST(test_bankrow)
 }
 END_TEST
 
+/* The one JSON string rule, to a file and to a buffer, and msgpack rendered as JSON. */
+START_TEST(test_json)
+{
+    char *txt = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&txt, &len);
+    ck_assert_ptr_nonnull(f);
+    static const char in[] = "a\"b\\c\nd\te\x01\x7f\xc3\xa9";
+    ck_assert_int_eq(json_write_str(f, in, sizeof in - 1), 0);
+    ck_assert_int_eq(json_write_str(f, "x\0y", 3), 0); /* a NUL inside the length */
+    fclose(f);
+    ck_assert_str_eq(txt, "\"a\\\"b\\\\c\\nd\\te\\u0001\\u007f\xc3\xa9\"\"x\\u0000y\"");
+    free(txt);
+    char buf[16];
+    ck_assert_int_eq(json_format_str(buf, sizeof buf, "q\"\n"), 7);
+    ck_assert_str_eq(buf, "\"q\\\"\\n\"");
+    ck_assert_int_eq(json_format_str(buf, 7, "q\"\n"), -1); /* 7 bytes + NUL do not fit */
+    ck_assert_str_eq(buf, "");
+    ck_assert_int_eq(json_format_str(buf, sizeof buf, ""), 2);
+    ck_assert_str_eq(buf, "\"\"");
+    /* {"k": [1, -2, 0.5, nil, true], 7: "v"} compact, spaced and exact */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mp_pack_strn(&pk, "k", 1);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_int64(&pk, -2);
+    msgpack_pack_double(&pk, 0.1);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_true(&pk);
+    msgpack_pack_uint64(&pk, 7);
+    mp_pack_strn(&pk, "v", 1);
+    const char *want[3] = { "{\"k\":[1,-2,0.1,null,true],\"7\":\"v\"}",
+                            "{\"k\": [1, -2, 0.1, null, true], \"7\": \"v\"}",
+                            "{\"k\": [1, -2, 0.10000000000000001, null, true], \"7\": \"v\"}" };
+    const int flags[3] = { 0, JSON_SPACED, JSON_SPACED | JSON_EXACT };
+    for (int i = 0; i < 3; i++) {
+        f = open_memstream(&txt, &len);
+        ck_assert_int_eq(json_write_mp(f, sb.data, sb.size, flags[i]), 0);
+        fclose(f);
+        ck_assert_str_eq(txt, want[i]);
+        free(txt);
+    }
+    f = open_memstream(&txt, &len);
+    ck_assert_int_eq(json_write_mp(f, sb.data, sb.size - 1, 0), -1); /* truncated: nothing */
+    fclose(f);
+    ck_assert_uint_eq(len, 0);
+    free(txt);
+    msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("common");
@@ -246,6 +303,7 @@ int main(void)
     tcase_add_test(tc, test_rng);
     tcase_add_test(tc, test_crc_sha);
     tcase_add_test(tc, test_durable);
+    tcase_add_test(tc, test_json);
     tcase_add_test(tc, test_pixnorm);
     tcase_add_test(tc, test_bankrow);
     suite_add_tcase(s, tc);

@@ -1,6 +1,7 @@
 /* npid-trainer configuration table and presets: see config.h. */
 #include "trainer/config.h"
 #include "common/augment.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/nn/net.h"
 
@@ -350,22 +351,11 @@ int trainer_cfg_json(const struct trainer_cfg *c, char *buf, size_t cap)
                 w = snprintf(buf + n, cap - n, "%s\"%s\":null", sep, o->name);
                 break;
             }
-            w = snprintf(buf + n, cap - n, "%s\"%s\":\"", sep, o->name);
+            w = snprintf(buf + n, cap - n, "%s\"%s\":", sep, o->name);
             if (w < 0 || (size_t)w >= cap - n)
                 return -1;
             n += (size_t)w;
-            for (; *s; s++) {
-                if (n + 8 >= cap)
-                    return -1;
-                unsigned char ch = (unsigned char)*s;
-                if (ch == '"' || ch == '\\')
-                    n += (size_t)snprintf(buf + n, cap - n, "\\%c", ch);
-                else if (ch < 0x20)
-                    n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", ch);
-                else
-                    buf[n++] = (char)ch;
-            }
-            w = snprintf(buf + n, cap - n, "\"");
+            w = (int)json_format_str(buf + n, cap - n, s);
             break;
         }
         case CFG_BOOL:
