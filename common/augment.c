@@ -12,6 +12,9 @@
 #include "common/augment.h"
 
 #include <math.h>
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -525,10 +528,36 @@ static inline uint8_t blend(int in1, int in2, float alpha)
     return (uint8_t)(int)t;
 }
 
+/* Maps each of the n bytes at v through lut (in place). With AVX-512 VBMI in the build's
+ * target (-march=native on a CPU that has it), 64 bytes at a time: two 128-byte table
+ * permutes and a select on each index's top bit; otherwise one byte at a time. */
+static void map_bytes(uint8_t *v, size_t n, const uint8_t lut[256])
+{
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+    __m512i t0 = _mm512_loadu_si512(lut), t1 = _mm512_loadu_si512(lut + 64);
+    __m512i t2 = _mm512_loadu_si512(lut + 128), t3 = _mm512_loadu_si512(lut + 192);
+    for (size_t i = 0; i < n; i += 64) {
+        __mmask64 live = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
+        __m512i x = _mm512_maskz_loadu_epi8(live, v + i);
+        __m512i lo = _mm512_permutex2var_epi8(t0, x, t1);
+        __m512i hi = _mm512_permutex2var_epi8(t2, x, t3);
+        _mm512_mask_storeu_epi8(v + i, live,
+                                _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), lo, hi));
+    }
+#else
+    for (size_t i = 0; i < n; i++)
+        v[i] = lut[v[i]];
+#endif
+}
+
+/* Brightness and contrast are one function of each byte (a blend with a constant), so each
+ * applies a table of that function's 256 values, computed with blend itself. */
 void augment_brightness(uint8_t *rgb, size_t n, float f)
 {
-    for (size_t i = 0; i < n * 3; i++)
-        rgb[i] = blend(0, rgb[i], f);
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++)
+        lut[v] = blend(0, v, f);
+    map_bytes(rgb, n * 3, lut);
 }
 
 void augment_contrast(uint8_t *rgb, size_t n, float f)
@@ -539,8 +568,10 @@ void augment_contrast(uint8_t *rgb, size_t n, float f)
     for (size_t i = 0; i < n; i++)
         sum += luma(rgb + 3 * i);
     int mean = (int)((double)sum / (double)n + 0.5);
-    for (size_t i = 0; i < n * 3; i++)
-        rgb[i] = blend(mean, rgb[i], f);
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++)
+        lut[v] = blend(mean, v, f);
+    map_bytes(rgb, n * 3, lut);
 }
 
 void augment_saturation(uint8_t *rgb, size_t n, float f)
@@ -559,29 +590,83 @@ static inline int clip8i(int v)
     return v <= 0 ? 0 : v >= 255 ? 255 : v;
 }
 
-/* Tables of Pillow's hsv2rgb terms that depend on one channel only, computed with Pillow's
- * own expressions so results are identical: sector and fraction of each hue byte, and the
- * saturation fraction of each saturation byte. */
+/* Pillow's rgb2hsv_row for one pixel with max > min (Convert.c), in Pillow's words and its
+ * float/double mix: the H and S bytes. The reference the hue tables are built from. */
+static void pil_rgb2hs(int r, int g, int b, uint8_t *uh, uint8_t *us)
+{
+    int maxc = r > g ? r : g, minc = r < g ? r : g;
+    maxc = maxc > b ? maxc : b;
+    minc = minc < b ? minc : b;
+    float cr = (float)(maxc - minc);
+    float s = cr / (float)maxc;
+    float rc = ((float)(maxc - r)) / cr;
+    float gc = ((float)(maxc - g)) / cr;
+    float bc = ((float)(maxc - b)) / cr;
+    float h;
+    if (r == maxc)
+        h = bc - gc;
+    else if (g == maxc)
+        h = 2.0 + rc - bc;
+    else
+        h = 4.0 + gc - rc;
+    h = fmod((h / 6.0 + 1.0), 1.0);
+    *uh = (uint8_t)clip8i((int)(h * 255.0));
+    *us = (uint8_t)clip8i((int)(s * 255.0));
+}
+
+/* Tables of Pillow's HSV conversions, built once with Pillow's own expressions (so results
+ * are identical, not approximated):
+ *   h[m][x][y]: rgb2hsv's H byte of a non-grey pixel, indexed by its two channels other than
+ *     the minimum (minus the minimum): m is the minimum's channel (0 blue, 1 green, 2 red;
+ *     the first of b, g, r that equals the minimum), x and y the remaining channels in r, g,
+ *     b order. H depends only on the differences max - c and on which channels equal the
+ *     maximum, which subtracting the minimum keeps, so h[m][x][y] is rgb2hsv of the pixel
+ *     with its minimum channel set to 0;
+ *   s[v][c]: rgb2hsv's S byte of a pixel of maximum v and chroma (max - min) c, 0 < c <= v;
+ *   sector[h]: hsv2rgb's i % 6 of hue byte h;
+ *   p[s][v]: hsv2rgb's p byte (rounded, clamped) of saturation byte s and value v;
+ *   m[h][s]: the factor of v in the one of hsv2rgb's q and t that its sector uses (q in
+ *     sectors 1, 3, 5, t in 0, 2, 4), in double as Pillow computes it: the result is
+ *     round((float)v * m[h][s]), clamped. */
 static struct {
     int ready;
-    float q[256][256];       /* q[c][d] = (float)d / (float)c: the quotients of rgb2hsv */
-    int sector[256];
-    float f[256];
-    float fs[256];
+    uint8_t h[3][256][256];
+    uint8_t s[256][256];
+    uint8_t sector[256];
+    uint8_t p[256][256];
+    double m[256][256];
 } hue_tab;
 
 static void hue_tables(void)
 {
     if (hue_tab.ready)
         return;
-    for (int c = 1; c < 256; c++)
-        for (int d = 0; d < 256; d++)
-            hue_tab.q[c][d] = (float)d / (float)c;
+    uint8_t unused;
+    for (int x = 0; x < 256; x++)
+        for (int y = 0; y < 256; y++) {
+            if (x == 0 && y == 0)
+                continue; /* grey: never looked up */
+            pil_rgb2hs(x, y, 0, &hue_tab.h[0][x][y], &unused);
+            pil_rgb2hs(x, 0, y, &hue_tab.h[1][x][y], &unused);
+            pil_rgb2hs(0, x, y, &hue_tab.h[2][x][y], &unused);
+        }
+    for (int v = 1; v < 256; v++)
+        for (int c = 1; c <= v; c++)
+            pil_rgb2hs(v, v - c, v - c, &unused, &hue_tab.s[v][c]); /* S: max, chroma only */
+    /* Pillow hsv2rgb's terms */
     for (int h = 0; h < 256; h++) {
         int i = (int)floor((float)h * 6.0 / 255.0);
-        hue_tab.sector[h] = i;
-        hue_tab.f[h] = (float)((float)h * 6.0 / 255.0 - (float)i);
-        hue_tab.fs[h] = (float)(((float)h) / 255.0);
+        float f = (float)h * 6.0 / 255.0 - (float)i;
+        hue_tab.sector[h] = (uint8_t)(i % 6);
+        for (int s = 0; s < 256; s++) {
+            float fs = ((float)s) / 255.0;
+            hue_tab.m[h][s] = i % 2 ? 1.0 - fs * f : 1.0 - fs * (1.0 - f);
+        }
+    }
+    for (int s = 0; s < 256; s++) {
+        float fs = ((float)s) / 255.0;
+        for (int v = 0; v < 256; v++)
+            hue_tab.p[s][v] = (uint8_t)clip8i((int)round((float)v * (1.0 - fs)));
     }
     hue_tab.ready = 1; /* idempotent: racing threads write identical values */
 }
@@ -595,69 +680,64 @@ static inline int sel(int c, int a, int b)
     return b ^ ((a ^ b) & -c);
 }
 
-/* The per-pixel work of augment_hue on planar chunks, written without branches (selects
- * instead) so the compiler can vectorise it; each expression is Pillow's, in Pillow's
- * float/double mix, so results are bit-identical. */
+/* The per-pixel work of augment_hue on planar chunks of m <= HUE_CHUNK pixels, in three
+ * loops: table indices (vectorised), the table reads (scalar: narrow gathers do not
+ * vectorise), then the rest of hsv2rgb (vectorised: selects instead of branches). Every
+ * value is Pillow's (see hue_tab), so results are bit-identical. */
 static void hue_chunk(const uint8_t *R, const uint8_t *G, const uint8_t *B, uint8_t *OR,
                       uint8_t *OG, uint8_t *OB, int m, int dh)
 {
-    const float *qt = &hue_tab.q[0][0];
+    int32_t hi[HUE_CHUNK], si[HUE_CHUNK];
+    uint8_t K[HUE_CHUNK], S[HUE_CHUNK], P[HUE_CHUNK];
+    double M[HUE_CHUNK];
     for (int i = 0; i < m; i++) {
         int r = R[i], g = G[i], b = B[i];
         int mx = r > g ? r : g;
         mx = mx > b ? mx : b;
         int mn = r < g ? r : g;
         mn = mn < b ? mn : b;
-        int cr = mx - mn;
-        int crs = cr ? cr : 1;               /* grey pixels: any valid row, result unused */
-        /* Pillow rgb2hsv */
-        float s = qt[(mx ? mx : 1) * 256 + cr];
-        float rc = qt[crs * 256 + (mx - r)];
-        float gc = qt[crs * 256 + (mx - g)];
-        float bc = qt[crs * 256 + (mx - b)];
-        float h_r = bc - gc;
-        float h_g = (float)(2.0 + rc - bc);
-        float h_b = (float)(4.0 + gc - rc);
-        float h = h_b;                       /* two-way selects only: they vectorise */
-        h = g == mx ? h_g : h;
-        h = r == mx ? h_r : h;
-        double x = h / 6.0 + 1.0;            /* fmod(x, 1.0) for x in [5/6, 11/6): exact */
-        float hf = (float)(x >= 1.0 ? x - 1.0 : x);
-        int ih = (int)(hf * 255.0), is = (int)(s * 255.0);
-        ih = ih < 0 ? 0 : ih > 255 ? 255 : ih;
-        is = is < 0 ? 0 : is > 255 ? 255 : is;
-        int uh = (ih + dh) & 255, us = is, uv = mx;
-        /* Pillow hsv2rgb */
-        int ii = hue_tab.sector[uh];
-        float f = hue_tab.f[uh];
-        float fs = hue_tab.fs[us];
-        double pv = (float)uv * (1.0 - fs);
-        double qv = (float)uv * (1.0 - fs * f);
-        double tv = (float)uv * (1.0 - fs * (1.0 - f));
-        int pp = (int)pv, qq = (int)qv, tt = (int)tv;
-        pp += pv - pp >= 0.5;                 /* round(), half away from zero, x >= 0 */
-        qq += qv - qq >= 0.5;
-        tt += tv - tt >= 0.5;
-        pp = pp > 255 ? 255 : pp;
-        qq = qq > 255 ? 255 : qq;
-        tt = tt > 255 ? 255 : tt;
-        int k = ii == 6 ? 0 : ii;
+        /* rgb2hsv: the table of the minimum's channel, at the other two (grey pixels read
+         * entry 0, unused) */
+        int t = sel(b == mn, 0, sel(g == mn, 1, 2));
+        int x = sel(t == 2, g, r) - mn, y = sel(t == 0, g, b) - mn;
+        hi[i] = (t << 16) | (x << 8) | y;
+        si[i] = (mx << 8) | (mx - mn);
+    }
+    for (int i = 0; i < m; i++) {
+        int uh = (hue_tab.h[0][0][hi[i]] + dh) & 255, us = hue_tab.s[0][si[i]];
+        int uv = si[i] >> 8;
+        K[i] = hue_tab.sector[uh];
+        S[i] = (uint8_t)us;
+        P[i] = hue_tab.p[us][uv];
+        M[i] = hue_tab.m[uh][us];
+    }
+    for (int i = 0; i < m; i++) {
+        int r = R[i], g = G[i], b = B[i];
+        int mx = r > g ? r : g;
+        mx = mx > b ? mx : b;
+        int mn = r < g ? r : g;
+        mn = mn < b ? mn : b;
+        int uv = mx, k = K[i], pp = P[i];
+        double wv = (float)uv * M[i];
+        int ww = (int)wv;
+        ww += wv - ww >= 0.5;                /* round(), half away from zero, x >= 0 */
+        ww = ww > 255 ? 255 : ww;
+        /* sectors 0..5: (v, t, p) (q, v, p) (p, v, t) (p, q, v) (t, p, v) (v, p, q) */
         int o0 = pp, o1 = pp, o2 = pp;
-        o0 = sel(k == 1, qq, o0);
-        o0 = sel(k == 4, tt, o0);
+        o0 = sel((k == 1) | (k == 4), ww, o0);
         o0 = sel((k == 0) | (k == 5), uv, o0);
-        o1 = sel(k == 0, tt, o1);
-        o1 = sel(k == 3, qq, o1);
+        o1 = sel((k == 0) | (k == 3), ww, o1);
         o1 = sel((k == 1) | (k == 2), uv, o1);
-        o2 = sel(k == 2, tt, o2);
-        o2 = sel(k == 5, qq, o2);
+        o2 = sel((k == 2) | (k == 5), ww, o2);
         o2 = sel((k == 3) | (k == 4), uv, o2);
-        o0 = sel(us == 0, uv, o0);
-        o1 = sel(us == 0, uv, o1);
-        o2 = sel(us == 0, uv, o2);
-        o0 = sel(cr == 0, r, o0);            /* grey: Pillow's round trip returns it as is */
-        o1 = sel(cr == 0, g, o1);
-        o2 = sel(cr == 0, b, o2);
+        int grey = S[i] == 0;                /* s == 0: v, v, v */
+        o0 = sel(grey, uv, o0);
+        o1 = sel(grey, uv, o1);
+        o2 = sel(grey, uv, o2);
+        grey = mx == mn;                     /* grey: Pillow's round trip returns it as is */
+        o0 = sel(grey, r, o0);
+        o1 = sel(grey, g, o1);
+        o2 = sel(grey, b, o2);
         OR[i] = (uint8_t)o0;
         OG[i] = (uint8_t)o1;
         OB[i] = (uint8_t)o2;
