@@ -28,6 +28,7 @@
 #include <png.h>
 #include <webp/encode.h>
 
+#include "bench/bench_util.h"
 #include "common/clock.h"
 #include "common/dataset.h"
 #include "common/image.h"
@@ -36,62 +37,6 @@
 #include "common/sha256.h"
 
 #define PEER_UNAVAILABLE 77
-
-static double bench_seconds(void)
-{
-    const char *s = getenv("NPID_BENCH_SECONDS");
-    double v = s ? atof(s) : 3.0;
-    return v > 0 ? v : 3.0;
-}
-
-/* Runs a shell command and keeps its first stdout line in buf. Returns 0, the command's exit
- * status (PEER_UNAVAILABLE among them), or -1 when it could not run or printed nothing. */
-static int run_capture(const char *cmd, char *buf, size_t len)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    buf[0] = 0;
-    char line[4096];
-    int got = 0;
-    while (fgets(line, sizeof line, p))
-        if (!got && line[0]) {
-            snprintf(buf, len, "%s", line);
-            got = 1;
-        }
-    int st = pclose(p);
-    buf[strcspn(buf, "\n")] = 0;
-    if (!WIFEXITED(st))
-        return -1;
-    if (WEXITSTATUS(st) != 0)
-        return WEXITSTATUS(st);
-    return got ? 0 : -1;
-}
-
-static double json_num(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(json, pat);
-    return p ? atof(p + strlen(pat)) : -1;
-}
-
-/* The string value of key in out (empty when absent). */
-static void json_str(const char *json, const char *key, char *out, size_t len)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": \"", key);
-    const char *p = strstr(json, pat);
-    out[0] = 0;
-    if (!p)
-        return;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\"");
-    if (n >= len)
-        n = len - 1;
-    memcpy(out, p, n);
-    out[n] = 0;
-}
 
 /* ---- the files ---------------------------------------------------------------------------- */
 

@@ -20,63 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "common/clock.h"
 #include "common/dataset.h"
 #include "common/log.h"
 #include "loader/batch.h"
 
 extern char **environ;
-
-static double bench_seconds(void)
-{
-    const char *s = getenv("NPID_BENCH_SECONDS");
-    double v = s ? atof(s) : 3.0;
-    return v > 0 ? v : 3.0;
-}
-
-/* Runs a shell command, returns its first stdout line in buf (0) or -1. */
-static int run_capture(const char *cmd, char *buf, size_t len)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    buf[0] = 0;
-    char line[4096];
-    int got = 0;
-    while (fgets(line, sizeof line, p))
-        if (!got && line[0]) {
-            snprintf(buf, len, "%s", line);
-            got = 1;
-        }
-    int st = pclose(p);
-    buf[strcspn(buf, "\n")] = 0;
-    return (got && WIFEXITED(st) && WEXITSTATUS(st) == 0) ? 0 : -1;
-}
-
-static double json_num(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(json, pat);
-    return p ? atof(p + strlen(pat)) : -1;
-}
-
-/* The string value of key in json, copied to out (empty when absent). */
-static void json_str(const char *json, const char *key, char *out, size_t len)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": \"", key);
-    const char *p = strstr(json, pat);
-    out[0] = 0;
-    if (!p)
-        return;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\"");
-    if (n >= len)
-        n = len - 1;
-    memcpy(out, p, n);
-    out[n] = 0;
-}
 
 /* Decode + augment throughput of one process over the dataset's first n images. */
 static double measure(const struct dataset *ds, const char *preset, uint32_t size, size_t n)
