@@ -1,6 +1,7 @@
 /* CURVE key files, socket options and the ZAP handler: see curve.h. */
 #include "common/curve.h"
 
+#include "common/durable.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -222,25 +223,6 @@ static int curve_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-/* fsyncs the directory holding path (best effort: a failure is ignored). */
-static void curve_sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 int curve_keygen(const char *prefix, char pub[CURVE_Z85 + 1], char *err, size_t err_cap)
 {
     char key_path[PATH_MAX], pub_path[PATH_MAX];
@@ -289,7 +271,7 @@ int curve_keygen(const char *prefix, char pub[CURVE_Z85 + 1], char *err, size_t 
         err_set(err, err_cap, "%s: %s", pub_path, strerror(errno));
         goto done;
     }
-    curve_sync_dir(key_path);
+    (void)durable_sync_dir(key_path); /* best effort: the files are written and fsynced */
     if (pub)
         snprintf(pub, CURVE_Z85 + 1, "%s", k.pub);
     rc = 0;

@@ -129,7 +129,7 @@ int durable_pwrite(struct durable_file *f, uint64_t off, const void *buf, size_t
     return 0;
 }
 
-static int fsync_dir_of(const char *path)
+int durable_sync_dir(const char *path)
 {
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", path);
@@ -158,7 +158,7 @@ int durable_commit(struct durable_file *f)
         goto fail;
     if (rename(f->tmp, f->path) != 0)
         goto fail;
-    return fsync_dir_of(f->path);
+    return durable_sync_dir(f->path);
 fail:;
     int saved = errno;
     durable_abort(f);

@@ -36,6 +36,9 @@ int durable_pwrite(struct durable_file *f, uint64_t off, const void *buf, size_t
 int durable_commit(struct durable_file *f);
 void durable_abort(struct durable_file *f);
 
+/* fsyncs the directory holding path (after a rename or a create there): 0, or -1 with errno. */
+int durable_sync_dir(const char *path);
+
 /* Whole-file convenience: writes buf durably to path. */
 int durable_write(const char *path, const void *buf, size_t len);
 
