@@ -122,6 +122,8 @@ static void bench_features(void)
         snprintf(config, sizeof config, "{\"model\":\"%s\",\"low-dim\":128,\"size\":32,\"aug\":\"cifar\"}",
                  models[mi]);
         struct ckpt c = { 0 };
+        c.model = (struct ckpt_model){ "", 128, 32, NET_STEM_CIFAR, 0 };
+        snprintf(c.model.name, sizeof c.model.name, "%s", models[mi]);
         c.config = config;
         c.bank_path = "";
         c.n_params = net_param_count(n);

@@ -11,59 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Finds the value text after "key": in a flat JSON object; NULL when absent. */
-static const char *feat_json_find(const char *json, const char *key)
-{
-    size_t kl = strlen(key);
-    for (const char *p = json; (p = strchr(p, '"')) != NULL; p++) {
-        if (strncmp(p + 1, key, kl) == 0 && p[1 + kl] == '"') {
-            const char *v = p + 2 + kl;
-            while (*v == ' ')
-                v++;
-            if (*v != ':')
-                continue;
-            v++;
-            while (*v == ' ')
-                v++;
-            return v;
-        }
-    }
-    return NULL;
-}
-
-int feat_json_str(const char *json, const char *key, char *out, size_t cap)
-{
-    const char *v = feat_json_find(json, key);
-    if (!v || *v != '"' || cap == 0)
-        return -1;
-    size_t n = 0;
-    for (v++; *v && *v != '"'; v++) {
-        if (*v == '\\' && v[1])
-            v++;
-        if (n + 1 >= cap)
-            return -1;
-        out[n++] = *v;
-    }
-    if (*v != '"')
-        return -1;
-    out[n] = 0;
-    return 0;
-}
-
-int feat_json_num(const char *json, const char *key, double *out)
-{
-    const char *v = feat_json_find(json, key);
-    if (!v)
-        return -1;
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (end == v || errno || !isfinite(d))
-        return -1;
-    *out = d;
-    return 0;
-}
-
 int feat_model_init(struct feat_model *m, const char *path, int batch, char *err, size_t err_len)
 {
     struct ckpt c;
@@ -73,18 +20,18 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
         return -1;
     if (used)
         log_warn("checkpoint %s unusable, using %s.prev", path, path);
-    double low_dim = 128, size = 32;
-    if (feat_json_str(c.config, "model", m->model, sizeof m->model) != 0) {
-        snprintf(err, err_len, "checkpoint %s: config has no \"model\"", path);
-        goto fail;
-    }
-    if (feat_json_str(c.config, "aug", m->aug_name, sizeof m->aug_name) != 0)
+    /* the network from the checkpoint's model fields (checked by ckpt_load); the transform
+       and the run's name from its config */
+    snprintf(m->model, sizeof m->model, "%s", c.model.name);
+    m->low_dim = (int)c.model.low_dim;
+    m->size = (int)c.model.size;
+    if (ckpt_config_str(c.config, "aug", m->aug_name, sizeof m->aug_name) != 0)
         snprintf(m->aug_name, sizeof m->aug_name, "cifar");
-    if (feat_json_str(c.config, "run", m->run, sizeof m->run) != 0) {
+    if (ckpt_config_str(c.config, "run", m->run, sizeof m->run) != 0) {
         /* the trainer names an unnamed run after its directory */
         char dir[4096];
         m->run[0] = 0;
-        if (feat_json_str(c.config, "run-dir", dir, sizeof dir) == 0) {
+        if (ckpt_config_str(c.config, "run-dir", dir, sizeof dir) == 0) {
             size_t n = strlen(dir);
             while (n > 1 && dir[n - 1] == '/')
                 dir[--n] = 0;
@@ -92,36 +39,12 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
             snprintf(m->run, sizeof m->run, "%s", b ? b + 1 : dir);
         }
     }
-    feat_json_num(c.config, "low-dim", &low_dim);
-    feat_json_num(c.config, "size", &size);
-    if (low_dim < 1 || low_dim > 4096 || size < 8 || size > 1024) {
-        snprintf(err, err_len, "checkpoint %s: config low-dim %g or size %g out of range", path,
-                 low_dim, size);
-        goto fail;
-    }
-    m->low_dim = (int)low_dim;
-    m->size = (int)size;
     m->batch = batch;
     m->step = c.step;
     m->epoch = c.epoch;
     pixnorm_for(m->aug_name, &m->norm);
-    /* checkpoints from before --stem have the CIFAR stem */
-    char stem[16] = "cifar";
-    if (feat_json_str(c.config, "stem", stem, sizeof stem) != 0)
-        snprintf(stem, sizeof stem, "cifar");
-    if (net_stem_parse(stem) < 0) {
-        snprintf(err, err_len, "checkpoint %s: unknown stem \"%s\"", path, stem);
-        goto fail;
-    }
-    /* checkpoints from before --head have the single Linear */
-    double head = 0;
-    feat_json_num(c.config, "head", &head);
-    if (head < 0 || head > 8192) {
-        snprintf(err, err_len, "checkpoint %s: config head %g out of range", path, head);
-        goto fail;
-    }
     struct net_config nc = { m->model, m->low_dim, m->size, m->size, batch, 0, NET_INIT_HE,
-                             net_stem_parse(stem), (int)head };
+                             (int)c.model.stem, (int)c.model.head };
     m->net = net_new(&nc);
     if (!m->net) {
         snprintf(err, err_len, "checkpoint %s: cannot build network %s (low-dim %d, %d px)", path,
@@ -298,7 +221,7 @@ static int feat_aug_spec(const char *config, char *spec, size_t cap)
     spec[0] = 0;
     for (size_t k = 0; config && k < sizeof key / sizeof key[0]; k++) {
         char v[64];
-        if (feat_json_str(config, key[k][0], v, sizeof v) != 0 || !v[0])
+        if (ckpt_config_str(config, key[k][0], v, sizeof v) != 0 || !v[0])
             continue;
         const char *val = !strcmp(v, "true") ? "1" : !strcmp(v, "false") ? "0" : v;
         int w = snprintf(spec + n, cap - n, "%s%s=%s", n ? "," : "", key[k][1], val);

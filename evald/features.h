@@ -2,11 +2,12 @@
  * turned into L2-normalised features with the test transform (or, for the linear probe's
  * train features, averaged over views drawn with the checkpoint's train transform).
  *
- * The checkpoint's config JSON (trainer/config.c, trainer_cfg_json) gives the network
- * ("model", "low-dim") and the transform ("aug" preset, "size"); the normalisation is the
- * trainer's: ImageNet mean/std for the imagenet preset, the reference's CIFAR values otherwise.
- * Parameters and BN running statistics are copied from the checkpoint after checking that
- * their counts match the network built from the config. The forward runs with train = 0. The
+ * The checkpoint's model fields (common/ckpt.h: preset, low_dim, size, stem, head) give the
+ * network and the input size; its config JSON (trainer/config.c, trainer_cfg_json) gives the
+ * transform ("aug" preset) and the run's name; the normalisation is the trainer's: ImageNet
+ * mean/std for the imagenet preset, the reference's CIFAR values otherwise. Parameters and BN
+ * running statistics are copied from the checkpoint after checking that their counts match
+ * the network built from the model fields. The forward runs with train = 0. The
  * train transform is the "aug" preset's at "size" with the trainer's --crop-scale, --jitter,
  * --gray, --flip and --blur as the config records them (empty or absent: the preset's). */
 #ifndef NPID_EVALD_FEATURES_H
@@ -80,10 +81,5 @@ int feat_dataset_views(struct feat_model *m, const struct dataset *ds, size_t fi
 
 /* Features of one packed RGB image (w x h) into out (low_dim). */
 void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out);
-
-/* Reads "key":"value" (string) or "key":number from a flat JSON object. Returns 0 or -1
- * when the key is absent or has another type. */
-int feat_json_str(const char *json, const char *key, char *out, size_t cap);
-int feat_json_num(const char *json, const char *key, double *out);
 
 #endif

@@ -1172,6 +1172,8 @@ static int cmd_mkckpt(void)
              ",\"run\":\"mkckpt\"}", o.model, o.low_dim, o.size, o.aug, o.seed);
     struct ckpt c;
     memset(&c, 0, sizeof c);
+    c.model = (struct ckpt_model){ "", (uint32_t)o.low_dim, (uint32_t)o.size, NET_STEM_CIFAR, 0 };
+    snprintf(c.model.name, sizeof c.model.name, "%s", o.model);
     c.config = config;
     c.bank_path = "";
     c.step = o.step;

@@ -1,5 +1,7 @@
-/* Unit tests for checkpoint files (common/ckpt.h): bit-exact round trip, detection of
- * truncation, corruption, bad magic and version, and the fallback to PATH.prev; hostile
+/* Unit tests for checkpoint files (common/ckpt.h): bit-exact round trip, the model fields
+ * (round trip, taken from the config of a hand-written version 1 file, bad values refused),
+ * detection of truncation, corruption, bad magic and version, and the fallback to PATH.prev;
+ * hostile
  * paths: a FIFO, a directory and a 2 GiB sparse file are refused without blocking or
  * reading them, and a link planted at the temporary name is never written through. */
 #include <check.h>
@@ -15,6 +17,7 @@
 
 #include "common/ckpt.h"
 #include "common/durable.h"
+#include "common/nn/net.h"
 
 static char dir[PATH_MAX], path[PATH_MAX + 16];
 
@@ -35,6 +38,7 @@ static void teardown(void)
 static void make_ckpt(struct ckpt *c, uint64_t step, size_t np)
 {
     memset(c, 0, sizeof(*c));
+    c->model = (struct ckpt_model){ "resnet18", 128, 32, NET_STEM_CIFAR, 0 };
     c->config = strdup("{\"model\":\"resnet18\",\"nce_k\":4096}");
     c->bank_path = strdup("/run/bank.snap");
     c->step = step;
@@ -63,6 +67,7 @@ static void make_ckpt(struct ckpt *c, uint64_t step, size_t np)
 
 static void assert_same(const struct ckpt *a, const struct ckpt *b)
 {
+    ck_assert(memcmp(&a->model, &b->model, sizeof(a->model)) == 0);
     ck_assert_str_eq(a->config, b->config);
     ck_assert_str_eq(a->bank_path, b->bank_path);
     ck_assert_uint_eq(a->step, b->step);
@@ -89,7 +94,7 @@ START_TEST(test_round_trip)
     assert_same(&a, &b);
     ckpt_free(&b);
     /* empty texts and sections */
-    struct ckpt e = { 0 }, f;
+    struct ckpt e = { .model = { "resnet20", 1, 8, NET_STEM_CIFAR, 0 } }, f;
     ck_assert_int_eq(ckpt_save(path, &e), 0);
     ck_assert_msg(ckpt_load(path, &f, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(f.config, "");
@@ -114,7 +119,7 @@ START_TEST(test_corrupt_detected)
     char err[256];
     make_ckpt(&a, 7, 300);
     ck_assert_int_eq(ckpt_save(path, &a), 0);
-    size_t full = 128 + strlen(a.config) + strlen(a.bank_path) + 4 * (300 + 17 + 300);
+    size_t full = 128 + 48 + strlen(a.config) + strlen(a.bank_path) + 4 * (300 + 17 + 300);
 
     unsigned char x = 0x5a;
     rewrite(path, 600, &x, 1, -1); /* a flipped byte in the parameters */
@@ -258,6 +263,177 @@ START_TEST(test_latest_falls_back)
 }
 END_TEST
 
+/* Recomputes the CRC-32C of [16, end) of the file at p into its header. */
+static void fix_crc(const char *p)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(file_read_all(p, (size_t)1 << 26, &buf, &len), 0);
+    ck_assert_uint_ge(len, 16);
+    uint32_t crc = crc32c(0, (unsigned char *)buf + 16, len - 16);
+    free(buf);
+    rewrite(p, 12, &crc, 4, -1);
+}
+
+START_TEST(test_model_fields)
+{
+    struct ckpt a, b;
+    char err[256];
+    make_ckpt(&a, 5, 40);
+    a.model = (struct ckpt_model){ "resnet18-quarter", 64, 96, NET_STEM_S2, 512 };
+    ck_assert_int_eq(ckpt_save(path, &a), 0);
+    ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+    assert_same(&a, &b);
+    ck_assert_str_eq(b.model.name, "resnet18-quarter");
+    ck_assert_uint_eq(b.model.low_dim, 64);
+    ck_assert_uint_eq(b.model.size, 96);
+    ck_assert_uint_eq(b.model.stem, NET_STEM_S2);
+    ck_assert_uint_eq(b.model.head, 512);
+    ckpt_free(&b);
+    /* on disk: version 2, the model block at 128, the name NUL-padded, the config after it */
+    unsigned char d[176 + 8];
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fread(d, 1, sizeof d, f), sizeof d);
+    fclose(f);
+    uint32_t u[4], ver;
+    memcpy(&ver, d + 8, 4);
+    ck_assert_uint_eq(ver, 2);
+    ck_assert(memcmp(d + 128, "resnet18-quarter", 16) == 0);
+    for (int i = 128 + 16; i < 160; i++) ck_assert_uint_eq(d[i], 0);
+    memcpy(u, d + 160, 16);
+    ck_assert_uint_eq(u[0], 64);
+    ck_assert_uint_eq(u[1], 96);
+    ck_assert_uint_eq(u[2], 1);
+    ck_assert_uint_eq(u[3], 512);
+    ck_assert(memcmp(d + 176, "{\"model\"", 8) == 0);
+    ckpt_free(&a);
+}
+END_TEST
+
+/* A version 1 file by hand (docs/formats.md): the 128-byte header, config, an empty bank path,
+ * np parameters, no buffers or momentum. */
+static void write_v1(const char *p, const char *config, size_t np)
+{
+    size_t cl = strlen(config), len = 128 + cl + 4 * np;
+    unsigned char *b = calloc(1, len);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, "NPIDCKPT", 8);
+    uint32_t ver = 1, cl32 = (uint32_t)cl;
+    uint64_t total = len, step = 42, n = np;
+    memcpy(b + 8, &ver, 4);
+    memcpy(b + 16, &total, 8);
+    memcpy(b + 24, &step, 8);
+    memcpy(b + 96, &n, 8);
+    memcpy(b + 120, &cl32, 4);
+    memcpy(b + 128, config, cl);
+    for (size_t i = 0; i < np; i++) {
+        float x = (float)i - 0.5f;
+        memcpy(b + 128 + cl + 4 * i, &x, 4);
+    }
+    uint32_t crc = crc32c(0, b + 16, len - 16);
+    memcpy(b + 12, &crc, 4);
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+    free(b);
+}
+
+START_TEST(test_version1_read)
+{
+    struct ckpt b;
+    char err[256];
+    const char *full = "{\"run\":\"old\",\"model\":\"resnet18-half\",\"low-dim\":64,"
+                       "\"size\":48,\"stem\":\"s4\",\"head\":256,\"aug\":\"cifar\"}";
+    write_v1(path, full, 7);
+    ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(b.model.name, "resnet18-half");
+    ck_assert_uint_eq(b.model.low_dim, 64);
+    ck_assert_uint_eq(b.model.size, 48);
+    ck_assert_uint_eq(b.model.stem, NET_STEM_S4);
+    ck_assert_uint_eq(b.model.head, 256);
+    ck_assert_str_eq(b.config, full);
+    ck_assert_uint_eq(b.step, 42);
+    ck_assert_uint_eq(b.n_params, 7);
+    ck_assert(b.params[6] == 5.5f);
+    ckpt_free(&b);
+    /* from before --stem and --head: the CIFAR stem, the single Linear */
+    write_v1(path, "{\"model\":\"resnet20\",\"low-dim\":32,\"size\":40}", 3);
+    ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(b.model.name, "resnet20");
+    ck_assert_uint_eq(b.model.low_dim, 32);
+    ck_assert_uint_eq(b.model.size, 40);
+    ck_assert_uint_eq(b.model.stem, NET_STEM_CIFAR);
+    ck_assert_uint_eq(b.model.head, 0);
+    ckpt_free(&b);
+    /* no low-dim or size either: 128 and 32 */
+    write_v1(path, "{\"model\":\"resnet18\"}", 0);
+    ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(b.model.low_dim, 128);
+    ck_assert_uint_eq(b.model.size, 32);
+    ckpt_free(&b);
+    /* what the config cannot give is refused, with the reason */
+    static const char *const bad[][2] = {
+        { "{\"nce_k\":4096}", "no \"model\"" },
+        { "{\"model\":\"resnet99\"}", "name \"resnet99\" (not a network preset)" },
+        { "{\"model\":\"resnet18\",\"stem\":\"s9\"}", "stem \"s9\"" },
+        { "{\"model\":\"resnet18\",\"low-dim\":0}", "low_dim 0 (1..4096) (version 1" },
+        { "{\"model\":\"resnet18\",\"size\":-3}", "size -3 in the version 1" },
+        { "{\"model\":\"resnet18\",\"head\":9000}", "head 9000 (0..8192)" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_v1(path, bad[i][0], 1);
+        ck_assert_int_eq(ckpt_load(path, &b, err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, "bad model field") && strstr(err, bad[i][1]), "%s: %s",
+                      bad[i][0], err);
+        ck_assert_ptr_null(b.params);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_model_fields)
+{
+    struct ckpt a, b;
+    char err[256];
+    make_ckpt(&a, 9, 20);
+    static const struct { long off; uint32_t v; const char *why; } bad[] = {
+        { 160, 0, "low_dim 0 (1..4096)" },     { 160, 4097, "low_dim 4097" },
+        { 164, 7, "size 7 (8..1024)" },        { 164, 1025, "size 1025" },
+        { 168, 3, "stem 3" },                  { 172, 8193, "head 8193 (0..8192)" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(ckpt_save(path, &a), 0);
+        rewrite(path, bad[i].off, &bad[i].v, 4, -1);
+        fix_crc(path);
+        ck_assert_int_eq(ckpt_load(path, &b, err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, "bad model field") && strstr(err, bad[i].why), "%s", err);
+        ck_assert_ptr_null(b.params);
+    }
+    ck_assert_int_eq(ckpt_save(path, &a), 0);
+    rewrite(path, 128, "resnet99", 8, -1);
+    fix_crc(path);
+    ck_assert_int_eq(ckpt_load(path, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "bad model field name \"resnet99\""), "%s", err);
+    char full[32];
+    memset(full, 'r', sizeof full);
+    rewrite(path, 128, full, sizeof full, -1);
+    fix_crc(path);
+    ck_assert_int_eq(ckpt_load(path, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "bad model field name (not NUL-terminated"), "%s", err);
+    /* the writer refuses what a reader would */
+    a.model.head = 9000;
+    errno = 0;
+    ck_assert_int_eq(ckpt_save(path, &a), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    a.model.head = 0;
+    snprintf(a.model.name, sizeof a.model.name, "vgg");
+    ck_assert_int_eq(ckpt_save(path, &a), -1);
+    ck_assert_int_eq(ckpt_load(path, &b, err, sizeof(err)), -1); /* still the bad file */
+    ckpt_free(&a);
+}
+END_TEST
+
 static Suite *ckpt_suite(void)
 {
     Suite *s = suite_create("ckpt");
@@ -265,6 +441,9 @@ static Suite *ckpt_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_model_fields);
+    tcase_add_test(tc, test_version1_read);
+    tcase_add_test(tc, test_bad_model_fields);
     tcase_add_test(tc, test_corrupt_detected);
     tcase_add_test(tc, test_latest_falls_back);
     tcase_add_test(tc, test_hostile_paths);

@@ -66,6 +66,7 @@ static void ckpt_fill(const struct ckptr *k, const struct ckptr_pos *pos, struct
                       char *snap, uint64_t snap_step)
 {
     memset(c, 0, sizeof *c);
+    c->model = k->p.model;
     c->config = (char *)k->p.config_json;
     c->step = pos->step;
     c->epoch = pos->epoch;
@@ -213,6 +214,16 @@ int ckptr_restore(struct ckptr *k, struct ckptr_pos *pos)
     struct net *net = k->p.net;
     if (used)
         log_warn("resume: %s was unreadable (%s); using the previous checkpoint", k->path, err);
+    const struct ckpt_model *a = &c.model, *b = &k->p.model;
+    if (strcmp(a->name, b->name) != 0 || a->low_dim != b->low_dim || a->size != b->size ||
+        a->stem != b->stem || a->head != b->head) {
+        log_error("resume: checkpoint %s is of %s (low-dim %u, %u px, stem %s, head %u), this "
+                  "run builds %s (low-dim %u, %u px, stem %s, head %u): give the run's --model, "
+                  "--low-dim, --size, --stem and --head", k->path, a->name, a->low_dim, a->size,
+                  net_stem_name((int)a->stem), a->head, b->name, b->low_dim, b->size,
+                  net_stem_name((int)b->stem), b->head);
+        goto done;
+    }
     if (c.n_params != net_param_count(net) || c.n_buffers != net_buffer_count(net) ||
         c.n_momentum != c.n_params) {
         log_error("resume: checkpoint %s holds %zu parameters / %zu buffers, the network has "

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "common/ckpt.h"
 #include "common/nn/net.h"
 #include "common/nn/sgd.h"
 #include "trainer/bankview.h"
@@ -22,6 +23,7 @@ struct ckptr_parts {
     struct bankview *bv;      /* snapshots and restores go through its client */
     const char *config_json;  /* the run's configuration, recorded as is */
     uint64_t seed;
+    struct ckpt_model model;  /* what net was built with; a restore refuses any other */
 };
 
 /* The position a checkpoint records: the next step to run. */

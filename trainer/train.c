@@ -319,7 +319,10 @@ static int connect_bank(struct trainer *t)
     if (!t->bv)
         return -1;
     t->bank = bankview_client(t->bv);
-    struct ckptr_parts cp = { t->net, t->opt, t->obj, t->bv, t->config_json, cfg->seed };
+    struct ckptr_parts cp = { t->net, t->opt, t->obj, t->bv, t->config_json, cfg->seed,
+                              { "", (uint32_t)cfg->low_dim, (uint32_t)cfg->size,
+                                (uint32_t)net_stem_parse(cfg->stem), (uint32_t)cfg->head } };
+    snprintf(cp.model.name, sizeof cp.model.name, "%s", cfg->model);
     t->ck = ckptr_new(cfg->run_dir, &cp);
     if (!t->ck) {
         log_error("out of memory");

@@ -216,6 +216,13 @@ static void net_init_weights(struct net *n)
     linear_init_torch(&n->fc, &r);
 }
 
+int net_model_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
+        if (name && strcmp(name, net_presets[i].name) == 0) return 1;
+    return 0;
+}
+
 struct net *net_new(const struct net_config *cfg)
 {
     return net_new_threads(cfg, 0);

@@ -72,6 +72,8 @@ int net_init_parse(const char *name);
 struct net;
 struct nn_team;
 
+/* 1 when name is one of the presets net_new builds, else 0 (NULL included). */
+int net_model_known(const char *name);
 /* NULL on failure (unknown model, bad sizes, out of memory), with the reason logged. */
 struct net *net_new(const struct net_config *cfg);
 /* The same with the team size: threads splitting the batch; 0 means the online CPUs (or
