@@ -27,7 +27,8 @@ FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) $(FUZZ_SAN)
 # the targets themselves.
 FUZZ_LIBSRC  := common/jpeg.c common/image.c common/augment.c common/rng.c common/log.c \
                 common/mp.c common/proto_task.c common/proto_bank.c common/event.c \
-                common/msg.c common/clock.c common/sig.c
+                common/msg.c common/clock.c common/sig.c common/json.c common/curve.c \
+                common/durable.c
 FUZZ_LIBOBJ  := $(FUZZ_LIBSRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_NET     := proto_bank proto_task event
 FUZZ_IMAGE   := jpeg png webp
