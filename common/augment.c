@@ -703,8 +703,10 @@ static void hue_chunk(const uint8_t *R, const uint8_t *G, const uint8_t *B, uint
         hi[i] = (t << 16) | (x << 8) | y;
         si[i] = (mx << 8) | (mx - mn);
     }
+    /* hi and si index the tables as flat blocks (h: 3 x 256 x 256, s: 256 x 256 bytes) */
+    const uint8_t *hflat = (const uint8_t *)hue_tab.h, *sflat = (const uint8_t *)hue_tab.s;
     for (int i = 0; i < m; i++) {
-        int uh = (hue_tab.h[0][0][hi[i]] + dh) & 255, us = hue_tab.s[0][si[i]];
+        int uh = (hflat[hi[i]] + dh) & 255, us = sflat[si[i]];
         int uv = si[i] >> 8;
         K[i] = hue_tab.sector[uh];
         S[i] = (uint8_t)us;
