@@ -73,8 +73,8 @@ int msg_endpoint_is_local(const char *ep);
  * allow_remote; one allowed on a socket without CURVE (ZMQ_MECHANISM ZMQ_NULL) logs a
  * warning that its traffic is unencrypted and unauthenticated. A loopback tcp:// host is
  * bound as its address (libzmq binds no host names): a name's first IPv4 address, else its
- * first IPv6 one; IPv6 addresses get ZMQ_IPV6 set on s. Returns 0 or -1 (errno set; ZeroMQ failures are logged with the
- * endpoint). */
+ * first IPv6 one; IPv6 addresses get ZMQ_IPV6 set on s. Returns 0 or -1 (errno set;
+ * ZeroMQ failures are logged with the endpoint). */
 int msg_bind(void *s, const char *ep, int allow_remote);
 int msg_connect(void *s, const char *ep);
 

@@ -5,14 +5,16 @@
 set -u
 name=it_trainer_head
 . "$(dirname "$0")/lib_trainer.sh"
-"$bin/npid-loader" synth --out "$tmp/data" --per-class 20 --test-per-class 4 >/dev/null 2>&1 || fail "synth"
+"$bin/npid-loader" synth --out "$tmp/data" --per-class 20 --test-per-class 4 >/dev/null 2>&1 ||
+    fail "synth"
 start_bg bankd "$bin/npid-bankd" --bind "$NPID_BANK" --dir "$tmp/bank"
 start_bg loader "$bin/npid-loader" --data "$tmp/data"
 timeout -k 5 120 "$bin/npid-trainer" --data "$tmp/data" --run-dir "$tmp/run" --model resnet20 \
     --head 24 --epochs 1 --batch 50 --no-progress >>"$tmp/trainer.log" 2>&1 ||
     fail "training with --head 24: exit $?"
 grep -q "head mlp 24" "$tmp/trainer.log" || fail "the trainer log does not describe the head"
-grep -q '"images":200,"expected":200' "$tmp/run/metrics.jsonl" || fail "the epoch did not train 200 images"
+grep -q '"images":200,"expected":200' "$tmp/run/metrics.jsonl" ||
+    fail "the epoch did not train 200 images"
 timeout 120 "$bin/npid-evald" --once --checkpoint "$tmp/run/checkpoints/trainer.ckpt" \
     --data "$tmp/data" --bank "$NPID_BANK" --against both >"$tmp/eval.jsonl" 2>"$tmp/evald.log" ||
     fail "evald on the checkpoint with a head: exit $?"

@@ -23,8 +23,9 @@
  * block conv1, bn1, conv2, bn2, [shortcut conv, shortcut bn], then fc weight (low_dim, C),
  * fc bias; with a two-layer head (net_config.head = H > 0: pooled -> Linear(H) -> ReLU ->
  * Linear(low_dim), SimCLR's projection head) the hidden layer's weight (H, C) and bias come
- * before them, and fc is (low_dim, H). Each run is padded to a multiple of 16 floats; padding is zero in params and
- * grads, so optimisers may treat the block as one flat vector. */
+ * before them, and fc is (low_dim, H). Each run is padded to a multiple of 16 floats;
+ * padding is zero in params and grads, so optimisers may treat the block as one flat
+ * vector. */
 #ifndef NPID_NN_NET_H
 #define NPID_NN_NET_H
 #include <stddef.h>
