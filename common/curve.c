@@ -308,14 +308,21 @@ int curve_sock_apply(void *s, const struct curve_sock *c)
     return 0;
 }
 
+/* 1 when this libzmq has CURVE, else 0 with the reason in err. */
+static int curve_available(char *err, size_t err_cap)
+{
+    if (zmq_has("curve"))
+        return 1;
+    err_set(err, err_cap, "this libzmq was built without CURVE support");
+    return 0;
+}
+
 int curve_sock_client(struct curve_sock *c, const char *keys_path, const char *server_pub_path,
                       char *err, size_t err_cap)
 {
     memset(c, 0, sizeof *c);
-    if (!zmq_has("curve")) {
-        err_set(err, err_cap, "this libzmq was built without CURVE support");
+    if (!curve_available(err, err_cap))
         return -1;
-    }
     if (curve_keys_load(keys_path, &c->own, err, err_cap) != 0 ||
         curve_pub_load(server_pub_path, c->server_pub, err, err_cap) != 0) {
         memset(c, 0, sizeof *c);
@@ -343,10 +350,8 @@ int curve_sock_server(struct curve_sock *c, const char *keys_path, const char *d
                       char *err, size_t err_cap)
 {
     memset(c, 0, sizeof *c);
-    if (!zmq_has("curve")) {
-        err_set(err, err_cap, "this libzmq was built without CURVE support");
+    if (!curve_available(err, err_cap))
         return -1;
-    }
     if (curve_keys_load(keys_path, &c->own, err, err_cap) != 0)
         return -1;
     c->server = 1;

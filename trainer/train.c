@@ -54,8 +54,7 @@ struct trainer {
     struct lr_schedule sched;
     struct bankview *bv;      /* the bank: client, negatives and positives, or the mirror */
     struct bankc *bank;       /* bankview_client(bv): the control requests */
-    struct curve_sock bank_curve; /* CURVE client options for bankd (when bank_curve_on) */
-    int bank_curve_on;
+    struct curve_sock bank_curve; /* CURVE client options for bankd (kept: the client's) */
     struct curve_sock tasks_curve; /* CURVE server options of the task socket (with zap) */
     struct curve_sock events_curve; /* the same for the events PUB socket */
     struct curve_zap *zap;    /* admits the loaders of --curve-allow; NULL: tasks in clear */
@@ -304,7 +303,6 @@ static int connect_bank(struct trainer *t)
         log_error("bank: %s", cerr);
         return -1;
     }
-    t->bank_curve_on = con;
     if (con)
         log_info("bank: CURVE on (server key %s, this trainer's %s)", t->bank_curve.server_pub,
                  t->bank_curve.own.pub);
@@ -313,7 +311,7 @@ static int connect_bank(struct trainer *t)
         .stop_timeout_s = cfg->stop_timeout, .seed = cfg->seed, .exclude_pos = cfg->exclude_pos,
         .n = t->n, .dim = t->dim, .m = t->mode == DRAW_SHARED ? t->m : 0,
         .max_batch = (uint32_t)cfg->batch, .momentum = (float)cfg->nce_m, .stop = &sig_stop,
-        .curve = t->bank_curve_on ? &t->bank_curve : NULL,
+        .curve = con ? &t->bank_curve : NULL,
     };
     t->bv = bankview_new(&bc);
     if (!t->bv)
