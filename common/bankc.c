@@ -25,6 +25,7 @@ struct bankc {
     enum bank_init_mode mode;
     /* the outstanding sample */
     int sample_busy;
+    int update_busy;           /* an update interrupted by the stop flag, still outstanding */
     size_t sample_k, sample_b;
     int sample_given;         /* the negatives were given (bankc_rows_send) */
     uint32_t *given;          /* (sample_k,) the given negatives, to check the echo */
@@ -144,6 +145,10 @@ static int bankc_send(struct bankc *c, int enc_rc)
 {
     if (c->sample_busy)
         return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
+    if (c->update_busy) {
+        msg_client_cancel(c->mc); /* abandoned: bankc_update_finish was not called */
+        c->update_busy = 0;
+    }
     if (enc_rc != 0)
         return bankc_fail(c, ENOMEM, BANK_ENOMEM, "cannot encode the request");
     if (msg_client_send(c->mc, c->sb.data, c->sb.size) != 0)
@@ -312,35 +317,51 @@ int bankc_sample(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, i
     return bankc_sample_recv(c, neg_idx, neg, pos, step);
 }
 
-static int bankc_write_rows(struct bankc *c, enum bank_op op, const uint32_t *idx,
-                            const float *feat, size_t B, float momentum, uint64_t *step)
+int bankc_update(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
+                 float momentum, uint64_t *step)
 {
     if (B && (!idx || !feat))
-        return bankc_fail(c, EINVAL, BANK_EINVAL, "%s: idx and feat required",
-                          proto_bank_op_name(op));
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "update: idx and feat required");
     if (bankc_need_dim(c) != 0)
         return -1;
     struct bank_hdr h = bankc_write_hdr(c);
     struct bank_update_req q = { idx, B, feat, B * (size_t)c->dim, momentum };
-    int enc = op == BANK_OP_SET ? proto_bank_encode_set_req(&c->pk, &h, &q)
-                                : proto_bank_encode_update_req(&c->pk, &h, &q);
+    if (bankc_send(c, proto_bank_encode_update_req(&c->pk, &h, &q)) != 0)
+        return -1;
+    c->update_busy = 1;
+    return bankc_update_finish(c, step);
+}
+
+int bankc_update_finish(struct bankc *c, uint64_t *step)
+{
+    if (!c->update_busy)
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "no update request outstanding");
     union bank_rep_u r;
-    if (bankc_call(c, enc, op, &r) != 0)
+    int rc = bankc_wait(c, BANK_OP_UPDATE, &r);
+    if (rc != 0 && errno == EINTR)
+        return -1; /* still outstanding: finish it, or the next request abandons it */
+    c->update_busy = 0;
+    if (rc != 0)
         return -1;
     if (step)
         *step = r.step.step;
     return 0;
 }
 
-int bankc_update(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
-                 float momentum, uint64_t *step)
-{
-    return bankc_write_rows(c, BANK_OP_UPDATE, idx, feat, B, momentum, step);
-}
-
 int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B, uint64_t *step)
 {
-    return bankc_write_rows(c, BANK_OP_SET, idx, feat, B, 0, step);
+    if (B && (!idx || !feat))
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "set: idx and feat required");
+    if (bankc_need_dim(c) != 0)
+        return -1;
+    struct bank_hdr h = bankc_write_hdr(c);
+    struct bank_update_req q = { idx, B, feat, B * (size_t)c->dim, 0 };
+    union bank_rep_u r;
+    if (bankc_call(c, proto_bank_encode_set_req(&c->pk, &h, &q), BANK_OP_SET, &r) != 0)
+        return -1;
+    if (step)
+        *step = r.step.step;
+    return 0;
 }
 
 int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out)

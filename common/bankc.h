@@ -113,6 +113,11 @@ int bankc_rows_send(struct bankc *c, const uint32_t *neg_idx, size_t k, const ui
  * *step (may be NULL): updates applied after this one. */
 int bankc_update(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
                  float momentum, uint64_t *step);
+/* When bankc_update fails with errno EINTR (the stop flag), the update stays outstanding, as
+ * bankd may have applied it: this waits for its reply again (e.g. after bankc_set_stop(c,
+ * NULL) and bankc_limit_retries), with bankc_update's results; any other request abandons
+ * it instead. */
+int bankc_update_finish(struct bankc *c, uint64_t *step);
 /* v <- normalize(f) for the B rows idx (warm start); same rules as update. */
 int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B, uint64_t *step);
 

@@ -179,7 +179,14 @@ int bankview_update(struct bankview *bv, const uint32_t *idx, float *feat, uint3
 {
     flush_subnormal(feat, (size_t)count * (size_t)bv->cfg.dim);
     uint64_t step = 0, want = bv->step + 1;
-    if (bankc_update(bv->bank, idx, feat, count, bv->cfg.momentum, &step) != 0) {
+    int rc = bankc_update(bv->bank, idx, feat, count, bv->cfg.momentum, &step);
+    if (rc != 0 && errno == EINTR && !bv->stopping) {
+        /* a stop signal: the step's update is still outstanding; finish it (within the stop
+           timeout) so that this step completes and the stop checkpoint follows it */
+        bankview_stopping(bv);
+        rc = bankc_update_finish(bv->bank, &step);
+    }
+    if (rc != 0) {
         log_error("bank: update failed: %s", bankc_error(bv->bank));
         return -1;
     }
