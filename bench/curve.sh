@@ -21,7 +21,9 @@
 # EPOCHS (20), EVAL_EVERY (evaluate every k-th epoch and the last; 1), LIMITS (seconds, space-separated; "600"), TRAIN_FLAGS (trainer flags, e.g.
 # "--preset cifar --seed 1"), LOADERS (1), OUT (JSON lines; default DIR/curve.jsonl),
 # KEEP=DIR (keep the run directory there), NPID_BIN, NPID_CACHE, OPENBLAS_CORETYPE (SkylakeX
-# unless set), PORT (base port, 24710), NAME (a label carried in every line).
+# unless set), PORT (base port, 24710), NAME (a label carried in every line), RESUME=1 (KEEP's
+# run was cut short: reuse its baselines line from OUT and continue its training with the trainer's
+# --resume; the wall clock then leaves out the time between its last checkpoint and the restart).
 # Exit 0 when every limit's target is met, 1 when not, 2 on a setup error.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -75,6 +77,15 @@ emit() {
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # the baselines, with the run's flags (scripts/npid-baselines, as `npid run` measures them)
+resume=
+if [ "${RESUME:-0}" = 1 ]; then
+    [ -n "${KEEP:-}" ] && [ -f "$w/run/checkpoints/trainer.ckpt" ] && [ -f "$w/t0" ] ||
+        die "RESUME=1 needs KEEP=DIR holding a cut-short run (run/checkpoints/trainer.ckpt, t0)"
+    grep -q "\"name\": \"$name\", \"kind\": \"baselines\"" "$out" 2>/dev/null ||
+        die "RESUME=1: $out holds no baselines line named $name"
+    resume=--resume
+fi
+if [ -z "$resume" ]; then
 say "baselines: raw pixels and the untrained network (npid-baselines -- $flags)"
 # shellcheck disable=SC2086
 NPID_BIN=$bin "$root/scripts/npid-baselines" --data "$data" --port "$port" --dir "$w/baselines" \
@@ -94,8 +105,9 @@ print(json.dumps({"kind": "baselines", "data": data, "flags": flags, "size": int
                   "load": load}))
 PY
 )"
+fi
 
-say "training: --epochs $epochs $flags (load average $(load))"
+say "training: --epochs $epochs $flags $resume (load average $(load))"
 "$bin/npid-bankd" --bind "$(ep 0)" --dir "$w/bank" --snapshot-every 0 >"$w/logs/bankd.log" 2>&1 &
 pids="$pids $!"
 i=0
@@ -103,14 +115,27 @@ while [ $i -lt "$loaders" ]; do
     "$bin/npid-loader" --data "$data" --tasks "$(ep 1)" --log-level warn >"$w/logs/loader-$i.log" 2>&1 &
     pids="$pids $!"; i=$((i + 1))
 done
-t0=$(date +%s.%N)
+if [ -n "$resume" ]; then
+    # the clock restarts where the last checkpoint left it
+    t0=$($py - "$w" "$(cat "$w/t0")" "$(date +%s.%N)" <<'PY'
+import json, sys
+w, t0, now = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+ck = [json.loads(l) for l in open(f"{w}/run/metrics.jsonl")]
+last = max(x["time"] for x in ck if x.get("type") == "checkpoint") / 1000.0
+print(f"{t0 + (now - last):.3f}")
+PY
+) || die "cannot read $w/run/metrics.jsonl"
+    cat "$w/logs/trainer.log" >>"$w/logs/trainer-before-resume.log"
+else
+    t0=$(date +%s.%N)
+fi
+echo "$t0" >"$w/t0"
 # shellcheck disable=SC2086
 "$bin/npid-trainer" --data "$data" --run-dir "$w/run" --epochs "$epochs" --keep-epochs \
-    --bank "$(ep 0)" --tasks "$(ep 1)" --events "$(ep 2)" --no-progress $flags \
+    --bank "$(ep 0)" --tasks "$(ep 1)" --events "$(ep 2)" --no-progress $resume $flags \
     >"$w/logs/trainer.log" 2>&1 || die "trainer failed: $(tail -1 "$w/logs/trainer.log")"
 for p in $pids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 pids=""
-echo "$t0" >"$w/t0"
 say "trained (load average $(load)); evaluating each epoch (npid-evald --once --against both)"
 
 # one epoch at a time, so each line is written as soon as it is measured
