@@ -217,3 +217,24 @@ int bankview_load_mirror(struct bankview *bv)
     log_info("bank: local mirror of %zu rows read in %.2f s", bv->cfg.n, clock_seconds() - t0);
     return 0;
 }
+
+void bankview_cosines(const struct bankview *bv, const float *feat, const uint32_t *idx,
+                      uint32_t count, double *pos_sim, double *neg_sim)
+{
+    size_t d = (size_t)bv->cfg.dim, m = bv->cfg.m, n = bv->cfg.n;
+    double ps = 0, ns = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const float *fi = feat + i * d;
+        const float *p = m ? bv->pos + i * d : bv->mirror + idx[i] * d;
+        const float *q = m ? bv->neg + (i % m) * d : bv->mirror + ((idx[i] + 1) % n) * d;
+        double a = 0, c = 0;
+        for (size_t k = 0; k < d; k++) {
+            a += (double)fi[k] * p[k];
+            c += (double)fi[k] * q[k];
+        }
+        ps += a;
+        ns += c;
+    }
+    *pos_sim = count ? ps / (double)count : 0;
+    *neg_sim = count ? ns / (double)count : 0;
+}

@@ -72,6 +72,11 @@ int bankview_update(struct bankview *bv, const uint32_t *idx, float *feat, uint3
 /* Overwrites rows idx with count features (feat modified as for update): the warm start.
  * bankd counts a set as an update; the mirror follows. -1 on failure (logged). */
 int bankview_set(struct bankview *bv, const uint32_t *idx, float *feat, uint32_t count);
+/* Alignment and uniformity, for the metrics: the mean cosine of each of count features (rows
+ * of feat, batch indices idx) with its own bank row and with one other (a negative of the
+ * last collected sample, or the next row of the mirror). */
+void bankview_cosines(const struct bankview *bv, const float *feat, const uint32_t *idx,
+                      uint32_t count, double *pos_sim, double *neg_sim);
 /* Softmax mode: reads the whole bank into the mirror. 0 otherwise. */
 int bankview_load_mirror(struct bankview *bv);
 

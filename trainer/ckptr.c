@@ -62,7 +62,7 @@ int ckptr_present(const struct ckptr *c)
 
 /* The training state as a checkpoint (pointers into the parts), paired with bank snapshot
  * snap at snap_step; snap "" marks weights that no snapshot pairs with. */
-static void ckpt_fill(const struct ckptr *k, const struct ckptr_pos *pos, struct ckpt *c,
+static void ckpt_fill(const struct ckptr *k, const struct run_pos *pos, struct ckpt *c,
                       char *snap, uint64_t snap_step)
 {
     memset(c, 0, sizeof *c);
@@ -83,7 +83,7 @@ static void ckpt_fill(const struct ckptr *k, const struct ckptr_pos *pos, struct
     c->bank_path = snap;
 }
 
-void ckptr_save_unpaired(struct ckptr *k, const struct ckptr_pos *pos)
+void ckptr_save_unpaired(struct ckptr *k, const struct run_pos *pos)
 {
     char path[sizeof k->dir + 32], none[1] = "";
     snprintf(path, sizeof path, "%s/trainer.unpaired.ckpt", k->dir);
@@ -99,7 +99,7 @@ void ckptr_save_unpaired(struct ckptr *k, const struct ckptr_pos *pos)
                  k->good_step ? "at" : "if any, at", k->good_step);
 }
 
-int ckptr_save(struct ckptr *k, const struct ckptr_pos *pos, const char *why,
+int ckptr_save(struct ckptr *k, const struct run_pos *pos, const char *why,
                struct ckptr_written *out)
 {
     double t0 = clock_seconds();
@@ -201,7 +201,7 @@ static int restore_bank(struct ckptr *k, const struct ckpt *c, uint64_t *have)
     return 0;
 }
 
-int ckptr_restore(struct ckptr *k, struct ckptr_pos *pos)
+int ckptr_restore(struct ckptr *k, struct run_pos *pos)
 {
     struct ckpt c;
     char err[512];

@@ -14,6 +14,7 @@
 #include "common/nn/sgd.h"
 #include "trainer/bankview.h"
 #include "trainer/objective.h"
+#include "trainer/plan.h"
 
 /* What a checkpoint holds; owned by the caller, read at every save, written by a restore. */
 struct ckptr_parts {
@@ -27,11 +28,6 @@ struct ckptr_parts {
 };
 
 /* The position a checkpoint records: the next step to run. */
-struct ckptr_pos {
-    uint64_t step;            /* global steps done */
-    uint32_t epoch, epoch_step;
-};
-
 /* What a save wrote. */
 struct ckptr_written {
     char sha256[65];          /* of the checkpoint file ("unknown" when it cannot be read) */
@@ -55,17 +51,17 @@ uint64_t ckptr_good_step(const struct ckptr *c);
 /* Has bankd snapshot the bank, then writes the checkpoint paired with it (durably, the
  * previous one kept as .prev). While saves fail, the snapshot goes under another name so the
  * one paired with the last good checkpoint is never rotated away. 0, or -1 (logged). */
-int ckptr_save(struct ckptr *c, const struct ckptr_pos *pos, const char *why,
+int ckptr_save(struct ckptr *c, const struct run_pos *pos, const char *why,
                struct ckptr_written *out);
 /* Keeps the weights with no bank snapshot (bankd gone, a signal inside a bank update):
  * trainer.unpaired.ckpt; the paired checkpoint is left as it is. Failures are logged. */
-void ckptr_save_unpaired(struct ckptr *c, const struct ckptr_pos *pos);
+void ckptr_save_unpaired(struct ckptr *c, const struct run_pos *pos);
 /* --keep-epochs: copies the checkpoint just written to epoch-NNN.ckpt and has bankd write
  * bank-epoch-NNN.snap. 0 or -1. */
 int ckptr_keep_epoch(struct ckptr *c, uint32_t epoch);
 /* Restores weights, optimiser, Z and *pos from the newest readable checkpoint, and the
  * paired bank snapshot into bankd when bankd is not at its update count (or holds no bank);
  * sets the bank view's step. 0, or -1 (logged). */
-int ckptr_restore(struct ckptr *c, struct ckptr_pos *pos);
+int ckptr_restore(struct ckptr *c, struct run_pos *pos);
 
 #endif

@@ -1,6 +1,7 @@
 /* npid-trainer configuration table and presets: see config.h. */
 #include "trainer/config.h"
 #include "common/augment.h"
+#include "common/dataset.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/nn/net.h"
@@ -418,7 +419,7 @@ void trainer_cfg_task_opts(const struct trainer_cfg *c, const char *run, struct 
     o->views = (uint32_t)c->views;
     o->allow_remote = c->allow_remote;
     o->run = run;
-    /* o->curve: set by the caller, which runs the ZAP handler (trainer/train.c) */
+    /* o->curve: set by the caller, which runs the ZAP handler (trainer/links.c) */
     struct augment_params ap;
     char why[320];
     if (augment_preset(c->aug, 1, (uint32_t)c->size, AUGMENT_CHW, &ap) == 0 &&
@@ -427,4 +428,89 @@ void trainer_cfg_task_opts(const struct trainer_cfg *c, const char *run, struct 
                  c->aug, *c->aug_spec ? ", overridden by " : "", c->aug_spec, ap.scale_min,
                  ap.scale_max, ap.brightness, ap.contrast, ap.saturation, ap.hue, ap.gray_p,
                  ap.flip ? "on" : "off");
+}
+
+int trainer_cfg_from_data(struct trainer_cfg *c, struct dataset *ds)
+{
+    size_t n = dataset_count(ds);
+    int size = c->size;
+    char why[256] = "";
+    if (size == 0) {
+        uint32_t sh, lo;
+        size_t bad, got = dataset_probe_sides(ds, 200, &sh, &lo, &bad);
+        if (got == 0) {
+            log_error("--size 0: none of %zu sampled images has a readable header; give --size",
+                      bad);
+            return -1;
+        }
+        size = trainer_size_rule(sh);
+        snprintf(why, sizeof why, "the median image of %zu sampled is %ux%u (short side %u%s)", got,
+                 lo, sh, sh,
+                 sh < 40 ? ": 32 px" : sh > 128 ? ", capped at 128" : ", to a multiple of 16");
+    } else {
+        snprintf(why, sizeof why, "--size %d given", size);
+    }
+    const char *stem = c->stem;
+    int st = net_stem_parse(stem), auto_stem = st < 0;
+    if (auto_stem) {
+        st = trainer_stem_rule(size);
+        stem = net_stem_name(st);
+    }
+    int epochs = c->epochs;
+    if (epochs == 0) {
+        int v = c->views;
+        epochs = trainer_epochs_rule(n, v);
+        log_info("epochs: %d, the fewest that show the network %d views (%zu training images, "
+                 "%d view%s each an epoch; within %d..%d epochs)", epochs, TRAINER_IMAGES_SEEN,
+                 n, v, v > 1 ? "s" : "", trainer_epochs_rule(0, v), 200 / (v > 1 ? v : 1));
+    }
+    trainer_cfg_set_input(c, size, stem, epochs);
+    int maps = (size + net_stem_stride(st) - 1) / net_stem_stride(st);
+    log_info("input: %d px, stem %s (%dx%d feature maps): %s; %s", size, stem, maps, maps, why,
+             auto_stem ? "the stem's stride brings the maps nearest 32 px" : "--stem given");
+    return 0;
+}
+
+static const char *path_base(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    while (s && s[1] == 0 && s != p) { /* trailing slash */
+        const char *q = s - 1;
+        while (q > p && *q != '/')
+            q--;
+        return *q == '/' ? q + 1 : q;
+    }
+    return s ? s + 1 : p;
+}
+
+void trainer_cfg_run_name(const struct trainer_cfg *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", c->run_name && *c->run_name ? c->run_name : path_base(c->run_dir));
+}
+
+struct dataset *trainer_cfg_open_data(struct trainer_cfg *c, char *json, size_t cap)
+{
+    char err[DATASET_ERR_LEN];
+    struct dataset *ds = dataset_open_opts(c->data, "train", &c->dso, err, sizeof err);
+    if (!ds) {
+        log_error("dataset: %s", err);
+        return NULL;
+    }
+    log_info("dataset: %s: %zu training images in %zu classes (%zu other files skipped), "
+             "manifest %.12s", dataset_root(ds), dataset_count(ds), dataset_num_classes(ds),
+             dataset_skipped(ds), dataset_manifest(ds));
+    /* the layout, and when nothing is labelled the trainer still trains: NPID needs no labels */
+    log_info("dataset layout: %s%s", dataset_describe(ds),
+             dataset_labelled(ds) == 0 ? "; no labels: training unlabelled (kNN and linear "
+                                         "evaluation need labels)" : "");
+    if (trainer_cfg_from_data(c, ds) != 0)
+        goto fail;
+    if (trainer_cfg_json(c, json, cap) < 0) {
+        log_error("configuration too long to record");
+        goto fail;
+    }
+    return ds;
+fail:
+    dataset_destroy(&ds);
+    return NULL;
 }

@@ -53,6 +53,18 @@ int trainer_epochs_rule(size_t n, int views);
 /* Records the size, stem and epochs in force (after the rules) in c and in what
  * trainer_cfg_json reports. */
 void trainer_cfg_set_input(struct trainer_cfg *c, int size, const char *stem, int epochs);
+/* --size 0, --stem auto and --epochs 0: the rules above applied to the dataset (its images'
+ * median short side, its image count), each logged with its reason, and recorded with
+ * trainer_cfg_set_input; given values are kept. -1 when no sampled image has a readable
+ * header (logged). */
+struct dataset;
+int trainer_cfg_from_data(struct trainer_cfg *c, struct dataset *ds);
+/* The training set of c (--data or --list), logged, with the rules applied
+ * (trainer_cfg_from_data) and the configuration in force written to json (cap bytes, what the
+ * checkpoints record). NULL on failure (logged). */
+struct dataset *trainer_cfg_open_data(struct trainer_cfg *c, char *json, size_t cap);
+/* The run's name: --run, or the last component of --run-dir. */
+void trainer_cfg_run_name(const struct trainer_cfg *c, char *buf, size_t cap);
 
 /* The learning-rate schedule of c (--lr, --lr-schedule, --lr-steps, --lr-min, --warmup,
  * --epochs). 0, or -1 for bad --lr-steps (logged). */

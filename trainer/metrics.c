@@ -103,7 +103,7 @@ static void send_event(struct metrics *m)
         event_json_line(m->ev, m->file);
 }
 
-void metrics_publish(struct metrics *m, const struct metrics_pos *pos, double lr, double z,
+void metrics_publish(struct metrics *m, const struct run_pos *pos, double lr, double z,
                      double z_est, const struct taskq_stats *ts)
 {
     struct stage_times *w = &m->win;
@@ -144,7 +144,7 @@ void metrics_publish(struct metrics *m, const struct metrics_pos *pos, double lr
     w->start = clock_seconds();
 }
 
-void metrics_epoch(struct metrics *m, const struct metrics_pos *pos, uint32_t epoch, double secs,
+void metrics_epoch(struct metrics *m, const struct run_pos *pos, uint32_t epoch, double secs,
                    size_t expected, int drop_last, const struct taskq_stats *ts)
 {
     size_t missing = 0, twice = 0;
@@ -179,7 +179,7 @@ void metrics_epoch(struct metrics *m, const struct metrics_pos *pos, uint32_t ep
     m->epoch_loss_n = 0;
 }
 
-void metrics_checkpoint(struct metrics *m, const struct metrics_pos *pos, const char *path,
+void metrics_checkpoint(struct metrics *m, const struct run_pos *pos, const char *path,
                         const struct ckptr_written *w, const char *why)
 {
     msgpack_packer *pk = event_begin(m->ev, "checkpoint", 8);
@@ -194,7 +194,7 @@ void metrics_checkpoint(struct metrics *m, const struct metrics_pos *pos, const 
     send_event(m);
 }
 
-void metrics_end(struct metrics *m, const struct metrics_pos *pos, const char *status,
+void metrics_end(struct metrics *m, const struct run_pos *pos, const char *status,
                  const char *reason)
 {
     msgpack_packer *pk = event_begin(m->ev, "end", 4);

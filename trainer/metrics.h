@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/taskq.h"
+#include "trainer/plan.h"
 #include "trainer/ckptr.h"
 
 /* Per-stage time accumulated over a metrics window, seconds; the step adds to it. */
@@ -18,12 +19,6 @@ struct stage_times {
     double pos_sim, neg_sim;  /* sums of per-step mean cosines: feature vs own row, vs others */
     uint32_t steps, images;
     double start;
-};
-
-/* Where the run is: the next step to run. */
-struct metrics_pos {
-    uint64_t step;
-    uint32_t epoch, epoch_step, steps_per_epoch;
 };
 
 struct metrics;
@@ -46,15 +41,15 @@ void metrics_trained(struct metrics *m, const uint32_t *idx, uint32_t count, dou
 void metrics_delivered(struct metrics *m, const uint32_t *idx, uint32_t count);
 
 /* "metrics" for the window so far (nothing when it is empty); starts a new window. */
-void metrics_publish(struct metrics *m, const struct metrics_pos *pos, double lr, double z,
+void metrics_publish(struct metrics *m, const struct run_pos *pos, double lr, double z,
                      double z_est, const struct taskq_stats *ts);
 /* "epoch": epoch ended after secs seconds; expected images (the epoch's batches); logs the
  * ledger (an error when an image was never trained or twice, unless drop_last) and resets it. */
-void metrics_epoch(struct metrics *m, const struct metrics_pos *pos, uint32_t epoch, double secs,
+void metrics_epoch(struct metrics *m, const struct run_pos *pos, uint32_t epoch, double secs,
                    size_t expected, int drop_last, const struct taskq_stats *ts);
-void metrics_checkpoint(struct metrics *m, const struct metrics_pos *pos, const char *path,
+void metrics_checkpoint(struct metrics *m, const struct run_pos *pos, const char *path,
                         const struct ckptr_written *w, const char *why);
-void metrics_end(struct metrics *m, const struct metrics_pos *pos, const char *status,
+void metrics_end(struct metrics *m, const struct run_pos *pos, const char *status,
                  const char *reason);
 
 #endif

@@ -8,6 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Where a run is: the next step to run, as global steps done and (epoch, step of the epoch);
+ * steps_per_epoch is the plan's (struct plan's steps). */
+struct run_pos {
+    uint64_t step;
+    uint32_t epoch, epoch_step, steps_per_epoch;
+};
+
 struct plan {
     uint32_t *perm;     /* n indices */
     size_t n;
