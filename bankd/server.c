@@ -1,19 +1,21 @@
 /* npid-bankd's request loop: see server.h.
  *
  * Replies that carry bank rows (sample, get) are built directly in a zmq_msg_t of the exact
- * size and the rows gathered into it, so each row is copied once on its way out. The reply
- * cache keeps, per client id, the (seq, CRC-32C of the request) of its last request and, for
- * writing ops (init, update, set, snapshot, restore), a reference to the reply: a request matching
- * both is answered from the cache and never applied twice. Read-only ops are re-executed on
- * a retry (their replies can be megabytes and repeating them changes nothing).
+ * size and the rows gathered into it, so each row is copied once on its way out. Every
+ * request with a client id and a seq is recorded in the reply cache (replies.h), with the
+ * reply for writing ops (init, update, set, snapshot, restore): a retry of one is answered
+ * from the cache and never applied twice. Read-only ops are re-executed on a retry (their
+ * replies can be megabytes and repeating them changes nothing). Snapshots: snapsched.h.
  *
  * Write tokens: a bank with a token (bank.h) refuses every writing op that does not carry it
  * with EPERM before anything else is looked at, and such a refusal touches nothing, not even
- * the reply cache. Refusals are logged once per client id (again after DENIED_REPEAT_S) and at
- * most one line a second; the token is never logged. */
+ * the reply cache; it is logged within limits (refusals.h). */
 #include "bankd/server.h"
 
 #include "bankd/bank.h"
+#include "bankd/refusals.h"
+#include "bankd/replies.h"
+#include "bankd/snapsched.h"
 #include "bankd/snapshot.h"
 #include "common/clock.h"
 #include "common/durable.h"
@@ -22,12 +24,7 @@
 #include "common/sig.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,323 +35,20 @@
 enum { ESC_ID = 96 };
 #define ESC(buf, p, len) proto_bank_escape(buf, sizeof buf, p, len)
 
-/* A client whose refused write was logged (the rate limit of server_denied). */
-struct denied_entry {
-    char cid[65];
-    double t;                  /* clock_seconds() of the logged line; 0: free */
-};
-enum { DENIED_CLIENTS = 64 };
-#define DENIED_REPEAT_S 600.0  /* a client's refusals are logged again after this long */
-#define DENIED_GAP_S 1.0       /* at most one refusal line per second */
 #define EPERM_MSG "this bank takes writes only with its run's token (the trainer that " \
                   "created it keeps it in RUN_DIR/bank.token)"
-
-struct cache_entry {
-    char cid[65];
-    uint64_t seq;
-    uint32_t crc;
-    int has_reply;
-    zmq_msg_t reply;
-    uint64_t used;             /* LRU clock */
-};
 
 struct server {
     struct server_cfg cfg;
     void *sock;
     struct bank *bank;
-    char dir[PATH_MAX];
-    uint64_t snap_step;        /* bank step of the last bank.snap written or loaded */
-    int snap_valid;            /* a bank.snap of the current bank exists */
-    uint64_t stat_snap_step;   /* step of the newest snapshot of any name written or loaded
-                                  (stats snapshot_step; 0: none) */
-    int snap_stale;            /* bank.snap lacks a change the step does not show (run or
-                                  manifest adopted, bank restored) */
-    double next_snap;          /* clock_seconds() of the next periodic snapshot */
-    pid_t snap_child;          /* background snapshot writer, 0 when none */
-    uint64_t snap_child_step;  /* the step it is writing */
-    int snap_child_stale;      /* snap_stale when it was forked */
-    double snap_child_t0;
+    struct snapsched snap;     /* its dir is the snapshot directory ("": none) */
+    struct replies replies;
     msgpack_sbuffer sb;        /* small replies */
     msgpack_packer pk;
-    struct cache_entry *cache;
-    int ncache;
-    uint64_t lru;
     uint64_t requests, errors, cache_hits;
-    struct denied_entry denied[DENIED_CLIENTS];
-    int denied_next;           /* ring slot for the next new client */
-    double denied_line_t;      /* clock_seconds() of the last refusal line */
-    uint64_t denied_total, denied_quiet; /* refusals since start, of them not logged */
+    struct refusals refusals;
 };
-
-/* ---- snapshots ----------------------------------------------------------------------------- */
-
-static int server_dirty(const struct server *s)
-{
-    return s->bank && (!s->snap_valid || s->snap_step != s->bank->step || s->snap_stale);
-}
-
-static void server_snapshot_reap(struct server *s, int block);
-static int cache_save(const struct server *s, struct bank *b);
-
-/* Writes a snapshot: DIR/bank.snap, or DIR/bank-<name>.snap when name is given (those do not
- * count as the daemon's own snapshot: bank.snap is still written when the bank changed).
- * 0, or -1 with e filled (ENOSPC / EIO) and the failure logged. */
-static int server_snapshot(struct server *s, const char *name, size_t name_len, char *path,
-                           size_t path_cap, struct bank_err *e)
-{
-    if (!s->bank)
-        return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
-    if (!s->dir[0])
-        return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
-    char file[96];
-    if (name)
-        snprintf(file, sizeof file, "bank-%.*s.snap", (int)name_len, name);
-    else
-        snprintf(file, sizeof file, "%s", SNAPSHOT_NAME);
-    if (!name)
-        server_snapshot_reap(s, 1); /* one writer of the file at a time */
-    double t0 = clock_seconds();
-    if (cache_save(s, s->bank) != 0)
-        log_warn("out of memory saving the reply cache; the snapshot holds the bank only");
-    int wrc = snapshot_write_as(s->bank, s->dir, file, path, path_cap);
-    free(s->bank->extra);
-    s->bank->extra = NULL;
-    s->bank->extra_len = 0;
-    if (wrc != 0) {
-        int err = errno;
-        int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
-        log_error("snapshot to %s/%s failed: %s%s", s->dir, file, strerror(err),
-                  full ? " (disk full or file size limit); still serving from memory" : "");
-        return bank_err_set(e, full ? BANK_ENOSPC : BANK_EIO, "snapshot to %s/%s failed: %s",
-                            s->dir, file, strerror(err));
-    }
-    if (!name) {
-        s->snap_step = s->bank->step;
-        s->snap_valid = 1;
-        s->snap_stale = 0;
-    }
-    s->stat_snap_step = s->bank->step;
-    log_info("snapshot step %llu written to %s/%s in %.3f s", (unsigned long long)s->bank->step,
-             s->dir, file, clock_seconds() - t0);
-    return 0;
-}
-
-/* Periodic snapshots are written by a forked child from a copy-on-write image of the bank,
- * so serving never stops for the disk (a 656 MB bank takes seconds to write and fsync).
- * The child touches nothing but the bank and the file and leaves with _exit: its status is
- * 0 or the errno of the failure. */
-static void server_snapshot_fork(struct server *s)
-{
-    double t0 = clock_seconds();
-    pid_t pid = fork();
-    if (pid < 0) {
-        log_warn("cannot fork a snapshot writer (%s); writing in the foreground", strerror(errno));
-        struct bank_err e;
-        server_snapshot(s, NULL, 0, NULL, 0, &e);
-        return;
-    }
-    if (pid == 0) {
-        /* die with the daemon, and hold none of its sockets (a restarted bankd must be able
-         * to bind while an orphaned writer would still be running) */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close_range(3, ~0u, 0);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_IGN);
-        cache_save(s, s->bank); /* without it on failure: the bank still matters */
-        int rc = snapshot_write(s->bank, s->dir, NULL, 0);
-        _exit(rc == 0 ? 0 : (errno > 0 && errno < 256 ? errno : EIO));
-    }
-    s->snap_child = pid;
-    s->snap_child_step = s->bank->step;
-    s->snap_child_stale = s->snap_stale;
-    s->snap_stale = 0;
-    s->snap_child_t0 = t0;
-    log_debug("snapshot writer %d started for step %llu (fork took %.3f s)", (int)pid,
-              (unsigned long long)s->snap_child_step, clock_seconds() - t0);
-}
-
-/* Collects a finished background writer (or waits for it with block). */
-static void server_snapshot_reap(struct server *s, int block)
-{
-    if (!s->snap_child)
-        return;
-    int st;
-    pid_t r;
-    do
-        r = waitpid(s->snap_child, &st, block ? 0 : WNOHANG);
-    while (r < 0 && errno == EINTR);
-    if (r == 0)
-        return;
-    s->snap_child = 0;
-    if (r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-        s->snap_step = s->snap_child_step;
-        s->snap_valid = 1;
-        s->stat_snap_step = s->snap_child_step;
-        log_info("snapshot step %llu written to %s/%s in %.3f s (background)",
-                 (unsigned long long)s->snap_step, s->dir, SNAPSHOT_NAME,
-                 clock_seconds() - s->snap_child_t0);
-        return;
-    }
-    int err = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
-    int full = err == ENOSPC || err == EDQUOT || err == EFBIG;
-    s->snap_stale |= s->snap_child_stale;
-    log_error("background snapshot to %s failed: %s%s", s->dir,
-              r > 0 && WIFSIGNALED(st) ? "writer killed by a signal" : strerror(err),
-              full ? " (disk full or file size limit); still serving from memory" : "");
-}
-
-/* ---- reply cache --------------------------------------------------------------------------- */
-
-static struct cache_entry *cache_find(struct server *s, const char *cid, size_t len, int create)
-{
-    if (len >= sizeof s->cache[0].cid || s->ncache == 0)
-        return NULL;
-    struct cache_entry *victim = NULL;
-    for (int i = 0; i < s->ncache; i++) {
-        struct cache_entry *c = &s->cache[i];
-        if (c->used && strlen(c->cid) == len && !memcmp(c->cid, cid, len)) {
-            c->used = ++s->lru;
-            return c;
-        }
-        if (!victim || c->used < victim->used)
-            victim = c;
-    }
-    if (!create)
-        return NULL;
-    zmq_msg_close(&victim->reply);
-    zmq_msg_init(&victim->reply);
-    memcpy(victim->cid, cid, len);
-    victim->cid[len] = 0;
-    victim->has_reply = 0;
-    victim->seq = 0;
-    victim->crc = 0;
-    victim->used = ++s->lru;
-    return victim;
-}
-
-/* Forgets every client's last request and reply; keep (may be NULL) stays allocated to its
- * client, with no reply. */
-static void cache_clear(struct server *s, struct cache_entry *keep)
-{
-    for (int i = 0; i < s->ncache; i++) {
-        struct cache_entry *c = &s->cache[i];
-        zmq_msg_close(&c->reply);
-        zmq_msg_init(&c->reply);
-        c->has_reply = 0;
-        c->seq = 0;
-        c->crc = 0;
-        if (c != keep) {
-            c->used = 0;
-            c->cid[0] = 0;
-        }
-    }
-}
-
-/* The cache as a snapshot's extra section, so that a request applied before a snapshot and
- * retried after a restart from it is answered, not applied again. Little-endian: u8 format
- * (1), u32 count, then per client with a reply, least recently used first: u8 cid_len, cid
- * bytes, u64 seq, u32 request CRC-32C, u32 reply_len, reply bytes. Sets b->extra (replacing
- * any); 0, or -1 when out of memory (the snapshot is then written without it). */
-static int cache_save(const struct server *s, struct bank *b)
-{
-    free(b->extra);
-    b->extra = NULL;
-    b->extra_len = 0;
-    size_t len = 5;
-    uint32_t count = 0;
-    for (int i = 0; i < s->ncache; i++) {
-        const struct cache_entry *c = &s->cache[i];
-        if (c->used && c->has_reply) {
-            len += 1 + strlen(c->cid) + 8 + 4 + 4 + zmq_msg_size((zmq_msg_t *)&c->reply);
-            count++;
-        }
-    }
-    if (!count)
-        return 0;
-    unsigned char *p = malloc(len);
-    if (!p)
-        return -1;
-    p[0] = 1;
-    memcpy(p + 1, &count, 4);
-    size_t off = 5;
-    uint64_t last = 0;
-    for (uint32_t k = 0; k < count; k++) {
-        const struct cache_entry *next = NULL;
-        for (int i = 0; i < s->ncache; i++) {
-            const struct cache_entry *c = &s->cache[i];
-            if (c->used && c->has_reply && c->used > last && (!next || c->used < next->used))
-                next = c;
-        }
-        last = next->used;
-        uint8_t cl = (uint8_t)strlen(next->cid);
-        uint32_t rl = (uint32_t)zmq_msg_size((zmq_msg_t *)&next->reply);
-        p[off++] = cl;
-        memcpy(p + off, next->cid, cl);
-        off += cl;
-        memcpy(p + off, &next->seq, 8);
-        memcpy(p + off + 8, &next->crc, 4);
-        memcpy(p + off + 12, &rl, 4);
-        off += 16;
-        memcpy(p + off, zmq_msg_data((zmq_msg_t *)&next->reply), rl);
-        off += rl;
-    }
-    b->extra = p;
-    b->extra_len = len;
-    return 0;
-}
-
-/* Refills the cache from b->extra (written by cache_save) and frees it. A malformed section
- * is logged and ignored (the bank itself passed its checksums). */
-static void cache_load(struct server *s, struct bank *b)
-{
-    const unsigned char *p = b->extra;
-    size_t len = b->extra_len, off = 5;
-    uint32_t count = 0, loaded = 0;
-    if (!p || !len)
-        return;
-    if (len < 5 || p[0] != 1) {
-        log_warn("snapshot reply cache: unknown format; starting with an empty cache");
-        goto done;
-    }
-    memcpy(&count, p + 1, 4);
-    for (uint32_t k = 0; k < count; k++) {
-        if (off + 1 > len || off + 1 + p[off] + 16 > len)
-            goto bad;
-        size_t cl = p[off];
-        const char *cid = (const char *)p + off + 1;
-        off += 1 + cl;
-        uint64_t seq;
-        uint32_t crc, rl;
-        memcpy(&seq, p + off, 8);
-        memcpy(&crc, p + off + 8, 4);
-        memcpy(&rl, p + off + 12, 4);
-        off += 16;
-        if (rl > len - off)
-            goto bad;
-        struct cache_entry *c = cache_find(s, cid, cl, 1);
-        if (c) {
-            c->seq = seq;
-            c->crc = crc;
-            if (zmq_msg_init_size(&c->reply, rl) != 0)
-                goto bad;
-            memcpy(zmq_msg_data(&c->reply), p + off, rl);
-            c->has_reply = 1;
-            loaded++;
-        }
-        off += rl;
-    }
-    if (off != len)
-        goto bad;
-    log_info("reply cache: %u client(s) restored from the snapshot", loaded);
-    goto done;
-bad:
-    log_warn("snapshot reply cache malformed; starting with an empty cache");
-    cache_clear(s, NULL);
-done:
-    free(b->extra);
-    b->extra = NULL;
-    b->extra_len = 0;
-}
 
 /* ---- replies ------------------------------------------------------------------------------- */
 
@@ -421,11 +115,11 @@ static int op_init_existing(struct server *s, const struct bank_hdr *h,
                          adopt_man ? q->manifest : (b->has_manifest ? b->manifest : NULL),
                          adopt_man ? q->manifest_len : strlen(b->manifest)) != 0)
             return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
-        s->snap_stale = 1;
+        s->snap.stale = 1;
     }
     if (h->token && !b->has_token) {
         bank_set_token(b, h->token, h->token_len);
-        s->snap_stale = 1;
+        s->snap.stale = 1;
         log_info("the bank adopted the write token of init (it had none): writes need it now");
     }
     return 0;
@@ -447,7 +141,7 @@ static int op_init_create(struct server *s, const struct bank_hdr *h,
     if (h->token)
         bank_set_token(b, h->token, h->token_len);
     s->bank = b;
-    s->snap_valid = 0;
+    s->snap.valid = 0;
     char run[ESC_ID], man[ESC_ID];
     log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s, %s) in "
              "%.2f s", (unsigned long long)b->rows, b->dim,
@@ -591,7 +285,8 @@ static int op_snapshot(struct server *s, const struct bank_snapshot_req *q,
                        const struct bank_rep_hdr *rh, struct bank_err *e)
 {
     char path[PATH_MAX];
-    if (server_snapshot(s, q->name, q->name_len, path, sizeof path, e) != 0)
+    if (snapsched_write(&s->snap, s->bank, &s->replies, q->name, q->name_len, path, sizeof path,
+                        e) != 0)
         return -1;
     struct bank_snapshot_rep r = { path, strlen(path), s->bank->step };
     msgpack_sbuffer_clear(&s->sb);
@@ -599,65 +294,25 @@ static int op_snapshot(struct server *s, const struct bank_snapshot_req *q,
     return 0;
 }
 
-static int fsync_dir(const char *dir)
+/* Reads the snapshot a restore names into *nb: DIR/bank-<name>.snap, else its .prev, the
+ * first at the step asked for that reads back valid; file (file_cap bytes) receives its path.
+ * A file at that step ends the search with EPERM when it has a token and the request's is not
+ * it, EMISMATCH when its shape or manifest is not the bank held's, ENOMEM when no bank is held
+ * and it exceeds --max-bytes. 0, or -1 with e filled (ENOSNAP: none found). */
+static int op_restore_read(struct server *s, const struct bank_hdr *h,
+                           const struct bank_restore_req *q, char *file, size_t file_cap,
+                           struct bank **nb, struct bank_err *e)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    errno = err;
-    return rc;
-}
-
-/* Renames DIR/bank.snap and DIR/bank.snap.prev to *.abandoned when their step is >= step:
- * after a restore to step they hold a future that was given up, and bankd would otherwise
- * load them at its next start (it loads the highest step). */
-static void server_abandon_newer(struct server *s, uint64_t step)
-{
-    static const char *const names[] = { SNAPSHOT_NAME, SNAPSHOT_NAME ".prev" };
-    int renamed = 0;
-    for (int i = 0; i < 2; i++) {
-        char file[PATH_MAX + 32], to[PATH_MAX + 48];
-        snprintf(file, sizeof file, "%s/%s", s->dir, names[i]);
-        struct snapshot_info info;
-        const char *why;
-        if (snapshot_peek(file, &info, &why) != 0 || info.step < step)
-            continue;
-        snprintf(to, sizeof to, "%s.abandoned", file);
-        if (rename(file, to) != 0) {
-            log_warn("cannot rename %s to %s: %s", file, to, strerror(errno));
-            continue;
-        }
-        renamed = 1;
-        log_info("%s holds step %llu, not older than the restored step %llu: renamed to %s",
-                 file, (unsigned long long)info.step, (unsigned long long)step, to);
-    }
-    if (renamed && fsync_dir(s->dir) != 0)
-        log_warn("cannot fsync %s: %s", s->dir, strerror(errno));
-}
-
-/* restore: the caller checked the token of the bank held; a file with a token also needs
- * that one (EPERM), and a file without one adopts the request's. */
-static int op_restore(struct server *s, const struct bank_hdr *h, const struct bank_restore_req *q,
-                      const struct bank_rep_hdr *rh, struct bank_err *e)
-{
-    /* without a bank, the snapshot's shape is adopted: a client resuming on a restarted
-       bankd restores before anything else, and a restore that fails leaves no bank */
     struct bank *b = s->bank;
-    if (!s->dir[0])
-        return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
     unsigned long long want = (unsigned long long)q->step;
     char seen[200] = "";
     size_t used = 0;
-    struct bank *nb = NULL;
-    char file[PATH_MAX + 128];
-    for (int i = 0; i < 2 && !nb; i++) {
+    *nb = NULL;
+    for (int i = 0; i < 2 && !*nb; i++) {
         char base[96];
         snprintf(base, sizeof base, "bank-%.*s.snap%s", (int)q->name_len, q->name,
                  i ? ".prev" : "");
-        snprintf(file, sizeof file, "%s/%s", s->dir, base);
+        snprintf(file, file_cap, "%s/%s", s->snap.dir, base);
         struct snapshot_info info;
         const char *why = NULL;
         char what[64];
@@ -665,7 +320,8 @@ static int op_restore(struct server *s, const struct bank_hdr *h, const struct b
             snprintf(what, sizeof what, "%s", why);
         } else if (info.step != q->step) {
             snprintf(what, sizeof what, "step %llu", (unsigned long long)info.step);
-        } else if (info.has_token && !bank_token_matches(info.token_hash, h->token, h->token_len)) {
+        } else if (info.has_token &&
+                   !bank_token_matches(info.token_hash, h->token, h->token_len)) {
             return bank_err_set(e, BANK_EPERM, "%s: " EPERM_MSG, base);
         } else if (b && (info.rows != b->rows || info.dim != b->dim)) {
             return bank_err_set(e, BANK_EMISMATCH, "%s holds a %llu x %llu bank, bankd holds "
@@ -676,13 +332,14 @@ static int op_restore(struct server *s, const struct bank_hdr *h, const struct b
                                 "--max-bytes %llu", base, (unsigned long long)info.rows,
                                 (unsigned long long)info.dim,
                                 (unsigned long long)s->cfg.max_bytes);
-        } else if (b && info.has_manifest && b->has_manifest && strcmp(info.manifest, b->manifest)) {
+        } else if (b && info.has_manifest && b->has_manifest &&
+                   strcmp(info.manifest, b->manifest)) {
             return bank_err_set(e, BANK_EMISMATCH, "%s has manifest %.64s, the bank %.64s", base,
                                 info.manifest, b->manifest);
-        } else if (!(nb = snapshot_read(file, &why))) {
+        } else if (!(*nb = snapshot_read(file, &why))) {
             snprintf(what, sizeof what, "step %llu but %s", want, why);
         }
-        if (!nb) {
+        if (!*nb) {
             int n = snprintf(seen + used, sizeof seen - used, "%s%s: %s", used ? "; " : "",
                              base, what);
             if (n > 0)
@@ -691,11 +348,28 @@ static int op_restore(struct server *s, const struct bank_hdr *h, const struct b
                 log_warn("restore: %s: %s", file, what);
         }
     }
-    if (!nb)
+    if (!*nb)
         return bank_err_set(e, BANK_ENOSNAP, "no valid snapshot '%.*s' at step %llu (%s)",
                             (int)q->name_len, q->name, want, seen);
-    server_snapshot_reap(s, 1); /* no writer of bank.snap runs while it is renamed */
-    server_abandon_newer(s, q->step);
+    return 0;
+}
+
+/* restore: the caller checked the token of the bank held; a file with a token also needs
+ * that one (EPERM), and a file without one adopts the request's. */
+static int op_restore(struct server *s, const struct bank_hdr *h, const struct bank_restore_req *q,
+                      const struct bank_rep_hdr *rh, struct bank_err *e)
+{
+    /* without a bank, the snapshot's shape is adopted: a client resuming on a restarted
+       bankd restores before anything else, and a restore that fails leaves no bank */
+    struct bank *b = s->bank;
+    if (!s->snap.dir[0])
+        return bank_err_set(e, BANK_EINVAL, "snapshots disabled (bankd started without --dir)");
+    struct bank *nb;
+    char file[PATH_MAX + 128];
+    if (op_restore_read(s, h, q, file, sizeof file, &nb, e) != 0)
+        return -1;
+    snapsched_reap(&s->snap, 1); /* no writer of bank.snap runs while it is renamed */
+    snapsched_abandon_newer(&s->snap, q->step);
     uint64_t old_step = b ? b->step : 0;
     bank_destroy(&s->bank);
     s->bank = nb;
@@ -704,10 +378,10 @@ static int op_restore(struct server *s, const struct bank_hdr *h, const struct b
     nb->extra_len = 0;
     if (!nb->has_token && h->token)
         bank_set_token(nb, h->token, h->token_len);
-    s->snap_stale = 1; /* bank.snap does not hold this bank */
-    s->stat_snap_step = nb->step;
+    s->snap.stale = 1; /* bank.snap does not hold this bank */
+    s->snap.stat_step = nb->step;
     char run[ESC_ID];
-    log_info("restored %s: step %llu (was %llu), run '%s', %s", file, want,
+    log_info("restored %s: step %llu (was %llu), run '%s', %s", file, (unsigned long long)q->step,
              (unsigned long long)old_step, ESC(run, nb->run, strlen(nb->run)),
              nb->has_token ? "writes need its token" : "no write token");
     struct bank_step_rep r = { nb->step };
@@ -723,7 +397,7 @@ static int op_stats(struct server *s, const struct bank_rep_hdr *rh, struct bank
     struct bank_stats_rep r;
     memset(&r, 0, sizeof r);
     bank_stats(s->bank, &r);
-    r.snapshot_step = s->stat_snap_step;
+    r.snapshot_step = s->snap.stat_step;
     r.requests = s->requests;
     r.errors = s->errors;
     r.cache_hits = s->cache_hits;
@@ -738,44 +412,31 @@ static int op_writes_state(enum bank_op op)
            op == BANK_OP_SNAPSHOT || op == BANK_OP_RESTORE;
 }
 
-/* Logs a refused write (EPERM) once per client id and at most one line per DENIED_GAP_S;
- * the rest are counted and the count shown in the next line. Never shows the token. */
-static void server_denied(struct server *s, const struct bank_hdr *h)
+/* Runs the op of request q: its reply is then in *out when *have_out (sample, get), else in
+ * s->sb. A restore that took place forgets the reply cache but for ce's client (ce may be
+ * NULL). 0, or -1 with e filled (the caller encodes the error reply). */
+static int server_dispatch(struct server *s, const struct bank_req *q, struct reply_entry *ce,
+                           const struct bank_rep_hdr *rh, zmq_msg_t *out, int *have_out,
+                           struct bank_err *e)
 {
-    double now = clock_seconds();
-    size_t len = h->cid ? h->cid_len : 0;
-    if (len > sizeof s->denied[0].cid - 1)
-        len = sizeof s->denied[0].cid - 1; /* longer ids count by their first 64 bytes */
-    s->denied_total++;
-    struct denied_entry *slot = NULL;
-    for (int i = 0; i < DENIED_CLIENTS; i++) {
-        struct denied_entry *d = &s->denied[i];
-        if (d->t > 0 && strlen(d->cid) == len && !memcmp(d->cid, h->cid, len)) {
-            if (now - d->t < DENIED_REPEAT_S) {
-                s->denied_quiet++;
-                return;
-            }
-            slot = d;
-        }
+    int rc;
+    switch (q->h.op) {
+    case BANK_OP_INIT: rc = op_init(s, &q->h, &q->u.init, rh, e); break;
+    case BANK_OP_INFO: rc = op_info(s, rh, e); break;
+    case BANK_OP_SAMPLE: rc = op_sample(s, &q->u.sample, rh, out, e); *have_out = rc == 0; break;
+    case BANK_OP_GET: rc = op_get(s, &q->u.get, rh, out, e); *have_out = rc == 0; break;
+    case BANK_OP_UPDATE:
+    case BANK_OP_SET: rc = op_write(s, q->h.op, &q->u.update, rh, e); break;
+    case BANK_OP_SNAPSHOT: rc = op_snapshot(s, &q->u.snapshot, rh, e); break;
+    case BANK_OP_STATS: rc = op_stats(s, rh, e); break;
+    case BANK_OP_RESTORE:
+        rc = op_restore(s, &q->h, &q->u.restore, rh, e);
+        if (rc == 0)
+            replies_clear(&s->replies, ce); /* replies of the replaced bank's timeline */
+        break;
+    default: rc = bank_err_set(e, BANK_EINVAL, "unknown op"); break;
     }
-    if (s->denied_line_t > 0 && now - s->denied_line_t < DENIED_GAP_S) {
-        s->denied_quiet++;
-        return;
-    }
-    if (!slot) {
-        slot = &s->denied[s->denied_next];
-        s->denied_next = (s->denied_next + 1) % DENIED_CLIENTS;
-    }
-    memcpy(slot->cid, h->cid ? h->cid : "", len);
-    slot->cid[len] = 0;
-    slot->t = now;
-    s->denied_line_t = now;
-    char cid[PROTO_BANK_ESCAPED(64)];
-    log_warn("refused %s from client '%s' (%s token): this bank takes writes only with its "
-             "run's token; %llu refused since start, %llu of them not logged",
-             proto_bank_op_name(h->op), h->cid ? ESC(cid, slot->cid, len) : "(no cid)",
-             h->token ? "wrong" : "no", (unsigned long long)s->denied_total,
-             (unsigned long long)s->denied_quiet);
+    return rc;
 }
 
 /* Handles one request body from client id. */
@@ -799,18 +460,18 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
     rh.has_seq = q.h.has_seq;
     if (op_writes_state(q.h.op) && s->bank && !bank_token_ok(s->bank, q.h.token, q.h.token_len)) {
         bank_err_set(&e, BANK_EPERM, EPERM_MSG);
-        server_denied(s, &q.h);
+        refusals_log(&s->refusals, &q.h);
         encode_err(s, &rh, &e);
         goto reply;
     }
     /* the entry is looked up here and created only once the request is not refused */
-    struct cache_entry *ce = NULL;
+    struct reply_entry *ce = NULL;
     uint32_t crc = 0;
     int cacheable = q.h.cid && q.h.has_seq;
     if (cacheable) {
         crc = crc32c(0, body, len);
-        ce = cache_find(s, q.h.cid, q.h.cid_len, 0);
-        if (ce && ce->seq == q.h.seq && ce->crc == crc && ce->has_reply) {
+        ce = replies_find(&s->replies, q.h.cid, q.h.cid_len, 0);
+        if (replies_hit(ce, q.h.seq, crc)) {
             s->cache_hits++;
             char cid[PROTO_BANK_ESCAPED(sizeof ce->cid)];
             log_debug("retry of %s seq %llu from %s answered from the cache",
@@ -822,25 +483,9 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
             return;
         }
     }
-    int rc;
-    switch (q.h.op) {
-    case BANK_OP_INIT: rc = op_init(s, &q.h, &q.u.init, &rh, &e); break;
-    case BANK_OP_INFO: rc = op_info(s, &rh, &e); break;
-    case BANK_OP_SAMPLE: rc = op_sample(s, &q.u.sample, &rh, &out, &e); have_out = rc == 0; break;
-    case BANK_OP_GET: rc = op_get(s, &q.u.get, &rh, &out, &e); have_out = rc == 0; break;
-    case BANK_OP_UPDATE:
-    case BANK_OP_SET: rc = op_write(s, q.h.op, &q.u.update, &rh, &e); break;
-    case BANK_OP_SNAPSHOT: rc = op_snapshot(s, &q.u.snapshot, &rh, &e); break;
-    case BANK_OP_STATS: rc = op_stats(s, &rh, &e); break;
-    case BANK_OP_RESTORE:
-        rc = op_restore(s, &q.h, &q.u.restore, &rh, &e);
-        if (rc == 0)
-            cache_clear(s, ce); /* replies of the replaced bank's timeline */
-        break;
-    default: rc = bank_err_set(&e, BANK_EINVAL, "unknown op"); break;
-    }
+    int rc = server_dispatch(s, &q, ce, &rh, &out, &have_out, &e);
     if (rc != 0 && !strcmp(e.code, BANK_EPERM)) { /* restore of another run's snapshot */
-        server_denied(s, &q.h);
+        refusals_log(&s->refusals, &q.h);
         encode_err(s, &rh, &e);
         goto reply;
     }
@@ -849,19 +494,14 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
         encode_err(s, &rh, &e);
     }
     if (cacheable)
-        ce = cache_find(s, q.h.cid, q.h.cid_len, 1);
+        ce = replies_find(&s->replies, q.h.cid, q.h.cid_len, 1);
     if (ce) {
-        zmq_msg_close(&ce->reply);
-        zmq_msg_init(&ce->reply);
-        ce->seq = q.h.seq;
-        ce->crc = crc;
-        ce->has_reply = 0;
         if (op_writes_state(q.h.op) && !have_out && sb_to_msg(s, &out) == 0) {
-            zmq_msg_copy(&ce->reply, &out);
-            ce->has_reply = 1;
+            replies_record(ce, q.h.seq, crc, &out);
             server_send(s, id, delim, &out);
             return;
         }
+        replies_record(ce, q.h.seq, crc, NULL);
     }
 reply:
     if (!have_out && sb_to_msg(s, &out) != 0) {
@@ -947,46 +587,40 @@ struct server *server_new(const struct server_cfg *cfg)
     s->cfg = *cfg;
     msgpack_sbuffer_init(&s->sb);
     msgpack_packer_init(&s->pk, &s->sb, msgpack_sbuffer_write);
-    s->ncache = cfg->cache_clients > 0 ? cfg->cache_clients : 0;
-    s->cache = calloc((size_t)(s->ncache ? s->ncache : 1), sizeof *s->cache);
-    if (!s->cache) {
+    if (replies_init(&s->replies, cfg->cache_clients) != 0) {
         log_error("out of memory");
         goto fail_server;
     }
-    for (int i = 0; i < s->ncache; i++)
-        zmq_msg_init(&s->cache[i].reply);
-    if (cfg->dir && cfg->dir[0]) {
-        if (strlen(cfg->dir) >= sizeof s->dir - 32) {
-            log_error("--dir too long");
-            goto fail_server;
-        }
-        snprintf(s->dir, sizeof s->dir, "%s", cfg->dir);
+    if (snapsched_init(&s->snap, cfg->dir, cfg->snapshot_every) != 0)
+        goto fail_server; /* logged */
+    const char *dir = s->snap.dir;
+    if (dir[0]) {
         int found = 0;
         char path[PATH_MAX];
         errno = 0;
-        s->bank = snapshot_load_newest(s->dir, cfg->max_bytes, &found, path, sizeof path);
+        s->bank = snapshot_load_newest(dir, cfg->max_bytes, &found, path, sizeof path);
         if (!s->bank && errno == EFBIG)
             goto fail_server; /* logged: a snapshot larger than --max-bytes */
         if (s->bank) {
-            s->snap_step = s->bank->step;
-            s->snap_valid = 1;
-            s->stat_snap_step = s->bank->step;
+            s->snap.step = s->bank->step;
+            s->snap.valid = 1;
+            s->snap.stat_step = s->bank->step;
             char run[ESC_ID];
             log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s', %s", path,
                      (unsigned long long)s->bank->rows, s->bank->dim,
                      (unsigned long long)s->bank->step,
                      ESC(run, s->bank->run, strlen(s->bank->run)),
                      s->bank->has_token ? "writes need its token" : "no write token");
-            cache_load(s, s->bank);
+            replies_load(&s->replies, s->bank);
         } else if (found) {
-            log_error("no usable snapshot in %s; starting without a bank", s->dir);
+            log_error("no usable snapshot in %s; starting without a bank", dir);
         }
     } else {
         log_warn("no --dir: snapshots disabled, the bank lives in memory only");
     }
     if (s->bank && cfg->rows && (s->bank->rows != cfg->rows || s->bank->dim != cfg->dim)) {
         log_error("snapshot in %s holds a %llu x %zu bank but --rows/--dim ask %llu x %llu; "
-                  "move the snapshot away or fix the flags", s->dir,
+                  "move the snapshot away or fix the flags", dir,
                   (unsigned long long)s->bank->rows, s->bank->dim,
                   (unsigned long long)cfg->rows, (unsigned long long)cfg->dim);
         goto fail_server;
@@ -1005,7 +639,7 @@ struct server *server_new(const struct server_cfg *cfg)
     }
     if (msg_bind(s->sock, cfg->bind, cfg->allow_remote) != 0)
         goto fail_server;
-    s->next_snap = clock_seconds() + cfg->snapshot_every;
+    snapsched_start(&s->snap);
     return s;
 fail_server:
     server_destroy(&s);
@@ -1018,9 +652,7 @@ void server_destroy(struct server **sp)
         return;
     struct server *s = *sp;
     msg_close(&s->sock);
-    for (int i = 0; i < s->ncache; i++)
-        zmq_msg_close(&s->cache[i].reply);
-    free(s->cache);
+    replies_deinit(&s->replies);
     bank_destroy(&s->bank);
     msgpack_sbuffer_destroy(&s->sb);
     free(s);
@@ -1031,12 +663,7 @@ int server_run(struct server *s)
 {
     log_info("serving on %s", s->cfg.bind);
     while (!sig_stop) {
-        int timeout = 1000;
-        if (s->cfg.snapshot_every > 0 && s->dir[0]) {
-            double left = s->next_snap - clock_seconds();
-            if (left * 1000 < timeout)
-                timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
-        }
+        int timeout = snapsched_timeout(&s->snap, 1000);
         int rc = msg_wait(s->sock, ZMQ_POLLIN, timeout, &sig_stop);
         if (rc < 0) {
             if (errno == EINTR)
@@ -1050,21 +677,8 @@ int server_run(struct server *s)
             zmq_pollitem_t it = { s->sock, 0, ZMQ_POLLIN, 0 };
             rc = zmq_poll(&it, 1, 0);
         }
-        server_snapshot_reap(s, 0);
-        if (s->cfg.snapshot_every > 0 && s->dir[0] && clock_seconds() >= s->next_snap) {
-            if (server_dirty(s) && !s->snap_child)
-                server_snapshot_fork(s);
-            s->next_snap = clock_seconds() + s->cfg.snapshot_every;
-        }
+        snapsched_tick(&s->snap, s->bank, &s->replies);
     }
     log_info("stopping (signal %d)", (int)sig_stop_signo);
-    server_snapshot_reap(s, 1);
-    if (server_dirty(s) && s->dir[0]) {
-        struct bank_err e;
-        if (server_snapshot(s, NULL, 0, NULL, 0, &e) != 0) {
-            log_error("final snapshot failed: %s", e.msg);
-            return -1;
-        }
-    }
-    return 0;
+    return snapsched_final(&s->snap, s->bank, &s->replies);
 }
