@@ -15,7 +15,8 @@
 
 struct bankview {
     struct bankview_cfg cfg;
-    struct bankc *bank;
+    struct bankc *bank;       /* the data: sample, update, set, get */
+    struct bankc *ctl;        /* the control: init, info, snapshots, restore */
     uint32_t *neg_idx;        /* (m) */
     float *neg;               /* (m, dim) */
     float *pos;               /* (max_batch, dim) */
@@ -45,13 +46,20 @@ struct bankview *bankview_new(const struct bankview_cfg *c)
     }
     struct msg_opts mo = MSG_OPTS_DEFAULT;
     mo.curve = c->curve;
+    /* the control client's id is the data client's with "/control": each has its own
+       (cid, seq) sequence and reply cache entry at bankd */
+    char ctl_cid[512];
+    snprintf(ctl_cid, sizeof ctl_cid, "%s/control", c->cid ? c->cid : "trainer");
     bv->bank = bankc_new_opts(c->endpoint, c->cid, (int)(c->timeout_s * 1000), 1000000, &mo);
-    if (!bv->bank) {
+    bv->ctl = bv->bank ? bankc_new_opts(c->endpoint, c->cid ? ctl_cid : NULL,
+                                        (int)(c->timeout_s * 1000), 1000000, &mo) : NULL;
+    if (!bv->bank || !bv->ctl) {
         log_error("bank: cannot connect to %s: %s", c->endpoint, strerror(errno));
         bankview_destroy(&bv);
         return NULL;
     }
     bankc_set_stop(bv->bank, c->stop);
+    bankc_set_stop(bv->ctl, c->stop);
     return bv;
 oom:
     log_error("out of memory allocating the bank view (%zu rows of %d)", c->m ? c->m : c->n,
@@ -65,6 +73,7 @@ void bankview_destroy(struct bankview **bvp)
     if (!bvp || !*bvp)
         return;
     struct bankview *bv = *bvp;
+    bankc_destroy(&bv->ctl);
     bankc_destroy(&bv->bank);
     free(bv->neg_idx);
     free(bv->neg);
@@ -74,7 +83,7 @@ void bankview_destroy(struct bankview **bvp)
     *bvp = NULL;
 }
 
-struct bankc *bankview_client(struct bankview *bv) { return bv->bank; }
+struct bankc *bankview_client(struct bankview *bv) { return bv->ctl; }
 uint64_t bankview_step(const struct bankview *bv) { return bv->step; }
 void bankview_set_step(struct bankview *bv, uint64_t step) { bv->step = step; }
 int bankview_pending(const struct bankview *bv) { return bv->pending; }
@@ -120,8 +129,11 @@ int bankview_request(struct bankview *bv, uint64_t step, const uint32_t *idx, ui
 void bankview_stopping(struct bankview *bv)
 {
     bv->stopping = 1;
-    bankc_limit_retries(bv->bank, (int)(bv->cfg.stop_timeout_s / bv->cfg.timeout_s));
+    int retries = (int)(bv->cfg.stop_timeout_s / bv->cfg.timeout_s);
+    bankc_limit_retries(bv->bank, retries);
+    bankc_limit_retries(bv->ctl, retries);
     bankc_set_stop(bv->bank, NULL);
+    bankc_set_stop(bv->ctl, NULL);
 }
 
 int bankview_collect(struct bankview *bv)
@@ -202,6 +214,11 @@ int bankview_update(struct bankview *bv, const uint32_t *idx, float *feat, uint3
     bv->step = step;
     mirror_write(bv, idx, feat, count, bv->cfg.momentum, 1.0f - bv->cfg.momentum);
     return 0;
+}
+
+int bankview_set_token(struct bankview *bv, const char *hex)
+{
+    return bankc_set_token(bv->bank, hex) != 0 || bankc_set_token(bv->ctl, hex) != 0 ? -1 : 0;
 }
 
 int bankview_load_mirror(struct bankview *bv)

@@ -7,9 +7,11 @@
  * a local mirror of the whole bank, read once (bankview_load_mirror) and kept equal to bankd's
  * by applying every update with the bank's own row rule (common/bankrow.h).
  *
- * The client (bankview_client) also carries the trainer's control requests: init, token,
- * snapshots, restore, set. One request is in flight at a time: a control request while a
- * sample is outstanding fails with EBUSY (collect first). */
+ * Two connections to bankd: the data one (samples, updates, sets, the mirror's read), with at
+ * most one sample outstanding, and the control one (bankview_client: init, info, snapshots,
+ * restore), so a checkpoint's snapshot goes out while the next step's sample is in flight.
+ * bankd serves them in arrival order; an update's reply has come back before any later
+ * snapshot is sent, so the snapshot holds it. */
 #ifndef NPID_TRAINER_BANKVIEW_H
 #define NPID_TRAINER_BANKVIEW_H
 
@@ -42,7 +44,10 @@ struct bankview;
 struct bankview *bankview_new(const struct bankview_cfg *c);
 void bankview_destroy(struct bankview **bv);
 
+/* The control client. */
 struct bankc *bankview_client(struct bankview *bv);
+/* The run's write token (hex) on both connections. 0, or -1 for a malformed token. */
+int bankview_set_token(struct bankview *bv, const char *hex);
 /* bankd's update count as last reported (set, update, init, restore); set by the owner of
  * the control requests that report one. */
 uint64_t bankview_step(const struct bankview *bv);

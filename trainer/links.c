@@ -12,7 +12,7 @@
 /* The run's write token: the bank this run creates (or claims) takes writes only with it, so
  * no other client can overwrite rows or roll the bank back; kept across --resume in
  * RUN_DIR/bank.token. */
-static int claim_token(struct bankc *bank, const char *run_dir)
+static int claim_token(struct bankview *bv, const char *run_dir)
 {
     char tok_path[4200], tok[BANKC_TOKEN_HEX + 1], terr[4400];
     int tok_new = 0;
@@ -21,7 +21,7 @@ static int claim_token(struct bankc *bank, const char *run_dir)
         log_error("bank: %s", terr);
         return -1;
     }
-    int trc = bankc_set_token(bank, tok);
+    int trc = bankview_set_token(bv, tok);
     memset(tok, 0, sizeof tok);
     NPID_CHECK(trc == 0);
     log_info("bank: write token %s %s", tok_new ? "created in" : "read from", tok_path);
@@ -56,7 +56,7 @@ int links_open_bank(struct links *l, const struct trainer_cfg *cfg, const char *
     l->bank = bankview_client(l->bv);
     bankc_set_init_mode(l->bank,
                         !strcmp(cfg->bank_init, "unit") ? BANK_INIT_UNIT : BANK_INIT_UNIFORM);
-    return claim_token(l->bank, cfg->run_dir);
+    return claim_token(l->bv, cfg->run_dir);
 }
 
 int links_open_tasks(struct links *l, const struct trainer_cfg *cfg, const char *run,

@@ -324,19 +324,16 @@ static enum next run_begin(struct trainer *t)
     return GO_ON;
 }
 
-/* A stop signal: the sample in flight collected, then a paired checkpoint (or, failing
- * that, the unpaired weights). */
+/* A stop signal: a paired checkpoint (or, failing that, the unpaired weights); the next
+ * step's sample, in flight on the data connection, is left unread. */
 static enum next on_stop(struct trainer *t)
 {
     log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
     bankview_stopping(t->ln.bv); /* the stop's requests wait out their retries */
-    if (bankview_pending(t->ln.bv) && bankview_collect(t->ln.bv) != 0) {
-        log_error("stopping without a paired checkpoint: bankd did not answer within "
-                  "--stop-timeout %g s (the last checkpoint stands)", t->cfg.stop_timeout);
-        trainer_save_unpaired(t);
-        return END_FAIL;
-    }
     if (trainer_checkpoint(t, "signal") != 0) {
+        log_error("stopping without a paired checkpoint (bankd did not answer within "
+                  "--stop-timeout %g s, or the disk failed): the last checkpoint stands",
+                  t->cfg.stop_timeout);
         trainer_save_unpaired(t);
         return END_FAIL;
     }
@@ -385,14 +382,9 @@ static enum next after_step(struct trainer *t, double lr, const char **reason)
     }
     if (t->cfg.ckpt_every && t->pos.step % (uint64_t)t->cfg.ckpt_every == 0 &&
         t->pos.epoch_step < t->pos.steps_per_epoch) {
-        /* the next sample is in flight: collect it first so the bank connection is idle,
-           then re-request it after the snapshot (same rows: no update in between) */
-        if (bankview_pending(t->ln.bv) && bankview_collect(t->ln.bv) != 0)
-            return END_FAIL;
+        /* on the control connection: the next step's sample stays in flight */
         if (trainer_checkpoint(t, "periodic") != 0)
             log_warn("periodic checkpoint failed; training continues");
-        if (bank_request_sample(t) != 0)
-            return END_FAIL;
     }
     return GO_ON;
 }
