@@ -10,7 +10,9 @@
 #
 # Sources are found by name: common/*.c and common/nn/*.c form libnpid; each program
 # directory P/ links P/main.c with the rest of P/*.c into npid-P; tests/check_*.c are Check
-# suites; bench/bench_*.c are benchmark programs. Fragments in mk/*.mk add extra targets.
+# suites; bench/bench_*.c are benchmark programs; tools/npid-*.c are test and benchmark
+# helpers (mk/tools.mk: built by make check, not installed). Fragments in mk/*.mk add extra
+# targets.
 
 .DEFAULT_GOAL := all
 BUILD   ?= build

@@ -4,7 +4,7 @@
  * 96 px (imagenet preset) on the files bench_decode decodes (`bench_decode --files`: CIFAR-10
  * and tinyimagenet10 re-encoded by Pillow, or synthetic), each against the PIL + torchvision
  * peer on the same files in the same invocation when /usr/bin/python3 has torchvision; then
- * end-to-end throughput of 1 and 2 npid-loader processes feeding `npid-loader consume` (the
+ * end-to-end throughput of 1 and 2 npid-loader processes feeding tools/npid-consume (the
  * taskq stand-in trainer). Every per-process figure times the loader's own path: batcher_run
  * (dataset_decode from the file, then augment) over batches of 128.
  * One JSON line per figure on stdout; progress on stderr. A failing or missing peer leaves
@@ -197,9 +197,9 @@ static double pipeline(const char *bin, const char *data, int k, const char *tmp
             np++;
     }
     snprintf(cmd, sizeof cmd,
-             "%s consume --data %s --bind %s --wait-loaders %d --images 20000 --batch 128 "
-             "--window 8 --timeout-s 120 --log-level warn",
-             loader, data, ep, k);
+             "%s/tools/npid-consume --data %s --bind %s --wait-loaders %d --images 20000 "
+             "--batch 128 --window 8 --timeout-s 120 --log-level warn",
+             bin, data, ep, k);
     double rate = -1;
     if (run_capture(cmd, out, sizeof out) == 0)
         rate = json_num(out, "img_per_s");
@@ -247,7 +247,7 @@ int main(void)
     }
     int rc = png_webp_cases(root, bin, tmp) ? 1 : 0;
     for (int k = 1; k <= 2; k++) {
-        fprintf(stderr, "bench loader: %d loader process(es) -> consume\n", k);
+        fprintf(stderr, "bench loader: %d loader process(es) -> npid-consume\n", k);
         double r = pipeline(bin, cifar, k, tmp);
         char cas[128];
         snprintf(cas, sizeof cas, "pipeline/%d-loader%s/32px", k, k > 1 ? "s" : "");

@@ -194,7 +194,7 @@ done
 # the script then exits 1.
 checks_failed=
 if [ "${PARITY_CHECKS:-1}" != 0 ]; then
-    say "one-step check: npid-trainer _step vs PyTorch from the same checkpoints and inputs"
+    say "one-step check: npid-step vs PyTorch from the same checkpoints and inputs"
     first=$(echo $seeds | cut -d' ' -f1)
     last=$w/npid-$first/run/checkpoints/epoch-$(printf '%03d' $((epochs - 1))).ckpt
     : >"$w/step.jsonl"

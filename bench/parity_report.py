@@ -315,8 +315,8 @@ epoch's snapshot (bank-epoch-NNN.snap), so evaluation never shares the cores wit
 and is not in npid's training time; the peer evaluates in-process after each epoch, also
 outside its timed training loop.
 
-**Same numerics.** `bench/peer/step_parity.py` loads one checkpoint into npid (`npid-trainer
-_step`) and into the PyTorch network, feeds both the same 128 CIFAR-10 images, positive rows
+**Same numerics.** `bench/peer/step_parity.py` loads one checkpoint into npid (`npid-step`)
+and into the PyTorch network, feeds both the same 128 CIFAR-10 images, positive rows
 and 4,096 negatives, and runs one step of this recipe (train-mode forward, NCE with Z
 estimated on the step, backward, SGD with weight decay). Relative differences
 ||npid - PyTorch|| / ||PyTorch|| (commit {', '.join(step_commits)}):

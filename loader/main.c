@@ -13,7 +13,6 @@ static void usage(FILE *f)
             "usage: npid-loader [run] [options]       serve tasks from the trainer (default)\n"
             "       npid-loader synth --out DIR [...]  write a synthetic ImageFolder dataset\n"
             "       npid-loader check --data DIR [...] decode every image, report bad ones\n"
-            "       npid-loader consume [...]          stand-in trainer for tests and benchmarks\n"
             "Run `npid-loader SUBCOMMAND --help` for the options of each.\n");
 }
 
@@ -32,10 +31,6 @@ int main(int argc, char **argv)
             return loader_synth_main(argc - 1, argv + 1);
         if (strcmp(cmd, "check") == 0)
             return loader_check_main(argc - 1, argv + 1);
-        if (strcmp(cmd, "consume") == 0)
-            return loader_consume_main(argc - 1, argv + 1);
-        if (strcmp(cmd, "_pixop") == 0)
-            return loader_pixop_main(argc - 1, argv + 1);
         fprintf(stderr, "npid-loader: unknown subcommand '%s'\n", cmd);
         usage(stderr);
         return EXIT_USAGE;

@@ -17,7 +17,7 @@
 #include "common/clock.h"
 #include "common/msg.h"
 #include "common/proto_task.h"
-#include "common/taskq.h"
+#include "trainer/taskq.h"
 
 static const char *MAN = "1111111111111111111111111111111111111111111111111111111111111111";
 static const char *OTHER = "2222222222222222222222222222222222222222222222222222222222222222";

@@ -9,9 +9,9 @@ tmp=$(mktemp -d /tmp/npid-it-isa.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "it_isa_levels: FAIL: $*" >&2; exit 1; }
 
-# the level in force is logged, capped by NPID_ISA ("_step" with no operands logs it, then
-# prints its usage and exits 2)
-timeout 20 "$bin/npid-trainer" _step >/dev/null 2>"$tmp/err"
+# the level in force is logged, capped by NPID_ISA (tools/npid-step with no operands logs it,
+# then prints its usage and exits 2)
+timeout 20 "$bin/tools/npid-step" >/dev/null 2>"$tmp/err"
 best=$(sed -n 's/.*kernels: \([a-z0-9]*\) (the CPU.s best).*/\1/p' "$tmp/err")
 [ -n "$best" ] || fail "no 'kernels: LEVEL (the CPU's best)' line: $(cat "$tmp/err")"
 case $best in
@@ -21,12 +21,12 @@ case $best in
     *) fail "unknown level '$best' logged" ;;
 esac
 for l in $levels; do
-    NPID_ISA=$l timeout 20 "$bin/npid-trainer" _step >/dev/null 2>"$tmp/err"
+    NPID_ISA=$l timeout 20 "$bin/tools/npid-step" >/dev/null 2>"$tmp/err"
     grep -q "kernels: $l (NPID_ISA=$l; the CPU has $best)" "$tmp/err" ||
         fail "NPID_ISA=$l not in force: $(grep kernels "$tmp/err")"
 done
 # a level above the CPU's is capped to the CPU's
-NPID_ISA=avx512 timeout 20 "$bin/npid-trainer" _step >/dev/null 2>"$tmp/err"
+NPID_ISA=avx512 timeout 20 "$bin/tools/npid-step" >/dev/null 2>"$tmp/err"
 grep -q "kernels: $best " "$tmp/err" || fail "NPID_ISA=avx512 not capped to $best: $(grep kernels "$tmp/err")"
 
 # an unknown level is refused before anything runs

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The augmentation override a task carries ("aug", the trainer's --crop-scale, --jitter,
-# --gray, --flip, --blur) reaches the loaders, through real processes (npid-loader consume as
+# --gray, --flip, --blur) reaches the loaders, through real processes (npid-consume as
 # the trainer, one npid-loader): a train transform overridden to crop=1-1 with no jitter and
 # no grayscale is the identity, byte for byte the test transform's output; adding flip=1
 # mirrors about half the images (two views then agree for about half of them); an empty
@@ -36,7 +36,7 @@ same=$(field "$tmp/flip.json" views_identical)
 [ "$(crc identblur)" != "$(crc ident)" ] || fail "blur=1 on the identity changed nothing"
 # bad_aug SPEC MESSAGE: consume refuses --aug SPEC (nonzero exit) saying MESSAGE
 bad_aug() {
-    "$bin/npid-loader" consume --data "$tmp/data" --bind "ipc://$tmp/bad.sock" --aug "$1" \
+    "$bin/tools/npid-consume" --data "$tmp/data" --bind "ipc://$tmp/bad.sock" --aug "$1" \
         --timeout-s 10 >"$tmp/bad.json" 2>"$tmp/bad.log"
     rc=$?
     [ $rc -ne 0 ] && grep -q "$2" "$tmp/bad.log" "$tmp/bad.json" || fail "--aug $1: exit $rc, $(cat "$tmp/bad.log")"

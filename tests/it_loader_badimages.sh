@@ -76,7 +76,7 @@ done
 
 # an epoch through a real loader: substitutes, flags, counts, logs
 ep="ipc://$tmp/t.sock"
-"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 1 --batch 16 --timeout-s 60 \
+"$bin/tools/npid-consume" --data "$tmp/data" --bind "$ep" --epochs 1 --batch 16 --timeout-s 60 \
     >"$tmp/c.json" 2>"$tmp/c.log" &
 cpid=$!; pids="$pids $cpid"
 "$bin/npid-loader" --data "$tmp/data" --tasks "$ep" 2>"$tmp/loader.log" &

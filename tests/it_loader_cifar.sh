@@ -20,7 +20,7 @@ grep -q '"images": 50000, "ok": 50000, "bad": 0' "$tmp/train.out" || fail "train
 timeout 60 "$bin/npid-loader" check --data "$data" --split test --strict >"$tmp/test.out" 2>>"$tmp/check.log" || fail "test split"
 grep -q '"images": 10000, "ok": 10000' "$tmp/test.out" || fail "test: $(tail -n 1 "$tmp/test.out")"
 ep="ipc://$tmp/t.sock"
-"$bin/npid-loader" consume --data "$data" --bind "$ep" --images 10000 --batch 128 --timeout-s 120 \
+"$bin/tools/npid-consume" --data "$data" --bind "$ep" --images 10000 --batch 128 --timeout-s 120 \
     >"$tmp/c.json" 2>"$tmp/c.log" &
 cpid=$!; pids="$pids $cpid"
 for k in 1 2; do "$bin/npid-loader" --data "$data" --tasks "$ep" --log-level warn 2>"$tmp/l$k.log" & pids="$pids $!"; done

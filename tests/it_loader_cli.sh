@@ -1,9 +1,11 @@
 #!/bin/sh
-# npid-loader's command-line manners: --help on stdout with exit 0, usage errors exit 2,
-# runtime failures exit 1 with a one-line reason, non-loopback binds refused.
+# npid-loader's command-line manners, and those of the stand-in trainer tools/npid-consume:
+# --help on stdout with exit 0, usage errors exit 2, runtime failures exit 1 with a one-line
+# reason, non-loopback binds refused.
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 L="$bin/npid-loader"
+C="$bin/tools/npid-consume"
 tmp=$(mktemp -d /tmp/npid-it-cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "it_loader_cli: $*" >&2; exit 1; }
@@ -17,7 +19,7 @@ expect 0 "usage" "$L" --help
 grep -q usage "$tmp/out" || fail "--help not on stdout"
 expect 0 "--tasks" "$L" run --help
 expect 0 "--per-class" "$L" synth --help
-expect 0 "--bind" "$L" consume --help
+expect 0 "--bind" "$C" --help
 expect 0 "--strict" "$L" check --help
 expect 2 "unknown subcommand" "$L" frobnicate
 expect 2 "" "$L" --no-such-flag
@@ -29,7 +31,7 @@ expect 1 "neither an ImageFolder" "$L" check --data "$tmp"
 [ "$(wc -l <"$tmp/err")" -le 2 ] || fail "runtime failure is not a short reason"
 "$L" synth --out "$tmp/d" --per-class 1 --test-per-class 1 --log-level warn >"$tmp/synth.json" || fail "synth"
 grep -q '"train": 10' "$tmp/synth.json" || fail "synth summary: $(cat "$tmp/synth.json")"
-expect 1 "loopback" "$L" consume --data "$tmp/d" --bind tcp://10.11.12.13:5558
+expect 1 "loopback" "$C" --data "$tmp/d" --bind tcp://10.11.12.13:5558
 expect 0 '"bad": 0' "$L" check --data "$tmp/d" --split test
 echo "it_loader_cli: ok" >&2
 exit 0

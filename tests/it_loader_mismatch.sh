@@ -14,7 +14,7 @@ fail() { echo "it_loader_mismatch: $*" >&2; tail -n 5 "$tmp"/*.log >&2; exit 1; 
 "$bin/npid-loader" synth --out "$tmp/a" --per-class 5 --test-per-class 0 --seed 1 --log-level warn >/dev/null || fail "synth a"
 "$bin/npid-loader" synth --out "$tmp/b" --per-class 5 --test-per-class 0 --seed 2 --log-level warn >/dev/null || fail "synth b"
 ep="ipc://$tmp/t.sock"
-"$bin/npid-loader" consume --data "$tmp/a" --bind "$ep" --exit-when-refused --timeout-s 30 \
+"$bin/tools/npid-consume" --data "$tmp/a" --bind "$ep" --exit-when-refused --timeout-s 30 \
     >"$tmp/c.json" 2>"$tmp/c.log" &
 cpid=$!; pids="$pids $cpid"
 timeout 20 "$bin/npid-loader" --data "$tmp/b" --tasks "$ep" 2>"$tmp/loader.log"

@@ -2,7 +2,7 @@
 # Pixel-exactness against Pillow/torchvision (Debian's python3-pil and python3-torchvision):
 # crop + bilinear resize, brightness, contrast, saturation, hue, grayscale, flip and the
 # ImageNet test transform, on hundreds of random images and parameters, through the
-# `npid-loader _pixop` hook. Then the Gaussian blur against torchvision's gaussian_blur
+# tools/npid-pixop helper. Then the Gaussian blur against torchvision's gaussian_blur
 # (float32 in both, summed in different orders, so a byte may round the other way): at 16,
 # 32, 64 and 96 px with SimCLR's kernel side and on odd shapes, sigma in [0.1, 2] with both
 # ends; every byte within 1 level and the mean difference below 0.05 (measured: see the
@@ -11,7 +11,7 @@ set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 /usr/bin/python3 -c "import PIL, numpy, torchvision" 2>/dev/null || {
     echo "it_loader_pil: /usr/bin/python3 without PIL/numpy/torchvision; skipping" >&2; exit 77; }
-NPID_LOADER="$bin/npid-loader" exec /usr/bin/python3 - <<'PY'
+NPID_PIXOP="$bin/tools/npid-pixop" exec /usr/bin/python3 - <<'PY'
 import os, subprocess, sys
 import numpy as np
 import torch
@@ -19,9 +19,9 @@ from PIL import Image
 import torchvision.transforms as T
 import torchvision.transforms.functional as F
 
-exe = os.environ["NPID_LOADER"]
+exe = os.environ["NPID_PIXOP"]
 rng = np.random.default_rng(20240601)
-proc = subprocess.Popen([exe, "_pixop"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 def run(op, arr, nbytes, *args):
     h, w = arr.shape[:2]
@@ -30,7 +30,7 @@ def run(op, arr, nbytes, *args):
     proc.stdin.flush()
     out = proc.stdout.read(nbytes)
     if len(out) != nbytes:
-        sys.exit("it_loader_pil: _pixop %s failed (exit %s)" % (op, proc.poll()))
+        sys.exit("it_loader_pil: npid-pixop %s failed (exit %s)" % (op, proc.poll()))
     return np.frombuffer(out, np.uint8)
 
 bad = []
@@ -98,7 +98,7 @@ for t, (w, h) in enumerate(shapes):
         blur_bad.append("blur %dx%d k %d sigma %.9g: max difference %d" % (w, h, k, sigma, d.max()))
 proc.stdin.close()
 if proc.wait() != 0:
-    sys.exit("it_loader_pil: _pixop exited with status %d" % proc.returncode)
+    sys.exit("it_loader_pil: npid-pixop exited with status %d" % proc.returncode)
 if bad:
     print("it_loader_pil: %d of %d cases differ from Pillow:\n  %s" % (len(bad), cases, "\n  ".join(bad[:10])), file=sys.stderr)
     sys.exit(1)

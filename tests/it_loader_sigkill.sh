@@ -1,5 +1,5 @@
 #!/bin/sh
-# Exactly-once delivery with real processes: npid-loader consume (the taskq stand-in trainer)
+# Exactly-once delivery with real processes: npid-consume (the taskq stand-in trainer)
 # runs two epochs fed by two npid-loader processes; one is SIGKILLed mid-epoch and a third
 # joins later. Every index must arrive exactly once per epoch, in step order, and the pixel
 # checksum must equal that of an undisturbed single-loader run (augmentation depends only on
@@ -13,7 +13,7 @@ name=it_loader_sigkill
 
 # reference run: one loader, no faults
 ep="ipc://$tmp/ref.sock"
-"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
+"$bin/tools/npid-consume" --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
     --timeout-s 60 >"$tmp/ref.json" 2>"$tmp/ref.log" &
 cpid=$!; pids="$pids $cpid"
 "$bin/npid-loader" --data "$tmp/data" --tasks "$ep" --log-level warn 2>"$tmp/l0.log" &
@@ -24,7 +24,7 @@ ref_crc=$(field "$tmp/ref.json" pix_crc)
 
 # faulty run: training takes 15 ms per step so the epoch lasts long enough to kill a loader
 ep="ipc://$tmp/run.sock"
-"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
+"$bin/tools/npid-consume" --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
     --step-ms 15 --loader-timeout-ms 1000 --window 6 --timeout-s 90 \
     >"$tmp/run.json" 2>"$tmp/run.log" &
 cpid=$!; pids="$pids $cpid"
@@ -58,12 +58,12 @@ grep -q '"ok": true' "$j" || fail "not ok: $(cat "$j")"
 [ "$(field "$j" pix_crc)" = "$ref_crc" ] || fail "pixels differ from the reference run ($ref_crc): $(cat "$j")"
 grep -q "loader victim lost" "$tmp/run.log" || fail "no log line about the lost loader"
 # the trainer side dies instead: the surviving loaders serve its replacement
-"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 1 --batch 50 --seed 7 \
+"$bin/tools/npid-consume" --data "$tmp/data" --bind "$ep" --epochs 1 --batch 50 --seed 7 \
     --step-ms 20 --timeout-s 60 >"$tmp/dead.json" 2>"$tmp/dead.log" &
 cpid=$!; pids="$pids $cpid"
 sleep 0.7
 kill -9 "$cpid"
-"$bin/npid-loader" consume --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
+"$bin/tools/npid-consume" --data "$tmp/data" --bind "$ep" --epochs 2 --batch 50 --seed 7 \
     --timeout-s 60 >"$tmp/again.json" 2>"$tmp/again.log" &
 cpid=$!; pids="$pids $cpid"
 wait "$cpid" || fail "restarted consumer failed: $(cat "$tmp/again.json")"

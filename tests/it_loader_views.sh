@@ -1,5 +1,5 @@
 #!/bin/sh
-# Two views per image through real processes (npid-loader consume as the trainer, one
+# Two views per image through real processes (npid-consume as the trainer, one
 # npid-loader): with --views 2, view 0 is byte-identical to the one-view run (same pix_crc:
 # the one-view seed derivation is unchanged), the second views differ from the first for
 # every image under the random train transform, and equal them under the deterministic test
@@ -14,7 +14,7 @@ run() { r=$1; shift; consume_run "$r" 2 "$@"; }
 run one
 run two --views 2
 run test2 --views 2 --no-train
-"$bin/npid-loader" consume --data "$tmp/data" --views 3 2>"$tmp/usage.log" >/dev/null
+"$bin/tools/npid-consume" --data "$tmp/data" --views 3 2>"$tmp/usage.log" >/dev/null
 [ $? -eq 2 ] || fail "--views 3 should be a usage error"
 
 [ "$(field "$tmp/one.json" pix_crc)" = "$(field "$tmp/two.json" pix_crc)" ] ||

@@ -12,7 +12,7 @@
 #include "common/cfg.h"
 #include "common/dataset.h"
 #include "common/nn/sgd.h"
-#include "common/taskq.h"
+#include "trainer/taskq.h"
 
 struct trainer_cfg {
     const char *data, *run_dir, *preset, *model, *aug;

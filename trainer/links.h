@@ -11,7 +11,7 @@
 #include "trainer/bankview.h"
 #include "trainer/config.h"
 #include "trainer/metrics.h"
-#include "common/taskq.h"
+#include "trainer/taskq.h"
 
 struct links {
     struct bankview *bv;      /* the bank: client, negatives and positives, or the mirror */

@@ -1,21 +1,15 @@
 /* npid-trainer: trains the encoder. See trainer/train.h and docs/architecture.md. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/blas.h"
 #include "common/log.h"
 #include "common/sig.h"
 #include "trainer/config.h"
-#include "trainer/step.h"
 #include "trainer/train.h"
 
 int main(int argc, char **argv)
 {
     log_init("npid-trainer");
-    if (argc >= 2 && strcmp(argv[1], "_step") == 0) {
-        blas_setup(argc, argv);
-        return trainer_step_main(argc - 1, argv + 1);
-    }
     char **argv0 = blas_argv_copy(argc, argv); /* blas_setup after parsing (common/blas.h) */
     struct trainer_cfg cfg;
     int rc = trainer_cfg_parse(&cfg, argc, argv);

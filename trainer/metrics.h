@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/taskq.h"
+#include "trainer/taskq.h"
 #include "trainer/plan.h"
 #include "trainer/ckptr.h"
 

@@ -28,7 +28,7 @@ struct plan {
 /* Allocates the permutation buffer once; 0 or -1 (ENOMEM / EINVAL for n == 0 or batch == 0). */
 int plan_init(struct plan *p, size_t n, uint32_t batch, uint64_t seed, int drop_last);
 void plan_deinit(struct plan *p);
-/* Fills the permutation for epoch e (Fisher-Yates with rng_derive(seed, e, 0)). */
+/* Fills the permutation for epoch e (Fisher-Yates with rng_derive(seed, "plan", e)). */
 void plan_epoch(struct plan *p, uint32_t epoch);
 /* Indices of step s: *count receives the batch size (last batch may be shorter). */
 const uint32_t *plan_step(const struct plan *p, uint32_t step, uint32_t *count);

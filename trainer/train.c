@@ -13,7 +13,7 @@
 #include "common/durable.h"
 #include "common/log.h"
 #include "common/sig.h"
-#include "common/taskq.h"
+#include "trainer/taskq.h"
 #include "trainer/bankview.h"
 #include "trainer/ckptr.h"
 #include "trainer/learner.h"

@@ -4,7 +4,7 @@
   step_parity.py --bin BUILD_DIR [--model resnet20] [--ckpt P] [--batch 64] [--seed 0]
 
 Loads one npid checkpoint (given, or an untrained one from `npid-evald mkckpt`) into npid
-(`npid-trainer _step`) and into the PyTorch network of train_step.py, feeds both the same
+(tools/npid-step) and into the PyTorch network of train_step.py, feeds both the same
 normalised pixels (real CIFAR-10 images when --data is given, else Gaussian noise), the same
 positive rows and the same m = 4096 negatives of an n = 50,000-row bank, and runs one step:
 train-mode forward, NCE loss with Z estimated on the step (tau 0.1), backward, SGD (lr 0.03,
@@ -132,7 +132,7 @@ def main():
         f.write(struct.pack("<IIQdddd", a.batch, m, n, tau, lr, mom, wd))
         for arr in (x, pos, neg):
             f.write(np.ascontiguousarray(arr, np.float32).tobytes())
-    subprocess.run([os.path.join(a.bin, "npid-trainer"), "_step", ck, a.model, str(size),
+    subprocess.run([os.path.join(a.bin, "tools", "npid-step"), ck, a.model, str(size),
                     str(dim), inp, outp], check=True, stderr=subprocess.DEVNULL)
     raw = open(outp, "rb").read()
     loss_n, z_n = struct.unpack_from("<dd", raw, 0)

@@ -10,7 +10,7 @@
  * it and not yet answered (by a batch, even a duplicate) or written off (deadline); credit is
  * capacity - held. Liveness is judged only right after the socket has been drained, so time
  * the trainer spent away from the socket never counts against a loader. */
-#include "common/taskq.h"
+#include "trainer/taskq.h"
 
 #include <errno.h>
 #include <stdarg.h>

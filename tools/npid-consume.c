@@ -1,16 +1,16 @@
-/* `npid-loader consume`: a stand-in trainer built on common/taskq, for tests and benchmarks.
+/* npid-consume: a stand-in trainer built on the trainer's task dispatcher (trainer/taskq.h),
+ * for tests and benchmarks (built by `make check` and `make bench`, not installed).
  *
- * It plans epochs exactly as a trainer would (a seeded permutation cut into batches), takes
- * every batch from taskq_next and checks what the real trainer relies on: steps arrive in
- * order, each planned index exactly once per epoch, labels equal the dataset's, pixel counts
- * right. It folds (epoch, step, indices, pixels) of every batch into a CRC-32C, which depends
- * only on the data, the plan and the augmentation seed (not on how many loaders ran or which
- * of them died), so runs can be compared. With --views 2 the CRC folds view 0 only (equal to
- * the one-view run's) and view1_crc the second views, with views_identical the number of
- * images whose two views are byte-equal. One JSON summary line goes to stdout; the exit
- * status is 0 only when every check passed. */
-#include "loader/loader.h"
-
+ * It plans epochs with the trainer's own planner (trainer/plan.h), so for the same dataset,
+ * batch size, seed and drop-last its batches hold exactly the images npid-trainer's would;
+ * it takes every batch from taskq_next and checks what the real trainer relies on: steps
+ * arrive in order, each planned index exactly once per epoch, labels equal the dataset's,
+ * pixel counts right. It folds (epoch, step, indices, pixels) of every batch into a CRC-32C,
+ * which depends only on the data, the plan and the augmentation seed (not on how many
+ * loaders ran or which of them died), so runs can be compared. With --views 2 the CRC folds
+ * view 0 only (equal to the one-view run's) and view1_crc the second views, with
+ * views_identical the number of images whose two views are byte-equal. One JSON summary line
+ * goes to stdout; the exit status is 0 only when every check passed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +24,9 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/proto_task.h"
-#include "common/rng.h"
 #include "common/sig.h"
-#include "common/taskq.h"
+#include "trainer/plan.h"
+#include "trainer/taskq.h"
 
 static void sleep_ms(uint64_t ms)
 {
@@ -35,8 +35,9 @@ static void sleep_ms(uint64_t ms)
         ;
 }
 
-int loader_consume_main(int argc, char **argv)
+int main(int argc, char **argv)
 {
+    log_init("npid-consume");
     const char *data, *split, *bind, *preset, *aug, *layout_s, *level;
     uint64_t epochs, batch, seed, size, window, deadline_ms, loader_timeout_ms, max_attempts,
         images, first_step, step_ms, wait_loaders, views;
@@ -81,20 +82,20 @@ int loader_consume_main(int argc, char **argv)
     };
     int npos;
     static char ep_def[32];
-    if (cfg_endpoint_default(opts, "bind", 1, "npid-loader consume", ep_def, sizeof ep_def) != 0)
+    if (cfg_endpoint_default(opts, "bind", 1, "npid-consume", ep_def, sizeof ep_def) != 0)
         return EXIT_USAGE;
-    int rc = cfg_parse("npid-loader consume", "--data DIR [options]", opts, argc, argv, &npos);
+    int rc = cfg_parse("npid-consume", "--data DIR [options]", opts, argc, argv, &npos);
     if (rc == CFG_HELP)
         return EXIT_OK;
     if (rc != CFG_OK)
         return EXIT_USAGE;
     if (npos > 0) {
-        fprintf(stderr, "npid-loader consume: unexpected argument '%s'\n", argv[1]);
+        fprintf(stderr, "npid-consume: unexpected argument '%s'\n", argv[1]);
         return EXIT_USAGE;
     }
     int lvl = log_level_parse(level);
     if (lvl < 0) {
-        fprintf(stderr, "npid-loader consume: --log-level: unknown level '%s'\n", level);
+        fprintf(stderr, "npid-consume: --log-level: unknown level '%s'\n", level);
         return EXIT_USAGE;
     }
     log_set_level(lvl);
@@ -104,11 +105,11 @@ int loader_consume_main(int argc, char **argv)
     else if (strcmp(layout_s, "hwc") == 0)
         layout = AUGMENT_HWC;
     else {
-        fprintf(stderr, "npid-loader consume: --layout must be chw or hwc\n");
+        fprintf(stderr, "npid-consume: --layout must be chw or hwc\n");
         return EXIT_USAGE;
     }
     if (!data || !*data) {
-        fprintf(stderr, "npid-loader consume: --data DIR is required\n");
+        fprintf(stderr, "npid-consume: --data DIR is required\n");
         return EXIT_USAGE;
     }
     if (sig_install() != 0)
@@ -117,7 +118,7 @@ int loader_consume_main(int argc, char **argv)
     int status = EXIT_FAIL;
     char err[DATASET_ERR_LEN];
     struct taskq *tq = NULL;
-    uint32_t *perm = NULL;
+    struct plan plan = { 0 };
     uint8_t *seen = NULL;
     struct dataset *ds = dataset_open(data, split, err, sizeof err);
     if (!ds) {
@@ -149,9 +150,13 @@ int loader_consume_main(int argc, char **argv)
     }
     log_info("serving tasks on %s: %zu images, batch %llu, %llu epoch(s)", taskq_endpoint(tq), n,
              (unsigned long long)batch, (unsigned long long)epochs);
-    perm = malloc(n * sizeof *perm);
+    if (plan_init(&plan, n, (uint32_t)batch, seed, drop_last) != 0) {
+        log_error("cannot plan %zu images in batches of %llu: %s", n, (unsigned long long)batch,
+                  strerror(errno));
+        goto out;
+    }
     seen = malloc(n);
-    if (!perm || !seen) {
+    if (!seen) {
         log_error("out of memory");
         goto out;
     }
@@ -181,17 +186,9 @@ int loader_consume_main(int argc, char **argv)
     uint32_t crc = 0, crc1 = 0;
     uint64_t views_identical = 0;
     for (uint32_t e = 0; e < epochs && !failed && !refused_stop; e++) {
-        for (size_t i = 0; i < n; i++)
-            perm[i] = (uint32_t)i;
-        struct rng r = rng_derive(seed, e, 0x706c616eull);
-        for (size_t i = n - 1; i > 0; i--) {
-            size_t j = (size_t)rng_below(&r, i + 1);
-            uint32_t t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
+        plan_epoch(&plan, e);
         uint32_t fs = e == 0 ? (uint32_t)first_step : 0;
-        int64_t steps = taskq_plan(tq, e, perm, n, (uint32_t)batch, fs, seed);
+        int64_t steps = taskq_plan(tq, e, plan.perm, plan.n, plan.batch, fs, seed);
         if (steps < 0) {
             log_error("taskq_plan failed: %s", strerror(errno));
             goto out;
@@ -263,11 +260,12 @@ int loader_consume_main(int argc, char **argv)
         if (failed || refused_stop)
             break;
         /* every planned index of the delivered steps exactly once */
-        uint64_t total = n / batch + (n % batch && !drop_last ? 1 : 0);
-        for (uint64_t s = fs; s < total; s++)
-            for (uint64_t j = s * batch; j < (s + 1) * batch && j < n; j++)
-                if (!seen[perm[j]])
-                    missing++;
+        for (uint32_t s = fs; s < plan.steps; s++) {
+            uint32_t count;
+            const uint32_t *idx = plan_step(&plan, s, &count);
+            for (uint32_t j = 0; j < count; j++)
+                missing += !seen[idx[j]];
+        }
     }
     uint64_t t1 = clock_now_ns();
     taskq_get_stats(tq, &st);
@@ -302,7 +300,7 @@ int loader_consume_main(int argc, char **argv)
     fflush(stdout);
     status = ok ? EXIT_OK : EXIT_FAIL;
 out:
-    free(perm);
+    plan_deinit(&plan);
     free(seen);
     taskq_destroy(&tq);
     dataset_destroy(&ds);
