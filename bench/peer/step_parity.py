@@ -37,9 +37,10 @@ def load_ckpt(path, net):
     """npid checkpoint (docs/formats.md) -> net: parameters and BN running statistics in
     the network's block order, each tensor padded to 16 floats. Returns (params, buffers)."""
     ck = open(path, "rb").read()
+    version, = struct.unpack_from("<I", ck, 8)
     n_p, n_b, _ = struct.unpack_from("<QQQ", ck, 96)
     cl, pl = struct.unpack_from("<II", ck, 120)
-    off = 128 + cl + pl
+    off = 128 + (48 if version >= 2 else 0) + cl + pl  # version 2: the 48-byte model block
     P = np.frombuffer(ck, np.float32, n_p, off).copy()
     Bf = np.frombuffer(ck, np.float32, n_b, off + 4 * n_p).copy()
     po = bo = 0
