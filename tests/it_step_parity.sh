@@ -10,7 +10,8 @@ py=/usr/bin/python3
 here=$(cd "$(dirname "$0")" && pwd)
 $py -c 'import torch, numpy' 2>/dev/null ||
     { echo "it_step_parity: python3-torch and python3-numpy needed (deps/test.txt)" >&2; exit 77; }
-[ -x "$bin/tools/npid-step" ] || { echo "it_step_parity: $bin/tools/npid-step not built" >&2; exit 77; }
+[ -x "$bin/tools/npid-step" ] ||
+    { echo "it_step_parity: $bin/tools/npid-step not built" >&2; exit 77; }
 [ -n "${OPENBLAS_CORETYPE:-}" ] || export OPENBLAS_CORETYPE=Haswell
 out=$(timeout 300 $py "$here/../bench/peer/step_parity.py" --bin "$bin" --model resnet20 \
     --batch 32 2>&1) || { echo "it_step_parity: FAIL: $out" >&2; exit 1; }
