@@ -131,12 +131,56 @@ static int cfg_assign(struct cfg_opt *o, const char *text, const char **why)
     return -1;
 }
 
-struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name)
+/* The row named name, NULL when opts has none. */
+static const struct cfg_opt *cfg_lookup(const struct cfg_opt *opts, const char *name)
 {
-    for (struct cfg_opt *o = opts; o->name; o++)
+    for (const struct cfg_opt *o = opts; o->name; o++)
         if (strcmp(o->name, name) == 0)
             return o;
     return NULL;
+}
+
+struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name)
+{
+    return (struct cfg_opt *)cfg_lookup(opts, name);
+}
+
+enum { CFG_NAME_CAP = 128 };
+
+/* Reads the flag argument a (a[0] == '-', a[1] != 0): "--name", "--name=value" or, for a
+ * boolean, "--no-name". Returns -1 when a is no long flag (one dash, or a name of
+ * CFG_NAME_CAP bytes or more); otherwise 0 with name (CFG_NAME_CAP bytes) as typed, *o its row
+ * (NULL when opts has none), *val the text after '=' (NULL without) and *negate 1 for
+ * --no-name. */
+static int cfg_flag(const struct cfg_opt *opts, const char *a, char *name,
+                    const struct cfg_opt **o, const char **val, int *negate)
+{
+    if (a[1] != '-')
+        return -1;
+    const char *eq = strchr(a + 2, '=');
+    size_t nlen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+    if (nlen >= CFG_NAME_CAP)
+        return -1;
+    memcpy(name, a + 2, nlen);
+    name[nlen] = 0;
+    *val = eq ? eq + 1 : NULL;
+    *negate = 0;
+    *o = cfg_lookup(opts, name);
+    if (!*o && strncmp(name, "no-", 3) == 0) {
+        *o = cfg_lookup(opts, name + 3);
+        if (*o && cfg_is_bool(*o) && !*val)
+            *negate = 1;
+        else
+            *o = NULL;
+    }
+    return 0;
+}
+
+/* Whether a flag of row o typed without "=value" takes next (the following argument, NULL
+ * when there is none) as its value: a boolean only a boolean spelling, other types any. */
+static int cfg_takes_next(const struct cfg_opt *o, const char *next)
+{
+    return next && (!cfg_is_bool(o) || cfg_bool_text(next, o->type == CFG_AUTO) >= 0);
 }
 
 int cfg_apply_default(struct cfg_opt *opts, const char *name, const char *text)
@@ -169,7 +213,8 @@ int cfg_endpoint_default(struct cfg_opt *opts, const char *name, int off, const 
         errno = 0;
         base = strtol(env, &end, 10);
         if (errno || end == env || *end || base < 1 || base > 65532) {
-            fprintf(stderr, "%s: NPID_PORT_BASE=%s: expected a port number in [1, 65532]\n", prog, env);
+            fprintf(stderr, "%s: NPID_PORT_BASE=%s: expected a port number in [1, 65532]\n", prog,
+                    env);
             return -1;
         }
     }
@@ -204,32 +249,77 @@ void cfg_usage(const char *prog, const char *usage, const struct cfg_opt *opts, 
     fprintf(f, "  %-30s %s\n", "-h, --help", "show this help and exit");
 }
 
-int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int argc, char **argv,
-              int *npos)
+/* Sets every option to its default, then to its environment variable when that is set.
+ * 0, or -1 with the reason on stderr. */
+static int cfg_reset(const char *prog, struct cfg_opt *opts)
 {
     const char *why = NULL;
-    /* defaults, then environment */
     for (struct cfg_opt *o = opts; o->name; o++) {
         o->set_by = 0;
         if (o->def == NULL && o->type == CFG_STR) {
             *(const char **)o->dst = NULL;
         } else if (cfg_assign(o, o->def ? o->def : "0", &why) != 0) {
             fprintf(stderr, "%s: internal: bad default for --%s: %s\n", prog, o->name, why);
-            return CFG_USAGE;
+            return -1;
         }
         const char *env = o->env ? getenv(o->env) : NULL;
         if (env && *env) {
             if (cfg_assign(o, env, &why) != 0) {
                 fprintf(stderr, "%s: %s=%s: %s\n", prog, o->env, env, why);
-                return CFG_USAGE;
+                return -1;
             }
             o->set_by = 1;
         }
     }
-    /* flags; positional arguments are compacted to the end of the consumed range */
+    return 0;
+}
+
+/* Applies the flag argv[*i], advancing *i past a separate value. 0, or -1 with the reason
+ * on stderr. */
+static int cfg_parse_flag(const char *prog, struct cfg_opt *opts, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *val = NULL, *why = NULL;
+    char name[CFG_NAME_CAP];
+    const struct cfg_opt *row = NULL;
+    int negate = 0;
+    if (cfg_flag(opts, a, name, &row, &val, &negate) != 0) {
+        fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
+        return -1;
+    }
+    if (!row) {
+        fprintf(stderr, "%s: unknown option '--%s' (try --help)\n", prog, name);
+        return -1;
+    }
+    struct cfg_opt *o = opts + (row - opts);
+    const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (negate) {
+        val = "false";
+    } else if (!val && cfg_takes_next(o, next)) {
+        val = next;
+        ++*i;
+    } else if (!val && !cfg_is_bool(o)) {
+        fprintf(stderr, "%s: option '--%s' needs a value\n", prog, name);
+        return -1;
+    }
+    if (cfg_assign(o, val, &why) != 0) {
+        fprintf(stderr, "%s: --%s %s: %s", prog, name, val ? val : "", why);
+        if (o->min != o->max && strcmp(why, "out of range") == 0)
+            fprintf(stderr, " [%g, %g]", o->min, o->max);
+        fputc('\n', stderr);
+        return -1;
+    }
+    o->set_by = 2;
+    return 0;
+}
+
+int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int argc, char **argv,
+              int *npos)
+{
+    if (cfg_reset(prog, opts) != 0)
+        return CFG_USAGE;
+    /* positional arguments are compacted into argv[1..out-1], reusing its storage */
     int out = 1;
     int i = 1;
-    char **pos = argv; /* reuse argv storage: positional args copied to argv[out..] */
     for (; i < argc; i++) {
         char *a = argv[i];
         if (strcmp(a, "--") == 0) {
@@ -240,67 +330,65 @@ int cfg_parse(const char *prog, const char *usage, struct cfg_opt *opts, int arg
             cfg_usage(prog, usage, opts, stdout);
             return CFG_HELP;
         }
-        if (a[0] != '-' || a[1] == 0) {
-            pos[out++] = a;
-            continue;
-        }
-        if (a[1] != '-') {
-            fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
+        if (a[0] != '-' || a[1] == 0)
+            argv[out++] = a;
+        else if (cfg_parse_flag(prog, opts, argc, argv, &i) != 0)
             return CFG_USAGE;
-        }
-        char name[128];
-        const char *val = NULL;
-        const char *eq = strchr(a + 2, '=');
-        size_t nlen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        if (nlen >= sizeof name) {
-            fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
-            return CFG_USAGE;
-        }
-        memcpy(name, a + 2, nlen);
-        name[nlen] = 0;
-        if (eq)
-            val = eq + 1;
-        struct cfg_opt *o = cfg_find(opts, name);
-        int negate = 0;
-        if (!o && strncmp(name, "no-", 3) == 0) {
-            o = cfg_find(opts, name + 3);
-            if (o && cfg_is_bool(o) && !val)
-                negate = 1;
-            else
-                o = NULL;
-        }
-        if (!o) {
-            fprintf(stderr, "%s: unknown option '--%s' (try --help)\n", prog, name);
-            return CFG_USAGE;
-        }
-        if (cfg_is_bool(o)) {
-            if (negate)
-                val = "false";
-            else if (!val && i + 1 < argc && cfg_bool_text(argv[i + 1], o->type == CFG_AUTO) >= 0)
-                val = argv[++i];
-        } else if (!val) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "%s: option '--%s' needs a value\n", prog, name);
-                return CFG_USAGE;
-            }
-            val = argv[++i];
-        }
-        if (cfg_assign(o, val, &why) != 0) {
-            fprintf(stderr, "%s: --%s %s: %s", prog, name, val ? val : "", why);
-            if (o->min != o->max && strcmp(why, "out of range") == 0)
-                fprintf(stderr, " [%g, %g]", o->min, o->max);
-            fputc('\n', stderr);
-            return CFG_USAGE;
-        }
-        o->set_by = 2;
     }
     for (; i < argc; i++)
-        pos[out++] = argv[i];
+        argv[out++] = argv[i];
     for (int k = out; k < argc; k++)
         argv[k] = NULL;
     if (npos)
         *npos = out - 1;
     return CFG_OK;
+}
+
+int cfg_scan(const struct cfg_opt *opts, int argc, char **argv, int *unknown)
+{
+    int first = 0;
+    int i = 1;
+    if (unknown)
+        *unknown = 0;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *a = argv[i], *val = NULL;
+        char name[CFG_NAME_CAP];
+        const struct cfg_opt *o = NULL;
+        int negate = 0;
+        if (a[0] != '-' || a[1] == 0) {
+            first = first ? first : i;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            continue;
+        if (cfg_flag(opts, a, name, &o, &val, &negate) != 0 || !o) {
+            if (unknown && !*unknown)
+                *unknown = i;
+        } else if (!val && !negate && cfg_takes_next(o, i + 1 < argc ? argv[i + 1] : NULL)) {
+            i++;
+        }
+    }
+    if (!first && i + 1 < argc)
+        first = i + 1;
+    return first;
+}
+
+int cfg_join(struct cfg_opt *dst, size_t cap, const struct cfg_opt *const *parts)
+{
+    size_t n = 0;
+    if (cap == 0)
+        return -1;
+    for (size_t p = 0; parts[p]; p++) {
+        for (const struct cfg_opt *o = parts[p]; o->name; o++) {
+            if (n + 1 >= cap) {
+                dst[0] = (struct cfg_opt){ 0 };
+                return -1;
+            }
+            dst[n++] = *o;
+        }
+    }
+    dst[n] = (struct cfg_opt){ 0 };
+    return (int)n;
 }
 
 void cfg_log(const struct cfg_opt *opts)
@@ -320,13 +408,15 @@ void cfg_log(const struct cfg_opt *opts)
         }
         case CFG_BOOL:
         case CFG_AUTO:
-            w = snprintf(line + n, sizeof line - n, "%s=%s ", o->name, cfg_bool_name(*(int *)o->dst));
+            w = snprintf(line + n, sizeof line - n, "%s=%s ", o->name,
+                         cfg_bool_name(*(int *)o->dst));
             break;
         case CFG_INT:
             w = snprintf(line + n, sizeof line - n, "%s=%d ", o->name, *(int *)o->dst);
             break;
         case CFG_U64:
-            w = snprintf(line + n, sizeof line - n, "%s=%" PRIu64 " ", o->name, *(uint64_t *)o->dst);
+            w = snprintf(line + n, sizeof line - n, "%s=%" PRIu64 " ", o->name,
+                         *(uint64_t *)o->dst);
             break;
         case CFG_DOUBLE:
             w = snprintf(line + n, sizeof line - n, "%s=%g ", o->name, *(double *)o->dst);

@@ -63,5 +63,18 @@ int cfg_endpoint_default(struct cfg_opt *opts, const char *name, int off, const 
                          char *buf, size_t cap);
 /* Finds an option by name (NULL when absent). */
 struct cfg_opt *cfg_find(struct cfg_opt *opts, const char *name);
+/* Copies the rows of each table in parts (a NULL-terminated list), in order, into dst, which
+ * has room for cap rows including the terminating { 0 }: a program with subcommands builds
+ * each one's table from shared groups of rows. The copies keep their originals' dst and
+ * default text; set_by is the copy's. Returns the number of rows, or -1 when they do not fit
+ * (dst then empty). */
+int cfg_join(struct cfg_opt *dst, size_t cap, const struct cfg_opt *const *parts);
+/* Reads argv[1..argc-1] with cfg_parse's grammar for opts, assigning and moving nothing.
+ * Returns the index of the first positional argument (a flag's separate value is none), 0
+ * when there is none. When unknown is not NULL it receives the index of the first argument
+ * cfg_parse would refuse as an unknown option (0: none; such a flag is taken to have no
+ * separate value). Lets a program find its subcommand before choosing the table to parse
+ * with, and name a flag that belongs to another subcommand. */
+int cfg_scan(const struct cfg_opt *opts, int argc, char **argv, int *unknown);
 
 #endif

@@ -84,6 +84,51 @@ START_TEST(test_cfg_errors)
 }
 END_TEST
 
+/* A subcommand's table joined from a shared group and its own rows; the subcommand found
+ * among flags and their values, and a flag the table lacks. */
+START_TEST(test_cfg_join_scan)
+{
+    static int own;
+    static struct cfg_opt own_rows[] = {
+        { "own", NULL, CFG_INT, &own, "1", 0, 0, "its own", 0 },
+        { 0 },
+    };
+    const struct cfg_opt *parts[] = { test_table(), own_rows, NULL };
+    struct cfg_opt t[8], small[3];
+    ck_assert_int_eq(cfg_join(t, 8, parts), 6);
+    ck_assert(t[6].name == NULL);
+    ck_assert_int_eq(cfg_join(small, 3, parts), -1);
+    ck_assert(small[0].name == NULL);
+    char *argv[] = { "prog", "--own", "4", "--n=2", "cmd", NULL };
+    int npos = -1;
+    ck_assert_int_eq(cfg_parse("prog", NULL, t, 5, argv, &npos), CFG_OK);
+    ck_assert_int_eq(own, 4);
+    ck_assert_int_eq(opt_n, 2);
+    ck_assert_int_eq(npos, 1);
+    ck_assert_int_eq(cfg_find(t, "own")->set_by, 2);
+    ck_assert_int_eq(cfg_find(t, "lr")->set_by, 0);
+
+    int unk = -1;
+    char *s1[] = { "prog", "--n", "7", "--flag", "true", "--lr=0.1", "cmd", "--nope", "x", NULL };
+    ck_assert_int_eq(cfg_scan(test_table(), 9, s1, &unk), 6);
+    ck_assert_int_eq(unk, 7);
+    ck_assert_str_eq(s1[1], "--n"); /* nothing moved */
+    char *s2[] = { "prog", "--flag", "cmd", NULL }; /* a boolean takes only true/false... */
+    ck_assert_int_eq(cfg_scan(test_table(), 3, s2, &unk), 2);
+    ck_assert_int_eq(unk, 0);
+    char *s3[] = { "prog", "--no-flag", "--", "--n", NULL }; /* after "--" all positional */
+    ck_assert_int_eq(cfg_scan(test_table(), 4, s3, &unk), 3);
+    ck_assert_int_eq(unk, 0);
+    char *s4[] = { "prog", "--own", "5", "-x", NULL }; /* unknown: no separate value */
+    ck_assert_int_eq(cfg_scan(test_table(), 4, s4, &unk), 2);
+    ck_assert_int_eq(unk, 1);
+    ck_assert_int_eq(cfg_scan(t, 4, s4, &unk), 0);
+    ck_assert_int_eq(unk, 3);
+    char *s5[] = { "prog", "--lr", NULL }; /* a missing value is cfg_parse's to report */
+    ck_assert_int_eq(cfg_scan(t, 2, s5, NULL), 0);
+}
+END_TEST
+
 START_TEST(test_rng)
 {
     struct rng a = rng_derive(1, 2, 3), b = rng_derive(1, 2, 3), c = rng_derive(1, 2, 4);
@@ -300,6 +345,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_cfg_precedence);
     tcase_add_test(tc, test_cfg_errors);
+    tcase_add_test(tc, test_cfg_join_scan);
     tcase_add_test(tc, test_rng);
     tcase_add_test(tc, test_crc_sha);
     tcase_add_test(tc, test_durable);
