@@ -176,7 +176,7 @@ def main():
     step_store = f"{out}/parity-step.jsonl"
     if fresh and os.path.exists(f"{w}/step.jsonl"):
         steps = [json.loads(l) for l in open(f"{w}/step.jsonl")]
-        labels = ["untrained (npid-evald mkckpt)",
+        labels = ["untrained (tools/npid-mkckpt)",
                   f"npid seed {fresh[0]['seed']} after epoch {epochs}"]
         for st, lb in zip(steps, labels):
             st["label"] = lb

@@ -19,7 +19,7 @@ enum { EVALD_MAX_KS = 16 };
 
 /* The options, each field filled by the tables of the commands that read it. */
 struct evald_opts {
-    /* every command but mkckpt (log_level: every command; limit: attach, embed, linear;
+    /* every command (limit: attach, embed, linear;
      * train_limit: attach, neighbours, linear) */
     const char *data, *checkpoint, *log_level;
     struct dataset_opts dso; /* --layout, --train-splits, --list, --test-list, --labels */
@@ -33,23 +33,19 @@ struct evald_opts {
     /* the results socket (attach, linear) */
     const char *pub_ep;
     int allow_remote;
-    /* attach and --once; pixels also linear, size also linear and mkckpt */
+    /* attach and --once; pixels and size also linear */
     const char *events_ep, *events_server_key, *against, *k_list;
     int once, pixels, size, max_evals, every, exit_on_end;
     double sigma;
     size_t ks[EVALD_MAX_KS], n_ks; /* --k parsed: ascending, distinct */
-    /* embed, neighbours; out also mkckpt */
+    /* embed, neighbours */
     const char *format, *out, *split, *files, *paths_out, *grid;
     int queries, top, cell;
-    /* linear; seed also mkckpt */
+    /* linear */
     const char *layer;
     double lambda, tol;
     int max_iter, train_views;
     uint64_t seed;
-    /* mkckpt */
-    const char *model, *aug;
-    int low_dim;
-    uint64_t step;
 };
 
 /* The commands. o is filled by cfg_parse with opts, the command's table; args are the nargs
@@ -58,7 +54,6 @@ int evald_attach_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, cha
 int evald_embed_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, char **args);
 int evald_neighbours_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, char **args);
 int evald_linear_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, char **args);
-int evald_mkckpt_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, char **args);
 
 /* Start-up checks shared by the commands; each returns 0, or EXIT_USAGE after a one-line
  * reason on stderr. evald_no_args: no positional argument; evald_check_data: --data (or

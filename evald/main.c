@@ -10,7 +10,6 @@
  *   npid-evald neighbours --checkpoint P --data ROOT [--bank EP] --files LIST|-
  *   npid-evald linear --checkpoint P --data ROOT [--layer embed|pool] [--lambda L]
  *       [--train-views N]
- *   npid-evald mkckpt --out P [--model M --low-dim D --size S --aug A --seed N --step N]
  *
  * This file holds the options and the dispatch: each command has its own table, joined from
  * shared groups of rows and its own (`npid-evald CMD --help` lists what CMD reads), and runs
@@ -127,22 +126,11 @@ static struct cfg_opt opts_linear[] = {
     { 0 },
 };
 
-static struct cfg_opt opts_mkckpt[] = {
-    { "out", NULL, CFG_STR, &opt.out, NULL, 0, 0, "the checkpoint file to write", 0 },
-    { "model", NULL, CFG_STR, &opt.model, "resnet18", 0, 0, "network preset", 0 },
-    { "low-dim", NULL, CFG_INT, &opt.low_dim, "128", 1, 4096, "feature dimension", 0 },
-    { "size", NULL, CFG_INT, &opt.size, "32", 8, 1024, "image size", 0 },
-    { "aug", NULL, CFG_STR, &opt.aug, "cifar", 0, 0, "augmentation preset (sets the test transform)", 0 },
-    { "seed", NULL, CFG_U64, &opt.seed, "0", 0, 0, "weight seed", 0 },
-    { "step", NULL, CFG_U64, &opt.step, "0", 0, 0, "step recorded in the checkpoint", 0 },
-    { 0 },
-};
-
 static const char usage_attach[] =
     "[attach] --data ROOT [--checkpoint P] [options]\n"
     "       npid-evald --once --checkpoint P --data ROOT [options]\n"
     "       npid-evald --once --pixels --data ROOT [options]\n"
-    "       npid-evald embed|neighbours|linear|mkckpt [options]\n\n"
+    "       npid-evald embed|neighbours|linear [options]\n\n"
     "Attached (the default), evaluates each new checkpoint the trainer announces on --events;\n"
     "with --once, --checkpoint (or raw pixels) and exits. Results: one JSON line per evaluation\n"
     "on stdout (and as \"eval\" events on --pub).\n\n"
@@ -150,8 +138,7 @@ static const char usage_attach[] =
     "  attach      weighted kNN of checkpoints, attached to a run or --once (options below)\n"
     "  embed       features of a split, the bank's rows, or images named on a list, to a file\n"
     "  neighbours  nearest train images of images, as JSON lines and a retrieval grid\n"
-    "  linear      logistic regression probe on frozen features\n"
-    "  mkckpt      a checkpoint of an untrained network, for smoke tests";
+    "  linear      logistic regression probe on frozen features";
 
 static const char usage_embed[] =
     "embed --data ROOT --checkpoint P [--split train|test] [--format F] [--out FILE]\n"
@@ -171,9 +158,6 @@ static const char usage_linear[] =
     "\nLogistic regression on frozen train features, scored on the test split: one JSON line\n"
     "(and a \"linear\" event on --pub).";
 
-static const char usage_mkckpt[] =
-    "mkckpt --out P [--model M --low-dim D --size S --aug A --seed N --step N]\n"
-    "\nA checkpoint of an untrained network in the trainer's format, for smoke tests.";
 
 struct evald_cmd {
     const char *name, *alias;
@@ -194,7 +178,6 @@ static const struct cfg_opt *const groups_neighbours[] = {
 static const struct cfg_opt *const groups_linear[] = {
     opts_data, opts_linear, opts_pub, opts_batch, opts_threads, opts_log, NULL
 };
-static const struct cfg_opt *const groups_mkckpt[] = { opts_mkckpt, opts_log, NULL };
 
 /* The commands; the first is the default. */
 static const struct evald_cmd cmds[] = {
@@ -202,7 +185,6 @@ static const struct evald_cmd cmds[] = {
     { "embed", NULL, usage_embed, groups_embed, evald_embed_main },
     { "neighbours", "neighbors", usage_neighbours, groups_neighbours, evald_neighbours_main },
     { "linear", NULL, usage_linear, groups_linear, evald_linear_main },
-    { "mkckpt", NULL, usage_mkckpt, groups_mkckpt, evald_mkckpt_main },
 };
 enum { N_CMDS = sizeof cmds / sizeof cmds[0], TABLE_CAP = 96 };
 
@@ -279,8 +261,8 @@ int main(int argc, char **argv)
     int at = cfg_scan(all, argc, argv, NULL);
     const struct evald_cmd *cmd = at ? evald_cmd_find(argv[at]) : &cmds[0];
     if (!cmd) {
-        fprintf(stderr, "npid-evald: unknown command \"%s\" (attach, embed, neighbours, linear, "
-                "mkckpt)\n", argv[at]);
+        fprintf(stderr, "npid-evald: unknown command \"%s\" (attach, embed, neighbours, "
+                "linear)\n", argv[at]);
         return EXIT_USAGE;
     }
     struct cfg_opt *opts = tables[cmd - cmds];

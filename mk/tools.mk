@@ -5,6 +5,7 @@
 #   npid-consume   stand-in trainer on trainer/taskq.h and trainer/plan.h (loader tests, bench)
 #   npid-pixop     augmentation primitives on raw RGB from stdin (tests/it_loader_pil.sh)
 #   npid-step      one training step from a checkpoint (tests/it_isa_levels.sh, bench/parity.sh)
+#   npid-mkckpt    a checkpoint of an untrained network (evald tests, bench/peer/step_parity.py)
 #
 # A tool links the program libraries its _LIBS names and libnpid (the list given twice, as for
 # the tests, so that program code and common/ may call each other) and every package
@@ -15,6 +16,7 @@ TOOL_BINS := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 npid-consume_LIBS := trainer
 npid-pixop_LIBS   :=
 npid-step_LIBS    := trainer
+npid-mkckpt_LIBS  :=
 
 define tool_rule
 $$(BUILD)/tools/$(1): $$(BUILD)/obj/tools/$(1).o $$(foreach p,$$($(1)_LIBS),$$(BUILD)/lib$$(p).a) \
@@ -26,4 +28,4 @@ $(foreach t,$(TOOL_BINS:$(BUILD)/tools/%=%),$(eval $(call tool_rule,$(t))))
 
 check: $(TOOL_BINS)
 bench: $(BUILD)/tools/npid-consume
-parity: $(BUILD)/tools/npid-step
+parity: $(BUILD)/tools/npid-step $(BUILD)/tools/npid-mkckpt

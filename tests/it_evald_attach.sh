@@ -31,7 +31,8 @@ export NPID_LOG_LEVEL=info
 # enough images that one evaluation outlasts the 0.3 s the stand-in waits before its burst
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 80 --test-per-class 4 >/dev/null 2>&1 || fail "synth dataset"
 for s in 1 2 3 4; do
-    timeout 60 "$ev" mkckpt --out "$tmp/c$s.ckpt" --model resnet20 --seed $s --step $((s * 100)) 2>/dev/null ||
+    timeout 60 "$bin/tools/npid-mkckpt" --out "$tmp/c$s.ckpt" --model resnet20 --seed $s \
+        --step $((s * 100)) 2>/dev/null ||
         fail "mkckpt $s"
 done
 

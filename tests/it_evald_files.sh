@@ -33,7 +33,7 @@ T="timeout -k 5 60"
 export NPID_LOG_LEVEL=warn
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 4 --test-per-class 1 >/dev/null 2>&1 || fail "synth dataset"
-$T "$ev" mkckpt --out "$tmp/c.ckpt" --model resnet20 --seed 7 2>"$tmp/err" || fail "mkckpt"
+$T "$bin/tools/npid-mkckpt" --out "$tmp/c.ckpt" --model resnet20 --seed 7 2>"$tmp/err" || fail "mkckpt"
 # a PNG (and a WebP) in the dataset too, so that each format is compared with the dataset path
 $py - "$tmp/data/train" <<'EOF' || fail "writing PNG / WebP files"
 import random, sys

@@ -49,7 +49,6 @@ embed format grid neighbours
 neighbours grid lambda linear
 neighbors top format embed
 linear lambda k attach
-mkckpt low-dim data linear
 EOF
 
 # the default command's own flags that --once does not read are refused with --once

@@ -24,7 +24,7 @@ export NPID_LOG_LEVEL=warn
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 60 --test-per-class 50 >/dev/null 2>&1 ||
     fail "synth dataset"
-$T "$ev" mkckpt --out "$tmp/c.ckpt" --model resnet20 --seed 3 2>"$tmp/err" || fail "mkckpt"
+$T "$bin/tools/npid-mkckpt" --out "$tmp/c.ckpt" --model resnet20 --seed 3 2>"$tmp/err" || fail "mkckpt"
 
 # the same features for sklearn, with their labels
 for s in train test; do

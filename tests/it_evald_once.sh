@@ -3,7 +3,7 @@
 # recomputed features and both; embed in every format (the .npy read back with NumPy, bank
 # rows compared across formats); neighbours with a retrieval grid; and the error paths
 # (usage errors, missing / corrupt checkpoint, a bank of the wrong shape, a corrupt image).
-# The checkpoint is an untrained resnet20 written by `npid-evald mkckpt` (the trainer's format).
+# The checkpoint is an untrained resnet20 written by tools/npid-mkckpt (the trainer's format).
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 ev=$bin/npid-evald
@@ -29,7 +29,7 @@ T="timeout -k 5 60"
 export NPID_LOG_LEVEL=warn
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 20 --test-per-class 5 >/dev/null 2>&1 || fail "synth dataset"
-$T "$ev" mkckpt --out "$tmp/c.ckpt" --model resnet20 --step 5 2>"$tmp/err" || fail "mkckpt"
+$T "$bin/tools/npid-mkckpt" --out "$tmp/c.ckpt" --model resnet20 --step 5 2>"$tmp/err" || fail "mkckpt"
 
 # CLI manners
 $T "$ev" --help >"$tmp/help" 2>/dev/null && grep -q "usage: npid-evald" "$tmp/help" || fail "--help"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # One training step, npid against PyTorch from the same state (bench/peer/step_parity.py):
-# an untrained resnet20 checkpoint (npid-evald mkckpt) loaded into tools/npid-step and into the
+# an untrained resnet20 checkpoint (tools/npid-mkckpt) loaded into tools/npid-step and into the
 # PyTorch network, the same inputs, positives and m = 4096 negatives; features, loss, Z, dL/df,
 # the parameter update and the BN statistics must agree within float32 rounding (the script's
 # tolerances). Also a check on every checkpoint reader outside C: the script parses the file.

@@ -3,7 +3,7 @@
 
   eval_parity.py --bin BUILD_DIR --data ROOT [--ckpt P] [--model resnet20] [--seed 0]
 
-Loads one npid checkpoint (given, or an untrained one from `npid-evald mkckpt`) into the
+Loads one npid checkpoint (given, or an untrained one from `tools/npid-mkckpt`) into the
 PyTorch network of train_step.py and compares (1) the test split's features, npid's
 (`npid-evald embed --split test`) against PyTorch's (eval mode, test transform: ToTensor +
 Normalize), and (2) the weighted kNN top-1 with recomputed train features (k 200, sigma 0.1),
@@ -87,7 +87,7 @@ def main():
     t2 = time.perf_counter()
     fragile = fragile_queries(q, rf, torch.tensor(train.targets), len(train.classes))
 
-    r = {"checkpoint": ck if a.ckpt else "untrained (npid-evald mkckpt)",
+    r = {"checkpoint": ck if a.ckpt else "untrained (tools/npid-mkckpt)",
          "features": rel(f_npid, q.numpy()), "npid_top1": round(npid_top1, 2),
          "peer_top1": round(torch_top1, 2), "top1_diff": round(npid_top1 - torch_top1, 2),
          "npid_s": round(t1 - t0, 1), "peer_s": round(t2 - t1, 1)}

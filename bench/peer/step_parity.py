@@ -3,7 +3,7 @@
 
   step_parity.py --bin BUILD_DIR [--model resnet20] [--ckpt P] [--batch 64] [--seed 0]
 
-Loads one npid checkpoint (given, or an untrained one from `npid-evald mkckpt`) into npid
+Loads one npid checkpoint (given, or an untrained one from `tools/npid-mkckpt`) into npid
 (tools/npid-step) and into the PyTorch network of train_step.py, feeds both the same
 normalised pixels (real CIFAR-10 images when --data is given, else Gaussian noise), the same
 positive rows and the same m = 4096 negatives of an n = 50,000-row bank, and runs one step:
@@ -93,13 +93,13 @@ def rel(a, b):
 
 def workdir_and_ckpt(a, prefix):
     """A temporary directory removed at exit, and the checkpoint to use: a.ckpt, else an
-    untrained one of a.model and a.seed written there by `npid-evald mkckpt`."""
+    untrained one of a.model and a.seed written there by `tools/npid-mkckpt`."""
     tmp = tempfile.mkdtemp(prefix=prefix)
     atexit.register(shutil.rmtree, tmp, True)
     ck = a.ckpt
     if not ck:
         ck = os.path.join(tmp, "init.ckpt")
-        subprocess.run([os.path.join(a.bin, "npid-evald"), "mkckpt", "--out", ck, "--model",
+        subprocess.run([os.path.join(a.bin, "tools", "npid-mkckpt"), "--out", ck, "--model",
                         a.model, "--seed", str(a.seed)], check=True, stderr=subprocess.DEVNULL)
     return tmp, ck
 
