@@ -9,6 +9,7 @@ name=it_warm_bank
 
 "$bin/npid-loader" synth --out "$tmp/data" --per-class 40 --test-per-class 10 >/dev/null 2>&1 || fail "synth"
 start_bg bankd "$bin/npid-bankd" --bind "$NPID_BANK" --dir "$tmp/bank"
+start_bg loader "$bin/npid-loader" --data "$tmp/data" # the warm start's images
 timeout -k 5 200 "$bin/npid-trainer" --data "$tmp/data" --run-dir "$tmp/run" --model resnet20 \
     --batch 50 --bank-init warm --init-only --no-progress >>"$tmp/trainer.log" 2>&1 || fail "trainer --init-only"
 ck=$tmp/run/checkpoints/trainer.ckpt

@@ -1,10 +1,12 @@
 /* The trainer's connections: see links.h. */
 #include "trainer/links.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/sig.h"
@@ -83,6 +85,7 @@ int links_open_tasks(struct links *l, const struct trainer_cfg *cfg, const char 
         log_info("tasks, events: CURVE on: public key %s, %zu client keys allowed (%s)",
                  l->tasks_curve.own.pub, curve_zap_allowed_keys(l->zap), cfg->curve_allow);
     }
+    l->cfg = cfg;
     l->tq = taskq_new(cfg->tasks_ep, manifest, &to, terr, sizeof terr);
     if (!l->tq) {
         log_error("tasks: %s", terr);
@@ -94,6 +97,69 @@ int links_open_tasks(struct links *l, const struct trainer_cfg *cfg, const char 
         return -1;
     log_info("listening: tasks %s, events %s", taskq_endpoint(l->tq), cfg->events_ep);
     return 0;
+}
+
+void links_log_waiting(const struct links *l, const struct trainer_cfg *cfg, const char *what)
+{
+    struct taskq_stats ts;
+    taskq_get_stats(l->tq, &ts);
+    int by_list = !cfg->data || !*cfg->data;
+    log_info("%s: waiting for loaders (%u connected, %u tasks in flight); start one with: "
+             "npid-loader %s %s --tasks %s", what, ts.loaders, ts.in_flight,
+             by_list ? "--list" : "--data", by_list ? cfg->dso.list : cfg->data,
+             taskq_endpoint(l->tq));
+}
+
+static int feed_pass(void *arg, const uint32_t *idx, size_t n, uint32_t batch)
+{
+    struct links *l = arg;
+    if (taskq_plan_test(l->tq, l->test_epoch++, idx, n, batch) < 0) {
+        log_error("tasks: cannot queue the warm start's images: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int feed_next(void *arg, const uint8_t **pix, uint32_t *count, uint32_t *n_bad)
+{
+    struct links *l = arg;
+    double last_log = clock_seconds();
+    for (;;) {
+        struct taskq_batch b;
+        int rc = taskq_next(l->tq, 1000, &b);
+        if (rc == TASKQ_TIMEOUT) {
+            if (clock_seconds() - last_log > 10) {
+                links_log_waiting(l, l->cfg, "warm start");
+                last_log = clock_seconds();
+            }
+            continue;
+        }
+        if (rc < 0) {
+            if (errno == EINTR)
+                log_info("warm start: stopped by a signal");
+            else
+                log_error("tasks: %s", taskq_error(l->tq));
+            return -1;
+        }
+        if (rc != TASKQ_BATCH)
+            return 0; /* the pass's end */
+        *pix = b.pixels;
+        *count = b.count;
+        *n_bad = b.n_bad;
+        return 1;
+    }
+}
+
+struct warm_feed links_warm_feed(struct links *l)
+{
+    l->test_epoch = TASKQ_EPOCH_TEST;
+    struct warm_feed f = { feed_pass, feed_next, l };
+    return f;
+}
+
+void links_warm_done(struct links *l)
+{
+    taskq_cancel(l->tq);
 }
 
 void links_close(struct links *l)

@@ -12,6 +12,7 @@
 #include "trainer/config.h"
 #include "trainer/metrics.h"
 #include "trainer/taskq.h"
+#include "trainer/warm.h"
 
 struct links {
     struct bankview *bv;      /* the bank: client, negatives and positives, or the mirror */
@@ -22,6 +23,8 @@ struct links {
     struct curve_sock bank_curve;   /* CURVE client options for bankd (the client keeps them) */
     struct curve_sock tasks_curve;  /* CURVE server options of the task socket */
     struct curve_sock events_curve; /* the same for the events PUB socket */
+    const struct trainer_cfg *cfg;  /* links_open_tasks's */
+    uint32_t test_epoch;      /* the next test pass's epoch number (links_warm_feed) */
 };
 
 /* The bank view for n rows, m negatives per step (0: the full softmax's mirror), client id
@@ -33,5 +36,12 @@ int links_open_bank(struct links *l, const struct trainer_cfg *cfg, const char *
  * images. -1 on failure (logged). */
 int links_open_tasks(struct links *l, const struct trainer_cfg *cfg, const char *run,
                      const char *manifest, size_t n);
+/* Logs, prefixed with what, that the run waits for loaders, how many are connected and how to
+ * start one. */
+void links_log_waiting(const struct links *l, const struct trainer_cfg *cfg, const char *what);
+/* The warm start's images: the loaders' test-transform passes (taskq_plan_test); then
+ * links_warm_done, before the first training plan. */
+struct warm_feed links_warm_feed(struct links *l);
+void links_warm_done(struct links *l);
 void links_close(struct links *l);
 #endif

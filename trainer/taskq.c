@@ -79,6 +79,8 @@ struct tq_plan {
     uint32_t steps;           /* steps delivered: total_steps - first_step */
     uint64_t seed;
     uint64_t base;            /* global seq of first_step */
+    int train;                /* the transform of its tasks: 1 train, 0 test */
+    uint32_t views;           /* views per image of its tasks */
 };
 
 struct taskq {
@@ -361,8 +363,8 @@ static int issue_one(struct taskq *tq, struct tq_slot *s, struct tq_loader *l)
     plan_step_range(p, step, &off, &count);
     struct task_task t = {
         .run = tq->run, .epoch = p->epoch, .step = step, .idx = p->perm + off, .count = count,
-        .seed = p->seed, .preset = { tq->preset, strlen(tq->preset) }, .train = tq->o.train,
-        .size = tq->o.size, .layout = tq->o.layout, .views = tq->o.views,
+        .seed = p->seed, .preset = { tq->preset, strlen(tq->preset) }, .train = p->train,
+        .size = tq->o.size, .layout = tq->o.layout, .views = p->views,
         .aug = { tq->aug, strlen(tq->aug) },
     };
     msgpack_packer pk;
@@ -574,9 +576,9 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
                  proto_task_layout_name(tq->o.layout));
         goto reject;
     }
-    if (b->views != tq->o.views) {
+    if (b->views != p->views) {
         snprintf(why, sizeof why, "epoch %u step %u: %u views per image, expected %u (a loader "
-                 "older than the views field?)", b->epoch, b->step, b->views, tq->o.views);
+                 "older than the views field?)", b->epoch, b->step, b->views, p->views);
         goto reject;
     }
     if (memcmp(b->idx, p->perm + off, (size_t)count * 4) != 0) {
@@ -873,22 +875,26 @@ void taskq_destroy(struct taskq **tqp)
     *tqp = NULL;
 }
 
-int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
-                   uint32_t batch, uint32_t first_step, uint64_t aug_seed)
+/* A plan of tasks with the transform train (1: the options' views and drop_last; 0: the test
+ * transform, one view, every image). */
+static int64_t plan_add(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
+                        uint32_t batch, uint32_t first_step, uint64_t aug_seed, int train)
 {
+    uint32_t views = train ? tq->o.views : 1;
+    int drop_last = train && tq->o.drop_last;
     if (n == 0 || batch == 0 || batch > TASK_MAX_COUNT || !perm ||
         (tq->have_last_epoch && epoch <= tq->last_epoch)) {
         errno = EINVAL;
         return -1;
     }
     /* a batch frame must fit the socket's frame limit, or it could never be received */
-    uint64_t frame = (uint64_t)tq->o.views * batch * tq->o.size * tq->o.size * 3 +
+    uint64_t frame = (uint64_t)views * batch * tq->o.size * tq->o.size * 3 +
                      (uint64_t)batch * 9 + 65536;
     if (frame > tq->o.max_frame) {
         errno = EMSGSIZE;
         return -1;
     }
-    uint64_t total = n / batch + (n % batch && !tq->o.drop_last ? 1 : 0);
+    uint64_t total = n / batch + (n % batch && !drop_last ? 1 : 0);
     if (total > UINT32_MAX) {
         errno = EINVAL;
         return -1;
@@ -922,12 +928,26 @@ int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_
     p->first_step = first_step < total ? first_step : (uint32_t)total;
     p->steps = p->total_steps - p->first_step;
     p->seed = aug_seed;
+    p->train = train;
+    p->views = views;
     p->base = tq->end_seq;
     tq->end_seq += p->steps;
     tq->n_plans++;
     tq->have_last_epoch = 1;
     tq->last_epoch = epoch;
     return p->steps;
+}
+
+int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
+                   uint32_t batch, uint32_t first_step, uint64_t aug_seed)
+{
+    return plan_add(tq, epoch, perm, n, batch, first_step, aug_seed, tq->o.train);
+}
+
+int64_t taskq_plan_test(struct taskq *tq, uint32_t epoch, const uint32_t *idx, size_t n,
+                        uint32_t batch)
+{
+    return plan_add(tq, epoch, idx, n, batch, 0, 0, 0);
 }
 
 int taskq_next(struct taskq *tq, int timeout_ms, struct taskq_batch *out)

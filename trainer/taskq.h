@@ -165,6 +165,13 @@ void taskq_destroy(struct taskq **tq);
  * exceed max_frame; ENOMEM). */
 int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
                    uint32_t batch, uint32_t first_step, uint64_t aug_seed);
+/* A pass with the test transform (the preset's, one view, every image, no drop_last; the
+ * loaders' policy for an undecodable image is a mid-grey one, flagged): batch s holds
+ * idx[s*batch ..], in order. Otherwise as taskq_plan (epoch numbers are shared with it: the
+ * trainer's warm start numbers its passes from TASKQ_EPOCH_TEST and cancels after them). */
+#define TASKQ_EPOCH_TEST 0xfff00000u
+int64_t taskq_plan_test(struct taskq *tq, uint32_t epoch, const uint32_t *idx, size_t n,
+                        uint32_t batch);
 
 /* Services the socket and waits up to timeout_ms (-1: forever, 0: poll) for the next
  * in-order batch. Returns TASKQ_BATCH, TASKQ_EPOCH_END, TASKQ_TIMEOUT, TASKQ_IDLE, or -1 on a
@@ -177,7 +184,8 @@ int taskq_next(struct taskq *tq, int timeout_ms, struct taskq_batch *out);
  * trainer keep loaders busy during a long step. 0, or -1 on a fatal error. */
 int taskq_service(struct taskq *tq);
 
-/* Drops every queued plan and outstanding task (late batches are counted as stale). */
+/* Drops every queued plan and outstanding task (late batches are counted as stale); the
+ * next plan may have any epoch number. */
 void taskq_cancel(struct taskq *tq);
 
 void taskq_get_stats(const struct taskq *tq, struct taskq_stats *s);

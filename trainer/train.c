@@ -72,19 +72,14 @@ static void trainer_save_unpaired(struct trainer *t)
 
 /* ---- data-dependent start: warm bank, centred output ------------------------------------- */
 
-/* The in-process start (trainer/warm.h) over this run's network, data and buffers. */
-static void service_tasks(void *tq)
-{
-    taskq_service(tq);
-}
-
+/* The data-dependent start (trainer/warm.h) over this run's network and buffers, fed by the
+ * loaders. */
 static struct warm_src warm_src_of(struct trainer *t)
 {
     struct warm_src w = {
-        .net = t->learn.net, .ds = t->ds, .preset = t->cfg.aug, .size = t->cfg.size,
-        .batch = (uint32_t)t->cfg.batch, .dim = t->cfg.low_dim, .seed = t->cfg.seed,
-        .norm = &t->learn.norm, .x = t->learn.x, .feat = t->learn.feat, .stop = &sig_stop,
-        .idle = service_tasks, .idle_arg = t->ln.tq,
+        .net = t->learn.net, .n = t->n, .size = t->cfg.size, .batch = (uint32_t)t->cfg.batch,
+        .dim = t->cfg.low_dim, .seed = t->cfg.seed, .norm = &t->learn.norm, .x = t->learn.x,
+        .feat = t->learn.feat, .stop = &sig_stop, .feed = links_warm_feed(&t->ln),
     };
     return w;
 }
@@ -153,9 +148,10 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     if (start_bank(&st) != 0 ||
         links_open_tasks(&t->ln, &t->cfg, t->run, dataset_manifest(t->ds), t->n) != 0)
         goto fail;
-    ws = warm_src_of(t); /* the fresh start serves the task socket between its batches */
+    ws = warm_src_of(t);
     if (start_position(&st, &ws, &t->pos) != 0 || bankview_load_mirror(t->ln.bv) != 0)
         goto fail;
+    links_warm_done(&t->ln);
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
     if (metrics_open(t->ln.mx, path) != 0)
         goto fail;
@@ -402,13 +398,7 @@ static enum next run_turn(struct trainer *t, double *epoch_start, double *last_w
     metrics_window(t->ln.mx)->data += clock_seconds() - w0;
     if (rc == TASKQ_TIMEOUT) {
         if (clock_seconds() - *last_wait_log > 10) {
-            struct taskq_stats ts;
-            taskq_get_stats(t->ln.tq, &ts);
-            int by_list = !t->cfg.data || !*t->cfg.data;
-            log_info("waiting for loaders (%u connected, %u tasks in flight); start one with: "
-                     "npid-loader %s %s --tasks %s", ts.loaders, ts.in_flight,
-                     by_list ? "--list" : "--data", by_list ? t->cfg.dso.list : t->cfg.data,
-                     taskq_endpoint(t->ln.tq));
+            links_log_waiting(&t->ln, &t->cfg, "training");
             *last_wait_log = clock_seconds();
         }
         return GO_ON;

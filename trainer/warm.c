@@ -5,94 +5,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/augment.h"
 #include "common/clock.h"
-#include "common/jpeg.h"
 #include "common/log.h"
 #include "common/nn/bn.h"
 #include "trainer/plan.h"
 
-/* In-process loading of training images with the test transform (for the warm start and
- * the output centring, which run before any loader is needed). */
-struct test_loader {
-    struct augment *aug;
-    struct jpeg_dec *dec;
-    uint8_t *pix;              /* (batch, 3, S, S) */
-    size_t img_bytes;
-    uint32_t min_side;
-    size_t bad;
-};
-
-static int test_loader_init(struct test_loader *l, const struct warm_src *w)
+/* The next batch of the feed's oldest pass, normalised into w->x: its image count (its
+ * undecodable images added to *bad), 0 at the end of the pass, -1 on a failure or a stop. */
+static int feed_fill(const struct warm_src *w, size_t *bad)
 {
-    memset(l, 0, sizeof *l);
-    struct augment_params ap;
-    if (augment_preset(w->preset, 0, (uint32_t)w->size, AUGMENT_CHW, &ap) != 0)
-        return -1;
-    l->aug = augment_new(&ap);
-    l->dec = jpeg_dec_new(NULL);
-    l->pix = malloc((size_t)w->batch * 3 * (size_t)w->size * (size_t)w->size);
-    if (!l->aug || !l->dec || !l->pix) {
-        log_error("out of memory");
-        return -1;
-    }
-    l->img_bytes = augment_out_bytes(l->aug);
-    l->min_side = augment_min_source_side(&ap); /* how far the decoder may downscale */
-    return 0;
-}
-
-static void test_loader_deinit(struct test_loader *l)
-{
-    augment_destroy(&l->aug);
-    jpeg_dec_destroy(&l->dec);
-    free(l->pix);
-}
-
-/* Decodes and transforms images idx[0..count) into w->x (normalised); a bad image becomes
- * mid-grey and is counted. */
-static void test_loader_fill(struct test_loader *l, const struct warm_src *w, const uint32_t *idx,
-                             uint32_t count)
-{
-    for (uint32_t i = 0; i < count; i++) {
-        struct jpeg_image img;
-        char err[512];
-        if (dataset_decode(w->ds, idx[i], l->dec, l->min_side, &img, err,
-                           sizeof err) != 0) {
-            memset(l->pix + i * l->img_bytes, 128, l->img_bytes);
-            if (l->bad++ < 10)
-                log_warn("%s", err);
-            continue;
-        }
-        augment_apply(l->aug, img.pix, img.w, img.h, NULL, l->pix + i * l->img_bytes, NULL);
-    }
-    pixnorm_apply(w->norm, l->pix, count, (size_t)w->size * (size_t)w->size, w->x);
+    const uint8_t *pix;
+    uint32_t count, n_bad;
+    int rc = w->feed.next(w->feed.arg, &pix, &count, &n_bad);
+    if (rc <= 0)
+        return rc;
+    *bad += n_bad;
+    pixnorm_apply(w->norm, pix, count, (size_t)w->size * (size_t)w->size, w->x);
+    return (int)count;
 }
 
 /* BN recalibration: sets every BN layer's running statistics to the average of the batch
- * statistics of `steps` training-mode forwards over the first batches of `order` (the test
- * transform), as torch's BatchNorm with momentum=None would. An untrained network's running
+ * statistics of training-mode forwards over the feed's current pass (test-transform
+ * batches), as torch's BatchNorm with momentum=None would. An untrained network's running
  * statistics are the initial 0 / 1, under which its eval-mode features have nothing to do
  * with its training-mode ones; after this, eval mode (evald's recomputed features) and
  * training mode agree. Each forward moves a running value r by r' = (1-m) r + m b with
- * m = BN_MOMENTUM, so the batch statistic is recovered as b = (r' - (1-m) r) / m. */
-static void bn_recalibrate(const struct warm_src *w, struct test_loader *l, struct plan *order,
-                           uint32_t steps, double *acc, float *prev)
+ * m = BN_MOMENTUM, so the batch statistic is recovered as b = (r' - (1-m) r) / m. 0 at the
+ * end of the pass, -1 on a failure. */
+static int bn_recalibrate(const struct warm_src *w, size_t *bad, double *acc, float *prev)
 {
     size_t nbuf = net_buffer_count(w->net);
     float *buf = net_buffers(w->net);
     memset(acc, 0, nbuf * sizeof *acc);
     uint32_t done = 0;
-    for (uint32_t s = 0; s < steps && s < order->steps; s++, done++) {
-        uint32_t count;
-        const uint32_t *idx = plan_step(order, s, &count);
-        test_loader_fill(l, w, idx, count);
+    int count;
+    while ((count = feed_fill(w, bad)) > 0) {
         memcpy(prev, buf, nbuf * sizeof(float));
-        net_forward(w->net, w->x, (int)count, 1);
+        net_forward(w->net, w->x, count, 1);
         for (size_t i = 0; i < nbuf; i++)
             acc[i] += ((double)buf[i] - (1.0 - BN_MOMENTUM) * prev[i]) / BN_MOMENTUM;
+        done++;
     }
     for (size_t i = 0; i < nbuf && done; i++)
         buf[i] = (float)(acc[i] / done);
+    return count;
 }
 
 /* Fills the bank with the untrained network's features of every training image under the
@@ -104,39 +60,46 @@ static void bn_recalibrate(const struct warm_src *w, struct test_loader *l, stru
 int warm_bank(const struct warm_src *w, struct bankview *bv)
 {
     double t0 = clock_seconds();
-    struct test_loader l = { 0 };
     struct plan order;
-    size_t n = dataset_count(w->ds), nbuf = net_buffer_count(w->net);
+    size_t n = w->n, nbuf = net_buffer_count(w->net), bad = 0;
     double *acc = malloc(nbuf * sizeof *acc);
     float *prev = malloc(nbuf * sizeof *prev);
     int rc = -1;
     memset(&order, 0, sizeof order);
-    if (!acc || !prev || test_loader_init(&l, w) != 0 ||
-        plan_init(&order, n, w->batch, w->seed ^ 0x7761726dull /* "warm" */, 0) != 0)
+    if (!acc || !prev ||
+        plan_init(&order, n, w->batch, w->seed ^ 0x7761726dull /* "warm" */, 0) != 0) {
+        log_error("out of memory");
         goto done;
+    }
     plan_epoch(&order, 0);
-    uint32_t calib = (4096 + w->batch - 1) / w->batch;
-    bn_recalibrate(w, &l, &order, calib, acc, prev);
+    size_t calib = (size_t)((4096 + w->batch - 1) / w->batch) * w->batch;
+    calib = calib < n ? calib : n;
+    /* both passes queued at once: the loaders run ahead of the recalibration */
+    if (w->feed.pass(w->feed.arg, order.perm, calib, w->batch) != 0 ||
+        w->feed.pass(w->feed.arg, order.perm, n, w->batch) != 0 ||
+        bn_recalibrate(w, &bad, acc, prev) != 0)
+        goto done;
+    size_t calib_bad = bad;
+    bad = 0;
     for (uint32_t s = 0; s < order.steps; s++) {
-        if (MSG_STOPPED(w->stop))
-            goto done;
         uint32_t count;
         const uint32_t *idx = plan_step(&order, s, &count);
-        test_loader_fill(&l, w, idx, count);
+        int got = feed_fill(w, &bad);
+        if (got < 0 || MSG_STOPPED(w->stop))
+            goto done;
+        NPID_CHECK(got == (int)count); /* the feed keeps the batches of the pass */
         size_t nf = (size_t)count * (size_t)w->dim;
         memcpy(w->feat, net_forward(w->net, w->x, (int)count, 0), nf * sizeof(float));
         if (bankview_set(bv, idx, w->feat, count) != 0)
             goto done;
-        if (w->idle)
-            w->idle(w->idle_arg);
     }
+    if (feed_fill(w, &bad) != 0) /* the pass's end */
+        goto done;
     log_info("warm start: BN statistics recalibrated on %zu images; bank filled with the untrained "
-             "network's features of %zu images (%zu undecodable) in %.1f s",
-             (size_t)calib * w->batch < n ? (size_t)calib * w->batch : n, n, l.bad,
-             clock_seconds() - t0);
+             "network's features of %zu images (%zu undecodable, mid-grey) in %.1f s", calib, n,
+             bad > calib_bad ? bad : calib_bad, clock_seconds() - t0);
     rc = 0;
 done:
-    test_loader_deinit(&l);
     plan_deinit(&order);
     free(acc);
     free(prev);
@@ -151,28 +114,31 @@ done:
  * shared component. BN running statistics are left as they were. */
 int warm_center(const struct warm_src *w)
 {
-    struct test_loader l = { 0 };
-    uint32_t *idx = malloc((size_t)w->batch * sizeof *idx);
-    size_t n = dataset_count(w->ds), nbuf = net_buffer_count(w->net), d = (size_t)w->dim;
+    uint32_t *idx = malloc(1024 * sizeof *idx);
+    size_t n = w->n, nbuf = net_buffer_count(w->net), d = (size_t)w->dim, bad = 0;
     float *saved = malloc(nbuf * sizeof(float));
     double *mean = calloc(d, sizeof(double));
-    int rc = -1;
-    if (!idx || !saved || !mean || test_loader_init(&l, w) != 0)
+    int rc = -1, count;
+    if (!idx || !saved || !mean) {
+        log_error("out of memory");
         goto done;
+    }
     memcpy(saved, net_buffers(w->net), nbuf * sizeof(float));
     size_t want = n < 1024 ? n : 1024, seen = 0;
-    for (size_t start = 0; start < want; start += w->batch) {
-        uint32_t count = (uint32_t)(want - start < w->batch ? want - start : w->batch);
-        for (uint32_t i = 0; i < count; i++) /* evenly spread over the dataset (all classes) */
-            idx[i] = (uint32_t)(((start + i) * n) / want);
-        test_loader_fill(&l, w, idx, count);
-        net_forward(w->net, w->x, (int)count, 1);
+    for (size_t i = 0; i < want; i++) /* evenly spread over the dataset (all classes) */
+        idx[i] = (uint32_t)((i * n) / want);
+    if (w->feed.pass(w->feed.arg, idx, want, w->batch) != 0)
+        goto done;
+    while ((count = feed_fill(w, &bad)) > 0) {
+        net_forward(w->net, w->x, count, 1);
         const float *u = net_output_raw(w->net);
-        for (uint32_t i = 0; i < count; i++)
+        for (int i = 0; i < count; i++)
             for (size_t k = 0; k < d; k++)
-                mean[k] += u[i * d + k];
-        seen += count;
+                mean[k] += u[(size_t)i * d + k];
+        seen += (size_t)count;
     }
+    if (count < 0)
+        goto done;
     memcpy(net_buffers(w->net), saved, nbuf * sizeof(float));
     float *bias = net_fc_bias(w->net);
     double norm = 0;
@@ -185,7 +151,6 @@ int warm_center(const struct warm_src *w)
              sqrt(norm));
     rc = 0;
 done:
-    test_loader_deinit(&l);
     free(idx);
     free(saved);
     free(mean);

@@ -1,5 +1,5 @@
-/* The data-dependent start of a fresh run, before any loader is needed: training images
- * decoded in this process under the test transform (a bad image becomes mid-grey, counted).
+/* The data-dependent start of a fresh run, on the loaders' test-transform images (a feed: the
+ * task queue's test passes, trainer/taskq.h; an undecodable image arrives mid-grey, flagged):
  *   warm_bank:   --bank-init warm: BN statistics recalibrated on the data, then every bank
  *                row set to the untrained network's eval-mode feature of its image;
  *   warm_center: --center-init: the output layer's bias shifted so the untrained network's
@@ -9,16 +9,24 @@
 
 #include <stdint.h>
 
-#include "common/dataset.h"
 #include "common/msg.h"
 #include "common/nn/net.h"
 #include "common/pixnorm.h"
 #include "trainer/bankview.h"
 
+/* Test-transform images in the order asked for. pass queues the images idx[0..n) in batches
+ * of `batch`; next gives the next batch of the oldest pass: *pix (count images, uint8 CHW,
+ * valid until the next call), *n_bad of them undecodable; 1 a batch, 0 the pass is over, -1
+ * a failure or a stop (logged). */
+struct warm_feed {
+    int (*pass)(void *arg, const uint32_t *idx, size_t n, uint32_t batch);
+    int (*next)(void *arg, const uint8_t **pix, uint32_t *count, uint32_t *n_bad);
+    void *arg;
+};
+
 struct warm_src {
     struct net *net;
-    struct dataset *ds;
-    const char *preset;       /* augmentation preset: its test transform */
+    size_t n;                 /* training images */
     int size;                 /* input side */
     uint32_t batch;           /* images per forward (<= the network's max batch) */
     int dim;                  /* feature dimension */
@@ -27,8 +35,7 @@ struct warm_src {
     float *x;                 /* (batch, 3, size, size) input buffer */
     float *feat;              /* (batch, dim) feature buffer */
     msg_stop *stop;           /* ends warm_bank early (-1) when set */
-    void (*idle)(void *arg);  /* called between batches (the task socket's service), or NULL */
-    void *idle_arg;
+    struct warm_feed feed;
 };
 
 /* 0, or -1 (logged; stopped). */
