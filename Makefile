@@ -23,12 +23,12 @@ ARCH    ?= -march=native
 OPT     ?= -O2
 PKGS    := libzmq msgpack openblas libjpeg libpng libwebp
 # what each program links (the architecture: bankd is messaging only, the loader decodes,
-# the trainer and evald run the network). Programs link with --no-as-needed, so these lists
+# the trainer runs the network and decodes nothing, evald runs the network and decodes). Programs link with --no-as-needed, so these lists
 # are exactly what each binary needs at run time (tests/it_build_deps.sh checks it).
 # msgpack-c is used through its header-only packer (common/mp.h): compiled in, not linked.
 bankd_PKGS   := libzmq
 loader_PKGS  := libzmq libjpeg libpng libwebp
-trainer_PKGS := libzmq openblas libjpeg libpng libwebp
+trainer_PKGS := libzmq openblas
 evald_PKGS   := libzmq openblas libjpeg libpng libwebp
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))

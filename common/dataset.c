@@ -17,7 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/image.h"
+#include "common/dataset_impl.h"
+#include "common/imghdr.h"
 #include "common/log.h"
 #include "common/sha256.h"
 
@@ -25,7 +26,6 @@
 #define CIFAR100_REC 3074u
 #define STL10_SIDE 96u
 #define STL10_REC (STL10_SIDE * STL10_SIDE * 3u)
-#define BIN_MAX_FILES 8
 #define WALK_MAX_DEPTH 16
 #define MAX_SPLITS 8
 #define SPLIT_NAME_MAX 64
@@ -56,39 +56,6 @@ static const char *const cifar100_fine[100] = {
     "willow_tree", "wolf", "woman", "worm"
 };
 _Static_assert(sizeof cifar100_fine / sizeof cifar100_fine[0] == 100, "100 fine classes");
-
-/* One open binary file of fixed-size records. */
-struct bin_file {
-    int fd;
-    size_t first;       /* index of its first record */
-    uint32_t rec;       /* bytes per record */
-    uint32_t pix_off;   /* offset of the 3 planes in a record (after label bytes) */
-    uint32_t side;      /* square images of side x side */
-    int col_major;      /* STL-10: each plane is stored column by column */
-};
-
-struct dataset {
-    enum dataset_format format;
-    char *root;
-    char split[8];
-    size_t n, labelled;
-    uint32_t *label;      /* n */
-    uint64_t *size;       /* n */
-    size_t *path_off;     /* n offsets into pool */
-    char *pool;
-    size_t pool_len, pool_cap;
-    size_t cap;           /* allocated entries of label/size/path_off */
-    char **classes;
-    size_t n_classes;
-    int numeric;          /* classes are decimal labels of a list, sorted by value */
-    size_t skipped, nested_dirs;
-    char manifest[65];
-    char describe[512];
-    int root_fd;          /* directory layouts and lists: the root, for openat */
-    struct bin_file bin[BIN_MAX_FILES];
-    size_t n_bin;
-    const struct dataset_opts *opts; /* during dataset_open only (on_skip) */
-};
 
 /* ---- options -------------------------------------------------------------------------- */
 
@@ -1639,130 +1606,6 @@ const char *dataset_class_name(const struct dataset *ds, size_t c)
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
-/* A binary record to packed RGB: planes R, G, B of side x side bytes, row-major (CIFAR) or
- * column-major (STL-10: byte x * side + y of a plane is pixel (x, y)). */
-static int load_bin(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
-                    struct jpeg_image *img, char *err, size_t err_len)
-{
-    size_t f = 0;
-    while (f + 1 < ds->n_bin && i >= ds->bin[f + 1].first)
-        f++;
-    const struct bin_file *b = &ds->bin[f];
-    size_t r = i - b->first, side = b->side, plane = side * side;
-    uint8_t *rec = jpeg_dec_file_buffer(dec, b->rec);
-    uint8_t *pix = jpeg_dec_pixel_buffer(dec, plane * 3);
-    if (!rec || !pix) {
-        err_set(err, err_len, "%s: out of memory", dataset_path(ds, i));
-        return -1;
-    }
-    ssize_t got = pread(b->fd, rec, b->rec, (off_t)((uint64_t)r * b->rec));
-    if (got != (ssize_t)b->rec) {
-        err_set(err, err_len, "%s: read failed: %s", dataset_path(ds, i),
-                got < 0 ? strerror(errno) : "short read");
-        return -1;
-    }
-    const uint8_t *pl = rec + b->pix_off;
-    if (!b->col_major) {
-        for (size_t p = 0; p < plane; p++) {
-            pix[3 * p] = pl[p];
-            pix[3 * p + 1] = pl[plane + p];
-            pix[3 * p + 2] = pl[2 * plane + p];
-        }
-    } else {
-        for (size_t x = 0; x < side; x++)
-            for (size_t y = 0; y < side; y++) {
-                size_t s = x * side + y, d = 3 * (y * side + x);
-                pix[d] = pl[s];
-                pix[d + 1] = pl[plane + s];
-                pix[d + 2] = pl[2 * plane + s];
-            }
-    }
-    img->pix = pix;
-    img->w = img->h = img->src_w = img->src_h = (uint32_t)side;
-    img->scale_denom = 1;
-    return 0;
-}
-
-int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
-                   struct jpeg_image *img, char *err, size_t err_len)
-{
-    NPID_CHECK(i < ds->n);
-    if (ds->n_bin)
-        return load_bin(ds, i, dec, img, err, err_len);
-    const char *rel = dataset_path(ds, i);
-    int fd = openat(ds->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        err_set(err, err_len, "%s: %s", rel, strerror(errno));
-        return -1;
-    }
-    /* read with the indexed size as the first guess (no fstat); a file that grew since
-     * indexing is read on, up to the decoder's file limit */
-    size_t max = jpeg_dec_limits(dec)->max_file_bytes;
-    size_t cap = ds->size[i] < max ? (size_t)ds->size[i] + 1 : max + 1;
-    uint8_t *buf = jpeg_dec_file_buffer(dec, cap);
-    size_t len = 0;
-    for (;;) {
-        if (!buf) {
-            err_set(err, err_len, "%s: out of memory", rel);
-            close(fd);
-            return -1;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            err_set(err, err_len, "%s: read failed: %s", rel, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len == cap) {
-            if (cap > max) {
-                err_set(err, err_len, "%s: file too large (limit %zu bytes)", rel, max);
-                close(fd);
-                return -1;
-            }
-            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            buf = jpeg_dec_file_buffer(dec, cap);
-        }
-    }
-    close(fd);
-    char why[256];
-    if (image_decode(dec, buf, len, min_side, img, why, sizeof why)) {
-        err_set(err, err_len, "%s: %s", rel, why);
-        return -1;
-    }
-    return 0;
-}
-
-int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t out_cap,
-                     uint32_t *w, uint32_t *h, char *err, size_t err_len)
-{
-    struct jpeg_dec *dec = jpeg_dec_new(NULL);
-    if (!dec) {
-        err_set(err, err_len, "out of memory");
-        return -1;
-    }
-    struct jpeg_image img;
-    int rc = dataset_decode(ds, i, dec, 0, &img, err, err_len);
-    if (rc == 0) {
-        *w = img.w;
-        *h = img.h;
-        size_t need = (size_t)img.w * img.h * 3;
-        if (need > out_cap) {
-            err_set(err, err_len, "%s: buffer too small: %ux%u needs %zu bytes, have %zu",
-                    dataset_path(ds, i), img.w, img.h, need, out_cap);
-            rc = -1;
-        } else {
-            memcpy(out, img.pix, need);
-        }
-    }
-    jpeg_dec_destroy(&dec);
-    return rc;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -1803,7 +1646,7 @@ size_t dataset_probe_sides(const struct dataset *ds, size_t max_sample, uint32_t
         uint32_t w, h;
         int comps;
         char err[160];
-        if (len <= 0 || image_probe(head, (size_t)len, &w, &h, &comps, err, sizeof err) != 0) {
+        if (len <= 0 || imghdr_probe(head, (size_t)len, &w, &h, &comps, err, sizeof err) != 0) {
             (*bad)++;
             continue;
         }

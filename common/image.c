@@ -30,108 +30,12 @@
 #define IMAGE_PNG_CHUNKS 256
 #define IMAGE_PNG_CHUNK_BYTES ((png_alloc_size_t)8 << 20)
 
-static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
-
-enum image_format image_sniff(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    if (len >= 2 && p[0] == 0xFF && p[1] == 0xD8)
-        return IMAGE_JPEG;
-    if (len >= 4 && memcmp(p, png_sig, 4) == 0)
-        return IMAGE_PNG;
-    if (len >= 4 && memcmp(p, "RIFF", 4) == 0 && (len < 12 || memcmp(p + 8, "WEBP", 4) == 0))
-        return IMAGE_WEBP;
-    return IMAGE_UNKNOWN;
-}
-
-const char *image_format_name(enum image_format f)
-{
-    switch (f) {
-    case IMAGE_JPEG: return "JPEG";
-    case IMAGE_PNG: return "PNG";
-    case IMAGE_WEBP: return "WebP";
-    default: return "unknown";
-    }
-}
-
-/* The reason for content that no decoder takes, naming what it looks like. */
-static void unknown_reason(const uint8_t *p, size_t len, char *err, size_t err_len)
-{
-    const char *kind = NULL;
-    if (len >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
-        kind = "GIF";
-    else if (len >= 2 && p[0] == 'B' && p[1] == 'M')
-        kind = "BMP";
-    else if (len >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0))
-        kind = "TIFF";
-    else if (len >= 12 && memcmp(p, "RIFF", 4) == 0)
-        kind = "RIFF (not WebP)";
-    else if (len >= 12 && memcmp(p + 4, "ftyp", 4) == 0)
-        kind = "ISO media (HEIF/AVIF)";
-    else {
-        size_t n = len < 256 ? len : 256, text = 0;
-        for (size_t i = 0; i < n; i++)
-            if ((p[i] >= 0x20 && p[i] < 0x7f) || p[i] == '\n' || p[i] == '\r' || p[i] == '\t')
-                text++;
-        if (n > 0 && text == n)
-            kind = "text";
-    }
-    if (kind)
-        err_set(err, err_len, "not a JPEG, PNG or WebP: %s content", kind);
-    else
-        err_set(err, err_len, "not a JPEG, PNG or WebP: no known signature");
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
 }
 
 /* ---- PNG ---------------------------------------------------------------------------------- */
-
-/* Reads the signature and the IHDR fields from the bytes. comps: stored components (see
- * image_probe). Returns 0 or -1 with the reason. */
-static int png_header(const uint8_t *p, size_t len, uint32_t *w, uint32_t *h, int *comps,
-                      char *err, size_t err_len)
-{
-    size_t sig = len < 8 ? len : 8;
-    if (memcmp(p, png_sig, sig) != 0) {
-        /* 0D 0A 1A 0A exist to catch a transfer that rewrote line ends */
-        err_set(err, err_len, "invalid PNG: damaged signature (line ends rewritten?)");
-        return -1;
-    }
-    /* signature, IHDR length and type, width, height, depth, colour type */
-    if (len < 8 + 8 + 10) {
-        err_set(err, err_len, "truncated PNG: %zu bytes, no complete IHDR", len);
-        return -1;
-    }
-    if (be32(p + 8) != 13 || memcmp(p + 12, "IHDR", 4) != 0) {
-        err_set(err, err_len, "invalid PNG: the first chunk is not a 13-byte IHDR");
-        return -1;
-    }
-    *w = be32(p + 16);
-    *h = be32(p + 20);
-    if (*w == 0 || *h == 0 || *w > 0x7fffffffu || *h > 0x7fffffffu) {
-        err_set(err, err_len, "invalid PNG: dimensions %ux%u", *w, *h);
-        return -1;
-    }
-    switch (p[25]) {
-    case 0: *comps = 1; break;
-    case 2: *comps = 3; break;
-    case 3: *comps = 3; break;
-    case 4: *comps = 2; break;
-    case 6: *comps = 4; break;
-    default:
-        err_set(err, err_len, "invalid PNG: colour type %u", p[25]);
-        return -1;
-    }
-    return 0;
-}
 
 /* One PNG decode: input, limits and output in, the reason out. Lives in png_decode's frame
  * (not png_run's), so the longjmp leaves it well defined. */
@@ -252,7 +156,7 @@ static int png_decode(struct jpeg_dec *d, const uint8_t *p, size_t len, struct j
     struct png_job job;
     int comps;
     memset(&job, 0, sizeof job);
-    if (png_header(p, len, &job.w, &job.h, &comps, err, err_len) ||
+    if (imghdr_png(p, len, &job.w, &job.h, &comps, err, err_len) ||
         jpeg_limits_check(jpeg_dec_limits(d), job.w, job.h, err, err_len))
         return -1;
     job.p = p;
@@ -387,7 +291,7 @@ int image_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_
     if (f == IMAGE_JPEG)
         return jpeg_dec_decode(d, p, len, min_side, img, err, err_len);
     if (f == IMAGE_UNKNOWN) {
-        unknown_reason(p, len, err, err_len);
+        imghdr_unknown(p, len, err, err_len);
         return -1;
     }
     size_t max = jpeg_dec_limits(d)->max_file_bytes;
@@ -412,7 +316,7 @@ int image_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *com
     case IMAGE_JPEG:
         return jpeg_probe(p, len, w, h, components, err, err_len);
     case IMAGE_PNG:
-        return png_header(p, len, w, h, components, err, err_len);
+        return imghdr_png(p, len, w, h, components, err, err_len);
     case IMAGE_WEBP: {
         /* data may be a prefix of the file: no RIFF size check */
         WebPBitstreamFeatures f;
@@ -427,7 +331,7 @@ int image_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *com
         return 0;
     }
     default:
-        unknown_reason(p, len, err, err_len);
+        imghdr_unknown(p, len, err, err_len);
         return -1;
     }
 }

@@ -30,17 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/imghdr.h"
 #include "common/jpeg.h"
-
-enum image_format { IMAGE_UNKNOWN = 0, IMAGE_JPEG, IMAGE_PNG, IMAGE_WEBP };
-
-/* Which decoder the first bytes call for: FF D8 (JPEG; jpeg_dec_decode requires the
- * following FF and says "truncated" otherwise), the first 4 bytes of the PNG signature, or
- * "RIFF" with "WEBP" at offset 8 (a RIFF file shorter than 12 bytes counts as WebP, so that
- * it is reported truncated). */
-enum image_format image_sniff(const void *data, size_t len);
-/* "JPEG", "PNG", "WebP" or "unknown". */
-const char *image_format_name(enum image_format f);
 
 /* Decodes data[0..len) to packed RGB (HWC, stride img->w * 3) with d's buffers and limits.
  * min_side as in jpeg_dec_decode (JPEG only). On 0, img->pix points into d's pixel buffer,

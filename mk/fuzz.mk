@@ -25,8 +25,8 @@ FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) $(FUZZ_SAN)
 # the common/ code the targets reach, instrumented for coverage (an archive: each target
 # links only what it calls). Warnings for common/ are the GCC build's; clang's are on for
 # the targets themselves.
-FUZZ_LIBSRC  := common/jpeg.c common/image.c common/augment.c common/rng.c common/log.c \
-                common/mp.c common/proto_task.c common/proto_bank.c common/event.c \
+FUZZ_LIBSRC  := common/jpeg.c common/image.c common/imghdr.c common/augment.c common/rng.c \
+                common/log.c common/mp.c common/proto_task.c common/proto_bank.c common/event.c \
                 common/msg.c common/clock.c common/sig.c common/json.c common/curve.c \
                 common/durable.c
 FUZZ_LIBOBJ  := $(FUZZ_LIBSRC:%.c=$(FUZZ_DIR)/obj/%.o)

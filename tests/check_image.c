@@ -123,6 +123,51 @@ START_TEST(test_sniff_probe)
 }
 END_TEST
 
+/* imghdr_probe (no image library: what the trainer reads) states the same dimensions and
+ * components as the libraries' header readers (image_probe) on every fixture they accept,
+ * and the decoded size on every fixture that decodes; also from a 64-byte prefix for PNG and
+ * WebP. */
+START_TEST(test_imghdr_agrees)
+{
+    struct jpeg_dec *d = jpeg_dec_new(NULL);
+    ck_assert_ptr_nonnull(d);
+    size_t agreed = 0, decoded = 0;
+    for (size_t i = 0; i < MKBAD_COUNT; i++) {
+        const struct mkbad_fixture *f = &mkbad_fixtures[i];
+        size_t len;
+        void *buf = load(f->name, &len);
+        uint32_t w = 0, h = 0, w2 = 0, h2 = 0;
+        int comps = 0, comps2 = 0;
+        char err[256] = "", err2[256] = "";
+        int lib = image_probe(buf, len, &w, &h, &comps, err, sizeof err);
+        int own = imghdr_probe(buf, len, &w2, &h2, &comps2, err2, sizeof err2);
+        ck_assert_msg(own == 0 || err2[0] != 0, "%s: refused without a reason", f->name);
+        if (lib == 0) {
+            ck_assert_msg(own == 0, "%s: the library reads %ux%u, imghdr refuses: %s", f->name,
+                          w, h, err2);
+            ck_assert_msg(w2 == w && h2 == h && comps2 == comps, "%s: %ux%u/%d, library %ux%u/%d",
+                          f->name, w2, h2, comps2, w, h, comps);
+            agreed++;
+            enum image_format fmt = image_sniff(buf, len);
+            if (fmt != IMAGE_JPEG && len >= 64) {
+                ck_assert_int_eq(imghdr_probe(buf, 64, &w2, &h2, &comps2, err2, sizeof err2), 0);
+                ck_assert(w2 == w && h2 == h);
+            }
+        }
+        struct jpeg_image img;
+        if (image_decode(d, buf, len, 0, &img, err, sizeof err) == 0) {
+            ck_assert_msg(own == 0 && img.w == w2 && img.h == h2, "%s: decodes %ux%u, header %ux%u",
+                          f->name, img.w, img.h, w2, h2);
+            decoded++;
+        }
+        free(buf);
+    }
+    ck_assert_uint_ge(agreed, 10);
+    ck_assert_uint_ge(decoded, 10);
+    jpeg_dec_destroy(&d);
+}
+END_TEST
+
 START_TEST(test_limits_and_reuse)
 {
     const char *names[] = { "ok_rgb.png", "ok_lossy.webp", "ok_lossless.webp" };
@@ -521,6 +566,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_fixtures);
+    tcase_add_test(tc, test_imghdr_agrees);
     tcase_add_test(tc, test_sniff_probe);
     tcase_add_test(tc, test_limits_and_reuse);
     tcase_add_test(tc, test_png_variants);

@@ -20,5 +20,5 @@ expect() {
 }
 expect bankd "libzmq" "libopenblas libjpeg libpng libwebp libmsgpack"
 expect loader "libzmq libjpeg libpng libwebp" "libopenblas libmsgpack"
-expect trainer "libzmq libopenblas" "libmsgpack"
+expect trainer "libzmq libopenblas" "libmsgpack libjpeg libpng libwebp"
 expect evald "libzmq libopenblas libjpeg" "libmsgpack"
