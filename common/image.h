@@ -40,7 +40,8 @@
 int image_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
                  struct jpeg_image *img, char *err, size_t err_len);
 
-/* Reads the header only (data may be the first bytes of the file): dimensions and the
+/* Reads the header only with the libraries' own readers (libjpeg's, libwebp's; the reference
+ * tests/check_image.c holds common/imghdr to; data may be the first bytes): dimensions and the
  * number of components stored (PNG: 1 grey, 2 grey+alpha, 3 RGB or palette, 4 RGBA; WebP: 3,
  * or 4 with alpha). Returns 0, or -1 with a reason. */
 int image_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *components,

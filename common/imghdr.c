@@ -62,8 +62,6 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Reads the signature and the IHDR fields from the bytes. comps: stored components (see
- * image_probe). Returns 0 or -1 with the reason. */
 int imghdr_png(const uint8_t *p, size_t len, uint32_t *w, uint32_t *h, int *comps,
                       char *err, size_t err_len)
 {
