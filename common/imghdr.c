@@ -62,8 +62,8 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-int imghdr_png(const uint8_t *p, size_t len, uint32_t *w, uint32_t *h, int *comps,
-                      char *err, size_t err_len)
+int imghdr_png(const uint8_t *p, size_t len, uint32_t *w, uint32_t *h, int *comps, char *err,
+               size_t err_len)
 {
     size_t sig = len < 8 ? len : 8;
     if (memcmp(p, png_sig, sig) != 0) {
