@@ -21,17 +21,17 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
+#include "common/batcher.h"
 #include "common/clock.h"
 #include "common/dataset.h"
 #include "common/log.h"
-#include "loader/batch.h"
 
 extern char **environ;
 
 /* Decode + augment throughput of one process over the dataset's first n images. */
 static double measure(const struct dataset *ds, const char *preset, uint32_t size, size_t n)
 {
-    struct batcher *b = batcher_new(ds, 1);
+    struct batcher *b = batcher_new(1);
     if (!b)
         return -1;
     uint32_t B = 128;
@@ -49,8 +49,9 @@ static double measure(const struct dataset *ds, const char *preset, uint32_t siz
     while ((clock_now_ns() - t0) / 1e9 < secs) {
         for (uint32_t j = 0; j < B; j++)
             idx[j] = (uint32_t)(((size_t)step * B + j) % n);
-        struct batch_job job = { .idx = idx, .count = B, .preset = preset, .train = 1,
-                                 .size = size, .layout = AUGMENT_CHW, .seed = 1, .epoch = step };
+        struct batch_job job = { .ds = ds, .idx = idx, .count = B, .preset = preset,
+                                 .train = 1, .size = size, .layout = AUGMENT_CHW, .seed = 1,
+                                 .epoch = step };
         struct batch_out out = { .pix = pix, .labels = labels, .bad = bad };
         if (batcher_run(b, &job, &out, err, sizeof err)) {
             log_error("batcher: %s", err);

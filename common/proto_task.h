@@ -101,7 +101,7 @@ struct task_batch {
     enum augment_layout layout;
     const void *idx;           /* u32 x count */
     const void *labels;        /* u32 x count */
-    const uint8_t *bad;        /* u8 x count: 1 = substituted */
+    const uint8_t *bad;        /* u8 x count: 1 = not decodable, replaced (common/batcher.h) */
     uint32_t views;            /* as the task's; pix holds views blocks of count images */
     const uint8_t *pix;        /* views x count x size x size x 3 */
     uint64_t decode_ns, augment_ns;

@@ -70,7 +70,7 @@ static int lin_features(struct evald *ev, struct feat_model *m, size_t n, float 
         log_error("linear: --train-views %d: %s", o->train_views, err);
         return -1;
     }
-    const struct augment_params *ap = augment_get_params(m->train_aug);
+    const struct augment_params *ap = &m->train_ap;
     log_info("linear: train features the mean of %d views of the %s train transform: crop "
              "%g-%g, jitter %g/%g/%g/%g, gray %g, flip %s, blur %g", o->train_views, m->aug_name,
              ap->scale_min, ap->scale_max, ap->brightness, ap->contrast, ap->saturation, ap->hue,

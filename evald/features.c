@@ -11,6 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The decoders and the batch buffers for m->batch images of m->size px. 0, or -1 (out of
+ * memory; feat_model_deinit frees what was allocated). */
+static int feat_buffers_init(struct feat_model *m)
+{
+    size_t px = (size_t)m->size * m->size * 3, nb = (size_t)m->batch;
+    m->dec = jpeg_dec_new(NULL);
+    m->bat = batcher_new(1);
+    m->x = malloc(nb * px * sizeof *m->x);
+    m->pix = malloc(nb * px);
+    m->idx = malloc(nb * sizeof *m->idx);
+    m->labels = malloc(nb * sizeof *m->labels);
+    m->bad = malloc(nb);
+    return m->dec && m->bat && m->x && m->pix && m->idx && m->labels && m->bad ? 0 : -1;
+}
+
 int feat_model_init(struct feat_model *m, const char *path, int batch, char *err, size_t err_len)
 {
     struct ckpt c;
@@ -73,11 +88,7 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
     }
     m->min_side = ap.test_resize ? ap.test_resize : (uint32_t)m->size;
     m->aug = augment_new(&ap);
-    m->dec = jpeg_dec_new(NULL);
-    size_t px = (size_t)m->size * m->size * 3;
-    m->x = malloc((size_t)batch * px * sizeof *m->x);
-    m->pix = malloc(px);
-    if (!m->aug || !m->dec || !m->x || !m->pix) {
+    if (feat_buffers_init(m) != 0) {
         snprintf(err, err_len, "out of memory building the network");
         goto fail;
     }
@@ -102,11 +113,7 @@ int feat_pixels_init(struct feat_model *m, int size, int batch, char *err, size_
     NPID_CHECK(augment_preset(m->aug_name, 0, (uint32_t)size, AUGMENT_CHW, &ap) == 0);
     m->min_side = (uint32_t)size;
     m->aug = augment_new(&ap);
-    m->dec = jpeg_dec_new(NULL);
-    size_t px = (size_t)size * size * 3;
-    m->x = malloc((size_t)batch * px * sizeof *m->x);
-    m->pix = malloc(px);
-    if (!m->aug || !m->dec || !m->x || !m->pix) {
+    if (!m->aug || feat_buffers_init(m) != 0) {
         snprintf(err, err_len, "out of memory");
         feat_model_deinit(m);
         return -1;
@@ -134,27 +141,25 @@ void feat_model_deinit(struct feat_model *m)
 {
     net_destroy(&m->net);
     augment_destroy(&m->aug);
-    augment_destroy(&m->train_aug);
     free(m->config);
     m->config = NULL;
     jpeg_dec_destroy(&m->dec);
+    batcher_destroy(&m->bat);
     free(m->x);
     free(m->pix);
+    free(m->idx);
+    free(m->labels);
+    free(m->bad);
     m->x = NULL;
     m->pix = NULL;
-}
-
-/* Test transform of one RGB image into slot b of the input batch (normalised CHW). */
-static void feat_stage(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, int b)
-{
-    augment_apply(m->aug, rgb, w, h, NULL, m->pix, NULL);
-    size_t hw = (size_t)m->size * m->size;
-    pixnorm_apply(&m->norm, m->pix, 1, hw, m->x + (size_t)b * 3 * hw);
+    m->idx = m->labels = NULL;
+    m->bad = NULL;
 }
 
 void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out)
 {
-    feat_stage(m, rgb, w, h, 0);
+    augment_apply(m->aug, rgb, w, h, NULL, m->pix, NULL);
+    pixnorm_apply(&m->norm, m->pix, 1, (size_t)m->size * m->size, m->x);
     if (!m->net) {
         feat_pixels_out(m, 1, out);
         return;
@@ -172,30 +177,64 @@ int feat_use_pool(struct feat_model *m)
     return 0;
 }
 
+/* Runs m->bat on dataset images first .. first+count-1 (count <= m->batch) with the test
+ * transform (train = 0) or the train one (train = 1, `views` views drawn from seed as
+ * feat_dataset_views says) into pix (views * count images, view-major); logs the bad images
+ * (reasons of the first BATCH_MAX_ERRORS, then their number) and counts them in
+ * m->bad_images. 0, or -1 (logged; errno EINVAL or EOVERFLOW). */
+static int feat_batch(struct feat_model *m, const struct dataset *ds, size_t first,
+                      uint32_t count, int train, int views, uint64_t seed, uint8_t *pix)
+{
+    if (first + count > (size_t)UINT32_MAX + 1) {
+        log_error("dataset image %zu: indices beyond 2^32 - 1 are not supported",
+                  first + count - 1);
+        errno = EOVERFLOW;
+        return -1;
+    }
+    for (uint32_t j = 0; j < count; j++)
+        m->idx[j] = (uint32_t)(first + j);
+    struct batch_job job = {
+        .ds = ds, .idx = m->idx, .count = count, .preset = m->aug_name,
+        .aug = train ? m->train_spec : NULL, .train = train, .size = (uint32_t)m->size,
+        .layout = AUGMENT_CHW, .seed = seed, .epoch = 0, .views = (uint32_t)views,
+        .view_seeding = BATCH_VIEWS_EPOCH,
+    };
+    struct batch_out bo = { .pix = pix, .labels = m->labels, .bad = m->bad };
+    char err[512];
+    if (batcher_run(m->bat, &job, &bo, err, sizeof err) != 0) {
+        log_error("images %zu..%zu: %s", first, first + count - 1, err);
+        errno = EINVAL;
+        return -1;
+    }
+    const char *const *why;
+    uint32_t n_why = batcher_errors(m->bat, &why);
+    for (uint32_t k = 0; k < n_why; k++) {
+        if (train)
+            log_warn("%s; using the next image that decodes (grey if none of the next %d does)",
+                     why[k], BATCH_SUBST_TRIES);
+        else
+            log_warn("%s; using a grey image", why[k]);
+    }
+    if (bo.n_bad > n_why)
+        log_warn("%u more bad images among images %zu..%zu", bo.n_bad - n_why, first,
+                 first + count - 1);
+    m->bad_images += bo.n_bad;
+    return 0;
+}
+
 int feat_dataset(struct feat_model *m, const struct dataset *ds, size_t first, size_t count,
                  float *out)
 {
-    char err[DATASET_ERR_LEN];
-    uint8_t grey[8 * 8 * 3];
-    memset(grey, 128, sizeof grey);
+    size_t hw = (size_t)m->size * m->size;
     for (size_t s = 0; s < count; s += (size_t)m->batch) {
         if (sig_stop) {
             errno = EINTR;
             return -1;
         }
         int nb = (int)(count - s < (size_t)m->batch ? count - s : (size_t)m->batch);
-        for (int b = 0; b < nb; b++) {
-            struct jpeg_image img;
-            size_t i = first + s + (size_t)b;
-            /* min_side: let the decoder downscale large images, never below the crop size */
-            if (dataset_decode(ds, i, m->dec, m->min_side, &img, err, sizeof err) != 0) {
-                log_warn("%s; using a grey image", err);
-                m->bad_images++;
-                feat_stage(m, grey, 8, 8, b);
-            } else {
-                feat_stage(m, img.pix, img.w, img.h, b);
-            }
-        }
+        if (feat_batch(m, ds, first + s, (uint32_t)nb, 0, 1, 0, m->pix) != 0)
+            return -1;
+        pixnorm_apply(&m->norm, m->pix, (size_t)nb, hw, m->x);
         if (!m->net) {
             feat_pixels_out(m, nb, out + s * (size_t)m->low_dim);
             continue;
@@ -234,37 +273,23 @@ static int feat_aug_spec(const char *config, char *spec, size_t cap)
 
 int feat_train_aug_init(struct feat_model *m, char *err, size_t err_len)
 {
-    char spec[320], why[320];
-    struct augment_params ap;
-    if (feat_aug_spec(m->config, spec, sizeof spec) != 0) {
+    char why[320];
+    m->train_ready = 0;
+    if (feat_aug_spec(m->config, m->train_spec, sizeof m->train_spec) != 0) {
         snprintf(err, err_len, "checkpoint config: the augmentation flags are too long");
         return -1;
     }
-    if (augment_preset(m->aug_name, 1, (uint32_t)m->size, AUGMENT_CHW, &ap) != 0) {
+    if (augment_preset(m->aug_name, 1, (uint32_t)m->size, AUGMENT_CHW, &m->train_ap) != 0) {
         snprintf(err, err_len, "unknown augmentation preset \"%s\"", m->aug_name);
         return -1;
     }
-    if (augment_override(&ap, spec, why, sizeof why) != 0) {
-        snprintf(err, err_len, "checkpoint's augmentation flags \"%s\": %s", spec, why);
+    if (augment_override(&m->train_ap, m->train_spec, why, sizeof why) != 0) {
+        snprintf(err, err_len, "checkpoint's augmentation flags \"%s\": %s", m->train_spec,
+                 why);
         return -1;
     }
-    augment_destroy(&m->train_aug);
-    m->train_aug = augment_new(&ap);
-    if (!m->train_aug) {
-        snprintf(err, err_len, "out of memory building the train transform");
-        return -1;
-    }
-    m->train_min_side = augment_min_source_side(&ap);
+    m->train_ready = 1;
     return 0;
-}
-
-/* View `view` of dataset image `index` (train transform, seeded) into slot b of the batch. */
-static void feat_stage_view(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h,
-                            uint64_t seed, int view, size_t index, int b)
-{
-    augment_apply_seeded(m->train_aug, rgb, w, h, seed, (uint64_t)view, index, m->pix, NULL);
-    size_t hw = (size_t)m->size * m->size;
-    pixnorm_apply(&m->norm, m->pix, 1, hw, m->x + (size_t)b * 3 * hw);
 }
 
 /* Features of the ns staged slots added to out's rows: slot j to row row[j] (out (rows,
@@ -291,42 +316,50 @@ static void feat_flush(struct feat_model *m, int ns, const size_t *row, float *o
 int feat_dataset_views(struct feat_model *m, const struct dataset *ds, size_t first,
                        size_t count, int views, uint64_t seed, float *out)
 {
-    NPID_CHECK(m->train_aug && views >= 1 && views <= FEAT_MAX_VIEWS);
-    char err[DATASET_ERR_LEN];
-    uint8_t grey[8 * 8 * 3];
-    memset(grey, 128, sizeof grey);
-    size_t d = (size_t)m->low_dim, *row = malloc((size_t)m->batch * sizeof *row);
-    if (!row) {
+    NPID_CHECK(m->train_ready && views >= 1 && views <= FEAT_MAX_VIEWS);
+    size_t d = (size_t)m->low_dim, hw = (size_t)m->size * m->size, px = 3 * hw;
+    /* images per batcher job: their views fill about one forward */
+    size_t per = views <= m->batch ? (size_t)(m->batch / views) : 1;
+    size_t *row = malloc((size_t)m->batch * sizeof *row);
+    uint8_t *pix = malloc(per * (size_t)views * px);
+    if (!row || !pix) {
+        free(row);
+        free(pix);
         errno = ENOMEM;
         return -1;
     }
     memset(out, 0, count * d * sizeof *out);
-    int ns = 0; /* slots staged; the views of one image may span two forwards */
-    for (size_t s = 0; s < count; s++) {
+    int rc = 0, ns = 0; /* slots staged; the views of one image may span two forwards */
+    for (size_t s = 0; s < count; s += per) {
         if (sig_stop) {
-            free(row);
             errno = EINTR;
-            return -1;
+            rc = -1;
+            break;
         }
-        struct jpeg_image img;
-        if (dataset_decode(ds, first + s, m->dec, m->train_min_side, &img, err, sizeof err)) {
-            log_warn("%s; using a grey image", err);
-            m->bad_images++;
-            img = (struct jpeg_image){ .pix = grey, .w = 8, .h = 8 };
+        size_t c = count - s < per ? count - s : per;
+        if (feat_batch(m, ds, first + s, (uint32_t)c, 1, views, seed, pix) != 0) {
+            rc = -1;
+            break;
         }
-        for (int v = 0; v < views; v++) {
-            feat_stage_view(m, img.pix, img.w, img.h, seed, v, first + s, ns);
-            row[ns++] = s;
-            if (ns == m->batch) {
-                feat_flush(m, ns, row, out);
-                ns = 0;
+        /* slots image by image, view by view: view v of image j is pix image v c + j */
+        for (size_t j = 0; j < c; j++)
+            for (int v = 0; v < views; v++) {
+                pixnorm_apply(&m->norm, pix + ((size_t)v * c + j) * px, 1, hw,
+                              m->x + (size_t)ns * px);
+                row[ns++] = s + j;
+                if (ns == m->batch) {
+                    feat_flush(m, ns, row, out);
+                    ns = 0;
+                }
             }
-        }
     }
-    if (ns > 0)
-        feat_flush(m, ns, row, out);
-    for (size_t k = 0; k < count * d; k++)
-        out[k] /= (float)views;
+    if (rc == 0) {
+        if (ns > 0)
+            feat_flush(m, ns, row, out);
+        for (size_t k = 0; k < count * d; k++)
+            out[k] /= (float)views;
+    }
     free(row);
-    return 0;
+    free(pix);
+    return rc;
 }

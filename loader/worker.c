@@ -17,6 +17,7 @@
 
 #include <zmq.h>
 
+#include "common/batcher.h"
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/curve.h"
@@ -26,7 +27,6 @@
 #include "common/proto_task.h"
 #include "common/rng.h"
 #include "common/sig.h"
-#include "loader/batch.h"
 
 #define QUEUE_MAX 64
 
@@ -252,9 +252,9 @@ static void run_task(struct worker *w, const struct queued_task *q)
         return;
     }
     struct batch_job job = {
-        .idx = q->idx, .count = q->count, .preset = q->preset, .aug = q->aug, .train = q->train,
-        .size = q->size, .layout = q->layout, .seed = q->seed, .epoch = q->epoch,
-        .views = q->views, .tick = tick, .tick_ctx = w,
+        .ds = w->ds, .idx = q->idx, .count = q->count, .preset = q->preset, .aug = q->aug,
+        .train = q->train, .size = q->size, .layout = q->layout, .seed = q->seed,
+        .epoch = q->epoch, .views = q->views, .tick = tick, .tick_ctx = w,
     };
     struct batch_out out = { .pix = w->pix, .labels = w->labels, .bad = w->bad };
     char why[256];
@@ -265,7 +265,7 @@ static void run_task(struct worker *w, const struct queued_task *q)
     const char *const *errs;
     uint32_t n_err = batcher_errors(w->bat, &errs);
     for (uint32_t i = 0; i < n_err; i++)
-        log_warn("bad image substituted: %s", errs[i]);
+        log_warn("bad image %s: %s", q->train ? "substituted" : "replaced by mid grey", errs[i]);
     struct task_batch b = {
         .run = q->run, .epoch = q->epoch, .step = q->step, .count = q->count, .size = q->size,
         .layout = q->layout, .views = q->views, .idx = q->idx, .labels = w->labels, .bad = w->bad,
@@ -369,7 +369,7 @@ int loader_worker_main(int argc, char **argv)
              dataset_root(w.ds), dataset_split(w.ds), dataset_count(w.ds),
              dataset_num_classes(w.ds), dataset_manifest(w.ds), dataset_skipped(w.ds));
     log_info("layout: %s", dataset_describe(w.ds));
-    w.bat = batcher_new(w.ds, dct);
+    w.bat = batcher_new(dct);
     if (!w.bat) {
         log_error("out of memory");
         goto out;
@@ -461,7 +461,7 @@ int loader_worker_main(int argc, char **argv)
         }
     }
     status = w.refused ? EXIT_FAIL : EXIT_OK;
-    log_info("exiting: %llu tasks, %llu images, %llu bad images substituted",
+    log_info("exiting: %llu tasks, %llu images, %llu bad images replaced",
              (unsigned long long)w.done_tasks, (unsigned long long)w.done_images,
              (unsigned long long)w.bad_images);
 out:

@@ -1,18 +1,15 @@
-/* The loader's inner loop: see batch.h. */
-#include "loader/batch.h"
+/* Dataset indices to transformed images, with the one bad-image policy: see batcher.h. */
+#include "common/batcher.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/proto_task.h"
 #include "common/rng.h"
 
 struct batcher {
-    const struct dataset *ds;
     int dct_scale;
     struct jpeg_dec *dec;
     struct augment *aug;
@@ -23,13 +20,11 @@ struct batcher {
     uint32_t n_errors;
 };
 
-
-struct batcher *batcher_new(const struct dataset *ds, int dct_scale)
+struct batcher *batcher_new(int dct_scale)
 {
     struct batcher *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->ds = ds;
     b->dct_scale = dct_scale;
     b->dec = jpeg_dec_new(NULL);
     if (!b->dec) {
@@ -102,16 +97,16 @@ uint64_t batch_view_seed(uint64_t seed, uint32_t v)
 int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out *out, char *err,
                 size_t err_len)
 {
-    size_t n = dataset_count(b->ds);
+    size_t n = dataset_count(job->ds);
     for (uint32_t j = 0; j < job->count; j++)
         if (job->idx[j] >= n) {
             err_set(err, err_len, "ERANGE: index %u beyond the dataset (%zu images)", job->idx[j],
                     n);
             return -1;
         }
-    if (job->views > TASK_MAX_VIEWS) {
+    if (job->views > BATCH_MAX_VIEWS) {
         err_set(err, err_len, "EINVAL: %u views per image (at most %u)", job->views,
-                TASK_MAX_VIEWS);
+                BATCH_MAX_VIEWS);
         return -1;
     }
     if (ensure_aug(b, job, err, err_len))
@@ -123,35 +118,40 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
     uint32_t min_side = batcher_min_side(b, &b->ap);
     char why[BATCH_ERR_LEN];
     uint32_t views = job->views > 1 ? job->views : 1;
-    uint64_t vseed[TASK_MAX_VIEWS];
-    for (uint32_t v = 0; v < views; v++)
-        vseed[v] = v == 0 ? job->seed : batch_view_seed(job->seed, v);
+    /* view v's (seed, epoch) for rng_derive(seed, epoch, i) */
+    uint64_t vseed[BATCH_MAX_VIEWS], vepoch[BATCH_MAX_VIEWS];
+    for (uint32_t v = 0; v < views; v++) {
+        int task = job->view_seeding == BATCH_VIEWS_TASK;
+        vseed[v] = v == 0 || !task ? job->seed : batch_view_seed(job->seed, v);
+        vepoch[v] = (uint64_t)job->epoch + (task ? 0 : v);
+    }
     size_t view_bytes = (size_t)job->count * img_bytes;
     for (uint32_t j = 0; j < job->count; j++) {
         uint32_t i = job->idx[j];
         uint8_t *dst = out->pix + (size_t)j * img_bytes;
-        out->labels[j] = dataset_label(b->ds, i);
+        out->labels[j] = dataset_label(job->ds, i);
         out->bad[j] = 0;
         uint64_t t0 = clock_now_ns();
         struct jpeg_image img;
-        int ok = dataset_decode(b->ds, i, b->dec, min_side, &img, why, sizeof why) == 0;
+        int ok = dataset_decode(job->ds, i, b->dec, min_side, &img, why, sizeof why) == 0;
         if (!ok) {
             out->bad[j] = 1;
             out->n_bad++;
             if (b->n_errors < BATCH_MAX_ERRORS)
                 snprintf(b->errors[b->n_errors++], BATCH_ERR_LEN, "%s", why);
-            for (uint32_t k = 1; k <= BATCH_SUBST_TRIES && k < n && !ok; k++) {
+            /* the policy (batcher.h): training substitutes a neighbour, test stays grey */
+            for (uint32_t k = 1; job->train && k <= BATCH_SUBST_TRIES && k < n && !ok; k++) {
                 size_t alt = (i + (size_t)k) % n;
-                ok = dataset_decode(b->ds, alt, b->dec, min_side, &img, why, sizeof why) == 0;
+                ok = dataset_decode(job->ds, alt, b->dec, min_side, &img, why, sizeof why) == 0;
             }
         }
         uint64_t t1 = clock_now_ns();
         for (uint32_t v = 0; v < views; v++) {
             if (ok)
-                augment_apply_seeded(b->aug, img.pix, img.w, img.h, vseed[v], job->epoch, i,
+                augment_apply_seeded(b->aug, img.pix, img.w, img.h, vseed[v], vepoch[v], i,
                                      dst + v * view_bytes, NULL);
             else
-                memset(dst + v * view_bytes, 128, img_bytes);
+                memset(dst + v * view_bytes, BATCH_GREY, img_bytes);
         }
         uint64_t t2 = clock_now_ns();
         out->decode_ns += t1 - t0;
