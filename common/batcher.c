@@ -140,7 +140,7 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
             if (b->n_errors < BATCH_MAX_ERRORS)
                 snprintf(b->errors[b->n_errors++], BATCH_ERR_LEN, "%s", why);
             /* the policy (batcher.h): training substitutes a neighbour, test stays grey */
-            for (uint32_t k = 1; job->train && k <= BATCH_SUBST_TRIES && k < n && !ok; k++) {
+            for (uint32_t k = 1; !job->own_rows && k <= BATCH_SUBST_TRIES && k < n && !ok; k++) {
                 size_t alt = (i + (size_t)k) % n;
                 ok = dataset_decode(job->ds, alt, b->dec, min_side, &img, why, sizeof why) == 0;
             }

@@ -3,18 +3,19 @@
  *
  * Bad images, one policy. An image that cannot be read or decoded is flagged (bad[j] = 1),
  * counted (n_bad) and its reason ("path: reason") kept, for the first BATCH_MAX_ERRORS of a
- * run (batcher_errors). What takes its place depends on the job's transform:
- * - training transform (train = 1): the next index (i+1, i+2, ... modulo n, up to
- *   BATCH_SUBST_TRIES) that decodes, transformed with the random stream of the ORIGINAL
- *   index i, so that a training batch keeps real image statistics; if none decodes, a
- *   uniform mid-grey image;
- * - test transform (train = 0: evaluation, the warm start): a uniform mid-grey image, because
- *   each output position must belong to its own index (a neighbour's pixels would give index
- *   i another image's feature). The test transform maps a constant image to itself, so this
- *   is also what a grey source image would give.
+ * run (batcher_errors). What takes its place depends on what the rows are for:
+ * - rows a network trains on (own_rows = 0: the loader's training tasks): the next index
+ *   (i+1, i+2, ... modulo n, up to BATCH_SUBST_TRIES) that decodes, transformed with the
+ *   random stream of the ORIGINAL index i, so that a training batch keeps real image
+ *   statistics; if none decodes, a uniform mid-grey image;
+ * - rows that stand for their image (own_rows = 1: evaluation under either transform, with
+ *   the image's own label; the loader's test-transform tasks, the trainer's warm start): a
+ *   uniform mid-grey image, because a neighbour's pixels would give index i another image's
+ *   feature. The test transform maps a constant image to itself, so this is also what a grey
+ *   source image would give.
  * A uniform mid-grey image is every byte 128, in every view. The label is always index i's.
- * The output therefore depends only on (dataset, indices, transform, seed, epoch, views,
- * view seeding).
+ * The output therefore depends only on (dataset, indices, transform, policy, seed, epoch,
+ * views, view seeding).
  *
  * Views: a job with views = V produces V transformed copies of every image, view by view
  * (all count images of view 0, then of view 1, ...). View 0 of image i is transformed with
@@ -59,7 +60,8 @@ struct batch_job {
     const char *preset;       /* augment_preset name */
     const char *aug;          /* augment_override spec on the preset (train only); NULL or
                                * "": none */
-    int train;                /* 1: training transform, 0: test transform (and its policy) */
+    int train;                /* 1: training transform, 0: test transform */
+    int own_rows;             /* the bad-image policy: 1 mid-grey, 0 the next that decodes */
     uint32_t size;
     enum augment_layout layout;
     uint64_t seed;

@@ -179,7 +179,8 @@ int feat_use_pool(struct feat_model *m)
 
 /* Runs m->bat on dataset images first .. first+count-1 (count <= m->batch) with the test
  * transform (train = 0) or the train one (train = 1, `views` views drawn from seed as
- * feat_dataset_views says) into pix (views * count images, view-major); logs the bad images
+ * feat_dataset_views says) into pix (views * count images, view-major), a bad image mid-grey
+ * in every view (each row stands for its image, with its label); logs the bad images
  * (reasons of the first BATCH_MAX_ERRORS, then their number) and counts them in
  * m->bad_images. 0, or -1 (logged; errno EINVAL or EOVERFLOW). */
 static int feat_batch(struct feat_model *m, const struct dataset *ds, size_t first,
@@ -195,7 +196,8 @@ static int feat_batch(struct feat_model *m, const struct dataset *ds, size_t fir
         m->idx[j] = (uint32_t)(first + j);
     struct batch_job job = {
         .ds = ds, .idx = m->idx, .count = count, .preset = m->aug_name,
-        .aug = train ? m->train_spec : NULL, .train = train, .size = (uint32_t)m->size,
+        .aug = train ? m->train_spec : NULL, .train = train, .own_rows = 1,
+        .size = (uint32_t)m->size,
         .layout = AUGMENT_CHW, .seed = seed, .epoch = 0, .views = (uint32_t)views,
         .view_seeding = BATCH_VIEWS_EPOCH,
     };
@@ -208,13 +210,8 @@ static int feat_batch(struct feat_model *m, const struct dataset *ds, size_t fir
     }
     const char *const *why;
     uint32_t n_why = batcher_errors(m->bat, &why);
-    for (uint32_t k = 0; k < n_why; k++) {
-        if (train)
-            log_warn("%s; using the next image that decodes (grey if none of the next %d does)",
-                     why[k], BATCH_SUBST_TRIES);
-        else
-            log_warn("%s; using a grey image", why[k]);
-    }
+    for (uint32_t k = 0; k < n_why; k++)
+        log_warn("%s; using a grey image", why[k]);
     if (bo.n_bad > n_why)
         log_warn("%u more bad images among images %zu..%zu", bo.n_bad - n_why, first,
                  first + count - 1);

@@ -253,8 +253,8 @@ static void run_task(struct worker *w, const struct queued_task *q)
     }
     struct batch_job job = {
         .ds = w->ds, .idx = q->idx, .count = q->count, .preset = q->preset, .aug = q->aug,
-        .train = q->train, .size = q->size, .layout = q->layout, .seed = q->seed,
-        .epoch = q->epoch, .views = q->views, .tick = tick, .tick_ctx = w,
+        .train = q->train, .own_rows = !q->train, .size = q->size, .layout = q->layout,
+        .seed = q->seed, .epoch = q->epoch, .views = q->views, .tick = tick, .tick_ctx = w,
     };
     struct batch_out out = { .pix = w->pix, .labels = w->labels, .bad = w->bad };
     char why[256];

@@ -101,15 +101,15 @@ static int all_grey(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* Runs indices {1 (bad), 2} with 2 views under the given transform. */
+/* Runs indices {1 (bad), 2} with 2 views under the given transform and bad-image policy. */
 static void run_bad_then_good(struct batcher *b, const struct dataset *ds, int train,
-                              uint8_t pix[2 * 2 * IMG], uint32_t labels[2], uint8_t bad[2],
-                              struct batch_out *out)
+                              int own_rows, uint8_t pix[2 * 2 * IMG], uint32_t labels[2],
+                              uint8_t bad[2], struct batch_out *out)
 {
     static const uint32_t idx[2] = { 1, 2 };
     struct batch_job job = { .ds = ds, .idx = idx, .count = 2, .preset = "cifar",
-                             .train = train, .size = SIZE, .layout = AUGMENT_CHW, .seed = 7,
-                             .epoch = 3, .views = 2 };
+                             .train = train, .own_rows = own_rows, .size = SIZE,
+                             .layout = AUGMENT_CHW, .seed = 7, .epoch = 3, .views = 2 };
     *out = (struct batch_out){ .pix = pix, .labels = labels, .bad = bad };
     char err[256];
     ck_assert_msg(batcher_run(b, &job, out, err, sizeof err) == 0, "%s", err);
@@ -132,7 +132,7 @@ START_TEST(test_training_substitutes_next)
     uint8_t pix[2 * 2 * IMG], bad[2], want[IMG];
     uint32_t labels[2];
     struct batch_out out;
-    run_bad_then_good(b, ds, 1, pix, labels, bad, &out);
+    run_bad_then_good(b, ds, 1, 0, pix, labels, bad, &out);
     uint64_t vseed[2] = { 7, batch_view_seed(7, 1) };
     for (int v = 0; v < 2; v++) {
         /* position 0 (index 1, bad): image 2's pixels with index 1's stream */
@@ -158,15 +158,24 @@ START_TEST(test_test_transform_grey)
     uint8_t pix[2 * 2 * IMG], bad[2], want[IMG];
     uint32_t labels[2];
     struct batch_out out;
-    run_bad_then_good(b, ds, 0, pix, labels, bad, &out);
+    run_bad_then_good(b, ds, 0, 1, pix, labels, bad, &out);
     expect_pixels(ds, 2, 0, 0, 0, 0, want);
     for (int v = 0; v < 2; v++) {
         ck_assert_msg(all_grey(pix + (size_t)(v * 2 + 0) * IMG, IMG),
                       "view %d: the bad position is not uniform mid grey", v);
         ck_assert(memcmp(pix + (size_t)(v * 2 + 1) * IMG, want, IMG) == 0);
     }
-    /* the same batcher back on the training transform substitutes again */
-    run_bad_then_good(b, ds, 1, pix, labels, bad, &out);
+    /* the training transform for rows that stand for their image (evald's --train-views):
+       grey in every view, the good image's views as the training transform makes them */
+    run_bad_then_good(b, ds, 1, 1, pix, labels, bad, &out);
+    uint64_t vseed[2] = { 7, batch_view_seed(7, 1) };
+    for (int v = 0; v < 2; v++) {
+        ck_assert(all_grey(pix + (size_t)(v * 2 + 0) * IMG, IMG));
+        expect_pixels(ds, 2, 1, vseed[v], 3, 2, want);
+        ck_assert(memcmp(pix + (size_t)(v * 2 + 1) * IMG, want, IMG) == 0);
+    }
+    /* the same batcher back on training rows substitutes again */
+    run_bad_then_good(b, ds, 1, 0, pix, labels, bad, &out);
     ck_assert(!all_grey(pix, IMG));
     batcher_destroy(&b);
     dataset_destroy(&ds);

@@ -682,6 +682,55 @@ START_TEST(test_aug_override)
 }
 END_TEST
 
+/* A test pass (the warm start's): tasks with the test transform, one view and every image
+ * (the queue's two views and drop_last are for training plans), delivered in order; after
+ * taskq_cancel the training epochs start from 0 again. */
+START_TEST(test_test_pass)
+{
+    char ep[128], err[256];
+    next_ep(ep, sizeof ep);
+    struct taskq_opts o;
+    taskq_opts_default(&o);
+    o.size = 4;
+    o.views = 2;
+    o.drop_last = 1;
+    struct taskq *tq = taskq_new(ep, MAN, &o, err, sizeof err);
+    ck_assert_msg(tq != NULL, "%s", err);
+    struct peer *a = peer_new(ep);
+    peer_hello(a, MAN, 4);
+    uint32_t idx[7];
+    fill_perm(idx, 7, 3);
+    ck_assert_int_eq(taskq_plan_test(tq, TASKQ_EPOCH_TEST, idx, 7, 5), 2);
+    struct taskq_batch bt;
+    int got = 0, rc = 0;
+    uint64_t end = clock_now_ns() + 10000000000ull;
+    while (rc != TASKQ_EPOCH_END && clock_now_ns() < end) {
+        rc = taskq_next(tq, 5, &bt);
+        ck_assert_int_ge(rc, 0);
+        if (rc == TASKQ_BATCH) {
+            ck_assert_uint_eq(bt.step, (uint32_t)got);
+            ck_assert_uint_eq(bt.views, 1);
+            check_batch(&bt, idx, 5);
+            got++;
+        }
+        peer_poll(a);
+        while (a->n > 0) {
+            ck_assert_int_eq(a->q[0].t.train, 0);
+            ck_assert_uint_le(a->q[0].t.views, 1);
+            peer_answer(a, &a->q[0].t, 0);
+            peer_pop(a, 0);
+        }
+    }
+    ck_assert_int_eq(rc, TASKQ_EPOCH_END);
+    ck_assert_int_eq(got, 2); /* 5 + 2 images: the partial batch too */
+    ck_assert_int_eq(taskq_plan(tq, 0, idx, 7, 5, 0, 1), -1); /* epochs only grow ... */
+    taskq_cancel(tq);
+    ck_assert_int_eq(taskq_plan(tq, 0, idx, 7, 5, 0, 1), 1); /* ... until a cancel */
+    peer_free(a);
+    taskq_destroy(&tq);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("taskq");
@@ -689,6 +738,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_in_order_two_peers);
     tcase_add_test(tc, test_aug_override);
+    tcase_add_test(tc, test_test_pass);
     tcase_add_test(tc, test_deadline_duplicates_and_loss);
     tcase_add_test(tc, test_refusals_and_malformed);
     tcase_add_test(tc, test_plans);

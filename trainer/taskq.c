@@ -615,7 +615,8 @@ static int on_batch(struct taskq *tq, struct tq_loader *l, const struct task_bat
         mp_iter_init(&it, &b->errors);
         int k = 0;
         while (mp_iter_next(&it, &o) && k++ < 8)
-            log_warn("bad image substituted (epoch %u step %u): %.*s", b->epoch, b->step,
+            log_warn("bad image (epoch %u step %u; %s): %.*s", b->epoch, b->step,
+                     p->train ? "substituted by the next that decodes" : "mid-grey",
                      (int)(o.len > 300 ? 300 : o.len), o.ptr);
     }
     return 1;
@@ -875,13 +876,11 @@ void taskq_destroy(struct taskq **tqp)
     *tqp = NULL;
 }
 
-/* A plan of tasks with the transform train (1: the options' views and drop_last; 0: the test
- * transform, one view, every image). */
+/* A plan of tasks with the transform train, views views per image, drop_last as given. */
 static int64_t plan_add(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
-                        uint32_t batch, uint32_t first_step, uint64_t aug_seed, int train)
+                        uint32_t batch, uint32_t first_step, uint64_t aug_seed, int train,
+                        uint32_t views, int drop_last)
 {
-    uint32_t views = train ? tq->o.views : 1;
-    int drop_last = train && tq->o.drop_last;
     if (n == 0 || batch == 0 || batch > TASK_MAX_COUNT || !perm ||
         (tq->have_last_epoch && epoch <= tq->last_epoch)) {
         errno = EINVAL;
@@ -941,13 +940,14 @@ static int64_t plan_add(struct taskq *tq, uint32_t epoch, const uint32_t *perm, 
 int64_t taskq_plan(struct taskq *tq, uint32_t epoch, const uint32_t *perm, size_t n,
                    uint32_t batch, uint32_t first_step, uint64_t aug_seed)
 {
-    return plan_add(tq, epoch, perm, n, batch, first_step, aug_seed, tq->o.train);
+    return plan_add(tq, epoch, perm, n, batch, first_step, aug_seed, tq->o.train, tq->o.views,
+                    tq->o.drop_last);
 }
 
 int64_t taskq_plan_test(struct taskq *tq, uint32_t epoch, const uint32_t *idx, size_t n,
                         uint32_t batch)
 {
-    return plan_add(tq, epoch, idx, n, batch, 0, 0, 0);
+    return plan_add(tq, epoch, idx, n, batch, 0, 0, 0, 1, 0);
 }
 
 int taskq_next(struct taskq *tq, int timeout_ms, struct taskq_batch *out)

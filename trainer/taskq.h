@@ -77,7 +77,7 @@ struct taskq_opts {
     uint32_t size;            /* output side in pixels, default 32 */
     enum augment_layout layout; /* default AUGMENT_CHW */
     uint32_t views;           /* augmented views of every image, 1 (default) ..
-                                 TASK_MAX_VIEWS; view 0 is the one-view image (loader/batch.h) */
+                                 TASK_MAX_VIEWS; view 0 is the one-view image (common/batcher.h) */
     int allow_remote;         /* allow binding a non-loopback endpoint, default 0 */
     const struct curve_sock *curve; /* CURVE server options (common/curve.h: the process runs
                                  a ZAP handler), default NULL (no CURVE); read by taskq_new */
@@ -99,7 +99,8 @@ struct taskq_stats {
                                  (dropped; never trained on, never fatal) */
     uint64_t rejected;        /* batches that did not match their task (wrong indices,
                                  sizes) or malformed frames */
-    uint64_t bad_images;      /* images the loaders could not decode and substituted */
+    uint64_t bad_images;      /* images the loaders could not decode (common/batcher.h:
+                                 substituted, or mid-grey in a test pass) */
     uint64_t loaders_joined;  /* accepted hellos from loaders not currently connected */
     uint64_t loaders_lost;    /* loaders dropped after loader_timeout_ms of silence or a
                                  failed send */
@@ -127,7 +128,7 @@ struct taskq_batch {
     const uint8_t *pixels;    /* views * count * size * size * 3 bytes: view 0's count images,
                                  then view 1's */
     const uint8_t *bad;       /* count flags: 1 when the image at that position could not
-                                 be decoded and a deterministic substitute was used */
+                                 be decoded and was replaced (common/batcher.h) */
     uint32_t n_bad;
     uint32_t attempts;        /* times this step was issued */
     uint64_t wait_ns;         /* time this taskq_next call waited for the batch */
