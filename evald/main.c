@@ -278,10 +278,10 @@ int main(int argc, char **argv)
     char **argv0 = blas_argv_copy(argc, argv); /* blas_setup after parsing (common/blas.h) */
     int npos = 0;
     int rc = cfg_parse("npid-evald", cmd->usage, opts, argc, argv, &npos);
-    if (rc == CFG_HELP)
-        return EXIT_OK;
-    if (rc != CFG_OK)
-        return EXIT_USAGE;
+    if (rc != CFG_OK) {
+        free(argv0);
+        return rc == CFG_HELP ? EXIT_OK : EXIT_USAGE;
+    }
     blas_setup(argc, argv0);
     free(argv0); /* blas_setup re-execs or returns: the copy is done with */
     int lvl = log_level_parse(opt.log_level);
