@@ -385,9 +385,9 @@ int evald_attach_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, cha
         evald_close(&ev);
         return EXIT_FAIL;
     }
-    ev.pub = event_pub_new(o->pub_ep, "evald", o->allow_remote);
-    if (!ev.pub)
-        rc = EXIT_FAIL;
+    int prc = evald_open_pub(&ev);
+    if (prc != 0)
+        rc = prc == -2 ? EXIT_USAGE : EXIT_FAIL;
     else if (o->once)
         rc = attach_eval(&ev, o->checkpoint) == 0 ? EXIT_OK : EXIT_FAIL;
     else

@@ -274,8 +274,8 @@ int evald_linear_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, cha
         evald_close(&ev);
         return EXIT_FAIL;
     }
-    ev.pub = event_pub_new(o->pub_ep, "evald", o->allow_remote);
-    int ret = ev.pub ? lin_run(&ev) : EXIT_FAIL;
+    int prc = evald_open_pub(&ev);
+    int ret = prc == 0 ? lin_run(&ev) : prc == -2 ? EXIT_USAGE : EXIT_FAIL;
     evald_close(&ev);
     return ret;
 }

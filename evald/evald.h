@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/cfg.h"
+#include "common/curve.h"
 #include "common/dataset.h"
 #include "evald/features.h"
 #include "evald/knn.h"
@@ -31,7 +32,7 @@ struct evald_opts {
     uint64_t bank_chunk;
     double bank_timeout;
     /* the results socket (attach, linear) */
-    const char *pub_ep;
+    const char *pub_ep, *curve_allow; /* --curve-allow: --pub is a CURVE server (curve_key) */
     int allow_remote;
     /* attach and --once; pixels and size also linear */
     const char *events_ep, *events_server_key, *against, *k_list;
@@ -75,6 +76,8 @@ struct evald {
     size_t n_train, nq, nclass;
     struct bankc *bank;
     struct event_pub *pub;
+    struct curve_sock pub_curve; /* --pub's CURVE server options (with zap) */
+    struct curve_zap *zap;    /* admits --curve-allow's subscribers; NULL: --pub in clear */
     uint64_t evals;
 };
 
@@ -87,6 +90,10 @@ enum { EV_TEST = 1, EV_TEST_IF_ANY = 2, EV_LABELS = 4 };
  * close with evald_close, which accepts a partly opened ev. */
 int evald_open(struct evald *ev, const struct evald_opts *o, int need);
 void evald_close(struct evald *ev);
+/* ev->pub for --pub (a stub without one): with --curve-allow a CURVE server with --curve-key's
+ * pair that admits only the allow-list's subscribers. 0, -1 (logged), or -2 for flags that
+ * do not go together (logged: a usage error). */
+int evald_open_pub(struct evald *ev);
 /* The bank client of --bank, created on first use (owned by ev). NULL when it cannot be
  * created (logged). */
 struct bankc *evald_bank(struct evald *ev);

@@ -38,14 +38,19 @@ static struct cfg_opt opts_bank[] = {
     { "bank", "NPID_BANK", CFG_STR, &opt.bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint (default port: NPID_PORT_BASE)", 0 },
     { "bank-chunk", NULL, CFG_U64, &opt.bank_chunk, "8192", 1, 1 << 24, "bank rows per get request", 0 },
     { "bank-timeout", NULL, CFG_DOUBLE, &opt.bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried", 0 },
-    { "curve-key", "NPID_CURVE_KEY", CFG_STR, &opt.curve_key, "", 0, 0, "this client's CURVE key pair file (npid-bankd keygen; mode 0600): with a server's public key (--*-server-key), talk to it over CURVE", 0 },
     { "bank-server-key", "NPID_BANK_SERVER_KEY", CFG_STR, &opt.bank_server_key, "", 0, 0, "public key file (.pub) of a CURVE bankd (--curve-key's .pub must be in its --curve-allow)", 0 },
+    { 0 },
+};
+
+static struct cfg_opt opts_key[] = {
+    { "curve-key", "NPID_CURVE_KEY", CFG_STR, &opt.curve_key, "", 0, 0, "this process's CURVE key pair file (npid-bankd keygen; mode 0600): with a server's public key (--*-server-key), talk to it over CURVE; with --curve-allow, serve --pub over CURVE", 0 },
     { 0 },
 };
 
 static struct cfg_opt opts_pub[] = {
     { "pub", "NPID_EVALD_PUB", CFG_STR, &opt.pub_ep, "", 0, 0, "PUB endpoint for results (empty: none)", 0 },
     { "allow-remote", NULL, CFG_BOOL, &opt.allow_remote, "false", 0, 0, "allow binding --pub to a non-loopback address", 0 },
+    { "curve-allow", "NPID_CURVE_ALLOW", CFG_STR, &opt.curve_allow, "", 0, 0, "public keys (one .pub file's line each, or a file of them) that may subscribe to --pub: CURVE with --curve-key's pair, others refused", 0 },
     { 0 },
 };
 
@@ -167,16 +172,16 @@ struct evald_cmd {
 };
 
 static const struct cfg_opt *const groups_attach[] = {
-    opts_data, opts_attach, opts_bank, opts_pub, opts_batch, opts_threads, opts_log, NULL
+    opts_data, opts_attach, opts_bank, opts_key, opts_pub, opts_batch, opts_threads, opts_log, NULL
 };
 static const struct cfg_opt *const groups_embed[] = {
-    opts_data, opts_embed, opts_bank, opts_batch, opts_threads, opts_log, NULL
+    opts_data, opts_embed, opts_bank, opts_key, opts_batch, opts_threads, opts_log, NULL
 };
 static const struct cfg_opt *const groups_neighbours[] = {
-    opts_data, opts_neighbours, opts_bank, opts_batch, opts_threads, opts_log, NULL
+    opts_data, opts_neighbours, opts_bank, opts_key, opts_batch, opts_threads, opts_log, NULL
 };
 static const struct cfg_opt *const groups_linear[] = {
-    opts_data, opts_linear, opts_pub, opts_batch, opts_threads, opts_log, NULL
+    opts_data, opts_linear, opts_key, opts_pub, opts_batch, opts_threads, opts_log, NULL
 };
 
 /* The commands; the first is the default. */
