@@ -2,8 +2,8 @@
 # What a fresh machine gets: the repository cloned into a temporary directory (so no
 # ../shared beside it). Checks, on the committed tree:
 #  - .ci/run installs exactly the packages of deps/build.txt + deps/test.txt and then runs the
-#    README's test command, then `make fuzz-ci` (.ci/run is executed with apt-get and make
-#    replaced by recorders);
+#    README's test command, then `make fuzz-ci`, then the unit tests under ASan (.ci/run is
+#    executed with apt-get and make replaced by recorders);
 #  - README's Quick start `apt-get install` lists exactly those packages;
 #  - the Dockerfile installs deps/build.txt;
 #  - a test that needs ../shared skips there, naming ../shared (what tests/run allows under
@@ -40,10 +40,10 @@ if ! cmp -s "$tmp/deps" "$tmp/ci-pkgs"; then
     diff "$tmp/deps" "$tmp/ci-pkgs" >&2
     fail ".ci/run installs other packages than deps/*.txt (diff above: < deps, > .ci/run)"
 fi
-# the README's test command, then the fuzz step (mk/fuzz.mk)
+# the README's test command, then the fuzz step (mk/fuzz.mk), then the unit tests under ASan
 calls=$(tr '\n' ' ' < "$tmp/make.calls")
-[ "$calls" = "check fuzz-ci " ] ||
-    fail ".ci/run runs 'make $calls', not 'make check' then 'make fuzz-ci'"
+[ "$calls" = "check fuzz-ci asan ONLY=check_ " ] ||
+    fail ".ci/run runs 'make $calls', not 'make check', 'make fuzz-ci', 'make asan ONLY=check_'"
 
 # README: the Quick start's install command (backslash-continued lines) and its test command
 awk '/^## Quick start/ { q = 1; next } /^## / { q = 0 } q' "$clone/README.md" > "$tmp/quick"
