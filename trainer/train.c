@@ -13,7 +13,6 @@
 #include "common/durable.h"
 #include "common/log.h"
 #include "common/sig.h"
-#include "trainer/taskq.h"
 #include "trainer/bankview.h"
 #include "trainer/ckptr.h"
 #include "trainer/learner.h"
@@ -21,6 +20,7 @@
 #include "trainer/metrics.h"
 #include "trainer/plan.h"
 #include "trainer/start.h"
+#include "trainer/taskq.h"
 #include "trainer/warm.h"
 
 #define FINAL_RETRY_S 10.0
