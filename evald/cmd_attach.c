@@ -379,18 +379,11 @@ int evald_attach_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, cha
     int rc = attach_check(o, opts);
     if (rc != 0)
         return rc;
-    evald_start(o, opts);
     struct evald ev;
-    if (evald_open(&ev, o, EV_TEST | EV_LABELS) != 0) {
-        evald_close(&ev);
-        return EXIT_FAIL;
-    }
-    int prc = evald_open_pub(&ev);
-    if (prc != 0)
-        rc = prc == -2 ? EXIT_USAGE : EXIT_FAIL;
-    else if (o->once)
+    rc = evald_open_results(&ev, o, opts);
+    if (rc == 0 && o->once)
         rc = attach_eval(&ev, o->checkpoint) == 0 ? EXIT_OK : EXIT_FAIL;
-    else
+    else if (rc == 0)
         rc = attach_run(&ev);
     evald_close(&ev);
     return rc;

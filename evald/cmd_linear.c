@@ -268,14 +268,10 @@ int evald_linear_main(struct evald_opts *o, struct cfg_opt *opts, int nargs, cha
         fprintf(stderr, "npid-evald linear: --layer %s: expected embed or pool\n", o->layer);
         return EXIT_USAGE;
     }
-    evald_start(o, opts);
     struct evald ev;
-    if (evald_open(&ev, o, EV_TEST | EV_LABELS) != 0) {
-        evald_close(&ev);
-        return EXIT_FAIL;
-    }
-    int prc = evald_open_pub(&ev);
-    int ret = prc == 0 ? lin_run(&ev) : prc == -2 ? EXIT_USAGE : EXIT_FAIL;
+    int ret = evald_open_results(&ev, o, opts);
+    if (ret == 0)
+        ret = lin_run(&ev);
     evald_close(&ev);
     return ret;
 }

@@ -127,33 +127,37 @@ void evald_close(struct evald *ev)
     curve_zap_destroy(&ev->zap);
 }
 
-int evald_open_pub(struct evald *ev)
+int evald_open_results(struct evald *ev, const struct evald_opts *o, struct cfg_opt *opts)
 {
-    const struct evald_opts *o = ev->o;
+    int curve = o->curve_allow && *o->curve_allow;
+    memset(ev, 0, sizeof *ev);
+    if (curve && (!o->pub_ep || !*o->pub_ep || !o->curve_key || !*o->curve_key)) {
+        log_error("--curve-allow needs --pub (the socket it admits subscribers to) and "
+                  "--curve-key (the key pair --pub serves with)");
+        return EXIT_USAGE;
+    }
+    evald_start(o, opts);
+    if (evald_open(ev, o, EV_TEST | EV_LABELS) != 0)
+        return EXIT_FAIL;
     const struct curve_sock *cs = NULL;
-    if (o->curve_allow && *o->curve_allow) {
+    if (curve) {
         char err[PATH_MAX + 300];
-        if (!o->pub_ep || !*o->pub_ep || !o->curve_key || !*o->curve_key) {
-            log_error("--curve-allow needs --pub (the socket it admits subscribers to) and "
-                      "--curve-key (the key pair --pub serves with)");
-            return -2;
-        }
         if (curve_sock_server(&ev->pub_curve, o->curve_key, "evald-pub", err, sizeof err)) {
             log_error("--pub: --curve-key: %s", err);
-            return -1;
+            return EXIT_FAIL;
         }
         /* the ZAP handler runs before --pub binds: no subscriber is admitted unchecked */
         ev->zap = curve_zap_new(msg_ctx(), o->curve_allow, err, sizeof err);
         if (!ev->zap) {
             log_error("--pub: --curve-allow: %s", err);
-            return -1;
+            return EXIT_FAIL;
         }
         cs = &ev->pub_curve;
         log_info("--pub: CURVE on: public key %s, %zu subscriber keys allowed (%s)",
                  ev->pub_curve.own.pub, curve_zap_allowed_keys(ev->zap), o->curve_allow);
     }
     ev->pub = event_pub_new_curve(o->pub_ep, "evald", o->allow_remote, cs);
-    return ev->pub ? 0 : -1;
+    return ev->pub ? EXIT_OK : EXIT_FAIL;
 }
 
 struct bankc *evald_bank(struct evald *ev)
