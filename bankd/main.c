@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/sig.h"
+#include "common/sysmem.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -20,18 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Physical memory in bytes (0 when unknown). */
-static uint64_t phys_bytes(void)
-{
-    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
-}
-
 /* Sets --max-bytes' default to a quarter of physical memory (unbounded when unknown). */
 static void max_bytes_default(struct cfg_opt *opts)
 {
     static char def[24];
-    uint64_t ram = phys_bytes();
+    uint64_t ram = sysmem_physical();
     snprintf(def, sizeof def, "%llu", ram ? (unsigned long long)(ram / 4 > 4096 ? ram / 4 : 4096)
                                           : (unsigned long long)1e19);
     cfg_set_default(opts, "max-bytes", def);
@@ -144,7 +138,7 @@ int main(int argc, char **argv)
     /* a file size limit makes writes fail with EFBIG (reported) instead of killing us */
     signal(SIGXFSZ, SIG_IGN);
 
-    if (phys_bytes() && max_bytes > phys_bytes())
+    if (sysmem_physical() && max_bytes > sysmem_physical())
         log_warn("--max-bytes exceeds physical memory: a bank that large may get bankd killed");
     struct server_cfg sc = { bind, allow_remote, dir, every, rows, dim, seed, mode, max_frame,
                              max_bytes, cache_clients, zap ? &cs : NULL };

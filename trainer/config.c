@@ -74,6 +74,8 @@ static struct cfg_opt trainer_opts[] = {
     OPT("init-only", NULL, CFG_BOOL, init_only, "false", 0, 0, "initialise (and warm-start the bank), checkpoint, exit: the untrained baseline"),
     OPT("ckpt-every", NULL, CFG_INT, ckpt_every, "0", 0, 2000000000, "checkpoint every N steps (0: epoch ends and SIGTERM only)"),
     OPT("metrics-every", NULL, CFG_INT, metrics_every, "10", 1, 1000000, "publish metrics every N steps"),
+    OPT("memory", "NPID_MEMORY", CFG_DOUBLE, memory_gb, "0", 0, 1e6, "memory budget in GB for a training step (0: 80% of physical memory or of the cgroup's limit); a step that needs more is split into forwards that fit, their gradients accumulated (the trainer logs its estimate)"),
+    OPT("micro-batch", NULL, CFG_INT, micro_batch, "0", 0, 131072, "rows (images x views) per forward: fewer than a step's rows accumulates gradients over several forwards, BN statistics per forward as on data-parallel replicas (0: as many as --memory fits)"),
     OPT("threads", "NPID_THREADS", CFG_INT, threads, "0", 0, 256, "compute threads for the network and OpenBLAS (0: one per CPU)"),
     OPT("task-deadline", NULL, CFG_DOUBLE, task_deadline, "20", 0.1, 3600, "seconds before a loader task is re-issued"),
     OPT("bank-timeout", NULL, CFG_DOUBLE, bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried"),

@@ -29,6 +29,8 @@ struct trainer_cfg {
     int resume, threads, metrics_every, ckpt_every, max_steps;
     int progress, keep_epochs, center_init, init_only;
     int views;             /* augmented views per image per step: 1, or 2 (--loss infonce) */
+    int micro_batch;       /* rows per forward (0: from the --memory budget) */
+    double memory_gb;      /* the step's memory budget in GB (0: from the machine) */
     double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
     double task_deadline, bank_timeout, stop_timeout;
     uint64_t seed;

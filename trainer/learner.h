@@ -4,7 +4,16 @@
  * A step is learner_forward (normalised pixels through the network; the features copied to
  * learner_feat), learner_loss (the configured objective against the bank's rows: the batch's
  * own rows and the shared negatives, or the full mirror; dL/df), learner_backward, then
- * learner_sgd (one step at the schedule's rate). */
+ * learner_sgd (one step at the schedule's rate).
+ *
+ * Memory: learner_init estimates the step's memory (net_memory and the step's buffers) and
+ * logs it; when the step's rows need more than the budget (--memory) or --micro-batch asks
+ * for fewer, the network runs forwards of micro rows. learner_forward then computes the
+ * features chunk by chunk (the BN running statistics restored afterwards); learner_backward
+ * runs each chunk's forward again and its backward with that chunk's rows of dL/df, summing
+ * the gradients. The loss still sees the whole step (in-batch negatives included), so the
+ * gradient is that of the full step's loss, with BN statistics per chunk as data-parallel
+ * replicas have them; the cost is one more forward per step. */
 #ifndef NPID_TRAINER_LEARNER_H
 #define NPID_TRAINER_LEARNER_H
 #include <stddef.h>
@@ -28,6 +37,10 @@ struct learner {
     float *x;                 /* (rows, 3, size, size) normalised input */
     float *feat;              /* (rows, dim) this step's features */
     float *df;                /* (rows, dim) dL/df */
+    int micro;                /* rows per forward; fewer than a step's: accumulation */
+    uint32_t rows;            /* rows of the last learner_forward */
+    float *bn_saved;          /* BN running statistics kept over the features' forwards */
+    float *grad_acc;          /* the accumulated gradients */
 };
 
 /* For n training images with cfg's network, objective and schedule (cfg's size and stem

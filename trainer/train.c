@@ -76,8 +76,9 @@ static void trainer_save_unpaired(struct trainer *t)
  * loaders. */
 static struct warm_src warm_src_of(struct trainer *t)
 {
+    int batch = t->learn.micro < t->cfg.batch ? t->learn.micro : t->cfg.batch; /* one view */
     struct warm_src w = {
-        .net = t->learn.net, .n = t->n, .size = t->cfg.size, .batch = (uint32_t)t->cfg.batch,
+        .net = t->learn.net, .n = t->n, .size = t->cfg.size, .batch = (uint32_t)batch,
         .dim = t->cfg.low_dim, .seed = t->cfg.seed, .norm = &t->learn.norm, .x = t->learn.x,
         .feat = t->learn.feat, .stop = &sig_stop, .feed = links_warm_feed(&t->ln),
     };

@@ -228,7 +228,8 @@ struct net *net_new(const struct net_config *cfg)
     return net_new_threads(cfg, 0);
 }
 
-struct net *net_new_threads(const struct net_config *cfg, int threads)
+/* The preset and team size for cfg, or NULL when cfg is invalid (logged). */
+static const struct net_preset *net_check(const struct net_config *cfg, int threads, int *nt_out)
 {
     const struct net_preset *p = NULL;
     for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
@@ -261,6 +262,18 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
                   cfg->in_h, cfg->in_w, cfg->max_batch);
         return NULL;
     }
+    *nt_out = nt;
+    return p;
+}
+
+/* A net for cfg with its layout counted and nothing allocated but the struct itself, or
+ * NULL (logged). */
+static struct net *net_plan(const struct net_config *cfg, int threads,
+                            const struct net_preset **pp)
+{
+    int nt;
+    const struct net_preset *p = net_check(cfg, threads, &nt);
+    if (!p) return NULL;
     struct net *n = calloc(1, sizeof(*n));
     if (!n) return NULL;
     n->cfg = *cfg;
@@ -274,6 +287,31 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     n->n_params = L.params.used;
     n->n_buffers = L.buffers.used;
     n->n_acts = L.acts.used;
+    *pp = p;
+    return n;
+}
+
+int net_memory(const struct net_config *cfg, int threads, struct net_memory *m)
+{
+    const struct net_preset *p;
+    struct net *n = net_plan(cfg, threads, &p);
+    if (!n) return -1;
+    m->threads = n->nt;
+    m->params = n->n_params * sizeof(float);
+    m->thread_grads = n->n_params * (size_t)(n->nt - 1) * sizeof(float);
+    m->buffers = n->n_buffers * sizeof(float);
+    m->acts = n->n_acts * sizeof(float);
+    m->total = 2 * m->params + m->thread_grads + m->buffers + m->acts;
+    free(n);
+    return 0;
+}
+
+struct net *net_new_threads(const struct net_config *cfg, int threads)
+{
+    const struct net_preset *p;
+    struct net *n = net_plan(cfg, threads, &p);
+    if (!n) return NULL;
+    int nt = n->nt;
     n->params = nn_alloc(n->n_params);
     n->grads = nn_alloc(n->n_params);
     n->buffers = nn_alloc(n->n_buffers);
@@ -282,11 +320,12 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     n->team = nn_team_new(nt);
     if (!n->params || !n->grads || !n->buffers || !n->acts || (nt > 1 && !n->tgrads)
         || !n->team) {
-        log_error("net: cannot allocate %.1f MB", (2.0 * n->n_params + n->n_buffers + n->n_acts)
-                                                    * 4.0 / 1e6);
+        log_error("net: cannot allocate %.1f MB", ((1.0 + nt) * n->n_params + n->n_buffers
+                                                    + n->n_acts) * 4.0 / 1e6);
         net_destroy(&n);
         return NULL;
     }
+    struct nn_layout L;
     memset(&L, 0, sizeof(L));
     L.threads = nt;
     L.params.base = n->params;

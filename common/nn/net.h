@@ -87,6 +87,16 @@ int net_threads(const struct net *n);
 struct nn_team *net_team(struct net *n);
 void net_destroy(struct net **n);
 
+/* What net_new_threads(cfg, threads) allocates, in bytes, without allocating it: parameters
+ * (and as much again for their gradients), the other threads' weight gradients, BN buffers,
+ * activations + scratch (the part that grows with max_batch, about linearly). */
+struct net_memory {
+    size_t params, thread_grads, buffers, acts, total;
+    int threads;
+};
+/* 0, or -1 when net_new_threads would refuse cfg (logged). */
+int net_memory(const struct net_config *cfg, int threads, struct net_memory *m);
+
 /* x (B, 3, H, W) float32, already normalised; 1 <= B <= max_batch. train = 1: BN uses batch
  * statistics and updates its running statistics; train = 0: running statistics. Returns
  * (B, low_dim) L2-normalised features, owned by the net, valid until the next forward. */
