@@ -13,6 +13,7 @@ COPY . /src
 # (make bench ONLY=dispatch compares the two).
 ARG ARCH=-march=x86-64-v2
 RUN make clean && make -j"$(nproc)" ARCH="$ARCH" && make install PREFIX=/usr/local \
-    && install -m 755 scripts/npid scripts/npid-plot scripts/npid-baselines /usr/local/bin/
+    && install -m 755 scripts/npid scripts/npid-plot scripts/npid-baselines scripts/npid-keys \
+       /usr/local/bin/
 WORKDIR /run/npid
 CMD ["npid-trainer", "--help"]

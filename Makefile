@@ -102,7 +102,7 @@ bench: all $(BENCH_BINS)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 755 scripts/npid scripts/npid-plot scripts/npid-baselines $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 scripts/npid scripts/npid-plot scripts/npid-baselines scripts/npid-keys $(DESTDIR)$(PREFIX)/bin/
 
 # make run [DATA=dir] [MODEL=m] [EPOCHS=n] [LOADERS=n] [RUN_DIR=dir] [PRESET=p] [TRAIN_ARGS="..."]
 run: all

@@ -48,13 +48,13 @@ start_bg() {
     last_pid=$!
     pids="$pids $last_pid"
 }
-# wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds; 1 on timeout
+# wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds; 1 when SECONDS of wall
+# time have passed (however long each CMD takes)
 wait_for() {
     limit=$1; shift
-    i=0
+    end=$(( $(date +%s) + limit ))
     while ! "$@" 2>/dev/null; do
-        i=$((i + 1))
-        [ $i -gt $((limit * 5)) ] && return 1
+        [ "$(date +%s)" -ge "$end" ] && return 1
         sleep 0.2
     done
     return 0
