@@ -168,6 +168,11 @@ int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t ou
  * Returns 0, or -1 with a one-line reason naming the path in err. */
 int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
                    struct jpeg_image *img, char *err, size_t err_len);
+/* dataset_decode with the scale chosen as image_decode_pick does (a binary record, always
+ * full size, calls pick once it is read). */
+int dataset_decode_pick(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
+                        jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
+                        size_t err_len);
 
 /* What the images measure: the median short and long side over up to max_sample training
  * images evenly spaced in index order, read from their headers only (a binary set is 32x32

@@ -58,12 +58,18 @@ static int load_bin(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
     return 0;
 }
 
-int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
-                   struct jpeg_image *img, char *err, size_t err_len)
+/* dataset_decode (pick NULL) and dataset_decode_pick. */
+static int decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
+                  jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
+                  size_t err_len)
 {
     NPID_CHECK(i < ds->n);
-    if (ds->n_bin)
-        return load_bin(ds, i, dec, img, err, err_len);
+    if (ds->n_bin) {
+        int rc = load_bin(ds, i, dec, img, err, err_len);
+        if (rc == 0 && pick)
+            (void)pick(ctx, img->src_w, img->src_h); /* full size whatever it returns */
+        return rc;
+    }
     const char *rel = dataset_path(ds, i);
     int fd = openat(ds->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
@@ -105,11 +111,26 @@ int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uin
     }
     close(fd);
     char why[256];
-    if (image_decode(dec, buf, len, min_side, img, why, sizeof why)) {
+    if (pick ? image_decode_pick(dec, buf, len, pick, ctx, img, why, sizeof why)
+             : image_decode(dec, buf, len, min_side, img, why, sizeof why)) {
         err_set(err, err_len, "%s: %s", rel, why);
         return -1;
     }
     return 0;
+}
+
+int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
+                   struct jpeg_image *img, char *err, size_t err_len)
+{
+    return decode(ds, i, dec, min_side, NULL, NULL, img, err, err_len);
+}
+
+int dataset_decode_pick(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
+                        jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
+                        size_t err_len)
+{
+    NPID_CHECK(pick != NULL);
+    return decode(ds, i, dec, 0, pick, ctx, img, err, err_len);
 }
 
 int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t out_cap,

@@ -40,6 +40,13 @@
 int image_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
                  struct jpeg_image *img, char *err, size_t err_len);
 
+/* image_decode with the scale chosen as jpeg_dec_decode_pick does. pick is called exactly
+ * once for every image that decodes, with its size in the file: for JPEG before its pixels
+ * are decoded, for PNG and WebP after (they decode at full size whatever it returns); for
+ * JPEG it may also have been called for an image that then fails. */
+int image_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
+                      void *ctx, struct jpeg_image *img, char *err, size_t err_len);
+
 /* Reads the header only with the libraries' own readers (libjpeg's, libwebp's; the reference
  * tests/check_image.c holds common/imghdr to; data may be the first bytes): dimensions and the
  * number of components stored (PNG: 1 grey, 2 grey+alpha, 3 RGB or palette, 4 RGBA; WebP: 3,

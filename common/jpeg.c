@@ -250,8 +250,10 @@ static void cmyk_to_rgb(uint8_t *row, uint32_t w, int inverted)
     }
 }
 
-int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
-                    struct jpeg_image *img, char *err, size_t err_len)
+/* jpeg_dec_decode (pick NULL: the scale from min_side) and jpeg_dec_decode_pick. */
+static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
+                  jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
+                  size_t err_len)
 {
     const uint8_t *p = data;
     if (check_signature(p, len, err, err_len))
@@ -319,7 +321,8 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
                 (int)ci->jpeg_color_space, ci->num_components);
         goto fail;
     }
-    unsigned denom = pick_denom(sw, sh, min_side);
+    unsigned denom = pick ? pick(ctx, sw, sh) : pick_denom(sw, sh, min_side);
+    NPID_CHECK(denom == 1 || denom == 2 || denom == 4 || denom == 8);
     ci->scale_num = 1;
     ci->scale_denom = denom;
     ci->dct_method = JDCT_ISLOW;
@@ -369,6 +372,19 @@ int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t m
 fail:
     jpeg_abort_decompress(ci);
     return -1;
+}
+
+int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
+                    struct jpeg_image *img, char *err, size_t err_len)
+{
+    return decode(d, data, len, min_side, NULL, NULL, img, err, err_len);
+}
+
+int jpeg_dec_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
+                         void *ctx, struct jpeg_image *img, char *err, size_t err_len)
+{
+    NPID_CHECK(pick != NULL);
+    return decode(d, data, len, 0, pick, ctx, img, err, err_len);
 }
 
 int jpeg_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *components,

@@ -62,6 +62,14 @@ const struct jpeg_limits *jpeg_dec_limits(const struct jpeg_dec *d);
 int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
                     struct jpeg_image *img, char *err, size_t err_len);
 
+/* Chooses the DCT scale denominator (1, 2, 4 or 8) of a w x h image (its size in the file). */
+typedef uint32_t (*jpeg_denom_fn)(void *ctx, uint32_t w, uint32_t h);
+/* jpeg_dec_decode with the scale pick(ctx, w, h) returns, called once, after the header has
+ * passed the checks and before any pixel is decoded (a value outside {1, 2, 4, 8} is a broken
+ * invariant). The scaled size is libjpeg's, ceil(w / denom) x ceil(h / denom). */
+int jpeg_dec_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
+                         void *ctx, struct jpeg_image *img, char *err, size_t err_len);
+
 /* The decoder's file buffer, grown to at least n bytes (for readers that load a file and
  * then decode it); NULL on allocation failure. Valid until the next call with d. */
 uint8_t *jpeg_dec_file_buffer(struct jpeg_dec *d, size_t n);
