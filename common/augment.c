@@ -244,16 +244,6 @@ int augment_params_check(const struct augment_params *p, char *err, size_t err_l
     return 0;
 }
 
-uint32_t augment_min_source_side(const struct augment_params *p)
-{
-    if (!p->train)
-        return p->test_resize ? p->test_resize : p->size;
-    double r = p->ratio_min < 1.0 / p->ratio_max ? p->ratio_min : 1.0 / p->ratio_max;
-    if (r > 1)
-        r = 1;
-    return (uint32_t)ceil(p->size / sqrt(p->scale_min * r));
-}
-
 struct augment *augment_new(const struct augment_params *p)
 {
     if (augment_params_check(p, NULL, 0))
@@ -311,13 +301,13 @@ static double bilinear_filter(double x)
     return 0.0;
 }
 
-/* Coefficients of output positions [o0, o0 + cnt) of a resize in_size -> out_size (Pillow's
- * precompute_coeffs + normalize_coeffs_8bpc). Returns ksize. */
-static int coeffs(struct scratch *s, int in_size, int out_size, int o0, int cnt, int32_t **kk,
-                  size_t *kk_cap, int **bounds, size_t *b_cap)
+/* Coefficients of output positions [o0, o0 + cnt) of a resize of the span [in0, in1) of
+ * in_size pixels to out_size, taps clipped to [0, in_size) (Pillow's precompute_coeffs with a
+ * box + normalize_coeffs_8bpc; the whole image is in0 = 0, in1 = in_size). Returns ksize. */
+static int coeffs(struct scratch *s, int in_size, double in0, double in1, int out_size, int o0,
+                  int cnt, int32_t **kk, size_t *kk_cap, int **bounds, size_t *b_cap)
 {
-    float in0 = 0.0f, in1 = (float)in_size;
-    double scale = (double)(in1 - in0) / out_size;
+    double scale = (in1 - in0) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 1.0 * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
@@ -364,15 +354,23 @@ static inline uint8_t clip8(int32_t v)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Resizes the in_w x in_h RGB image at src (row stride `stride` bytes) to out_w x out_h and
- * writes the window [ox, ox + dw) x [oy, oy + dh) of the result to dst (dw x dh x 3, packed).
- * Each output pixel depends only on its own coefficients, so the window equals the
- * corresponding part of the full Pillow resize. */
-static void resample(struct scratch *s, const uint8_t *src, size_t stride, int in_w, int in_h,
-                     int out_w, int out_h, int ox, int oy, int dw, int dh, uint8_t *dst)
+/* A span [x0, x1) x [y0, y1) of source pixel coordinates (fractional: a crop box mapped into
+ * an image decoded at a reduced scale). */
+struct box {
+    double x0, y0, x1, y1;
+};
+
+/* Resizes the box b of the in_w x in_h RGB image at src (row stride `stride` bytes; taps
+ * clipped to the image) to out_w x out_h and writes the window [ox, ox + dw) x [oy, oy + dh)
+ * of the result to dst (dw x dh x 3, packed). Each output pixel depends only on its own
+ * coefficients, so the window equals the corresponding part of the full Pillow resize. */
+static void resample_box(struct scratch *s, const uint8_t *src, size_t stride, int in_w,
+                         int in_h, struct box b, int out_w, int out_h, int ox, int oy, int dw,
+                         int dh, uint8_t *dst)
 {
     /* src (in_h, in_w, 3) dst (dh, dw, 3) */
-    int need_h = out_w != in_w, need_v = out_h != in_h;
+    int need_h = !(b.x0 == 0 && b.x1 == in_w && out_w == in_w);
+    int need_v = !(b.y0 == 0 && b.y1 == in_h && out_h == in_h);
     if (!need_h && !need_v) {
         for (int y = 0; y < dh; y++)
             memcpy(dst + (size_t)y * dw * 3, src + (size_t)(y + oy) * stride + (size_t)ox * 3,
@@ -381,7 +379,8 @@ static void resample(struct scratch *s, const uint8_t *src, size_t stride, int i
     }
     int ks_y = 0, first = oy, last = oy + dh;
     if (need_v) {
-        ks_y = coeffs(s, in_h, out_h, oy, dh, &s->ky, &s->ky_cap, &s->by, &s->by_cap);
+        ks_y = coeffs(s, in_h, b.y0, b.y1, out_h, oy, dh, &s->ky, &s->ky_cap, &s->by,
+                      &s->by_cap);
         first = s->by[0];
         last = s->by[2 * (dh - 1)] + s->by[2 * (dh - 1) + 1];
     }
@@ -389,7 +388,8 @@ static void resample(struct scratch *s, const uint8_t *src, size_t stride, int i
     size_t vstride = stride;
     int vbase = 0;
     if (need_h) {
-        int ks_x = coeffs(s, in_w, out_w, ox, dw, &s->kx, &s->kx_cap, &s->bx, &s->bx_cap);
+        int ks_x = coeffs(s, in_w, b.x0, b.x1, out_w, ox, dw, &s->kx, &s->kx_cap, &s->bx,
+                          &s->bx_cap);
         int rows = last - first;
         uint8_t *tmp;
         if (need_v) {
@@ -441,6 +441,14 @@ static void resample(struct scratch *s, const uint8_t *src, size_t stride, int i
         for (size_t xx = 0; xx < row; xx++)
             out[xx] = clip8(acc[xx]);
     }
+}
+
+/* resample_box of the whole in_w x in_h image. */
+static void resample(struct scratch *s, const uint8_t *src, size_t stride, int in_w, int in_h,
+                     int out_w, int out_h, int ox, int oy, int dw, int dh, uint8_t *dst)
+{
+    struct box b = { 0, 0, in_w, in_h };
+    resample_box(s, src, stride, in_w, in_h, b, out_w, out_h, ox, oy, dw, dh, dst);
 }
 
 void augment_resize_box(struct augment *a, const uint8_t *src, uint32_t sw, uint32_t sh,
@@ -930,71 +938,136 @@ static void apply_jitter(const struct augment_params *p, struct rng *r, uint8_t 
     d->hue = hf;
 }
 
-static void test_transform(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
-                           uint8_t *img, struct augment_draw *d)
+static uint32_t ceil_div(uint32_t a, uint32_t b)
 {
-    uint32_t S = a->p.size;
-    if (a->p.test_resize == 0) {
-        resample(&a->s, src, (size_t)w * 3, (int)w, (int)h, (int)S, (int)S, 0, 0, (int)S,
-                 (int)S, img);
+    return (uint32_t)(((uint64_t)a + b - 1) / b);
+}
+
+/* Resize(test_resize) of a w x h image: shorter side test_resize, longer int(test_resize *
+ * long / short). */
+static void test_resized(uint32_t R, uint32_t w, uint32_t h, uint32_t *nw, uint32_t *nh)
+{
+    if (w <= h) {
+        *nw = R;
+        *nh = (uint32_t)((double)R * h / w);
+    } else {
+        *nh = R;
+        *nw = (uint32_t)((double)R * w / h);
+    }
+}
+
+/* The test transform's box for a w x h source: the whole image (test_resize 0), else the
+ * centre crop in the coordinates of the resized image. */
+static void test_geometry(const struct augment_params *p, uint32_t w, uint32_t h,
+                          struct augment_draw *d)
+{
+    uint32_t S = p->size;
+    if (p->test_resize == 0) {
         d->crop_x = d->crop_y = 0;
         d->crop_w = w;
         d->crop_h = h;
         return;
     }
-    /* Resize(test_resize): shorter side to test_resize, longer int(test_resize*long/short) */
-    uint32_t R = a->p.test_resize, nw, nh;
-    if (w <= h) {
-        nw = R;
-        nh = (uint32_t)((double)R * h / w);
-    } else {
-        nh = R;
-        nw = (uint32_t)((double)R * w / h);
-    }
+    uint32_t nw, nh;
+    test_resized(p->test_resize, w, h, &nw, &nh);
     /* CenterCrop(S): top = int(round((nh - S) / 2.0)), padding when smaller (not reached:
      * test_resize >= size) */
-    uint32_t cw = S < nw ? S : nw, ch = S < nh ? S : nh;
-    uint32_t top = (uint32_t)pyround((nh - ch) / 2.0), left = (uint32_t)pyround((nw - cw) / 2.0);
+    d->crop_w = S < nw ? S : nw;
+    d->crop_h = S < nh ? S : nh;
+    d->crop_y = (uint32_t)pyround((nh - d->crop_h) / 2.0);
+    d->crop_x = (uint32_t)pyround((nw - d->crop_w) / 2.0);
+}
+
+/* src: w x h, the src_w x src_h image decoded at 1/denom; d: test_geometry of src_w x src_h.
+ * The resize maps the whole source, src_w / denom x src_h / denom pixels of src. */
+static void test_transform(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                           uint32_t denom, uint32_t src_w, uint32_t src_h,
+                           const struct augment_draw *d, uint8_t *img)
+{
+    uint32_t S = a->p.size;
+    struct box b = { 0, 0, (double)src_w / denom, (double)src_h / denom };
+    if (a->p.test_resize == 0) {
+        resample_box(&a->s, src, (size_t)w * 3, (int)w, (int)h, b, (int)S, (int)S, 0, 0,
+                     (int)S, (int)S, img);
+        return;
+    }
+    uint32_t nw, nh;
+    test_resized(a->p.test_resize, src_w, src_h, &nw, &nh);
+    uint32_t cw = d->crop_w, ch = d->crop_h;
     memset(img, 0, (size_t)S * S * 3);
     if (cw == S && ch == S) {
-        resample(&a->s, src, (size_t)w * 3, (int)w, (int)h, (int)nw, (int)nh, (int)left,
-                 (int)top, (int)S, (int)S, img);
+        resample_box(&a->s, src, (size_t)w * 3, (int)w, (int)h, b, (int)nw, (int)nh,
+                     (int)d->crop_x, (int)d->crop_y, (int)S, (int)S, img);
     } else {
         /* degenerate: resized image smaller than the crop in one dimension; torchvision pads
          * with zeros around the centred image */
         uint8_t *win = malloc((size_t)cw * ch * 3);
         NPID_CHECK(win != NULL);
-        resample(&a->s, src, (size_t)w * 3, (int)w, (int)h, (int)nw, (int)nh, (int)left,
-                 (int)top, (int)cw, (int)ch, win);
+        resample_box(&a->s, src, (size_t)w * 3, (int)w, (int)h, b, (int)nw, (int)nh,
+                     (int)d->crop_x, (int)d->crop_y, (int)cw, (int)ch, win);
         uint32_t py = (S - ch) / 2, px = (S - cw) / 2;
         for (uint32_t y = 0; y < ch; y++)
             memcpy(img + ((size_t)(y + py) * S + px) * 3, win + (size_t)y * cw * 3, (size_t)cw * 3);
         free(win);
     }
-    d->crop_x = left;
-    d->crop_y = top;
-    d->crop_w = cw;
-    d->crop_h = ch;
 }
 
-void augment_apply(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
-                   struct rng *r, uint8_t *out, struct augment_draw *draw)
+void augment_geometry(const struct augment_params *p, struct rng *r, uint32_t w, uint32_t h,
+                      struct augment_draw *d)
 {
     NPID_CHECK(w >= 1 && h >= 1);
-    const struct augment_params *p = &a->p;
-    struct augment_draw dd;
-    struct augment_draw *d = draw ? draw : &dd;
     memset(d, 0, sizeof *d);
     d->brightness = d->contrast = d->saturation = 1;
+    if (p->train)
+        augment_crop_params(p, r, w, h, d);
+    else
+        test_geometry(p, w, h, d);
+}
+
+uint32_t augment_scale_denom(const struct augment_params *p, const struct augment_draw *d,
+                             uint32_t w, uint32_t h)
+{
+    uint32_t S = p->size, best = 1;
+    for (uint32_t k = 2; k <= 8; k *= 2) {
+        int ok;
+        if (p->train)
+            ok = ceil_div(d->crop_w, k) >= S && ceil_div(d->crop_h, k) >= S;
+        else if (p->test_resize)
+            ok = ceil_div(w < h ? w : h, k) >= p->test_resize;
+        else
+            ok = ceil_div(w, k) >= S && ceil_div(h, k) >= S;
+        if (ok)
+            best = k;
+    }
+    return best;
+}
+
+void augment_apply_scaled(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                          uint32_t denom, uint32_t src_w, uint32_t src_h, struct rng *r,
+                          uint8_t *out, struct augment_draw *d)
+{
+    NPID_CHECK(denom == 1 || denom == 2 || denom == 4 || denom == 8);
+    NPID_CHECK(src_w >= 1 && src_h >= 1 && w == ceil_div(src_w, denom) &&
+               h == ceil_div(src_h, denom));
+    const struct augment_params *p = &a->p;
     uint32_t S = p->size;
     size_t n = (size_t)S * S;
     uint8_t *img = p->layout == AUGMENT_HWC ? out : a->img;
     if (!p->train) {
-        test_transform(a, src, w, h, img, d);
+        test_transform(a, src, w, h, denom, src_w, src_h, d, img);
     } else {
-        augment_crop_params(p, r, w, h, d);
-        resample(&a->s, src + ((size_t)d->crop_y * w + d->crop_x) * 3, (size_t)w * 3,
-                 (int)d->crop_w, (int)d->crop_h, (int)S, (int)S, 0, 0, (int)S, (int)S, img);
+        /* the crop box at 1/denom: a fractional span within the whole pixels it touches, the
+         * taps clipped to those (crop, then resize) */
+        NPID_CHECK(d->crop_w >= 1 && d->crop_h >= 1 && d->crop_x + d->crop_w <= src_w &&
+                   d->crop_y + d->crop_h <= src_h);
+        uint32_t x0 = d->crop_x / denom, y0 = d->crop_y / denom;
+        uint32_t x1 = ceil_div(d->crop_x + d->crop_w, denom);
+        uint32_t y1 = ceil_div(d->crop_y + d->crop_h, denom);
+        double k = denom;
+        struct box b = { d->crop_x / k - x0, d->crop_y / k - y0,
+                         (d->crop_x + d->crop_w) / k - x0, (d->crop_y + d->crop_h) / k - y0 };
+        resample_box(&a->s, src + ((size_t)y0 * w + x0) * 3, (size_t)w * 3, (int)(x1 - x0),
+                     (int)(y1 - y0), b, (int)S, (int)S, 0, 0, (int)S, (int)S, img);
         if (p->gray_first && p->gray_p > 0 && rng_double(r) < p->gray_p) {
             augment_grayscale(img, n);
             d->gray = 1;
@@ -1018,6 +1091,15 @@ void augment_apply(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h
     }
     if (p->layout == AUGMENT_CHW)
         augment_hwc_to_chw(img, n, out);
+}
+
+void augment_apply(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                   struct rng *r, uint8_t *out, struct augment_draw *draw)
+{
+    struct augment_draw dd;
+    struct augment_draw *d = draw ? draw : &dd;
+    augment_geometry(&a->p, r, w, h, d);
+    augment_apply_scaled(a, src, w, h, 1, w, h, r, out, d);
 }
 
 void augment_apply_seeded(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,

@@ -87,13 +87,6 @@ int augment_override(struct augment_params *p, const char *spec, char *err, size
  * reason. */
 int augment_params_check(const struct augment_params *p, char *err, size_t err_len);
 
-/* The smallest source side worth decoding for these params: a decoder may downscale (e.g.
- * jpeg_dec_decode's min_side, DCT scaling) as long as both sides stay >= this without
- * losing detail the transform would keep. Train: size / sqrt(scale_min * min(ratio_min,
- * 1/ratio_max)) (the smallest crop RandomResizedCrop can pick still covers size pixels);
- * test: test_resize, or size. */
-uint32_t augment_min_source_side(const struct augment_params *p);
-
 /* What one application drew (for tests and diagnostics). Crop box in source pixels. */
 struct augment_draw {
     uint32_t crop_x, crop_y, crop_w, crop_h;
@@ -119,6 +112,32 @@ size_t augment_out_bytes(const struct augment *a);
  * params' layout), drawing from r (train transform only). draw may be NULL. */
 void augment_apply(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
                    struct rng *r, uint8_t *out, struct augment_draw *draw);
+/* ---- decoding at a reduced scale (JPEG DCT scaling) ---------------------------------------
+ * augment_apply is augment_geometry, then augment_apply_scaled at denom 1. A caller that can
+ * decode at 1/2, 1/4 or 1/8 scale draws the geometry from the size in the file first, asks
+ * augment_scale_denom for the scale, decodes at it and finishes with augment_apply_scaled on
+ * the same stream: the box drawn, and every later draw, are the full-size decode's. */
+
+/* Resets d and fills its box for a w x h source (the size in the file, w, h >= 1): train,
+ * the RandomResizedCrop box drawn from r (augment_crop_params); test, the fixed box that
+ * augment_apply reports (nothing drawn, r unused and may be NULL). */
+void augment_geometry(const struct augment_params *p, struct rng *r, uint32_t w, uint32_t h,
+                      struct augment_draw *d);
+/* The largest DCT scale denominator k in {1, 2, 4, 8} at which the w x h source still has the
+ * resolution the output takes from it, sizes at 1/k rounded up as libjpeg rounds its scaled
+ * output (ceil(n / k)): train, the box d (augment_geometry) keeps ceil(crop_w / k) >= size and
+ * ceil(crop_h / k) >= size; test, the shorter side keeps ceil(short / k) >= test_resize
+ * (test_resize 0: both sides >= size). 1 when no reduction fits. */
+uint32_t augment_scale_denom(const struct augment_params *p, const struct augment_draw *d,
+                             uint32_t w, uint32_t h);
+/* Finishes the transform of a src_w x src_h source decoded at 1/denom into src (w x h, w =
+ * ceil(src_w / denom), h = ceil(src_h / denom); denom 1, 2, 4 or 8): d holds augment_geometry
+ * of src_w x src_h drawn from r, and r continues from there; the rest of the draws are
+ * written to d. The box is mapped to src as the fractional span box / denom, resized with
+ * taps clipped to the pixels the span touches (at denom 1: exactly augment_apply). */
+void augment_apply_scaled(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
+                          uint32_t denom, uint32_t src_w, uint32_t src_h, struct rng *r,
+                          uint8_t *out, struct augment_draw *d);
 /* augment_apply with rng_derive(seed, epoch, index). */
 void augment_apply_seeded(struct augment *a, const uint8_t *src, uint32_t w, uint32_t h,
                           uint64_t seed, uint64_t epoch, uint64_t index, uint8_t *out,

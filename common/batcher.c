@@ -18,6 +18,13 @@ struct batcher {
     char errors[BATCH_MAX_ERRORS][BATCH_ERR_LEN];
     const char *error_ptrs[BATCH_MAX_ERRORS];
     uint32_t n_errors;
+    /* the image being decoded (pick_scale): its views' streams, each past the geometry it
+     * drew for the size in the file, and that geometry */
+    uint32_t views;
+    uint64_t index;
+    uint64_t vseed[BATCH_MAX_VIEWS], vepoch[BATCH_MAX_VIEWS];   /* view v's rng_derive */
+    struct rng vrng[BATCH_MAX_VIEWS];
+    struct augment_draw vdraw[BATCH_MAX_VIEWS];
 };
 
 struct batcher *batcher_new(int dct_scale)
@@ -52,9 +59,20 @@ uint32_t batcher_errors(const struct batcher *b, const char *const **list)
     return b->n_errors;
 }
 
-uint32_t batcher_min_side(const struct batcher *b, const struct augment_params *p)
+/* jpeg_denom_fn of the image being decoded: draws every view's geometry on the w x h of the
+ * file and returns the smallest of their scales (1 when DCT scaling is off), so the decode
+ * has the resolution each view takes from it. */
+static uint32_t pick_scale(void *ctx, uint32_t w, uint32_t h)
 {
-    return b->dct_scale ? augment_min_source_side(p) : 0;
+    struct batcher *b = ctx;
+    uint32_t denom = 8;
+    for (uint32_t v = 0; v < b->views; v++) {
+        b->vrng[v] = rng_derive(b->vseed[v], b->vepoch[v], b->index);
+        augment_geometry(&b->ap, &b->vrng[v], w, h, &b->vdraw[v]);
+        uint32_t k = augment_scale_denom(&b->ap, &b->vdraw[v], w, h);
+        denom = k < denom ? k : denom;
+    }
+    return b->dct_scale ? denom : 1;
 }
 
 /* Makes b->aug match the job's transform. */
@@ -115,17 +133,16 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
     out->n_bad = 0;
     out->decode_ns = out->augment_ns = 0;
     size_t img_bytes = augment_out_bytes(b->aug);
-    uint32_t min_side = batcher_min_side(b, &b->ap);
     char why[BATCH_ERR_LEN];
     uint32_t views = job->views > 1 ? job->views : 1;
     /* view v's (seed, epoch) for rng_derive(seed, epoch, i) */
-    uint64_t vseed[BATCH_MAX_VIEWS], vepoch[BATCH_MAX_VIEWS];
     for (uint32_t v = 0; v < views; v++) {
         int task = job->view_seeding == BATCH_VIEWS_TASK;
-        vseed[v] = v == 0 || !task ? job->seed : batch_view_seed(job->seed, v);
-        vepoch[v] = (uint64_t)job->epoch + (task ? 0 : v);
+        b->vseed[v] = v == 0 || !task ? job->seed : batch_view_seed(job->seed, v);
+        b->vepoch[v] = (uint64_t)job->epoch + (task ? 0 : v);
     }
     size_t view_bytes = (size_t)job->count * img_bytes;
+    b->views = views;
     for (uint32_t j = 0; j < job->count; j++) {
         uint32_t i = job->idx[j];
         uint8_t *dst = out->pix + (size_t)j * img_bytes;
@@ -133,7 +150,9 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
         out->bad[j] = 0;
         uint64_t t0 = clock_now_ns();
         struct jpeg_image img;
-        int ok = dataset_decode(job->ds, i, b->dec, min_side, &img, why, sizeof why) == 0;
+        b->index = i; /* a substitute is transformed with index i's streams too */
+        int ok = dataset_decode_pick(job->ds, i, b->dec, pick_scale, b, &img, why,
+                                     sizeof why) == 0;
         if (!ok) {
             out->bad[j] = 1;
             out->n_bad++;
@@ -142,14 +161,16 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
             /* the policy (batcher.h): training substitutes a neighbour, test stays grey */
             for (uint32_t k = 1; !job->own_rows && k <= BATCH_SUBST_TRIES && k < n && !ok; k++) {
                 size_t alt = (i + (size_t)k) % n;
-                ok = dataset_decode(job->ds, alt, b->dec, min_side, &img, why, sizeof why) == 0;
+                ok = dataset_decode_pick(job->ds, alt, b->dec, pick_scale, b, &img, why,
+                                         sizeof why) == 0;
             }
         }
         uint64_t t1 = clock_now_ns();
         for (uint32_t v = 0; v < views; v++) {
             if (ok)
-                augment_apply_seeded(b->aug, img.pix, img.w, img.h, vseed[v], vepoch[v], i,
-                                     dst + v * view_bytes, NULL);
+                augment_apply_scaled(b->aug, img.pix, img.w, img.h, img.scale_denom, img.src_w,
+                                     img.src_h, &b->vrng[v], dst + v * view_bytes,
+                                     &b->vdraw[v]);
             else
                 memset(dst + v * view_bytes, BATCH_GREY, img_bytes);
         }

@@ -41,8 +41,11 @@
 
 struct batcher;
 
-/* dct_scale: let the decoder downscale large JPEGs in the DCT domain when the output is much
- * smaller (see batcher_min_side). NULL on allocation failure. */
+/* dct_scale: decode each JPEG at the largest DCT scale (1/2, 1/4, 1/8) that keeps the
+ * resolution its transform takes from it: every view's geometry is drawn on the size in the
+ * file, as at full size, and the smallest of their augment_scale_denom is used, so a view's
+ * box and draws do not depend on dct_scale (its pixels do, slightly). 0: always full size.
+ * NULL on allocation failure. */
 struct batcher *batcher_new(int dct_scale);
 void batcher_destroy(struct batcher **b);
 
@@ -93,7 +96,5 @@ int batcher_run(struct batcher *b, const struct batch_job *job, struct batch_out
 /* Messages ("path: reason") of the bad images of the last run, at most BATCH_MAX_ERRORS;
  * valid until the next run. */
 uint32_t batcher_errors(const struct batcher *b, const char *const **list);
-/* The min_side passed to the decoder for given params (0 when DCT scaling is off). */
-uint32_t batcher_min_side(const struct batcher *b, const struct augment_params *p);
 
 #endif

@@ -5,6 +5,7 @@
  * torchvision themselves is tests/it_loader_pil.sh. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -550,11 +551,6 @@ START_TEST(test_determinism_and_presets)
     free(o);
     free(big);
     augment_destroy(&a);
-    /* the smallest source side worth decoding */
-    augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
-    ck_assert_uint_eq(augment_min_source_side(&p), 83); /* 32 / sqrt(0.2 * 0.75) */
-    augment_preset("imagenet", 0, 224, AUGMENT_CHW, &p);
-    ck_assert_uint_eq(augment_min_source_side(&p), 256);
     /* bad params are refused */
     augment_preset("cifar", 1, 32, AUGMENT_CHW, &p);
     p.scale_min = 0;
@@ -607,6 +603,121 @@ START_TEST(test_override)
 }
 END_TEST
 
+/* The src_w x src_h image at 1/k as a DCT-scaled decode approximates it: each output pixel
+ * the mean of the k x k block it covers (cut at the right and bottom edges). */
+static uint8_t *box_downscale(const uint8_t *src, uint32_t w, uint32_t h, uint32_t k,
+                              uint32_t *ow, uint32_t *oh)
+{
+    *ow = (w + k - 1) / k;
+    *oh = (h + k - 1) / k;
+    uint8_t *o = malloc((size_t)*ow * *oh * 3);
+    for (uint32_t y = 0; y < *oh; y++)
+        for (uint32_t x = 0; x < *ow; x++)
+            for (int c = 0; c < 3; c++) {
+                unsigned sum = 0, n = 0;
+                for (uint32_t yy = y * k; yy < (y + 1) * k && yy < h; yy++)
+                    for (uint32_t xx = x * k; xx < (x + 1) * k && xx < w; xx++, n++)
+                        sum += src[((size_t)yy * w + xx) * 3 + c];
+                o[((size_t)y * *ow + x) * 3 + c] = (uint8_t)((sum + n / 2) / n);
+            }
+    return o;
+}
+
+/* The denominator the rule asks for, written out: the largest k in {8, 4, 2} whose ceil(n / k)
+ * keeps what the transform needs, else 1. */
+static uint32_t want_denom(const struct augment_params *p, const struct augment_draw *d,
+                           uint32_t w, uint32_t h)
+{
+    for (uint32_t k = 8; k >= 2; k /= 2) {
+        uint32_t cw = (d->crop_w + k - 1) / k, ch = (d->crop_h + k - 1) / k;
+        uint32_t sw = (w + k - 1) / k, sh = (h + k - 1) / k, ss = sw < sh ? sw : sh;
+        if (p->train ? cw >= p->size && ch >= p->size
+                     : p->test_resize ? ss >= p->test_resize : sw >= p->size && sh >= p->size)
+            return k;
+    }
+    return 1;
+}
+
+/* Decoding at a reduced scale (augment_geometry, augment_scale_denom, augment_apply_scaled)
+ * against the full-size path (augment_apply) on random sizes, params and seeds: the same box
+ * and the same later draws from the same stream, the denominator the rule asks for (never
+ * below the output's resolution, and the largest such), and close pixels on a smooth image
+ * scaled by block means. */
+START_TEST(test_scaled_decode_same_draws)
+{
+    struct rng g;
+    rng_seed(&g, 77);
+    uint32_t seen[9] = { 0 };
+    double worst = 0;
+    for (int t = 0; t < 600; t++) {
+        int train = t % 4 != 3;
+        uint32_t S = 8 + (uint32_t)rng_below(&g, 33);
+        struct augment_params p;
+        ck_assert_int_eq(augment_preset(t % 8 == 7 ? "none" : "imagenet", train, S,
+                                        AUGMENT_HWC, &p), 0);
+        static const float smin[] = { 0.08f, 0.2f, 0.5f, 1.0f };
+        p.scale_min = smin[rng_below(&g, 4)];
+        if (train && t % 5 == 0)
+            p.brightness = p.contrast = p.saturation = p.hue = 0; /* pixels comparable */
+        uint32_t w = S / 2 + 1 + (uint32_t)rng_below(&g, 12 * S);
+        uint32_t h = S / 2 + 1 + (uint32_t)rng_below(&g, 12 * S);
+        if (t % 7 == 0)
+            h = w / 4 + 1; /* extreme aspect: the centre-crop fallback */
+        struct augment *a = augment_new(&p);
+        ck_assert_ptr_nonnull(a);
+        uint8_t *src = malloc((size_t)w * h * 3);
+        for (uint32_t y = 0; y < h; y++)
+            for (uint32_t x = 0; x < w; x++) {
+                uint8_t *px = src + ((size_t)y * w + x) * 3;
+                px[0] = (uint8_t)(255.0 * x / w);
+                px[1] = (uint8_t)(255.0 * y / h);
+                px[2] = (uint8_t)(127.5 + 127.5 * sin(6.0 * (x + 2.0 * y) / (w + h)));
+            }
+        uint8_t *o1 = malloc((size_t)S * S * 3), *o2 = malloc((size_t)S * S * 3);
+        uint64_t seed = rng_u64(&g);
+        struct rng r1 = rng_derive(seed, 3, (uint64_t)t), r2 = r1;
+        struct augment_draw d1, d2;
+        augment_apply(a, src, w, h, &r1, o1, &d1);
+        augment_geometry(&p, &r2, w, h, &d2);
+        ck_assert(d2.crop_x == d1.crop_x && d2.crop_y == d1.crop_y && d2.crop_w == d1.crop_w &&
+                  d2.crop_h == d1.crop_h && d2.fallback == d1.fallback);
+        uint32_t k = augment_scale_denom(&p, &d2, w, h);
+        ck_assert_msg(k == want_denom(&p, &d2, w, h), "%ux%u crop %ux%u size %u: denom %u, "
+                      "want %u", w, h, d2.crop_w, d2.crop_h, S, k, want_denom(&p, &d2, w, h));
+        if (train && k > 1)
+            ck_assert((d2.crop_w + k - 1) / k >= S && (d2.crop_h + k - 1) / k >= S);
+        seen[k]++;
+        uint32_t sw, sh;
+        uint8_t *small = box_downscale(src, w, h, k, &sw, &sh);
+        augment_apply_scaled(a, small, sw, sh, k, w, h, &r2, o2, &d2);
+        ck_assert(memcmp(&r1, &r2, sizeof r1) == 0); /* the stream is where the full path left it */
+        ck_assert(d2.crop_x == d1.crop_x && d2.crop_w == d1.crop_w && d2.gray == d1.gray &&
+                  d2.flip == d1.flip && d2.brightness == d1.brightness &&
+                  d2.hue == d1.hue && memcmp(d2.order, d1.order, 4) == 0);
+        if (k == 1)
+            ck_assert(memcmp(o1, o2, (size_t)S * S * 3) == 0);
+        if (!train || p.hue == 0) {
+            double e = 0;
+            for (size_t i = 0; i < (size_t)S * S * 3; i++)
+                e += fabs((double)o1[i] - o2[i]);
+            e /= (double)S * S * 3;
+            worst = e > worst ? e : worst;
+            ck_assert_msg(e < 3.0, "%ux%u at 1/%u, crop %u,%u %ux%u to %u: mean |diff| %.2f", w,
+                          h, k, d1.crop_x, d1.crop_y, d1.crop_w, d1.crop_h, S, e);
+        }
+        free(small);
+        free(o1);
+        free(o2);
+        free(src);
+        augment_destroy(&a);
+    }
+    ck_assert_msg(seen[1] && seen[2] && seen[4] && seen[8], "denominators 1 %u, 2 %u, 4 %u, 8 %u",
+                  seen[1], seen[2], seen[4], seen[8]);
+    fprintf(stderr, "scaled decode: denominators 1 %u, 2 %u, 4 %u, 8 %u; worst mean |diff| %.3f\n",
+            seen[1], seen[2], seen[4], seen[8], worst);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("augment");
@@ -621,6 +732,7 @@ int main(void)
     tcase_add_test(tc, test_blur_draws);
     tcase_add_test(tc, test_determinism_and_presets);
     tcase_add_test(tc, test_override);
+    tcase_add_test(tc, test_scaled_decode_same_draws);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

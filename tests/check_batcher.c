@@ -4,6 +4,7 @@
  * the two view seedings, the job errors, and the premise of the test policy (the test
  * transform maps a constant image to itself). Everything is built in a temporary directory. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +273,114 @@ START_TEST(test_test_transform_keeps_grey)
 }
 END_TEST
 
+/* big/train/a/img<k>.jpg (a dataset of its own): BIG_W x BIG_H smooth images (gradients and a
+ * slow wave; seed k shifts them), large enough at SIZE for every DCT scale. */
+#define BIG_W 300
+#define BIG_H 260
+static void put_big_jpegs(int n)
+{
+    uint8_t *rgb = malloc((size_t)BIG_W * BIG_H * 3);
+    ck_assert_ptr_nonnull(rgb);
+    for (int k = 0; k < n; k++) {
+        for (uint32_t y = 0; y < BIG_H; y++)
+            for (uint32_t x = 0; x < BIG_W; x++) {
+                uint8_t *px = rgb + ((size_t)y * BIG_W + x) * 3;
+                px[0] = (uint8_t)((x * 255 / BIG_W + 40 * k) & 255);
+                px[1] = (uint8_t)(y * 255 / BIG_H);
+                px[2] = (uint8_t)(127.5 + 127.5 * sin((x + 2.0 * y + 30 * k) / 40.0));
+            }
+        uint8_t *j;
+        size_t len;
+        ck_assert_int_eq(jpeg_encode_rgb(rgb, BIG_W, BIG_H, 95, &j, &len), 0);
+        char rel[64];
+        snprintf(rel, sizeof rel, "big/train/a/img%d.jpg", k);
+        put(rel, j, len);
+        free(j);
+    }
+    free(rgb);
+}
+
+/* The draw of one view, for the decode's pick: geometry from the stream, the rule's scale. */
+struct one_view {
+    const struct augment_params *p;
+    struct rng r;
+    struct augment_draw d;
+    uint32_t denom;
+};
+
+static uint32_t pick_one(void *ctx, uint32_t w, uint32_t h)
+{
+    struct one_view *v = ctx;
+    augment_geometry(v->p, &v->r, w, h, &v->d);
+    v->denom = augment_scale_denom(v->p, &v->d, w, h);
+    return v->denom;
+}
+
+/* With DCT scaling on, the batcher decodes each JPEG at the scale the rule gives its draw and
+ * finishes the transform from there: one view equals that path done by hand (and the scale
+ * was reduced), and every view of a 4-view job stays close to the full-size decode's, whose
+ * draws it shares (train and test transform). */
+START_TEST(test_dct_scaling_per_draw)
+{
+    enum { N = 6, V = 4 };
+    put_big_jpegs(N);
+    char root[512], derr[DATASET_ERR_LEN];
+    snprintf(root, sizeof root, "%s/big", tmpdir);
+    struct dataset *ds = dataset_open(root, "train", derr, sizeof derr);
+    ck_assert_msg(ds != NULL, "%s", derr);
+    ck_assert_uint_eq(dataset_count(ds), N);
+    struct batcher *on = batcher_new(1), *off = batcher_new(0);
+    uint32_t idx[N], labels[N];
+    uint8_t bad[N], *pa = malloc((size_t)V * N * IMG), *pb = malloc((size_t)V * N * IMG);
+    for (uint32_t i = 0; i < N; i++)
+        idx[i] = i;
+    struct augment_params p;
+    ck_assert_int_eq(augment_preset("imagenet", 1, SIZE, AUGMENT_CHW, &p), 0);
+    struct augment *a = augment_new(&p);
+    struct jpeg_dec *dec = jpeg_dec_new(NULL);
+    uint32_t reduced = 0;
+    char err[256];
+    for (int train = 1; train >= 0; train--) {
+        struct batch_job job = { .ds = ds, .idx = idx, .count = N, .preset = "imagenet",
+                                 .train = train, .size = SIZE, .layout = AUGMENT_CHW,
+                                 .seed = 5, .epoch = 2, .views = 1 };
+        struct batch_out oa = { .pix = pa, .labels = labels, .bad = bad };
+        struct batch_out ob = { .pix = pb, .labels = labels, .bad = bad };
+        ck_assert_msg(batcher_run(on, &job, &oa, err, sizeof err) == 0, "%s", err);
+        for (uint32_t i = 0; train && i < N; i++) {
+            struct one_view v = { .p = &p, .r = rng_derive(5, 2, i) };
+            struct jpeg_image img;
+            ck_assert_int_eq(dataset_decode_pick(ds, i, dec, pick_one, &v, &img, err,
+                                                 sizeof err), 0);
+            ck_assert_uint_eq(img.scale_denom, v.denom);
+            reduced += v.denom > 1;
+            uint8_t want[IMG];
+            augment_apply_scaled(a, img.pix, img.w, img.h, img.scale_denom, img.src_w,
+                                 img.src_h, &v.r, want, &v.d);
+            ck_assert_msg(memcmp(pa + (size_t)i * IMG, want, IMG) == 0, "image %u", i);
+        }
+        job.views = V;
+        ck_assert_msg(batcher_run(on, &job, &oa, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(batcher_run(off, &job, &ob, err, sizeof err) == 0, "%s", err);
+        for (size_t r = 0; r < (size_t)V * N; r++) {
+            double e = 0;
+            for (size_t k = 0; k < IMG; k++)
+                e += fabs((double)pa[r * IMG + k] - pb[r * IMG + k]);
+            ck_assert_msg(e / IMG < 4.0, "%s row %zu: mean |diff| %.2f from the full-size decode",
+                          train ? "train" : "test", r, e / IMG);
+        }
+    }
+    ck_assert_uint_gt(reduced, 0);
+    jpeg_dec_destroy(&dec);
+    augment_destroy(&a);
+    free(pa);
+    free(pb);
+    batcher_destroy(&on);
+    batcher_destroy(&off);
+    dataset_destroy(&ds);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("batcher");
@@ -282,6 +391,7 @@ int main(void)
     tcase_add_test(tc, test_training_nothing_decodes);
     tcase_add_test(tc, test_view_seedings);
     tcase_add_test(tc, test_test_transform_keeps_grey);
+    tcase_add_test(tc, test_dct_scaling_per_draw);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
