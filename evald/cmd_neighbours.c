@@ -39,12 +39,11 @@ static int nb_image_ref(struct evald *ev, const char *s, struct dataset **ds, si
     return 1;
 }
 
-/* Loads a query image (file or dataset reference; with as_file always a file) as RGB,
- * malloc'd into *rgb, decoded as feat_dataset decodes. On -1 the reason (logged) is also
- * copied to why when given. */
+/* Decodes a query image (file or dataset reference; with as_file always a file) into *img
+ * with m's decoder, as feat_dataset decodes (feat_scale); img->pix is valid until the decoder
+ * is used again. On -1 the reason (logged) is also copied to why when given. */
 static int nb_load_image(struct evald *ev, struct feat_model *m, const char *s, int as_file,
-                         uint8_t **rgb, uint32_t *w, uint32_t *h, uint32_t *label, char *why,
-                         size_t why_len)
+                         struct jpeg_image *img, uint32_t *label, char *why, size_t why_len)
 {
     char err[DATASET_ERR_LEN];
     struct dataset *ds = NULL;
@@ -52,32 +51,25 @@ static int nb_load_image(struct evald *ev, struct feat_model *m, const char *s, 
     int ref = as_file ? 0 : nb_image_ref(ev, s, &ds, &idx);
     if (why && why_len)
         snprintf(why, why_len, "out of memory");
-    struct jpeg_image img;
     *label = EXPORT_NO_LABEL;
     if (ref < 0) {
         log_error("%s: no such dataset image", s);
         return -1;
     }
     if (ref == 1) {
-        if (dataset_decode(ds, idx, m->dec, 0, &img, err, sizeof err) != 0) {
+        if (dataset_decode_pick(ds, idx, m->dec, feat_scale, m, img, err, sizeof err) != 0) {
             log_error("%s", err);
             if (why && why_len)
                 snprintf(why, why_len, "%s", err);
             return -1;
         }
         *label = dataset_label(ds, idx);
-    } else if (files_decode(m, s, &img, err, sizeof err) != 0) {
+    } else if (files_decode(m, s, img, err, sizeof err) != 0) {
         log_error("%s: %s", s, err);
         if (why && why_len)
             snprintf(why, why_len, "%s", err);
         return -1;
     }
-    *rgb = malloc((size_t)img.w * img.h * 3);
-    if (!*rgb)
-        return -1;
-    memcpy(*rgb, img.pix, (size_t)img.w * img.h * 3);
-    *w = img.w;
-    *h = img.h;
     return 0;
 }
 
@@ -119,18 +111,23 @@ static int nb_queries_load(struct evald *ev, struct feat_model *m, struct nb_que
         return -1;
     for (int i = 0; i < n; i++) {
         char why[512];
-        if (nb_load_image(ev, m, imgs[i], as_files, &qs->rgb[i], &qs->w[i], &qs->h[i],
-                          &qs->label[i], why, sizeof why) != 0) {
+        struct jpeg_image img;
+        if (nb_load_image(ev, m, imgs[i], as_files, &img, &qs->label[i], why,
+                          sizeof why) != 0) {
             if (!as_files || !(qs->bad[i] = strdup(why)))
                 return -1;
             memset(qs->q + (size_t)i * d, 0, d * sizeof *qs->q);
             continue;
         }
         qs->nok++;
-        feat_rgb(m, qs->rgb[i], qs->w[i], qs->h[i], qs->q + (size_t)i * d);
-        if (!ev->o->grid) { /* only the grid needs the pixels: a long --files list stays small */
-            free(qs->rgb[i]);
-            qs->rgb[i] = NULL;
+        feat_image(m, &img, qs->q + (size_t)i * d);
+        if (ev->o->grid) { /* only the grid needs the pixels: a long --files list stays small */
+            qs->rgb[i] = malloc((size_t)img.w * img.h * 3);
+            if (!qs->rgb[i])
+                return -1;
+            memcpy(qs->rgb[i], img.pix, (size_t)img.w * img.h * 3);
+            qs->w[i] = img.w;
+            qs->h[i] = img.h;
         }
     }
     return 0;
@@ -162,16 +159,15 @@ static void nb_print(struct evald *ev, struct feat_model *m, const struct nb_que
         json_write_cstr(stdout, dataset_path(ev->train, idx[j]));
         fputc('}', stdout);
         if (g) {
-            uint8_t *pix = NULL;
-            uint32_t w = 0, h = 0, lab2;
+            struct jpeg_image nb;
+            uint32_t lab2;
             char ref[64];
             snprintf(ref, sizeof ref, "train:%" PRIu32, idx[j]);
-            if (nb_load_image(ev, m, ref, 0, &pix, &w, &h, &lab2, NULL, 0) == 0) {
-                grid_put(g, (size_t)i, j + 1, pix, w, h);
+            if (nb_load_image(ev, m, ref, 0, &nb, &lab2, NULL, 0) == 0) {
+                grid_put(g, (size_t)i, j + 1, nb.pix, nb.w, nb.h);
                 if (qs->label[i] != EXPORT_NO_LABEL)
                     grid_mark_match(g, (size_t)i, j + 1, lab2 == qs->label[i]);
             }
-            free(pix);
         }
     }
     fputs("]}\n", stdout);

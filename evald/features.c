@@ -86,7 +86,6 @@ int feat_model_init(struct feat_model *m, const char *path, int batch, char *err
                  m->aug_name);
         goto fail;
     }
-    m->min_side = ap.test_resize ? ap.test_resize : (uint32_t)m->size;
     m->aug = augment_new(&ap);
     if (feat_buffers_init(m) != 0) {
         snprintf(err, err_len, "out of memory building the network");
@@ -111,7 +110,6 @@ int feat_pixels_init(struct feat_model *m, int size, int batch, char *err, size_
     pixnorm_for(m->aug_name, &m->norm);
     struct augment_params ap;
     NPID_CHECK(augment_preset(m->aug_name, 0, (uint32_t)size, AUGMENT_CHW, &ap) == 0);
-    m->min_side = (uint32_t)size;
     m->aug = augment_new(&ap);
     if (!m->aug || feat_buffers_init(m) != 0) {
         snprintf(err, err_len, "out of memory");
@@ -156,9 +154,21 @@ void feat_model_deinit(struct feat_model *m)
     m->bad = NULL;
 }
 
-void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out)
+uint32_t feat_scale(void *ctx, uint32_t w, uint32_t h)
 {
-    augment_apply(m->aug, rgb, w, h, NULL, m->pix, NULL);
+    struct feat_model *m = ctx;
+    const struct augment_params *p = augment_get_params(m->aug);
+    struct augment_draw d;
+    augment_geometry(p, NULL, w, h, &d);
+    return augment_scale_denom(p, &d, w, h);
+}
+
+void feat_image(struct feat_model *m, const struct jpeg_image *img, float *out)
+{
+    struct augment_draw d;
+    augment_geometry(augment_get_params(m->aug), NULL, img->src_w, img->src_h, &d);
+    augment_apply_scaled(m->aug, img->pix, img->w, img->h, img->scale_denom, img->src_w,
+                         img->src_h, NULL, m->pix, &d);
     pixnorm_apply(&m->norm, m->pix, 1, (size_t)m->size * m->size, m->x);
     if (!m->net) {
         feat_pixels_out(m, 1, out);

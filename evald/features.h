@@ -27,14 +27,13 @@
 
 struct feat_model {
     struct net *net;
-    struct augment *aug;       /* test transform, CHW output (feat_rgb) */
+    struct augment *aug;       /* test transform, CHW output (feat_image) */
     struct batcher *bat;       /* dataset images to pixels (common/batcher.h), DCT scaling on */
     char *config;              /* the checkpoint's config JSON (owned; NULL for pixels) */
     struct jpeg_dec *dec;      /* for callers decoding files themselves (evald/files.h) */
     struct pixnorm norm;      /* the input normalisation (common/pixnorm.h) */
     int size, low_dim, batch;  /* low_dim: the output dimension (the pool's with feat_use_pool) */
     int pool;                  /* outputs are the pooled features, not the embedding */
-    uint32_t min_side;         /* smallest side the decoder may downscale to (test transform) */
     uint64_t step, epoch;
     char model[32], aug_name[32], run[128];
     int train_ready;           /* feat_train_aug_init succeeded: train_ap, train_spec set */
@@ -52,7 +51,7 @@ struct feat_model {
  * one-line reason in err. On success free with feat_model_deinit. */
 int feat_model_init(struct feat_model *m, const char *path, int batch, char *err, size_t err_len);
 void feat_model_deinit(struct feat_model *m);
-/* From now on feat_dataset and feat_rgb output the average-pooled features before the head
+/* From now on feat_dataset and feat_image output the average-pooled features before the head
  * (net_pool_dim values, not normalised) and m->low_dim is that dimension. Not for the pixels
  * model (-1 there, 0 otherwise). */
 int feat_use_pool(struct feat_model *m);
@@ -91,7 +90,11 @@ int feat_train_aug_init(struct feat_model *m, char *err, size_t err_len);
 int feat_dataset_views(struct feat_model *m, const struct dataset *ds, size_t first,
                        size_t count, int views, uint64_t seed, float *out);
 
-/* Features of one packed RGB image (w x h) into out (low_dim). */
-void feat_rgb(struct feat_model *m, const uint8_t *rgb, uint32_t w, uint32_t h, float *out);
+/* The DCT scale at which m decodes a w x h file (a jpeg_denom_fn, ctx m): the test
+ * transform's augment_scale_denom, as feat_dataset's batcher chooses it. */
+uint32_t feat_scale(void *m, uint32_t w, uint32_t h);
+/* Features of one decoded image (packed RGB, decoded at img->scale_denom; decoded with
+ * feat_scale, it gives what feat_dataset gives the same file) into out (low_dim). */
+void feat_image(struct feat_model *m, const struct jpeg_image *img, float *out);
 
 #endif

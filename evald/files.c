@@ -160,8 +160,8 @@ int files_decode(struct feat_model *m, const char *path, struct jpeg_image *img,
     close(fd);
     if (rc != 0)
         return -1;
-    /* min_side as feat_dataset: the same file gives the same pixels as through a dataset */
-    return image_decode(m->dec, buf, (size_t)size, m->min_side, img, err, err_len);
+    /* the scale as feat_dataset's: the same file gives the same pixels as through a dataset */
+    return image_decode_pick(m->dec, buf, (size_t)size, feat_scale, m, img, err, err_len);
 }
 
 int files_embed(struct feat_model *m, const char *src, enum export_format fmt, const char *out,
@@ -200,7 +200,7 @@ int files_embed(struct feat_model *m, const char *src, enum export_format fmt, c
         struct jpeg_image img;
         int ok = files_decode(m, path, &img, why, sizeof why) == 0;
         if (ok) {
-            feat_rgb(m, img.pix, img.w, img.h, v);
+            feat_image(m, &img, v);
             if (export_row(ex, index, v, EXPORT_NO_LABEL, NULL, path) != 0) {
                 if (errno != EINVAL) {
                     log_error("embed: %s to %s: %s", path, out, strerror(errno));

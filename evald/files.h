@@ -9,9 +9,9 @@
  * path that cannot be read or decoded is not an error of the list: files_decode says why,
  * and the caller reports it for that path and goes on.
  *
- * An image is decoded exactly as feat_dataset decodes a dataset image (image_decode with the
- * model's decoder and min_side, so JPEG, PNG or WebP by content), so that the same file gives
- * the same features either way. */
+ * An image is decoded exactly as feat_dataset decodes a dataset image (image_decode_pick with
+ * the model's decoder and feat_scale, so JPEG, PNG or WebP by content, at the test transform's
+ * DCT scale), so that the same file gives the same features either way (feat_image). */
 #ifndef NPID_EVALD_FILES_H
 #define NPID_EVALD_FILES_H
 #include <stddef.h>
@@ -52,7 +52,7 @@ int files_list_read(struct files_list *fl, const char *src, char *err, size_t er
 void files_list_deinit(struct files_list *fl);
 
 /* Reads the regular file at path (at most the decoder's max_file_bytes) and decodes it into
- * *img with m's decoder and min_side; img->pix is valid until m's decoder is used again.
+ * *img with m's decoder at feat_scale; img->pix is valid until m's decoder is used again.
  * Returns 0, or -1 with a one-line reason in err that does not name the path ("No such file
  * or directory", "not a regular file", "corrupt JPEG data: ..."). */
 int files_decode(struct feat_model *m, const char *path, struct jpeg_image *img, char *err,
