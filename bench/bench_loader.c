@@ -1,12 +1,14 @@
 /* Loader benchmarks: decode + full augmentation images/s in one process at 32 px (CIFAR-10
  * JPEGs from ../shared/data, or synthetic JPEGs when absent), 96 px and 224 px (synthetic
- * JPEGs of 128 and 384 px), then the same for PNG and lossy WebP at 32 px (cifar preset) and
+ * JPEGs of 128 and 384 px), the ImageNet train transform at 224 px (RandomResizedCrop
+ * 0.08-1 + flip) on 300-500 px photos (bench/photos224.py: tinyimagenet10 upscaled) with
+ * DCT scaling on and off, then the same for PNG and lossy WebP at 32 px (cifar preset) and
  * 96 px (imagenet preset) on the files bench_decode decodes (`bench_decode --files`: CIFAR-10
  * and tinyimagenet10 re-encoded by Pillow, or synthetic), each against the PIL + torchvision
  * peer on the same files in the same invocation when /usr/bin/python3 has torchvision; then
  * end-to-end throughput of 1 and 2 npid-loader processes feeding tools/npid-consume (the
  * taskq stand-in trainer). Every per-process figure times the loader's own path: batcher_run
- * (dataset_decode from the file, then augment) over batches of 128.
+ * (dataset_decode_pick from the file, then augment) over batches of 128.
  * One JSON line per figure on stdout; progress on stderr. A failing or missing peer leaves
  * the lines without peer and ratio and does not change the exit status; exit 1 when the PNG
  * and WebP files could not be made.
@@ -28,10 +30,12 @@
 
 extern char **environ;
 
-/* Decode + augment throughput of one process over the dataset's first n images. */
-static double measure(const struct dataset *ds, const char *preset, uint32_t size, size_t n)
+/* Decode + augment throughput of one process over the dataset's first n images, with the
+ * preset overridden by aug (NULL: none) and DCT scaling on or off. */
+static double measure(const struct dataset *ds, const char *preset, const char *aug,
+                      uint32_t size, size_t n, int dct)
 {
-    struct batcher *b = batcher_new(1);
+    struct batcher *b = batcher_new(dct);
     if (!b)
         return -1;
     uint32_t B = 128;
@@ -50,8 +54,8 @@ static double measure(const struct dataset *ds, const char *preset, uint32_t siz
         for (uint32_t j = 0; j < B; j++)
             idx[j] = (uint32_t)(((size_t)step * B + j) % n);
         struct batch_job job = { .ds = ds, .idx = idx, .count = B, .preset = preset,
-                                 .train = 1, .size = size, .layout = AUGMENT_CHW, .seed = 1,
-                                 .epoch = step };
+                                 .aug = aug, .train = 1, .size = size,
+                                 .layout = AUGMENT_CHW, .seed = 1, .epoch = step };
         struct batch_out out = { .pix = pix, .labels = labels, .bad = bad };
         if (batcher_run(b, &job, &out, err, sizeof err)) {
             log_error("batcher: %s", err);
@@ -66,8 +70,10 @@ static double measure(const struct dataset *ds, const char *preset, uint32_t siz
     return rate;
 }
 
+/* The PIL + torchvision peer on the first n images (bench/peer/loader.py; peer_aug its --aug,
+ * NULL: the preset's transform). img/s, or -1. */
 static double peer(const char *root, const struct dataset *ds, size_t n, const char *preset,
-                   uint32_t size, const char *tmp)
+                   const char *peer_aug, uint32_t size, const char *tmp)
 {
     if (access("/usr/bin/python3", X_OK) != 0)
         return -1;
@@ -82,8 +88,9 @@ static double peer(const char *root, const struct dataset *ds, size_t n, const c
     char cmd[2048], out[4096];
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 %s/bench/peer/loader.py --list %s --preset %s --size %u "
-             "--seconds %.1f 2>/dev/null",
-             root, list, preset, size, bench_seconds());
+             "--seconds %.1f%s%s 2>/dev/null",
+             root, list, preset, size, bench_seconds(), peer_aug ? " --aug " : "",
+             peer_aug ? peer_aug : "");
     if (run_capture(cmd, out, sizeof out))
         return -1;
     return json_num(out, "img_per_s");
@@ -112,8 +119,8 @@ static int one_case(const char *root, const char *data, const char *preset, uint
     }
     size_t n = dataset_count(ds) < 20000 ? dataset_count(ds) : 20000;
     fprintf(stderr, "bench loader: %s: %zu images from %s\n", label, n, data);
-    double v = measure(ds, preset, size, n);
-    double pv = peer(root, ds, n < 2000 ? n : 2000, preset, size, tmp);
+    double v = measure(ds, preset, NULL, size, n, 1);
+    double pv = peer(root, ds, n < 2000 ? n : 2000, preset, NULL, size, tmp);
     report(label, v, pv, extra);
     dataset_destroy(&ds);
     return 0;
@@ -182,6 +189,40 @@ static int png_webp_cases(const char *root, const char *bin, const char *tmp)
     return 0;
 }
 
+/* The ImageNet train transform at 224 px, RandomResizedCrop(scale 0.08-1) + flip (no jitter,
+ * no grayscale), on bench/photos224.py's 300-500 px JPEGs, with DCT scaling on and off, and
+ * the peer with the same transform. Nothing when the photos cannot be made (no
+ * tinyimagenet10 in the cache, no Pillow). */
+static void photos_cases(const char *root, const char *tmp)
+{
+    char cmd[2048], dir[1024], err[DATASET_ERR_LEN];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/bench/photos224.py'", root);
+    if (run_capture(cmd, dir, sizeof dir) != 0) {
+        log_warn("bench/photos224.py failed: no 224 px photo cases");
+        return;
+    }
+    dir[strcspn(dir, "\n")] = 0;
+    struct dataset *ds = dataset_open(dir, "train", err, sizeof err);
+    if (!ds) {
+        log_error("%s", err);
+        return;
+    }
+    size_t n = dataset_count(ds);
+    fprintf(stderr, "bench loader: photos 224 px: %zu images from %s\n", n, dir);
+    const char *aug = "crop=0.08-1,jitter=0,gray=0";
+    double on = measure(ds, "imagenet", aug, 224, n, 1);
+    double off = measure(ds, "imagenet", aug, 224, n, 0);
+    double pv = peer(root, ds, n, "imagenet", "crop-flip", 224, tmp);
+    char extra[256];
+    snprintf(extra, sizeof extra, ", \"preset\": \"imagenet\", \"aug\": \"%s\", \"dct_scale\": 1, "
+             "\"n_files\": %zu", aug, n);
+    report("decode+augment/photos300-500/224px/crop-flip", on, pv, extra);
+    snprintf(extra, sizeof extra, ", \"preset\": \"imagenet\", \"aug\": \"%s\", \"dct_scale\": 0, "
+             "\"n_files\": %zu", aug, n);
+    report("decode+augment/photos300-500/224px/crop-flip/no-dct", off, pv, extra);
+    dataset_destroy(&ds);
+}
+
 /* k loader processes feeding one consumer over ipc://; returns the consumer's img/s. */
 static double pipeline(const char *bin, const char *data, int k, const char *tmp)
 {
@@ -246,6 +287,7 @@ int main(void)
         one_case(root, d96, "imagenet", 96, "decode+augment/synth128/96px", tmp, NULL);
         one_case(root, d224, "imagenet", 224, "decode+augment/synth384/224px", tmp, NULL);
     }
+    photos_cases(root, tmp);
     int rc = png_webp_cases(root, bin, tmp) ? 1 : 0;
     for (int k = 1; k <= 2; k++) {
         fprintf(stderr, "bench loader: %d loader process(es) -> npid-consume\n", k);

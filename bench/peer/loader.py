@@ -3,9 +3,10 @@
 (JPEG, PNG or WebP), one process, the reference's transforms. Prints one JSON line:
 {"img_per_s": ..., "n": ...}.
 
-usage: loader.py --list FILE --preset cifar|imagenet --size S [--seconds T]
+usage: loader.py --list FILE --preset cifar|imagenet --size S [--seconds T] [--aug crop-flip]
 FILE holds one image path per line; images are decoded with PIL (Image.open + convert RGB)
-and transformed, looping over the list until T seconds have passed."""
+and transformed, looping over the list until T seconds have passed. --aug crop-flip replaces
+the preset's transform by RandomResizedCrop(S) (scale 0.08-1) + RandomHorizontalFlip."""
 import argparse, json, sys, time
 
 def main():
@@ -14,6 +15,7 @@ def main():
     ap.add_argument("--preset", default="cifar")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--aug", default="")
     a = ap.parse_args()
     try:
         import torch
@@ -23,7 +25,10 @@ def main():
         print("peer unavailable: %s" % e, file=sys.stderr)
         sys.exit(77)
     torch.set_num_threads(1)
-    if a.preset == "cifar":
+    if a.aug == "crop-flip":
+        tf = T.Compose([T.RandomResizedCrop(a.size, scale=(0.08, 1.0)),
+                        T.RandomHorizontalFlip()])
+    elif a.preset == "cifar":
         tf = T.Compose([T.RandomResizedCrop(a.size, scale=(0.2, 1.0)),
                         T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomGrayscale(p=0.2)])
     else:
