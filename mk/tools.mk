@@ -3,7 +3,8 @@
 # ones their scripts call; `make all` builds none and `make install` installs none.
 #
 #   npid-consume   stand-in trainer on trainer/taskq.h and trainer/plan.h (loader tests, bench)
-#   npid-pixop     augmentation primitives on raw RGB from stdin (tests/it_loader_pil.sh)
+#   npid-pixop     augmentation primitives on raw RGB from stdin, and JPEG files decoded at
+#                  the DCT scale (tests/it_loader_pil.sh, tests/it_loader_dct_pil.sh)
 #   npid-step      one training step from a checkpoint (tests/it_isa_levels.sh, bench/parity.sh)
 #   npid-mkckpt    a checkpoint of an untrained network (evald tests, bench/peer/step_parity.py)
 #

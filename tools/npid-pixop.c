@@ -8,6 +8,11 @@
  *   brightness|contrast|saturation F, hue SHIFT, grayscale, flip
  *   blur K SIGMA             Gaussian blur, K x K kernel (odd), standard deviation SIGMA
  *   test PRESET SIZE         the preset's test transform (HWC)
+ * File requests, a line without pixels: "file PATH DCT crop X Y CW CH SIZE" (the crop box of
+ * the file, in its own pixels, resized to SIZE x SIZE) or "file PATH DCT test PRESET SIZE"
+ * (the preset's test transform), decoded as the batcher decodes (image_decode_pick) at the
+ * scale augment_scale_denom gives when DCT is 1, at full size when 0; answered by the
+ * SIZE x SIZE x 3 bytes (HWC) and one byte, the denominator used.
  * Ends at end of input (exit 0), at the first bad request (exit 2, reason on stderr) or when
  * stdout fails (exit 1). */
 #include <stdint.h>
@@ -16,6 +21,7 @@
 #include <string.h>
 
 #include "common/augment.h"
+#include "common/image.h"
 #include "common/log.h"
 
 /* Applies one request: op and its arguments (argv-style, without the image size), to the
@@ -95,6 +101,93 @@ static int pixop_one(int argc, char **argv, long w, long h, uint8_t *img, uint8_
     return 0;
 }
 
+/* The geometry of a file request, set once the decoder knows the file's size. */
+struct file_req {
+    struct augment_params p;
+    struct augment_draw d;
+    uint32_t box[4];        /* crop: x, y, cw, ch */
+    int dct, bad_box;
+};
+
+static uint32_t file_pick(void *ctx, uint32_t w, uint32_t h)
+{
+    struct file_req *q = ctx;
+    if (!q->p.train) {
+        augment_geometry(&q->p, NULL, w, h, &q->d);
+    } else {
+        memset(&q->d, 0, sizeof q->d);
+        q->d.brightness = q->d.contrast = q->d.saturation = 1;
+        uint32_t *b = q->box;
+        q->bad_box = b[2] < 1 || b[3] < 1 || b[0] > w - b[2] || b[1] > h - b[3] || b[2] > w ||
+                     b[3] > h;
+        if (q->bad_box)
+            return 1;
+        q->d.crop_x = b[0], q->d.crop_y = b[1], q->d.crop_w = b[2], q->d.crop_h = b[3];
+    }
+    return q->dct ? augment_scale_denom(&q->p, &q->d, w, h) : 1;
+}
+
+/* A file request (argv-style, from "file"); writes the answer to stdout. 0, or -1 with a
+ * reason on stderr. */
+static int pixop_file(int argc, char **argv)
+{
+    struct file_req q = { .dct = argc > 2 && strcmp(argv[2], "1") == 0 };
+    int crop = argc == 9 && strcmp(argv[3], "crop") == 0;
+    if (crop) {
+        uint32_t size = (uint32_t)strtoul(argv[8], NULL, 10);
+        if (augment_preset("imagenet", 1, size, AUGMENT_HWC, &q.p))
+            return -1;
+        q.p.brightness = q.p.contrast = q.p.saturation = q.p.hue = 0;
+        q.p.gray_p = 0;
+        q.p.flip = 0;
+        for (int i = 0; i < 4; i++)
+            q.box[i] = (uint32_t)strtoul(argv[4 + i], NULL, 10);
+    } else if (!(argc == 6 && strcmp(argv[3], "test") == 0 &&
+                 augment_preset(argv[4], 0, (uint32_t)strtoul(argv[5], NULL, 10), AUGMENT_HWC,
+                                &q.p) == 0)) {
+        fprintf(stderr, "npid-pixop: file: expected PATH DCT crop X Y CW CH SIZE or "
+                        "PATH DCT test PRESET SIZE\n");
+        return -1;
+    }
+    struct augment *a = augment_new(&q.p);
+    struct jpeg_dec *dec = jpeg_dec_new(NULL);
+    uint8_t *out = a ? malloc(augment_out_bytes(a) + 1) : NULL;
+    FILE *f = fopen(argv[1], "rb");
+    int rc = -1;
+    long len = -1;
+    if (!a || !dec || !out || !f || fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 ||
+        fseek(f, 0, SEEK_SET)) {
+        fprintf(stderr, "npid-pixop: file %s: cannot open or set up\n", argv[1]);
+        goto out;
+    }
+    uint8_t *buf = jpeg_dec_file_buffer(dec, (size_t)len);
+    if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        fprintf(stderr, "npid-pixop: file %s: read failed\n", argv[1]);
+        goto out;
+    }
+    struct jpeg_image img;
+    char err[256];
+    if (image_decode_pick(dec, buf, (size_t)len, file_pick, &q, &img, err, sizeof err) ||
+        q.bad_box) {
+        fprintf(stderr, "npid-pixop: file %s: %s\n", argv[1], q.bad_box ? "bad box" : err);
+        goto out;
+    }
+    struct rng r = rng_derive(0, 0, 0); /* drawn from for the (disabled) jitter only */
+    augment_apply_scaled(a, img.pix, img.w, img.h, img.scale_denom, img.src_w, img.src_h, &r,
+                         out, &q.d);
+    out[augment_out_bytes(a)] = (uint8_t)img.scale_denom;
+    if (fwrite(out, 1, augment_out_bytes(a) + 1, stdout) == augment_out_bytes(a) + 1 &&
+        fflush(stdout) == 0)
+        rc = 0;
+out:
+    if (f)
+        fclose(f);
+    free(out);
+    jpeg_dec_destroy(&dec);
+    augment_destroy(&a);
+    return rc;
+}
+
 #define USAGE "usage: npid-pixop < requests > results\n"
 
 int main(int argc, char **argv)
@@ -114,6 +207,11 @@ int main(int argc, char **argv)
         int na = 0;
         for (char *tok = strtok(line, " \n"); tok && na < 16; tok = strtok(NULL, " \n"))
             args[na++] = tok;
+        if (na >= 1 && strcmp(args[0], "file") == 0) {
+            if (pixop_file(na, args))
+                return EXIT_USAGE;
+            continue;
+        }
         if (na < 3) {
             fprintf(stderr, "npid-pixop: bad request line\n");
             return EXIT_USAGE;
