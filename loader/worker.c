@@ -309,7 +309,8 @@ int loader_worker_main(int argc, char **argv)
         { "heartbeat-ms", NULL, CFG_U64, &hb_ms, "500", 10, 60000,
           "interval between hello/heartbeat messages", 0 },
         { "dct-scale", NULL, CFG_BOOL, &dct, "1", 0, 0,
-          "decode large JPEGs at 1/2, 1/4 or 1/8 size when the output is much smaller", 0 },
+          "decode each JPEG at 1/2, 1/4 or 1/8 size when its drawn crop (test: its resize) "
+          "keeps the output's resolution there", 0 },
         { "name", NULL, CFG_STR, &name_opt, "", 0, 0, "name in the trainer's logs (default host:pid)",
           0 },
         { "max-tasks", NULL, CFG_U64, &max_tasks, "0", 0, 0,
