@@ -61,17 +61,26 @@ uint32_t batcher_errors(const struct batcher *b, const char *const **list)
 
 /* jpeg_denom_fn of the image being decoded: draws every view's geometry on the w x h of the
  * file and returns the smallest of their scales (1 when DCT scaling is off), so the decode
- * has the resolution each view takes from it. */
-static uint32_t pick_scale(void *ctx, uint32_t w, uint32_t h)
+ * has the resolution each view takes from it; the train transform reads only the union of
+ * the views' crop boxes (augment_apply_scaled reads no pixel outside its box's span). */
+static uint32_t pick_scale(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi)
 {
     struct batcher *b = ctx;
     uint32_t denom = 8;
+    struct jpeg_region u = { w, h, 0, 0 };
     for (uint32_t v = 0; v < b->views; v++) {
+        struct augment_draw *d = &b->vdraw[v];
         b->vrng[v] = rng_derive(b->vseed[v], b->vepoch[v], b->index);
-        augment_geometry(&b->ap, &b->vrng[v], w, h, &b->vdraw[v]);
-        uint32_t k = augment_scale_denom(&b->ap, &b->vdraw[v], w, h);
+        augment_geometry(&b->ap, &b->vrng[v], w, h, d);
+        uint32_t k = augment_scale_denom(&b->ap, d, w, h);
         denom = k < denom ? k : denom;
+        u.x0 = d->crop_x < u.x0 ? d->crop_x : u.x0;
+        u.y0 = d->crop_y < u.y0 ? d->crop_y : u.y0;
+        u.x1 = d->crop_x + d->crop_w > u.x1 ? d->crop_x + d->crop_w : u.x1;
+        u.y1 = d->crop_y + d->crop_h > u.y1 ? d->crop_y + d->crop_h : u.y1;
     }
+    if (b->ap.train)
+        *roi = u;
     return b->dct_scale ? denom : 1;
 }
 

@@ -45,6 +45,8 @@ struct batcher;
  * resolution its transform takes from it: every view's geometry is drawn on the size in the
  * file, as at full size, and the smallest of their augment_scale_denom is used, so a view's
  * box and draws do not depend on dct_scale (its pixels do, slightly). 0: always full size.
+ * Either way the train transform decodes only the rows and columns of the union of the
+ * views' crop boxes (jpeg_dec_decode_pick's region; the same pixels as a full decode).
  * NULL on allocation failure. */
 struct batcher *batcher_new(int dct_scale);
 void batcher_destroy(struct batcher **b);

@@ -66,8 +66,10 @@ static int decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint
     NPID_CHECK(i < ds->n);
     if (ds->n_bin) {
         int rc = load_bin(ds, i, dec, img, err, err_len);
-        if (rc == 0 && pick)
-            (void)pick(ctx, img->src_w, img->src_h); /* full size whatever it returns */
+        if (rc == 0 && pick) {
+            struct jpeg_region roi = { 0, 0, img->src_w, img->src_h };
+            (void)pick(ctx, img->src_w, img->src_h, &roi); /* all of it at full size */
+        }
         return rc;
     }
     const char *rel = dataset_path(ds, i);

@@ -304,8 +304,10 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
     }
     int rc = f == IMAGE_PNG ? png_decode(d, p, len, img, err, err_len)
                             : webp_decode(d, p, len, img, err, err_len);
-    if (rc == 0 && pick)
-        (void)pick(ctx, img->src_w, img->src_h); /* full size whatever it returns */
+    if (rc == 0 && pick) {
+        struct jpeg_region roi = { 0, 0, img->src_w, img->src_h };
+        (void)pick(ctx, img->src_w, img->src_h, &roi); /* all of it at full size */
+    }
     return rc;
 }
 

@@ -42,7 +42,8 @@ int image_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_
 
 /* image_decode with the scale chosen as jpeg_dec_decode_pick does. pick is called exactly
  * once for every image that decodes, with its size in the file: for JPEG before its pixels
- * are decoded, for PNG and WebP after (they decode at full size whatever it returns); for
+ * are decoded, for PNG and WebP after (they decode all of the image at full size whatever it
+ * asks); for
  * JPEG it may also have been called for an image that then fails. */
 int image_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
                       void *ctx, struct jpeg_image *img, char *err, size_t err_len);

@@ -321,8 +321,10 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
                 (int)ci->jpeg_color_space, ci->num_components);
         goto fail;
     }
-    unsigned denom = pick ? pick(ctx, sw, sh) : pick_denom(sw, sh, min_side);
+    struct jpeg_region roi = { 0, 0, sw, sh };
+    unsigned denom = pick ? pick(ctx, sw, sh, &roi) : pick_denom(sw, sh, min_side);
     NPID_CHECK(denom == 1 || denom == 2 || denom == 4 || denom == 8);
+    NPID_CHECK(roi.x0 < roi.x1 && roi.x1 <= sw && roi.y0 < roi.y1 && roi.y1 <= sh);
     ci->scale_num = 1;
     ci->scale_denom = denom;
     ci->dct_method = JDCT_ISLOW;
@@ -339,13 +341,49 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
     /* libjpeg's own working memory (coefficient buffers of progressive files): bounded */
     ci->mem->max_memory_to_use = (long)(d->lim.max_pixels * 8 + (64 << 20));
     jpeg_start_decompress(ci);
+    /* the region at this scale: whole rows skipped above and below it (jpeg_skip_scanlines:
+     * the rows kept are the full decode's); columns cropped to it with a margin of ROI_MARGIN
+     * (jpeg_crop_scanline widens to iMCU boundaries, and fancy upsampling replicates the edge
+     * of what it decodes, so the outermost column of a cropped decode may differ) */
+    enum { ROI_MARGIN = 2 };
+    uint32_t ry0 = 0, ry1 = oh, cx = 0;
+    if (pick && comps == 3) {
+        uint32_t rx0 = roi.x0 / denom, rx1 = (uint32_t)(((uint64_t)roi.x1 + denom - 1) / denom);
+        ry0 = roi.y0 / denom;
+        ry1 = (uint32_t)(((uint64_t)roi.y1 + denom - 1) / denom);
+        rx0 = rx0 > ROI_MARGIN ? rx0 - ROI_MARGIN : 0;
+        rx1 = rx1 + ROI_MARGIN < ow ? rx1 + ROI_MARGIN : ow;
+        ry1 = ry1 < oh ? ry1 : oh;
+        if (rx0 > 0 || rx1 < ow) {
+            JDIMENSION xo = rx0, wd = rx1 - rx0;
+            jpeg_crop_scanline(ci, &xo, &wd);
+            cx = xo;
+        }
+    }
     JSAMPROW *rows = (JSAMPROW *)d->rows;
     for (uint32_t y = 0; y < oh; y++)
-        rows[y] = d->pix + (size_t)y * row_bytes;
-    while (ci->output_scanline < oh) {
+        rows[y] = d->pix + (size_t)y * row_bytes + (size_t)cx * 3;
+    if (ry0 > 0 && jpeg_skip_scanlines(ci, ry0) != ry0) {
+        err_set(err, err_len, "corrupt JPEG data: no progress skipping scanlines");
+        goto fail;
+    }
+    while (ci->output_scanline < ry1) {
         JDIMENSION got = jpeg_read_scanlines(ci, rows + ci->output_scanline,
-                                             oh - ci->output_scanline);
+                                             ry1 - ci->output_scanline);
         if (got == 0) {
+            err_set(err, err_len, "corrupt JPEG data: no progress reading scanlines");
+            goto fail;
+        }
+    }
+    /* below the region: skipped but for the last row, which is read (libjpeg-turbo skips a
+     * skip that reaches the end without entropy-decoding it, which would let a corrupt tail
+     * pass) */
+    if (ry1 + 1 < oh && jpeg_skip_scanlines(ci, oh - 1 - ry1) != oh - 1 - ry1) {
+        err_set(err, err_len, "corrupt JPEG data: no progress skipping scanlines");
+        goto fail;
+    }
+    while (ci->output_scanline < oh) {
+        if (jpeg_read_scanlines(ci, rows + ci->output_scanline, 1) == 0) {
             err_set(err, err_len, "corrupt JPEG data: no progress reading scanlines");
             goto fail;
         }

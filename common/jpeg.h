@@ -62,11 +62,22 @@ const struct jpeg_limits *jpeg_dec_limits(const struct jpeg_dec *d);
 int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
                     struct jpeg_image *img, char *err, size_t err_len);
 
-/* Chooses the DCT scale denominator (1, 2, 4 or 8) of a w x h image (its size in the file). */
-typedef uint32_t (*jpeg_denom_fn)(void *ctx, uint32_t w, uint32_t h);
-/* jpeg_dec_decode with the scale pick(ctx, w, h) returns, called once, after the header has
- * passed the checks and before any pixel is decoded (a value outside {1, 2, 4, 8} is a broken
- * invariant). The scaled size is libjpeg's, ceil(w / denom) x ceil(h / denom). */
+/* A rectangle [x0, x1) x [y0, y1) of an image, in the pixels of the file. */
+struct jpeg_region {
+    uint32_t x0, y0, x1, y1;
+};
+/* Chooses the DCT scale denominator (1, 2, 4 or 8) of a w x h image (its size in the file),
+ * and the region the caller will read: *roi holds the whole image on entry and may be
+ * narrowed to a non-empty rectangle within it. */
+typedef uint32_t (*jpeg_denom_fn)(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi);
+/* jpeg_dec_decode with the scale pick(ctx, w, h, roi) returns, called once, after the header
+ * has passed the checks and before any pixel is decoded (a value outside {1, 2, 4, 8}, or a
+ * region not within the image, is a broken invariant). The scaled size is libjpeg's,
+ * ceil(w / denom) x ceil(h / denom), and img->pix that whole image (stride img->w * 3), but
+ * only the pixels of roi at that scale (x0 / denom .. ceil(x1 / denom), the same for y) are
+ * defined when pick narrowed it: those are the full decode's, byte for byte, while the rows
+ * and columns outside are not colour-converted (rows below still entropy-decoded, so a
+ * corrupt file is rejected as by a full decode). */
 int jpeg_dec_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
                          void *ctx, struct jpeg_image *img, char *err, size_t err_len);
 

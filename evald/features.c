@@ -154,8 +154,9 @@ void feat_model_deinit(struct feat_model *m)
     m->bad = NULL;
 }
 
-uint32_t feat_scale(void *ctx, uint32_t w, uint32_t h)
+uint32_t feat_scale(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi)
 {
+    (void)roi; /* the test transform reads all of it */
     struct feat_model *m = ctx;
     const struct augment_params *p = augment_get_params(m->aug);
     struct augment_draw d;

@@ -92,7 +92,7 @@ int feat_dataset_views(struct feat_model *m, const struct dataset *ds, size_t fi
 
 /* The DCT scale at which m decodes a w x h file (a jpeg_denom_fn, ctx m): the test
  * transform's augment_scale_denom, as feat_dataset's batcher chooses it. */
-uint32_t feat_scale(void *m, uint32_t w, uint32_t h);
+uint32_t feat_scale(void *m, uint32_t w, uint32_t h, struct jpeg_region *roi);
 /* Features of one decoded image (packed RGB, decoded at img->scale_denom; decoded with
  * feat_scale, it gives what feat_dataset gives the same file) into out (low_dim). */
 void feat_image(struct feat_model *m, const struct jpeg_image *img, float *out);

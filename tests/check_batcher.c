@@ -308,9 +308,10 @@ struct one_view {
     uint32_t denom;
 };
 
-static uint32_t pick_one(void *ctx, uint32_t w, uint32_t h)
+static uint32_t pick_one(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi)
 {
     struct one_view *v = ctx;
+    (void)roi; /* all of it: the batcher's region must not change the result */
     augment_geometry(v->p, &v->r, w, h, &v->d);
     v->denom = augment_scale_denom(v->p, &v->d, w, h);
     return v->denom;

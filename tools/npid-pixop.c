@@ -109,7 +109,7 @@ struct file_req {
     int dct, bad_box;
 };
 
-static uint32_t file_pick(void *ctx, uint32_t w, uint32_t h)
+static uint32_t file_pick(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi)
 {
     struct file_req *q = ctx;
     if (!q->p.train) {
@@ -123,6 +123,7 @@ static uint32_t file_pick(void *ctx, uint32_t w, uint32_t h)
         if (q->bad_box)
             return 1;
         q->d.crop_x = b[0], q->d.crop_y = b[1], q->d.crop_w = b[2], q->d.crop_h = b[3];
+        *roi = (struct jpeg_region){ b[0], b[1], b[0] + b[2], b[1] + b[3] };
     }
     return q->dct ? augment_scale_denom(&q->p, &q->d, w, h) : 1;
 }
