@@ -88,8 +88,8 @@ int ckpt_model_check(const struct ckpt_model *m, char *why, size_t cap)
         snprintf(why, cap, "bad model field low_dim %u (1..4096)", m->low_dim);
     else if (m->size < 8 || m->size > 1024)
         snprintf(why, cap, "bad model field size %u (8..1024)", m->size);
-    else if (m->stem > NET_STEM_S4)
-        snprintf(why, cap, "bad model field stem %u (0 cifar, 1 s2, 2 s4)", m->stem);
+    else if (m->stem > NET_STEM_IMAGENET)
+        snprintf(why, cap, "bad model field stem %u (0 cifar, 1 s2, 2 s4, 3 imagenet)", m->stem);
     else if (m->head > 8192)
         snprintf(why, cap, "bad model field head %u (0..8192)", m->head);
     else

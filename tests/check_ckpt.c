@@ -311,6 +311,33 @@ START_TEST(test_model_fields)
 }
 END_TEST
 
+/* Every stem survives the round trip, stored as its enum value at offset 168. */
+START_TEST(test_model_stems)
+{
+    struct ckpt a, b;
+    char err[256];
+    make_ckpt(&a, 3, 20);
+    static const int stems[] = { NET_STEM_CIFAR, NET_STEM_S2, NET_STEM_S4, NET_STEM_IMAGENET };
+    for (size_t i = 0; i < sizeof stems / sizeof stems[0]; i++) {
+        a.model = (struct ckpt_model){ "resnet20", 128, 64, (uint32_t)stems[i], 0 };
+        ck_assert_int_eq(ckpt_save(path, &a), 0);
+        ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_uint_eq(b.model.stem, (uint32_t)stems[i]);
+        ckpt_free(&b);
+        unsigned char d[172];
+        FILE *f = fopen(path, "rb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fread(d, 1, sizeof d, f), sizeof d);
+        fclose(f);
+        uint32_t st;
+        memcpy(&st, d + 168, 4);
+        ck_assert_uint_eq(st, (uint32_t)i);
+    }
+    ck_assert_uint_eq(NET_STEM_IMAGENET, 3); /* docs/formats.md */
+    ckpt_free(&a);
+}
+END_TEST
+
 /* A version 1 file by hand (docs/formats.md): the 128-byte header, config, an empty bank path,
  * np parameters, no buffers or momentum. */
 static void write_v1(const char *p, const char *config, size_t np)
@@ -400,7 +427,7 @@ START_TEST(test_bad_model_fields)
     static const struct { long off; uint32_t v; const char *why; } bad[] = {
         { 160, 0, "low_dim 0 (1..4096)" },     { 160, 4097, "low_dim 4097" },
         { 164, 7, "size 7 (8..1024)" },        { 164, 1025, "size 1025" },
-        { 168, 3, "stem 3" },                  { 172, 8193, "head 8193 (0..8192)" },
+        { 168, 4, "stem 4" },                  { 172, 8193, "head 8193 (0..8192)" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_int_eq(ckpt_save(path, &a), 0);
@@ -442,6 +469,7 @@ static Suite *ckpt_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_model_fields);
+    tcase_add_test(tc, test_model_stems);
     tcase_add_test(tc, test_version1_read);
     tcase_add_test(tc, test_bad_model_fields);
     tcase_add_test(tc, test_corrupt_detected);

@@ -1,7 +1,8 @@
 /* Unit tests for the nn layers (common/nn/): convolution (direct 3x3 kernels and
  * im2col+sgemm; forward, weight and input gradients, whole batch and thread slices) against
  * nested loops, and finite-difference gradient checks of conv, BN (train; plain, fused ReLU,
- * residual join), ReLU, add, average pool, linear, L2 norm and whole BasicBlocks; BN eval
+ * residual join), ReLU, add, average pool, max pool (also against nested loops), linear,
+ * L2 norm and whole BasicBlocks; BN eval
  * mode and running statistics; the BN and masked-add kernels of every kernel level the CPU
  * has (common/cpu.h) against plain loops. Loss for every check: L = sum(y * R), R fixed
  * random. */
@@ -682,6 +683,81 @@ END_TEST
 START_TEST(test_block_identity_grad) { blk_check(4, 4, 1, 2, 5); }
 END_TEST
 
+/* ---- max pool ---- */
+
+struct mp_ctx {
+    struct maxpool p;
+    int C, B, H, W;
+    float *x, *y, *R;
+    int32_t *arg;
+    size_t ny;
+};
+
+static double mp_loss(void *p)
+{
+    struct mp_ctx *c = p;
+    maxpool_forward_range(&c->p, c->x, c->C, c->B, c->H, c->W, 0, c->B, c->y, c->arg);
+    return dot_d(c->y, c->R, c->ny);
+}
+
+/* The imagenet stem's 3x3 stride-2 pad-1 pool on 7x6 images (a window hanging over each
+ * edge) of negative, distinct inputs 0.05 apart, so a zero padding would win and no
+ * difference of h = 1e-2 moves an argmax: values against nested loops, thread slices against
+ * the whole batch, and the gradient against central differences. */
+START_TEST(test_maxpool)
+{
+    struct mp_ctx c = { { 3, 2, 1 }, 2, 3, 7, 6, NULL, NULL, NULL, NULL, 0 };
+    int Ho = maxpool_out_dim(&c.p, c.H), Wo = maxpool_out_dim(&c.p, c.W);
+    ck_assert_int_eq(Ho, 4); /* floor((7 + 2 - 3) / 2) + 1 */
+    ck_assert_int_eq(Wo, 3);
+    size_t nx = (size_t)c.C * c.B * c.H * c.W;
+    c.ny = (size_t)c.C * c.B * Ho * Wo;
+    c.x = nn_alloc(nx);
+    c.y = nn_alloc(c.ny);
+    c.R = nn_alloc(c.ny);
+    c.arg = (int32_t *)(void *)nn_alloc(c.ny);
+    float *y2 = nn_alloc(c.ny), *g = nn_alloc(nx), *g2 = nn_alloc(nx);
+    int32_t *arg2 = (int32_t *)(void *)nn_alloc(c.ny);
+    for (size_t i = 0; i < nx; i++) c.x[i] = -0.05f * (float)(1 + (i * 37) % nx);
+    fill_normal(c.R, c.ny, 1.0, 41);
+    mp_loss(&c);
+    for (int ch = 0; ch < c.C; ch++)
+        for (int b = 0; b < c.B; b++)
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    const float *img = c.x + ((size_t)ch * c.B + b) * c.H * c.W;
+                    float m = -INFINITY;
+                    for (int h = 2 * oh - 1; h <= 2 * oh + 1; h++)
+                        for (int w = 2 * ow - 1; w <= 2 * ow + 1; w++)
+                            if (h >= 0 && h < c.H && w >= 0 && w < c.W && img[h * c.W + w] > m)
+                                m = img[h * c.W + w];
+                    size_t o = (((size_t)ch * c.B + b) * Ho + oh) * Wo + ow;
+                    ck_assert_msg(c.y[o] == m && m < 0.0f, "out %zu: %g, expected %g", o,
+                                  c.y[o], m);
+                    ck_assert(img[c.arg[o]] == m);
+                }
+    maxpool_backward_range(&c.p, c.R, c.arg, c.C, c.B, c.H, c.W, 0, c.B, g);
+    /* two slices, [0, 1) and [1, 3), give the whole batch's values and gradient */
+    for (int s = 0; s < 2; s++) {
+        int b0 = s == 0 ? 0 : 1, b1 = s == 0 ? 1 : c.B;
+        maxpool_forward_range(&c.p, c.x, c.C, c.B, c.H, c.W, b0, b1, y2, arg2);
+        maxpool_backward_range(&c.p, c.R, arg2, c.C, c.B, c.H, c.W, b0, b1, g2);
+    }
+    ck_assert(memcmp(y2, c.y, sizeof(float) * c.ny) == 0);
+    ck_assert(memcmp(g2, g, sizeof(float) * nx) == 0);
+    double e = gc_rel_error(mp_loss, &c, c.x, g, nx, nx, 1e-2f);
+    ck_assert_msg(e < 1e-3, "max pool gradient rel err %g", e);
+    nn_free(c.x);
+    nn_free(c.y);
+    nn_free(c.R);
+    nn_free((float *)(void *)c.arg);
+    nn_free((float *)(void *)arg2);
+    nn_free(y2);
+    nn_free(g);
+    nn_free(g2);
+}
+END_TEST
+
 static Suite *nn_layers_suite(void)
 {
     Suite *s = suite_create("nn_layers");
@@ -696,6 +772,7 @@ static Suite *nn_layers_suite(void)
     tcase_add_test(tc, test_elementwise_grads);
     tcase_add_test(tc, test_block_projection_grad);
     tcase_add_test(tc, test_block_identity_grad);
+    tcase_add_test(tc, test_maxpool);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,6 +4,7 @@
  * schedules, and determinism (same seed -> identical weights after three steps). */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,17 +90,21 @@ START_TEST(test_head_grad)
 }
 END_TEST
 
-/* The strided stems: the whole-network gradient on 16x16 inputs (s2: 8x8 maps, s4: 4x4), and
+/* The strided stems: the whole-network gradient on 8*stride px inputs (s2: 16 px, 8x8 maps
+ * from the stem; s4: 32 px, 16x16 then 8x8 after the first stage; imagenet: 32 px, 16x16 then
+ * 8x8 after the max pool), the stem's own parameters (the gradient through the pool), and
  * their cost: a stride-s stem on an s*8 px input costs what the CIFAR stem costs on 8 px but
  * for its own first convolution (and, s4, the first block's projection shortcut). */
 START_TEST(test_stems)
 {
-    int stem = _i == 0 ? NET_STEM_S2 : NET_STEM_S4, s = 8 * net_stem_stride(stem);
+    static const int stems[] = { NET_STEM_S2, NET_STEM_S4, NET_STEM_IMAGENET };
+    int stem = stems[_i], s = 8 * net_stem_stride(stem), r = stem == NET_STEM_IMAGENET ? 7 : 3;
     struct net_config cfg = { "resnet20", 6, s, s, 3, 5, NET_INIT_HE, stem, 0 };
     struct net_ctx c = { net_new_threads(&cfg, 2), NULL, NULL, 3, 6 };
     ck_assert_ptr_nonnull(c.n);
-    ck_assert_ptr_nonnull(strstr(net_describe(c.n), stem == NET_STEM_S2 ? "stem s2 (maps 8x8)"
-                                                                       : "stem s4 (maps 8x8)"));
+    char want_desc[64];
+    snprintf(want_desc, sizeof want_desc, "stem %s (maps 8x8)", net_stem_name(stem));
+    ck_assert_msg(strstr(net_describe(c.n), want_desc), "%s", net_describe(c.n));
     size_t nx = (size_t)3 * 3 * s * s;
     c.x = malloc(sizeof(float) * nx);
     c.R = malloc(sizeof(float) * 18);
@@ -114,16 +119,24 @@ START_TEST(test_stems)
        the CIFAR stem's included (a miswired stem or BN size gives errors near 1) */
     double e = gc_rel_error(net_loss, &c, net_params(c.n), g, np, 400, 1e-3f);
     ck_assert_msg(e < 6e-2, "stem %s: whole-net gradient rel err %g", net_stem_name(stem), e);
+    size_t ns = (size_t)16 * 3 * r * r; /* the stem convolution, first in the block */
+    e = gc_rel_error(net_loss, &c, net_params(c.n), g, ns, 200, 1e-3f);
+    ck_assert_msg(e < 6e-2, "stem %s: stem conv gradient rel err %g", net_stem_name(stem), e);
     struct net_config small = { "resnet20", 6, 8, 8, 3, 5, NET_INIT_HE, NET_STEM_CIFAR, 0 };
     struct net *ref = net_new_threads(&small, 1);
     ck_assert_ptr_nonnull(ref);
     double stem_fl = 2.0 * 3 * 16 * 9 * 8 * 8, f = net_flops_per_image(c.n);
     double want = net_flops_per_image(ref) - stem_fl + stem_fl * (stem == NET_STEM_S2 ? 1 : 4);
+    if (stem == NET_STEM_IMAGENET) /* 7x7 on the 16x16 maps, before the pool */
+        want = net_flops_per_image(ref) - stem_fl + 2.0 * 3 * 16 * 49 * 16 * 16;
     if (stem == NET_STEM_S4) /* the 1x1 shortcut 16 -> 16 channels on the 8x8 maps */
         want += 2.0 * 16 * 16 * 8 * 8;
     ck_assert_msg(fabs(f - want) < 1e-6 * want, "stem %s: %g FLOP/img, expected %g",
                   net_stem_name(stem), f, want);
-    ck_assert_uint_eq(net_param_scalars(c.n) > net_param_scalars(ref), stem == NET_STEM_S4);
+    size_t extra = stem == NET_STEM_S4 ? (size_t)16 * 16 + 2 * 16
+                   : stem == NET_STEM_IMAGENET ? (size_t)16 * 3 * (49 - 9)
+                                              : 0;
+    ck_assert_uint_eq(net_param_scalars(c.n), net_param_scalars(ref) + extra);
     net_destroy(&ref);
     free(g);
     free(c.x);
@@ -132,14 +145,19 @@ START_TEST(test_stems)
     ck_assert_int_eq(net_stem_parse("s4"), NET_STEM_S4);
     ck_assert_int_eq(net_stem_parse("cifar"), NET_STEM_CIFAR);
     ck_assert_int_eq(net_stem_parse("S2"), -1);
+    ck_assert_int_eq(net_stem_parse("imagenet"), NET_STEM_IMAGENET);
+    ck_assert_str_eq(net_stem_name(NET_STEM_IMAGENET), "imagenet");
+    ck_assert_int_eq(net_stem_stride(NET_STEM_IMAGENET), 4);
     cfg.stem = 7;
     ck_assert_ptr_null(net_new(&cfg));
 }
 END_TEST
 
-/* The team splits the batch: 1, 2 and 3 threads (3 does not divide the batch) agree. */
+/* The team splits the batch: 1, 2 and 3 threads (3 does not divide the batch) agree, with the
+ * CIFAR stem and with the imagenet stem (its max pool per thread slice). */
 START_TEST(test_threads_agree)
 {
+    int stem = _i == 0 ? NET_STEM_CIFAR : NET_STEM_IMAGENET;
     int B = 5;
     size_t nx = (size_t)B * 3 * 16 * 16;
     float *x = malloc(sizeof(float) * nx), df[5 * 8];
@@ -148,7 +166,7 @@ START_TEST(test_threads_agree)
     float *feat[3], *grad[3], *buf[3];
     size_t np = 0, nbuf = 0;
     for (int t = 0; t < 3; t++) {
-        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4, NET_INIT_HE, NET_STEM_CIFAR, 0 };
+        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4, NET_INIT_HE, stem, 0 };
         struct net *n = net_new_threads(&cfg, t + 1);
         ck_assert_ptr_nonnull(n);
         ck_assert_int_eq(net_threads(n), t + 1);
@@ -172,7 +190,8 @@ START_TEST(test_threads_agree)
             gn += (double)grad[0][i] * grad[0][i];
         }
         for (size_t i = 0; i < nbuf; i++) bd = fmax(bd, fabs(buf[t][i] - buf[0][i]));
-        ck_assert_msg(fd < 1e-4, "%d threads: features differ by %g", t + 1, fd);
+        ck_assert_msg(fd < 1e-4, "stem %s, %d threads: features differ by %g",
+                      net_stem_name(stem), t + 1, fd);
         ck_assert_msg(sqrt(gd / gn) < 1e-3, "%d threads: grads rel diff %g", t + 1, sqrt(gd / gn));
         ck_assert_msg(bd < 1e-4, "%d threads: BN running stats differ by %g", t + 1, bd);
     }
@@ -360,8 +379,8 @@ static Suite *nn_net_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_net_grad, 0, 2);
     tcase_add_loop_test(tc, test_head_grad, 0, 2);
-    tcase_add_loop_test(tc, test_stems, 0, 2);
-    tcase_add_test(tc, test_threads_agree);
+    tcase_add_loop_test(tc, test_stems, 0, 3);
+    tcase_add_loop_test(tc, test_threads_agree, 0, 2);
     tcase_add_test(tc, test_presets);
     tcase_add_loop_test(tc, test_input_sizes, 0, 4);
     tcase_add_test(tc, test_train_eval);

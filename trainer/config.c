@@ -60,7 +60,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("flip", NULL, CFG_STR, flip, "", 0, 0, "RandomHorizontalFlip: true | false (empty: the preset's; cifar false, imagenet true)"),
     OPT("blur", NULL, CFG_STR, blur, "", 0, 0, "probability P of a Gaussian blur after the flip, jitter and grayscale (SimCLR, MoCo v2): sigma uniform in [0.1, 2], kernel side the odd number nearest 10% of --size, at least 3 (SimCLR's rule: 3 at 32 px, 7 at 64, 23 at 224), reflect padding, torchvision's GaussianBlur (empty: the preset's, 0 = off)"),
     OPT("size", NULL, CFG_INT, size, "32", 0, 1024, "training and evaluation image size (square); 0: from the data, the median short side of 200 images' headers rounded down to a multiple of 16 within 32..128 (docs/recipes.md)"),
-    OPT("stem", NULL, CFG_STR, stem, "cifar", 0, 0, "cifar (3x3 stride 1) | s2 (3x3 stride 2) | s4 (s2 and the first stage at stride 2) | auto (the stride bringing the feature maps nearest 32 px)"),
+    OPT("stem", NULL, CFG_STR, stem, "cifar", 0, 0, "cifar (3x3 stride 1) | s2 (3x3 stride 2) | s4 (s2 and the first stage at stride 2) | imagenet (torchvision's 7x7 stride 2 + 3x3 max pool stride 2) | auto (the stride bringing the feature maps nearest 32 px among cifar, s2, s4)"),
     OPT("seed", "NPID_SEED", CFG_U64, seed, "0", 0, 0, "seed for weights, epoch plans, augmentation, negatives"),
     OPT("bank", "NPID_BANK", CFG_STR, bank_ep, "tcp://127.0.0.1:5557", 0, 0, "npid-bankd endpoint (default port: NPID_PORT_BASE)"),
     OPT("tasks", "NPID_TASKS", CFG_STR, tasks_ep, "tcp://127.0.0.1:5558", 0, 0, "endpoint loaders connect to (default port: NPID_PORT_BASE + 1)"),
@@ -161,7 +161,7 @@ int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
     static const char *const scheds[] = { "step", "cosine", NULL };
     static const char *const augs[] = { "cifar", "imagenet", "none", NULL };
     static const char *const losses[] = { "auto", "nce", "infonce", "softmax", NULL };
-    static const char *const stems[] = { "auto", "cifar", "s2", "s4", NULL };
+    static const char *const stems[] = { "auto", "cifar", "s2", "s4", "imagenet", NULL };
     static char eps[3][32];
     static char usage[160];
     static const char *const ep_names[3] = { "bank", "tasks", "events" };
@@ -312,7 +312,7 @@ int trainer_size_rule(uint32_t native)
 int trainer_stem_rule(int size)
 {
     /* the stride in 1, 2, 4 whose feature maps are nearest 32 px on a log scale (ties: the
-       smaller stride, the finer maps) */
+       smaller stride, the finer maps); of the 3x3 stems only, never imagenet */
     int best = NET_STEM_CIFAR;
     double best_d = 1e9;
     for (int st = NET_STEM_CIFAR; st <= NET_STEM_S4; st++) {

@@ -28,15 +28,20 @@ struct net {
     struct net_config cfg;
     char model[32];
     int nblocks, feat_c;
-    int h0, w0;                /* the stem's output size */
+    int hc, wc;                /* the stem convolution's output size */
+    int h0, w0;                /* the stem's output size (after the max pool, if any) */
     struct conv stem;
     struct bn stem_bn;
+    struct maxpool pool;       /* the imagenet stem's (pool.k == 0: none) */
     struct block blocks[NET_MAX_BLOCKS];
     struct linear fc;
     struct linear hid;         /* the head's hidden layer (hid.out == 0: none) */
     /* activations */
     float *xin;                /* (3, B, H, W) */
-    float *z0, *a0;            /* (C0, B, H, W) */
+    float *z0, *a0;            /* (C0, B, hc, wc): the stem convolution, after BN + ReLU */
+    float *p0;                 /* (C0, B, h0, w0): the max pool's output (imagenet stem) */
+    int32_t *parg;             /* (C0, B, h0, w0): each pooled maximum's position in a0 */
+    float *x0;                 /* the first block's input: p0, or a0 without a pool */
     float *pooled, *dpooled;   /* (B, C) */
     float *h, *dh;             /* (B, head): the hidden layer after its ReLU, and its gradient */
     float *u, *feat, *norms;   /* (B, d), (B, d), (B) */
@@ -83,16 +88,35 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     size_t smin = 0, amax = 0;
     n->flops = 0.0;
     n->xin = nn_carve(&L->acts, (size_t)3 * B * H * W);
-    int ss = n->cfg.stem == NET_STEM_CIFAR ? 1 : 2;
-    conv_layout(&n->stem, 3, p->stem, 3, ss, 1, L);
+    int in7 = n->cfg.stem == NET_STEM_IMAGENET;
+    int sr = in7 ? 7 : 3, ss = n->cfg.stem == NET_STEM_CIFAR ? 1 : 2, sp = sr / 2;
+    conv_layout(&n->stem, 3, p->stem, sr, ss, sp, L);
     bn_layout(&n->stem_bn, p->stem, L);
     n->flops += conv_flops(&n->stem, H, W);
     smin = conv_scratch_min(&n->stem, H, W);
-    H = n->h0 = conv_out_dim(H, 3, ss, 1);
-    W = n->w0 = conv_out_dim(W, 3, ss, 1);
+    H = n->hc = conv_out_dim(H, sr, ss, sp);
+    W = n->wc = conv_out_dim(W, sr, ss, sp);
+    /* the backward buffers below hold the stem convolution's gradient too */
     amax = (size_t)p->stem * B * H * W;
     n->z0 = nn_carve(&L->acts, amax);
     n->a0 = nn_carve(&L->acts, amax);
+    n->x0 = n->a0;
+    n->pool = (struct maxpool){ 0, 1, 0 };
+    n->p0 = NULL;
+    n->parg = NULL;
+    if (in7) {
+        /* comparisons, no multiply-adds: not in the flop count */
+        n->pool = (struct maxpool){ 3, 2, 1 };
+        H = maxpool_out_dim(&n->pool, H);
+        W = maxpool_out_dim(&n->pool, W);
+        size_t np0 = (size_t)p->stem * B * H * W;
+        n->p0 = nn_carve(&L->acts, np0);
+        /* int32 positions in a float-sized run */
+        n->parg = (int32_t *)(void *)nn_carve(&L->acts, np0);
+        n->x0 = n->p0;
+    }
+    n->h0 = H;
+    n->w0 = W;
     int cin = p->stem, nb = 0;
     for (int s = 0; s < p->nstage; s++) {
         for (int d = 0; d < p->depth[s]; d++) {
@@ -172,20 +196,23 @@ static size_t net_count_scalars(const struct net *n)
 
 int net_stem_parse(const char *name)
 {
-    static const char *const names[] = { "cifar", "s2", "s4" };
-    for (int i = 0; i < 3; i++)
+    static const char *const names[] = { "cifar", "s2", "s4", "imagenet" };
+    for (int i = 0; i < 4; i++)
         if (name && strcmp(name, names[i]) == 0) return i;
     return -1;
 }
 
 const char *net_stem_name(int stem)
 {
-    return stem == NET_STEM_S2 ? "s2" : stem == NET_STEM_S4 ? "s4" : "cifar";
+    return stem == NET_STEM_S2         ? "s2"
+           : stem == NET_STEM_S4       ? "s4"
+           : stem == NET_STEM_IMAGENET ? "imagenet"
+                                       : "cifar";
 }
 
 int net_stem_stride(int stem)
 {
-    return stem == NET_STEM_S2 ? 2 : stem == NET_STEM_S4 ? 4 : 1;
+    return stem == NET_STEM_S2 ? 2 : stem == NET_STEM_S4 || stem == NET_STEM_IMAGENET ? 4 : 1;
 }
 
 int net_init_parse(const char *name)
@@ -247,7 +274,7 @@ static const struct net_preset *net_check(const struct net_config *cfg, int thre
     }
     if (nt > 64) nt = 64;
     if (nt > cfg->max_batch) nt = cfg->max_batch > 0 ? cfg->max_batch : 1;
-    if (cfg->stem < NET_STEM_CIFAR || cfg->stem > NET_STEM_S4) {
+    if (cfg->stem < NET_STEM_CIFAR || cfg->stem > NET_STEM_IMAGENET) {
         log_error("net: unknown stem %d", cfg->stem);
         return NULL;
     }
@@ -394,8 +421,11 @@ static void net_forward_job(void *arg, int tid)
             memcpy(n->xin + ((size_t)ch * B + b) * hw, n->x_in + ((size_t)b * 3 + ch) * hw,
                    sizeof(float) * hw);
     conv_forward_ctx(&n->stem, n->xin, H, W, n->z0, &c);
-    bn_forward_ctx(&n->stem_bn, n->z0, NULL, n->a0, (size_t)n->h0 * n->w0, train, 1, &c);
-    const float *cur = n->a0;
+    bn_forward_ctx(&n->stem_bn, n->z0, NULL, n->a0, (size_t)n->hc * n->wc, train, 1, &c);
+    if (n->p0)
+        maxpool_forward_range(&n->pool, n->a0, n->stem_bn.C, B, n->hc, n->wc, c.b0, c.b1, n->p0,
+                              n->parg);
+    const float *cur = n->x0;
     for (int i = 0; i < n->nblocks; i++) {
         block_forward(&n->blocks[i], cur, train, &c);
         cur = n->blocks[i].y;
@@ -479,13 +509,21 @@ static void net_backward_job(void *arg, int tid)
     }
     for (int i = n->nblocks - 1; i >= 0; i--) {
         struct block *k = &n->blocks[i];
-        const float *in = i > 0 ? n->blocks[i - 1].y : n->a0;
+        const float *in = i > 0 ? n->blocks[i - 1].y : n->x0;
         block_backward(k, in, dy, dx, n->buf[2], n->buf[3], &c);
         float *t = dy;
         dy = dx;
         dx = t;
     }
-    bn_backward_ctx(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)n->h0 * n->w0, &c);
+    if (n->p0) {
+        /* dx held the first block's dy, laid out for other images at (h0, w0): every thread
+           must be done with it before this one's images are written at (hc, wc) */
+        nn_team_barrier(c.team);
+        maxpool_backward_range(&n->pool, dy, n->parg, n->stem_bn.C, B, n->hc, n->wc, c.b0,
+                               c.b1, dx);
+        dy = dx;
+    }
+    bn_backward_ctx(&n->stem_bn, n->z0, n->a0, dy, dy, (size_t)n->hc * n->wc, &c);
     conv_backward_ctx(&n->stem, n->xin, dy, H, W, NULL, 0, &c);
     if (n->nt == 1) return;
     /* sum the per-thread weight gradients into the net's block, each thread a range */

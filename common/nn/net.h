@@ -1,7 +1,8 @@
 /* The encoder network: CIFAR-style ResNets ending in Linear(low_dim) and L2 normalisation.
  *
- * Presets (stem 3x3 conv stride 1 + BN + ReLU, no max-pool; BasicBlocks with a 1x1 conv + BN
- * projection shortcut where the shape changes; global average pool; Linear with bias):
+ * Presets (with the default stem, 3x3 conv stride 1 + BN + ReLU, no max-pool; other stems
+ * below; BasicBlocks with a 1x1 conv + BN projection shortcut where the shape changes; global
+ * average pool; Linear with bias):
  *   resnet18       widths 64/128/256/512, two blocks per stage, strides 1/2/2/2
  *                  (the reference's CIFAR ResNet18: 11.2 M parameters)
  *   resnet18-half  widths 32/64/128/256, same depth
@@ -38,7 +39,7 @@ struct net_config {
     int max_batch;       /* activations and scratch are sized for this */
     uint64_t seed;       /* weight initialisation, deterministic */
     int init;            /* enum net_init: how convolution weights are drawn */
-    int stem;            /* enum net_stem: the first convolution's stride (0: CIFAR's) */
+    int stem;            /* enum net_stem: the layers before the first stage (0: CIFAR's) */
     int head;            /* hidden width of a two-layer head (0: the single Linear) */
 };
 
@@ -48,14 +49,18 @@ struct net_config {
  *   NET_STEM_S2     3x3 convolution, stride 2: maps of half the input size, so a 64 px
  *                   input costs what a 32 px one costs with the CIFAR stem
  *   NET_STEM_S4     3x3 convolution, stride 2, and the first stage at stride 2 (its first
- *                   block then has a projection shortcut): maps of a quarter of the input */
-enum net_stem { NET_STEM_CIFAR = 0, NET_STEM_S2 = 1, NET_STEM_S4 = 2 };
+ *                   block then has a projection shortcut): maps of a quarter of the input
+ *   NET_STEM_IMAGENET torchvision's ResNet stem: 7x7 convolution stride 2 pad 3, BN, ReLU,
+ *                   3x3 max pool stride 2 pad 1 (padding never wins), the first stage at
+ *                   stride 1: maps of a quarter of the input, ceil(ceil(H/2)/2)
+ * Every stem is followed by BN and ReLU; the enum values are what checkpoints store. */
+enum net_stem { NET_STEM_CIFAR = 0, NET_STEM_S2 = 1, NET_STEM_S4 = 2, NET_STEM_IMAGENET = 3 };
 
-/* The enum for "cifar" | "s2" | "s4"; -1 for anything else. */
+/* The enum for "cifar" | "s2" | "s4" | "imagenet"; -1 for anything else. */
 int net_stem_parse(const char *name);
 /* The name of a stem enum ("cifar" for anything unknown). */
 const char *net_stem_name(int stem);
-/* The total stride of a stem: 1, 2 or 4. */
+/* The total stride of a stem: 1, 2 or 4 (imagenet: 4). */
 int net_stem_stride(int stem);
 
 /* Convolution weight initialisation (the BN layers start at gamma 1, beta 0, and the output
