@@ -4,6 +4,8 @@
 # PyTorch network, the same inputs, positives and m = 4096 negatives; features, loss, Z, dL/df,
 # the parameter update and the BN statistics must agree within float32 rounding (the script's
 # tolerances). Also a check on every checkpoint reader outside C: the script parses the file.
+# Then the same for resnet18 with the imagenet stem (7x7/2 conv, BN, ReLU, 3x3/2 max pool:
+# torchvision's ResNet18) at 64 px, batch 8, a few seconds.
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 py=/usr/bin/python3
@@ -15,4 +17,7 @@ $py -c 'import torch, numpy' 2>/dev/null ||
 [ -n "${OPENBLAS_CORETYPE:-}" ] || export OPENBLAS_CORETYPE=Haswell
 out=$(timeout 300 $py "$here/../bench/peer/step_parity.py" --bin "$bin" --model resnet20 \
     --batch 32 2>&1) || { echo "it_step_parity: FAIL: $out" >&2; exit 1; }
+echo "it_step_parity: $(echo "$out" | tail -1 | cut -c1-220)"
+out=$(timeout 300 $py "$here/../bench/peer/step_parity.py" --bin "$bin" --model resnet18 \
+    --stem imagenet --size 64 --batch 8 2>&1) || { echo "it_step_parity: FAIL: $out" >&2; exit 1; }
 echo "it_step_parity: $(echo "$out" | tail -1 | cut -c1-220)"

@@ -5,7 +5,8 @@
  *   npid-step CKPT MODEL SIZE LOW_DIM IN OUT
  * IN (little-endian): u32 B, u32 m, u64 n, f64 tau, f64 lr, f64 momentum, f64 wd,
  *   then f32 x (B, 3, SIZE, SIZE) normalised pixels, f32 pos (B, LOW_DIM), f32 neg (m, LOW_DIM).
- * The network takes CKPT's parameters and BN running statistics; the step is the trainer's:
+ * The network is MODEL with CKPT's stem (its model block) and takes CKPT's parameters and BN
+ * running statistics; the step is the trainer's:
  * train-mode forward, objective_nce_shared (Z estimated on this call, as on a first step),
  * backward, SGD with a zero momentum buffer.
  * OUT: f64 loss, f64 Z, f32 features (B, LOW_DIM), f32 dL/df (B, LOW_DIM), f32 parameter
@@ -75,12 +76,14 @@ int main(int argc, char **argv)
         log_error("%s: truncated inputs", argv[5]);
         goto out;
     }
-    struct net_config nc = { argv[2], dim, size, size, (int)B, 0, NET_INIT_HE, NET_STEM_CIFAR, 0 };
+    struct net_config nc = { argv[2], dim, size, size, (int)B, 0, NET_INIT_HE,
+                             (int)c.model.stem, 0 };
     net = net_new(&nc);
     if (!net)
         goto out;
     if (net_param_count(net) != c.n_params || net_buffer_count(net) != c.n_buffers) {
-        log_error("%s does not hold a %s / %d px / d %d network", argv[1], argv[2], size, dim);
+        log_error("%s does not hold a %s / %d px / d %d / stem %s network", argv[1], argv[2], size,
+                  dim, net_stem_name((int)c.model.stem));
         goto out;
     }
     memcpy(net_params(net), c.params, c.n_params * sizeof(float));

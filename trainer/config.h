@@ -22,7 +22,7 @@ struct trainer_cfg {
     const char *curve_key, *bank_server_key; /* CURVE: own key pair, bankd's public key ("") */
     const char *curve_allow;                 /* CURVE: loaders admitted on --tasks ("") */
     const char *loss;      /* after parsing: nce, infonce or softmax (auto resolved) */
-    const char *stem;      /* cifar | s2 | s4, or auto until trainer_cfg_set_input */
+    const char *stem;      /* cifar | s2 | s4 | imagenet, or auto until trainer_cfg_set_input */
     const char *crop_scale, *jitter, *gray, *flip, *blur; /* as given; "" means the preset's */
     const char *aug_spec;  /* after parsing: those flags as an augment_override spec */
     int low_dim, head, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;

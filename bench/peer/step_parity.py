@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """One training step of the reference recipe in npid and in PyTorch from the same state.
 
-  step_parity.py --bin BUILD_DIR [--model resnet20] [--ckpt P] [--batch 64] [--seed 0]
+  step_parity.py --bin BUILD_DIR [--model resnet20] [--stem cifar] [--size 32] [--ckpt P]
+                 [--batch 64] [--seed 0]
 
 Loads one npid checkpoint (given, or an untrained one from `tools/npid-mkckpt`) into npid
 (tools/npid-step) and into the PyTorch network of train_step.py, feeds both the same
-normalised pixels (real CIFAR-10 images when --data is given, else Gaussian noise), the same
+normalised pixels (real CIFAR-10 images when --data is given, else Gaussian noise, --size px
+square), the same
 positive rows and the same m = 4096 negatives of an n = 50,000-row bank, and runs one step:
 train-mode forward, NCE loss with Z estimated on the step (tau 0.1), backward, SGD (lr 0.03,
 momentum 0.9, weight decay 5e-4, fresh momentum buffer). Prints one JSON line comparing
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_step import Net  # noqa: E402
+from train_step import STEMS, Net  # noqa: E402
 
 # relative errors ||npid - torch|| / ||torch|| per quantity
 TOL = {"features": 1e-4, "loss": 1e-4, "z": 1e-5, "dfeat": 1e-3, "update": 5e-3, "bn_stats": 1e-4}
@@ -93,14 +95,17 @@ def rel(a, b):
 
 def workdir_and_ckpt(a, prefix):
     """A temporary directory removed at exit, and the checkpoint to use: a.ckpt, else an
-    untrained one of a.model and a.seed written there by `tools/npid-mkckpt`."""
+    untrained one of a.model, a.stem, a.size and a.seed written there by `tools/npid-mkckpt`
+    (stem cifar and 32 px when a has no such fields)."""
     tmp = tempfile.mkdtemp(prefix=prefix)
     atexit.register(shutil.rmtree, tmp, True)
     ck = a.ckpt
     if not ck:
         ck = os.path.join(tmp, "init.ckpt")
         subprocess.run([os.path.join(a.bin, "tools", "npid-mkckpt"), "--out", ck, "--model",
-                        a.model, "--seed", str(a.seed)], check=True, stderr=subprocess.DEVNULL)
+                        a.model, "--stem", getattr(a, "stem", "cifar"), "--size",
+                        str(getattr(a, "size", 32)), "--seed", str(a.seed)],
+                       check=True, stderr=subprocess.DEVNULL)
     return tmp, ck
 
 
@@ -108,13 +113,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--stem", default="cifar", choices=STEMS,
+                    help="the network's stem (a given --ckpt must hold this one)")
+    ap.add_argument("--size", type=int, default=32, help="input height = width in pixels")
     ap.add_argument("--ckpt")
     ap.add_argument("--data", help="ImageFolder root: use its first train images")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    size, dim, m, n, tau, lr, mom, wd = 32, 128, 4096, 50000, 0.1, 0.03, 0.9, 5e-4
+    size, dim, m, n, tau, lr, mom, wd = a.size, 128, 4096, 50000, 0.1, 0.03, 0.9, 5e-4
     tmp, ck = workdir_and_ckpt(a, "npid-step-")
     g = np.random.default_rng(a.seed)
     if a.data:
@@ -143,7 +151,7 @@ def main():
     df_n = np.frombuffer(raw, np.float32, a.batch * dim, o).reshape(a.batch, dim)
     o += 4 * a.batch * dim
 
-    net = Net(a.model, dim)
+    net = Net(a.model, dim, a.stem)
     p0, _ = load_ckpt(ck, net)
     n_p = len(p0)
     par_n = np.frombuffer(raw, np.float32, n_p, o)
@@ -162,7 +170,8 @@ def main():
     loss.backward()
     opt.step()
     par_t, buf_t = flat(net, "params"), flat(net, "buffers")
-    r = {"model": a.model, "batch": a.batch, "m": m, "input": "cifar" if a.data else "noise",
+    r = {"model": a.model, "stem": a.stem, "size": size, "batch": a.batch, "m": m,
+         "input": "cifar" if a.data else "noise",
          "features": rel(feat_n, f.detach().numpy()), "loss": rel([loss_n], [loss.item()]),
          "z": rel([z_n], [z]), "dfeat": rel(df_n, f.grad.numpy()),
          "update": rel(par_n - p0, par_t - p0), "bn_stats": rel(buf_n, buf_t),

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench_train_step: the same networks, NCE head and SGD step on 2 threads.
 
-Usage: /usr/bin/python3 bench/peer/train_step.py --model resnet18 [--batch 128 --size 32
-       --steps N --threads 2]
+Usage: /usr/bin/python3 bench/peer/train_step.py --model resnet18 [--stem cifar --batch 128
+       --size 32 --steps N --threads 2]
 Prints one JSON object on stdout: {"model", "train_img_per_s", "eval_img_per_s",
 "train_img_per_cpu_s"} (images per second of process CPU time: a figure that shared,
 noisy machines disturb less than wall time).
@@ -44,17 +44,31 @@ class BasicBlock(nn.Module):
 PRESETS = {
     "resnet18": (64, [64, 128, 256, 512], [2, 2, 2, 2], [1, 2, 2, 2]),
     "resnet18-half": (32, [32, 64, 128, 256], [2, 2, 2, 2], [1, 2, 2, 2]),
+    "resnet18-quarter": (16, [16, 32, 64, 128], [2, 2, 2, 2], [1, 2, 2, 2]),
     "resnet20": (16, [16, 32, 64], [3, 3, 3], [1, 2, 2]),
 }
 
+# npid's stems (common/nn/net.h, enum net_stem): cifar 3x3 stride 1; s2 3x3 stride 2; s4 s2
+# and the first stage at stride 2; imagenet torchvision's 7x7 stride 2 pad 3 + BN + ReLU +
+# MaxPool2d(3, 2, 1)
+STEMS = ("cifar", "s2", "s4", "imagenet")
+
 
 class Net(nn.Module):
-    def __init__(self, model, low_dim):
+    """npid's network: the preset's stages after the given stem, global average pool,
+    Linear(low_dim), L2 normalisation; modules registered in npid's parameter order."""
+
+    def __init__(self, model, low_dim, stem="cifar"):
         super().__init__()
-        stem, widths, depth, strides = PRESETS[model]
-        self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        layers, cin = [], stem
+        width, widths, depth, strides = PRESETS[model]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(3, width, 3, 1 if stem == "cifar" else 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.pool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
+        strides = [strides[0] * (2 if stem == "s4" else 1)] + list(strides[1:])
+        layers, cin = [], width
         for w, d, s in zip(widths, depth, strides):
             for i in range(d):
                 layers.append(BasicBlock(cin, w, s if i == 0 else 1))
@@ -63,7 +77,7 @@ class Net(nn.Module):
         self.linear = nn.Linear(cin, low_dim)
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.pool(F.relu(self.bn1(self.conv1(x))))
         out = self.layers(out)
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return F.normalize(self.linear(out), dim=1)
@@ -72,6 +86,7 @@ class Net(nn.Module):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="resnet18", choices=sorted(PRESETS))
+    ap.add_argument("--stem", default="cifar", choices=STEMS)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
@@ -81,7 +96,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = Net(a.model, 128)
+    net = Net(a.model, 128, a.stem)
     opt = torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4)
     bank = F.normalize(torch.randn(a.n, 128), dim=1)
     x = torch.randn(a.batch, 3, a.size, a.size)
