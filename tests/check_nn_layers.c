@@ -2,10 +2,10 @@
  * im2col+sgemm; forward, weight and input gradients, whole batch and thread slices) against
  * nested loops, and finite-difference gradient checks of conv, BN (train; plain, fused ReLU,
  * residual join), ReLU, add, average pool, max pool (also against nested loops), linear,
- * L2 norm and whole BasicBlocks; BN eval
- * mode and running statistics; the BN and masked-add kernels of every kernel level the CPU
- * has (common/cpu.h) against plain loops. Loss for every check: L = sum(y * R), R fixed
- * random. */
+ * L2 norm, whole BasicBlocks and whole bottleneck blocks (identity, 1x1 stride-1 and 1x1
+ * stride-2 projections); BN eval mode and running statistics; the BN and masked-add kernels
+ * of every kernel level the CPU has (common/cpu.h) against plain loops. Loss for every
+ * check: L = sum(y * R), R fixed random. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "common/cpu.h"
 #include "common/nn/act.h"
 #include "common/nn/block.h"
+#include "common/nn/bottleneck.h"
 #include "common/nn/net.h"
 #include "common/nn/bn.h"
 #include "common/nn/conv.h"
@@ -41,6 +42,7 @@ static const struct conv_case conv_cases[] = {
     { 3, 2, 5, 1, 2, 3, 1, 7 },   /* 5x5 s1 p2 on one-row images: shifts past the edge */
     { 4, 3, 3, 1, 1, 2, 2, 2 },   /* 3x3 on 2x2 images (late stages at small inputs) */
     { 3, 4, 3, 1, 1, 3, 20, 17 }, /* 340 positions per image */
+    { 3, 4, 7, 2, 3, 2, 11, 10 }, /* 7x7 s2 p3: the imagenet stem, odd and even sizes */
 };
 #define N_CONV_CASES (sizeof(conv_cases) / sizeof(conv_cases[0]))
 
@@ -683,6 +685,108 @@ END_TEST
 START_TEST(test_block_identity_grad) { blk_check(4, 4, 1, 2, 5); }
 END_TEST
 
+/* ---- bottleneck ---- */
+
+struct bn_blk_ctx {
+    struct bottleneck k;
+    float *x, *R;
+    size_t nout;
+    struct nn_ctx ctx;
+};
+
+static double bneck_loss(void *p)
+{
+    struct bn_blk_ctx *c = p;
+    bottleneck_forward(&c->k, c->x, 1, &c->ctx);
+    return dot_d(c->k.y, c->R, c->nout);
+}
+
+/* A whole bottleneck block against central differences, input and every parameter, on one
+ * thread; direct 0 puts its 3x3 on im2col too (the direct kernels have their own checks
+ * above), so the 1x1 pointwise and strided paths are the ones under test either way. */
+static void bneck_check(int cin, int width, int cout, int stride, int B, int H, int direct)
+{
+    struct bn_blk_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct nn_layout L;
+    memset(&L, 0, sizeof(L));
+    L.threads = 1;
+    bottleneck_init(&c.k, cin, width, cout, stride, H, H, B, &L);
+    float *params = nn_alloc(L.params.used), *grads = nn_alloc(L.grads.used);
+    float *buffers = nn_alloc(L.buffers.used), *acts = nn_alloc(L.acts.used);
+    size_t np = L.params.used;
+    struct nn_layout L2 = { { params, 0 }, { grads, 0 }, { buffers, 0 }, { acts, 0 }, 1 };
+    bottleneck_init(&c.k, cin, width, cout, stride, H, H, B, &L2);
+    ck_assert_int_eq(c.k.has_sc, stride != 1 || cin != cout);
+    struct rng r;
+    rng_seed(&r, 51);
+    bottleneck_init_weights(&c.k, &r, NET_INIT_HE_OUT);
+    /* non-trivial BN affine parameters so every term matters */
+    fill_normal(c.k.b1.beta, width, 0.3, 52);
+    fill_normal(c.k.b2.beta, width, 0.3, 53);
+    fill_normal(c.k.b3.beta, cout, 0.3, 54);
+    size_t nin = (size_t)cin * B * H * H;
+    c.nout = (size_t)cout * B * c.k.Ho * c.k.Wo;
+    c.x = nn_alloc(nin);
+    c.R = nn_alloc(c.nout);
+    size_t sf = bottleneck_scratch_min(&c.k) * (size_t)B;
+    float *scratch = nn_alloc(sf), *wt = nn_alloc(conv_weight_count(&c.k.c2));
+    c.ctx = nn_ctx_single(B, scratch, sf, wt);
+    c.ctx.direct_max = direct ? NN_DIRECT_MAX : 0;
+    fill_normal(c.x, nin, 1.0, 55);
+    fill_normal(c.R, c.nout, 1.0, 56);
+    size_t na = bottleneck_act_floats(&c.k);
+    float *dy = nn_alloc(na), *dx = nn_alloc(nin), *t1 = nn_alloc(na), *t2 = nn_alloc(na);
+    bneck_loss(&c);
+    memcpy(dy, c.R, sizeof(float) * c.nout);
+    bottleneck_backward(&c.k, c.x, dy, dx, t1, t2, &c.ctx);
+    ck_assert(memcmp(dy, c.R, sizeof(float) * c.nout) == 0); /* dy only read */
+    /* h 1e-3, not 1e-2: with 3 channels of 2 x 3 x 3 positions behind each BN, steps of 1e-2
+       cross ReLU kinks often enough to give errors near 0.15 on a correct gradient */
+    double ex = gc_rel_error(bneck_loss, &c, c.x, dx, nin, 150, 1e-3f);
+    double ep = gc_rel_error(bneck_loss, &c, params, grads, np, 300, 1e-3f);
+    ck_assert_msg(ex < 5e-2, "bottleneck %d->%d->%d s%d: dx rel err %g", cin, width, cout,
+                  stride, ex);
+    ck_assert_msg(ep < 5e-2, "bottleneck %d->%d->%d s%d: dparams rel err %g", cin, width, cout,
+                  stride, ep);
+    if (c.k.has_sc) {
+        /* the projection's own conv weights (a miswired shortcut hides in the whole) */
+        size_t ns = conv_weight_count(&c.k.cs);
+        double es = gc_rel_error(bneck_loss, &c, c.k.cs.w, c.k.cs.dw, ns, ns, 1e-3f);
+        ck_assert_msg(es < 5e-2, "bottleneck s%d: shortcut conv rel err %g", stride, es);
+    }
+    /* the parameter count bottleneck.h documents */
+    size_t want = (size_t)cin * width + (size_t)width * width * 9 + (size_t)width * cout
+                  + 4 * (size_t)width + 2 * (size_t)cout
+                  + (c.k.has_sc ? (size_t)cin * cout + 2 * (size_t)cout : 0);
+    ck_assert_uint_eq(bottleneck_scalars(&c.k), want);
+    nn_free(dy);
+    nn_free(dx);
+    nn_free(t1);
+    nn_free(t2);
+    nn_free(c.x);
+    nn_free(c.R);
+    nn_free(scratch);
+    nn_free(wt);
+    nn_free(params);
+    nn_free(grads);
+    nn_free(buffers);
+    nn_free(acts);
+}
+
+/* stage openings with a 1x1 stride-2 projection (even and odd sizes), a first stage's 1x1
+ * stride-1 projection (cin != cout), an identity block; the 3x3 on im2col and direct */
+START_TEST(test_bottleneck_grad)
+{
+    for (int direct = 0; direct < 2; direct++) {
+        bneck_check(6, 3, 12, 2, 2, 6, direct);
+        bneck_check(5, 2, 8, 2, 3, 7, direct);
+        bneck_check(4, 2, 8, 1, 2, 5, direct);
+        bneck_check(8, 2, 8, 1, 2, 5, direct);
+    }
+}
+END_TEST
+
 /* ---- max pool ---- */
 
 struct mp_ctx {
@@ -772,6 +876,7 @@ static Suite *nn_layers_suite(void)
     tcase_add_test(tc, test_elementwise_grads);
     tcase_add_test(tc, test_block_projection_grad);
     tcase_add_test(tc, test_block_identity_grad);
+    tcase_add_test(tc, test_bottleneck_grad);
     tcase_add_test(tc, test_maxpool);
     suite_add_tcase(s, tc);
     return s;

@@ -154,22 +154,29 @@ START_TEST(test_stems)
 END_TEST
 
 /* The team splits the batch: 1, 2 and 3 threads (3 does not divide the batch) agree, with the
- * CIFAR stem and with the imagenet stem (its max pool per thread slice). */
+ * CIFAR stem and with the imagenet stem (its max pool per thread slice). resnet50 at 64 px
+ * (bottlenecks, whose work buffers change layout between barriers): 1 and 2 threads agree
+ * in features and BN statistics, and in gradients to 5e-2 only, the spread float32 rounding
+ * alone gives its 16 blocks at init (PyTorch's float32 step is 2e-2 from its float64 one,
+ * bench/peer/step_parity.py); so a second 2-thread net must give identical bits, which a
+ * thread reading another's images mid-change would not. */
 START_TEST(test_threads_agree)
 {
     int stem = _i == 0 ? NET_STEM_CIFAR : NET_STEM_IMAGENET;
-    int B = 5;
-    size_t nx = (size_t)B * 3 * 16 * 16;
+    int B = 5, S = _i == 2 ? 64 : 16;
+    const char *model = _i == 2 ? "resnet50" : "resnet20";
+    size_t nx = (size_t)B * 3 * S * S;
     float *x = malloc(sizeof(float) * nx), df[5 * 8];
     fill_normal(x, nx, 1.0, 91);
     fill_normal(df, 40, 1.0, 92);
     float *feat[3], *grad[3], *buf[3];
     size_t np = 0, nbuf = 0;
     for (int t = 0; t < 3; t++) {
-        struct net_config cfg = { "resnet20", 8, 16, 16, B, 4, NET_INIT_HE, stem, 0 };
-        struct net *n = net_new_threads(&cfg, t + 1);
+        struct net_config cfg = { model, 8, S, S, B, 4, NET_INIT_HE, stem, 0 };
+        int nt = _i == 2 && t == 2 ? 2 : t + 1;
+        struct net *n = net_new_threads(&cfg, nt);
         ck_assert_ptr_nonnull(n);
-        ck_assert_int_eq(net_threads(n), t + 1);
+        ck_assert_int_eq(net_threads(n), nt);
         np = net_param_count(n);
         nbuf = net_buffer_count(n);
         feat[t] = malloc(sizeof(float) * 40);
@@ -192,8 +199,15 @@ START_TEST(test_threads_agree)
         for (size_t i = 0; i < nbuf; i++) bd = fmax(bd, fabs(buf[t][i] - buf[0][i]));
         ck_assert_msg(fd < 1e-4, "stem %s, %d threads: features differ by %g",
                       net_stem_name(stem), t + 1, fd);
-        ck_assert_msg(sqrt(gd / gn) < 1e-3, "%d threads: grads rel diff %g", t + 1, sqrt(gd / gn));
+        double gtol = _i == 2 ? 5e-2 : 1e-3;
+        ck_assert_msg(sqrt(gd / gn) < gtol, "%s, %d threads: grads rel diff %g", model, t + 1,
+                      sqrt(gd / gn));
         ck_assert_msg(bd < 1e-4, "%d threads: BN running stats differ by %g", t + 1, bd);
+    }
+    if (_i == 2) {
+        ck_assert(memcmp(feat[2], feat[1], sizeof(float) * 40) == 0);
+        ck_assert(memcmp(grad[2], grad[1], sizeof(float) * np) == 0);
+        ck_assert(memcmp(buf[2], buf[1], sizeof(float) * nbuf) == 0);
     }
     for (int t = 0; t < 3; t++) {
         free(feat[t]);
@@ -236,9 +250,36 @@ START_TEST(test_presets)
     net_destroy(&n);
     cfg.model = "vgg";
     ck_assert_ptr_null(net_new(&cfg));
+    ck_assert(net_model_known("resnet34") && net_model_known("resnet50"));
+    ck_assert(!net_model_known("resnet101") && !net_model_known(NULL));
     cfg.model = "resnet20";
     cfg.in_h = 4;
     ck_assert_ptr_null(net_new(&cfg));
+}
+END_TEST
+
+/* torchvision's ResNets (--stem imagenet) at 224 px: the parameter counts of
+ * torchvision.models.resnet18/34/50 with fc Linear(C, 128) in place of Linear(C, 1000), and
+ * their multiply-adds (torchvision's 1.82 / 3.67 / 4.09 G with the 1000-way fc) */
+START_TEST(test_torchvision_presets)
+{
+    static const struct { const char *model; size_t tv, c; double gmac; } want[] = {
+        { "resnet18", 11689512, 512, 1.814 },
+        { "resnet34", 21797672, 512, 3.665 },
+        { "resnet50", 25557032, 2048, 4.087 },
+    };
+    const int i = _i;
+    struct net_config cfg = { want[i].model, 128, 224, 224, 1, 1, NET_INIT_HE_OUT,
+                              NET_STEM_IMAGENET, 0 };
+    struct net *n = net_new_threads(&cfg, 1);
+    ck_assert_ptr_nonnull(n);
+    size_t c = want[i].c;
+    ck_assert_uint_eq(net_param_scalars(n), want[i].tv - (c * 1000 + 1000) + c * 128 + 128);
+    ck_assert_int_eq(net_pool_dim(n), (int)c);
+    double fc = (double)c * (1000 - 128), gmac = (net_flops_per_image(n) / 2 + fc) / 1e9;
+    ck_assert_msg(fabs(gmac - want[i].gmac) < 0.01, "%s: %g GMAC/img", want[i].model, gmac);
+    ck_assert_msg(strstr(net_describe(n), "stem imagenet (maps 56x56)"), "%s", net_describe(n));
+    net_destroy(&n);
 }
 END_TEST
 
@@ -380,8 +421,9 @@ static Suite *nn_net_suite(void)
     tcase_add_loop_test(tc, test_net_grad, 0, 2);
     tcase_add_loop_test(tc, test_head_grad, 0, 2);
     tcase_add_loop_test(tc, test_stems, 0, 3);
-    tcase_add_loop_test(tc, test_threads_agree, 0, 2);
+    tcase_add_loop_test(tc, test_threads_agree, 0, 3);
     tcase_add_test(tc, test_presets);
+    tcase_add_loop_test(tc, test_torchvision_presets, 0, 3);
     tcase_add_loop_test(tc, test_input_sizes, 0, 4);
     tcase_add_test(tc, test_train_eval);
     tcase_add_test(tc, test_sgd_hand);

@@ -11,13 +11,14 @@
 #include "common/log.h"
 #include "common/nn/act.h"
 #include "common/nn/block.h"
+#include "common/nn/bottleneck.h"
 #include "common/nn/l2norm.h"
 #include "common/nn/linear.h"
 #include "common/nn/pool.h"
 #include "common/nn/team.h"
 #include "common/rng.h"
 
-#define NET_MAX_BLOCKS 16
+#define NET_MAX_BLOCKS 16 /* resnet34's and resnet50's 3 + 4 + 6 + 3 */
 /* Per-thread im2col scratch in floats: at least one image of the largest convolution; the
  * chunks actually used are NN_CHUNK_COLS positions wide (NPID_CONV_CHUNK_COLS overrides).
  * 3x3 pad-1 convolutions with at most NN_DIRECT_MAX channels run direct (conv3x3.h);
@@ -28,12 +29,14 @@ struct net {
     struct net_config cfg;
     char model[32];
     int nblocks, feat_c;
+    int bottleneck;            /* blocks are bnecks[] (1) or blocks[] (0) */
     int hc, wc;                /* the stem convolution's output size */
     int h0, w0;                /* the stem's output size (after the max pool, if any) */
     struct conv stem;
     struct bn stem_bn;
     struct maxpool pool;       /* the imagenet stem's (pool.k == 0: none) */
     struct block blocks[NET_MAX_BLOCKS];
+    struct bottleneck bnecks[NET_MAX_BLOCKS];
     struct linear fc;
     struct linear hid;         /* the head's hidden layer (hid.out == 0: none) */
     /* activations */
@@ -63,17 +66,47 @@ struct net {
     char desc[256];
 };
 
+/* A preset: the stem's width, then per stage the block width (a bottleneck's 3x3 width; its
+ * output is expansion times that), the number of blocks and the first block's stride. */
 struct net_preset {
     const char *name;
     int stem, nstage, widths[4], depth[4], strides[4];
+    int expansion;   /* 1: BasicBlocks (block.h); 4: bottlenecks (bottleneck.h) */
 };
 
 static const struct net_preset net_presets[] = {
-    { "resnet18", 64, 4, { 64, 128, 256, 512 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
-    { "resnet18-half", 32, 4, { 32, 64, 128, 256 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
-    { "resnet18-quarter", 16, 4, { 16, 32, 64, 128 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 } },
-    { "resnet20", 16, 3, { 16, 32, 64 }, { 3, 3, 3 }, { 1, 2, 2 } },
+    { "resnet18", 64, 4, { 64, 128, 256, 512 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 }, 1 },
+    { "resnet18-half", 32, 4, { 32, 64, 128, 256 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 }, 1 },
+    { "resnet18-quarter", 16, 4, { 16, 32, 64, 128 }, { 2, 2, 2, 2 }, { 1, 2, 2, 2 }, 1 },
+    { "resnet20", 16, 3, { 16, 32, 64 }, { 3, 3, 3 }, { 1, 2, 2 }, 1 },
+    { "resnet34", 64, 4, { 64, 128, 256, 512 }, { 3, 4, 6, 3 }, { 1, 2, 2, 2 }, 1 },
+    { "resnet50", 64, 4, { 64, 128, 256, 512 }, { 3, 4, 6, 3 }, { 1, 2, 2, 2 }, 4 },
 };
+#define NET_N_PRESETS (sizeof(net_presets) / sizeof(net_presets[0]))
+
+/* Block i's output (cout, B, Ho, Wo), its size, and its 3x3 convolution (either kind). */
+static const float *net_block_y(const struct net *n, int i)
+{
+    return n->bottleneck ? n->bnecks[i].y : n->blocks[i].y;
+}
+
+static void net_block_out(const struct net *n, int i, int *c, int *h, int *w)
+{
+    if (n->bottleneck) {
+        *c = n->bnecks[i].cout;
+        *h = n->bnecks[i].Ho;
+        *w = n->bnecks[i].Wo;
+    } else {
+        *c = n->blocks[i].cout;
+        *h = n->blocks[i].Ho;
+        *w = n->blocks[i].Wo;
+    }
+}
+
+static const struct conv *net_block_c3x3(const struct net *n, int i)
+{
+    return n->bottleneck ? &n->bnecks[i].c2 : &n->blocks[i].c2;
+}
 
 static double conv_flops(const struct conv *c, int H, int W)
 {
@@ -118,18 +151,30 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     n->h0 = H;
     n->w0 = W;
     int cin = p->stem, nb = 0;
+    n->bottleneck = p->expansion > 1;
     for (int s = 0; s < p->nstage; s++) {
         for (int d = 0; d < p->depth[s]; d++) {
-            struct block *k = &n->blocks[nb++];
+            NPID_CHECK(nb < NET_MAX_BLOCKS);
             int st = d > 0 ? 1 : p->strides[s] * (s == 0 && n->cfg.stem == NET_STEM_S4 ? 2 : 1);
-            block_init(k, cin, p->widths[s], st, H, W, B, L);
-            n->flops += conv_flops(&k->c1, H, W) + conv_flops(&k->c2, k->Ho, k->Wo);
-            if (k->has_sc) n->flops += conv_flops(&k->cs, H, W);
-            if (block_scratch_min(k) > smin) smin = block_scratch_min(k);
-            if (block_act_floats(k) > amax) amax = block_act_floats(k);
-            H = k->Ho;
-            W = k->Wo;
-            cin = k->cout;
+            size_t sm, am;
+            if (n->bottleneck) {
+                struct bottleneck *k = &n->bnecks[nb++];
+                bottleneck_init(k, cin, p->widths[s], p->widths[s] * p->expansion, st, H, W, B,
+                                L);
+                n->flops += bottleneck_flops(k);
+                sm = bottleneck_scratch_min(k);
+                am = bottleneck_act_floats(k);
+            } else {
+                struct block *k = &n->blocks[nb++];
+                block_init(k, cin, p->widths[s], st, H, W, B, L);
+                n->flops += conv_flops(&k->c1, H, W) + conv_flops(&k->c2, k->Ho, k->Wo);
+                if (k->has_sc) n->flops += conv_flops(&k->cs, H, W);
+                sm = block_scratch_min(k);
+                am = block_act_floats(k);
+            }
+            if (sm > smin) smin = sm;
+            if (am > amax) amax = am;
+            net_block_out(n, nb - 1, &cin, &H, &W);
         }
     }
     n->nblocks = nb;
@@ -167,7 +212,7 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     if (env && *env) n->direct_max = atoi(env);
     /* room for a full chunk of the widest same convolution */
     for (int i = 0; i < n->nblocks; i++) {
-        size_t crs = (size_t)n->blocks[i].c2.C * 9;
+        size_t crs = (size_t)net_block_c3x3(n, i)->C * 9;
         if (crs * n->chunk_cols > target) target = crs * n->chunk_cols;
     }
     n->scratch_floats = smin > target ? smin : target;
@@ -175,7 +220,7 @@ static void net_layout(struct net *n, const struct net_preset *p, struct nn_layo
     n->scratch = nn_carve(&L->acts, n->scratch_floats * L->threads);
     n->wt_floats = 0;
     for (int i = 0; i < n->nblocks; i++) {
-        size_t w = conv_weight_count(&n->blocks[i].c2);
+        size_t w = conv_weight_count(net_block_c3x3(n, i));
         if (w > n->wt_floats) n->wt_floats = w;
     }
     n->wt_floats = (n->wt_floats + 15) & ~(size_t)15;
@@ -186,6 +231,10 @@ static size_t net_count_scalars(const struct net *n)
 {
     size_t s = conv_weight_count(&n->stem) + 2 * (size_t)n->stem_bn.C;
     for (int i = 0; i < n->nblocks; i++) {
+        if (n->bottleneck) {
+            s += bottleneck_scalars(&n->bnecks[i]);
+            continue;
+        }
         const struct block *k = &n->blocks[i];
         s += conv_weight_count(&k->c1) + conv_weight_count(&k->c2) + 4 * (size_t)k->cout;
         if (k->has_sc) s += conv_weight_count(&k->cs) + 2 * (size_t)k->cout;
@@ -238,14 +287,19 @@ static void net_init_weights(struct net *n)
     rng_seed(&r, n->cfg.seed);
     conv_init_weights(&n->stem, &r, n->cfg.init);
     bn_init_params(&n->stem_bn);
-    for (int i = 0; i < n->nblocks; i++) block_init_weights(&n->blocks[i], &r, n->cfg.init);
+    for (int i = 0; i < n->nblocks; i++) {
+        if (n->bottleneck)
+            bottleneck_init_weights(&n->bnecks[i], &r, n->cfg.init);
+        else
+            block_init_weights(&n->blocks[i], &r, n->cfg.init);
+    }
     if (n->hid.out > 0) linear_init_torch(&n->hid, &r);
     linear_init_torch(&n->fc, &r);
 }
 
 int net_model_known(const char *name)
 {
-    for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
+    for (size_t i = 0; i < NET_N_PRESETS; i++)
         if (name && strcmp(name, net_presets[i].name) == 0) return 1;
     return 0;
 }
@@ -259,11 +313,11 @@ struct net *net_new(const struct net_config *cfg)
 static const struct net_preset *net_check(const struct net_config *cfg, int threads, int *nt_out)
 {
     const struct net_preset *p = NULL;
-    for (size_t i = 0; i < sizeof(net_presets) / sizeof(net_presets[0]); i++)
+    for (size_t i = 0; i < NET_N_PRESETS; i++)
         if (cfg->model && strcmp(cfg->model, net_presets[i].name) == 0) p = &net_presets[i];
     if (!p) {
-        log_error("net: unknown model '%s' (resnet18, resnet18-half, resnet18-quarter, resnet20)",
-                  cfg->model ? cfg->model : "(null)");
+        log_error("net: unknown model '%s' (resnet18, resnet18-half, resnet18-quarter, resnet20, "
+                  "resnet34, resnet50)", cfg->model ? cfg->model : "(null)");
         return NULL;
     }
     int nt = threads;
@@ -364,13 +418,15 @@ struct net *net_new_threads(const struct net_config *cfg, int threads)
     n->n_scalars = net_count_scalars(n);
     net_init_weights(n);
     char head[32] = "linear";
+    int c1, h1, w1;
+    net_block_out(n, 0, &c1, &h1, &w1);
     if (cfg->head > 0) snprintf(head, sizeof head, "mlp %d", cfg->head);
     snprintf(n->desc, sizeof(n->desc),
              "%s: %zu params, input 3x%dx%d, stem %s (maps %dx%d), head %s, low_dim %d, "
              "max_batch %d, "
              "%.3f GFLOP/img fwd, %.0f MB activations, %d threads",
              n->model, n->n_scalars, cfg->in_h, cfg->in_w, net_stem_name(cfg->stem),
-             n->blocks[0].Ho, n->blocks[0].Wo, head, cfg->low_dim, cfg->max_batch,
+             h1, w1, head, cfg->low_dim, cfg->max_batch,
              n->flops / 1e9, n->n_acts * 4.0 / 1e6, nt);
     return n;
 }
@@ -427,13 +483,17 @@ static void net_forward_job(void *arg, int tid)
                               n->parg);
     const float *cur = n->x0;
     for (int i = 0; i < n->nblocks; i++) {
-        block_forward(&n->blocks[i], cur, train, &c);
-        cur = n->blocks[i].y;
+        if (n->bottleneck)
+            bottleneck_forward(&n->bnecks[i], cur, train, &c);
+        else
+            block_forward(&n->blocks[i], cur, train, &c);
+        cur = net_block_y(n, i);
     }
-    const struct block *last = &n->blocks[n->nblocks - 1];
+    int lc, lh, lw;
+    net_block_out(n, n->nblocks - 1, &lc, &lh, &lw);
     int nb = c.b1 - c.b0, d = n->cfg.low_dim;
     if (nb <= 0) return;
-    avgpool_forward_range(cur, n->feat_c, B, (size_t)last->Ho * last->Wo, c.b0, c.b1, n->pooled);
+    avgpool_forward_range(cur, n->feat_c, B, (size_t)lh * lw, c.b0, c.b1, n->pooled);
     const float *head_in = n->pooled + (size_t)c.b0 * n->feat_c;
     if (n->hid.out > 0) {
         float *h = n->h + (size_t)c.b0 * n->hid.out;
@@ -482,7 +542,8 @@ static void net_backward_job(void *arg, int tid)
         hid.dw = nn_ctx_grad(&c, n->hid.dw);
         hid.db = nn_ctx_grad(&c, n->hid.db);
     }
-    const struct block *last = &n->blocks[n->nblocks - 1];
+    int lc, lh, lw;
+    net_block_out(n, n->nblocks - 1, &lc, &lh, &lw);
     float *dy = n->buf[0], *dx = n->buf[1];
     if (nb > 0) {
         size_t r = (size_t)c.b0 * d;
@@ -497,8 +558,7 @@ static void net_backward_job(void *arg, int tid)
         } else {
             linear_backward(&fc, pooled, n->u + r, nb, dpooled);
         }
-        avgpool_backward_range(n->dpooled, n->feat_c, B, (size_t)last->Ho * last->Wo, c.b0,
-                               c.b1, dy);
+        avgpool_backward_range(n->dpooled, n->feat_c, B, (size_t)lh * lw, c.b0, c.b1, dy);
     } else {
         memset(fc.dw, 0, sizeof(float) * (size_t)fc.in * fc.out);
         memset(fc.db, 0, sizeof(float) * (size_t)fc.out);
@@ -508,9 +568,11 @@ static void net_backward_job(void *arg, int tid)
         }
     }
     for (int i = n->nblocks - 1; i >= 0; i--) {
-        struct block *k = &n->blocks[i];
-        const float *in = i > 0 ? n->blocks[i - 1].y : n->x0;
-        block_backward(k, in, dy, dx, n->buf[2], n->buf[3], &c);
+        const float *in = i > 0 ? net_block_y(n, i - 1) : n->x0;
+        if (n->bottleneck)
+            bottleneck_backward(&n->bnecks[i], in, dy, dx, n->buf[2], n->buf[3], &c);
+        else
+            block_backward(&n->blocks[i], in, dy, dx, n->buf[2], n->buf[3], &c);
         float *t = dy;
         dy = dx;
         dx = t;

@@ -1,8 +1,8 @@
-/* The encoder network: CIFAR-style ResNets ending in Linear(low_dim) and L2 normalisation.
+/* The encoder network: ResNets ending in Linear(low_dim) and L2 normalisation.
  *
  * Presets (with the default stem, 3x3 conv stride 1 + BN + ReLU, no max-pool; other stems
- * below; BasicBlocks with a 1x1 conv + BN projection shortcut where the shape changes; global
- * average pool; Linear with bias):
+ * below; BasicBlocks (block.h) or bottlenecks (bottleneck.h) with a 1x1 conv + BN projection
+ * shortcut where the shape changes; global average pool; Linear with bias):
  *   resnet18       widths 64/128/256/512, two blocks per stage, strides 1/2/2/2
  *                  (the reference's CIFAR ResNet18: 11.2 M parameters)
  *   resnet18-half  widths 32/64/128/256, same depth
@@ -11,6 +11,14 @@
  *                  features
  *   resnet20       widths 16/32/64, three blocks per stage, strides 1/2/2 (projection
  *                  shortcuts, not the zero-padding "option A" of He et al.)
+ *   resnet34       widths 64/128/256/512, 3/4/6/3 BasicBlocks, strides 1/2/2/2
+ *   resnet50       3/4/6/3 bottlenecks of 3x3 widths 64/128/256/512 and outputs four times
+ *                  that (2048 pooled features), strides 1/2/2/2 on the 3x3 (torchvision's
+ *                  "v1.5"); 23.8 M parameters with low_dim 128
+ * With --stem imagenet (NET_STEM_IMAGENET) resnet18, resnet34 and resnet50 are torchvision's
+ * resnet18/34/50 module for module, the fc layer Linear(C, low_dim), in the same parameter
+ * order (bench/peer/step_parity.py loads one into the other); with NET_INIT_HE_OUT they are
+ * also initialised as torchvision initialises them.
  * Any input size of at least 8x8 works (the pool is global). Everything is allocated in
  * net_new: one block each for parameters, gradients, BN buffers and activations + scratch;
  * forward and backward allocate nothing.
@@ -21,7 +29,8 @@
  * count; different counts agree to float rounding.
  *
  * Parameter block order (what checkpoints store): stem conv, stem BN (gamma, beta), then per
- * block conv1, bn1, conv2, bn2, [shortcut conv, shortcut bn], then fc weight (low_dim, C),
+ * block conv1, bn1, conv2, bn2, [conv3, bn3 in a bottleneck], [shortcut conv, shortcut bn],
+ * then fc weight (low_dim, C),
  * fc bias; with a two-layer head (net_config.head = H > 0: pooled -> Linear(H) -> ReLU ->
  * Linear(low_dim), SimCLR's projection head) the hidden layer's weight (H, C) and bias come
  * before them, and fc is (low_dim, H). Each run is padded to a multiple of 16 floats;
@@ -33,7 +42,8 @@
 #include <stdint.h>
 
 struct net_config {
-    const char *model;   /* "resnet18" | "resnet18-half" | "resnet18-quarter" | "resnet20" */
+    const char *model;   /* "resnet18" | "resnet18-half" | "resnet18-quarter" | "resnet20" |
+                            "resnet34" | "resnet50" */
     int low_dim;         /* feature dimension, e.g. 128 */
     int in_h, in_w;      /* input size, >= 8 */
     int max_batch;       /* activations and scratch are sized for this */
@@ -133,7 +143,8 @@ const float *net_output_raw(const struct net *n);
 float *net_fc_bias(struct net *n);
 int net_max_batch(const struct net *n);
 /* The globally average-pooled features (B, net_pool_dim) of the last forward: the input of
- * the final Linear layer (512 for resnet18, 64 for resnet20), valid until the next forward. */
+ * the final Linear layer (512 for resnet18, 64 for resnet20, 2048 for resnet50), valid until
+ * the next forward. */
 const float *net_pooled(const struct net *n);
 int net_pool_dim(const struct net *n);
 
