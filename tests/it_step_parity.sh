@@ -4,8 +4,10 @@
 # PyTorch network, the same inputs, positives and m = 4096 negatives; features, loss, Z, dL/df,
 # the parameter update and the BN statistics must agree within float32 rounding (the script's
 # tolerances). Also a check on every checkpoint reader outside C: the script parses the file.
-# Then the same for resnet18 with the imagenet stem (7x7/2 conv, BN, ReLU, 3x3/2 max pool:
-# torchvision's ResNet18) at 64 px, batch 8, a few seconds.
+# Then the same against torchvision.models' own networks (fc = Linear(C, 128)): resnet18 with
+# the imagenet stem (7x7/2 conv, BN, ReLU, 3x3/2 max pool) at 64 px, batch 8, a few seconds;
+# resnet50 (bottlenecks) at 64 px, batch 4, about 20 s, whose update is judged against the
+# float64 step (step_parity.py, UPDATE_F64).
 set -u
 bin=${NPID_BIN:?NPID_BIN not set}
 py=/usr/bin/python3
@@ -20,4 +22,7 @@ out=$(timeout 300 $py "$here/../bench/peer/step_parity.py" --bin "$bin" --model 
 echo "it_step_parity: $(echo "$out" | tail -1 | cut -c1-220)"
 out=$(timeout 300 $py "$here/../bench/peer/step_parity.py" --bin "$bin" --model resnet18 \
     --stem imagenet --size 64 --batch 8 2>&1) || { echo "it_step_parity: FAIL: $out" >&2; exit 1; }
+echo "it_step_parity: $(echo "$out" | tail -1 | cut -c1-220)"
+out=$(timeout 300 $py "$here/../bench/peer/step_parity.py" --bin "$bin" --model resnet50 \
+    --stem imagenet --size 64 --batch 4 2>&1) || { echo "it_step_parity: FAIL: $out" >&2; exit 1; }
 echo "it_step_parity: $(echo "$out" | tail -1 | cut -c1-220)"

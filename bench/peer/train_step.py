@@ -41,11 +41,39 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+class Bottleneck(nn.Module):
+    """torchvision's v1.5 bottleneck: 1x1, 3x3 with the stride, 1x1 to 4x the width."""
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        cout = 4 * width
+        self.conv1 = nn.Conv2d(cin, width, 1, 1, 0, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, 1, 0, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+
+
+# npid's presets (common/nn/net.c): stem width, stage widths, blocks per stage, strides, and
+# the block (BasicBlock, or Bottleneck with outputs 4x the width)
 PRESETS = {
-    "resnet18": (64, [64, 128, 256, 512], [2, 2, 2, 2], [1, 2, 2, 2]),
-    "resnet18-half": (32, [32, 64, 128, 256], [2, 2, 2, 2], [1, 2, 2, 2]),
-    "resnet18-quarter": (16, [16, 32, 64, 128], [2, 2, 2, 2], [1, 2, 2, 2]),
-    "resnet20": (16, [16, 32, 64], [3, 3, 3], [1, 2, 2]),
+    "resnet18": (64, [64, 128, 256, 512], [2, 2, 2, 2], [1, 2, 2, 2], BasicBlock),
+    "resnet18-half": (32, [32, 64, 128, 256], [2, 2, 2, 2], [1, 2, 2, 2], BasicBlock),
+    "resnet18-quarter": (16, [16, 32, 64, 128], [2, 2, 2, 2], [1, 2, 2, 2], BasicBlock),
+    "resnet20": (16, [16, 32, 64], [3, 3, 3], [1, 2, 2], BasicBlock),
+    "resnet34": (64, [64, 128, 256, 512], [3, 4, 6, 3], [1, 2, 2, 2], BasicBlock),
+    "resnet50": (64, [64, 128, 256, 512], [3, 4, 6, 3], [1, 2, 2, 2], Bottleneck),
 }
 
 # npid's stems (common/nn/net.h, enum net_stem): cifar 3x3 stride 1; s2 3x3 stride 2; s4 s2
@@ -60,7 +88,7 @@ class Net(nn.Module):
 
     def __init__(self, model, low_dim, stem="cifar"):
         super().__init__()
-        width, widths, depth, strides = PRESETS[model]
+        width, widths, depth, strides, block = PRESETS[model]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
         else:
@@ -71,8 +99,8 @@ class Net(nn.Module):
         layers, cin = [], width
         for w, d, s in zip(widths, depth, strides):
             for i in range(d):
-                layers.append(BasicBlock(cin, w, s if i == 0 else 1))
-                cin = w
+                layers.append(block(cin, w, s if i == 0 else 1))
+                cin = w * (4 if block is Bottleneck else 1)
         self.layers = nn.Sequential(*layers)
         self.linear = nn.Linear(cin, low_dim)
 
