@@ -1,5 +1,6 @@
 /* Unit tests for checkpoint files (common/ckpt.h): bit-exact round trip, the model fields
- * (round trip, taken from the config of a hand-written version 1 file, bad values refused),
+ * (round trip of every stem and preset name and of a real resnet50, taken from the config of
+ * a hand-written version 1 file, bad values refused),
  * detection of truncation, corruption, bad magic and version, and the fallback to PATH.prev;
  * hostile
  * paths: a FIFO, a directory and a 2 GiB sparse file are refused without blocking or
@@ -338,6 +339,54 @@ START_TEST(test_model_stems)
 }
 END_TEST
 
+/* Every preset name survives the round trip NUL-padded, resnet34 and resnet50 included, and a
+ * name that is no preset is refused on save; then a real resnet50 with the imagenet stem: its
+ * parameter and buffer blocks come back bit for bit, sized as the network that reads them. */
+START_TEST(test_model_names)
+{
+    struct ckpt a, b;
+    char err[256];
+    make_ckpt(&a, 3, 20);
+    static const char *const names[] = { "resnet18", "resnet18-half", "resnet18-quarter",
+                                         "resnet20", "resnet34", "resnet50" };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        a.model = (struct ckpt_model){ "", 128, 224, NET_STEM_IMAGENET, 0 };
+        snprintf(a.model.name, sizeof a.model.name, "%s", names[i]);
+        ck_assert_int_eq(ckpt_save(path, &a), 0);
+        ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_str_eq(b.model.name, names[i]);
+        ckpt_free(&b);
+    }
+    snprintf(a.model.name, sizeof a.model.name, "resnet101");
+    errno = 0;
+    ck_assert_int_eq(ckpt_save(path, &a), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    ckpt_free(&a);
+    struct net_config nc = { "resnet50", 128, 64, 64, 1, 7, NET_INIT_HE_OUT, NET_STEM_IMAGENET,
+                             0 };
+    struct net *n = net_new_threads(&nc, 1);
+    ck_assert_ptr_nonnull(n);
+    memset(&a, 0, sizeof a);
+    a.model = (struct ckpt_model){ "resnet50", 128, 64, NET_STEM_IMAGENET, 0 };
+    a.config = "{\"model\":\"resnet50\",\"stem\":\"imagenet\"}";
+    a.bank_path = "";
+    a.n_params = net_param_count(n);
+    a.params = net_params(n);
+    a.n_buffers = net_buffer_count(n);
+    a.buffers = net_buffers(n);
+    ck_assert_int_eq(ckpt_save(path, &a), 0);
+    ck_assert_msg(ckpt_load(path, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(b.model.name, "resnet50");
+    ck_assert_uint_eq(b.model.stem, NET_STEM_IMAGENET);
+    ck_assert_uint_eq(b.n_params, net_param_count(n));
+    ck_assert_uint_eq(b.n_buffers, net_buffer_count(n));
+    ck_assert(memcmp(b.params, net_params(n), sizeof(float) * b.n_params) == 0);
+    ck_assert(memcmp(b.buffers, net_buffers(n), sizeof(float) * b.n_buffers) == 0);
+    ckpt_free(&b);
+    net_destroy(&n);
+}
+END_TEST
+
 /* A version 1 file by hand (docs/formats.md): the 128-byte header, config, an empty bank path,
  * np parameters, no buffers or momentum. */
 static void write_v1(const char *p, const char *config, size_t np)
@@ -470,6 +519,7 @@ static Suite *ckpt_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_model_fields);
     tcase_add_test(tc, test_model_stems);
+    tcase_add_test(tc, test_model_names);
     tcase_add_test(tc, test_version1_read);
     tcase_add_test(tc, test_bad_model_fields);
     tcase_add_test(tc, test_corrupt_detected);

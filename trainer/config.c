@@ -26,7 +26,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("labels", "NPID_LABELS", CFG_STR, dso.labels, "fine", 0, 0, DATASET_HELP_LABELS),
     OPT("run-dir", "NPID_RUN_DIR", CFG_STR, run_dir, "runs/latest", 0, 0, "run directory: checkpoints, metrics.jsonl"),
     OPT("preset", "NPID_PRESET", CFG_STR, preset, "cifar", 0, 0, "reference | cifar | imagenet (sets the defaults shown)"),
-    OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet18-quarter | resnet20"),
+    OPT("model", "NPID_MODEL", CFG_STR, model, "resnet18", 0, 0, "resnet18 | resnet18-half | resnet18-quarter | resnet20 | resnet34 | resnet50 (with --stem imagenet, resnet18/34/50 are torchvision's)"),
     OPT("low-dim", NULL, CFG_INT, low_dim, "128", 1, 4096, "feature dimension d"),
     OPT("head", NULL, CFG_INT, head, "0", 0, 8192, "hidden width H of a two-layer head, pooled -> Linear(H) -> ReLU -> Linear(d) (SimCLR's projection head); 0: one Linear(d)"),
     OPT("nce-k", NULL, CFG_INT, nce_k, "4096", 0, 1000000, "negatives m per step (0: full non-parametric softmax)"),
@@ -154,7 +154,8 @@ static const char *preset_in_force(int argc, char **argv)
 int trainer_cfg_parse(struct trainer_cfg *c, int argc, char **argv)
 {
     static const char *const presets[] = { "reference", "cifar", "imagenet", NULL };
-    static const char *const models[] = { "resnet18", "resnet18-half", "resnet18-quarter", "resnet20", NULL };
+    static const char *const models[] = { "resnet18", "resnet18-half", "resnet18-quarter", "resnet20",
+                                          "resnet34", "resnet50", NULL };
     static const char *const zmodes[] = { "frozen", "ema", NULL };
     static const char *const inits[] = { "uniform", "unit", "warm", NULL };
     static const char *const winits[] = { "he", "torch", "he-out", NULL };
