@@ -279,6 +279,11 @@ START_TEST(test_torchvision_presets)
     double fc = (double)c * (1000 - 128), gmac = (net_flops_per_image(n) / 2 + fc) / 1e9;
     ck_assert_msg(fabs(gmac - want[i].gmac) < 0.01, "%s: %g GMAC/img", want[i].model, gmac);
     ck_assert_msg(strstr(net_describe(n), "stem imagenet (maps 56x56)"), "%s", net_describe(n));
+    /* the count without building agrees, whatever the batch */
+    cfg.max_batch = 4096;
+    ck_assert(net_config_flops(&cfg) == net_flops_per_image(n));
+    cfg.model = "vgg";
+    ck_assert(net_config_flops(&cfg) < 0);
     net_destroy(&n);
 }
 END_TEST

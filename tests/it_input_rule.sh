@@ -23,6 +23,8 @@ init() { # init NAME DATA FLAGS...: an untrained run with a warm bank in a bankd
 expect_input() { # expect_input NAME SIZE STEM: the log line and the checkpoint's config agree
     grep -q "input: $2 px, stem $3 " "$tmp/$1.log" || fail "$1: expected input $2 px, stem $3: $(grep 'input:' "$tmp/$1.log")"
     grep -q "input 3x$2x$2, stem $3 " "$tmp/$1.log" || fail "$1: the network is not $2 px / $3"
+    grep -q "network: resnet20, stem $3, $2 px: 0\.[0-9]* G multiply-adds per image" "$tmp/$1.log" ||
+        fail "$1: no multiply-adds per image logged: $(grep 'network:' "$tmp/$1.log")"
     ck=$tmp/$1/checkpoints/trainer.ckpt
     grep -a -q "\"size\":$2,.*\"stem\":\"$3\"" "$ck" || fail "$1: the checkpoint does not record size $2, stem $3"
 }

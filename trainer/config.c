@@ -471,6 +471,11 @@ int trainer_cfg_from_data(struct trainer_cfg *c, struct dataset *ds)
     int maps = (size + net_stem_stride(st) - 1) / net_stem_stride(st);
     log_info("input: %d px, stem %s (%dx%d feature maps): %s; %s", size, stem, maps, maps, why,
              auto_stem ? "the stem's stride brings the maps nearest 32 px" : "--stem given");
+    struct net_config nc = { c->model, c->low_dim, size, size, 1, 0, 0, st, c->head };
+    double fl = net_config_flops(&nc);
+    if (fl > 0)
+        log_info("network: %s, stem %s, %d px: %.3f G multiply-adds per image forward (a "
+                 "training step about 3x)", c->model, stem, size, fl / 2e9);
     return 0;
 }
 

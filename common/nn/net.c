@@ -304,6 +304,28 @@ int net_model_known(const char *name)
     return 0;
 }
 
+double net_config_flops(const struct net_config *cfg)
+{
+    const struct net_preset *p = NULL;
+    for (size_t i = 0; i < NET_N_PRESETS; i++)
+        if (cfg->model && strcmp(cfg->model, net_presets[i].name) == 0) p = &net_presets[i];
+    if (!p || cfg->stem < NET_STEM_CIFAR || cfg->stem > NET_STEM_IMAGENET || cfg->low_dim < 1
+        || cfg->low_dim > 65536 || cfg->head < 0 || cfg->head > 65536 || cfg->in_h < 8
+        || cfg->in_w < 8 || cfg->in_h > 4096 || cfg->in_w > 4096)
+        return -1.0;
+    struct net *n = calloc(1, sizeof(*n));
+    if (!n) return -1.0;
+    n->cfg = *cfg;
+    n->cfg.max_batch = 1;
+    struct nn_layout L;
+    memset(&L, 0, sizeof(L));
+    L.threads = 1;
+    net_layout(n, p, &L);
+    double f = n->flops;
+    free(n);
+    return f;
+}
+
 struct net *net_new(const struct net_config *cfg)
 {
     return net_new_threads(cfg, 0);

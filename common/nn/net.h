@@ -133,6 +133,10 @@ float *net_buffers(struct net *n);
 size_t net_param_scalars(const struct net *n);
 /* Forward multiply-adds per image x 2 (a training step is about 3x this). */
 double net_flops_per_image(const struct net *n);
+/* The same for the network cfg describes, without building it (a counting layout pass,
+ * nothing allocated; cfg->max_batch is not used); -1 for an unknown model, stem or a size
+ * net_new would refuse. */
+double net_config_flops(const struct net_config *cfg);
 /* One line: model, parameters, input size, low_dim, max batch. */
 const char *net_describe(const struct net *n);
 int net_low_dim(const struct net *n);
