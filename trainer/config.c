@@ -109,12 +109,12 @@ static const struct preset_entry trainer_presets[] = {
     { "cifar", "stem", "auto" },
     { "cifar", "init", "he" },
     /* the reference ImageNet recipe (main.py) */
-    { "imagenet", "model", "resnet18" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
+    { "imagenet", "model", "resnet50" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
     { "imagenet", "nce-m", "0.5" }, { "imagenet", "z-mode", "frozen" }, { "imagenet", "bank-init", "uniform" },
     { "imagenet", "lr", "0.03" }, { "imagenet", "wd", "1e-4" }, { "imagenet", "batch", "256" },
     { "imagenet", "epochs", "200" }, { "imagenet", "lr-schedule", "step" },
     { "imagenet", "lr-steps", "120,160" }, { "imagenet", "aug", "imagenet" }, { "imagenet", "size", "224" },
-    { "imagenet", "stem", "auto" },
+    { "imagenet", "stem", "imagenet" },
     { "imagenet", "warmup", "0" }, { "imagenet", "center-init", "false" },
     { "imagenet", "init", "he-out" },
     { NULL, NULL, NULL },
@@ -411,7 +411,7 @@ int trainer_cfg_schedule(const struct trainer_cfg *c, struct lr_schedule *s)
 void trainer_cfg_task_opts(const struct trainer_cfg *c, const char *run, struct taskq_opts *o)
 {
     taskq_opts_default(o);
-    o->window = 8;
+    o->window = TRAINER_TASK_WINDOW;
     o->deadline_ms = (uint32_t)(c->task_deadline * 1000);
     o->drop_last = c->drop_last;
     o->preset = c->aug;

@@ -4,7 +4,8 @@
  * Precedence: flag > environment > preset > table default. Presets:
  *   reference  the reference CIFAR recipe exactly (lemniscate.pytorch cifar.py, NCE m=4096)
  *   cifar      the CPU default chosen from measured runs (docs/recipes.md)
- *   imagenet   the reference ImageNet recipe (tau 0.07, wd 1e-4, batch 256, 224 px) */
+ *   imagenet   the reference ImageNet recipe on torchvision's ResNet50 (resnet50, the imagenet
+ *              stem; tau 0.07, wd 1e-4, batch 256, 224 px) */
 #ifndef NPID_TRAINER_CONFIG_H
 #define NPID_TRAINER_CONFIG_H
 #include <stddef.h>
@@ -67,6 +68,10 @@ int trainer_cfg_from_data(struct trainer_cfg *c, struct dataset *ds);
 struct dataset *trainer_cfg_open_data(struct trainer_cfg *c, char *json, size_t cap);
 /* The run's name: --run, or the last component of --run-dir. */
 void trainer_cfg_run_name(const struct trainer_cfg *c, char *buf, size_t cap);
+
+/* Batches the trainer keeps requested from the loaders ahead of the step (each held as
+ * batch x views x 3 x size x size bytes when it arrives). */
+#define TRAINER_TASK_WINDOW 8
 
 /* The learning-rate schedule of c (--lr, --lr-schedule, --lr-steps, --lr-min, --warmup,
  * --epochs). 0, or -1 for bad --lr-steps (logged). */

@@ -10,14 +10,14 @@
 
 #define GB 1e9
 
-/* The step's memory apart from the network's, for rows rows: the normalised input, the SGD
- * momentum, the accumulated gradients (when split), the objective's scores and the bank
- * rows the step reads. */
+/* The step's memory apart from the network's, for rows rows: the normalised input, the
+ * batches in flight from the loaders, the SGD momentum, the accumulated gradients (when
+ * split), the objective's scores and the bank rows the step reads. */
 static double step_other_bytes(const struct trainer_cfg *cfg, const struct net_memory *nm,
                                size_t n, int rows, int split)
 {
     double r = rows, d = cfg->low_dim, m = cfg->nce_k > 0 ? cfg->nce_k : 1;
-    double input = r * 3.0 * cfg->size * cfg->size * 4.0;
+    double input = r * 3.0 * cfg->size * cfg->size * (4.0 + TRAINER_TASK_WINDOW);
     double opt = (double)nm->params * (split ? 2.0 : 1.0);
     double obj = (r * (cfg->nce_k > 0 ? m : 64.0 * nm->threads) + r * r
                   + nm->threads * r * d) * 4.0;
@@ -87,9 +87,9 @@ static int plan_micro(const struct trainer_cfg *cfg, size_t n, int rows)
         snprintf(src, sizeof src, "80%% of %s, %.2f GB", what, limit / GB);
     else
         snprintf(src, sizeof src, "no limit known");
-    log_info("memory: a step of %d rows (batch %d x %d views) at %d px needs %.2f GB in one "
+    log_info("memory: a step of %d rows (batch %d x %d view%s) at %d px needs %.2f GB in one "
              "forward (activations %.2f GB); budget %.2f GB (%s)", rows, cfg->batch, cfg->views,
-             cfg->size, need / GB, (double)full.acts / GB, budget / GB,
+             cfg->views == 1 ? "" : "s", cfg->size, need / GB, (double)full.acts / GB, budget / GB,
              src);
     if (forwards == 1)
         log_info("memory: one forward per step, %.2f GB", used / GB);
