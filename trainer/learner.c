@@ -19,7 +19,7 @@ static double step_other_bytes(const struct trainer_cfg *cfg, const struct net_m
     double r = rows, d = cfg->low_dim, m = cfg->nce_k > 0 ? cfg->nce_k : 1;
     double input = r * 3.0 * cfg->size * cfg->size * (4.0 + TRAINER_TASK_WINDOW);
     double opt = (double)nm->params * (split ? 2.0 : 1.0);
-    double obj = (r * (cfg->nce_k > 0 ? m : 64.0 * nm->threads) + r * r
+    double obj = (r * (cfg->nce_k > 0 ? m : 512.0 * nm->threads) + r * r
                   + nm->threads * r * d) * 4.0;
     double bank = (cfg->nce_k > 0 ? m * d + r * d : (double)n * d) * 4.0;
     return input + opt + obj + bank;
