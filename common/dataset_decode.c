@@ -58,15 +58,14 @@ static int load_bin(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
     return 0;
 }
 
-/* dataset_decode (pick NULL) and dataset_decode_pick. */
-static int decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
-                  jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
-                  size_t err_len)
+int dataset_decode_pick(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
+                        jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
+                        size_t err_len)
 {
-    NPID_CHECK(i < ds->n);
+    NPID_CHECK(i < ds->n && pick != NULL);
     if (ds->n_bin) {
         int rc = load_bin(ds, i, dec, img, err, err_len);
-        if (rc == 0 && pick) {
+        if (rc == 0) {
             struct jpeg_region roi = { 0, 0, img->src_w, img->src_h };
             (void)pick(ctx, img->src_w, img->src_h, &roi); /* all of it at full size */
         }
@@ -113,8 +112,7 @@ static int decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint
     }
     close(fd);
     char why[256];
-    if (pick ? image_decode_pick(dec, buf, len, pick, ctx, img, why, sizeof why)
-             : image_decode(dec, buf, len, min_side, img, why, sizeof why)) {
+    if (image_decode_pick(dec, buf, len, pick, ctx, img, why, sizeof why)) {
         err_set(err, err_len, "%s: %s", rel, why);
         return -1;
     }
@@ -124,15 +122,7 @@ static int decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint
 int dataset_decode(const struct dataset *ds, size_t i, struct jpeg_dec *dec, uint32_t min_side,
                    struct jpeg_image *img, char *err, size_t err_len)
 {
-    return decode(ds, i, dec, min_side, NULL, NULL, img, err, err_len);
-}
-
-int dataset_decode_pick(const struct dataset *ds, size_t i, struct jpeg_dec *dec,
-                        jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
-                        size_t err_len)
-{
-    NPID_CHECK(pick != NULL);
-    return decode(ds, i, dec, 0, pick, ctx, img, err, err_len);
+    return dataset_decode_pick(ds, i, dec, jpeg_pick_min_side, &min_side, img, err, err_len);
 }
 
 int dataset_load_rgb(const struct dataset *ds, size_t i, uint8_t *out, size_t out_cap,

@@ -279,11 +279,10 @@ static int webp_decode(struct jpeg_dec *d, const uint8_t *p, size_t len, struct 
 
 /* ---- front-end ---------------------------------------------------------------------------- */
 
-/* image_decode (pick NULL) and image_decode_pick. */
-static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
-                  jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
-                  size_t err_len)
+int image_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
+                      void *ctx, struct jpeg_image *img, char *err, size_t err_len)
 {
+    NPID_CHECK(pick != NULL);
     const uint8_t *p = data;
     if (len == 0) {
         err_set(err, err_len, "empty file");
@@ -291,8 +290,7 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
     }
     enum image_format f = image_sniff(p, len);
     if (f == IMAGE_JPEG)
-        return pick ? jpeg_dec_decode_pick(d, p, len, pick, ctx, img, err, err_len)
-                    : jpeg_dec_decode(d, p, len, min_side, img, err, err_len);
+        return jpeg_dec_decode_pick(d, p, len, pick, ctx, img, err, err_len);
     if (f == IMAGE_UNKNOWN) {
         imghdr_unknown(p, len, err, err_len);
         return -1;
@@ -304,7 +302,7 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
     }
     int rc = f == IMAGE_PNG ? png_decode(d, p, len, img, err, err_len)
                             : webp_decode(d, p, len, img, err, err_len);
-    if (rc == 0 && pick) {
+    if (rc == 0) {
         struct jpeg_region roi = { 0, 0, img->src_w, img->src_h };
         (void)pick(ctx, img->src_w, img->src_h, &roi); /* all of it at full size */
     }
@@ -314,14 +312,7 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
 int image_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
                  struct jpeg_image *img, char *err, size_t err_len)
 {
-    return decode(d, data, len, min_side, NULL, NULL, img, err, err_len);
-}
-
-int image_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
-                      void *ctx, struct jpeg_image *img, char *err, size_t err_len)
-{
-    NPID_CHECK(pick != NULL);
-    return decode(d, data, len, 0, pick, ctx, img, err, err_len);
+    return image_decode_pick(d, data, len, jpeg_pick_min_side, &min_side, img, err, err_len);
 }
 
 int image_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *components,

@@ -222,13 +222,14 @@ static int check_signature(const uint8_t *p, size_t len, char *err, size_t err_l
     return 0;
 }
 
-/* Largest DCT downscale denominator in {1, 2, 4, 8} keeping both sides >= min_side. */
-static unsigned pick_denom(uint32_t w, uint32_t h, uint32_t min_side)
+uint32_t jpeg_pick_min_side(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi)
 {
+    (void)roi;
+    uint32_t min_side = *(const uint32_t *)ctx;
     if (min_side == 0)
         return 1;
-    unsigned best = 1;
-    for (unsigned d = 2; d <= 8; d *= 2) {
+    uint32_t best = 1;
+    for (uint32_t d = 2; d <= 8; d *= 2) {
         uint32_t ow = (w + d - 1) / d, oh = (h + d - 1) / d;
         if (ow >= min_side && oh >= min_side)
             best = d;
@@ -250,11 +251,10 @@ static void cmyk_to_rgb(uint8_t *row, uint32_t w, int inverted)
     }
 }
 
-/* jpeg_dec_decode (pick NULL: the scale from min_side) and jpeg_dec_decode_pick. */
-static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
-                  jpeg_denom_fn pick, void *ctx, struct jpeg_image *img, char *err,
-                  size_t err_len)
+int jpeg_dec_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
+                         void *ctx, struct jpeg_image *img, char *err, size_t err_len)
 {
+    NPID_CHECK(pick != NULL);
     const uint8_t *p = data;
     if (check_signature(p, len, err, err_len))
         return -1;
@@ -322,7 +322,7 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
         goto fail;
     }
     struct jpeg_region roi = { 0, 0, sw, sh };
-    unsigned denom = pick ? pick(ctx, sw, sh, &roi) : pick_denom(sw, sh, min_side);
+    unsigned denom = pick(ctx, sw, sh, &roi);
     NPID_CHECK(denom == 1 || denom == 2 || denom == 4 || denom == 8);
     NPID_CHECK(roi.x0 < roi.x1 && roi.x1 <= sw && roi.y0 < roi.y1 && roi.y1 <= sh);
     ci->scale_num = 1;
@@ -347,7 +347,7 @@ static int decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min
      * of what it decodes, so the outermost column of a cropped decode may differ) */
     enum { ROI_MARGIN = 2 };
     uint32_t ry0 = 0, ry1 = oh, cx = 0;
-    if (pick && comps == 3) {
+    if (comps == 3) {
         uint32_t rx0 = roi.x0 / denom, rx1 = (uint32_t)(((uint64_t)roi.x1 + denom - 1) / denom);
         ry0 = roi.y0 / denom;
         ry1 = (uint32_t)(((uint64_t)roi.y1 + denom - 1) / denom);
@@ -415,14 +415,7 @@ fail:
 int jpeg_dec_decode(struct jpeg_dec *d, const void *data, size_t len, uint32_t min_side,
                     struct jpeg_image *img, char *err, size_t err_len)
 {
-    return decode(d, data, len, min_side, NULL, NULL, img, err, err_len);
-}
-
-int jpeg_dec_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
-                         void *ctx, struct jpeg_image *img, char *err, size_t err_len)
-{
-    NPID_CHECK(pick != NULL);
-    return decode(d, data, len, 0, pick, ctx, img, err, err_len);
+    return jpeg_dec_decode_pick(d, data, len, jpeg_pick_min_side, &min_side, img, err, err_len);
 }
 
 int jpeg_probe(const void *data, size_t len, uint32_t *w, uint32_t *h, int *components,

@@ -80,6 +80,10 @@ typedef uint32_t (*jpeg_denom_fn)(void *ctx, uint32_t w, uint32_t h, struct jpeg
  * corrupt file is rejected as by a full decode). */
 int jpeg_dec_decode_pick(struct jpeg_dec *d, const void *data, size_t len, jpeg_denom_fn pick,
                          void *ctx, struct jpeg_image *img, char *err, size_t err_len);
+/* The pick of the min_side entry points (jpeg_dec_decode, image_decode, dataset_decode): ctx
+ * points to a uint32_t min_side; the largest denominator keeping both scaled sides >= it
+ * (1 for 0), the whole image. */
+uint32_t jpeg_pick_min_side(void *ctx, uint32_t w, uint32_t h, struct jpeg_region *roi);
 
 /* The decoder's file buffer, grown to at least n bytes (for readers that load a file and
  * then decode it); NULL on allocation failure. Valid until the next call with d. */
