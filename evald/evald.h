@@ -92,9 +92,10 @@ int evald_open(struct evald *ev, const struct evald_opts *o, int need);
 void evald_close(struct evald *ev);
 /* What the commands that publish results (attach, linear) open: the --curve-allow flags
  * checked first (before any work), evald_start, the labelled test and train splits, then
- * ev->pub for --pub (none given: a stub), with --curve-allow a CURVE server with
- * --curve-key's pair that admits only the allow-list's subscribers. EXIT_OK, EXIT_USAGE or
- * EXIT_FAIL (logged); close ev with evald_close either way. */
+ * ev->pub for --pub (none given: no socket, results still encoded for stdout), with
+ * --curve-allow a CURVE server with --curve-key's pair that admits only the allow-list's
+ * subscribers. EXIT_OK, EXIT_USAGE or EXIT_FAIL (logged); close ev with evald_close either
+ * way. */
 int evald_open_results(struct evald *ev, const struct evald_opts *o, struct cfg_opt *opts);
 /* The bank client of --bank, created on first use (owned by ev). NULL when it cannot be
  * created (logged). */
