@@ -31,6 +31,15 @@ loader_PKGS  := libzmq libjpeg libpng libwebp
 trainer_PKGS := libzmq openblas
 evald_PKGS   := libzmq openblas libjpeg libpng libwebp
 
+# MPI (the data-parallel trainer, trainer/dp.h): on when OpenMPI's pkg-config file is there
+# (libopenmpi-dev), MPI=0 builds a trainer without it, MPI=1 insists.
+MPI ?= $(shell pkg-config --exists ompi-c && echo 1 || echo 0)
+ifeq ($(MPI),1)
+trainer_PKGS += ompi-c
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c) -DNPID_MPI
+MPI_LIBS   := $(shell pkg-config --libs ompi-c)
+endif
+
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_LIBS := $(shell pkg-config --libs check)
@@ -40,7 +49,7 @@ CFLAGS  ?= $(OPT) -g $(ARCH)
 # (common/nn/vec.h); those are inlined into per-level kernels (common/cpu.h), no real call.
 WARN       = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla -Wno-psabi
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -I. $(PKG_CFLAGS) $(CFLAGS) $(SAN)
-LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm
+LDLIBS_ALL = $(PKG_LIBS) $(MPI_LIBS) -lpthread -lm
 
 PROGS      := loader trainer bankd evald
 LIB_SRC    := $(wildcard common/*.c common/nn/*.c)
@@ -74,6 +83,9 @@ all: $(BINS) $(LIBNPID)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# only trainer/dp.c sees MPI's header
+$(BUILD)/obj/trainer/dp.o: ALL_CFLAGS += $(MPI_CFLAGS)
 
 $(LIBNPID): $(LIB_OBJ)
 	@mkdir -p $(@D)

@@ -18,7 +18,11 @@ expect() {
     for f in $3; do case " $n" in *" $f"*) fail "npid-$1 needs $f (needs: $n)" ;; esac; done
     echo "$name: npid-$1: $n"
 }
-expect bankd "libzmq" "libopenblas libjpeg libpng libwebp libmsgpack"
-expect loader "libzmq libjpeg libpng libwebp" "libopenblas libmsgpack"
-expect trainer "libzmq libopenblas" "libmsgpack libjpeg libpng libwebp"
-expect evald "libzmq libopenblas libjpeg" "libmsgpack"
+# MPI: the trainer only (its data-parallel ranks), and only in a build with it (make MPI=1, the
+# default when libopenmpi-dev is installed, as deps/build.txt does)
+mpi=""
+pkg-config --exists ompi-c 2>/dev/null && mpi=libmpi
+expect bankd "libzmq" "libopenblas libjpeg libpng libwebp libmsgpack libmpi"
+expect loader "libzmq libjpeg libpng libwebp" "libopenblas libmsgpack libmpi"
+expect trainer "libzmq libopenblas $mpi" "libmsgpack libjpeg libpng libwebp"
+expect evald "libzmq libopenblas libjpeg" "libmsgpack libmpi"

@@ -89,6 +89,11 @@ void bankview_set_step(struct bankview *bv, uint64_t step) { bv->step = step; }
 int bankview_pending(const struct bankview *bv) { return bv->pending; }
 const float *bankview_neg(const struct bankview *bv) { return bv->neg; }
 const float *bankview_pos(const struct bankview *bv) { return bv->pos; }
+void bankview_rows(struct bankview *bv, float **neg, float **pos)
+{
+    *neg = bv->neg;
+    *pos = bv->pos;
+}
 const float *bankview_mirror(const struct bankview *bv) { return bv->mirror; }
 size_t bankview_m(const struct bankview *bv) { return bv->cfg.m; }
 

@@ -68,6 +68,9 @@ const float *bankview_neg(const struct bankview *bv);
 const float *bankview_pos(const struct bankview *bv);
 const float *bankview_mirror(const struct bankview *bv);
 size_t bankview_m(const struct bankview *bv);
+/* The buffers of bankview_neg and bankview_pos, writable: the trainer's other ranks receive
+ * rank 0's collected rows into them (trainer/dp.h). NULL in softmax mode. */
+void bankview_rows(struct bankview *bv, float **neg, float **pos);
 
 /* Writes count features (rows of feat, which is modified: subnormal values become 0, as
  * bankd requires) into rows idx with the momentum update; checks bankd's update count against

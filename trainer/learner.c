@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/sysmem.h"
+#include "trainer/dp.h"
 
 #define GB 1e9
 
@@ -47,7 +48,7 @@ static double step_bytes(const struct trainer_cfg *cfg, size_t n, int rows, int 
 /* Rows per forward for a step of rows rows: --micro-batch, or the most that --memory (or
  * 80 % of the machine's memory) holds, balanced over the forwards a step then needs; the
  * estimate and the choice logged. 0 when nothing fits (logged). */
-static int plan_micro(const struct trainer_cfg *cfg, size_t n, int rows)
+static int plan_micro(const struct trainer_cfg *cfg, size_t n, int batch, int rows)
 {
     char what[64];
     double limit = (double)sysmem_limit(what, sizeof what), budget = cfg->memory_gb * GB;
@@ -88,7 +89,7 @@ static int plan_micro(const struct trainer_cfg *cfg, size_t n, int rows)
     else
         snprintf(src, sizeof src, "no limit known");
     log_info("memory: a step of %d rows (batch %d x %d view%s) at %d px needs %.2f GB in one "
-             "forward (activations %.2f GB); budget %.2f GB (%s)", rows, cfg->batch, cfg->views,
+             "forward (activations %.2f GB); budget %.2f GB (%s)", rows, batch, cfg->views,
              cfg->views == 1 ? "" : "s", cfg->size, need / GB, (double)full.acts / GB, budget / GB,
              src);
     if (forwards == 1)
@@ -110,8 +111,9 @@ int learner_init(struct learner *l, const struct trainer_cfg *cfg, size_t n)
     l->size = cfg->size;
     l->dim = cfg->low_dim;
     pixnorm_for(cfg->aug, &l->norm);
-    int rows = cfg->batch * cfg->views;
-    l->micro = plan_micro(cfg, n, rows);
+    int rows = cfg->batch * cfg->views; /* the step's, over all ranks */
+    int batch_loc = cfg->batch / dp_size(), rows_loc = batch_loc * cfg->views;
+    l->micro = plan_micro(cfg, n, batch_loc, rows_loc);
     if (l->micro == 0)
         return -1;
     struct net_config nc = net_config_of(cfg, l->micro);
@@ -134,16 +136,27 @@ int learner_init(struct learner *l, const struct trainer_cfg *cfg, size_t n)
         objective_set_z(l->obj, cfg->nce_z);
     if (trainer_cfg_schedule(cfg, &l->sched) != 0)
         return -1;
-    size_t px = (size_t)rows * 3 * (size_t)l->size * (size_t)l->size;
+    size_t px = (size_t)rows_loc * 3 * (size_t)l->size * (size_t)l->size;
     l->x = malloc(px * sizeof(float));
     l->feat = malloc((size_t)rows * (size_t)l->dim * sizeof(float));
     l->df = malloc((size_t)rows * (size_t)l->dim * sizeof(float));
+    l->feat_loc = l->feat;
+    l->df_loc = l->df;
+    if (dp_active()) {
+        l->feat_loc = malloc((size_t)rows_loc * (size_t)l->dim * sizeof(float));
+        l->df_loc = malloc((size_t)rows_loc * (size_t)l->dim * sizeof(float));
+        if (!l->feat_loc || !l->df_loc) {
+            log_error("out of memory allocating training buffers");
+            return -1;
+        }
+    }
     size_t nbuf = net_buffer_count(l->net), np = net_param_count(l->net);
-    if (l->micro < rows) {
+    if (l->micro < rows_loc) {
         l->bn_saved = malloc(nbuf * sizeof(float));
         l->grad_acc = malloc(np * sizeof(float));
     }
-    if (!l->x || !l->feat || !l->df || (l->micro < rows && (!l->bn_saved || !l->grad_acc))) {
+    if (!l->x || !l->feat || !l->df ||
+        (l->micro < rows_loc && (!l->bn_saved || !l->grad_acc))) {
         log_error("out of memory allocating training buffers");
         return -1;
     }
@@ -155,6 +168,11 @@ void learner_deinit(struct learner *l)
     objective_destroy(&l->obj);
     sgd_destroy(&l->opt);
     net_destroy(&l->net);
+    if (l->feat_loc != l->feat)
+        free(l->feat_loc);
+    if (l->df_loc != l->df)
+        free(l->df_loc);
+    l->feat_loc = l->df_loc = NULL;
     free(l->x);
     free(l->feat);
     free(l->df);
@@ -169,7 +187,7 @@ void learner_forward(struct learner *l, const uint8_t *pixels, uint32_t rows)
     pixnorm_apply(&l->norm, pixels, rows, (size_t)l->size * (size_t)l->size, l->x);
     l->rows = rows;
     if (rows <= (uint32_t)l->micro) {
-        memcpy(l->feat, net_forward(l->net, l->x, (int)rows, 1), rows * d * sizeof(float));
+        memcpy(l->feat_loc, net_forward(l->net, l->x, (int)rows, 1), rows * d * sizeof(float));
         return;
     }
     /* the features only: learner_backward runs these forwards again, and their updates of
@@ -179,9 +197,31 @@ void learner_forward(struct learner *l, const uint8_t *pixels, uint32_t rows)
     for (uint32_t r0 = 0; r0 < rows; r0 += (uint32_t)l->micro) {
         uint32_t r = rows - r0 < (uint32_t)l->micro ? rows - r0 : (uint32_t)l->micro;
         const float *f = net_forward(l->net, l->x + r0 * plane, (int)r, 1);
-        memcpy(l->feat + r0 * d, f, r * d * sizeof(float));
+        memcpy(l->feat_loc + r0 * d, f, r * d * sizeof(float));
     }
     memcpy(net_buffers(l->net), l->bn_saved, nbuf * sizeof(float));
+}
+
+void learner_gather(struct learner *l, uint32_t total)
+{
+    l->total = total;
+    dp_slice(total, dp_rank(), dp_size(), &l->lo, &l->count);
+    NPID_CHECK(l->count * (uint32_t)l->views == l->rows);
+    if (!dp_active())
+        return;
+    size_t d = (size_t)l->dim;
+    for (int v = 0; v < l->views; v++)
+        dp_gather_rows(l->feat_loc + (size_t)v * l->count * d, l->feat + (size_t)v * total * d,
+                       total, d);
+}
+
+/* This rank's rows of df (view by view) into df_loc. */
+static void scatter_df(struct learner *l)
+{
+    size_t d = (size_t)l->dim;
+    for (int v = 0; v < l->views; v++)
+        memcpy(l->df_loc + (size_t)v * l->count * d,
+               l->df + ((size_t)v * l->total + l->lo) * d, l->count * d * sizeof(float));
 }
 
 static int all_finite(const float *v, size_t n)
@@ -209,11 +249,22 @@ double learner_loss(struct learner *l, const float *pos, const float *neg, const
     return loss;
 }
 
+static void backward_rows(struct learner *l);
+
 void learner_backward(struct learner *l)
+{
+    if (dp_active())
+        scatter_df(l);
+    backward_rows(l);
+    dp_sum_f32(net_grads(l->net), net_param_count(l->net));
+}
+
+/* The gradients of this rank's rows from df_loc, in forwards of at most micro rows. */
+static void backward_rows(struct learner *l)
 {
     uint32_t rows = l->rows;
     if (rows <= (uint32_t)l->micro) {
-        net_backward(l->net, l->df);
+        net_backward(l->net, l->df_loc);
         return;
     }
     size_t plane = 3 * (size_t)l->size * (size_t)l->size, d = (size_t)l->dim;
@@ -222,7 +273,7 @@ void learner_backward(struct learner *l)
     for (uint32_t r0 = 0; r0 < rows; r0 += (uint32_t)l->micro) {
         uint32_t r = rows - r0 < (uint32_t)l->micro ? rows - r0 : (uint32_t)l->micro;
         net_forward(l->net, l->x + r0 * plane, (int)r, 1);
-        net_backward(l->net, l->df + r0 * d);
+        net_backward(l->net, l->df_loc + r0 * d);
         if (r0 == 0) {
             memcpy(l->grad_acc, g, np * sizeof(float));
         } else {

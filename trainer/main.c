@@ -1,10 +1,12 @@
 /* npid-trainer: trains the encoder. See trainer/train.h and docs/architecture.md. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "common/blas.h"
 #include "common/log.h"
 #include "common/sig.h"
 #include "trainer/config.h"
+#include "trainer/dp.h"
 #include "trainer/train.h"
 
 int main(int argc, char **argv)
@@ -19,6 +21,13 @@ int main(int argc, char **argv)
     }
     blas_setup(argc, argv0);
     free(argv0); /* blas_setup re-execs or returns: the copy is done with */
+    if (dp_init(&argc, &argv) != 0)
+        return EXIT_FAIL;
+    char prog[48];
+    if (dp_active()) { /* every rank's lines, told apart */
+        snprintf(prog, sizeof prog, "npid-trainer[%d/%d]", dp_rank(), dp_size());
+        log_init(prog);
+    }
     if (cfg.threads > 0)
         blas_set_threads(cfg.threads);
     if (sig_install() != 0)
@@ -27,8 +36,11 @@ int main(int argc, char **argv)
     log_info("BLAS kernel: %s", blas_corename());
     struct trainer *t = trainer_new(&cfg);
     if (!t)
-        return EXIT_FAIL;
+        dp_abort(EXIT_FAIL); /* the other ranks wait for this one: end them too */
     rc = trainer_run(t);
     trainer_destroy(&t);
+    if (rc != EXIT_OK)
+        dp_abort(rc);
+    dp_finalize();
     return rc;
 }

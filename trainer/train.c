@@ -15,6 +15,7 @@
 #include "common/sig.h"
 #include "trainer/bankview.h"
 #include "trainer/ckptr.h"
+#include "trainer/dp.h"
 #include "trainer/learner.h"
 #include "trainer/links.h"
 #include "trainer/metrics.h"
@@ -38,7 +39,9 @@ struct trainer {
     struct links ln;          /* bankd, the loaders' tasks, the events */
     struct ckptr *ck;         /* checkpoints and the resume */
 
-    struct plan cur;          /* this epoch's plan */
+    struct plan cur;          /* this epoch's plan (every rank's steps) */
+    uint32_t *mine;           /* with ranks: this rank's share of each step of it, in order */
+    char tasks_ep[512];       /* this rank's task endpoint */
     struct run_pos pos;       /* the next step to run */
     double run_start;
 };
@@ -48,9 +51,126 @@ struct trainer {
 /* Sends the sample request of the next step (t->pos.epoch, t->pos.epoch_step). */
 static int bank_request_sample(struct trainer *t)
 {
+    if (dp_rank() != 0)
+        return 0; /* rank 0 reads the bank for every rank */
     uint32_t count;
     const uint32_t *idx = plan_step(&t->cur, t->pos.epoch_step, &count);
     return bankview_request(t->ln.bv, t->pos.step, idx, count);
+}
+
+/* ---- ranks (trainer/dp.h) --------------------------------------------------------------- */
+
+/* What a data-parallel job needs: every rank takes batch / ranks images of every step (the
+ * last, partial step split as evenly), and rank 0 reads the bank rows for all. */
+static int ranks_check(const struct trainer *t)
+{
+    int ranks = dp_size();
+    size_t last = t->n % (size_t)t->cfg.batch;
+    if (ranks == 1)
+        return 0;
+    if (t->cfg.batch % ranks != 0) {
+        log_error("--batch %d is not a multiple of the %d ranks (each rank trains batch / ranks "
+                  "images of every step)", t->cfg.batch, ranks);
+        return -1;
+    }
+    if (t->m == 0) {
+        log_error("the full softmax (--nce-k 0) runs on one trainer only: give --nce-k > 0 "
+                  "with %d ranks", ranks);
+        return -1;
+    }
+    if (!t->cfg.drop_last && last != 0 && last < (size_t)ranks) {
+        log_error("the last step of an epoch has %zu images, fewer than the %d ranks: pass "
+                  "--drop-last or another --batch", last, ranks);
+        return -1;
+    }
+    return 0;
+}
+
+/* Rank rank's task endpoint (of ranks): the rank-th of a comma-separated list of one endpoint
+ * per rank, or the one endpoint given with its port + 100 rank. -1 when neither applies
+ * (logged). */
+static int rank_tasks_ep(const char *list, int rank, int ranks, char *out, size_t cap)
+{
+    int items = 1;
+    for (const char *c = list; *c; c++)
+        items += *c == ',';
+    if (items == ranks) {
+        const char *a = list;
+        for (int i = 0; i < rank; i++)
+            a = strchr(a, ',') + 1;
+        size_t len = strcspn(a, ",");
+        if (len == 0 || len >= cap)
+            goto bad;
+        memcpy(out, a, len);
+        out[len] = '\0';
+        return 0;
+    }
+    if (items == 1) {
+        const char *colon = strrchr(list, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (strncmp(list, "tcp://", 6) != 0 || !end || *end || port <= 0 ||
+            port + 100L * rank > 65535)
+            goto bad;
+        int len = (int)(colon - list);
+        if (snprintf(out, cap, "%.*s:%ld", len, list, port + 100L * rank) >= (int)cap)
+            goto bad;
+        return 0;
+    }
+bad:
+    log_error("--tasks %s: give one tcp://host:port (rank r listens on port + 100 r) or a "
+              "comma-separated list of %d endpoints, one per rank", list, ranks);
+    return -1;
+}
+
+/* Every rank starts where rank 0 does: its weights, BN statistics, momentum, Z and position
+ * (rank 0 initialised or restored them, and owns the bank). */
+static void ranks_share_start(struct trainer *t)
+{
+    struct learner *l = &t->learn;
+    size_t np = net_param_count(l->net);
+    dp_bcast(&t->pos, sizeof t->pos, 0);
+    dp_bcast(net_params(l->net), np * sizeof(float), 0);
+    dp_bcast(net_buffers(l->net), net_buffer_count(l->net) * sizeof(float), 0);
+    dp_bcast(l->opt->buf, np * sizeof(float), 0);
+    double z = objective_z(l->obj);
+    dp_bcast(&z, sizeof z, 0);
+    if (z > 0 && dp_rank() != 0)
+        objective_set_z(l->obj, z);
+}
+
+/* The step's bank rows, collected by rank 0 and sent to every rank (count positives). */
+static int bank_collect(struct trainer *t, uint32_t count)
+{
+    if (dp_rank() == 0 && bankview_collect(t->ln.bv) != 0)
+        return -1;
+    if (dp_active()) {
+        float *neg, *pos;
+        bankview_rows(t->ln.bv, &neg, &pos);
+        size_t d = (size_t)t->learn.dim;
+        dp_bcast(neg, t->m * d * sizeof(float), 0);
+        dp_bcast(pos, count * d * sizeof(float), 0);
+    }
+    return 0;
+}
+
+/* --dp-check: every rank's weights hash the same (logged by rank 0); -1 otherwise (logged). */
+static int check_weights(struct trainer *t)
+{
+    const unsigned char *p = (const unsigned char *)net_params(t->learn.net);
+    size_t bytes = net_param_count(t->learn.net) * sizeof(float);
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < bytes; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    if (!dp_same_u64(h)) {
+        log_error("dp-check: step %" PRIu64 ": the ranks' weights differ (this rank's hash "
+                  "%016" PRIx64 ")", t->pos.step, h);
+        return -1;
+    }
+    if (dp_rank() == 0)
+        log_info("dp-check: step %" PRIu64 ": weights hash %016" PRIx64 " on %d rank%s",
+                 t->pos.step, h, dp_size(), dp_size() == 1 ? "" : "s");
+    return 0;
 }
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
@@ -58,6 +178,8 @@ static int bank_request_sample(struct trainer *t)
 /* A paired checkpoint of the current position, announced (event + metrics.jsonl). */
 static int trainer_checkpoint(struct trainer *t, const char *why)
 {
+    if (dp_rank() != 0)
+        return 0; /* rank 0 writes the run's checkpoints */
     struct ckptr_written w;
     if (ckptr_save(t->ck, &t->pos, why, &w) != 0)
         return -1;
@@ -67,7 +189,8 @@ static int trainer_checkpoint(struct trainer *t, const char *why)
 
 static void trainer_save_unpaired(struct trainer *t)
 {
-    ckptr_save_unpaired(t->ck, &t->pos);
+    if (dp_rank() == 0)
+        ckptr_save_unpaired(t->ck, &t->pos);
 }
 
 /* ---- data-dependent start: warm bank, centred output ------------------------------------- */
@@ -142,19 +265,36 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
     if (!t->ds)
         goto fail;
     t->n = dataset_count(t->ds);
-    if (build_model(t) != 0 || connect_bank(t) != 0)
+    if (build_model(t) != 0 || ranks_check(t) != 0 || connect_bank(t) != 0)
         goto fail;
+    if (dp_active()) {
+        /* rank 0 alone talks to bankd, writes the run directory and publishes the events */
+        t->mine = malloc(t->n * sizeof *t->mine);
+        if (!t->mine ||
+            rank_tasks_ep(cfg->tasks_ep, dp_rank(), dp_size(), t->tasks_ep,
+                          sizeof t->tasks_ep) != 0)
+            goto fail;
+        t->cfg.tasks_ep = t->tasks_ep;
+        if (dp_rank() != 0) {
+            t->cfg.events_ep = "inproc://npid-trainer-rank-events";
+            t->cfg.progress = 0;
+        }
+        log_info("rank %d of %d: %d images of every step of %d, tasks on %s", dp_rank(),
+                 dp_size(), cfg->batch / dp_size(), cfg->batch, t->tasks_ep);
+    }
     struct start st = { .cfg = &t->cfg, .run = t->run, .manifest = dataset_manifest(t->ds),
                         .n = t->n, .bv = t->ln.bv, .ck = t->ck };
-    if (start_bank(&st) != 0 ||
+    if ((dp_rank() == 0 && start_bank(&st) != 0) ||
         links_open_tasks(&t->ln, &t->cfg, t->run, dataset_manifest(t->ds), t->n) != 0)
         goto fail;
     ws = warm_src_of(t);
-    if (start_position(&st, &ws, &t->pos) != 0 || bankview_load_mirror(t->ln.bv) != 0)
+    if ((dp_rank() == 0 && start_position(&st, &ws, &t->pos) != 0) ||
+        bankview_load_mirror(t->ln.bv) != 0)
         goto fail;
+    ranks_share_start(t);
     links_warm_done(&t->ln);
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
-    if (metrics_open(t->ln.mx, path) != 0)
+    if (dp_rank() == 0 && metrics_open(t->ln.mx, path) != 0)
         goto fail;
     return t;
 fail:
@@ -172,6 +312,7 @@ void trainer_destroy(struct trainer **tp)
     learner_deinit(&t->learn);
     dataset_destroy(&t->ds);
     plan_deinit(&t->cur);
+    free(t->mine);
     free(t);
     *tp = NULL;
 }
@@ -200,42 +341,65 @@ static void publish_epoch(struct trainer *t, uint32_t epoch, double secs)
 static int plan_current_epoch(struct trainer *t)
 {
     plan_epoch(&t->cur, t->pos.epoch);
-    if (taskq_plan(t->ln.tq, t->pos.epoch, t->cur.perm, t->n, (uint32_t)t->cfg.batch,
+    const uint32_t *perm = t->cur.perm;
+    size_t len = t->n;
+    if (dp_active()) { /* this rank's share of each step, so its steps are the plan's */
+        len = 0;
+        for (uint32_t s = 0; s < t->cur.steps; s++) {
+            uint32_t c, lo, k;
+            const uint32_t *idx = plan_step(&t->cur, s, &c);
+            dp_slice(c, dp_rank(), dp_size(), &lo, &k);
+            memcpy(t->mine + len, idx + lo, k * sizeof *idx);
+            len += k;
+        }
+        perm = t->mine;
+    }
+    if (taskq_plan(t->ln.tq, t->pos.epoch, perm, len, (uint32_t)(t->cfg.batch / dp_size()),
                    t->pos.epoch_step, t->cfg.seed) < 0)
         return -1;
     return 0;
 }
 
-/* One training step on batch b (which must be step (t->pos.epoch, t->pos.epoch_step)). */
+/* What train_step ends with besides 0: the ranks agreed to stop before the step, a bank
+ * failure, a non-finite loss, ranks whose weights differ (--dp-check). */
+enum { STEP_STOPPED = 1, STEP_BANK = -1, STEP_NONFINITE = -2, STEP_DIVERGED = -3 };
+
+/* One training step on batch b, this rank's share of step (t->pos.epoch, t->pos.epoch_step):
+ * with ranks, the loss is the whole step's on every rank, the gradients are summed over them,
+ * and rank 0 alone reads and writes the bank. */
 static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
 {
     struct stage_times *w = metrics_window(t->ln.mx);
     double t0 = clock_seconds();
-    uint32_t count = b->count; /* views * count rows: view 0, then view 1 */
-    learner_forward(&t->learn, b->pixels, count * (uint32_t)t->learn.views);
+    uint32_t count; /* the step's images over all ranks; views * count rows: view 0, then 1 */
+    const uint32_t *idx = plan_step(&t->cur, t->pos.epoch_step, &count);
+    learner_forward(&t->learn, b->pixels, b->count * (uint32_t)t->learn.views);
+    if (dp_active() && dp_any(sig_stop))
+        return STEP_STOPPED; /* every rank stops before this step */
+    learner_gather(&t->learn, count);
     double t1 = clock_seconds();
     w->fwd += t1 - t0;
 
-    if (bankview_collect(t->ln.bv) != 0)
-        return -1;
+    if (bank_collect(t, count) != 0)
+        return STEP_BANK;
     double t2 = clock_seconds();
     const float *neg = bankview_neg(t->ln.bv), *pos = bankview_pos(t->ln.bv);
     const float *mirror = bankview_mirror(t->ln.bv);
     w->bank += t2 - t1;
 
     double ps, ns;
-    bankview_cosines(t->ln.bv, t->learn.feat, b->indices, count, &ps, &ns);
+    bankview_cosines(t->ln.bv, t->learn.feat, idx, count, &ps, &ns);
     w->pos_sim += ps;
     w->neg_sim += ns;
     int finite;
-    double loss = learner_loss(&t->learn, pos, neg, mirror, b->indices, count, &finite);
+    double loss = learner_loss(&t->learn, pos, neg, mirror, idx, count, &finite);
     double t3 = clock_seconds();
     w->loss += t3 - t2;
     if (!finite) {
         log_error("step %" PRIu64 " (epoch %u, step %u): the loss is %g: stopping; the last "
                   "checkpoint (before this step) is kept in %s. Try a lower --lr or --warmup.",
                   t->pos.step, t->pos.epoch, t->pos.epoch_step, loss, ckptr_path(t->ck));
-        return -2;
+        return STEP_NONFINITE;
     }
 
     /* two views: the bank row moves towards the normalised mean of the two views' features,
@@ -243,9 +407,9 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     if (t->learn.views == 2)
         objective_views_mean(t->learn.feat, (int)count, t->learn.dim, t->learn.feat);
     /* the bank update, then the next step's sample request on the same connection */
-    if (bankview_update(t->ln.bv, b->indices, t->learn.feat, count) != 0)
-        return -1;
-    metrics_trained(t->ln.mx, b->indices, count, loss);
+    if (dp_rank() == 0 && bankview_update(t->ln.bv, idx, t->learn.feat, count) != 0)
+        return STEP_BANK;
+    metrics_trained(t->ln.mx, idx, count, loss);
     t->pos.step++;
     /* advance the position before requesting the next sample */
     t->pos.epoch_step++;
@@ -254,7 +418,7 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
         more = 0; /* the next epoch's first sample is requested after the epoch switch */
     if (more && (t->cfg.max_steps == 0 || t->pos.step < (uint64_t)t->cfg.max_steps) &&
         bank_request_sample(t) != 0)
-        return -1;
+        return STEP_BANK;
     double t4 = clock_seconds();
     w->bank += t4 - t3;
 
@@ -267,6 +431,9 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     w->loss_sum += loss;
     w->steps++;
     w->images += count;
+    if (t->cfg.dp_check && t->pos.step % (uint64_t)t->cfg.dp_check == 0 &&
+        check_weights(t) != 0)
+        return STEP_DIVERGED;
     return 0;
 }
 
@@ -326,6 +493,8 @@ static enum next run_begin(struct trainer *t)
 static enum next on_stop(struct trainer *t)
 {
     log_info("signal %d: checkpointing and stopping", (int)sig_stop_signo);
+    if (dp_rank() != 0)
+        return END_OK; /* rank 0 checkpoints for every rank */
     bankview_stopping(t->ln.bv); /* the stop's requests wait out their retries */
     if (trainer_checkpoint(t, "signal") != 0) {
         log_error("stopping without a paired checkpoint (bankd did not answer within "
@@ -397,6 +566,11 @@ static enum next run_turn(struct trainer *t, double *epoch_start, double *last_w
     double w0 = clock_seconds();
     int rc = taskq_next(t->ln.tq, 1000, &b);
     metrics_window(t->ln.mx)->data += clock_seconds() - w0;
+    if (dp_active() && sig_stop && rc != TASKQ_BATCH) {
+        dp_any(1); /* the ranks stop together: the others learn it in their next step */
+        *reason = "signal";
+        return on_stop(t);
+    }
     if (rc == TASKQ_TIMEOUT) {
         if (clock_seconds() - *last_wait_log > 10) {
             links_log_waiting(&t->ln, &t->cfg, "training");
@@ -421,9 +595,14 @@ static enum next run_turn(struct trainer *t, double *epoch_start, double *last_w
     NPID_CHECK(rc == TASKQ_BATCH);
     NPID_CHECK(b.epoch == t->pos.epoch && b.step == t->pos.epoch_step);
     int src = train_step(t, &b, lr);
+    if (src == STEP_STOPPED) {
+        *reason = "signal";
+        return on_stop(t);
+    }
     if (src != 0) {
-        *reason = src == -2 ? "non-finite loss" : "bank failure";
-        if (src != -2 && sig_stop)
+        *reason = src == STEP_NONFINITE ? "non-finite loss" :
+                  src == STEP_DIVERGED ? "ranks' weights differ" : "bank failure";
+        if (src == STEP_BANK && sig_stop)
             trainer_save_unpaired(t); /* a signal inside the step's bank update */
         return END_FAIL;
     }
@@ -455,7 +634,7 @@ int trainer_run(struct trainer *t)
     win->start = clock_seconds();
     double epoch_start = clock_seconds(), last_wait_log = clock_seconds();
     while (n == GO_ON) {
-        if (sig_stop) {
+        if (sig_stop && !dp_active()) { /* with ranks, they agree on it in the step */
             n = on_stop(t);
             reason = "signal";
         } else {
