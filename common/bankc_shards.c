@@ -104,7 +104,8 @@ void bankc_shards_cancel(struct bankc *c)
 /* ---- one round ------------------------------------------------------------------------------ */
 
 /* Starts a call: EBUSY while a sample is outstanding; an interrupted update nobody
- * finished is abandoned (as bankc.c's bankc_send does). */
+ * finished is abandoned (as bankc.c's bankc_send does); no shard holds a reply of this
+ * call yet. */
 static int shards_begin(struct bankc *c)
 {
     if (c->sample_busy)
@@ -113,6 +114,8 @@ static int shards_begin(struct bankc *c)
         bankc_shards_cancel(c);
         c->update_busy = 0;
     }
+    for (size_t i = 0; i < c->nsh; i++)
+        c->sh[i].sent = c->sh[i].got = c->sh[i].failed = 0;
     return 0;
 }
 

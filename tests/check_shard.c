@@ -222,8 +222,9 @@ static void shards_start(struct daemon d[2], char *list, size_t cap)
 
 enum { N_ROWS = 1001, DIM = 8 };
 
-/* Writes `steps` random set/update calls (indices over all rows, repeats included) to
- * every client of cs (n of them), checking their steps agree. */
+/* Writes `steps` random set/update calls (indices over all rows, repeats included; in
+ * call 1 only rows of shard 0 of 2, in call 2 only one row of shard 1) to every client of cs
+ * (n of them), checking their steps agree. */
 static void write_same(struct bankc **cs, int n, int steps, uint64_t seed)
 {
     enum { B = 40 };
@@ -234,16 +235,21 @@ static void write_same(struct bankc **cs, int n, int steps, uint64_t seed)
         for (int j = 0; j < B; j++)
             idx[j] = (uint32_t)rng_below(&r, N_ROWS);
         idx[B - 1] = idx[0]; /* a repeated index, applied in order */
+        for (int j = 0; t == 1 && j < B; j++)
+            idx[j] %= N_ROWS / 2;
+        idx[0] = t == 2 ? N_ROWS - 1 : idx[0];
+        size_t nb = t == 2 ? 1 : B;
         fill_normal(feat, B * DIM, seed * 1000 + (uint64_t)t);
         uint64_t want = 0;
         for (int k = 0; k < n; k++) {
             uint64_t st = 0;
-            int rc = t % 3 == 0 ? bankc_set(cs[k], idx, feat, B, &st)
-                                : bankc_update(cs[k], idx, feat, B, 0.5f, &st);
+            int rc = t % 3 == 0 ? bankc_set(cs[k], idx, feat, nb, &st)
+                                : bankc_update(cs[k], idx, feat, nb, 0.5f, &st);
             ck_assert_msg(rc == 0, "write %d: %s", t, bankc_error(cs[k]));
             if (k == 0)
                 want = st;
             ck_assert_uint_eq(st, want);
+            ck_assert_uint_ge(st, (uint64_t)t + 1);
         }
     }
 }
