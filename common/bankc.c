@@ -91,17 +91,21 @@ void bankc_destroy(struct bankc **cp)
 
 void bankc_set_stop(struct bankc *c, msg_stop *stop)
 {
-    if (!c->sh)
+    if (!c->sh) {
         msg_client_set_stop(c->mc, stop);
-    for (size_t i = 0; c->sh && i < c->nsh; i++)
+        return;
+    }
+    for (size_t i = 0; i < c->nsh; i++)
         msg_client_set_stop(c->sh[i].mc, stop);
 }
 
 void bankc_limit_retries(struct bankc *c, int retries)
 {
-    if (!c->sh)
+    if (!c->sh) {
         msg_client_limit_retries(c->mc, retries);
-    for (size_t i = 0; c->sh && i < c->nsh; i++)
+        return;
+    }
+    for (size_t i = 0; i < c->nsh; i++)
         msg_client_limit_retries(c->sh[i].mc, retries);
 }
 
@@ -201,11 +205,11 @@ static int bankc_call(struct bankc *c, int enc_rc, enum bank_op op, union bank_r
 int bankc_init(struct bankc *c, uint64_t rows, uint64_t dim, uint64_t seed, const char *run,
                const char *manifest, int *created, uint64_t *step)
 {
-    struct bank_hdr h = bankc_write_hdr(c);
     struct bank_init_req q = { rows, dim, seed, run, run ? strlen(run) : 0, manifest,
                                manifest ? strlen(manifest) : 0, c->mode };
     if (c->sh)
         return bankc_shards_init(c, &q, created, step);
+    struct bank_hdr h = bankc_write_hdr(c);
     union bank_rep_u r;
     if (bankc_call(c, proto_bank_encode_init_req(&c->pk, &h, &q), BANK_OP_INIT, &r) != 0)
         return -1;

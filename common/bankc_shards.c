@@ -166,7 +166,7 @@ static int shards_collect(struct bankc *c, enum bank_op op)
         size_t len;
         if (msg_client_recv(s->mc, &buf, &len) != 0) {
             if (errno == EINTR)
-                return bankc_fail(c, EINTR, "EINTR", "interrupted waiting for shard %zu (%s)",
+                return bankc_fail(c, EINTR, "ERECV", "interrupted waiting for shard %zu (%s)",
                                   i, s->ep);
             int err = errno;
             s->sent = 0;
