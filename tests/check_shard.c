@@ -6,9 +6,10 @@
  * "daemon": real npid-bankd processes ($NPID_BIN/npid-bankd) on ipc:// endpoints: two
  * shards against one bankd (the same writes and reads give bit-identical rows, samples and
  * steps), the refusals of a shard (ERANGE outside its rows, EINVAL for drawn negatives, bad
- * --shard flags, endpoints listed in the wrong order), snapshot and restore per shard (a
- * file of another shard is EMISMATCH), a shard killed and restarted while the client
- * retries, and the split rows sample returning at once while a shard is stopped. */
+ * --shard flags, endpoints listed in the wrong order, shards at different steps), snapshot
+ * and restore per shard (a file of another shard is EMISMATCH), a shard killed and
+ * restarted while the client retries, and the split rows sample returning at once while a
+ * shard is stopped. A training run over shards: tests/it_trainer_shards.sh. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -440,6 +441,15 @@ START_TEST(test_daemon_shard_refusals)
     ck_assert_int_eq(bankc_info(s1, &info), 0);
     ck_assert_uint_eq(info.step, 1);
     ck_assert_uint_eq(info.rows, N_ROWS);
+    /* shard 1 moved on alone (an empty write counts a step): the shards disagree, EPROTO */
+    ck_assert_int_eq(bankc_update(s1, NULL, NULL, 0, 0.5f, &st), 0);
+    ck_assert_uint_eq(st, 2);
+    ck_assert_int_eq(bankc_update(c, idx0, f, 1, 0.5f, &st), -1);
+    ck_assert_int_eq(errno, EPROTO);
+    ck_assert_str_eq(bankc_error_code(c), BANK_EPROTO);
+    ck_assert_ptr_nonnull(strstr(bankc_error(c), "shards disagree on the bank step"));
+    ck_assert_int_eq(bankc_info(c, &info), -1);
+    ck_assert_str_eq(bankc_error_code(c), BANK_EPROTO);
     /* the endpoints in the wrong order: EMISMATCH naming the endpoint */
     char swapped[1300];
     snprintf(swapped, sizeof swapped, "%s,%s", d[1].ep, d[0].ep);

@@ -7,7 +7,8 @@ set -u
 name=it_trainer_shards
 . "$(dirname "$0")/lib_trainer.sh"
 
-"$bin/npid-loader" synth --out "$tmp/data" --per-class 30 --test-per-class 2 >/dev/null 2>&1 || fail "synth"
+"$bin/npid-loader" synth --out "$tmp/data" --per-class 30 --test-per-class 2 >/dev/null 2>&1 ||
+    fail "synth"
 s0=ipc://$tmp/s0.sock
 s1=ipc://$tmp/s1.sock
 start_bg shard0 "$bin/npid-bankd" --bind "$s0" --dir "$tmp/bank0" --shard 0/2
