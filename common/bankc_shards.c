@@ -103,19 +103,18 @@ void bankc_shards_cancel(struct bankc *c)
 
 /* ---- one round ------------------------------------------------------------------------------ */
 
-/* Starts a call: EBUSY while a sample is outstanding; an interrupted update nobody
- * finished is abandoned (as bankc.c's bankc_send does); no shard holds a reply of this
+/* Starts a call: EBUSY while a sample is outstanding; otherwise whatever an earlier call
+ * left outstanding (an interrupted update nobody finished, the rest of a blocking call the
+ * stop flag interrupted) is abandoned, as bankc.c does, and no shard holds a reply of this
  * call yet. */
 static int shards_begin(struct bankc *c)
 {
     if (c->sample_busy)
         return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
-    if (c->update_busy) {
-        bankc_shards_cancel(c);
-        c->update_busy = 0;
-    }
+    bankc_shards_cancel(c);
+    c->update_busy = 0;
     for (size_t i = 0; i < c->nsh; i++)
-        c->sh[i].sent = c->sh[i].got = c->sh[i].failed = 0;
+        c->sh[i].got = c->sh[i].failed = 0;
     return 0;
 }
 

@@ -8,8 +8,8 @@
  * steps), the refusals of a shard (ERANGE outside its rows, EINVAL for drawn negatives, bad
  * --shard flags, endpoints listed in the wrong order, shards at different steps), snapshot
  * and restore per shard (a file of another shard is EMISMATCH), a shard killed and
- * restarted while the client retries, and the split rows sample returning at once while a
- * shard is stopped. A training run over shards: tests/it_trainer_shards.sh. */
+ * restarted while the client retries, the split rows sample returning at once while a
+ * shard is stopped, and a call interrupted by the stop flag. A training run over shards: tests/it_trainer_shards.sh. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -611,6 +611,21 @@ START_TEST(test_daemon_shard_split_sample)
     ck_assert_int_eq(memcmp(got, neg_idx, sizeof got), 0);
     ck_assert_int_eq(memcmp(neg, want_neg, sizeof neg), 0);
     ck_assert_int_eq(memcmp(pos, want_pos, sizeof pos), 0);
+    /* a blocking call interrupted by the stop flag while shard 1 is stopped leaves nothing
+       outstanding that blocks the next call */
+    static volatile sig_atomic_t stop;
+    stop = 1;
+    struct bankc *q = bankc_new(list, NULL, 300, 3);
+    ck_assert_int_eq(bankc_info(q, NULL), 0);
+    bankc_set_stop(q, &stop);
+    ck_assert_int_eq(kill(d[1].pid, SIGSTOP), 0);
+    float row[2 * DIM];
+    ck_assert_int_eq(bankc_get(q, 499, 2, row), -1);
+    ck_assert_int_eq(errno, EINTR);
+    ck_assert_int_eq(kill(d[1].pid, SIGCONT), 0);
+    stop = 0;
+    ck_assert_msg(bankc_get(q, 499, 2, row) == 0, "%s", bankc_error(q));
+    bankc_destroy(&q);
     bankc_destroy(&c);
     ck_assert_int_eq(daemon_stop(&d[0], SIGTERM), 0);
     ck_assert_int_eq(daemon_stop(&d[1], SIGTERM), 0);
