@@ -1,9 +1,9 @@
 /* The memory bank: see bank.h.
  *
- * Initialisation is reproducible row by row: row i draws its coordinates, in order, from
- * rng_derive(seed, BANK_STREAM_INIT, i): uniform mode v = (2 rng_float - 1) s with
- * s = 1/sqrt(dim/3); unit mode v = normalize(rng_normal ...). Negatives come from
- * rng_derive(seed, BANK_STREAM_SAMPLE, 0) advanced by every sample request since start. */
+ * Initialisation is reproducible row by row: global row i draws its coordinates, in order,
+ * from rng_derive(seed, BANK_STREAM_INIT, i), so a shard holds the same rows: uniform mode
+ * v = (2 rng_float - 1) s with s = 1/sqrt(dim/3); unit mode v = normalize(rng_normal ...).
+ * Negatives come from rng_derive(seed, BANK_STREAM_SAMPLE, 0) advanced by every sample request since start. */
 #include "bankd/bank.h"
 
 #include "common/log.h"
@@ -28,6 +28,8 @@ struct bank *bank_new_empty(uint64_t rows, size_t dim)
         return NULL;
     b->rows = rows;
     b->dim = dim;
+    b->total = rows;
+    b->shards = 1;
     b->v = malloc((size_t)rows * dim * sizeof(float));
     b->last_write = calloc((size_t)rows, sizeof *b->last_write);
     b->writes_row = calloc((size_t)rows, sizeof *b->writes_row);
@@ -73,15 +75,31 @@ static void bank_draw_unit(float *v, size_t dim, struct rng *r)
 
 struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_mode mode)
 {
+    return bank_new_shard(rows, dim, seed, mode, 0, 1);
+}
+
+struct bank *bank_new_shard(uint64_t total, size_t dim, uint64_t seed, enum bank_init_mode mode,
+                            uint32_t shard, uint32_t shards)
+{
+    if (shards == 0 || shard >= shards || shards > BANK_MAX_SHARDS || total > UINT32_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uint64_t lo = proto_bank_shard_start(total, shard, shards);
+    uint64_t rows = proto_bank_shard_start(total, shard + 1ull, shards) - lo;
     struct bank *b = bank_new_empty(rows, dim);
     if (!b)
         return NULL;
+    b->lo = lo;
+    b->total = total;
+    b->shard = shard;
+    b->shards = shards;
     b->seed = seed;
     b->mode = mode;
     b->sample_rng = rng_derive(seed, BANK_STREAM_SAMPLE, 0);
     float s = 1.0f / sqrtf((float)dim / 3.0f);
     for (uint64_t i = 0; i < rows; i++) {
-        struct rng r = rng_derive(seed, BANK_STREAM_INIT, i);
+        struct rng r = rng_derive(seed, BANK_STREAM_INIT, lo + i); /* the global row's stream */
         if (mode == BANK_INIT_UNIT)
             bank_draw_unit(b->v + i * dim, dim, &r);
         else
@@ -191,17 +209,41 @@ static int sorted_has(const uint32_t *s, size_t n, uint32_t x)
     return lo < n && s[lo] == x;
 }
 
+/* 1 when the global row r is held by b. */
+static int bank_holds(const struct bank *b, uint32_t r)
+{
+    return r >= b->lo && r - b->lo < b->rows;
+}
+
+/* The ERANGE of index what[i] = r, which b does not hold. */
+static int bank_idx_err(const struct bank *b, const char *what, size_t i, uint32_t r,
+                        struct bank_err *e)
+{
+    if (b->shards > 1)
+        return bank_err_set(e, BANK_ERANGE, "%s[%zu] = %u outside this shard's rows [%llu, %llu) "
+                            "(shard %u/%u of %llu rows)", what, i, r,
+                            (unsigned long long)b->lo, (unsigned long long)(b->lo + b->rows),
+                            b->shard, b->shards, (unsigned long long)b->total);
+    return bank_err_set(e, BANK_ERANGE, "%s[%zu] = %u out of range (rows %llu)", what, i, r,
+                        (unsigned long long)b->rows);
+}
+
 /* Checks u32 indices (unaligned) against the bank; 0 or -1 with ERANGE naming what. */
 static int bank_check_idx(const struct bank *b, const void *idx, size_t n, const char *what,
                           struct bank_err *e)
 {
     for (size_t i = 0; i < n; i++) {
         uint32_t r = proto_bank_u32(idx, i);
-        if (r >= b->rows)
-            return bank_err_set(e, BANK_ERANGE, "%s[%zu] = %u out of range (rows %llu)", what, i,
-                                r, (unsigned long long)b->rows);
+        if (!bank_holds(b, r))
+            return bank_idx_err(b, what, i, r, e);
     }
     return 0;
+}
+
+/* The local row of the global index r (checked). */
+static float *bank_row(const struct bank *b, uint32_t r)
+{
+    return b->v + (size_t)(r - b->lo) * b->dim;
 }
 
 /* Copies the rows idx (n u32, checked) to out (n, dim), unaligned. The gather is bound by
@@ -214,11 +256,11 @@ static void bank_gather(const struct bank *b, const void *idx, size_t n, void *o
     enum { AHEAD = 8 };
     for (size_t j = 0; j < n; j++) {
         if (j + AHEAD < n) {
-            const char *row = (const char *)(b->v + (size_t)proto_bank_u32(idx, j + AHEAD) * dim);
+            const char *row = (const char *)bank_row(b, proto_bank_u32(idx, j + AHEAD));
             for (size_t off = 0; off < row_bytes; off += 64)
                 __builtin_prefetch(row + off, 0, 0);
         }
-        memcpy(o + j * row_bytes, b->v + (size_t)proto_bank_u32(idx, j) * dim, row_bytes);
+        memcpy(o + j * row_bytes, bank_row(b, proto_bank_u32(idx, j)), row_bytes);
     }
 }
 
@@ -226,6 +268,11 @@ int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int 
                 void *neg_idx, void *neg, void *pos, struct bank_err *e)
 {
     /* pos_idx (npos,) u32 -> pos (npos, dim); neg_idx (k,) u32, neg (k, dim) */
+    if (b->shards > 1)
+        return bank_err_set(e, BANK_EINVAL, "this bankd is shard %u/%u (rows [%llu, %llu)) and "
+                            "cannot draw negatives over the whole bank: give them explicitly "
+                            "(sample with neg_idx)", b->shard, b->shards,
+                            (unsigned long long)b->lo, (unsigned long long)(b->lo + b->rows));
     if (bank_check_idx(b, pos_idx, npos, "pos", e) != 0)
         return -1;
     size_t nex = 0;
@@ -312,9 +359,8 @@ static int bank_check_write(const struct bank *b, const void *idx, size_t n, con
     const char *f = feat;
     for (size_t i = 0; i < n; i++) {
         uint32_t r = proto_bank_u32(idx, i);
-        if (r >= b->rows)
-            return bank_err_set(e, BANK_ERANGE, "idx[%zu] = %u out of range (rows %llu)", i, r,
-                                (unsigned long long)b->rows);
+        if (!bank_holds(b, r))
+            return bank_idx_err(b, "idx", i, r, e);
         if (bank_check_feat(f + 4 * i * dim, dim, i, r, e) != 0)
             return -1;
     }
@@ -324,9 +370,9 @@ static int bank_check_write(const struct bank *b, const void *idx, size_t n, con
 /* Writes row r by the bank's row rule (common/bankrow.h; f checked by bank_check_feat). */
 static void bank_write_row(struct bank *b, uint32_t r, const char *f, float a, float c)
 {
-    bankrow_write(b->v + (size_t)r * b->dim, f, b->dim, a, c);
-    b->last_write[r] = b->step;
-    b->writes_row[r]++;
+    bankrow_write(bank_row(b, r), f, b->dim, a, c);
+    b->last_write[r - b->lo] = b->step;
+    b->writes_row[r - b->lo]++;
     b->writes++;
 }
 
@@ -354,13 +400,26 @@ int bank_set(struct bank *b, const void *idx, size_t n, const void *feat, size_t
     return bank_write(b, idx, n, feat, nfeat, 0.0f, 1.0f, e);
 }
 
+int bank_check_range(const struct bank *b, uint64_t start, uint64_t count, struct bank_err *e)
+{
+    if (start >= b->lo && start - b->lo <= b->rows && count <= b->rows - (start - b->lo))
+        return 0;
+    if (b->shards > 1)
+        return bank_err_set(e, BANK_ERANGE, "rows [%llu, %llu + %llu) outside this shard's rows "
+                            "[%llu, %llu) (shard %u/%u of %llu rows)", (unsigned long long)start,
+                            (unsigned long long)start, (unsigned long long)count,
+                            (unsigned long long)b->lo, (unsigned long long)(b->lo + b->rows),
+                            b->shard, b->shards, (unsigned long long)b->total);
+    return bank_err_set(e, BANK_ERANGE, "rows [%llu, %llu + %llu) outside the bank (rows %llu)",
+                        (unsigned long long)start, (unsigned long long)start,
+                        (unsigned long long)count, (unsigned long long)b->rows);
+}
+
 int bank_get(const struct bank *b, uint64_t start, uint64_t count, void *out, struct bank_err *e)
 {
-    if (start > b->rows || count > b->rows - start)
-        return bank_err_set(e, BANK_ERANGE, "rows [%llu, %llu + %llu) outside the bank (rows %llu)",
-                            (unsigned long long)start, (unsigned long long)start,
-                            (unsigned long long)count, (unsigned long long)b->rows);
-    memcpy(out, b->v + (size_t)start * b->dim, (size_t)count * b->dim * sizeof(float));
+    if (bank_check_range(b, start, count, e) != 0)
+        return -1;
+    memcpy(out, b->v + (size_t)(start - b->lo) * b->dim, (size_t)count * b->dim * sizeof(float));
     return 0;
 }
 

@@ -9,7 +9,13 @@
  * subnormal values (results below FLT_MIN are stored as 0).
  *
  * Feature and index arguments may be unaligned (they point into wire frames): the bank
- * reads them with memcpy. */
+ * reads them with memcpy.
+ *
+ * A shard (shard i of shards N > 1, proto_bank.h) holds only the global rows
+ * [lo, lo + rows) of a bank of total rows; every index a caller passes is global, and one
+ * outside that range is ERANGE naming the range. Its rows are bit-identical to the same
+ * global rows of an unsharded bank of the same seed. An unsharded bank is shard 0 of 1
+ * with lo 0 and total == rows. */
 #ifndef NPID_BANKD_BANK_H
 #define NPID_BANKD_BANK_H
 
@@ -25,8 +31,11 @@
 #define BANK_MIN_NORM BANKROW_MIN_NORM
 
 struct bank {
-    uint64_t rows;
+    uint64_t rows;         /* rows held (a shard's own) */
     size_t dim;
+    uint64_t lo;           /* global index of row 0 */
+    uint64_t total;        /* global rows of the whole bank */
+    uint32_t shard, shards;
     float *v;              /* (rows, dim), row-major */
     uint64_t *last_write;  /* (rows,) step at which each row was last written (0: never) */
     uint32_t *writes_row;  /* (rows,) writes applied to each row */
@@ -52,10 +61,16 @@ struct bank {
  * norm comes out below BANK_MIN_NORM (possible only for a tiny dim) is drawn again from its
  * stream. NULL on failure (errno ENOMEM). */
 struct bank *bank_new(uint64_t rows, size_t dim, uint64_t seed, enum bank_init_mode mode);
+/* bank_new for shard `shard` of `shards` of a bank of total rows: allocates and draws only
+ * the shard's rows, each global row i from its own stream as bank_new draws it. NULL on
+ * failure (errno EINVAL: a bad shard, or a shard that would hold no row). */
+struct bank *bank_new_shard(uint64_t total, size_t dim, uint64_t seed, enum bank_init_mode mode,
+                            uint32_t shard, uint32_t shards);
 /* Bytes a rows x dim bank holds (struct, rows, per-row bookkeeping), for refusing a bank
  * before allocating it; no overflow for rows < 2^32 and dim <= BANK_MAX_DIM. */
 uint64_t bank_bytes(uint64_t rows, uint64_t dim);
-/* An uninitialised bank of this shape, for loading a snapshot into. */
+/* An uninitialised bank of this shape, for loading a snapshot into (unsharded: set lo,
+ * total, shard and shards for a shard). */
 struct bank *bank_new_empty(uint64_t rows, size_t dim);
 void bank_destroy(struct bank **b);
 
@@ -77,7 +92,8 @@ int bank_token_matches(const unsigned char hash[32], const void *token, size_t l
 /* Writes n k-sample negatives: neg_idx (k,) u32 and their rows neg (k, dim), and the rows of
  * the npos positives pos_idx into pos (npos, dim). Output pointers may be unaligned. With
  * exclude, no negative is one of the positives. Returns 0, or -1 with e filled (ERANGE:
- * a positive out of range, or exclude leaves no row to draw). */
+ * a positive out of range, or exclude leaves no row to draw; EINVAL on a shard of N > 1,
+ * which cannot draw over the whole bank: its negatives must be given, bank_rows). */
 int bank_sample(struct bank *b, size_t k, const void *pos_idx, size_t npos, int exclude,
                 void *neg_idx, void *neg, void *pos, struct bank_err *e);
 
@@ -98,7 +114,9 @@ int bank_update(struct bank *b, const void *idx, size_t n, const void *feat, siz
 int bank_set(struct bank *b, const void *idx, size_t n, const void *feat, size_t nfeat,
              struct bank_err *e);
 
-/* Copies rows [start, start + count) to out (unaligned allowed); -1 with ERANGE. */
+/* 0 when the global rows [start, start + count) are all held by b, else -1 with ERANGE. */
+int bank_check_range(const struct bank *b, uint64_t start, uint64_t count, struct bank_err *e);
+/* Copies the global rows [start, start + count) to out (unaligned allowed); -1 with ERANGE. */
 int bank_get(const struct bank *b, uint64_t start, uint64_t count, void *out, struct bank_err *e);
 
 /* Fills the statistics fields of r (rows, dim, step, norms, write counts, staleness). */

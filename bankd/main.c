@@ -3,7 +3,8 @@
  * snapshots: periodically, on request, and on SIGTERM/SIGINT before exiting.
  * `npid-bankd ping` asks a running one for info (bankd/ping.h); `npid-bankd keygen` makes a
  * CURVE key pair (bankd/keygen.h). With --curve-key and --curve-allow its socket is a CURVE
- * server admitting only the allowed client keys (common/curve.h). */
+ * server admitting only the allowed client keys (common/curve.h). With --shard i/N it holds
+ * only shard i's rows of the bank (bankd/bank.h; docs/protocol.md "Shards"). */
 #include "bankd/keygen.h"
 #include "bankd/ping.h"
 #include "bankd/server.h"
@@ -21,6 +22,33 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Parses --shard "i/N" (decimal, 0 <= i < N <= BANK_MAX_SHARDS); 0, or -1 (message printed). */
+static int shard_parse(const char *text, uint32_t *shard, uint32_t *shards)
+{
+    unsigned long long v[2] = { 0, 0 };
+    const char *p = text;
+    for (int k = 0; k < 2; k++) {
+        if (*p < '0' || *p > '9')
+            goto bad;
+        while (*p >= '0' && *p <= '9') {
+            v[k] = v[k] * 10 + (unsigned)(*p++ - '0');
+            if (v[k] > BANK_MAX_SHARDS)
+                goto bad;
+        }
+        if (k == 0 && *p++ != '/')
+            goto bad;
+    }
+    if (*p || v[1] == 0 || v[0] >= v[1])
+        goto bad;
+    *shard = (uint32_t)v[0];
+    *shards = (uint32_t)v[1];
+    return 0;
+bad:
+    fprintf(stderr, "npid-bankd: --shard '%s': want i/N, shard i of N with 0 <= i < N <= %u "
+            "(e.g. 0/2 and 1/2)\n", text, BANK_MAX_SHARDS);
+    return -1;
+}
+
 /* Sets --max-bytes' default to a quarter of physical memory (unbounded when unknown). */
 static void max_bytes_default(struct cfg_opt *opts)
 {
@@ -33,7 +61,7 @@ static void max_bytes_default(struct cfg_opt *opts)
 
 int main(int argc, char **argv)
 {
-    const char *bind, *dir, *init_mode, *level, *curve_key, *curve_allow;
+    const char *bind, *dir, *init_mode, *level, *curve_key, *curve_allow, *shard_text;
     double every;
     uint64_t rows, dim, seed, max_frame, max_bytes;
     int allow_remote, cache_clients;
@@ -48,6 +76,9 @@ int main(int argc, char **argv)
         { "curve-allow", "NPID_BANKD_CURVE_ALLOW", CFG_STR, &curve_allow, "", 0, 0,
           "with --curve-key: file of the client public keys admitted, one Z85 key per line "
           "('#' comments; e.g. cat a.pub b.pub)", 0 },
+        { "shard", "NPID_BANKD_SHARD", CFG_STR, &shard_text, "0/1", 0, 0,
+          "serve shard i of N (i/N): the global rows [i n/N, (i+1) n/N) of an n-row bank "
+          "(0/1: the whole bank)", 0 },
         { "dir", "NPID_BANK_DIR", CFG_STR, &dir, "", 0, 0,
           "snapshot directory (empty: no snapshots)", 0 },
         { "snapshot-every", "NPID_BANK_SNAPSHOT_EVERY", CFG_DOUBLE, &every, "60", 0, 1e7,
@@ -107,6 +138,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "npid-bankd: --init must be uniform or unit\n");
         return EXIT_USAGE;
     }
+    uint32_t shard, shards;
+    if (shard_parse(shard_text, &shard, &shards) != 0)
+        return EXIT_USAGE;
     if ((rows == 0) != (dim == 0)) {
         fprintf(stderr, "npid-bankd: --rows and --dim go together\n");
         return EXIT_USAGE;
@@ -140,8 +174,8 @@ int main(int argc, char **argv)
 
     if (sysmem_physical() && max_bytes > sysmem_physical())
         log_warn("--max-bytes exceeds physical memory: a bank that large may get bankd killed");
-    struct server_cfg sc = { bind, allow_remote, dir, every, rows, dim, seed, mode, max_frame,
-                             max_bytes, cache_clients, zap ? &cs : NULL };
+    struct server_cfg sc = { bind, allow_remote, dir, every, rows, dim, seed, shard, shards,
+                             mode, max_frame, max_bytes, cache_clients, zap ? &cs : NULL };
     struct server *s = server_new(&sc);
     if (!s) {
         curve_zap_destroy(&zap);

@@ -9,7 +9,11 @@
  *
  * Write tokens: a bank with a token (bank.h) refuses every writing op that does not carry it
  * with EPERM before anything else is looked at, and such a refusal touches nothing, not even
- * the reply cache; it is logged within limits (refusals.h). */
+ * the reply cache; it is logged within limits (refusals.h).
+ *
+ * Shards (--shard i/N): the bank held is always the configured shard's (bank.h); init
+ * carries the global row count, info reports the shard, and a snapshot of another shard or
+ * another N is refused (EMISMATCH on restore, exit at start). */
 #include "bankd/server.h"
 
 #include "bankd/bank.h"
@@ -49,6 +53,18 @@ struct server {
     uint64_t requests, errors, cache_hits;
     struct refusals refusals;
 };
+
+/* ", shard i/N, rows [lo, hi)" for a shard's log lines, "" for an unsharded bank (static
+ * buffer: one use per statement). */
+static const char *shard_desc(const struct bank *b)
+{
+    static char buf[96];
+    if (b->shards <= 1)
+        return "";
+    snprintf(buf, sizeof buf, ", shard %u/%u, rows [%llu, %llu)", b->shard, b->shards,
+             (unsigned long long)b->lo, (unsigned long long)(b->lo + b->rows));
+    return buf;
+}
 
 /* ---- replies ------------------------------------------------------------------------------- */
 
@@ -132,8 +148,13 @@ static int op_init_create(struct server *s, const struct bank_hdr *h,
 {
     if (q->run_len > 255 || q->manifest_len > 255)
         return bank_err_set(e, BANK_EINVAL, "run and manifest must be < 256 bytes");
+    if (q->rows < s->cfg.shards)
+        return bank_err_set(e, BANK_EINVAL, "a bank of %llu rows cannot be split in %u shards "
+                            "(each needs at least one row)", (unsigned long long)q->rows,
+                            s->cfg.shards);
     double t0 = clock_seconds();
-    struct bank *b = bank_new(q->rows, (size_t)q->dim, q->seed, q->mode);
+    struct bank *b = bank_new_shard(q->rows, (size_t)q->dim, q->seed, q->mode, s->cfg.shard,
+                                    s->cfg.shards);
     if (!b)
         return bank_err_set(e, BANK_ENOMEM, "cannot allocate a %llu x %llu bank",
                             (unsigned long long)q->rows, (unsigned long long)q->dim);
@@ -143,8 +164,8 @@ static int op_init_create(struct server *s, const struct bank_hdr *h,
     s->bank = b;
     s->snap.valid = 0;
     char run[ESC_ID], man[ESC_ID];
-    log_info("bank created: %llu x %zu (%s init, seed %llu, run '%s', manifest %s, %s) in "
-             "%.2f s", (unsigned long long)b->rows, b->dim,
+    log_info("bank created: %llu x %zu%s (%s init, seed %llu, run '%s', manifest %s, %s) in "
+             "%.2f s", (unsigned long long)b->total, b->dim, shard_desc(b),
              q->mode == BANK_INIT_UNIT ? "unit" : "uniform", (unsigned long long)q->seed,
              ESC(run, b->run, strlen(b->run)),
              b->has_manifest ? ESC(man, b->manifest, strlen(b->manifest)) : "none",
@@ -160,12 +181,14 @@ static int op_init(struct server *s, const struct bank_hdr *h, const struct bank
 {
     struct bank_init_rep r = { q->rows, q->dim, 0, 0 };
     struct bank *b = s->bank;
-    if (b && b->rows == q->rows && b->dim == q->dim) {
+    if (b && b->total == q->rows && b->dim == q->dim) {
         if (op_init_existing(s, h, q, e) != 0)
             return -1;
         r.step = b->step;
     } else {
-        uint64_t need = bank_bytes(q->rows, q->dim);
+        uint64_t lo = proto_bank_shard_start(q->rows, s->cfg.shard, s->cfg.shards);
+        uint64_t need = bank_bytes(proto_bank_shard_start(q->rows, s->cfg.shard + 1ull,
+                                                          s->cfg.shards) - lo, q->dim);
         if (need > s->cfg.max_bytes)
             return bank_err_set(e, BANK_ENOMEM, "a %llu x %llu bank needs %llu bytes, more than "
                                 "--max-bytes %llu%s", (unsigned long long)q->rows,
@@ -174,7 +197,7 @@ static int op_init(struct server *s, const struct bank_hdr *h, const struct bank
                                 b ? "; the bank held is unchanged" : "");
         if (b)
             return bank_err_set(e, BANK_EMISMATCH, "bank is %llu x %zu, init asks %llu x %llu",
-                                (unsigned long long)b->rows, b->dim,
+                                (unsigned long long)b->total, b->dim,
                                 (unsigned long long)q->rows, (unsigned long long)q->dim);
         if (op_init_create(s, h, q, e) != 0)
             return -1;
@@ -190,9 +213,10 @@ static int op_info(struct server *s, const struct bank_rep_hdr *rh, struct bank_
     struct bank *b = s->bank;
     if (!b)
         return bank_err_set(e, BANK_ENOBANK, "no bank: send init first");
-    struct bank_info_rep r = { b->rows, b->dim, b->step, b->run, strlen(b->run),
+    struct bank_info_rep r = { b->total, b->dim, b->step, b->run, strlen(b->run),
                                b->has_manifest ? b->manifest : NULL,
-                               b->has_manifest ? strlen(b->manifest) : 0, b->has_token };
+                               b->has_manifest ? strlen(b->manifest) : 0, b->has_token,
+                               b->shard, b->shards, b->lo, b->lo + b->rows };
     msgpack_sbuffer_clear(&s->sb);
     proto_bank_encode_info_rep(&s->pk, rh, &r);
     return 0;
@@ -244,11 +268,8 @@ static int op_get(struct server *s, const struct bank_get_req *q, const struct b
         return bank_err_set(e, BANK_ERANGE, "get of %llu rows would exceed --max-frame %llu; "
                             "read in chunks", (unsigned long long)q->count,
                             (unsigned long long)s->cfg.max_frame);
-    if (q->start > b->rows || q->count > b->rows - q->start)
-        return bank_err_set(e, BANK_ERANGE, "rows [%llu, %llu) outside the bank (rows %llu)",
-                            (unsigned long long)q->start,
-                            (unsigned long long)(q->start + q->count),
-                            (unsigned long long)b->rows);
+    if (bank_check_range(b, q->start, q->count, e) != 0)
+        return -1;
     size_t nf = (size_t)q->count * b->dim;
     size_t size = proto_bank_get_rep_size(rh, q->start, nf);
     if (zmq_msg_init_size(out, size) != 0)
@@ -323,10 +344,17 @@ static int op_restore_read(struct server *s, const struct bank_hdr *h,
         } else if (info.has_token &&
                    !bank_token_matches(info.token_hash, h->token, h->token_len)) {
             return bank_err_set(e, BANK_EPERM, "%s: " EPERM_MSG, base);
-        } else if (b && (info.rows != b->rows || info.dim != b->dim)) {
+        } else if (info.shard != s->cfg.shard || info.shards != s->cfg.shards) {
+            return bank_err_set(e, BANK_EMISMATCH, "%s holds shard %u/%u (rows [%llu, %llu) of "
+                                "%llu), this bankd is shard %u/%u", base, info.shard,
+                                info.shards, (unsigned long long)info.lo,
+                                (unsigned long long)(info.lo + info.rows),
+                                (unsigned long long)info.total, s->cfg.shard, s->cfg.shards);
+        } else if (b && (info.total != b->total || info.dim != b->dim)) {
             return bank_err_set(e, BANK_EMISMATCH, "%s holds a %llu x %llu bank, bankd holds "
-                                "%llu x %zu", base, (unsigned long long)info.rows,
-                                (unsigned long long)info.dim, (unsigned long long)b->rows, b->dim);
+                                "%llu x %zu", base, (unsigned long long)info.total,
+                                (unsigned long long)info.dim, (unsigned long long)b->total,
+                                b->dim);
         } else if (!b && bank_bytes(info.rows, info.dim) > s->cfg.max_bytes) {
             return bank_err_set(e, BANK_ENOMEM, "%s holds a %llu x %llu bank, more than "
                                 "--max-bytes %llu", base, (unsigned long long)info.rows,
@@ -558,7 +586,14 @@ done:
 /* Creates the bank --rows/--dim ask for, within --max-bytes; 0, or -1 (reason logged). */
 static int server_bank_from_flags(struct server *s, const struct server_cfg *cfg)
 {
-    uint64_t need = bank_bytes(cfg->rows, cfg->dim);
+    if (cfg->rows < cfg->shards) {
+        log_error("a bank of %llu rows cannot be split in %u shards (each needs at least one "
+                  "row)", (unsigned long long)cfg->rows, cfg->shards);
+        return -1;
+    }
+    uint64_t lo = proto_bank_shard_start(cfg->rows, cfg->shard, cfg->shards);
+    uint64_t need = bank_bytes(proto_bank_shard_start(cfg->rows, cfg->shard + 1ull, cfg->shards) -
+                               lo, cfg->dim);
     if (need > cfg->max_bytes) {
         log_error("a %llu x %llu bank needs %llu bytes, more than --max-bytes %llu; raise "
                   "--max-bytes or ask for a smaller bank", (unsigned long long)cfg->rows,
@@ -566,14 +601,15 @@ static int server_bank_from_flags(struct server *s, const struct server_cfg *cfg
                   (unsigned long long)cfg->max_bytes);
         return -1;
     }
-    s->bank = bank_new(cfg->rows, (size_t)cfg->dim, cfg->seed, cfg->mode);
+    s->bank = bank_new_shard(cfg->rows, (size_t)cfg->dim, cfg->seed, cfg->mode, cfg->shard,
+                             cfg->shards);
     if (!s->bank) {
         log_error("cannot allocate a %llu x %llu bank", (unsigned long long)cfg->rows,
                   (unsigned long long)cfg->dim);
         return -1;
     }
-    log_info("bank created from flags: %llu x %llu, seed %llu", (unsigned long long)cfg->rows,
-             (unsigned long long)cfg->dim, (unsigned long long)cfg->seed);
+    log_info("bank created from flags: %llu x %llu%s, seed %llu", (unsigned long long)cfg->rows,
+             (unsigned long long)cfg->dim, shard_desc(s->bank), (unsigned long long)cfg->seed);
     return 0;
 }
 
@@ -606,8 +642,8 @@ struct server *server_new(const struct server_cfg *cfg)
             s->snap.valid = 1;
             s->snap.stat_step = s->bank->step;
             char run[ESC_ID];
-            log_info("loaded snapshot %s: %llu x %zu, step %llu, run '%s', %s", path,
-                     (unsigned long long)s->bank->rows, s->bank->dim,
+            log_info("loaded snapshot %s: %llu x %zu%s, step %llu, run '%s', %s", path,
+                     (unsigned long long)s->bank->total, s->bank->dim, shard_desc(s->bank),
                      (unsigned long long)s->bank->step,
                      ESC(run, s->bank->run, strlen(s->bank->run)),
                      s->bank->has_token ? "writes need its token" : "no write token");
@@ -618,10 +654,18 @@ struct server *server_new(const struct server_cfg *cfg)
     } else {
         log_warn("no --dir: snapshots disabled, the bank lives in memory only");
     }
-    if (s->bank && cfg->rows && (s->bank->rows != cfg->rows || s->bank->dim != cfg->dim)) {
+    if (s->bank && (s->bank->shard != cfg->shard || s->bank->shards != cfg->shards)) {
+        log_error("the snapshot in %s holds shard %u/%u (rows [%llu, %llu) of %llu) but this "
+                  "bankd is --shard %u/%u; give each shard its own --dir", dir, s->bank->shard,
+                  s->bank->shards, (unsigned long long)s->bank->lo,
+                  (unsigned long long)(s->bank->lo + s->bank->rows),
+                  (unsigned long long)s->bank->total, cfg->shard, cfg->shards);
+        goto fail_server;
+    }
+    if (s->bank && cfg->rows && (s->bank->total != cfg->rows || s->bank->dim != cfg->dim)) {
         log_error("snapshot in %s holds a %llu x %zu bank but --rows/--dim ask %llu x %llu; "
                   "move the snapshot away or fix the flags", dir,
-                  (unsigned long long)s->bank->rows, s->bank->dim,
+                  (unsigned long long)s->bank->total, s->bank->dim,
                   (unsigned long long)cfg->rows, (unsigned long long)cfg->dim);
         goto fail_server;
     }
@@ -661,7 +705,10 @@ void server_destroy(struct server **sp)
 
 int server_run(struct server *s)
 {
-    log_info("serving on %s", s->cfg.bind);
+    if (s->cfg.shards > 1)
+        log_info("serving on %s as shard %u/%u", s->cfg.bind, s->cfg.shard, s->cfg.shards);
+    else
+        log_info("serving on %s", s->cfg.bind);
     while (!sig_stop) {
         int timeout = snapsched_timeout(&s->snap, 1000);
         int rc = msg_wait(s->sock, ZMQ_POLLIN, timeout, &sig_stop);

@@ -18,7 +18,10 @@ struct server_cfg {
     int allow_remote;          /* allow non-loopback binds */
     const char *dir;           /* snapshot directory; NULL or "": snapshots disabled */
     double snapshot_every;     /* seconds between periodic snapshots (0: off) */
-    uint64_t rows, dim, seed;  /* create a bank at start when rows and dim are set */
+    uint64_t rows, dim, seed;  /* create a bank at start when rows and dim are set (rows:
+                                  global, of which this bankd holds its shard's) */
+    uint32_t shard, shards;    /* this bankd is shard `shard` of `shards` (0 of 1: the whole
+                                  bank); banks, snapshots and restores of another are refused */
     enum bank_init_mode mode;
     uint64_t max_frame;        /* bytes, for requests and replies */
     uint64_t max_bytes;        /* largest bank (bank_bytes) init or rows/dim may create */

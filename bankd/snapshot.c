@@ -18,6 +18,7 @@
 #define SNAP_HDR 64   /* fixed header of version 1 */
 #define SNAP_HDR2 72  /* of version 2: + u64 extra_len */
 #define SNAP_HDR3 104 /* of version 3: + the token's SHA-256 */
+#define SNAP_HDR4 128 /* of version 4 (a shard's): + u32 shard, u32 shards, u64 total, u64 lo */
 #define SNAP_FLAG_MANIFEST 1u
 #define SNAP_FLAG_UNIT 2u
 #define SNAP_FLAG_TOKEN 4u
@@ -64,11 +65,14 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
         errno = EFBIG;
         return -1;
     }
-    unsigned char hdr[SNAP_HDR3 + sizeof b->run + sizeof b->manifest];
-    size_t hlen = SNAP_HDR3 + run_len + man_len;
+    /* an unsharded bank keeps version 3, which older bankd read */
+    int sharded = b->shards > 1;
+    size_t fixed = sharded ? SNAP_HDR4 : SNAP_HDR3;
+    unsigned char hdr[SNAP_HDR4 + sizeof b->run + sizeof b->manifest];
+    size_t hlen = fixed + run_len + man_len;
     memset(hdr, 0, sizeof hdr);
     memcpy(hdr, SNAP_MAGIC, 8);
-    put32(hdr + 8, SNAPSHOT_VERSION);
+    put32(hdr + 8, sharded ? SNAPSHOT_VERSION_SHARD : SNAPSHOT_VERSION);
     put32(hdr + 12, (uint32_t)hlen);
     put64(hdr + 16, b->rows);
     put64(hdr + 24, b->dim);
@@ -85,8 +89,14 @@ int snapshot_write_as(const struct bank *b, const char *dir, const char *name, c
     put64(hdr + 64, b->extra_len);
     if (b->has_token)
         memcpy(hdr + SNAP_HDR2, b->token_hash, 32);
-    memcpy(hdr + SNAP_HDR3, b->run, run_len);
-    memcpy(hdr + SNAP_HDR3 + run_len, b->manifest, man_len);
+    if (sharded) {
+        put32(hdr + SNAP_HDR3, b->shard);
+        put32(hdr + SNAP_HDR3 + 4, b->shards);
+        put64(hdr + SNAP_HDR3 + 8, b->total);
+        put64(hdr + SNAP_HDR3 + 16, b->lo);
+    }
+    memcpy(hdr + fixed, b->run, run_len);
+    memcpy(hdr + fixed + run_len, b->manifest, man_len);
     struct durable_file f;
     if (durable_open(&f, file) != 0)
         return -1;
@@ -160,7 +170,7 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         *why = "cannot stat";
         goto fail_fd;
     }
-    unsigned char hdr[SNAP_HDR3 + 512 + 8];
+    unsigned char hdr[SNAP_HDR4 + 512 + 8];
     if (read_full(fd, hdr, SNAP_HDR, &short_read) != 0) {
         *why = short_read ? "truncated header" : "read error";
         goto fail_fd;
@@ -170,12 +180,13 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         goto fail_fd;
     }
     uint32_t version = get32(hdr + 8);
-    if (version < 1 || version > SNAPSHOT_VERSION) {
+    if (version < 1 || version > SNAPSHOT_VERSION_SHARD) {
         *why = "unsupported snapshot version";
         goto fail_fd;
     }
     uint32_t hlen = get32(hdr + 12);
-    uint32_t fixed = version >= 3 ? SNAP_HDR3 : version == 2 ? SNAP_HDR2 : SNAP_HDR;
+    uint32_t fixed = version >= 4 ? SNAP_HDR4 : version == 3 ? SNAP_HDR3 :
+                     version == 2 ? SNAP_HDR2 : SNAP_HDR;
     uint64_t rows = get64(hdr + 16), dim = get64(hdr + 24);
     uint16_t run_len = get16(hdr + 60), man_len = get16(hdr + 62);
     if (run_len > 255 || man_len > 255 || hlen != fixed + (uint32_t)run_len + man_len) {
@@ -207,8 +218,26 @@ static int snapshot_open(const char *path, struct snapshot_info *info, uint32_t 
         *why = (uint64_t)st.st_size < want ? "truncated file" : "file longer than its header says";
         goto fail_fd;
     }
+    uint32_t shard = 0, shards = 1;
+    uint64_t total = rows, lo = 0;
+    if (version >= 4) {
+        shard = get32(hdr + SNAP_HDR3);
+        shards = get32(hdr + SNAP_HDR3 + 4);
+        total = get64(hdr + SNAP_HDR3 + 8);
+        lo = get64(hdr + SNAP_HDR3 + 16);
+        if (shards == 0 || shards > BANK_MAX_SHARDS || shard >= shards || total > UINT32_MAX ||
+            lo != proto_bank_shard_start(total, shard, shards) ||
+            rows != proto_bank_shard_start(total, shard + 1ull, shards) - lo) {
+            *why = "bad shard fields";
+            goto fail_fd;
+        }
+    }
     uint32_t flags = get32(hdr + 56);
     memset(info, 0, sizeof *info);
+    info->shard = shard;
+    info->shards = shards;
+    info->total = total;
+    info->lo = lo;
     info->rows = rows;
     info->dim = dim;
     info->step = get64(hdr + 32);
@@ -256,6 +285,10 @@ struct bank *snapshot_read(const char *path, const char **why)
         *why = "cannot allocate the bank";
         goto fail_fd;
     }
+    b->lo = info.lo;
+    b->total = info.total;
+    b->shard = info.shard;
+    b->shards = info.shards;
     b->step = info.step;
     b->writes = info.writes;
     b->seed = info.seed;

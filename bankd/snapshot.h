@@ -1,12 +1,15 @@
 /* Bank snapshot files (docs/protocol.md, "Snapshot file").
  *
  * Layout, little-endian:
- *   fixed header (104 bytes; 72 in version 2, 64 in version 1): magic "NPIDBANK", u32
- *     version (3; 1 and 2 are read too), u32 header_len (104 + run_len + manifest_len),
+ *   fixed header (104 bytes; 128 in version 4, 72 in version 2, 64 in version 1): magic
+ *     "NPIDBANK", u32 version (3, or 4 for a shard; 1 and 2 are read too), u32 header_len
+ *     (fixed + run_len + manifest_len),
  *     u64 rows, u64 dim, u64 step, u64 writes, u64 seed, u32 flags (bit 0: has manifest,
  *     bit 1: unit init, bit 2: has a write token), u16 run_len, u16 manifest_len, u64
  *     extra_len (version >= 2), 32 bytes SHA-256 of the write token (version 3; zero
- *     without one: the token itself is never stored)
+ *     without one: the token itself is never stored); version 4 (written for a shard of
+ *     N > 1 only, 128 bytes): then u32 shard, u32 shards, u64 total (global rows), u64 lo
+ *     (its first global row); rows is the shard's own count
  *   run bytes, manifest bytes (not NUL-terminated; at most 255 each)
  *   u32 payload_crc: CRC-32C of the payload
  *   u32 header_crc: CRC-32C of the header_len header bytes followed by payload_crc
@@ -24,7 +27,8 @@
 #include <stddef.h>
 
 #define SNAPSHOT_NAME "bank.snap"
-#define SNAPSHOT_VERSION 3
+#define SNAPSHOT_VERSION 3       /* written for an unsharded bank */
+#define SNAPSHOT_VERSION_SHARD 4 /* written for a shard of N > 1 */
 /* Largest extra section accepted. */
 #define SNAPSHOT_EXTRA_MAX ((size_t)64 << 20)
 
@@ -47,6 +51,8 @@ struct snapshot_info {
     uint64_t extra_len;       /* bytes of the extra section (0 in version 1) */
     int has_token;            /* writes need a token (never in versions 1 and 2) */
     unsigned char token_hash[32];
+    uint32_t shard, shards;   /* shard i of N (0 of 1 before version 4) */
+    uint64_t total, lo;       /* global rows, first global row held (rows, 0 before 4) */
 };
 
 /* Reads and checks one file's header only (magic, version, lengths, header checksum, file

@@ -1,5 +1,8 @@
-/* bankd client: see bankc.h. */
+/* bankd client: see bankc.h. This file talks to one bankd; a client of several shards
+ * routes each call to common/bankc_shards.c (struct bankc: common/bankc_impl.h). */
 #include "common/bankc.h"
+
+#include "common/bankc_impl.h"
 
 #include "common/msg.h"
 
@@ -17,29 +20,7 @@
 
 #define BANKC_GET_CHUNK_BYTES ((size_t)4 << 20)
 
-struct bankc {
-    struct msg_client *mc;
-    msgpack_sbuffer sb;       /* request encoding buffer, reused */
-    msgpack_packer pk;
-    uint64_t dim;
-    enum bank_init_mode mode;
-    /* the outstanding sample */
-    int sample_busy;
-    int update_busy;           /* an update interrupted by the stop flag, still outstanding */
-    size_t sample_k, sample_b;
-    int sample_given;         /* the negatives were given (bankc_rows_send) */
-    uint32_t *given;          /* (sample_k,) the given negatives, to check the echo */
-    size_t given_cap;
-    char token[BANK_TOKEN_MAX];  /* sent with writes when token_len > 0 */
-    size_t token_len;
-    char code[16];
-    char err[300];
-};
-
-static int bankc_fail(struct bankc *c, int err, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int bankc_fail(struct bankc *c, int err, const char *code, const char *fmt, ...)
+int bankc_fail(struct bankc *c, int err, const char *code, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -50,6 +31,18 @@ static int bankc_fail(struct bankc *c, int err, const char *code, const char *fm
     snprintf(c->err, sizeof c->err, "%s: %s", code, msg);
     errno = err;
     return -1;
+}
+
+int bankc_grow(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n <= *cap)
+        return 0;
+    void *q = realloc(*p, n * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
 }
 
 struct bankc *bankc_new(const char *endpoint, const char *cid, int timeout_ms, int retries)
@@ -65,7 +58,11 @@ struct bankc *bankc_new_opts(const char *endpoint, const char *cid, int timeout_
         return NULL;
     msgpack_sbuffer_init(&c->sb);
     msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
-    c->mc = msg_client_new(endpoint, cid, timeout_ms, retries, o);
+    if (endpoint && strchr(endpoint, ','))
+        c->mc = bankc_shards_open(c, endpoint, cid, timeout_ms, retries, o) == 0 ? c->sh[0].mc
+                                                                                : NULL;
+    else
+        c->mc = msg_client_new(endpoint, cid, timeout_ms, retries, o);
     if (!c->mc) {
         int saved = errno;
         bankc_destroy(&c);
@@ -80,9 +77,13 @@ void bankc_destroy(struct bankc **cp)
     if (!cp || !*cp)
         return;
     struct bankc *c = *cp;
-    msg_client_destroy(&c->mc);
+    if (c->sh)
+        bankc_shards_close(c); /* c->mc is shard 0's */
+    else
+        msg_client_destroy(&c->mc);
     msgpack_sbuffer_destroy(&c->sb);
     free(c->given);
+    free(c->given_pos);
     memset(c->token, 0, sizeof c->token);
     free(c);
     *cp = NULL;
@@ -90,12 +91,22 @@ void bankc_destroy(struct bankc **cp)
 
 void bankc_set_stop(struct bankc *c, msg_stop *stop)
 {
-    msg_client_set_stop(c->mc, stop);
+    if (!c->sh) {
+        msg_client_set_stop(c->mc, stop);
+        return;
+    }
+    for (size_t i = 0; i < c->nsh; i++)
+        msg_client_set_stop(c->sh[i].mc, stop);
 }
 
 void bankc_limit_retries(struct bankc *c, int retries)
 {
-    msg_client_limit_retries(c->mc, retries);
+    if (!c->sh) {
+        msg_client_limit_retries(c->mc, retries);
+        return;
+    }
+    for (size_t i = 0; i < c->nsh; i++)
+        msg_client_limit_retries(c->sh[i].mc, retries);
 }
 
 const char *bankc_error(const struct bankc *c) { return c->err; }
@@ -146,7 +157,11 @@ static int bankc_send(struct bankc *c, int enc_rc)
     if (c->sample_busy)
         return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
     if (c->update_busy) {
-        msg_client_cancel(c->mc); /* abandoned: bankc_update_finish was not called */
+        /* abandoned: bankc_update_finish was not called */
+        if (c->sh)
+            bankc_shards_cancel(c);
+        else
+            msg_client_cancel(c->mc);
         c->update_busy = 0;
     }
     if (enc_rc != 0)
@@ -190,9 +205,11 @@ static int bankc_call(struct bankc *c, int enc_rc, enum bank_op op, union bank_r
 int bankc_init(struct bankc *c, uint64_t rows, uint64_t dim, uint64_t seed, const char *run,
                const char *manifest, int *created, uint64_t *step)
 {
-    struct bank_hdr h = bankc_write_hdr(c);
     struct bank_init_req q = { rows, dim, seed, run, run ? strlen(run) : 0, manifest,
                                manifest ? strlen(manifest) : 0, c->mode };
+    if (c->sh)
+        return bankc_shards_init(c, &q, created, step);
+    struct bank_hdr h = bankc_write_hdr(c);
     union bank_rep_u r;
     if (bankc_call(c, proto_bank_encode_init_req(&c->pk, &h, &q), BANK_OP_INIT, &r) != 0)
         return -1;
@@ -206,6 +223,8 @@ int bankc_init(struct bankc *c, uint64_t rows, uint64_t dim, uint64_t seed, cons
 
 int bankc_info(struct bankc *c, struct bankc_info *out)
 {
+    if (c->sh)
+        return bankc_shards_info(c, out);
     struct bank_hdr h = bankc_hdr(c);
     union bank_rep_u r;
     if (bankc_call(c, proto_bank_encode_info_req(&c->pk, &h), BANK_OP_INFO, &r) != 0)
@@ -228,9 +247,10 @@ int bankc_info(struct bankc *c, struct bankc_info *out)
     return 0;
 }
 
+/* Learns dim (and, with shards, the rows that route requests) by info when unknown. */
 static int bankc_need_dim(struct bankc *c)
 {
-    if (c->dim)
+    if (c->dim && (!c->sh || c->rows))
         return 0;
     return bankc_info(c, NULL);
 }
@@ -241,6 +261,9 @@ int bankc_sample_send(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t
         return bankc_fail(c, EBUSY, BANK_EBUSY, "a sample request is outstanding");
     if (k == 0 || (B && !pos_idx))
         return bankc_fail(c, EINVAL, BANK_EINVAL, "sample: k must be > 0 and pos given");
+    if (c->sh)
+        return bankc_fail(c, EINVAL, BANK_EINVAL, "sample: a bank of %zu shards cannot draw "
+                          "negatives over all rows: give them (bankc_rows_send)", c->nsh);
     if (bankc_need_dim(c) != 0)
         return -1;
     struct bank_hdr h = bankc_hdr(c);
@@ -263,6 +286,8 @@ int bankc_rows_send(struct bankc *c, const uint32_t *neg_idx, size_t k, const ui
         return bankc_fail(c, EINVAL, BANK_EINVAL, "rows: k must be > 0 and neg_idx and pos given");
     if (bankc_need_dim(c) != 0)
         return -1;
+    if (c->sh)
+        return bankc_shards_rows_send(c, neg_idx, k, pos_idx, B);
     if (k > c->given_cap) {
         uint32_t *p = realloc(c->given, k * sizeof *p);
         if (!p)
@@ -286,6 +311,8 @@ int bankc_sample_recv(struct bankc *c, uint32_t *neg_idx, float *neg, float *pos
 {
     if (!c->sample_busy)
         return bankc_fail(c, EINVAL, BANK_EINVAL, "no sample request outstanding");
+    if (c->sh)
+        return bankc_shards_sample_recv(c, neg_idx, neg, pos, step);
     union bank_rep_u r;
     int rc = bankc_wait(c, BANK_OP_SAMPLE, &r);
     if (rc != 0 && errno == EINTR)
@@ -324,6 +351,11 @@ int bankc_update(struct bankc *c, const uint32_t *idx, const float *feat, size_t
         return bankc_fail(c, EINVAL, BANK_EINVAL, "update: idx and feat required");
     if (bankc_need_dim(c) != 0)
         return -1;
+    if (c->sh) {
+        if (bankc_shards_write_send(c, BANK_OP_UPDATE, idx, feat, B, momentum) != 0)
+            return -1;
+        return bankc_update_finish(c, step);
+    }
     struct bank_hdr h = bankc_write_hdr(c);
     struct bank_update_req q = { idx, B, feat, B * (size_t)c->dim, momentum };
     if (bankc_send(c, proto_bank_encode_update_req(&c->pk, &h, &q)) != 0)
@@ -336,6 +368,8 @@ int bankc_update_finish(struct bankc *c, uint64_t *step)
 {
     if (!c->update_busy)
         return bankc_fail(c, EINVAL, BANK_EINVAL, "no update request outstanding");
+    if (c->sh)
+        return bankc_shards_write_finish(c, step);
     union bank_rep_u r;
     int rc = bankc_wait(c, BANK_OP_UPDATE, &r);
     if (rc != 0 && errno == EINTR)
@@ -354,6 +388,16 @@ int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
         return bankc_fail(c, EINVAL, BANK_EINVAL, "set: idx and feat required");
     if (bankc_need_dim(c) != 0)
         return -1;
+    if (c->sh) {
+        if (bankc_shards_write_send(c, BANK_OP_SET, idx, feat, B, 0) != 0)
+            return -1;
+        int rc = bankc_shards_write_finish(c, step);
+        if (rc != 0 && errno == EINTR) {
+            bankc_shards_cancel(c); /* blocking calls do not stay outstanding */
+            c->update_busy = 0;
+        }
+        return rc;
+    }
     struct bank_hdr h = bankc_write_hdr(c);
     struct bank_update_req q = { idx, B, feat, B * (size_t)c->dim, 0 };
     union bank_rep_u r;
@@ -368,6 +412,8 @@ int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out)
 {
     if (bankc_need_dim(c) != 0)
         return -1;
+    if (c->sh)
+        return bankc_shards_get(c, start, count, out);
     size_t dim = (size_t)c->dim;
     uint64_t per = BANKC_GET_CHUNK_BYTES / (4 * dim);
     if (per == 0)
@@ -400,6 +446,8 @@ int bankc_snapshot_named(struct bankc *c, const char *name, char *path, size_t p
     if (name && !proto_bank_name_ok(name, strlen(name)))
         return bankc_fail(c, EINVAL, BANK_EINVAL, "snapshot name '%.80s' is not 1..%d characters "
                           "of [A-Za-z0-9_.-]", name, BANK_SNAP_NAME_MAX);
+    if (c->sh)
+        return bankc_shards_snapshot(c, name, path, path_cap, step);
     struct bank_hdr h = bankc_write_hdr(c);
     struct bank_snapshot_req q = { name, name ? strlen(name) : 0 };
     union bank_rep_u r;
@@ -418,6 +466,8 @@ int bankc_restore(struct bankc *c, const char *name, uint64_t step, uint64_t *st
     if (!name || !proto_bank_name_ok(name, strlen(name)))
         return bankc_fail(c, EINVAL, BANK_EINVAL, "snapshot name '%.80s' is not 1..%d characters "
                           "of [A-Za-z0-9_.-]", name ? name : "(null)", BANK_SNAP_NAME_MAX);
+    if (c->sh)
+        return bankc_shards_restore(c, name, step, step_out);
     struct bank_hdr h = bankc_write_hdr(c);
     struct bank_restore_req q = { name, strlen(name), step };
     union bank_rep_u r;
@@ -430,6 +480,8 @@ int bankc_restore(struct bankc *c, const char *name, uint64_t step, uint64_t *st
 
 int bankc_stats(struct bankc *c, struct bank_stats_rep *out)
 {
+    if (c->sh)
+        return bankc_shards_stats(c, out);
     struct bank_hdr h = bankc_hdr(c);
     union bank_rep_u r;
     if (bankc_call(c, proto_bank_encode_stats_req(&c->pk, &h), BANK_OP_STATS, &r) != 0)

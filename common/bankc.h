@@ -14,7 +14,24 @@
  * (a sample is outstanding), EINTR (the stop flag, bankc_set_stop), EPROTO (the server answered with an error or
  * an unreadable reply; bankc_error_code gives the code, e.g. "EMISMATCH", or "EPERM" for a
  * write to a bank whose token this client does not send), EINVAL (bad arguments).
- * bankc_error gives a one-line reason for the last failure. */
+ * bankc_error gives a one-line reason for the last failure.
+ *
+ * Shards (docs/protocol.md "Shards"): an endpoint list "EP0,EP1,..." names the N shards of
+ * one bank, shard i at EPi (each an npid-bankd --shard i/N). The client keeps one request
+ * client per shard, with cid "<cid>/s<i>" (so retries are deduplicated per shard), and
+ * routes every call: a call's requests go out to every shard concerned before any reply is
+ * awaited, each shard retries on its own, and nothing reaches the caller's buffers unless
+ * every shard answered (a shard that stays down fails the call with ETIMEDOUT naming its
+ * endpoint). init and info go to every shard and check that EPi is shard i of N, holding
+ * its range of the same rows, with the same dim, run, manifest and token state (else code
+ * EMISMATCH naming the endpoint). get, set, update and the rows sample are split by row
+ * and reassembled in the caller's order. Steps: every update and set goes to every shard
+ * (an empty row list to a shard holding none of its rows: bankd counts it all the same), so
+ * every shard's step is the bank's; replies whose steps differ fail with code EPROTO. So
+ * that no shard applies a write another would refuse, the client checks indices (< rows),
+ * features (finite, not subnormal, nonzero norm) and momentum before sending any (EINVAL,
+ * with code ERANGE for an index, EINVAL otherwise). bankc_sample_send (negatives drawn by
+ * bankd) is EINVAL without a request: give the negatives (bankc_rows_send). */
 #ifndef NPID_BANKC_H
 #define NPID_BANKC_H
 
@@ -26,9 +43,11 @@
 
 struct bankc;
 
-/* endpoint e.g. "tcp://127.0.0.1:5557"; cid NULL for a random one (pass a stable cid to keep
- * retry deduplication across a restart of the caller); timeout_ms per attempt, retries extra
- * attempts. NULL on failure (errno). */
+/* endpoint e.g. "tcp://127.0.0.1:5557", or a comma-separated list of a bank's shards in
+ * shard order (above); cid NULL for a random one (pass a stable cid to keep retry
+ * deduplication across a restart of the caller; with shards at most 57 bytes, for the
+ * suffix); timeout_ms per attempt, retries extra attempts (per shard). NULL on failure
+ * (errno; EINVAL for an empty endpoint in the list). */
 struct bankc *bankc_new(const char *endpoint, const char *cid, int timeout_ms, int retries);
 /* bankc_new with the request client's socket options o (msg_client_new; NULL: defaults), e.g.
  * o->curve for a bankd that is a CURVE server. */
@@ -48,7 +67,7 @@ void bankc_limit_retries(struct bankc *c, int retries);
 const char *bankc_error_code(const struct bankc *c);
 /* The dim learnt from init/info (0 before). */
 uint64_t bankc_dim(const struct bankc *c);
-/* The underlying request client (for its counters). */
+/* The underlying request client (for its counters); with shards, shard 0's. */
 struct msg_client *bankc_msg_client(struct bankc *c);
 
 /* ---- write token (docs/protocol.md, "token") -------------------------------------------- */
@@ -92,7 +111,8 @@ struct bankc_info {
 int bankc_info(struct bankc *c, struct bankc_info *out);
 
 /* Asks for k negatives (uniform with replacement; exclude: never one of the positives) and
- * the rows of the B positives pos_idx (u32 x B; copied, the caller may reuse it). */
+ * the rows of the B positives pos_idx (u32 x B; copied, the caller may reuse it). With
+ * shards: EINVAL, nothing sent. */
 int bankc_sample_send(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, int exclude);
 /* Collects the reply: neg_idx u32 x k, neg f32 (k, dim), pos f32 (B, dim); step (may be
  * NULL) the bank step it was read at. */
@@ -104,7 +124,9 @@ int bankc_sample(struct bankc *c, size_t k, const uint32_t *pos_idx, size_t B, i
  * the caller may reuse them). Returns at once; collect with bankc_sample_recv, which gives
  * the same indices back in its neg_idx (the echo is checked) and fails with code ERANGE when
  * an index is >= rows. Lets the caller draw negatives from its own seed (reproducible across
- * a resume). */
+ * a resume). With shards the rows are asked of the shards holding them (a shard asked for
+ * positives only is also asked for one of them as its negative, which is dropped); an
+ * index >= rows is then refused here (EINVAL, code ERANGE). */
 int bankc_rows_send(struct bankc *c, const uint32_t *neg_idx, size_t k, const uint32_t *pos_idx,
                     size_t B);
 
@@ -126,7 +148,8 @@ int bankc_set(struct bankc *c, const uint32_t *idx, const float *feat, size_t B,
 int bankc_get(struct bankc *c, uint64_t start, uint64_t count, float *out);
 
 /* Asks bankd to write a snapshot now (DIR/bank.snap). path (may be NULL) receives the file
- * path, *step (may be NULL) the bank step it holds. */
+ * path, *step (may be NULL) the bank step it holds. With shards every shard writes its own
+ * file in its own directory; path receives shard 0's. */
 int bankc_snapshot(struct bankc *c, char *path, size_t path_cap, uint64_t *step);
 /* The same to DIR/bank-<name>.snap (previous kept as .prev); name: 1..64 characters of
  * [A-Za-z0-9_.-] (else EINVAL without a request); NULL: bank.snap. */
@@ -136,9 +159,13 @@ int bankc_snapshot_named(struct bankc *c, const char *name, char *path, size_t p
  * exactly `step` (rows, values, per-row bookkeeping, step). Fails with code ENOSNAP when
  * neither does (the message lists what was found), EMISMATCH when the file's shape or
  * manifest differs from the bank's. *step_out (may be NULL): the bank step after restoring.
- * Retries are answered from bankd's cache (applied once). */
+ * Retries are answered from bankd's cache (applied once). With shards every shard restores
+ * its own file of that name and step; when one fails the others may have restored (their
+ * steps then differ and later calls fail with EPROTO until a restore succeeds on all). */
 int bankc_restore(struct bankc *c, const char *name, uint64_t step, uint64_t *step_out);
 
+/* bankd's statistics; with shards, the whole bank's: counts summed, extremes over the
+ * shards, means weighted by rows, snapshot_step the smallest. */
 int bankc_stats(struct bankc *c, struct bank_stats_rep *out);
 
 #endif

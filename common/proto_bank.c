@@ -469,11 +469,18 @@ int proto_bank_encode_init_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
 int proto_bank_encode_info_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
                                const struct bank_info_rep *r)
 {
-    return enc_rep_hdr(pk, h, 1, 6) || mp_pack_kv_u64(pk, "rows", r->rows) ||
-           mp_pack_kv_u64(pk, "dim", r->dim) || mp_pack_kv_u64(pk, "step", r->step) ||
-           mp_pack_kv_strn(pk, "run", r->run ? r->run : "", r->run ? r->run_len : 0) ||
-           mp_pack_kv_strn(pk, "manifest", r->manifest, r->manifest_len) ||
-           mp_pack_kv_bool(pk, "has_token", r->has_token) ? -1 : 0;
+    int sharded = r->shards > 1;
+    if (enc_rep_hdr(pk, h, 1, sharded ? 10 : 6) || mp_pack_kv_u64(pk, "rows", r->rows) ||
+        mp_pack_kv_u64(pk, "dim", r->dim) || mp_pack_kv_u64(pk, "step", r->step) ||
+        mp_pack_kv_strn(pk, "run", r->run ? r->run : "", r->run ? r->run_len : 0) ||
+        mp_pack_kv_strn(pk, "manifest", r->manifest, r->manifest_len) ||
+        mp_pack_kv_bool(pk, "has_token", r->has_token))
+        return -1;
+    if (!sharded)
+        return 0;
+    return mp_pack_kv_u64(pk, "shard", r->shard) || mp_pack_kv_u64(pk, "shards", r->shards) ||
+           mp_pack_kv_u64(pk, "shard_start", r->shard_start) ||
+           mp_pack_kv_u64(pk, "shard_end", r->shard_end) ? -1 : 0;
 }
 
 int proto_bank_encode_step_rep(msgpack_packer *pk, const struct bank_rep_hdr *h,
@@ -655,7 +662,11 @@ int proto_bank_decode_rep(const void *buf, size_t len, enum bank_op op, union ba
                need_u64(&m, "step", &r->info.step, e) ||
                opt_str(&m, "run", &r->info.run, &r->info.run_len, 1, e) ||
                opt_str(&m, "manifest", &r->info.manifest, &r->info.manifest_len, 1, e) ||
-               opt_bool(&m, "has_token", &r->info.has_token, e) ? -1 : 0;
+               opt_bool(&m, "has_token", &r->info.has_token, e) ||
+               opt_u64(&m, "shard", &r->info.shard, 0, e) ||
+               opt_u64(&m, "shards", &r->info.shards, 1, e) ||
+               opt_u64(&m, "shard_start", &r->info.shard_start, 0, e) ||
+               opt_u64(&m, "shard_end", &r->info.shard_end, r->info.rows, e) ? -1 : 0;
     case BANK_OP_SAMPLE: {
         struct bank_sample_rep *s = &r->sample;
         return opt_u64(&m, "step", &s->step, 0, e) ||

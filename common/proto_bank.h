@@ -104,6 +104,15 @@ enum bank_init_mode { BANK_INIT_UNIFORM = 0, BANK_INIT_UNIT = 1 };
  * (EINVAL): they are stored in the bank and echoed by info. The header's token, if any,
  * becomes the token of the bank this init creates (or of a held bank that has none). */
 #define BANK_MAX_DIM 65536u
+
+/* Sharding by row range: shard i of N (0 <= i < N <= BANK_MAX_SHARDS) owns the global rows
+ * [proto_bank_shard_start(n, i, N), proto_bank_shard_start(n, i + 1, N)) of an n-row bank
+ * (n < 2^32), i.e. [floor(i n / N), floor((i + 1) n / N)) computed in 64 bits. */
+#define BANK_MAX_SHARDS 65536u
+static inline uint64_t proto_bank_shard_start(uint64_t n, uint64_t i, uint64_t shards)
+{
+    return i * n / shards;
+}
 struct bank_init_req {
     uint64_t rows, dim, seed;
     const char *run;          /* may be NULL when absent */
@@ -221,12 +230,15 @@ struct bank_init_rep {
 };
 
 struct bank_info_rep {
-    uint64_t rows, dim, step;
+    uint64_t rows, dim, step; /* rows: the whole bank's (global) row count, also on a shard */
     const char *run;          /* points into the frame / the bank; NULL when absent */
     size_t run_len;
     const char *manifest;     /* NULL: nil */
     size_t manifest_len;
     int has_token;            /* writes need the bank's token (absent in older replies: 0) */
+    /* shard i of N holding the global rows [shard_start, shard_end): encoded only when
+       shards > 1; decoded as 0, 1, 0, rows when absent (0 shards encodes as 1) */
+    uint64_t shard, shards, shard_start, shard_end;
 };
 
 /* sample reply: neg_idx u32 x k, neg f32 k x dim, pos f32 B x dim; step at sampling time. */

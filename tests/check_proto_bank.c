@@ -186,7 +186,7 @@ START_TEST(test_replies_roundtrip)
     decode_rep_ok(&b, BANK_OP_INIT, &r);
     ck_assert(r.init.rows == 50000 && r.init.dim == 128 && r.init.step == 9 && r.init.created);
 
-    struct bank_info_rep nr = { 5, 3, 2, "run", 3, NULL, 0, 0 };
+    struct bank_info_rep nr = { 5, 3, 2, "run", 3, NULL, 0, 0, 0, 1, 0, 5 };
     msgpack_sbuffer_clear(&b.sb);
     ck_assert_int_eq(proto_bank_encode_info_rep(&b.pk, &rh, &nr), 0);
     decode_rep_ok(&b, BANK_OP_INFO, &r);
@@ -198,6 +198,19 @@ START_TEST(test_replies_roundtrip)
     ck_assert_int_eq(proto_bank_encode_info_rep(&b.pk, &rh, &nr), 0);
     decode_rep_ok(&b, BANK_OP_INFO, &r);
     ck_assert_int_eq(r.info.has_token, 1);
+    /* unsharded: no shard keys on the wire, read back as shard 0 of 1 holding every row */
+    ck_assert_uint_eq(r.info.shard, 0);
+    ck_assert_uint_eq(r.info.shards, 1);
+    ck_assert_uint_eq(r.info.shard_start, 0);
+    ck_assert_uint_eq(r.info.shard_end, 5);
+    size_t unsharded_len = b.sb.size;
+    struct bank_info_rep shr = { 5, 3, 2, "run", 3, NULL, 0, 0, 2, 3, 3, 5 };
+    msgpack_sbuffer_clear(&b.sb);
+    ck_assert_int_eq(proto_bank_encode_info_rep(&b.pk, &rh, &shr), 0);
+    ck_assert_uint_gt(b.sb.size, unsharded_len);
+    decode_rep_ok(&b, BANK_OP_INFO, &r);
+    ck_assert(r.info.shard == 2 && r.info.shards == 3 && r.info.shard_start == 3 &&
+              r.info.shard_end == 5 && r.info.rows == 5);
     /* an info reply of an older bankd (no has_token) reads as a bank without a token */
     {
         unsigned char old[64];
