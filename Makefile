@@ -116,9 +116,11 @@ install: all
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/npid scripts/npid-plot scripts/npid-baselines scripts/npid-keys $(DESTDIR)$(PREFIX)/bin/
 
-# make run [DATA=dir] [MODEL=m] [EPOCHS=n] [LOADERS=n] [RUN_DIR=dir] [PRESET=p] [TRAIN_ARGS="..."]
+# make run [DATA=dir] [MODEL=m] [EPOCHS=n] [LOADERS=n] [RANKS=n] [RUN_DIR=dir] [PRESET=p]
+#          [TRAIN_ARGS="..."]
 run: all
 	DATA="$(DATA)" MODEL="$(MODEL)" EPOCHS="$(EPOCHS)" LOADERS="$(or $(LOADERS),1)" \
+	RANKS="$(or $(RANKS),1)" \
 	RUN_DIR="$(RUN_DIR)" PRESET="$(or $(PRESET),cifar)" TRAIN_ARGS="$(TRAIN_ARGS)" \
 	NPID_BIN=$(abspath $(BUILD)) scripts/npid run
 

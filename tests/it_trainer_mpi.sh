@@ -12,7 +12,8 @@
 #    bit-identical after the step.
 # 2. A rank killed mid-epoch ends the job; --resume auto continues the run on 1 trainer and
 #    every image is trained exactly once in each epoch.
-# 3. A batch that is not a multiple of the ranks is refused with the reason.
+# 3. `npid run --ranks 2` trains with two ranks and a loader each.
+# 4. A batch that is not a multiple of the ranks is refused with the reason.
 set -u
 name=it_trainer_mpi
 . "$(dirname "$0")/lib_trainer.sh"
@@ -100,6 +101,7 @@ for recipe in views2 views1; do
 done
 
 # a rank killed mid-epoch: the job ends; the run resumes on one trainer, nothing lost or doubled
+before=$pids
 start_bg bankd_kill "$bin/npid-bankd" --bind "$NPID_BANK" --dir "$tmp/bank_kill"
 start_bg loader_kill_0 "$bin/npid-loader" --data "$tmp/data" --tasks "$NPID_TASKS"
 start_bg loader_kill_1 "$bin/npid-loader" --data "$tmp/data" \
@@ -127,6 +129,18 @@ for e in 0 1 2; do
         fail "epoch $e did not train each of the 200 images once"
 done
 grep -q "0 never, 0 twice" "$tmp/resume.log" || fail "the resumed epoch lost or repeated images"
+kill_tree 9 ${pids#"$before"}
+for p in ${pids#"$before"}; do wait "$p" 2>/dev/null; done
+pids=$before
+
+# the launcher: --ranks 2 runs the trainer under mpirun with a loader per rank
+NPID_PORT_BASE=$bank_port timeout -k 5 180 "$(dirname "$0")/../scripts/npid" run \
+    --data "$tmp/data" --epochs 1 --ranks 2 --run-dir "$tmp/run_launch" --no-baselines \
+    --no-linear --eval-every 0 -- --batch 64 --threads 1 >"$tmp/launch.log" 2>&1 ||
+    fail "npid run --ranks 2: exit $?"
+grep -q "npid: done:" "$tmp/launch.log" || fail "npid run --ranks 2 did not end well"
+grep -q "npid-trainer\[1/2\] info: training ended" "$tmp/run_launch/logs/trainer.log" ||
+    fail "npid run --ranks 2: no second rank trained"
 
 # a batch the ranks cannot share evenly
 start_bg bankd_bad "$bin/npid-bankd" --bind "$NPID_BANK" --dir "$tmp/bank_bad"
