@@ -39,6 +39,8 @@ int dp_size(void) { return g_size; }
 
 static int g_mpi; /* MPI_Init done, MPI_Finalize not yet */
 
+int dp_built_with_mpi(void) { return 1; }
+
 int dp_init(int *argc, char ***argv)
 {
     int size = 0;
@@ -153,6 +155,7 @@ int dp_init(int *argc, char ***argv)
     return 0;
 }
 
+int dp_built_with_mpi(void) { return 0; }
 void dp_finalize(void) {}
 void dp_abort(int code) { exit(code); }
 void dp_sum_f32(float *buf, size_t n) { (void)buf; (void)n; }

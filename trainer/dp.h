@@ -17,6 +17,8 @@
 /* 0; or -1 (logged) when launched by mpirun with more than one rank in a build without MPI,
  * or when MPI_Init fails. Call once, before any thread is started. */
 int dp_init(int *argc, char ***argv);
+/* 1 in a build with MPI (make MPI=1). */
+int dp_built_with_mpi(void);
 /* 1 when the job has more than one rank. */
 int dp_active(void);
 int dp_rank(void);
