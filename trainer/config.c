@@ -77,6 +77,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("memory", "NPID_MEMORY", CFG_DOUBLE, memory_gb, "0", 0, 1e6, "memory budget in GB for a training step (0: 80% of physical memory or of the cgroup's limit); a step that needs more is split into forwards that fit, their gradients accumulated (the trainer logs its estimate)"),
     OPT("micro-batch", NULL, CFG_INT, micro_batch, "0", 0, 131072, "rows (images x views) per forward: fewer than a step's rows accumulates gradients over several forwards, BN statistics per forward as on data-parallel replicas (0: as many as --memory fits)"),
     OPT("threads", "NPID_THREADS", CFG_INT, threads, "0", 0, 256, "compute threads for the network and OpenBLAS (0: one per CPU)"),
+    OPT("sync-bn", NULL, CFG_BOOL, sync_bn, "false", 0, 0, "under mpirun: batch-norm statistics over every rank's images of the step (one allreduce per BN layer, forward and backward; not with micro-batches); false: per rank, as DDP"),
     OPT("dp-check", NULL, CFG_INT, dp_check, "0", 0, 2000000000, "under mpirun: check every N steps that all ranks hold bit-identical weights (a hash each; a difference stops the job); also logs the hash (0: never)"),
     OPT("task-deadline", NULL, CFG_DOUBLE, task_deadline, "20", 0.1, 3600, "seconds before a loader task is re-issued"),
     OPT("bank-timeout", NULL, CFG_DOUBLE, bank_timeout, "5", 0.05, 3600, "seconds before a bank request is retried"),

@@ -32,6 +32,7 @@ struct trainer_cfg {
     int views;             /* augmented views per image per step: 1, or 2 (--loss infonce) */
     int micro_batch;       /* rows per forward (0: from the --memory budget) */
     int dp_check;          /* steps between the ranks' weight-hash checks (0: none) */
+    int sync_bn;           /* BN statistics over all ranks (bn_set_sync) */
     double memory_gb;      /* the step's memory budget in GB (0: from the machine) */
     double nce_t, nce_m, nce_z, z_momentum, prox_lambda, lr, momentum, wd, warmup, lr_min;
     double task_deadline, bank_timeout, stop_timeout;

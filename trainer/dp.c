@@ -89,6 +89,12 @@ void dp_sum_f32(float *buf, size_t n)
     }
 }
 
+void dp_sum_f64(double *buf, int n)
+{
+    if (g_size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
 int dp_any(int flag)
 {
     if (g_size == 1)
@@ -159,6 +165,7 @@ int dp_built_with_mpi(void) { return 0; }
 void dp_finalize(void) {}
 void dp_abort(int code) { exit(code); }
 void dp_sum_f32(float *buf, size_t n) { (void)buf; (void)n; }
+void dp_sum_f64(double *buf, int n) { (void)buf; (void)n; }
 int dp_any(int flag) { return flag != 0; }
 void dp_bcast(void *buf, size_t bytes, int root) { (void)buf; (void)bytes; (void)root; }
 void dp_gather_rows(const float *mine, float *all, uint32_t total, size_t width)

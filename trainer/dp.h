@@ -30,6 +30,8 @@ void dp_abort(int code) __attribute__((noreturn));
 
 /* In-place sum of n floats over the ranks (every rank gets the same sum). */
 void dp_sum_f32(float *buf, size_t n);
+/* The same for n doubles. */
+void dp_sum_f64(double *buf, int n);
 /* 1 on every rank when any rank passes a non-zero flag. */
 int dp_any(int flag);
 /* bytes of buf from rank root to every rank. */

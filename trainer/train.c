@@ -12,6 +12,7 @@
 #include "common/dataset.h"
 #include "common/durable.h"
 #include "common/log.h"
+#include "common/nn/bn.h"
 #include "common/sig.h"
 #include "trainer/bankview.h"
 #include "trainer/ckptr.h"
@@ -78,6 +79,12 @@ static int ranks_check(const struct trainer *t)
                   "with %d ranks", ranks);
         return -1;
     }
+    if (t->cfg.sync_bn && t->learn.micro < t->cfg.batch / ranks * t->learn.views) {
+        log_error("--sync-bn needs each rank's share of a step in one forward (%d rows), but "
+                  "it runs in forwards of %d (--micro-batch or --memory)",
+                  t->cfg.batch / ranks * t->learn.views, t->learn.micro);
+        return -1;
+    }
     if (!t->cfg.drop_last && last != 0 && last < (size_t)ranks) {
         log_error("the last step of an epoch has %zu images, fewer than the %d ranks: pass "
                   "--drop-last or another --batch", last, ranks);
@@ -137,6 +144,12 @@ static void ranks_share_start(struct trainer *t)
     dp_bcast(&z, sizeof z, 0);
     if (z > 0 && dp_rank() != 0)
         objective_set_z(l->obj, z);
+}
+
+static void sum_over_ranks(double *v, int n, void *arg)
+{
+    (void)arg;
+    dp_sum_f64(v, n);
 }
 
 /* The step's bank rows, collected by rank 0 and sent to every rank (count positives). */
@@ -292,6 +305,8 @@ struct trainer *trainer_new(const struct trainer_cfg *cfg)
         bankview_load_mirror(t->ln.bv) != 0)
         goto fail;
     ranks_share_start(t);
+    if (t->cfg.sync_bn && dp_active()) /* after the warm start, which rank 0 runs alone */
+        bn_set_sync(sum_over_ranks, NULL);
     links_warm_done(&t->ln);
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
     if (dp_rank() == 0 && metrics_open(t->ln.mx, path) != 0)
@@ -373,9 +388,10 @@ static int train_step(struct trainer *t, const struct taskq_batch *b, double lr)
     double t0 = clock_seconds();
     uint32_t count; /* the step's images over all ranks; views * count rows: view 0, then 1 */
     const uint32_t *idx = plan_step(&t->cur, t->pos.epoch_step, &count);
-    learner_forward(&t->learn, b->pixels, b->count * (uint32_t)t->learn.views);
     if (dp_active() && dp_any(sig_stop))
-        return STEP_STOPPED; /* every rank stops before this step */
+        return STEP_STOPPED; /* every rank stops before this step (its forward has
+                                collectives with --sync-bn) */
+    learner_forward(&t->learn, b->pixels, b->count * (uint32_t)t->learn.views);
     learner_gather(&t->learn, count);
     double t1 = clock_seconds();
     w->fwd += t1 - t0;

@@ -34,6 +34,7 @@ void bn_layout(struct bn *b, int C, struct nn_layout *L)
         b->part = (double *)(void *)p;
     }
     b->scratch = nn_carve(&L->acts, (size_t)BN_SCRATCH * C * (L->threads > 1 ? L->threads : 1));
+    b->sync = (double *)(void *)nn_carve(&L->acts, (size_t)4 * C + 4);
 }
 
 void conv_init_weights(struct conv *c, struct rng *r, int init)

@@ -2,6 +2,7 @@
 #include "common/nn/bn.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "common/cpu.h"
 #include "common/nn/team.h"
@@ -140,6 +141,38 @@ static void bn_exchange(struct bn *b, const struct nn_ctx *c, double *mine, doub
     }
 }
 
+static bn_sync_fn g_sync;
+static void *g_sync_arg;
+
+void bn_set_sync(bn_sync_fn sum, void *arg)
+{
+    g_sync = sum;
+    g_sync_arg = arg;
+}
+
+/* Synchronised BN: the team's totals tot (2, C) of count elements a channel, summed over the
+ * processes into out (may be tot); returns the processes' count. Without bn_set_sync: a copy
+ * and count. Thread 0 sums; the others wait for it at a team barrier. */
+static double bn_sync_sums(struct bn *b, const struct nn_ctx *c, const double *tot,
+                           double *out, double count)
+{
+    int C = b->C;
+    if (!g_sync) {
+        if (out != tot)
+            memcpy(out, tot, 2 * (size_t)C * sizeof *out);
+        return count;
+    }
+    if (c->tid == 0) {
+        memcpy(b->sync, tot, 2 * (size_t)C * sizeof *tot);
+        b->sync[2 * C] = count;
+        g_sync(b->sync, 2 * C + 1, g_sync_arg);
+    }
+    if (c->nt > 1)
+        nn_team_barrier(c->team);
+    memcpy(out, b->sync, 2 * (size_t)C * sizeof *out);
+    return b->sync[2 * C];
+}
+
 void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, size_t HW,
                     int train, int relu, const struct nn_ctx *c)
 {
@@ -158,12 +191,13 @@ void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, si
             bn_sums(x + (size_t)ch * N + off, n, k[ch], &mine[ch], &mine[C + ch]);
         }
         bn_exchange(b, c, mine, tot);
+        double Ns = bn_sync_sums(b, c, tot, tot, (double)N); /* N over the processes */
         for (int ch = 0; ch < C; ch++) {
-            double m1 = tot[ch] / (double)N, var = tot[C + ch] / (double)N - m1 * m1;
+            double m1 = tot[ch] / Ns, var = tot[C + ch] / Ns - m1 * m1;
             if (var < 0.0) var = 0.0;
             float mean = (float)(k[ch] + m1), invstd = (float)(1.0 / sqrt(var + BN_EPS));
             if (c->tid == 0) {
-                double unbiased = N > 1 ? var * (double)N / (double)(N - 1) : var;
+                double unbiased = Ns > 1 ? var * Ns / (Ns - 1) : var;
                 b->mean[ch] = mean;
                 b->invstd[ch] = invstd;
                 b->rmean[ch] = (1.0f - BN_MOMENTUM) * b->rmean[ch] + BN_MOMENTUM * mean;
@@ -201,16 +235,19 @@ void bn_backward_ctx(struct bn *b, const float *x, const float *y, const float *
         bn_grad_sums(x + o, y ? y + o : NULL, dy + o, n, b->mean[ch], &mine[ch], &mine[C + ch]);
     }
     bn_exchange(b, c, mine, tot);
+    /* this process's sums make the gradients of gamma and beta; the processes' sums (mine,
+       done with) make dx */
+    double Ns = bn_sync_sums(b, c, tot, mine, (double)N);
     for (int ch = 0; ch < C; ch++) {
         float mean = b->mean[ch], invstd = b->invstd[ch];
-        float dbeta = (float)tot[ch], dgamma = (float)(tot[C + ch] * invstd);
         if (c->tid == 0) {
-            b->dbeta[ch] = dbeta;
-            b->dgamma[ch] = dgamma;
+            b->dbeta[ch] = (float)tot[ch];
+            b->dgamma[ch] = (float)(tot[C + ch] * invstd);
         }
+        float dbeta = (float)mine[ch], dgamma = (float)(mine[C + ch] * invstd);
         /* dx = gamma*invstd * (g - dbeta/N - (x - mean) * invstd * dgamma/N) */
         float k = b->gamma[ch] * invstd;
-        float mb = dbeta / (float)N, mg = dgamma * invstd / (float)N;
+        float mb = dbeta / (float)Ns, mg = dgamma * invstd / (float)Ns;
         size_t o = (size_t)ch * N + off;
         const float *xc = x + o, *dyc = dy + o, *yc = y ? y + o : NULL;
         float *dxc = dx + o;

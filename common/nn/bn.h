@@ -22,6 +22,7 @@ struct bn {
     float *mean, *invstd;     /* (C) statistics of the last training forward */
     double *part;             /* (nt, 2, C) per-thread sums; NULL for one thread */
     float *scratch;           /* (nt, BN_SCRATCH, C) per-thread working space (nt >= 1) */
+    double *sync;             /* (2C + 2) the sums handed to the bn_set_sync function */
 };
 #define BN_SCRATCH 12         /* floats per channel: 2 x (2 doubles) sums + 3 floats, aligned */
 
@@ -38,6 +39,17 @@ void bn_forward_ctx(struct bn *b, const float *x, const float *res, float *y, si
  * dx may alias dy. */
 void bn_backward_ctx(struct bn *b, const float *x, const float *y, const float *dy, float *dx,
                      size_t HW, const struct nn_ctx *c);
+
+/* Synchronised BN over data-parallel processes. sum replaces v (n doubles) by its sum over
+ * the processes, in place, the same on every one. While it is set, every training forward and
+ * backward of every BN layer calls it once, from thread 0 (the team's caller), with the
+ * layer's per-channel sums and its element count, in the same order on every process: the
+ * batch statistics and dx are those of all the processes' rows, and the running statistics
+ * stay equal on every process that started with equal ones (the sums are shifted by the
+ * running mean). The gamma and beta gradients stay this process's: their sum over the
+ * processes is the gradient. NULL, the default: statistics per process. Process-wide. */
+typedef void (*bn_sync_fn)(double *v, int n, void *arg);
+void bn_set_sync(bn_sync_fn sum, void *arg);
 
 /* One-thread forms with x (C, N), N = B*HW. */
 void bn_forward(struct bn *b, const float *x, float *y, size_t N, int train, int relu);
