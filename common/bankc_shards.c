@@ -309,17 +309,26 @@ static int shards_check_info(struct bankc *c)
 }
 
 /* One info round, checked; the replies stay in c->sh[i].rep.info. */
-static int shards_info_round(struct bankc *c)
+/* Sends a request that is its header alone (info, stats) to every shard and collects the
+ * replies of operation op. */
+static int shards_hdr_round(struct bankc *c,
+                            int (*enc)(msgpack_packer *pk, const struct bank_hdr *h),
+                            enum bank_op op)
 {
     if (shards_begin(c) != 0)
         return -1;
     for (size_t i = 0; i < c->nsh; i++) {
         struct bankc_shard *s = &c->sh[i];
         struct bank_hdr h = shard_hdr(c, s, 0);
-        if (shard_send(c, s, proto_bank_encode_info_req(&c->pk, &h)) != 0)
+        if (shard_send(c, s, enc(&c->pk, &h)) != 0)
             return -1;
     }
-    if (shards_collect(c, BANK_OP_INFO) != 0)
+    return shards_collect(c, op);
+}
+
+static int shards_info_round(struct bankc *c)
+{
+    if (shards_hdr_round(c, proto_bank_encode_info_req, BANK_OP_INFO) != 0)
         return -1;
     return shards_check_info(c);
 }
@@ -661,16 +670,8 @@ int bankc_shards_restore(struct bankc *c, const char *name, uint64_t step, uint6
 
 int bankc_shards_stats(struct bankc *c, struct bank_stats_rep *out)
 {
-    if (shards_begin(c) != 0)
-        return -1;
-    for (size_t i = 0; i < c->nsh; i++) {
-        struct bankc_shard *s = &c->sh[i];
-        struct bank_hdr h = shard_hdr(c, s, 0);
-        if (shard_send(c, s, proto_bank_encode_stats_req(&c->pk, &h)) != 0)
-            return -1;
-    }
     uint64_t st;
-    if (shards_collect(c, BANK_OP_STATS) != 0 ||
+    if (shards_hdr_round(c, proto_bank_encode_stats_req, BANK_OP_STATS) != 0 ||
         shards_same_step(c, step_of_stats, "stats", &st) != 0)
         return -1;
     /* the whole bank's: sums, extremes, row-weighted means; snapshot_step the oldest */

@@ -38,6 +38,7 @@ int dp_size(void) { return g_size; }
 #ifdef NPID_MPI
 
 static int g_mpi; /* MPI_Init done, MPI_Finalize not yet */
+static int *g_counts, *g_displs; /* (size) dp_gather_rows's MPI_Allgatherv arguments */
 
 int dp_built_with_mpi(void) { return 1; }
 
@@ -55,6 +56,12 @@ int dp_init(int *argc, char ***argv)
     g_mpi = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    g_counts = malloc(2 * (size_t)g_size * sizeof *g_counts);
+    if (!g_counts) {
+        log_error("MPI: out of memory");
+        return -1;
+    }
+    g_displs = g_counts + g_size;
     if (provided < MPI_THREAD_FUNNELED) {
         log_error("MPI: the library gives no MPI_THREAD_FUNNELED support (level %d)", provided);
         return -1;
@@ -67,6 +74,8 @@ void dp_finalize(void)
     if (g_mpi)
         MPI_Finalize();
     g_mpi = 0;
+    free(g_counts);
+    g_counts = g_displs = NULL;
 }
 
 void dp_abort(int code)
@@ -123,18 +132,15 @@ void dp_gather_rows(const float *mine, float *all, uint32_t total, size_t width)
             memmove(all, mine, (size_t)count * width * sizeof(float));
         return;
     }
-    int *cnt = malloc(2 * (size_t)g_size * sizeof(int));
-    NPID_CHECK(cnt != NULL);
-    int *disp = cnt + g_size;
+    NPID_CHECK((size_t)total * width <= (size_t)0x7fffffff);
     for (int r = 0; r < g_size; r++) {
         uint32_t l, c;
         dp_slice(total, r, g_size, &l, &c);
-        NPID_CHECK((size_t)total * width <= (size_t)0x7fffffff);
-        cnt[r] = (int)((size_t)c * width);
-        disp[r] = (int)((size_t)l * width);
+        g_counts[r] = (int)((size_t)c * width);
+        g_displs[r] = (int)((size_t)l * width);
     }
-    MPI_Allgatherv(mine, cnt[g_rank], MPI_FLOAT, all, cnt, disp, MPI_FLOAT, MPI_COMM_WORLD);
-    free(cnt);
+    MPI_Allgatherv(mine, g_counts[g_rank], MPI_FLOAT, all, g_counts, g_displs, MPI_FLOAT,
+                   MPI_COMM_WORLD);
 }
 
 int dp_same_u64(uint64_t v)
