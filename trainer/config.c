@@ -42,6 +42,7 @@ static struct cfg_opt trainer_opts[] = {
     OPT("bank-init", NULL, CFG_STR, bank_init, "uniform", 0, 0, "uniform (reference) | unit | warm (untrained network's features)"),
     OPT("init", NULL, CFG_STR, init, "he", 0, 0, "convolution weights: he (N(0, 2/fan_in)) | torch (torch.nn.Conv2d's default, the reference CIFAR network) | he-out (N(0, 2/fan_out), torchvision's ResNet)"),
     OPT("center-init", NULL, CFG_BOOL, center_init, "false", 0, 0, "centre the untrained network's outputs (output-bias init from a data sample)"),
+    OPT("refresh-bank", NULL, CFG_BOOL, refresh_bank, "false", 0, 0, "at the end of the last epoch, set every bank row to the trained network's feature of its image under the test transform (one forward over the training set, as lemniscate's recompute_memory), so the final kNN against the bank equals the recomputed one"),
     OPT("lr", NULL, CFG_DOUBLE, lr, "0.03", 0, 100, "base learning rate"),
     OPT("momentum", NULL, CFG_DOUBLE, momentum, "0.9", 0, 0.9999, "SGD momentum"),
     OPT("wd", NULL, CFG_DOUBLE, wd, "5e-4", 0, 1, "weight decay"),
@@ -109,7 +110,7 @@ static const struct preset_entry trainer_presets[] = {
     { "cifar", "batch", "128" }, { "cifar", "epochs", "0" }, { "cifar", "lr-schedule", "cosine" },
     { "cifar", "warmup", "0" }, { "cifar", "aug", "cifar" }, { "cifar", "size", "0" },
     { "cifar", "stem", "auto" },
-    { "cifar", "init", "he" },
+    { "cifar", "init", "he" }, { "cifar", "refresh-bank", "true" },
     /* the reference ImageNet recipe (main.py) */
     { "imagenet", "model", "resnet50" }, { "imagenet", "nce-k", "4096" }, { "imagenet", "nce-t", "0.07" },
     { "imagenet", "nce-m", "0.5" }, { "imagenet", "z-mode", "frozen" }, { "imagenet", "bank-init", "uniform" },

@@ -28,7 +28,7 @@ struct trainer_cfg {
     const char *aug_spec;  /* after parsing: those flags as an augment_override spec */
     int low_dim, head, nce_k, batch, epochs, size, exclude_pos, drop_last, allow_remote;
     int resume, threads, metrics_every, ckpt_every, max_steps;
-    int progress, keep_epochs, center_init, init_only;
+    int progress, keep_epochs, center_init, init_only, refresh_bank;
     int views;             /* augmented views per image per step: 1, or 2 (--loss infonce) */
     int micro_batch;       /* rows per forward (0: from the --memory budget) */
     int dp_check;          /* steps between the ranks' weight-hash checks (0: none) */

@@ -152,7 +152,8 @@ static int feed_next(void *arg, const uint8_t **pix, uint32_t *count, uint32_t *
 
 struct warm_feed links_warm_feed(struct links *l)
 {
-    l->test_epoch = TASKQ_EPOCH_TEST;
+    if (l->test_epoch < TASKQ_EPOCH_TEST)
+        l->test_epoch = TASKQ_EPOCH_TEST; /* later feeds go on numbering */
     struct warm_feed f = { feed_pass, feed_next, l };
     return f;
 }

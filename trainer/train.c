@@ -531,6 +531,15 @@ static enum next on_epoch_end(struct trainer *t, double lr, double secs, const c
     t->pos.epoch++;
     t->pos.epoch_step = 0;
     int last = t->pos.epoch >= (uint32_t)t->cfg.epochs;
+    if (last && t->cfg.refresh_bank && dp_rank() == 0) {
+        struct warm_src ws = warm_src_of(t);
+        /* a failed or stopped refresh leaves trained rows, some refreshed: still checkpointed */
+        if (warm_refresh(&ws, t->ln.bv) != 0) {
+            log_warn("refresh: not completed; the bank keeps its trained rows, some refreshed");
+            if (sig_stop)
+                return on_stop(t);
+        }
+    }
     int saved = trainer_checkpoint(t, "epoch") == 0 || (last && trainer_final_checkpoint(t) == 0);
     if (!saved && last) {
         *reason = "checkpoint failed";

@@ -51,12 +51,45 @@ static int bn_recalibrate(const struct warm_src *w, size_t *bad, double *acc, fl
     return count;
 }
 
+/* Sets the bank rows of the feed's current pass (the test-transform images of order's steps,
+ * in order) to the network's eval-mode features: the features an evaluation of the same
+ * weights recomputes. Undecodable images are added to *bad. 0, or -1 (logged; stopped). */
+static int fill_rows(const struct warm_src *w, struct bankview *bv, const struct plan *order,
+                     size_t *bad)
+{
+    for (uint32_t s = 0; s < order->steps; s++) {
+        uint32_t count;
+        const uint32_t *idx = plan_step(order, s, &count);
+        int got = feed_fill(w, bad);
+        if (got < 0 || MSG_STOPPED(w->stop))
+            return -1;
+        NPID_CHECK(got == (int)count); /* the feed keeps the batches of the pass */
+        size_t nf = (size_t)count * (size_t)w->dim;
+        memcpy(w->feat, net_forward(w->net, w->x, (int)count, 0), nf * sizeof(float));
+        if (bankview_set(bv, idx, w->feat, count) != 0)
+            return -1;
+    }
+    return feed_fill(w, bad) == 0 ? 0 : -1; /* the pass's end */
+}
+
+/* A seeded permutation of the n training images in batches of w->batch, so that each batch
+ * holds a mix of classes. 0, or -1 (logged). */
+static int mixed_order(const struct warm_src *w, struct plan *order)
+{
+    memset(order, 0, sizeof *order);
+    if (plan_init(order, w->n, w->batch, w->seed ^ 0x7761726dull /* "warm" */, 0) != 0) {
+        log_error("out of memory");
+        return -1;
+    }
+    plan_epoch(order, 0);
+    return 0;
+}
+
 /* Fills the bank with the untrained network's features of every training image under the
  * test transform, decoded in-process: the BN running statistics are first recalibrated on
  * the data (bn_recalibrate, up to 4096 images) and kept, then every row is the
  * eval-mode feature, the same an evaluation of the untrained checkpoint recomputes (so the
- * untrained network's kNN against its bank equals the recomputed one). The batches follow a
- * seeded permutation so that each holds a mix of classes. */
+ * untrained network's kNN against its bank equals the recomputed one). */
 int warm_bank(const struct warm_src *w, struct bankview *bv)
 {
     double t0 = clock_seconds();
@@ -65,13 +98,12 @@ int warm_bank(const struct warm_src *w, struct bankview *bv)
     double *acc = malloc(nbuf * sizeof *acc);
     float *prev = malloc(nbuf * sizeof *prev);
     int rc = -1;
-    memset(&order, 0, sizeof order);
-    if (!acc || !prev ||
-        plan_init(&order, n, w->batch, w->seed ^ 0x7761726dull /* "warm" */, 0) != 0) {
+    if (mixed_order(w, &order) != 0)
+        goto done;
+    if (!acc || !prev) {
         log_error("out of memory");
         goto done;
     }
-    plan_epoch(&order, 0);
     size_t calib = (size_t)((4096 + w->batch - 1) / w->batch) * w->batch;
     calib = calib < n ? calib : n;
     /* both passes queued at once: the loaders run ahead of the recalibration */
@@ -81,19 +113,7 @@ int warm_bank(const struct warm_src *w, struct bankview *bv)
         goto done;
     size_t calib_bad = bad;
     bad = 0;
-    for (uint32_t s = 0; s < order.steps; s++) {
-        uint32_t count;
-        const uint32_t *idx = plan_step(&order, s, &count);
-        int got = feed_fill(w, &bad);
-        if (got < 0 || MSG_STOPPED(w->stop))
-            goto done;
-        NPID_CHECK(got == (int)count); /* the feed keeps the batches of the pass */
-        size_t nf = (size_t)count * (size_t)w->dim;
-        memcpy(w->feat, net_forward(w->net, w->x, (int)count, 0), nf * sizeof(float));
-        if (bankview_set(bv, idx, w->feat, count) != 0)
-            goto done;
-    }
-    if (feed_fill(w, &bad) != 0) /* the pass's end */
+    if (fill_rows(w, bv, &order, &bad) != 0)
         goto done;
     log_info("warm start: BN statistics recalibrated on %zu images; bank filled with the untrained "
              "network's features of %zu images (%zu undecodable, mid-grey) in %.1f s", calib, n,
@@ -103,6 +123,24 @@ done:
     plan_deinit(&order);
     free(acc);
     free(prev);
+    return rc;
+}
+
+int warm_refresh(const struct warm_src *w, struct bankview *bv)
+{
+    double t0 = clock_seconds();
+    struct plan order;
+    size_t bad = 0;
+    int rc = -1;
+    if (mixed_order(w, &order) == 0 &&
+        w->feed.pass(w->feed.arg, order.perm, w->n, w->batch) == 0 &&
+        fill_rows(w, bv, &order, &bad) == 0) {
+        log_info("refresh: bank rows set to the trained network's features of %zu images under "
+                 "the test transform (%zu undecodable, mid-grey) in %.1f s", w->n, bad,
+                 clock_seconds() - t0);
+        rc = 0;
+    }
+    plan_deinit(&order);
     return rc;
 }
 

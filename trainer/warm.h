@@ -3,7 +3,11 @@
  *   warm_bank:   --bank-init warm: BN statistics recalibrated on the data, then every bank
  *                row set to the untrained network's eval-mode feature of its image;
  *   warm_center: --center-init: the output layer's bias shifted so the untrained network's
- *                pre-normalisation outputs have zero mean. */
+ *                pre-normalisation outputs have zero mean;
+ * and the end of a run:
+ *   warm_refresh: --refresh-bank: every bank row set to the trained network's eval-mode
+ *                 feature of its image (BN running statistics as trained), as warm_bank does
+ *                 for the untrained one. */
 #ifndef NPID_TRAINER_WARM_H
 #define NPID_TRAINER_WARM_H
 
@@ -41,5 +45,6 @@ struct warm_src {
 /* 0, or -1 (logged; stopped). */
 int warm_bank(const struct warm_src *w, struct bankview *bv);
 int warm_center(const struct warm_src *w);
+int warm_refresh(const struct warm_src *w, struct bankview *bv);
 
 #endif
