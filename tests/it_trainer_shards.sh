@@ -49,7 +49,8 @@ assert len(epochs) == 2, len(epochs)
 for e in epochs:
     assert e["images"] == e["expected"] == 300 and e["twice"] == 0, e
 PY
-# info of each shard: its number and range of the 300 rows, and the same step
+# info of each shard: its number and range of the 300 rows, and the same step: 12 updates
+# (2 epochs of 6 steps) and the 6 sets of the default recipe's closing --refresh-bank
 info() { timeout 20 "$bin/npid-bankd" ping --bank "$1" --timeout 5; }
 i0=$(info "$s0") || fail "ping shard 0"
 i1=$(info "$s1") || fail "ping shard 1"
@@ -58,6 +59,6 @@ import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 assert a["shard"] == 0 and b["shard"] == 1 and a["shards"] == b["shards"] == 2, (a, b)
 assert (a["shard_start"], a["shard_end"], b["shard_start"], b["shard_end"]) == (0, 150, 150, 300)
-assert a["rows"] == b["rows"] == 300 and a["step"] == b["step"] == 12, (a["step"], b["step"])
+assert a["rows"] == b["rows"] == 300 and a["step"] == b["step"] == 18, (a["step"], b["step"])
 PY
 echo "it_trainer_shards: 2 epochs x 300 images over two bank shards, each image once per epoch"
