@@ -278,6 +278,15 @@ static int attach_subscribe(const struct evald_opts *o, struct attach_sub *s)
     }
     struct msg_opts mo = MSG_OPTS_DEFAULT;
     mo.curve = con ? &cs : NULL;
+    /* No ZMTP heartbeats of our own. evald reads nothing while it evaluates: RCVHWM events
+     * published meanwhile fill the pipe and the engine stops reading the connection. A
+     * heartbeat timeout would then reconnect, libzmq 4.3.4 would hand the full pipe to the
+     * new connection, and draining it would abort the process ("Assertion failed:
+     * _input_stopped (src/stream_engine_base.cpp:417)": restart_input on an engine that never
+     * stopped; tests/it_evald_flood.sh). Without them a stopped connection stays until evald
+     * drains it; one that died meanwhile is seen then and re-made. A publisher that sends
+     * heartbeats with a TTL (the trainer's PUB) still makes a silent peer time out here. */
+    mo.heartbeat_ivl_ms = 0;
     s->sock = msg_socket(ZMQ_SUB, &mo);
     if (!s->sock || msg_connect(s->sock, o->events_ep) != 0) {
         log_error("events %s: cannot subscribe: %s", o->events_ep, strerror(errno));
