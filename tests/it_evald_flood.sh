@@ -102,5 +102,36 @@ flood() {
 }
 flood "publisher without heartbeats" 0
 flood "publisher with heartbeats" 1
+
+# An event frame over evald's 64 MiB limit: libzmq drops the connection and (4.3.4, protocol
+# error) never retries it. evald must notice, connect again and still get "end".
+cat >"$tmp/big.py" <<'EOF'
+import sys, time, msgpack, zmq
+p = zmq.Context().socket(zmq.XPUB)
+p.setsockopt(zmq.LINGER, 0)
+p.bind(sys.argv[1])
+if not p.poll(20000) or p.recv() != b"\x01":
+    sys.exit("evald did not subscribe")
+p.send_multipart([b"checkpoint", b"\0" * ((64 << 20) + 1)])
+seq = 0
+while True:
+    seq += 1
+    p.send_multipart([b"end", msgpack.packb({"v": 1, "type": "end", "seq": seq, "run": "it",
+                                             "time": 0, "status": "ok", "reason": "done"})])
+    time.sleep(0.3)
+EOF
+rm -f "$tmp/events.sock"
+timeout -k 5 30 "$ev" attach --data "$tmp/data" --events "$events" --against recomputed \
+    --exit-on-end >"$tmp/out.jsonl" 2>"$tmp/err" &
+evpid=$!
+timeout -k 5 40 $py "$tmp/big.py" "$events" 2>"$tmp/flood.err" &
+pypid=$!
+pids="$evpid $pypid"
+wait $evpid; rc=$?
+kill $pypid 2>/dev/null; wait $pypid 2>/dev/null
+pids=""
+[ $rc -eq 0 ] || fail "a frame over 64 MiB: evald exit $rc (deaf after the dropped connection?)"
+grep -q "connecting again" "$tmp/err" || fail "a frame over 64 MiB: no reconnect reported"
+grep -q 'trainer published "end"' "$tmp/err" || fail "a frame over 64 MiB: \"end\" not seen"
 echo "it_evald_flood: ok" >&2
 exit 0
