@@ -90,7 +90,8 @@ int main(int argc, char **argv)
         { "init", NULL, CFG_STR, &init_mode, "uniform", 0, 0,
           "initialisation of that bank: uniform (reference) or unit", 0 },
         { "max-frame", "NPID_MAX_FRAME", CFG_U64, &max_frame, "67108864", 1024, 4294967295.0,
-          "largest request or reply frame, bytes (larger requests drop the connection)", 0 },
+          "largest request or reply frame, bytes (a larger request is answered EMSGSIZE; one "
+          "over 4 times this drops the connection)", 0 },
         { "max-bytes", "NPID_BANK_MAX_BYTES", CFG_U64, &max_bytes, "0", 4096, 1.8e19,
           "largest bank init or --rows/--dim may create, bytes (rows x (4 dim + 12) plus a "
           "few hundred; default: a quarter of physical memory); a larger init gets ENOMEM, a "

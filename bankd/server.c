@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/durable.h"
 #include "common/log.h"
+#include "common/mp.h"
 #include "common/msg.h"
 #include "common/sig.h"
 
@@ -467,6 +468,17 @@ static int server_dispatch(struct server *s, const struct bank_req *q, struct re
     return rc;
 }
 
+/* "64 MiB" for a multiple of 1 MiB, else "N-byte" (static buffer: one use per statement). */
+static const char *server_size_name(uint64_t n)
+{
+    static char buf[32];
+    if (n % (1u << 20) == 0)
+        snprintf(buf, sizeof buf, "%llu MiB", (unsigned long long)(n >> 20));
+    else
+        snprintf(buf, sizeof buf, "%llu-byte", (unsigned long long)n);
+    return buf;
+}
+
 /* Handles one request body from client id. */
 static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void *body,
                           size_t len)
@@ -477,6 +489,20 @@ static void server_handle(struct server *s, zmq_msg_t *id, int delim, const void
     zmq_msg_t out;
     int have_out = 0;
     s->requests++;
+    if (len > s->cfg.max_frame) {
+        /* received only because the transport limit is higher: refused unread but for the
+           seq to echo (a strict walk: lengths and counts are checked, bins are skipped) */
+        struct mp_map m;
+        if (mp_map_open(&m, body, len, MP_MAX_DEPTH, NULL) == 0 &&
+            mp_get_u64(&m, "seq", &rh.seq) == MP_OK)
+            rh.has_seq = 1;
+        bank_err_set(&e, BANK_EMSGSIZE, "request of %zu bytes exceeds the %s frame limit "
+                     "(--max-frame %llu)", len, server_size_name(s->cfg.max_frame),
+                     (unsigned long long)s->cfg.max_frame);
+        log_debug("refused: %s", e.msg);
+        encode_err(s, &rh, &e);
+        goto reply;
+    }
     if (proto_bank_decode_req(body, len, &q, &e) != 0) {
         rh.seq = q.h.seq;
         rh.has_seq = q.h.has_seq;
@@ -583,6 +609,11 @@ done:
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+uint64_t server_transport_limit(uint64_t max_frame)
+{
+    return max_frame * SERVER_TRANSPORT_FACTOR;
+}
+
 /* Creates the bank --rows/--dim ask for, within --max-bytes; 0, or -1 (reason logged). */
 static int server_bank_from_flags(struct server *s, const struct server_cfg *cfg)
 {
@@ -672,9 +703,9 @@ struct server *server_new(const struct server_cfg *cfg)
     if (!s->bank && cfg->rows && cfg->dim && server_bank_from_flags(s, cfg) != 0)
         goto fail_server;
     struct msg_opts o = MSG_OPTS_DEFAULT;
-    o.maxmsgsize = (int64_t)cfg->max_frame;
+    o.maxmsgsize = (int64_t)server_transport_limit(cfg->max_frame);
     o.sndhwm = 100;
-    o.rcvhwm = 100;
+    o.rcvhwm = SERVER_RCVHWM;
     o.curve = cfg->curve;
     s->sock = msg_socket(ZMQ_ROUTER, &o);
     if (!s->sock) {

@@ -3,8 +3,15 @@
  *
  * Envelope: [identity, body] from DEALER clients, [identity, "", body] from REQ clients
  * (the empty delimiter is echoed). Any other shape, an empty body, or a body that does not
- * decode gets an error reply; frames over max_frame never arrive (ZMQ_MAXMSGSIZE drops the
- * connection). */
+ * decode gets an error reply.
+ *
+ * Frame sizes: the protocol limit is max_frame (requests and replies). The socket's
+ * ZMQ_MAXMSGSIZE, the transport limit, is SERVER_TRANSPORT_FACTOR times that, so a request a
+ * little too large still arrives and is answered EMSGSIZE ("request of N bytes exceeds the
+ * 64 MiB frame limit") instead of vanishing; only a frame over the transport limit makes
+ * ZeroMQ drop the connection, unanswered. Memory stays bounded: a connection holds at most
+ * SERVER_RCVHWM + 1 frames of at most the transport limit each (16 + 1 of 256 MiB by
+ * default; ZeroMQ checks the size in the frame header, before allocating). */
 #ifndef NPID_BANKD_SERVER_H
 #define NPID_BANKD_SERVER_H
 
@@ -12,6 +19,10 @@
 #include "common/proto_bank.h"
 
 #include <stdint.h>
+
+#define SERVER_TRANSPORT_FACTOR 4 /* transport limit / max_frame */
+#define SERVER_RCVHWM 16          /* frames queued per connection (a client has one request in
+                                     flight; more wait in TCP and the client's queue) */
 
 struct server_cfg {
     const char *bind;          /* endpoint */
@@ -31,6 +42,9 @@ struct server_cfg {
 };
 
 struct server;
+
+/* The socket's ZMQ_MAXMSGSIZE for protocol limit max_frame: SERVER_TRANSPORT_FACTOR times it. */
+uint64_t server_transport_limit(uint64_t max_frame);
 
 /* Loads the newest valid snapshot from dir (a corrupt newest falls back to the previous),
  * or creates the bank from rows/dim, then binds. NULL on failure (reason logged). */

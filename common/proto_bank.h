@@ -48,6 +48,7 @@ const char *proto_bank_op_name(enum bank_op op);
 #define BANK_EIO       "EIO"       /* snapshot could not be written: other error */
 #define BANK_ENOMEM    "ENOMEM"    /* the bank exceeds --max-bytes or could not be allocated */
 #define BANK_ENOSNAP   "ENOSNAP"   /* restore: no valid snapshot of that name holds that step */
+#define BANK_EMSGSIZE  "EMSGSIZE"  /* the request frame is larger than --max-frame */
 #define BANK_EPERM     "EPERM"     /* a write without the bank's token (or with another) */
 #define BANK_EBUSY     "EBUSY"     /* client side: a request is outstanding */
 #define BANK_ETIMEDOUT "ETIMEDOUT" /* client side: no reply after all retries */

@@ -174,6 +174,9 @@ out:
  * counts the detach line reports. */
 struct attach_sub {
     void *sock;
+    void *mon;                 /* PAIR receiving sock's connection events (NULL: none) */
+    uint64_t lost_ns;          /* when the connection dropped with no retry seen yet; 0 */
+    uint64_t remade;           /* connections evald re-made itself */
     int set;                   /* path holds a checkpoint to evaluate */
     uint64_t step, seq;
     char path[4096];
@@ -264,6 +267,80 @@ static int attach_poll(const struct evald_opts *o, struct attach_sub *s, int tim
     return ret;
 }
 
+/* The connection watch. libzmq 4.3.4 gives up an endpoint for good after a protocol error on
+ * its connection: a frame over ZMQ_MAXMSGSIZE (64 MiB) from the publisher, a ZMTP violation,
+ * a failed CURVE handshake. Any other loss is followed at once by a reconnect attempt
+ * (ZMQ_EVENT_CONNECT_RETRIED). So a disconnect with no attempt, retry or connection seen for
+ * ATTACH_REMAKE_MS means evald would never hear from the publisher again: it connects anew.
+ * tests/it_evald_flood.sh. */
+#define ATTACH_REMAKE_MS 1000
+#define ATTACH_MON_EVENTS (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_DELAYED | \
+                           ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_CONNECTED)
+
+/* Starts the watch on s->sock (before it connects). 0, or -1 (errno; evald then runs
+ * without it). */
+static int attach_watch(struct attach_sub *s)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://npid-evald-events-%p", (void *)s);
+    if (zmq_socket_monitor(s->sock, ep, ATTACH_MON_EVENTS) != 0)
+        return -1;
+    s->mon = msg_socket(ZMQ_PAIR, NULL);
+    if (!s->mon || zmq_connect(s->mon, ep) != 0) {
+        int saved = errno;
+        msg_close(&s->mon);
+        zmq_socket_monitor(s->sock, NULL, 0);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the connection events waiting and re-connects an endpoint libzmq gave up. */
+static void attach_watch_tick(const struct evald_opts *o, struct attach_sub *s)
+{
+    for (int k = 0; s->mon && k < 64; k++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        /* frame 1: u16 event, u32 value (native order); frame 2: the endpoint */
+        uint16_t ev = 0;
+        if (zmq_msg_size(&m) >= 2)
+            memcpy(&ev, zmq_msg_data(&m), 2);
+        int more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        if (more)
+            msg_drain_more(s->mon);
+        if (ev == ZMQ_EVENT_DISCONNECTED)
+            s->lost_ns = clock_now_ns();
+        else
+            s->lost_ns = 0;
+    }
+    if (!s->lost_ns || clock_now_ns() - s->lost_ns < (uint64_t)ATTACH_REMAKE_MS * 1000000u)
+        return;
+    s->lost_ns = 0;
+    if (s->remade++ < 10)
+        log_warn("events %s: the connection was dropped and libzmq will not retry it (a frame "
+                 "over the 64 MiB limit, a protocol error or a refused CURVE handshake); "
+                 "connecting again%s", o->events_ep,
+                 s->remade == 10 ? " (further such warnings suppressed)" : "");
+    zmq_disconnect(s->sock, o->events_ep); /* may be gone already */
+    if (msg_connect(s->sock, o->events_ep) != 0)
+        log_error("events %s: cannot connect again: %s", o->events_ep, strerror(errno));
+}
+
+/* Closes the watch and the subscription; accepts either NULL. */
+static void attach_unsubscribe(struct attach_sub *s)
+{
+    if (s->mon && s->sock)
+        zmq_socket_monitor(s->sock, NULL, 0);
+    msg_close(&s->mon);
+    msg_close(&s->sock);
+}
+
 /* Subscribes to --events (CURVE with --events-server-key): 0, or an exit status (logged). */
 static int attach_subscribe(const struct evald_opts *o, struct attach_sub *s)
 {
@@ -278,10 +355,22 @@ static int attach_subscribe(const struct evald_opts *o, struct attach_sub *s)
     }
     struct msg_opts mo = MSG_OPTS_DEFAULT;
     mo.curve = con ? &cs : NULL;
+    /* No ZMTP heartbeats of our own. evald reads nothing while it evaluates: RCVHWM events
+     * published meanwhile fill the pipe and the engine stops reading the connection. A
+     * heartbeat timeout would then reconnect, libzmq 4.3.4 would hand the full pipe to the
+     * new connection, and draining it would abort the process ("Assertion failed:
+     * _input_stopped (src/stream_engine_base.cpp:417)": restart_input on an engine that never
+     * stopped; tests/it_evald_flood.sh). Without them a stopped connection stays until evald
+     * drains it; one that died meanwhile is seen then and re-made. A publisher that sends
+     * heartbeats with a TTL (the trainer's PUB) still makes a silent peer time out here. */
+    mo.heartbeat_ivl_ms = 0;
     s->sock = msg_socket(ZMQ_SUB, &mo);
+    if (s->sock && attach_watch(s) != 0)
+        log_warn("events %s: no connection watch (%s): a publisher that breaks the protocol "
+                 "may leave evald deaf", o->events_ep, zmq_strerror(errno));
     if (!s->sock || msg_connect(s->sock, o->events_ep) != 0) {
         log_error("events %s: cannot subscribe: %s", o->events_ep, strerror(errno));
-        msg_close(&s->sock);
+        attach_unsubscribe(s);
         return EXIT_FAIL;
     }
     /* every topic, so that a gap in seq means events were really lost; only "checkpoint"
@@ -316,6 +405,7 @@ static int attach_run(struct evald *ev)
         }
         if (rc < 0)
             break;
+        attach_watch_tick(o, &s);
         if (s.set) {
             s.set = 0;
             if (attach_eval(ev, s.path) != 0 && !sig_stop) {
@@ -330,7 +420,7 @@ static int attach_run(struct evald *ev)
     }
     log_info("detached: %" PRIu64 " evaluations, %" PRIu64 " skipped, %" PRIu64 " failed, %"
              PRIu64 " malformed events", ev->evals, s.skipped, s.failed, s.malformed);
-    msg_close(&s.sock);
+    attach_unsubscribe(&s);
     return EXIT_OK;
 }
 
