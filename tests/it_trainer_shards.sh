@@ -2,7 +2,8 @@
 # A training run against a bank in two shards (npid-bankd --shard 0/2 and 1/2, the trainer's
 # --bank the comma-separated list): the run finishes with every index of every epoch trained
 # exactly once, both shards end at the same step, each holds its own paired snapshot of the
-# checkpoints, and a resume that must restore them (the shards moved on) restores both.
+# checkpoints, and a resume that must restore them (the shards moved on) restores both;
+# npid-evald reads the sharded bank as one (embed, kNN against it).
 set -u
 name=it_trainer_shards
 . "$(dirname "$0")/lib_trainer.sh"
@@ -61,4 +62,23 @@ assert a["shard"] == 0 and b["shard"] == 1 and a["shards"] == b["shards"] == 2, 
 assert (a["shard_start"], a["shard_end"], b["shard_start"], b["shard_end"]) == (0, 150, 150, 300)
 assert a["rows"] == b["rows"] == 300 and a["step"] == b["step"] == 18, (a["step"], b["step"])
 PY
+# evald reads the sharded bank as one: after the closing refresh every row of it is the
+# feature evald recomputes from the final checkpoint, and the two kNN figures agree
+ck=$tmp/run/checkpoints/trainer.ckpt
+"$bin/npid-evald" embed --data "$tmp/data" --checkpoint "$ck" --split train --format npy \
+    --out "$tmp/rec.npy" >>"$tmp/evald.log" 2>&1 || fail "embed recomputed"
+"$bin/npid-evald" embed --data "$tmp/data" --bank "$s0,$s1" --format npy \
+    --out "$tmp/bank.npy" >>"$tmp/evald.log" 2>&1 || fail "embed the sharded bank"
+$py - "$tmp/rec.npy" "$tmp/bank.npy" <<'PY' || fail "the sharded bank's rows are not the refreshed features"
+import sys, numpy as np
+rec, bank = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
+assert rec.shape == bank.shape == (300, 128), (rec.shape, bank.shape)
+cos = (rec * bank).sum(1) / np.linalg.norm(rec, axis=1) / np.linalg.norm(bank, axis=1)
+assert cos.min() >= 0.9999, cos.min()
+PY
+"$bin/npid-evald" --once --checkpoint "$ck" --data "$tmp/data" --bank "$s0,$s1" --against both \
+    >"$tmp/knn.jsonl" 2>>"$tmp/evald.log" || fail "evald --once against the sharded bank"
+b=$(sed -n 's/.*"against":"bank".*"top1":\([0-9.]*\).*/\1/p' "$tmp/knn.jsonl")
+r=$(sed -n 's/.*"against":"recomputed".*"top1":\([0-9.]*\).*/\1/p' "$tmp/knn.jsonl")
+[ -n "$b" ] && [ "$b" = "$r" ] || fail "kNN against the sharded bank '$b', recomputed '$r'"
 echo "it_trainer_shards: 2 epochs x 300 images over two bank shards, each image once per epoch"
