@@ -880,10 +880,13 @@ START_TEST(test_daemon_malformed_frames)
     ck_assert(zmq_msg_more(&m));
     msg_drain_more(s);
     zmq_msg_close(&m);
-    /* a frame over --max-frame: the connection is dropped, no reply; bankd lives on */
-    size_t big = 100000;
+    /* a frame over --max-frame is answered EMSGSIZE; one over the transport limit (4 x
+     * --max-frame) drops the connection, no reply; bankd lives on */
+    size_t big = 300000;
     char *junk = calloc(1, big);
     junk[0] = (char)0x80;
+    zmq_send(s, junk, 100000, 0);
+    expect_err_reply(s, BANK_EMSGSIZE);
     zmq_send(s, junk, big, 0);
     free(junk);
     struct mp_map map;
