@@ -2,9 +2,9 @@
 # A trainer told to stop (SIGTERM) while bankd is gone does not wait for bankd forever: after
 # --stop-timeout seconds without an answer it exits 1 saying its last checkpoint stands, and
 # keeps its weights in trainer.unpaired.ckpt (no bank snapshot pairs with them; evald reads
-# them) (the
-# trainer otherwise retries bank requests until bankd is back, which is right while training
-# and wrong while stopping: `docker compose stop`, a test's cleanup).
+# them); it says what it waits for first. (The trainer otherwise retries bank requests until
+# bankd is back, which is right while training and wrong while stopping: `docker compose
+# stop`, a test's cleanup.)
 set -u
 name=it_trainer_stop_nobank
 . "$(dirname "$0")/lib_trainer.sh"
@@ -29,6 +29,9 @@ secs=$(( $(date +%s) - start ))
 [ $rc -eq 1 ] || fail "exit $rc, expected 1 (stopped without its last checkpoint)"
 grep -q 'stopping without a paired checkpoint\|checkpoint.*failed\|bank.*failed' "$tmp/trainer.log" ||
     fail "no reason logged"
+# and it said what it waited for, before waiting
+grep -q "stopping: each bank request now waits at most 2 s (--stop-timeout) for bankd at $NPID_BANK" \
+    "$tmp/trainer.log" || fail "the trainer did not say what its stop waits for"
 # the weights are kept all the same, marked as paired with no bank snapshot
 u=$tmp/run/checkpoints/trainer.unpaired.ckpt
 [ -f "$u" ] || fail "no trainer.unpaired.ckpt: $(grep -m1 'weights of step\|cannot keep' "$tmp/trainer.log")"

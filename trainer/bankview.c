@@ -133,6 +133,9 @@ int bankview_request(struct bankview *bv, uint64_t step, const uint32_t *idx, ui
 
 void bankview_stopping(struct bankview *bv)
 {
+    if (!bv->stopping)
+        log_info("stopping: each bank request now waits at most %g s (--stop-timeout) for "
+                 "bankd at %s", bv->cfg.stop_timeout_s, bv->cfg.endpoint);
     bv->stopping = 1;
     int retries = (int)(bv->cfg.stop_timeout_s / bv->cfg.timeout_s);
     bankc_limit_retries(bv->bank, retries);
