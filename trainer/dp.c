@@ -1,6 +1,7 @@
 /* Data-parallel ranks over MPI: see dp.h. */
 #include "trainer/dp.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,20 @@ static int launched_by_mpi(int *size)
         v = getenv("PMI_SIZE");
     *size = v && *v ? atoi(v) : 0;
     return (v && *v) || getenv("PMIX_RANK") != NULL;
+}
+
+void dp_log_name(const char *prog, char *out, size_t n)
+{
+    int size;
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    if (!r || !*r)
+        r = getenv("PMI_RANK");
+    if (!r || !*r)
+        r = getenv("PMIX_RANK");
+    if (launched_by_mpi(&size) && size > 1 && r && *r)
+        snprintf(out, n, "%s[%d/%d]", prog, atoi(r), size);
+    else
+        snprintf(out, n, "%s", prog);
 }
 
 void dp_slice(uint32_t total, int rank, int size, uint32_t *lo, uint32_t *count)

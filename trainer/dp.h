@@ -17,6 +17,10 @@
 /* 0; or -1 (logged) when launched by mpirun with more than one rank in a build without MPI,
  * or when MPI_Init fails. Call once, before any thread is started. */
 int dp_init(int *argc, char ***argv);
+/* The log name of this process before dp_init: "prog[r/N]" when an MPI launcher started it
+ * as rank r of N > 1 (its environment says: OMPI_COMM_WORLD_RANK, PMI_RANK or PMIX_RANK), else
+ * prog; dp_init does not change the rank, so the name stays right after it. */
+void dp_log_name(const char *prog, char *out, size_t n);
 /* 1 in a build with MPI (make MPI=1). */
 int dp_built_with_mpi(void);
 /* 1 when the job has more than one rank. */

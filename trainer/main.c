@@ -11,7 +11,9 @@
 
 int main(int argc, char **argv)
 {
-    log_init("npid-trainer");
+    char prog[48]; /* every rank's lines told apart, from the first */
+    dp_log_name("npid-trainer", prog, sizeof prog);
+    log_init(prog);
     char **argv0 = blas_argv_copy(argc, argv); /* blas_setup after parsing (common/blas.h) */
     struct trainer_cfg cfg;
     int rc = trainer_cfg_parse(&cfg, argc, argv);
@@ -23,11 +25,6 @@ int main(int argc, char **argv)
     free(argv0); /* blas_setup re-execs or returns: the copy is done with */
     if (dp_init(&argc, &argv) != 0)
         return EXIT_FAIL;
-    char prog[48];
-    if (dp_active()) { /* every rank's lines, told apart */
-        snprintf(prog, sizeof prog, "npid-trainer[%d/%d]", dp_rank(), dp_size());
-        log_init(prog);
-    }
     if (cfg.threads > 0)
         blas_set_threads(cfg.threads);
     if (sig_install() != 0)
