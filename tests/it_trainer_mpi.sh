@@ -98,9 +98,9 @@ for recipe in views2 views1 syncbn; do
         fail "$recipe: no --dp-check of the 2 ranks' weights"
     grep -q "rank 1 of 2: 64 images of every step of 128" "$tmp/two_$recipe.log" ||
         fail "$recipe: rank 1 did not take 64 images of the step"
-    # every rank's lines are told apart from the first one (the configuration, before MPI)
-    grep -q "npid-trainer\[1/2\] info: config: " "$tmp/two_$recipe.log" ||
-        fail "$recipe: rank 1's configuration line lacks its [1/2] prefix"
+    # every rank's lines are told apart from the first one (the BLAS set-up, before MPI)
+    grep -q "npid-trainer\[1/2\] info: blas: OpenBLAS kernel" "$tmp/two_$recipe.log" ||
+        fail "$recipe: rank 1's first line (blas) lacks its [1/2] prefix"
     compare "one_$recipe" "two_$recipe" "$recipe"
     [ -f "$tmp/run_two_$recipe/checkpoints/trainer.ckpt" ] || fail "$recipe: no checkpoint"
 done
