@@ -8,6 +8,7 @@
  * check: L = sum(y * R), R fixed random. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,148 @@ START_TEST(test_bn_grad)
     nn_free(c.y);
     nn_free(c.R);
     bn_free(&c.b);
+}
+END_TEST
+
+/* ---- synchronised BN (bn_set_sync) over two "processes": two threads, one BN each ---------- */
+
+/* The processes' sum: each thread adds its vector, waits for the other, reads the total. */
+struct two_procs {
+    pthread_mutex_t mu;
+    pthread_barrier_t added, read, cleared;
+    double acc[64];
+};
+
+static void two_procs_sum(double *v, int n, void *arg)
+{
+    struct two_procs *t = arg;
+    ck_assert_int_le(n, 64);
+    pthread_mutex_lock(&t->mu);
+    for (int i = 0; i < n; i++)
+        t->acc[i] += v[i];
+    pthread_mutex_unlock(&t->mu);
+    pthread_barrier_wait(&t->added);
+    memcpy(v, t->acc, (size_t)n * sizeof *v);
+    if (pthread_barrier_wait(&t->read) == PTHREAD_BARRIER_SERIAL_THREAD)
+        memset(t->acc, 0, sizeof t->acc);
+    pthread_barrier_wait(&t->cleared);
+}
+
+/* One process: its BN layer, its share x (C, N) of the batch, dy, and what it computes. */
+struct bn_proc {
+    struct bn b;
+    size_t N;
+    int relu;
+    float *x, *y, *dy, *dx;
+};
+
+static void *bn_proc_run(void *p)
+{
+    struct bn_proc *q = p;
+    bn_forward(&q->b, q->x, q->y, q->N, 1, q->relu);
+    bn_backward(&q->b, q->x, q->relu ? q->y : NULL, q->dy, q->dx, q->N);
+    return NULL;
+}
+
+/* Synchronised BN on two processes' rows (10 and 14 a channel) equals one BN on all 24 rows:
+ * outputs, dx, running statistics on both, and dgamma / dbeta summed. The one BN's gradients
+ * are checked by finite differences (test_bn_grad), so this carries that check to the
+ * synchronised layer, with running means that are not zero (the sums are taken about them). */
+START_TEST(test_bn_sync)
+{
+    int relu = _i, C = 3;
+    size_t Ns[2] = { 10, 14 }, N = Ns[0] + Ns[1];
+    struct bn whole;
+    struct bn_proc pr[2];
+    memset(pr, 0, sizeof pr);
+    bn_alloc(&whole, C);
+    fill_normal(whole.gamma, C, 1.0, 21);
+    fill_normal(whole.beta, C, 0.5, 22);
+    fill_normal(whole.rmean, C, 1.0, 23);
+    float *x = nn_alloc(C * N), *y = nn_alloc(C * N), *dy = nn_alloc(C * N),
+          *dx = nn_alloc(C * N);
+    fill_normal(x, C * N, 2.0, 24);
+    fill_normal(dy, C * N, 1.0, 25);
+    for (int k = 0; k < 2; k++) {
+        struct bn_proc *q = &pr[k];
+        bn_alloc(&q->b, C);
+        q->b.sync = calloc(2 * (size_t)C + 2, sizeof(double));
+        memcpy(q->b.gamma, whole.gamma, C * sizeof(float));
+        memcpy(q->b.beta, whole.beta, C * sizeof(float));
+        memcpy(q->b.rmean, whole.rmean, C * sizeof(float));
+        q->N = Ns[k];
+        q->relu = relu;
+        q->x = nn_alloc(C * q->N);
+        q->y = nn_alloc(C * q->N);
+        q->dy = nn_alloc(C * q->N);
+        q->dx = nn_alloc(C * q->N);
+        for (int ch = 0; ch < C; ch++) { /* process k holds rows [k ? 10 : 0, ...) */
+            size_t at = (size_t)ch * N + (k ? Ns[0] : 0);
+            memcpy(q->x + (size_t)ch * q->N, x + at, q->N * sizeof(float));
+            memcpy(q->dy + (size_t)ch * q->N, dy + at, q->N * sizeof(float));
+        }
+    }
+    bn_forward(&whole, x, y, N, 1, relu);
+    bn_backward(&whole, x, relu ? y : NULL, dy, dx, N);
+
+    struct two_procs t;
+    memset(&t, 0, sizeof t);
+    pthread_mutex_init(&t.mu, NULL);
+    pthread_barrier_init(&t.added, NULL, 2);
+    pthread_barrier_init(&t.read, NULL, 2);
+    pthread_barrier_init(&t.cleared, NULL, 2);
+    bn_set_sync(two_procs_sum, &t);
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(pthread_create(&th[k], NULL, bn_proc_run, &pr[k]), 0);
+    for (int k = 0; k < 2; k++)
+        pthread_join(th[k], NULL);
+    bn_set_sync(NULL, NULL);
+
+    double ey = 0, edx = 0, eg = 0, estat = 0;
+    for (int k = 0; k < 2; k++)
+        for (int ch = 0; ch < C; ch++)
+            for (size_t i = 0; i < pr[k].N; i++) {
+                size_t a = (size_t)ch * N + (k ? Ns[0] : 0) + i, b = (size_t)ch * pr[k].N + i;
+                ey = fmax(ey, fabs(pr[k].y[b] - y[a]));
+                edx = fmax(edx, fabs(pr[k].dx[b] - dx[a]));
+            }
+    for (int ch = 0; ch < C; ch++) {
+        eg = fmax(eg, fabs(pr[0].b.dgamma[ch] + pr[1].b.dgamma[ch] - whole.dgamma[ch]));
+        eg = fmax(eg, fabs(pr[0].b.dbeta[ch] + pr[1].b.dbeta[ch] - whole.dbeta[ch]));
+        for (int k = 0; k < 2; k++) {
+            estat = fmax(estat, fabs(pr[k].b.rmean[ch] - whole.rmean[ch]));
+            estat = fmax(estat, fabs(pr[k].b.rvar[ch] - whole.rvar[ch]));
+        }
+    }
+    ck_assert_msg(ey < 1e-5 && edx < 1e-5 && eg < 1e-4 && estat < 1e-5,
+                  "relu %d: max |diff| y %.2g dx %.2g dgamma/dbeta %.2g running stats %.2g",
+                  relu, ey, edx, eg, estat);
+    /* without the sync each process normalises its own rows: the check above can fail */
+    bn_forward(&pr[1].b, pr[1].x, pr[1].y, pr[1].N, 1, relu);
+    double alone = 0;
+    for (int ch = 0; ch < C; ch++)
+        for (size_t i = 0; i < pr[1].N; i++)
+            alone = fmax(alone, fabs(pr[1].y[(size_t)ch * pr[1].N + i] -
+                                     y[(size_t)ch * N + Ns[0] + i]));
+    ck_assert_msg(alone > 1e-3, "one process's own statistics match the whole batch's (%g)", alone);
+    for (int k = 0; k < 2; k++) {
+        free(pr[k].b.sync);
+        bn_free(&pr[k].b);
+        nn_free(pr[k].x);
+        nn_free(pr[k].y);
+        nn_free(pr[k].dy);
+        nn_free(pr[k].dx);
+    }
+    bn_free(&whole);
+    nn_free(x);
+    nn_free(y);
+    nn_free(dy);
+    nn_free(dx);
+    pthread_barrier_destroy(&t.added);
+    pthread_barrier_destroy(&t.read);
+    pthread_barrier_destroy(&t.cleared);
+    pthread_mutex_destroy(&t.mu);
 }
 END_TEST
 
@@ -872,6 +1015,7 @@ static Suite *nn_layers_suite(void)
     tcase_add_loop_test(tc, test_conv_same_vs_naive, 0, N_SAME_CASES);
     tcase_add_loop_test(tc, test_bn_grad, BN_PLAIN, BN_JOIN + 1);
     tcase_add_test(tc, test_bn_modes);
+    tcase_add_loop_test(tc, test_bn_sync, 0, 2);
     tcase_add_loop_test(tc, test_levels_vs_plain, CPU_ISA_BASE, CPU_ISA_AVX512 + 1);
     tcase_add_test(tc, test_elementwise_grads);
     tcase_add_test(tc, test_block_projection_grad);
